@@ -1,0 +1,116 @@
+"""Frozen, picklable run configuration, validated when it is built (the worker receives exactly this object)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+from .errors import ConfigError
+
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
+RUNTIMES = ("onnx", "tflite")
+INTERPRETERS = ("litert", "tflite-runtime")
+PROVIDERS = ("cpu", "cuda", "tensorrt")
+STATUSES = ("running", "ok", "oom_killed", "crashed", "timed_out", "stopped", "failed", "interrupted")
+
+# name: (minimum steady-state seconds, minimum steady-state iterations)
+PRESETS = {
+    "quick": (10.0, 50),
+    "standard": (60.0, 200),
+    "long": (600.0, 1000),
+}
+
+
+def _choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} {value!r} is not one of: {', '.join(map(str, allowed))}.")
+
+
+def _number(name: str, value, *, minimum: float, integer: bool = False, allow_none: bool = True):
+    if value is None and allow_none:
+        return None
+    try:
+        num = int(value) if integer else float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}.") from None
+    if integer and float(value) != num:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}.")
+    if isinstance(num, float) and not math.isfinite(num):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}.")
+    if num < minimum:
+        raise ConfigError(f"{name} must be at least {minimum:g}, got {value!r}.")
+    return num
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What to run and how to measure it. ``model`` is a bundled model name or a path to a .onnx / .tflite file."""
+
+    model: str
+    precision: str = "fp32"
+    runtime: str | None = None  # None: taken from the file
+    tflite_interpreter: str | None = None  # None: the best available
+    execution_provider: str | None = None  # None: the best available
+    threads: int = 2
+    memory_limit_mb: float | None = None  # None or 0: no cap
+    duration_s: float | None = None
+    iterations: int | None = None
+    warmup: str | int = "auto"
+    timeout_s: float | None = None
+    preset: str | None = None
+    sample_hz: float = 10.0
+    swap: bool = True
+    tags: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ConfigError("model must be a bundled model name or a path to a .onnx or .tflite file.")
+        _choice("precision", self.precision, PRECISIONS)
+        if self.runtime is not None:
+            _choice("runtime", self.runtime, RUNTIMES)
+        if self.tflite_interpreter is not None:
+            _choice("tflite interpreter", self.tflite_interpreter, INTERPRETERS)
+        if self.execution_provider is not None:
+            _choice("execution provider", self.execution_provider, PROVIDERS)
+        if self.preset is not None:
+            _choice("preset", self.preset, tuple(PRESETS))
+        set_ = object.__setattr__
+        set_(self, "threads", _number("threads", self.threads, minimum=1, integer=True, allow_none=False))
+        mem = _number("memory limit (MB)", self.memory_limit_mb, minimum=0)
+        set_(self, "memory_limit_mb", mem or None)
+        set_(self, "duration_s", _number("duration (s)", self.duration_s, minimum=0))
+        set_(self, "iterations", _number("iterations", self.iterations, minimum=1, integer=True))
+        set_(self, "timeout_s", _number("timeout (s)", self.timeout_s, minimum=0.1))
+        set_(self, "sample_hz", _number("sample rate (Hz)", self.sample_hz, minimum=0.1, allow_none=False))
+        if self.warmup != "auto":
+            set_(self, "warmup", _number("warm-up", self.warmup, minimum=0, integer=True, allow_none=False))
+        if self.duration_s is None and self.iterations is None and self.preset is None:
+            set_(self, "preset", "quick")
+
+    @property
+    def min_duration_s(self) -> float:
+        if self.duration_s is not None:
+            return self.duration_s
+        if self.iterations is not None:
+            return 0.0
+        return PRESETS[self.preset][0]
+
+    @property
+    def min_iterations(self) -> int:
+        if self.iterations is not None:
+            return self.iterations
+        if self.duration_s is not None:
+            return 1
+        return PRESETS[self.preset][1]
+
+    def effective_timeout_s(self) -> float:
+        """A wall-clock bound for the whole run: a capped model can thrash on evicted pages for minutes."""
+        if self.timeout_s is not None:
+            return self.timeout_s
+        return 120.0 + 3.0 * self.min_duration_s
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def replace(self, **changes) -> RunConfig:
+        return replace(self, **changes)

@@ -1,0 +1,47 @@
+"""One exception hierarchy. Every message says what is wrong and what to do.
+
+The CLI turns an EdgeprofError into one line on stderr and its ``exit_code``; pages show it with st.error.
+Exceptions carry only strings so they pickle across the worker boundary.
+"""
+
+from __future__ import annotations
+
+
+class EdgeprofError(Exception):
+    """Base class: ``str(err)`` is a complete sentence for the user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        self.message = message
+        self.hint = hint
+        super().__init__(message if not hint else f"{message} {hint}")
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.hint))
+
+
+class UsageError(EdgeprofError):
+    """Bad flag values or an impossible combination of options."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A RunConfig or StudyConfig that fails validation."""
+
+
+class ModelError(EdgeprofError):
+    """A model file that is missing, unreadable, truncated or unsupported."""
+
+
+class RuntimeUnavailable(EdgeprofError):
+    """A runtime, interpreter or execution provider that is not installed or cannot run this model."""
+
+
+class StorageError(EdgeprofError):
+    """The database cannot be opened, written or migrated."""
+
+
+class LimitError(EdgeprofError):
+    """A memory cap that cannot be applied."""

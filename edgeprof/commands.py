@@ -1,0 +1,13 @@
+"""The registry of subcommands: each module adds its parsers; the CLI core stays unaware of them."""
+
+from __future__ import annotations
+
+import importlib
+
+# modules that define ``register(subparsers)``
+COMMAND_MODULES = ("edgeprof.models.commands",)
+
+
+def register_all(sub) -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)

@@ -1,0 +1,126 @@
+"""Telemetry: one ``Source`` per hardware vendor and a ``Sampler`` thread that reads them on one clock.
+
+The platform is decided here and only here (``default_sources``):
+
+* Raspberry Pi (device-tree model "Raspberry Pi ...")  -> host + rpi
+* Jetson (L4T release file or "nvidia,tegra" device tree) -> host + jetson   (the iGPU is not an NVML device)
+* anything else                                         -> host + nvml      (nvml switches itself off without a GPU)
+
+Every source probes once and says why it is off; see ``probe_all``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+
+from . import host, jetson, rpi
+from .base import Source, SourceStatus
+from .host import HostSource
+from .jetson import JetsonSource
+from .nvml import NvmlSource
+from .rpi import RpiSource, memory_cgroup_disabled
+from .sampler import Sampler
+
+DEVICE_TREE_MODEL_PATH = "/proc/device-tree/model"
+DMI_PRODUCT_NAME_PATH = "/sys/class/dmi/id/product_name"
+OS_RELEASE_PATH = "/etc/os-release"
+
+__all__ = [
+    "HostSource",
+    "JetsonSource",
+    "NvmlSource",
+    "RpiSource",
+    "Sampler",
+    "Source",
+    "SourceStatus",
+    "default_sources",
+    "memory_cgroup_disabled",
+    "platform_kind",
+    "probe_all",
+    "static_info",
+]
+
+
+def platform_kind(
+    model_path: str = DEVICE_TREE_MODEL_PATH,
+    nv_tegra_release_path: str = jetson.NV_TEGRA_RELEASE_PATH,
+    compatible_path: str = jetson.DEVICE_TREE_COMPATIBLE_PATH,
+) -> str:
+    """'rpi', 'jetson' or 'generic'."""
+    if rpi.is_raspberry_pi(model_path):
+        return "rpi"
+    if jetson.is_jetson(nv_tegra_release_path, compatible_path):
+        return "jetson"
+    return "generic"
+
+
+def default_sources(kind: str | None = None) -> list[Source]:
+    """Fresh, unprobed sources for this platform (or for ``kind``: 'rpi', 'jetson', 'generic')."""
+    kind = kind or platform_kind()
+    if kind == "rpi":
+        return [HostSource(), RpiSource()]
+    if kind == "jetson":
+        return [HostSource(), JetsonSource()]
+    return [HostSource(), NvmlSource()]
+
+
+def probe_all(sources: list[Source] | None = None) -> list[SourceStatus]:
+    """Probe each source (once) and say what it found or why it is off.
+
+    Without ``sources``, fresh default sources are probed and closed again (NVML, jtop handles released).
+    """
+    if sources is not None:
+        return [src.status() for src in sources]
+    fresh = default_sources()
+    try:
+        return [src.status() for src in fresh]
+    finally:
+        for src in fresh:
+            src.close()
+
+
+def _os_name(os_release_path: str = OS_RELEASE_PATH) -> str:
+    try:
+        with open(os_release_path, encoding="utf-8") as fh:
+            for line in fh:
+                key, _, value = line.strip().partition("=")
+                if key == "PRETTY_NAME":
+                    return value.strip('"')
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.release()}"
+
+
+def _model(model_path: str = DEVICE_TREE_MODEL_PATH, dmi_path: str = DMI_PRODUCT_NAME_PATH) -> str | None:
+    for path in (model_path, dmi_path):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                text = fh.read().replace("\x00", "").strip()
+        except OSError:
+            continue
+        if text:
+            return text
+    return None
+
+
+def static_info(
+    model_path: str = DEVICE_TREE_MODEL_PATH,
+    dmi_path: str = DMI_PRODUCT_NAME_PATH,
+    os_release_path: str = OS_RELEASE_PATH,
+    governor_path: str = host.GOVERNOR_PATH,
+    cpuinfo_path: str = host.CPUINFO_PATH,
+) -> dict:
+    """The device a run happened on: hostname, machine, model, CPU, cores, RAM, OS, kernel, governor."""
+    info = {
+        "hostname": socket.gethostname(),
+        "machine": platform.machine(),
+        "model": _model(model_path, dmi_path),
+        "os": _os_name(os_release_path),
+        "python": platform.python_version(),
+        "platform_kind": platform_kind(model_path),
+    }
+    info.update(host.static_info(governor_path, cpuinfo_path))
+    info["cpu_count_usable"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return info

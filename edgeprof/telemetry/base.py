@@ -1,0 +1,79 @@
+"""The ``Source`` interface every telemetry backend implements, and the status tuple the UI shows.
+
+A source is probed once (find handles, paths, libraries) and read many times (values only). A source that
+cannot run says why in its probe reason and is switched off; it never reports made-up zeros. A metric that
+cannot be read on a given tick is simply left out of that tick's rows.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import NamedTuple
+
+Row = tuple[str, float, str]
+"""One reading: (metric, value, unit)."""
+
+
+class SourceStatus(NamedTuple):
+    name: str
+    available: bool
+    reason: str
+
+
+class Source(abc.ABC):
+    """One telemetry backend (host, nvml, jetson, rpi).
+
+    Subclasses implement ``_probe`` (called at most once, through ``probe``), ``read`` and optionally ``close``.
+    ``max_hz`` caps how often the sampler calls ``read`` (None: every tick).
+    """
+
+    name: str = "source"
+    max_hz: float | None = None
+
+    def __init__(self) -> None:
+        self._probed: tuple[bool, str] | None = None
+
+    def probe(self) -> tuple[bool, str]:
+        """(available, reason). Runs the real probe once; later calls return the cached answer."""
+        if self._probed is None:
+            try:
+                available, reason = self._probe()
+            except Exception as exc:  # a probe must never take the caller down
+                available, reason = False, f"probe failed: {type(exc).__name__}: {exc}"
+            self._probed = (bool(available), str(reason))
+        return self._probed
+
+    def status(self) -> SourceStatus:
+        available, reason = self.probe()
+        return SourceStatus(self.name, available, reason)
+
+    @abc.abstractmethod
+    def _probe(self) -> tuple[bool, str]:
+        """Find what this source needs; return (available, what was found or why not)."""
+
+    @abc.abstractmethod
+    def read(self, worker_pid: int | None = None) -> list[Row]:
+        """Current values; omit any metric that cannot be read now. Only call after a successful probe."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most sources hold nothing
+        """Release handles (NVML, jtop). Safe to call more than once."""
+
+
+def read_text(path: str) -> str | None:
+    """The stripped text of a small sysfs/procfs file, or None when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read().strip().strip("\x00").strip()
+    except OSError:
+        return None
+
+
+def read_number(path: str, scale: float = 1.0) -> float | None:
+    """A numeric sysfs file (e.g. millidegrees) times ``scale``, or None."""
+    text = read_text(path)
+    if text is None:
+        return None
+    try:
+        return float(text.split()[0]) * scale
+    except (ValueError, IndexError):
+        return None

@@ -13,11 +13,29 @@ import warnings
 from collections import deque
 from dataclasses import asdict, dataclass
 from itertools import combinations
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import pandas as pd
-from scipy import stats as _st
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class _Lazy:
+    """Import pandas / scipy.stats on first use: the worker imports this module for WarmupDetector, and everything it
+    imports is charged to its memory cap (scipy alone is ~30 MB)."""
+
+    def __init__(self, module: str):
+        self._module = module
+
+    def __getattr__(self, name: str):
+        import importlib
+
+        return getattr(importlib.import_module(self._module), name)
+
+
+_st = _Lazy("scipy.stats")
+pd = _Lazy("pandas")  # noqa: F811
 
 __all__ = [
     "Correlation",

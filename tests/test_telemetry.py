@@ -1,0 +1,485 @@
+"""Telemetry: parsers on fixture strings, sources against committed fake trees and fakes fed with captured-format
+values, the host source and the sampler for real on this machine. Everything here runs in a few seconds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import psutil
+import pytest
+
+from edgeprof import telemetry
+from edgeprof.telemetry import host, jetson, nvml, rpi
+from edgeprof.telemetry.base import Source
+
+DATA = Path(__file__).parent / "data" / "telemetry"
+RPI4 = DATA / "sysfs" / "rpi4"
+ORIN = DATA / "jetson-orin-nano"
+VCGENCMD = DATA / "vcgencmd"
+MISSING = str(DATA / "does-not-exist")
+
+
+def values(rows):
+    return {metric: value for metric, value, _unit in rows}
+
+
+# ---------------------------------------------------------------- Raspberry Pi parsers
+
+
+def test_throttled_bits_decode_from_vcgencmd_line():
+    raw = rpi.parse_throttled((VCGENCMD / "get_throttled.txt").read_text())
+    assert raw == 0x50005
+    bits = rpi.decode_throttled(raw)
+    assert bits == {
+        "under_voltage_now": True,
+        "freq_capped_now": False,
+        "throttled_now": True,
+        "soft_temp_limit_now": False,
+        "under_voltage_occurred": True,
+        "freq_capped_occurred": False,
+        "throttled_occurred": True,
+        "soft_temp_limit_occurred": False,
+    }
+    assert not any(rpi.decode_throttled(rpi.parse_throttled((VCGENCMD / "get_throttled_ok.txt").read_text())).values())
+    assert rpi.parse_throttled("VCHI initialization failed") is None
+
+
+def test_temp_clock_and_model_parsers():
+    assert rpi.parse_measure_temp((VCGENCMD / "measure_temp.txt").read_text()) == pytest.approx(48.3)
+    assert rpi.parse_measure_clock((VCGENCMD / "measure_clock_arm.txt").read_text()) == 1500398464.0
+    assert rpi.parse_measure_temp("error=1 error_msg=...") is None
+    assert rpi.parse_model((RPI4 / "proc/device-tree/model").read_text()) == "Raspberry Pi 4 Model B Rev 1.4"
+
+
+def test_memory_cgroup_disabled_on_raspberry_pi_os_fixture(tmp_path):
+    fix = rpi.memory_cgroup_disabled(str(RPI4 / "proc/cmdline"), str(RPI4 / "proc/cgroups"))
+    assert fix is not None and "cgroup_enable=memory cgroup_memory=1" in fix and "/boot/firmware/cmdline.txt" in fix
+
+    enabled = tmp_path / "cgroups"
+    enabled.write_text("#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t0\t70\t1\nmemory\t0\t70\t1\n")
+    assert rpi.memory_cgroup_disabled(str(RPI4 / "proc/cmdline"), str(enabled)) is None
+
+    # no /proc/cgroups: the last of cgroup_disable / cgroup_enable on the command line decides
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text("console=tty1 cgroup_disable=memory rootwait cgroup_enable=cpuset cgroup_enable=memory\n")
+    assert rpi.memory_cgroup_disabled(str(cmdline), MISSING) is None
+    cmdline.write_text("console=tty1 cgroup_disable=memory rootwait\n")
+    assert rpi.memory_cgroup_disabled(str(cmdline), MISSING) == rpi.MEMORY_CGROUP_FIX
+
+
+class FakeVcgencmd:
+    """Answers like vcgencmd from the fixture lines; records the argument lists it was given."""
+
+    def __init__(self, fail: Exception | None = None):
+        self.calls: list[list[str]] = []
+        self.fail = fail
+
+    def __call__(self, args: list[str]) -> str:
+        assert isinstance(args, list)  # argument lists only, never a shell string
+        self.calls.append(args)
+        if self.fail:
+            raise self.fail
+        name = {"get_throttled": "get_throttled", "measure_temp": "measure_temp", "measure_clock": "measure_clock_arm"}
+        return (VCGENCMD / f"{name[args[1]]}.txt").read_text()
+
+
+def rpi_source(**kw) -> rpi.RpiSource:
+    return rpi.RpiSource(
+        model_path=str(RPI4 / "proc/device-tree/model"),
+        temp_path=str(RPI4 / "sys/class/thermal/thermal_zone0/temp"),
+        cur_freq_path=str(RPI4 / "sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq"),
+        **kw,
+    )
+
+
+def test_rpi_source_on_fake_tree():
+    runner = FakeVcgencmd()
+    src = rpi_source(runner=runner, throttled_interval_s=60)
+    ok, reason = src.probe()
+    assert ok and reason.startswith("Raspberry Pi 4 Model B Rev 1.4") and "get_throttled ok" in reason
+    first = values(src.read())
+    assert first["temp.soc_c"] == pytest.approx(48.686)
+    assert first["cpu.arm_freq_mhz"] == pytest.approx(1500.0)
+    assert first["throttle.raw"] == 0x50005
+    assert first["throttle.under_voltage_now"] == 1.0 and first["throttle.freq_capped_now"] == 0.0
+    second = values(src.read())  # get_throttled is rate-limited: sysfs values only
+    assert set(second) == {"temp.soc_c", "cpu.arm_freq_mhz"}
+    assert runner.calls == [["vcgencmd", "get_throttled"], ["vcgencmd", "get_throttled"]]
+
+
+def test_rpi_source_without_vcgencmd_and_vcgencmd_fallbacks():
+    src = rpi_source(runner=FakeVcgencmd(fail=FileNotFoundError(2, "No such file or directory")))
+    ok, reason = src.probe()
+    assert ok and "vcgencmd failed" in reason
+    assert not any(m.startswith("throttle.") for m, _, _ in src.read())
+
+    # no sysfs files: temperature and clock come from vcgencmd instead
+    src = rpi.RpiSource(
+        model_path=str(RPI4 / "proc/device-tree/model"), temp_path=MISSING, cur_freq_path=MISSING, runner=FakeVcgencmd()
+    )
+    assert src.probe()[0]
+    got = values(src.read())
+    assert got["temp.soc_c"] == pytest.approx(48.3) and got["cpu.arm_freq_mhz"] == pytest.approx(1500.398464)
+
+
+def test_rpi_source_off_when_not_a_pi():
+    ok, reason = rpi.RpiSource(model_path=MISSING).probe()
+    assert not ok and reason.startswith("not a Raspberry Pi")
+
+
+# ---------------------------------------------------------------- host
+
+
+def test_host_static_info_and_thermal_zones_from_fake_tree():
+    info = host.static_info(
+        governor_path=str(RPI4 / "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        cpuinfo_path=str(RPI4 / "proc/cpuinfo"),
+    )
+    assert info["governor"] == "ondemand" and info["cpu_model"] == "Cortex-A72"
+    assert info["cpu_count_logical"] >= 1 and info["ram_total_mb"] > 0
+    assert host.find_thermal_zones(str(RPI4 / "sys/class/thermal")) == [
+        ("cpu_thermal", str(RPI4 / "sys/class/thermal/thermal_zone0/temp"))
+    ]
+    src = host.HostSource(thermal_root=str(RPI4 / "sys/class/thermal"))
+    assert src.probe()[0]
+    assert values(src.read())["temp.cpu_thermal_c"] == pytest.approx(48.686)
+
+
+def test_host_source_reads_a_real_busy_child():
+    src = host.HostSource(thermal_root=MISSING)
+    ok, reason = src.probe()
+    assert ok and "psutil" in reason
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"]
+    )
+    try:
+        time.sleep(0.2)
+        first = values(src.read(child.pid))
+        assert "cpu.worker_pct" not in first  # first sample only primes the delta: no fake zero
+        assert first["mem.worker_rss_mb"] > 1
+        time.sleep(0.4)
+        got = values(src.read(child.pid))
+    finally:
+        child.kill()
+        child.wait()
+    ncpu = psutil.cpu_count()
+    assert 30 < got["cpu.worker_pct"] <= 100 * 1.2  # one busy thread: about one core
+    assert 0 <= got["cpu.total_pct"] <= 100
+    assert all(0 <= got[f"cpu.core{i}_pct"] <= 100 for i in range(ncpu))
+    assert got["mem.used_mb"] > 0 and got["mem.available_mb"] > 0 and got["swap.used_mb"] >= 0
+    assert 1 < got["mem.worker_rss_mb"] < 1000
+    # worker gone: no worker metrics, nothing raised
+    assert not any(m.startswith(("cpu.worker", "mem.worker")) for m in values(src.read(child.pid)))
+
+
+# ---------------------------------------------------------------- jetson
+
+
+class FakeJtopException(Exception):
+    pass
+
+
+FakeJtopException.__name__ = "JtopException"
+
+
+class FakeJtop:
+    """Stands in for jtop.jtop: attributes loaded from the fixture, counting reads of ``gpu``."""
+
+    def __init__(self, attrs: dict, fail: Exception | None = None):
+        self._attrs = attrs
+        self.fail = fail
+        self.gpu_reads = 0
+        self.closed = False
+
+    def start(self):
+        if self.fail:
+            raise self.fail
+
+    def ok(self, spin=False):
+        return not self.closed
+
+    def close(self):
+        self.closed = True
+
+    @property
+    def gpu(self):
+        self.gpu_reads += 1
+        return self._attrs["gpu"]
+
+    def __getattr__(self, name):
+        try:
+            return self._attrs[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def orin_attrs() -> dict:
+    return json.loads((ORIN / "jtop-attributes.json").read_text())
+
+
+def jetson_source(factory) -> jetson.JetsonSource:
+    return jetson.JetsonSource(
+        jtop_factory=factory,
+        nv_tegra_release_path=str(ORIN / "etc/nv_tegra_release"),
+        compatible_path=MISSING,
+        model_path=str(ORIN / "model"),
+    )
+
+
+def test_jetson_source_against_jtop_fixture():
+    fake = FakeJtop(orin_attrs())
+    src = jetson_source(lambda: fake)
+    ok, reason = src.probe()
+    assert ok and reason.startswith("NVIDIA Jetson Orin Nano Developer Kit, JetPack 6.2")
+    assert "VDD_IN" in reason and src.max_hz == 2.0
+    got = values(src.read())
+    assert got["gpu.load_pct"] == pytest.approx(76.4) and got["gpu.freq_mhz"] == pytest.approx(624.75)
+    assert got["mem.used_mb"] == pytest.approx(3564120 / 1024) and got["swap.used_mb"] == pytest.approx(10.0)
+    assert got["emc.load_pct"] == 23 and got["emc.freq_mhz"] == pytest.approx(2133.0)
+    assert got["temp.tj_c"] == pytest.approx(52.093) and "temp.cv0_c" not in got  # offline sensor left out
+    assert got["power.vdd_in_w"] == pytest.approx(7.425) and got["power.vdd_in_v"] == pytest.approx(5.072)
+    assert got["power.vdd_cpu_gpu_cv_a"] == pytest.approx(0.512) and got["power.total_w"] == pytest.approx(7.425)
+    assert got["engine.vic_mhz"] == pytest.approx(115.2) and "engine.nvdec_mhz" not in got
+    reads = fake.gpu_reads
+    assert values(src.read()) == got and fake.gpu_reads == reads  # within 0.5 s: cached, jtop not touched
+    src.close()
+    assert fake.closed
+
+
+def test_jetson_probe_reasons(monkeypatch):
+    down = FakeJtopException("The jtop.service is not active. Please run:\nsudo jtop --install-service")
+    ok, reason = jetson_source(lambda: FakeJtop(orin_attrs(), fail=down)).probe()
+    assert not ok and reason.startswith(jetson.SERVICE_FIX)
+
+    assert jetson.JetsonSource(nv_tegra_release_path=MISSING, compatible_path=MISSING).probe() == (
+        False,
+        "not a Jetson",
+    )
+
+    monkeypatch.setitem(sys.modules, "jtop", None)  # import jtop -> ImportError
+    ok, reason = jetson_source(None).probe()
+    assert not ok and reason.startswith("jtop not installed")
+
+
+# ---------------------------------------------------------------- nvml
+
+
+def parse_nvidia_smi_q(text: str) -> dict:
+    """The few fields the fake NVML needs, from an `nvidia-smi -q` text report."""
+    out, section = {}, None
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, sep, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if not sep or not value:
+            section = key
+            continue
+        out[f"{section}/{key}" if line.startswith("        ") else key] = value
+    num = lambda k: float(out[k].split()[0])  # noqa: E731
+    return {
+        "driver": out["Driver Version"],
+        "cuda": out["CUDA Version"],
+        "name": out["Product Name"],
+        "total_mib": num("FB Memory Usage/Total"),
+        "used_mib": num("FB Memory Usage/Used"),
+        "util": num("Utilization/Gpu"),
+        "temp": num("Temperature/GPU Current Temp"),
+        "power_w": num("GPU Power Readings/Power Draw"),
+        "sm_mhz": num("Clocks/SM"),
+    }
+
+
+def fake_pynvml(card: dict, unsupported: tuple[str, ...] = (), init_error: str | None = None):
+    """A module-shaped fake of pynvml serving one GPU with the captured values."""
+    nv = types.SimpleNamespace(NVML_TEMPERATURE_GPU=0, NVML_CLOCK_SM=1, calls=[])
+
+    class NVMLError(Exception):
+        pass
+
+    def api(name, result):
+        def call(*args):
+            nv.calls.append(name)
+            if name in unsupported:
+                raise NVMLError("Not Supported")
+            return result(*args) if callable(result) else result
+
+        setattr(nv, name, call)
+
+    nv.NVMLError = NVMLError
+    mib = 1024 * 1024
+
+    def init():
+        if init_error:
+            raise NVMLError(init_error)
+
+    api("nvmlInit", lambda: init())
+    api("nvmlShutdown", None)
+    api("nvmlDeviceGetCount", 1)
+    api("nvmlDeviceGetHandleByIndex", lambda i: f"handle{i}")
+    api("nvmlDeviceGetName", card["name"])
+    api("nvmlSystemGetDriverVersion", card["driver"])
+    api("nvmlSystemGetNVMLVersion", "12." + card["driver"])
+    api("nvmlDeviceGetUtilizationRates", types.SimpleNamespace(gpu=int(card["util"]), memory=41))
+    api(
+        "nvmlDeviceGetMemoryInfo",
+        types.SimpleNamespace(
+            total=int(card["total_mib"] * mib),
+            used=int(card["used_mib"] * mib),
+            free=int((card["total_mib"] - card["used_mib"]) * mib),
+        ),
+    )
+    api("nvmlDeviceGetTemperature", lambda h, sensor: int(card["temp"]))
+    api("nvmlDeviceGetPowerUsage", int(card["power_w"] * 1000))  # milliwatts
+    api("nvmlDeviceGetClockInfo", lambda h, clock: int(card["sm_mhz"]))
+    return nv
+
+
+A2 = parse_nvidia_smi_q((DATA / "nvml" / "nvidia-smi-q-a2.txt").read_text())
+
+
+def test_nvml_source_with_fake_fed_from_nvidia_smi_capture():
+    nv = fake_pynvml(A2)
+    src = nvml.NvmlSource(pynvml=nv)
+    ok, reason = src.probe()
+    assert ok and reason == "NVML 12.550.127.05, driver 550.127.05, 1 GPU: NVIDIA A2"
+    got = values(src.read())
+    assert got == {
+        "gpu0.util_pct": 87.0,
+        "gpu0.mem_used_mb": 3907.0,
+        "gpu0.mem_total_mb": 15356.0,
+        "gpu0.temp_c": 63.0,
+        "gpu0.power_w": pytest.approx(52.37),
+        "gpu0.sm_clock_mhz": 1770.0,
+    }
+    src.close()
+    assert nv.calls[-1] == "nvmlShutdown"
+
+
+def test_nvml_unsupported_metric_is_left_out_and_init_failure_explained():
+    src = nvml.NvmlSource(pynvml=fake_pynvml(A2, unsupported=("nvmlDeviceGetPowerUsage",)))
+    assert src.probe()[0]
+    assert "gpu0.power_w" not in values(src.read()) and "gpu0.temp_c" in values(src.read())
+    ok, reason = nvml.NvmlSource(pynvml=fake_pynvml(A2, init_error="Driver Not Loaded")).probe()
+    assert (ok, reason) == (False, "no GPU found (NVML: Driver Not Loaded)")
+
+
+def test_nvml_probe_on_this_machine_says_why():
+    src = nvml.NvmlSource()
+    ok, reason = src.probe()
+    src.close()
+    if ok:
+        pytest.skip(f"this machine has an NVIDIA GPU: {reason}")
+    assert reason.startswith("no GPU found (NVML: ") and reason.endswith(")")
+
+
+# ---------------------------------------------------------------- platform choice, static info
+
+
+def test_platform_choice_and_static_info_from_fake_trees():
+    model = str(RPI4 / "proc/device-tree/model")
+    assert telemetry.platform_kind(model, MISSING, MISSING) == "rpi"
+    assert telemetry.platform_kind(MISSING, str(ORIN / "etc/nv_tegra_release"), MISSING) == "jetson"
+    assert telemetry.platform_kind(MISSING, MISSING, MISSING) == "generic"
+    assert [s.name for s in telemetry.default_sources("rpi")] == ["host", "rpi"]
+    assert [s.name for s in telemetry.default_sources("jetson")] == ["host", "jetson"]
+    assert [s.name for s in telemetry.default_sources("generic")] == ["host", "nvml"]
+    info = telemetry.static_info(
+        model_path=model,
+        dmi_path=MISSING,
+        os_release_path=MISSING,
+        governor_path=str(RPI4 / "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        cpuinfo_path=str(RPI4 / "proc/cpuinfo"),
+    )
+    assert info["model"] == "Raspberry Pi 4 Model B Rev 1.4" and info["governor"] == "ondemand"
+    assert info["cpu_model"] == "Cortex-A72" and info["platform_kind"] == "rpi"
+    for key in ("hostname", "machine", "os", "kernel", "cpu_count_logical", "ram_total_mb"):
+        assert info[key]
+
+
+def test_probe_all_on_this_machine():
+    statuses = telemetry.probe_all()
+    assert statuses[0].name == "host" and statuses[0].available
+    assert all(isinstance(s.reason, str) and s.reason for s in statuses)
+
+
+# ---------------------------------------------------------------- sampler
+
+
+class CountingSource(Source):
+    def __init__(self, name="fake", max_hz=None, fail_after=None):
+        super().__init__()
+        self.name, self.max_hz, self.fail_after = name, max_hz, fail_after
+        self.reads = 0
+        self.pids: list[int | None] = []
+        self.closed = False
+
+    def _probe(self):
+        return True, "fake"
+
+    def read(self, worker_pid=None):
+        self.reads += 1
+        self.pids.append(worker_pid)
+        if self.fail_after is not None and self.reads > self.fail_after:
+            raise OSError("sensor vanished")
+        return [("x", float(self.reads), "n")]
+
+    def close(self):
+        self.closed = True
+
+
+class OffSource(CountingSource):
+    def _probe(self):
+        return False, "not here"
+
+
+def test_sampler_ticks_at_10hz_and_survives_bad_sources():
+    batches: list[list] = []
+    good, capped, bad, off = (
+        CountingSource("good"),
+        CountingSource("capped", max_hz=2.0),
+        CountingSource("bad", fail_after=2),
+        OffSource("off"),
+    )
+    sampler = telemetry.Sampler([good, capped, bad, off], hz=10.0, sink=batches.append, worker_pid=1234)
+    sampler.start()
+    time.sleep(0.55)
+    sampler.set_worker_pid(4321)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    sampler.stop()
+    assert time.monotonic() - t0 < 0.5 and not sampler.running
+
+    assert 9 <= len(batches) <= 12  # once per tick, ~10 Hz for ~1 s
+    stamps = [batch[0][0] for batch in batches if batch]
+    assert all(all(row[0] == batch[0][0] for row in batch) for batch in batches if batch)  # one t_ns per tick
+    assert all(b > a for a, b in zip(stamps, stamps[1:], strict=False))
+    gaps = [(b - a) / 1e6 for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert 90 < sum(gaps) / len(gaps) < 115  # ms; absolute deadlines keep the mean period
+    assert {row[1] for batch in batches for row in batch} == {"good", "capped", "bad"}
+    assert 2 <= capped.reads <= 3  # max_hz = 2
+    assert bad.reads == 3 and off.reads == 0
+    assert good.pids[0] == 1234 and good.pids[-1] == 4321
+    status = {s.name: s for s in sampler.status()}
+    assert status["good"].available and not status["off"].available and status["off"].reason == "not here"
+    assert not status["bad"].available and "OSError: sensor vanished" in status["bad"].reason
+    assert good.closed and bad.closed
+    assert sampler.cpu_s > 0
+
+
+def test_sampler_keeps_going_when_the_sink_raises():
+    def sink(rows):
+        raise RuntimeError("disk full")
+
+    src = CountingSource()
+    with telemetry.Sampler([src], hz=50.0, sink=sink) as sampler:
+        time.sleep(0.15)
+    assert sampler.sink_errors >= 3 and "disk full" in sampler.last_sink_error
+    assert src.reads >= 3
+    with pytest.raises(ValueError):
+        telemetry.Sampler([], hz=0)

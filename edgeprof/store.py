@@ -1,0 +1,969 @@
+"""The run database: a DuckDB file with a declared, versioned schema, short-lived connections and export/import.
+
+Schema
+    ``MIGRATIONS`` is the whole history of the schema: entry ``i`` takes a database from version ``i`` to ``i + 1``
+    (version 1 is the first entry; a new file runs them all). Each migration runs in one transaction and records
+    itself in ``schema_version``, so a crash half-way leaves the file at the previous version. Never edit a
+    migration that has shipped: append a new one.
+
+Concurrency (DuckDB's rules, https://duckdb.org/docs/current/connect/concurrency)
+    One process may open a file read-write, and while it holds it no other process can open it at all, not even
+    read-only; several processes may open it read-only when nobody writes. A CLI run writes while a dashboard
+    reads, from another process, so every connection here is short-lived (open, do one thing, close) and an open
+    that meets a lock ("Could not set lock on file ... Conflicting lock is held in <exe> (PID n)") is retried
+    with jittered exponential backoff (5 ms growing to 250 ms) for up to ``timeout_s`` (10 s by default); then
+    a ``StorageError`` names the process that holds the file. Reads open ``read_only=True``.
+    Inside one process DuckDB refuses a read-only and a read-write connection to the same file at the same time
+    ("different configuration"), so connections to one path are also serialised by a per-path lock in this
+    module; that error is retried as well in case some other code holds a connection.
+
+Transactions
+    Every public write is one transaction: a crash, a full disk or a bad row leaves the file as it was before
+    that call. Writer connections use one DuckDB thread so a write does not steal cores from a measurement.
+
+Types
+    Timestamps are naive ``TIMESTAMP`` in UTC. JSON documents are stored as ``JSON``; NaN and infinities, which
+    JSON cannot hold, are stored as null (a value that could not be measured is ``None``, never a sentinel).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import random
+import re
+import secrets
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from . import __version__
+from .config import STATUSES
+from .errors import StorageError
+
+# ---------------------------------------------------------------------------------------------------------------
+# Schema
+# ---------------------------------------------------------------------------------------------------------------
+
+_V1 = [
+    """CREATE TABLE schema_version (
+        version     INTEGER PRIMARY KEY,
+        applied_at  TIMESTAMP NOT NULL,
+        description TEXT
+    )""",
+    """CREATE TABLE devices (
+        device_id  TEXT PRIMARY KEY,
+        hostname   TEXT,
+        machine    TEXT,
+        model      TEXT,
+        cpu        TEXT,
+        cores      INTEGER,
+        ram_mb     DOUBLE,
+        os         TEXT,
+        kernel     TEXT,
+        info       JSON,
+        first_seen TIMESTAMP,
+        last_seen  TIMESTAMP
+    )""",
+    """CREATE TABLE runs (
+        run_id              TEXT PRIMARY KEY,
+        device_id           TEXT,
+        created_at          TIMESTAMP NOT NULL,
+        finished_at         TIMESTAMP,
+        status              TEXT NOT NULL,
+        reason              TEXT,
+        model               TEXT,
+        precision           TEXT,
+        runtime             TEXT,
+        interpreter         TEXT,
+        provider            TEXT,
+        threads             INTEGER,
+        memory_limit_mb     DOUBLE,
+        model_path          TEXT,
+        model_sha256        TEXT,
+        model_size_bytes    BIGINT,
+        study_id            TEXT,
+        config              JSON,
+        software            JSON,
+        summary             JSON,
+        load_ms             DOUBLE,
+        first_inference_ms  DOUBLE,
+        warmup_ms           DOUBLE,
+        warmup_iterations   INTEGER,
+        p50_ms              DOUBLE,
+        p90_ms              DOUBLE,
+        p95_ms              DOUBLE,
+        p99_ms              DOUBLE,
+        mean_ms             DOUBLE,
+        std_ms              DOUBLE,
+        cov                 DOUBLE,
+        n                   BIGINT,
+        median_ci_low_ms    DOUBLE,
+        median_ci_high_ms   DOUBLE,
+        throughput_ips      DOUBLE,
+        cpu_system_mean_pct DOUBLE,
+        cpu_worker_mean_pct DOUBLE,
+        peak_rss_mb         DOUBLE,
+        peak_charged_mb     DOUBLE,
+        gpu_util_mean_pct   DOUBLE,
+        temp_max_c          DOUBLE,
+        mem_mechanism       TEXT,
+        oom_killed          BOOLEAN,
+        flags               JSON,
+        owner_pid           INTEGER,
+        owner_host          TEXT
+    )""",
+    # No foreign keys and no indexes on the sample tables: rows of one run arrive together, so DuckDB's zone maps
+    # already skip other runs, and an index would slow every batched append.
+    """CREATE TABLE latency (
+        run_id     TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        t_ns       BIGINT NOT NULL,
+        latency_ns BIGINT NOT NULL,
+        phase      TEXT NOT NULL
+    )""",
+    """CREATE TABLE telemetry (
+        run_id TEXT NOT NULL,
+        t_ns   BIGINT NOT NULL,
+        source TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        value  DOUBLE,
+        unit   TEXT
+    )""",
+    """CREATE TABLE studies (
+        study_id   TEXT PRIMARY KEY,
+        name       TEXT,
+        created_at TIMESTAMP NOT NULL,
+        config     JSON,
+        status     TEXT
+    )""",
+    """CREATE TABLE study_cells (
+        study_id TEXT NOT NULL,
+        cell_key TEXT NOT NULL,
+        run_id   TEXT,
+        status   TEXT,
+        PRIMARY KEY (study_id, cell_key)
+    )""",
+]
+
+_V2 = [
+    # Free-text notes a user attaches to a run, and the run's tags lifted out of the config for filtering.
+    "ALTER TABLE runs ADD COLUMN notes TEXT",
+    "ALTER TABLE runs ADD COLUMN tags JSON",
+    "UPDATE runs SET tags = json_extract(config, '$.tags') WHERE config IS NOT NULL",
+]
+
+# (description, statements or a callable taking the connection). Append only.
+MIGRATIONS: list[tuple[str, Sequence[str] | Callable[[duckdb.DuckDBPyConnection], None]]] = [
+    ("initial schema: devices, runs, latency, telemetry, studies, study_cells", _V1),
+    ("runs.notes and runs.tags (filled from config.tags)", _V2),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+TABLES = ("devices", "runs", "latency", "telemetry", "studies", "study_cells")
+PHASES = ("first", "warmup", "steady")
+LATENCY_COLUMNS = ("seq", "t_ns", "latency_ns", "phase")
+TELEMETRY_COLUMNS = ("t_ns", "source", "metric", "value", "unit")
+_JSON_RUN_COLUMNS = ("config", "software", "summary", "flags", "tags")
+
+BUNDLE_FORMAT = "edgeprof-bundle"
+BUNDLE_VERSION = 1
+_CSV_NULL = "\\N"  # written unquoted for NULL; a real string "\N" is quoted and read back as a string
+
+# DuckDB's file header carries these bytes at offset 8; anything else is not a DuckDB database.
+_DUCKDB_MAGIC = b"DUCK"
+_LOCK_RE = re.compile(
+    r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)(?: by user (?P<user>\S+?))?\.?(?:\s|$)")
+
+# ---------------------------------------------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def new_run_id() -> str:
+    """32 hex digits: 12 of milliseconds since the epoch, then 20 random, so ids sort by creation time."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+
+
+def device_id_for(info: dict) -> str:
+    """A stable id for a device: a hash of hostname, machine and board/CPU model."""
+    import hashlib
+
+    key = "|".join(str(info.get(k) or "") for k in ("hostname", "machine", "model"))
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def local_owner_alive(pid: int | None, host: str | None) -> bool:
+    """Default ``is_alive`` for :meth:`Store.mark_interrupted`.
+
+    A run owned by another host is assumed alive (this process cannot tell). A recycled pid makes a dead owner
+    look alive; that errs on the safe side (a run is never marked interrupted while its process might live).
+    """
+    if host and host != socket.gethostname():
+        return True
+    if pid is None:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _as_utc(value: datetime | date | str | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    elif not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def _clean(obj: Any) -> Any:
+    """Make ``obj`` JSON-safe: numpy scalars/arrays to Python, NaN/inf to None, paths and datetimes to strings."""
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (datetime, date)):
+        return obj.isoformat()
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):  # numpy scalar or array
+        return _clean(obj.tolist())
+    if hasattr(obj, "item"):
+        return _clean(obj.item())
+    if hasattr(obj, "to_dict"):
+        return _clean(obj.to_dict())
+    return str(obj)
+
+
+def _json(obj: Any) -> str | None:
+    return None if obj is None else json.dumps(_clean(obj), sort_keys=False)
+
+
+def _num(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None if value is None else float(value)
+    try:
+        num = float(value)
+    except (TypeError, ValueError):
+        return None
+    return num if math.isfinite(num) else None
+
+
+def _int(value: Any) -> int | None:
+    num = _num(value)
+    return None if num is None else int(num)
+
+
+def _get(doc: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(key)
+    return doc
+
+
+def _listify(value: str | Iterable[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def _duck_reason(err: BaseException) -> str:
+    """DuckDB's message without its "IO Error: " prefix and the query excerpt it appends."""
+    msg = str(err).split("\n")[0].strip()
+    msg = re.sub(r"^[A-Za-z ]*Error: ", "", msg)
+    return msg.rstrip(".")
+
+
+def _is_lock_conflict(err: BaseException) -> bool:
+    text = str(err)
+    return "Could not set lock" in text or "Conflicting lock" in text or "different configuration" in text
+
+
+_PATH_LOCKS: dict[str, threading.RLock] = {}
+_PATH_LOCKS_GUARD = threading.Lock()
+
+
+def _path_lock(path: Path) -> threading.RLock:
+    key = str(path)
+    with _PATH_LOCKS_GUARD:
+        lock = _PATH_LOCKS.get(key)
+        if lock is None:
+            lock = _PATH_LOCKS[key] = threading.RLock()
+        return lock
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The store
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class Store:
+    """The run database at ``path``; created or migrated to :data:`SCHEMA_VERSION` on construction.
+
+    Holds no connection between calls. ``timeout_s`` bounds how long one call waits for another process's lock.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, timeout_s: float = 10.0):
+        if str(path) in ("", ":memory:"):
+            raise StorageError("the run database needs a file path, not an in-memory database.",
+                               "Pass --db with a file path.")
+        self.path = Path(path).expanduser().absolute()
+        self.timeout_s = float(timeout_s)
+        self._ensure_schema()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # -- connections --------------------------------------------------------------------------------------------
+
+    def _cannot_write(self, reason: str) -> StorageError:
+        return StorageError(f"cannot write the database at {self.path}: {reason};", "pass --db with a writable path.")
+
+    def _not_duckdb(self, what: str) -> StorageError:
+        return StorageError(f"{self.path} {what}, so edgeprof left it untouched;",
+                            "pass --db with another path (a new file is created).")
+
+    def _open(self, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.timeout_s
+        delay = 0.005
+        config = {} if read_only else {"threads": 1}
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only, config=config)
+            except (duckdb.IOException, duckdb.ConnectionException) as err:
+                if not _is_lock_conflict(err):
+                    raise self._open_error(err, read_only) from None
+                if time.monotonic() + delay > deadline:
+                    raise self._busy_error(err) from None
+            except duckdb.Error as err:
+                raise self._open_error(err, read_only) from None
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 1.6, 0.25)
+
+    def _busy_error(self, err: BaseException) -> StorageError:
+        match = _LOCK_RE.search(str(err))
+        if match:
+            holder = f"process {match['pid']} ({match['exe']}"
+            holder += f", user {match['user']})" if match["user"] else ")"
+        elif "different configuration" in str(err):
+            holder = "another connection in this process"
+        else:
+            holder = "another process"
+        return StorageError(
+            f"the database at {self.path} is busy: {holder} has held it for more than {self.timeout_s:g} s.",
+            "An edgeprof run holds it only for short writes, so wait for that process to finish or close it "
+            "(DuckDB lets one process write a file and nobody else open it meanwhile), or pass --db with another path.",
+        )
+
+    def _open_error(self, err: BaseException, read_only: bool) -> StorageError:
+        reason = _duck_reason(err)
+        if "not a valid DuckDB database" in reason:
+            return self._not_duckdb("is not a DuckDB database")
+        if "database does not exist" in reason:
+            return StorageError(f"there is no database at {self.path}.", "Pass --db with an existing database.")
+        if read_only:
+            return StorageError(f"cannot read the database at {self.path}: {reason}.",
+                                "Check the file, or pass --db with another path.")
+        return self._cannot_write(reason)
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with _path_lock(self.path):
+            con = self._open(read_only=True)
+            try:
+                yield con
+            except duckdb.Error as err:
+                raise StorageError(f"cannot read the database at {self.path}: {_duck_reason(err)}.") from None
+            finally:
+                con.close()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One read-write connection and one transaction: all of the block lands, or none of it."""
+        with _path_lock(self.path):
+            con = self._open(read_only=False)
+            try:
+                con.begin()
+                try:
+                    yield con
+                    con.commit()
+                except BaseException:
+                    with contextlib.suppress(duckdb.Error):
+                        con.rollback()
+                    raise
+            except duckdb.Error as err:
+                raise self._cannot_write(_duck_reason(err)) from None
+            finally:
+                con.close()
+
+    # -- schema -------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _version(con: duckdb.DuckDBPyConnection) -> int | None:
+        """The schema version, 0 for an empty database, None for a database that edgeprof did not make."""
+        tables = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+            " AND table_catalog = current_database()").fetchall()}
+        if not tables:
+            return 0
+        if "schema_version" not in tables:
+            return None
+        return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+
+    def _check_version(self, version: int | None) -> int:
+        if version is None:
+            raise self._not_duckdb("is a DuckDB database that edgeprof did not create (it has no schema_version)")
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"the database at {self.path} has schema version {version}, newer than this edgeprof "
+                f"({__version__}) knows ({SCHEMA_VERSION}).", "Upgrade edgeprof, or pass --db with another path.")
+        return version
+
+    def _ensure_schema(self) -> None:
+        path = self.path
+        if path.is_dir():
+            raise self._cannot_write("it is a directory")
+        if path.exists():
+            try:
+                with open(path, "rb") as fh:
+                    head = fh.read(16)
+            except OSError as err:
+                raise StorageError(f"cannot read the database at {path}: {err.strerror or err}.",
+                                   "Check its permissions, or pass --db with another path.") from None
+            if not head:
+                raise self._not_duckdb("is an empty file, not a DuckDB database")
+            if head[8:12] != _DUCKDB_MAGIC:
+                raise self._not_duckdb("is not a DuckDB database")
+            with self._reading() as con:
+                if self._check_version(self._version(con)) == SCHEMA_VERSION:
+                    return
+        else:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise self._cannot_write(f"cannot create {path.parent} ({err.strerror or err})") from None
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with _path_lock(self.path):
+            con = self._open(read_only=False)
+            try:
+                # Another process may have migrated between our read and this write: ask again.
+                version = self._check_version(self._version(con))
+                for number in range(version + 1, SCHEMA_VERSION + 1):
+                    description, steps = MIGRATIONS[number - 1]
+                    con.begin()
+                    try:
+                        if callable(steps):
+                            steps(con)
+                        else:
+                            for sql in steps:
+                                con.execute(sql)
+                        con.execute("INSERT INTO schema_version VALUES (?, ?, ?)", [number, _utcnow(), description])
+                        con.commit()
+                    except BaseException:
+                        with contextlib.suppress(duckdb.Error):
+                            con.rollback()
+                        raise
+            except duckdb.Error as err:
+                raise self._cannot_write(f"migrating the schema failed ({_duck_reason(err)})") from None
+            finally:
+                con.close()
+
+    def schema_version(self) -> int:
+        with self._reading() as con:
+            return self._version(con) or 0
+
+    # -- devices and runs ---------------------------------------------------------------------------------------
+
+    def upsert_device(self, info: dict) -> str:
+        """Record (or refresh) a device; ``info`` holds hostname, machine, model, cpu, cores, ram_mb, os, kernel and
+        anything else (kept whole in ``info``). Returns its ``device_id`` (``info['device_id']`` if given)."""
+        device_id = str(info.get("device_id") or device_id_for(info))
+        now = _utcnow()
+        row = [device_id, info.get("hostname"), info.get("machine"), info.get("model"), info.get("cpu"),
+               _int(info.get("cores")), _num(info.get("ram_mb")), info.get("os"), info.get("kernel"), _json(info),
+               now, now]
+        with self._writing() as con:
+            con.execute(
+                """INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (device_id) DO UPDATE SET hostname = excluded.hostname, machine = excluded.machine,
+                   model = excluded.model, cpu = excluded.cpu, cores = excluded.cores, ram_mb = excluded.ram_mb,
+                   os = excluded.os, kernel = excluded.kernel, info = excluded.info, last_seen = excluded.last_seen""",
+                row)
+        return device_id
+
+    def insert_run(self, run_id: str | None, device_id: str | None, config: dict, software: dict | None = None,
+                   model_meta: dict | None = None, *, study_id: str | None = None, owner_pid: int | None = None,
+                   owner_host: str | None = None, created_at: datetime | None = None) -> str:
+        """Create a run with status ``running``; returns its id (a new time-sortable one when ``run_id`` is None).
+
+        ``config`` is ``RunConfig.to_dict()``; ``model_meta`` is what was resolved when the run started: path, sha256,
+        size_bytes, runtime, interpreter, provider (each falls back to the config). ``owner_pid``/``owner_host``
+        default to this process, and let :meth:`mark_interrupted` find runs whose process died.
+        """
+        run_id = run_id or new_run_id()
+        meta = model_meta or {}
+        cfg = config or {}
+        row = {
+            "run_id": run_id, "device_id": device_id, "created_at": _as_utc(created_at) or _utcnow(),
+            "status": "running", "model": meta.get("name") or cfg.get("model"),
+            "precision": meta.get("precision") or cfg.get("precision"),
+            "runtime": meta.get("runtime") or cfg.get("runtime"),
+            "interpreter": meta.get("interpreter") or cfg.get("tflite_interpreter"),
+            "provider": meta.get("provider") or cfg.get("execution_provider"),
+            "threads": _int(cfg.get("threads")), "memory_limit_mb": _num(cfg.get("memory_limit_mb")),
+            "model_path": None if meta.get("path") is None else str(meta.get("path")),
+            "model_sha256": meta.get("sha256"), "model_size_bytes": _int(meta.get("size_bytes")),
+            "study_id": study_id, "config": _json(cfg), "software": _json(software or {}),
+            "owner_pid": os.getpid() if owner_pid is None else int(owner_pid),
+            "owner_host": owner_host or socket.gethostname(),
+            "tags": _json(cfg.get("tags")) if cfg.get("tags") is not None else None,
+        }
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with self._writing() as con:
+            if con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone():
+                raise StorageError(f"a run with id {run_id} already exists in {self.path}.",
+                                   "Use a new run id (edgeprof.store.new_run_id()).")
+            con.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", list(row.values()))
+        return run_id
+
+    def append_latency(self, run_id: str, rows: Sequence[tuple] | pd.DataFrame) -> int:
+        """Append latency samples ``(seq, t_ns, latency_ns, phase)`` in one transaction; returns the row count."""
+        frame = _frame(rows, LATENCY_COLUMNS)
+        if frame is None:
+            return 0
+        bad = set(frame["phase"].unique()) - set(PHASES)
+        if bad:
+            raise StorageError(f"latency phase {sorted(map(str, bad))} is not one of: {', '.join(PHASES)}.")
+        with self._writing() as con:
+            con.register("_batch", frame)
+            con.execute(
+                "INSERT INTO latency SELECT ?, CAST(seq AS INTEGER), CAST(t_ns AS BIGINT), CAST(latency_ns AS BIGINT),"
+                " CAST(phase AS TEXT) FROM _batch", [run_id])
+            con.unregister("_batch")
+        return len(frame)
+
+    def append_telemetry(self, run_id: str, rows: Sequence[tuple] | pd.DataFrame) -> int:
+        """Append telemetry rows ``(t_ns, source, metric, value, unit)`` in one transaction; returns the row count."""
+        frame = _frame(rows, TELEMETRY_COLUMNS)
+        if frame is None:
+            return 0
+        frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype("float64")
+        with self._writing() as con:
+            con.register("_batch", frame)
+            con.execute(
+                "INSERT INTO telemetry SELECT ?, CAST(t_ns AS BIGINT), CAST(source AS TEXT), CAST(metric AS TEXT),"
+                " CAST(value AS DOUBLE), CAST(unit AS TEXT) FROM _batch", [run_id])
+            con.unregister("_batch")
+        return len(frame)
+
+    def finish_run(self, run_id: str, status: str, reason: str | None = None, summary: dict | None = None, *,
+                   finished_at: datetime | None = None) -> None:
+        """Set the final status, reason and summary document, and fill the flattened columns from the summary."""
+        if status not in STATUSES:
+            raise StorageError(f"run status {status!r} is not one of: {', '.join(STATUSES)}.")
+        values = {"status": status, "reason": reason, "finished_at": _as_utc(finished_at) or _utcnow(),
+                  "summary": _json(summary), **_flatten_summary(summary or {})}
+        sets = ", ".join(f"{k} = ?" for k in values)
+        with self._writing() as con:
+            if not con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone():
+                raise StorageError(f"there is no run {run_id} in {self.path}.")
+            con.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", [*values.values(), run_id])
+
+    def set_notes(self, run_id: str, notes: str | None) -> None:
+        with self._writing() as con:
+            con.execute("UPDATE runs SET notes = ? WHERE run_id = ?", [notes, run_id])
+
+    def mark_interrupted(self, is_alive: Callable[[int | None, str | None], bool] = local_owner_alive) -> list[str]:
+        """Mark runs still ``running`` whose owner process is gone as ``interrupted``; returns their ids.
+
+        ``is_alive(pid, host)`` decides; the default checks pids on this host and trusts other hosts.
+        """
+        with self._reading() as con:
+            running = con.execute(
+                "SELECT run_id, owner_pid, owner_host FROM runs WHERE status = 'running' ORDER BY run_id").fetchall()
+        dead = [(rid, pid, host) for rid, pid, host in running if not is_alive(pid, host)]
+        if not dead:
+            return []
+        done = []
+        with self._writing() as con:
+            for rid, pid, host in dead:
+                reason = f"the process that ran it (pid {pid} on {host}) ended without recording a result"
+                # status = 'running' again: the run may have finished between the read and this write.
+                hit = con.execute(
+                    "UPDATE runs SET status = 'interrupted', reason = ? WHERE run_id = ? AND status = 'running'"
+                    " RETURNING run_id", [reason, rid]).fetchall()
+                done.extend(r[0] for r in hit)
+        return done
+
+    def delete_runs(self, run_ids: Iterable[str]) -> int:
+        """Delete runs with their samples, telemetry and study cells; returns how many runs were deleted."""
+        ids = _listify(run_ids) or []
+        if not ids:
+            return 0
+        with self._writing() as con:
+            for table in ("latency", "telemetry", "study_cells"):
+                con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?::TEXT[]))", [ids])
+            return len(con.execute("DELETE FROM runs WHERE run_id IN (SELECT unnest(?::TEXT[])) RETURNING run_id",
+                                   [ids]).fetchall())
+
+    # -- queries ------------------------------------------------------------------------------------------------
+
+    def list_runs(self, device: str | None = None, model: str | Iterable[str] | None = None,
+                  precision: str | Iterable[str] | None = None, status: str | Iterable[str] | None = None,
+                  since: datetime | str | None = None, until: datetime | str | None = None,
+                  study_id: str | None = None, limit: int | None = None) -> pd.DataFrame:
+        """Runs, newest first, with the device's ``hostname``. ``device`` matches a device id or a hostname;
+        ``model``, ``precision`` and ``status`` take one value or several; ``since``/``until`` bound ``created_at``
+        (UTC; an aware datetime is converted)."""
+        where, params = [], []
+        if device is not None:
+            where.append("(r.device_id = ? OR d.hostname = ?)")
+            params += [device, device]
+        for column, value in (("model", model), ("precision", precision), ("status", status)):
+            values = _listify(value)
+            if values is not None:
+                where.append(f"r.{column} IN (SELECT unnest(?::TEXT[]))")
+                params.append(values)
+        if since is not None:
+            where.append("r.created_at >= ?")
+            params.append(_as_utc(since))
+        if until is not None:
+            where.append("r.created_at < ?")
+            params.append(_as_utc(until))
+        if study_id is not None:
+            where.append("r.study_id = ?")
+            params.append(study_id)
+        sql = "SELECT r.*, d.hostname FROM runs r LEFT JOIN devices d USING (device_id)"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY r.created_at DESC, r.run_id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._reading() as con:
+            return con.execute(sql, params).df()
+
+    def get_run(self, run_id: str) -> dict | None:
+        """One run as a dict, its JSON columns parsed, with its device under ``device``; None if there is none."""
+        with self._reading() as con:
+            cur = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
+            row = cur.fetchone()
+            if row is None:
+                return None
+            run = dict(zip([d[0] for d in cur.description], row, strict=True))
+            cur = con.execute("SELECT * FROM devices WHERE device_id = ?", [run["device_id"]])
+            dev = cur.fetchone()
+            device = dict(zip([d[0] for d in cur.description], dev, strict=True)) if dev else None
+        for key in _JSON_RUN_COLUMNS:
+            if run.get(key) is not None:
+                run[key] = json.loads(run[key])
+        if device and device.get("info") is not None:
+            device["info"] = json.loads(device["info"])
+        run["device"] = device
+        return run
+
+    def latency(self, run_id: str | Iterable[str]) -> pd.DataFrame:
+        """Latency samples of one run (or several) ordered by run and ``seq``."""
+        with self._reading() as con:
+            return con.execute("SELECT * FROM latency WHERE run_id IN (SELECT unnest(?::TEXT[])) ORDER BY run_id, seq",
+                               [_listify(run_id)]).df()
+
+    def telemetry(self, run_id: str | Iterable[str], metrics: str | Iterable[str] | None = None,
+                  source: str | Iterable[str] | None = None) -> pd.DataFrame:
+        """Telemetry rows (long form) of one run (or several), optionally only some metrics/sources, by time."""
+        sql = "SELECT * FROM telemetry WHERE run_id IN (SELECT unnest(?::TEXT[]))"
+        params: list = [_listify(run_id)]
+        for column, value in (("metric", metrics), ("source", source)):
+            values = _listify(value)
+            if values is not None:
+                sql += f" AND {column} IN (SELECT unnest(?::TEXT[]))"
+                params.append(values)
+        with self._reading() as con:
+            return con.execute(sql + " ORDER BY run_id, t_ns, source, metric", params).df()
+
+    def devices(self) -> pd.DataFrame:
+        with self._reading() as con:
+            return con.execute("SELECT * FROM devices ORDER BY last_seen DESC").df()
+
+    # -- studies ------------------------------------------------------------------------------------------------
+
+    def create_study(self, study_id: str, name: str | None = None, config: dict | None = None,
+                     status: str = "running") -> str:
+        """Record a study; a study that already exists is left as it is (so a resumed study can call this again)."""
+        with self._writing() as con:
+            con.execute("INSERT INTO studies VALUES (?, ?, ?, ?, ?) ON CONFLICT (study_id) DO NOTHING",
+                        [study_id, name, _utcnow(), _json(config), status])
+        return study_id
+
+    def set_study_status(self, study_id: str, status: str) -> None:
+        with self._writing() as con:
+            con.execute("UPDATE studies SET status = ? WHERE study_id = ?", [status, study_id])
+
+    def set_cell(self, study_id: str, cell_key: str, run_id: str | None, status: str) -> None:
+        """Create or update one cell of a study's grid."""
+        with self._writing() as con:
+            con.execute("""INSERT INTO study_cells VALUES (?, ?, ?, ?) ON CONFLICT (study_id, cell_key)
+                           DO UPDATE SET run_id = excluded.run_id, status = excluded.status""",
+                        [study_id, cell_key, run_id, status])
+
+    def cells(self, study_id: str) -> pd.DataFrame:
+        with self._reading() as con:
+            return con.execute("SELECT * FROM study_cells WHERE study_id = ? ORDER BY cell_key", [study_id]).df()
+
+    def list_studies(self) -> pd.DataFrame:
+        """Studies, newest first, with ``n_cells`` and ``n_ok`` (cells whose status is ok)."""
+        with self._reading() as con:
+            return con.execute(
+                """SELECT s.*, count(c.cell_key) AS n_cells, count(c.cell_key) FILTER (WHERE c.status = 'ok') AS n_ok
+                   FROM studies s LEFT JOIN study_cells c USING (study_id)
+                   GROUP BY ALL ORDER BY s.created_at DESC, s.study_id""").df()
+
+    # -- export and import --------------------------------------------------------------------------------------
+
+    def export_runs(self, run_ids: Iterable[str] | None, out_path: str | os.PathLike, fmt: str = "parquet") -> Path:
+        """Write the runs (all when ``run_ids`` is None) with their devices, latency, telemetry, studies and study
+        cells as a bundle: a directory, or a zip file when ``out_path`` ends in ``.zip``. Each table is one Parquet
+        or CSV file, plus ``manifest.json``. ``out_path`` must not exist yet."""
+        if fmt not in ("parquet", "csv"):
+            raise StorageError(f"export format {fmt!r} is not one of: parquet, csv.")
+        out = Path(out_path).expanduser().absolute()
+        if out.exists():
+            raise StorageError(f"{out} already exists.", "Choose a new path for the export.")
+        ids = _listify(run_ids)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=".edgeprof-export-", dir=out.parent))
+        except OSError as err:
+            raise StorageError(f"cannot write the export to {out}: {err.strerror or err}.",
+                               "Choose a writable path.") from None
+        try:
+            counts = {}
+            with self._reading() as con:
+                if ids is None:
+                    ids = [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY run_id").fetchall()]
+                found = {r[0] for r in con.execute(
+                    "SELECT run_id FROM runs WHERE run_id IN (SELECT unnest(?::TEXT[]))", [ids]).fetchall()}
+                missing = [i for i in ids if i not in found]
+                if missing:
+                    raise StorageError(f"no run {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} in "
+                                       f"{self.path}.", "Check the run ids (edgeprof runs list).")
+                selects = _export_selects()
+                for table, sql in selects.items():
+                    target = work / f"{table}.{fmt}"
+                    options = "FORMAT parquet" if fmt == "parquet" else f"FORMAT csv, HEADER, NULLSTR '{_CSV_NULL}'"
+                    con.execute(f"COPY ({sql}) TO '{_sql_str(target)}' ({options})", [ids])
+                    counts[table] = con.execute(f"SELECT count(*) FROM ({sql})", [ids]).fetchone()[0]
+                version = self._version(con)
+            manifest = {
+                "format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION, "schema_version": version,
+                "edgeprof_version": __version__, "created_at": _utcnow().isoformat() + "Z", "file_format": fmt,
+                "tables": {t: {"file": f"{t}.{fmt}", "rows": counts[t]} for t in selects},
+                "run_ids": sorted(ids),
+            }
+            (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            if out.suffix.lower() == ".zip":
+                tmp_zip = work.with_suffix(".zip.part")
+                with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as zf:
+                    for file in sorted(work.iterdir()):
+                        zf.write(file, file.name)
+                os.replace(tmp_zip, out)
+                shutil.rmtree(work, ignore_errors=True)
+            else:
+                os.replace(work, out)
+        except OSError as err:
+            raise StorageError(f"cannot write the export to {out}: {err.strerror or err}.",
+                               "Choose a writable path with free space.") from None
+        finally:
+            if work.exists():
+                shutil.rmtree(work, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                work.with_suffix(".zip.part").unlink()
+        return out
+
+    def import_bundle(self, path: str | os.PathLike) -> list[str]:
+        """Add the runs of a bundle made by :meth:`export_runs`; returns the ids of the runs it added.
+
+        Idempotent: runs already present (same id) are skipped with their samples, as are devices, studies and
+        cells that exist. Runs keep their ids and devices. Everything lands in one transaction.
+        """
+        src = Path(path).expanduser()
+        if not src.exists():
+            raise StorageError(f"there is no bundle at {src}.", "Pass the directory or .zip made by export.")
+        with contextlib.ExitStack() as stack:
+            if src.is_file():
+                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeprof-import-")))
+                try:
+                    with zipfile.ZipFile(src) as zf:
+                        zf.extractall(tmp)
+                except (zipfile.BadZipFile, OSError) as err:
+                    raise StorageError(f"{src} is not a readable bundle ({err}).",
+                                       "Pass the directory or .zip made by export.") from None
+                src_dir = tmp
+            else:
+                src_dir = src
+            manifest = _read_manifest(src_dir, src)
+            fmt = manifest["file_format"]
+            with self._writing() as con:
+                types = {t: dict(con.execute(
+                    "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?"
+                    " AND table_schema = 'main' AND table_catalog = current_database() ORDER BY ordinal_position",
+                    [t]).fetchall()) for t in TABLES}
+                sources = {}
+                for table, entry in manifest["tables"].items():
+                    if table not in TABLES:
+                        continue
+                    file = src_dir / entry["file"]
+                    if not file.is_file():
+                        raise StorageError(f"the bundle {src} lacks {entry['file']}.", "Export it again.")
+                    sources[table] = _bundle_source(con, file, fmt, types[table])
+                if "runs" not in sources:
+                    raise StorageError(f"the bundle {src} has no runs table.", "Export it again.")
+                runs_src = sources["runs"][1]
+                new_ids = [r[0] for r in con.execute(
+                    f"SELECT run_id FROM {runs_src} WHERE run_id NOT IN (SELECT run_id FROM runs) ORDER BY run_id"
+                ).fetchall()]
+                for table in TABLES:
+                    if table not in sources:
+                        continue
+                    cols, source = sources[table]
+                    col_sql = ", ".join(cols)
+                    if table in ("runs", "latency", "telemetry"):
+                        if new_ids:
+                            con.execute(f"INSERT INTO {table} ({col_sql}) SELECT {col_sql} FROM {source}"
+                                        " WHERE run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
+                    else:
+                        con.execute(f"INSERT INTO {table} ({col_sql}) SELECT {col_sql} FROM {source}"
+                                    " ON CONFLICT DO NOTHING")
+        return new_ids
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Module helpers
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _frame(rows: Sequence[tuple] | pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame | None:
+    if isinstance(rows, pd.DataFrame):
+        missing = [c for c in columns if c not in rows.columns]
+        if missing:
+            raise StorageError(f"the batch lacks column(s) {', '.join(missing)}; expected {', '.join(columns)}.")
+        frame = rows.loc[:, list(columns)].copy()
+    else:
+        rows = list(rows)
+        if rows and any(len(r) != len(columns) for r in rows):
+            raise StorageError(f"each row of the batch must be ({', '.join(columns)}).")
+        frame = pd.DataFrame.from_records(rows, columns=list(columns))
+    return None if frame.empty else frame
+
+
+def _flatten_summary(s: dict) -> dict:
+    lat = _get(s, "latency_ms") or {}
+    gpu = s.get("gpu") if isinstance(s.get("gpu"), dict) else {}
+    oom = _get(s, "memory", "oom_killed")
+    flags = s.get("flags")
+    return {
+        "load_ms": _num(s.get("load_ms")), "first_inference_ms": _num(s.get("first_inference_ms")),
+        "warmup_ms": _num(s.get("warmup_ms")), "warmup_iterations": _int(s.get("warmup_iterations")),
+        "p50_ms": _num(lat.get("p50")), "p90_ms": _num(lat.get("p90")), "p95_ms": _num(lat.get("p95")),
+        "p99_ms": _num(lat.get("p99")), "mean_ms": _num(lat.get("mean")), "std_ms": _num(lat.get("std")),
+        "cov": _num(lat.get("cov")), "n": _int(lat.get("n")),
+        "median_ci_low_ms": _num(lat.get("median_ci_low")), "median_ci_high_ms": _num(lat.get("median_ci_high")),
+        "throughput_ips": _num(s.get("throughput_ips")),
+        "cpu_system_mean_pct": _num(_get(s, "cpu", "system_mean_pct")),
+        "cpu_worker_mean_pct": _num(_get(s, "cpu", "worker_mean_pct")),
+        "peak_rss_mb": _num(_get(s, "memory", "peak_rss_mb")),
+        "peak_charged_mb": _num(_get(s, "memory", "peak_charged_mb")),
+        "gpu_util_mean_pct": _num(gpu.get("util_mean_pct", gpu.get("utilization_mean_pct"))),
+        "temp_max_c": _num(s.get("temp_max_c")), "mem_mechanism": _get(s, "memory", "mechanism"),
+        "oom_killed": None if oom is None else bool(oom),
+        "flags": _json(flags) if flags is not None else None,
+    }
+
+
+def _sql_str(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _export_selects() -> dict[str, str]:
+    """One SELECT per table for the runs in the list parameter ``?``; ordered so files are deterministic."""
+    ids = "(SELECT unnest(?::TEXT[]))"
+    return {
+        "runs": f"SELECT * FROM runs WHERE run_id IN {ids} ORDER BY run_id",
+        "devices": f"SELECT * FROM devices WHERE device_id IN (SELECT device_id FROM runs WHERE run_id IN {ids})"
+                   " ORDER BY device_id",
+        "latency": f"SELECT * FROM latency WHERE run_id IN {ids} ORDER BY run_id, seq",
+        "telemetry": f"SELECT * FROM telemetry WHERE run_id IN {ids} ORDER BY run_id, t_ns, source, metric",
+        "studies": f"SELECT * FROM studies WHERE study_id IN (SELECT study_id FROM runs WHERE run_id IN {ids})"
+                   " ORDER BY study_id",
+        "study_cells": f"SELECT * FROM study_cells WHERE run_id IN {ids} ORDER BY study_id, cell_key",
+    }
+
+
+def _read_manifest(src_dir: Path, src: Path) -> dict:
+    try:
+        manifest = json.loads((src_dir / "manifest.json").read_text())
+    except (OSError, ValueError) as err:
+        raise StorageError(f"{src} is not an edgeprof bundle: its manifest.json is missing or unreadable ({err}).",
+                           "Pass the directory or .zip made by export.") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        raise StorageError(f"{src} is not an edgeprof bundle.", "Pass the directory or .zip made by export.")
+    newer = int(manifest.get("bundle_version", 0)) > BUNDLE_VERSION
+    if newer or int(manifest.get("schema_version", 0)) > SCHEMA_VERSION:
+        raise StorageError(f"the bundle {src} was written by a newer edgeprof ({manifest.get('edgeprof_version')}).",
+                           "Upgrade edgeprof to import it.")
+    if manifest.get("file_format") not in ("parquet", "csv"):
+        raise StorageError(f"the bundle {src} has an unknown file format {manifest.get('file_format')!r}.")
+    return manifest
+
+
+def _bundle_source(con: duckdb.DuckDBPyConnection, file: Path, fmt: str,
+                   types: dict[str, str]) -> tuple[list[str], str]:
+    """The columns shared by the file and the table, and a FROM clause that reads the file with the table's types.
+
+    Columns the file lacks (a bundle from an older schema) are left to their defaults; extra ones are ignored.
+    """
+    if fmt == "parquet":
+        names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{_sql_str(file)}')").fetchall()]
+        return [c for c in names if c in types], f"read_parquet('{_sql_str(file)}')"
+    with open(file, newline="", encoding="utf-8") as fh:
+        names = next(csv.reader(fh), [])
+    columns = ", ".join(f"'{n}': '{types.get(n, 'VARCHAR')}'" for n in names)
+    source = (f"read_csv('{_sql_str(file)}', header = true, auto_detect = false, columns = {{{columns}}},"
+              f" nullstr = '{_CSV_NULL}', allow_quoted_nulls = false, quote = '\"', escape = '\"', delim = ',')")
+    return [c for c in names if c in types], source

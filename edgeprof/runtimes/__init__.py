@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError, RuntimeUnavailable, UsageError
+from ..errors import ModelError, UsageError
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ class OnnxSession(Session):
         self.info = RuntimeInfo("onnxruntime", ort.__version__, short, threads)
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
-        return self._sess.run(self._out_names, dict(zip(self._in_names, feeds)))
+        return self._sess.run(self._out_names, dict(zip(self._in_names, feeds, strict=False)))
 
     def close(self) -> None:
         self._sess = None

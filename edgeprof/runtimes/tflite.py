@@ -97,7 +97,7 @@ class TfliteSession(Session):
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         interp = self._interp
-        for d, x in zip(self._in, feeds):
+        for d, x in zip(self._in, feeds, strict=False):
             if tuple(x.shape) != tuple(d["shape"]):
                 interp.resize_tensor_input(d["index"], x.shape)
                 interp.allocate_tensors()

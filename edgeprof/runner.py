@@ -1,0 +1,483 @@
+"""The parent side of a run: resolve the model, cap memory, spawn the worker, sample telemetry, record, summarise.
+
+``start_run`` returns a ``RunHandle`` at once; all waiting happens in the handle's monitor thread, so neither a page
+nor the CLI ever blocks on the worker. One run at a time per device: a lock file in the data directory (flock, so a
+crashed owner releases it) refuses a second start from any process with a message naming the busy run.
+
+A run's rows reach DuckDB in batches, once a second, through short-lived connections (see store.py); the live view
+(``snapshot``) is served from memory, so a browser sees points well under a second after the worker sent them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pickle
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, paths
+from .config import RunConfig
+from .errors import EdgeprofError, UsageError
+from .store import new_run_id
+from .worker import limits
+from .worker.messages import Batch, Done, Failed, Loaded, Phase, WorkerSpec
+
+FLUSH_INTERVAL_S = 1.0
+STOP_GRACE_S = 3.0
+_active: dict[str, RunHandle] = {}
+_active_lock = threading.Lock()
+
+
+class DeviceBusy(EdgeprofError):
+    exit_code = 1
+
+
+class DeviceLock:
+    """An exclusive flock on ``device.lock`` in the data directory, holding the id of the run that owns the device."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or paths.data_dir() / "device.lock"
+        self._fd: int | None = None
+
+    def acquire(self, run_id: str) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another run"
+            os.close(fd)
+            raise DeviceBusy(
+                f"the device is busy with run {holder}.", "Wait for it to finish or stop it, then start again."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{run_id} (pid {os.getpid()})".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)
+            self._fd = None
+
+
+def software_versions(runtime_info: dict | None = None) -> dict:
+    out = {"edgeprof": __version__, "python": platform.python_version(), "numpy": np.__version__}
+    if runtime_info:
+        out[runtime_info.get("name", "runtime")] = runtime_info.get("version")
+    return out
+
+
+@dataclass
+class _Live:
+    """What the monitor thread accumulates; read by snapshot() under the handle's lock."""
+
+    seq: list = field(default_factory=list)
+    t_ns: list = field(default_factory=list)
+    latency_ns: list = field(default_factory=list)
+    phase: list = field(default_factory=list)
+    telemetry: deque = field(default_factory=lambda: deque(maxlen=200_000))
+    phases: list = field(default_factory=list)  # (phase, t_ns, reason)
+
+
+class RunHandle:
+    """A run in progress or finished. Thread-safe; cheap to poll from many browser sessions."""
+
+    def __init__(self, cfg: RunConfig, db: Path | str | None, *, study_id: str | None = None, run_id: str | None = None,
+                 store=None, lock: bool = True):
+        self.config = cfg
+        self.run_id = run_id or new_run_id()
+        self.db = Path(db) if db else paths.default_db()
+        self.study_id = study_id
+        self.status = "starting"
+        self.phase = "preparing"
+        self.reason: str | None = None
+        self.result: dict | None = None
+        self.notes: list[str] = []
+        self.runtime: dict | None = None
+        self.variant = None
+        self.started_ns = time.monotonic_ns()
+        self.started_wall = time.time()
+        self._lock = threading.Lock()
+        self._live = _Live()
+        self._pending_lat: list = []
+        self._pending_tel: list = []
+        self._stop_requested = threading.Event()
+        self._done = threading.Event()
+        self._proc: subprocess.Popen | None = None
+        self._cap: limits.MemoryCap | None = None
+        self._killed_for: str | None = None
+        self._store = store
+        self._device_lock = DeviceLock() if lock else None
+        self._thread = threading.Thread(target=self._monitor, name=f"edgeprof-run-{self.run_id}", daemon=True)
+        self._done_msg: Done | None = None
+        self._failed: Failed | None = None
+        self._loaded: Loaded | None = None
+        self._stderr_tail: deque = deque(maxlen=40)
+
+    # -- public ---------------------------------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+    def stop(self) -> None:
+        """Ask the run to stop: SIGTERM to the worker (it finishes the current inference), SIGKILL after a grace."""
+        self._stop_requested.set()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float | None = None) -> dict | None:
+        self._done.wait(timeout)
+        return self.result
+
+    def snapshot(self, since_seq: int = 0, telemetry_since_ns: int = 0) -> dict:
+        """Live data for charts: latency samples with seq >= since_seq and telemetry rows newer than the given time."""
+        with self._lock:
+            live = self._live
+            start = np.searchsorted(np.asarray(live.seq[-200_000:]), since_seq) if live.seq else 0
+            offset = max(0, len(live.seq) - 200_000)
+            idx = offset + int(start)
+            tel = [row for row in live.telemetry if row[0] > telemetry_since_ns] if live.telemetry else []
+            return {
+                "run_id": self.run_id, "status": self.status, "phase": self.phase, "reason": self.reason,
+                "seq": list(live.seq[idx:]), "t_ns": list(live.t_ns[idx:]), "latency_ns": list(live.latency_ns[idx:]),
+                "sample_phase": list(live.phase[idx:]), "telemetry": tel, "phases": list(live.phases),
+                "started_ns": self.started_ns, "runtime": self.runtime, "notes": list(self.notes),
+                "memory_limit_mb": self.config.memory_limit_mb, "result": self.result,
+            }
+
+    # -- start ----------------------------------------------------------------------------------------------------
+    def start(self) -> RunHandle:
+        if self._device_lock is not None:
+            self._device_lock.acquire(self.run_id)
+        with _active_lock:
+            _active[self.run_id] = self
+        self._thread.start()
+        return self
+
+    # -- the monitor thread -----------------------------------------------------------------------------------------
+    def _monitor(self) -> None:
+        sampler = None
+        writer_stop = threading.Event()
+        writer = None
+        try:
+            store = self._open_store()
+            self._prepare(store)
+            writer = threading.Thread(target=self._writer, args=(store, writer_stop), daemon=True)
+            writer.start()
+            sampler = self._start_sampler()
+            self._spawn()
+            if sampler is not None:
+                sampler.set_worker_pid(self._proc.pid)
+            self._pump()
+        except EdgeprofError as exc:
+            self._set_status("failed", str(exc))
+        except Exception as exc:  # a bug here must still end the run with a status, never a hung page
+            self._set_status("failed", f"unexpected {type(exc).__name__}: {exc}")
+        finally:
+            if sampler is not None:
+                sampler.stop()
+            self._reap()
+            writer_stop.set()
+            if writer is not None:
+                writer.join()
+            self._finish()
+
+    def _open_store(self):
+        if self._store is None:
+            from .store import Store
+
+            self._store = Store(self.db)
+        return self._store
+
+    def _prepare(self, store) -> None:
+        from .models.catalog import resolve_variant
+        from .telemetry import static_info
+
+        cfg = self.config
+        self.device = static_info()
+        self.device_id = store.upsert_device(self.device)
+        meta = {"name": cfg.model, "precision": cfg.precision, "runtime": cfg.runtime}
+        try:
+            variant = resolve_variant(cfg.model, cfg.precision, cfg.runtime, progress=self._progress)
+        except EdgeprofError as exc:
+            store.insert_run(self.run_id, self.device_id, cfg.to_dict(), software_versions(), meta,
+                             study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node())
+            raise exc
+        self.variant = variant
+        meta = {"name": getattr(variant, "model", None) or cfg.model, "precision": variant.precision,
+                "runtime": variant.format, "path": str(variant.path), "sha256": variant.sha256,
+                "size_bytes": variant.size_bytes}
+        store.insert_run(self.run_id, self.device_id, cfg.to_dict(), software_versions(), meta,
+                         study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node())
+        self._cap = limits.create(cfg.memory_limit_mb, self.run_id, swap=cfg.swap)
+
+    def _progress(self, message: str) -> None:
+        with self._lock:
+            self.notes.append(message)
+
+    def _start_sampler(self):
+        from .telemetry import Sampler, default_sources
+
+        sources = default_sources()
+        if self._cap is not None and self._cap.path is not None:
+            sources.append(_cgroup_source(self._cap))
+        sampler = Sampler(sources, hz=self.config.sample_hz, sink=self._on_telemetry)
+        sampler.start()
+        self.telemetry_status = [s._asdict() for s in sampler.status()]
+        return sampler
+
+    def _spawn(self) -> None:
+        cfg, variant, cap = self.config, self.variant, self._cap
+        spec = WorkerSpec(
+            model_path=str(variant.path), runtime=variant.format, precision=variant.precision, threads=cfg.threads,
+            interpreter=cfg.tflite_interpreter, provider=cfg.execution_provider, warmup=cfg.warmup,
+            min_duration_s=cfg.min_duration_s, min_iterations=cfg.min_iterations,
+            exact_iterations=cfg.iterations is not None and cfg.duration_s is None,
+            rlimit_as_bytes=cap.rlimit_bytes(),
+        )
+        read_fd, write_fd = os.pipe()
+        from multiprocessing.connection import Connection
+
+        self._conn = Connection(read_fd, writable=False)
+        cmd = [*cap.launcher(), sys.executable, "-m", "edgeprof.worker.child", str(write_fd)]
+        env = dict(os.environ, PYTHONPATH=str(paths.REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env.setdefault("OMP_NUM_THREADS", str(cfg.threads))
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      pass_fds=(write_fd,), env=env, start_new_session=True)
+        os.close(write_fd)
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+        try:
+            self._proc.stdin.write(pickle.dumps(spec))
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        self._set_status("running", None)
+        self._deadline = time.monotonic() + cfg.effective_timeout_s()
+
+    def _read_stderr(self) -> None:
+        for line in iter(self._proc.stderr.readline, b""):
+            self._stderr_tail.append(line.decode(errors="replace").rstrip())
+
+    def _pump(self) -> None:
+        conn, proc = self._conn, self._proc
+        stop_sent_at = None
+        while True:
+            try:
+                ready = conn.poll(0.05)
+            except (OSError, EOFError):
+                ready = False
+            if ready:
+                try:
+                    self._on_message(conn.recv())
+                except (EOFError, OSError):
+                    if proc.poll() is not None:
+                        break
+                    time.sleep(0.01)
+                continue
+            if proc.poll() is not None:
+                # drain what is left in the pipe, then stop
+                with contextlib.suppress(EOFError, OSError):
+                    while conn.poll(0):
+                        self._on_message(conn.recv())
+                break
+            now = time.monotonic()
+            if self._stop_requested.is_set():
+                if stop_sent_at is None:
+                    stop_sent_at = now
+                    self._killed_for = self._killed_for or "stop"
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(signal.SIGTERM)
+                elif now - stop_sent_at > STOP_GRACE_S:
+                    self._kill()
+            if now > self._deadline and self._killed_for is None:
+                self._killed_for = "timeout"
+                self._kill()
+        with contextlib.suppress(OSError):
+            conn.close()
+
+    def _kill(self) -> None:
+        if self._cap is not None and self._cap.path is not None:
+            self._cap.kill_all()
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.kill()
+
+    def _on_message(self, msg) -> None:
+        if isinstance(msg, Batch):
+            seqs = range(msg.seq0, msg.seq0 + len(msg.t_ns))
+            rows = [(s, t, lat, msg.phase) for s, t, lat in zip(seqs, msg.t_ns, msg.latency_ns, strict=False)]
+            with self._lock:
+                live = self._live
+                live.seq.extend(seqs)
+                live.t_ns.extend(msg.t_ns)
+                live.latency_ns.extend(msg.latency_ns)
+                live.phase.extend([msg.phase] * len(msg.t_ns))
+                self._pending_lat.extend(rows)
+        elif isinstance(msg, Phase):
+            with self._lock:
+                self.phase = msg.phase
+                self._live.phases.append((msg.phase, msg.t_ns, msg.reason))
+        elif isinstance(msg, Loaded):
+            with self._lock:
+                self._loaded = msg
+                self.runtime = msg.runtime
+                self.notes.extend(msg.notes)
+                self._live.phases.append(("load", msg.t_ns - msg.load_ns, ""))
+        elif isinstance(msg, Done):
+            self._done_msg = msg
+        elif isinstance(msg, Failed):
+            self._failed = msg
+
+    def _on_telemetry(self, rows: list) -> None:
+        with self._lock:
+            self._live.telemetry.extend(rows)
+            self._pending_tel.extend(rows)
+
+    def _writer(self, store, stop: threading.Event) -> None:
+        while not stop.wait(FLUSH_INTERVAL_S):
+            self._flush(store)
+
+    def _flush(self, store) -> None:
+        with self._lock:
+            lat, self._pending_lat = self._pending_lat, []
+            tel, self._pending_tel = self._pending_tel, []
+        try:
+            if lat:
+                store.append_latency(self.run_id, lat)
+            if tel:
+                store.append_telemetry(self.run_id, tel)
+        except EdgeprofError as exc:  # keep the rows for the next try; the database may be busy or full
+            with self._lock:
+                self._pending_lat[:0] = lat
+                self._pending_tel[:0] = tel
+                self.notes.append(f"write delayed: {exc}")
+
+    def _set_status(self, status: str, reason: str | None) -> None:
+        with self._lock:
+            self.status = status
+            if reason is not None:
+                self.reason = reason
+
+    def _reap(self) -> None:
+        proc = self._proc
+        if proc is not None:
+            if proc.poll() is None:
+                self._kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+
+    def _decide_status(self, mem: dict) -> tuple[str, str | None]:
+        if self.status == "failed":
+            return "failed", self.reason
+        proc = self._proc
+        rc = proc.returncode if proc is not None else None
+        if self._done_msg is not None:
+            if self._done_msg.reason == "stopped" or self._killed_for == "stop":
+                return "stopped", "stopped by the user"
+            return "ok", None
+        if (mem.get("oom_kill_count") or 0) > 0:
+            return "oom_killed", (f"the worker was OOM-killed: it needed more than the {mem['requested_mb']:g} MB "
+                                  f"memory limit ({mem['mechanism']}). Raise the limit to run this model.")
+        if self._killed_for == "timeout":
+            return "timed_out", (f"the run exceeded its {self.config.effective_timeout_s():g} s wall-clock timeout "
+                                 "(a tight memory cap can make a model thrash on evicted pages); raise --timeout or the limit.")
+        if self._killed_for == "stop":
+            return "stopped", "stopped by the user"
+        if self._failed is not None:
+            f = self._failed
+            if f.kind == "memory":
+                return "failed", (f"out of memory under the {mem.get('requested_mb')} MB {mem.get('mechanism')} limit "
+                                  f"during {f.phase}: {f.message}")
+            return "failed", f.message
+        if rc is not None and rc < 0:
+            name = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
+            return "crashed", f"the worker died from {name}" + self._stderr_hint()
+        return "crashed", f"the worker exited with code {rc} without a result" + self._stderr_hint()
+
+    def _stderr_hint(self) -> str:
+        tail = [line for line in self._stderr_tail if line.strip()]
+        return f" (last output: {tail[-1][:200]})" if tail else ""
+
+    def _finish(self) -> None:
+        from .summary import build_summary
+
+        try:
+            mem = self._cap.report() if self._cap is not None else {
+                "requested_mb": self.config.memory_limit_mb, "mechanism": "none", "peak_charged_mb": None,
+                "oom_kill_count": None, "major_faults": None, "swap_peak_mb": None, "reason": "not started"}
+            status, reason = self._decide_status(mem)
+            with self._lock:
+                live = self._live
+                lat = (np.asarray(live.seq), np.asarray(live.t_ns), np.asarray(live.latency_ns), list(live.phase))
+                tel = list(live.telemetry)
+                phases = list(live.phases)
+            self.result = build_summary(self, status, reason, mem, lat, tel, phases)
+            store = self._store
+            if store is not None:
+                self._flush(store)
+                for _ in range(3):
+                    try:
+                        store.finish_run(self.run_id, status, reason, self.result)
+                        break
+                    except EdgeprofError as exc:
+                        self.notes.append(f"could not store the result: {exc}")
+                        time.sleep(1)
+            self._set_status(status, reason)
+        except Exception as exc:  # never leave a run without a status in memory
+            self._set_status("failed", f"could not finish the run: {type(exc).__name__}: {exc}")
+            if self.result is None:
+                self.result = {"run_id": self.run_id, "status": "failed", "error": self.reason}
+        finally:
+            if self._cap is not None:
+                with contextlib.suppress(OSError):
+                    self._cap.remove()
+            if self._device_lock is not None:
+                self._device_lock.release()
+            self._done.set()
+
+
+def _cgroup_source(cap: limits.MemoryCap):
+    """Telemetry from the run's own cgroup: the memory charged against the cap, live."""
+    from .telemetry.base import Source
+
+    class CgroupSource(Source):
+        name = "cgroup"
+
+        def _probe(self) -> tuple[bool, str]:
+            return (cap.current_bytes() is not None, f"{cap.kind} at {cap.path}")
+
+        def read(self, worker_pid: int | None = None) -> list[tuple[str, float, str]]:
+            cur = cap.current_bytes()
+            return [] if cur is None else [("mem.charged_mb", cur / 2**20, "MB")]
+
+    return CgroupSource()
+
+
+def start_run(cfg: RunConfig, db: Path | str | None = None, **kwargs) -> RunHandle:
+    """Start a run in the background and return its handle. Raises DeviceBusy if another run holds the device."""
+    if not isinstance(cfg, RunConfig):
+        raise UsageError("start_run needs a RunConfig.")
+    return RunHandle(cfg, db, **kwargs).start()
+
+
+def active_runs() -> list[RunHandle]:
+    with _active_lock:
+        return [h for h in _active.values() if not h.finished]
+
+
+def get_handle(run_id: str) -> RunHandle | None:
+    with _active_lock:
+        return _active.get(run_id)

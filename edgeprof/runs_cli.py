@@ -1,0 +1,301 @@
+"""CLI commands for runs: ``run``, ``runs``, ``show``, ``devices``, ``export``, ``import``.
+
+Exit codes: 0 the run finished ok; 3 the run was recorded with another status; 2 usage errors; 1 anything else.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+from . import paths
+from .cli import print_json
+from .config import INTERPRETERS, PRECISIONS, PRESETS, PROVIDERS, RUNTIMES, RunConfig
+from .errors import UsageError
+
+EXIT_OTHER_STATUS = 3
+
+
+def _db_arg(p) -> None:
+    p.add_argument("--db", metavar="PATH", help="DuckDB file (default: $EDGEPROF_DB, else runs.duckdb in the data "
+                                                "directory)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run one model under a memory cap and record it",
+                       description="Run a model in an isolated worker under an optional memory cap, measure load, "
+                                   "first inference, warm-up and steady-state latency with hardware telemetry, and "
+                                   "store the run.")
+    p.add_argument("--model", required=True, help="a bundled model name (see `models`) or a path to .onnx / .tflite")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--runtime", choices=RUNTIMES, help="default: from the file (bundled models: onnx)")
+    p.add_argument("--tflite-interpreter", choices=INTERPRETERS, help="default: the best available (litert)")
+    p.add_argument("--execution-provider", choices=PROVIDERS, help="ONNX Runtime provider (default: best available)")
+    p.add_argument("--threads", default="2", help="intra-op threads (default 2)")
+    p.add_argument("--memory-limit", default="0", metavar="MB", help="memory cap in MB (0 or absent: none)")
+    p.add_argument("--duration", metavar="S", help="minimum steady-state seconds")
+    p.add_argument("--iterations", metavar="N", help="steady-state iterations (exact when no --duration)")
+    p.add_argument("--preset", choices=tuple(PRESETS), help="duration preset: quick ~10 s, standard ~60 s, long >= 600 s")
+    p.add_argument("--warmup", default="auto", help="'auto' (until latency is steady) or a number of iterations")
+    p.add_argument("--timeout", metavar="S", help="wall-clock timeout for the whole run")
+    p.add_argument("--sample-hz", default="10", help="telemetry sampling rate (default 10)")
+    p.add_argument("--no-swap", action="store_true", help="forbid swap inside the memory cap where the kernel allows")
+    _db_arg(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("runs", help="list stored runs")
+    _db_arg(p)
+    p.add_argument("--model")
+    p.add_argument("--status")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("show", help="show one stored run")
+    p.add_argument("run_id")
+    _db_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("devices", help="what this device is and what it can measure")
+    _db_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("export", help="export runs as a Parquet or CSV bundle")
+    p.add_argument("run_ids", nargs="*", help="runs to export (default: all)")
+    p.add_argument("--out", required=True, help="bundle path (a .zip or a directory)")
+    p.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    _db_arg(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="import a bundle exported on another device")
+    p.add_argument("bundle")
+    _db_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_import)
+
+
+def open_store(db: str | None):
+    from .store import Store
+
+    return Store(Path(db) if db else paths.default_db())
+
+
+def recover(store) -> list[str]:
+    """At start-up: mark runs whose owner died as interrupted and remove cgroups (and workers) they left behind."""
+    from .worker import limits
+
+    limits.sweep_orphans()
+    return store.mark_interrupted()
+
+
+def config_from_args(args) -> RunConfig:
+    return RunConfig(
+        model=args.model, precision=args.precision, runtime=args.runtime, tflite_interpreter=args.tflite_interpreter,
+        execution_provider=args.execution_provider, threads=args.threads, memory_limit_mb=args.memory_limit,
+        duration_s=args.duration, iterations=args.iterations, warmup=args.warmup, timeout_s=args.timeout,
+        preset=args.preset, sample_hz=args.sample_hz, swap=not args.no_swap,
+    )
+
+
+def _check_model_arg(model: str) -> None:
+    """A name that is neither bundled nor an existing path is a usage error: nothing is stored for it."""
+    from .models.catalog import list_models
+
+    names = [m.name for m in list_models()]
+    if model in names:
+        return
+    p = Path(model)
+    if p.suffix.lower() in (".onnx", ".tflite") or "/" in model:
+        if not p.exists():
+            raise UsageError(f"model file {model} does not exist.", "Check the path; bundled models: " + ", ".join(names))
+        return
+    raise UsageError(f"{model!r} is not a bundled model ({', '.join(names)}) or a path to a .onnx or .tflite file.")
+
+
+def cmd_run(args) -> int:
+    from .runner import start_run
+
+    cfg = config_from_args(args)
+    _check_model_arg(cfg.model)
+    store = open_store(args.db)
+    recover(store)
+    handle = start_run(cfg, store.path, store=store)
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda *_: handle.stop())
+    try:
+        _follow(handle, quiet=args.quiet or False)
+    except KeyboardInterrupt:
+        print("\nstopping...", file=sys.stderr)
+        handle.stop()
+        handle.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    result = handle.result or {"run_id": handle.run_id, "status": handle.status, "error": handle.reason}
+    if args.json:
+        print_json(result)
+    else:
+        print(format_summary(result))
+    if result.get("status") != "ok":
+        print(f"error: run {result.get('run_id')} ended {result.get('status')}: {result.get('error')}", file=sys.stderr)
+        return EXIT_OTHER_STATUS
+    return 0
+
+
+def _follow(handle, quiet: bool) -> None:
+    last = 0.0
+    while not handle.wait(0.25) and not handle.finished:
+        now = time.monotonic()
+        if quiet or now - last < 1.0:
+            continue
+        last = now
+        snap = handle.snapshot(since_seq=max(0, _count(handle) - 200))
+        lat = snap["latency_ns"]
+        p50 = sorted(lat)[len(lat) // 2] / 1e6 if lat else None
+        elapsed = (time.monotonic_ns() - handle.started_ns) / 1e9
+        line = f"[{elapsed:6.1f}s] {snap['status']:<8} {snap['phase']:<9} n={_count(handle):<7}"
+        if p50 is not None:
+            line += f" p50(last 200)={p50:.3f} ms"
+        print(line, file=sys.stderr, flush=True)
+
+
+def _count(handle) -> int:
+    with handle._lock:
+        return len(handle._live.seq)
+
+
+def _fmt(v, unit="", nd=2) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}{unit}"
+    return f"{v}{unit}"
+
+
+def format_summary(r: dict) -> str:
+    lat = r.get("latency_ms") or {}
+    mem = r.get("memory") or {}
+    cpu = r.get("cpu") or {}
+    rt = r.get("runtime") or {}
+    lines = [
+        f"run {r.get('run_id')}: {r.get('status')}" + (f" ({r['error']})" if r.get("error") else ""),
+        f"  model        {r.get('model')} {r.get('precision')} {r.get('format')}  "
+        f"[{rt.get('name')} {rt.get('version')}, {rt.get('provider')}, {rt.get('threads')} threads]",
+        f"  load         {_fmt(r.get('load_ms'), ' ms')}   first inference {_fmt(r.get('first_inference_ms'), ' ms')}"
+        f"   warm-up {_fmt(r.get('warmup_ms'), ' ms', 1)} / {r.get('warmup_iterations')} it"
+        f" ({r.get('warmup_reason') or '-'})",
+        f"  latency ms   p50 {_fmt(lat.get('p50'), '', 3)}  p90 {_fmt(lat.get('p90'), '', 3)}"
+        f"  p95 {_fmt(lat.get('p95'), '', 3)}  p99 {_fmt(lat.get('p99'), '', 3)}  mean {_fmt(lat.get('mean'), '', 3)}"
+        f"  std {_fmt(lat.get('std'), '', 3)}  CoV {_fmt(lat.get('cov'), '', 3)}  n {lat.get('n')}",
+        f"  median 95% CI [{_fmt(lat.get('median_ci_low'), '', 3)}, {_fmt(lat.get('median_ci_high'), '', 3)}] ms"
+        f"   throughput {_fmt(r.get('throughput_ips'), ' inf/s', 1)}",
+        f"  CPU          system mean {_fmt(cpu.get('system_mean_pct'), '%', 1)} peak "
+        f"{_fmt(cpu.get('system_peak_pct'), '%', 1)}   worker mean {_fmt(cpu.get('worker_mean_pct'), '%', 1)} peak "
+        f"{_fmt(cpu.get('worker_peak_pct'), '%', 1)}",
+        f"  memory       cap {_fmt(mem.get('requested_mb'), ' MB', 0)} via {mem.get('mechanism')}"
+        f"   peak charged {_fmt(mem.get('peak_charged_mb'), ' MB', 1)}   peak worker RSS "
+        f"{_fmt(mem.get('peak_rss_mb'), ' MB', 1)}   OOM-killed {mem.get('oom_killed')}"
+        f"   major faults {mem.get('major_faults')}",
+    ]
+    gpu = r.get("gpu")
+    lines.append("  GPU          " + (f"util mean {_fmt(gpu.get('util_mean_pct'), '%', 1)}, memory peak "
+                                      f"{_fmt(gpu.get('mem_peak_mb'), ' MB', 0)}" if gpu else
+                                      "no GPU telemetry (" + _gpu_reason(r) + ")"))
+    if r.get("temp_max_c") is not None:
+        lines.append(f"  temperature  max {r['temp_max_c']:.1f} C" + ("  THROTTLED" if r.get("throttled") else ""))
+    for flag in r.get("flags") or []:
+        lines.append(f"  ! {flag}")
+    for note in r.get("notes") or []:
+        lines.append(f"  note: {note}")
+    return "\n".join(lines)
+
+
+def _gpu_reason(r: dict) -> str:
+    for s in r.get("telemetry_sources") or []:
+        if s.get("name") in ("nvml", "jetson") and not s.get("available"):
+            return s.get("reason", "unavailable")
+    return "no GPU source"
+
+
+def cmd_runs(args) -> int:
+    store = open_store(args.db)
+    df = store.list_runs(model=args.model, status=args.status, limit=args.limit)
+    cols = ["run_id", "created_at", "status", "model", "precision", "runtime", "threads", "memory_limit_mb",
+            "p50_ms", "p90_ms", "peak_charged_mb"]
+    df = df[[c for c in cols if c in df.columns]]
+    if args.json:
+        print_json(df.to_dict(orient="records"))
+    elif df.empty:
+        print("no runs stored yet: start one with `python -m edgeprof run --model digits-cnn`")
+    else:
+        print(df.to_string(index=False))
+    return 0
+
+
+def cmd_show(args) -> int:
+    store = open_store(args.db)
+    run = store.get_run(args.run_id)
+    if run is None:
+        raise UsageError(f"there is no run {args.run_id} in {store.path}.", "List runs with `python -m edgeprof runs`.")
+    if args.json:
+        print_json(run)
+    else:
+        summary = run.get("summary") or {"run_id": run["run_id"], "status": run["status"], "error": run.get("reason")}
+        print(format_summary(summary))
+    return 0
+
+
+def device_report() -> dict:
+    from .runtimes import available_runtimes
+    from .telemetry import probe_all, static_info
+    from .worker import limits
+
+    mech = limits.detect()
+    return {
+        "device": static_info(),
+        "runtimes": [{"name": s.name, "available": s.available, "version": s.version, "reason": s.reason,
+                      "execution_providers": list(s.providers)} for s in available_runtimes()],
+        "telemetry": [s._asdict() for s in probe_all()],
+        "memory_cap": mech.to_dict(),
+    }
+
+
+def cmd_devices(args) -> int:
+    rep = device_report()
+    if args.json:
+        print_json(rep)
+        return 0
+    d = rep["device"]
+    print(f"device   {d.get('model')} ({d.get('machine')}), {d.get('cpu_model') or d.get('cpu')}, "
+          f"{d.get('cores') or d.get('cpu_count')} cores, {d.get('os')}")
+    for r in rep["runtimes"]:
+        extra = f" providers: {', '.join(r['execution_providers'])}" if r["execution_providers"] else ""
+        print(f"runtime  {r['name']:<15} {'yes' if r['available'] else 'no ':<4} {r['version'] or ''}{extra}"
+              + ("" if r["available"] else f"  ({r['reason']})"))
+    for t in rep["telemetry"]:
+        print(f"telemetry {t['name']:<14} {'yes' if t['available'] else 'no ':<4} {t['reason']}")
+    m = rep["memory_cap"]
+    print(f"memory cap {m['kind']}: {m['reason']}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    store = open_store(args.db)
+    out = store.export_runs(args.run_ids or None, args.out, fmt=args.format)
+    print(out)
+    return 0
+
+
+def cmd_import(args) -> int:
+    store = open_store(args.db)
+    ids = store.import_bundle(args.bundle)
+    if args.json:
+        print_json({"imported": ids})
+    else:
+        print(f"imported {len(ids)} runs into {store.path}")
+    return 0

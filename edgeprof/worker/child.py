@@ -1,0 +1,178 @@
+"""The worker process: load, first inference, warm-up, steady state; nothing else.
+
+Run as ``python -m edgeprof.worker.child FD``: it reads one pickled (RunConfig, WorkerSpec) from stdin and writes
+messages to pipe FD. It imports only numpy, the runtime it needs and edgeprof's small pure modules (never streamlit,
+duckdb, pandas or scipy), because everything it imports is charged to its memory cap.
+
+The measured loop does two clock reads and two list appends per inference; the stop flag and the batch deadline are
+checked once per inference with an integer comparison, and a batch is sent at most every ``batch_interval_s``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import sys
+import time
+import traceback
+
+_stop = False
+_phase = "load"
+
+
+def _on_term(signum, frame):
+    global _stop
+    _stop = True
+
+
+def _die_with_parent() -> None:
+    """PR_SET_PDEATHSIG: if the parent is SIGKILLed, the kernel kills the worker too (no orphan keeps the CPU)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)
+    except Exception:
+        pass
+
+
+def _set_phase(name: str) -> None:
+    global _phase
+    _phase = name
+
+
+def _max_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _major_faults() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_majflt
+
+
+def run(spec, conn) -> None:
+    from ..runtimes import open_session, synthetic_inputs
+    from ..stats import WarmupDetector
+    from .messages import Batch, Done, Loaded, Phase
+
+    mono = time.monotonic_ns
+    t0 = mono()
+    session = open_session(spec.model_path, runtime=spec.runtime, threads=spec.threads,
+                           interpreter=spec.interpreter, provider=spec.provider)
+    load_ns = mono() - t0
+    feeds, notes = synthetic_inputs(session.inputs)
+    notes = ["input: random data of the model's input shape and type (latency does not depend on pixel values)", *notes]
+    conn.send(Loaded(mono(), load_ns, session.info.to_dict(), [s.to_dict() for s in session.inputs],
+                     [s.to_dict() for s in session.outputs], notes, os.getpid(),
+                     sorted(m for m in ("streamlit", "duckdb", "pandas", "scipy") if m in sys.modules)))
+    if _stop:
+        conn.send(Done(mono(), 0, "stopped", _max_rss_mb(), _major_faults()))
+        return
+
+    run_once = session.run
+    seq = 0
+    _set_phase("first")
+    conn.send(Phase("first", mono()))
+    t = mono()
+    run_once(feeds)
+    conn.send(Batch(0, "first", [t], [mono() - t]))
+    seq = 1
+    interval = int(spec.batch_interval_s * 1e9)
+
+    def loop(phase: str, until) -> str:
+        """Run inferences until ``until(n_in_phase, latency_ns, t_ns)`` says stop; returns why it stopped."""
+        nonlocal seq
+        ts, lats = [], []
+        seq0 = seq
+        n = 0
+        next_flush = mono() + interval
+        phase_start = mono()
+        reason = "stopped"
+        while not _stop:
+            t = mono()
+            run_once(feeds)
+            t2 = mono()
+            ts.append(t)
+            lats.append(t2 - t)
+            n += 1
+            if until(n, t2 - t, t2 - phase_start):
+                reason = "done"
+                break
+            if t2 >= next_flush:
+                conn.send(Batch(seq0, phase, ts, lats))
+                seq0 += len(ts)
+                ts, lats = [], []
+                next_flush = t2 + interval
+        if ts:
+            conn.send(Batch(seq0, phase, ts, lats))
+        seq += n
+        return reason
+
+    if _stop:
+        conn.send(Done(mono(), seq, "stopped", _max_rss_mb(), _major_faults()))
+        return
+    _set_phase("warmup")
+    conn.send(Phase("warmup", mono()))
+    if spec.warmup == "auto":
+        detector = WarmupDetector(max_iters=spec.warmup_max_iterations, max_seconds=spec.warmup_max_s)
+        why = loop("warmup", lambda n, lat, el: detector.update(lat, el))
+        warm_reason = detector.reason or why
+    elif int(spec.warmup) > 0:
+        target = int(spec.warmup)
+        why = loop("warmup", lambda n, lat, el: n >= target)
+        warm_reason = f"fixed {target} iterations"
+    else:
+        why, warm_reason = "done", "no warm-up requested"
+    if why == "stopped":
+        conn.send(Done(mono(), seq, "stopped", _max_rss_mb(), _major_faults()))
+        return
+
+    _set_phase("steady")
+    conn.send(Phase("steady", mono(), warm_reason))
+    min_n, min_ns = spec.min_iterations, int(spec.min_duration_s * 1e9)
+    if spec.exact_iterations:
+        why = loop("steady", lambda n, lat, el: n >= min_n)
+    else:
+        why = loop("steady", lambda n, lat, el: n >= min_n and el >= min_ns)
+    conn.send(Done(mono(), seq, "completed" if why == "done" else "stopped", _max_rss_mb(), _major_faults()))
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the parent's to handle
+    _die_with_parent()
+    from multiprocessing.connection import Connection
+
+    from .messages import Failed
+
+    conn = Connection(int(argv[0]), readable=False)
+    spec = pickle.load(sys.stdin.buffer)
+    if spec.rlimit_as_bytes:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (spec.rlimit_as_bytes, spec.rlimit_as_bytes))
+    try:
+        run(spec, conn)
+        return 0
+    except MemoryError:
+        conn.send(Failed("memory", "memory allocation failed inside the worker (the address-space limit was hit).",
+                         traceback.format_exc(), _phase))
+    except BaseException as exc:  # report everything; the parent decides the status
+        from ..errors import EdgeprofError, ModelError, RuntimeUnavailable
+
+        kind = "model" if isinstance(exc, ModelError) else "runtime" if isinstance(exc, RuntimeUnavailable) else "error"
+        message = str(exc) if isinstance(exc, EdgeprofError) else f"{type(exc).__name__}: {exc}"
+        if "bad_alloc" in message or "Failed to allocate" in message:
+            kind = "memory"
+        with contextlib.suppress(OSError):
+            conn.send(Failed(kind, message, traceback.format_exc(), _phase))
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

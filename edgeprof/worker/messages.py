@@ -1,0 +1,80 @@
+"""The whole parent/worker protocol: a few small, picklable, typed messages.
+
+Parent -> worker: the pickled ``RunConfig`` plus a ``WorkerSpec`` on stdin, once; then SIGTERM to stop.
+Worker -> parent, on a dedicated pipe: Loaded, Phase, Batch..., then exactly one of Done or Failed.
+All ``t_ns`` are ``time.monotonic_ns()``, the clock the parent's sampler uses too, so samples line up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What the parent resolved for the worker: the exact file, runtime and limits."""
+
+    model_path: str
+    runtime: str
+    precision: str
+    threads: int
+    interpreter: str | None
+    provider: str | None
+    warmup: str | int
+    min_duration_s: float
+    min_iterations: int
+    exact_iterations: bool
+    rlimit_as_bytes: int | None = None
+    batch_interval_s: float = 0.1
+    warmup_max_iterations: int = 1000
+    warmup_max_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Loaded:
+    t_ns: int
+    load_ns: int
+    runtime: dict
+    inputs: list
+    outputs: list
+    notes: list = field(default_factory=list)
+    pid: int = 0
+    heavy_modules: list = field(default_factory=list)  # any of streamlit, duckdb, pandas, scipy found imported
+
+
+@dataclass(frozen=True)
+class Phase:
+    """The worker entered ``phase`` (first, warmup, steady) at ``t_ns``; ``reason`` says why the last one ended."""
+
+    phase: str
+    t_ns: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Consecutive inferences of one phase, starting at sequence number ``seq0``."""
+
+    seq0: int
+    phase: str
+    t_ns: list  # start of each inference
+    latency_ns: list
+
+
+@dataclass(frozen=True)
+class Done:
+    t_ns: int
+    iterations: int
+    reason: str  # "completed" or "stopped"
+    max_rss_mb: float
+    major_faults: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    """``kind``: model (bad file), runtime (missing interpreter or provider), memory (allocation failed), error."""
+
+    kind: str
+    message: str
+    traceback: str = ""
+    phase: str = ""

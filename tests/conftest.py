@@ -1,0 +1,43 @@
+"""Shared fixtures: every test gets its own data directory and database, so nothing touches the user's files."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(autouse=True)
+def edgeprof_home(tmp_path, monkeypatch):
+    home = tmp_path / "edgeprof-home"
+    home.mkdir()
+    monkeypatch.setenv("EDGEPROF_HOME", str(home))
+    monkeypatch.delenv("EDGEPROF_DB", raising=False)
+    return home
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "runs.duckdb"
+
+
+def cgroup_writable() -> bool:
+    from edgeprof.worker import limits
+
+    return limits.detect().kind in ("cgroup1", "cgroup2")
+
+
+requires_cgroup = pytest.mark.skipif(not cgroup_writable(), reason="needs a writable memory cgroup (root on cgroup v1 "
+                                                                   "or a delegated cgroup v2 subtree)")
+
+
+def cli_env(**extra) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    env.update({k: str(v) for k, v in extra.items()})
+    return env

@@ -1,0 +1,251 @@
+"""End to end: real worker processes, real models, real memory caps, a real DuckDB file."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from edgeprof.config import RunConfig
+from edgeprof.runner import DeviceBusy, start_run
+from edgeprof.store import Store
+from edgeprof.worker import limits
+
+from .conftest import ROOT, cli_env, requires_cgroup
+
+pytestmark = pytest.mark.slow
+
+
+def _run(db, **kw):
+    kw.setdefault("duration_s", 0.5)
+    kw.setdefault("iterations", 20)
+    cfg = RunConfig(**kw)
+    h = start_run(cfg, db)
+    res = h.wait(120)
+    assert res is not None, "run did not finish"
+    return h, res
+
+
+@pytest.mark.parametrize("runtime,interp", [("onnx", None), ("tflite", "litert"), ("tflite", "tflite-runtime")])
+def test_real_run_is_stored_and_read_back(db_path, runtime, interp):
+    h, res = _run(db_path, model="digits-cnn", runtime=runtime, tflite_interpreter=interp)
+    assert res["status"] == "ok", res["error"]
+    assert res["runtime"]["name"] == {"onnx": "onnxruntime"}.get(runtime, interp)
+    assert res["latency_ms"]["n"] >= 20 and res["latency_ms"]["p50"] > 0
+    assert res["load_ms"] > 0 and res["first_inference_ms"] > 0
+    assert res["worker_heavy_imports"] == []
+    store = Store(db_path)
+    run = store.get_run(h.run_id)
+    assert run["status"] == "ok" and run["summary"]["latency_ms"]["n"] == res["latency_ms"]["n"]
+    lat = store.latency(h.run_id)
+    assert set(lat["phase"]) == {"first", "warmup", "steady"} or set(lat["phase"]) == {"first", "steady"}
+    assert len(lat) == res["iterations_total"]
+    assert (lat["phase"] == "steady").sum() == res["latency_ms"]["n"]
+    tel = store.telemetry(h.run_id)
+    assert {"cpu.total_pct", "mem.used_mb"} <= set(tel["metric"])
+
+
+@requires_cgroup
+def test_oom_kill_at_tight_cap_and_success_at_loose_cap(db_path):
+    h, res = _run(db_path, model="efficientnet-lite0", precision="fp32", runtime="onnx", memory_limit_mb=48)
+    assert res["status"] == "oom_killed", res
+    assert res["memory"]["mechanism"] == limits.detect().kind
+    assert res["memory"]["oom_killed"] is True
+    run = Store(db_path).get_run(h.run_id)
+    assert run["status"] == "oom_killed" and run["reason"]
+    h2, res2 = _run(db_path, model="efficientnet-lite0", precision="fp32", runtime="onnx", memory_limit_mb=256)
+    assert res2["status"] == "ok", res2["error"]
+    assert 20 < res2["memory"]["peak_charged_mb"] <= 256
+    assert not list((limits.detect().parent and __import__("pathlib").Path(limits.detect().parent)
+                     or ROOT).glob(f"edgeprof-{os.getpid()}-*")), "cgroups left behind"
+
+
+@requires_cgroup
+def test_oom_keeps_partial_samples(db_path):
+    """A model that fits for the first inferences then grows is killed mid-run; the samples before stay stored."""
+    h, res = _run(db_path, model="efficientnet-lite0", runtime="tflite", memory_limit_mb=36, duration_s=3)
+    assert res["status"] in ("oom_killed", "ok")
+    if res["status"] == "oom_killed":
+        assert len(Store(db_path).latency(h.run_id)) == res["iterations_total"]
+
+
+def test_rlimit_as_fallback(db_path, monkeypatch):
+    monkeypatch.setenv("EDGEPROF_MEMORY_MECHANISM", "rlimit_as")
+    h, res = _run(db_path, model="digits-cnn", runtime="onnx", memory_limit_mb=60)
+    assert res["status"] == "failed" and res["memory"]["mechanism"] == "rlimit_as"
+    assert "address" in res["error"].lower() or "memory" in res["error"].lower()
+    h, res = _run(db_path, model="digits-cnn", runtime="onnx", memory_limit_mb=4096)
+    assert res["status"] == "ok", res["error"]
+    assert res["memory"]["mechanism"] == "rlimit_as"
+    assert "address-space" in res["memory"]["mechanism_note"]
+
+
+@pytest.mark.parametrize("phase", ["load", "first", "warmup", "steady"])
+def test_stop_in_each_phase(db_path, phase):
+    cfg = RunConfig(model="efficientnet-lite0" if phase in ("load", "first") else "digits-cnn", runtime="onnx",
+                    warmup=100000 if phase == "warmup" else "auto", duration_s=60)
+    h = start_run(cfg, db_path)
+    deadline = time.monotonic() + 60
+    target = {"load": "preparing", "first": "first"}.get(phase, phase)
+    while time.monotonic() < deadline and h.phase != target and not h.finished:
+        if phase == "load" and h.status == "running":
+            break
+        time.sleep(0.005)
+    h.stop()
+    res = h.wait(30)
+    assert res["status"] == "stopped", (phase, res)
+    assert Store(db_path).get_run(h.run_id)["status"] == "stopped"
+
+
+def test_worker_sigkill_is_recorded_as_crashed(db_path):
+    h = start_run(RunConfig(model="digits-cnn", runtime="onnx", duration_s=30), db_path)
+    deadline = time.monotonic() + 30
+    while h.phase != "steady" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    os.kill(h._proc.pid, signal.SIGKILL)
+    res = h.wait(30)
+    assert res["status"] == "crashed" and "SIGKILL" in res["error"]
+    stored = Store(db_path).latency(h.run_id)
+    assert len(stored) > 0, "samples before the crash must be kept"
+
+
+def test_timeout(db_path):
+    h, res = _run(db_path, model="digits-cnn", runtime="onnx", duration_s=60, iterations=None, timeout_s=3)
+    assert res["status"] == "timed_out"
+
+
+def test_second_start_is_refused_while_busy(db_path):
+    h = start_run(RunConfig(model="digits-cnn", runtime="onnx", duration_s=5), db_path)
+    try:
+        with pytest.raises(DeviceBusy, match="busy"):
+            start_run(RunConfig(model="digits-cnn", runtime="onnx", duration_s=1), db_path)
+    finally:
+        h.stop()
+        h.wait(30)
+
+
+def _reader(db, stop_at, out):
+    from edgeprof.store import Store
+
+    errors, reads = 0, 0
+    store = Store(db)
+    while time.time() < stop_at:
+        try:
+            store.list_runs()
+            reads += 1
+        except Exception:
+            errors += 1
+        time.sleep(0.05)
+    out.put((reads, errors))
+
+
+def test_concurrent_reader_during_a_run(db_path):
+    Store(db_path)
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    reader = ctx.Process(target=_reader, args=(str(db_path), time.time() + 4, q))
+    reader.start()
+    h, res = _run(db_path, model="digits-cnn", runtime="onnx", duration_s=3, iterations=None)
+    reader.join(30)
+    reads, errors = q.get(timeout=5)
+    assert res["status"] == "ok"
+    assert reads > 10 and errors == 0
+    assert len(Store(db_path).latency(h.run_id)) == res["iterations_total"]
+
+
+# --- the CLI ------------------------------------------------------------------------------------------------------
+
+def cli(*args, **env):
+    return subprocess.run([sys.executable, "-m", "edgeprof", *args], capture_output=True, text=True, timeout=300,
+                          env=cli_env(**env), cwd=ROOT)
+
+
+def test_cli_run_json(db_path):
+    r = cli("run", "--model", "digits-cnn", "--duration", "1", "--db", str(db_path), "--json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    for key in ("run_id", "status", "error", "load_ms", "first_inference_ms", "warmup_ms", "warmup_iterations",
+                "latency_ms", "memory", "cpu", "runtime", "flags"):
+        assert key in doc
+    for key in ("p50", "p90", "p95", "p99", "mean", "std", "cov", "n", "median_ci_low", "median_ci_high"):
+        assert key in doc["latency_ms"]
+    for key in ("requested_mb", "mechanism", "peak_charged_mb", "peak_rss_mb", "oom_killed"):
+        assert key in doc["memory"]
+    r = cli("show", doc["run_id"], "--db", str(db_path), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["run_id"] == doc["run_id"]
+    r = cli("runs", "--db", str(db_path), "--json")
+    assert [x["run_id"] for x in json.loads(r.stdout)] == [doc["run_id"]]
+
+
+@requires_cgroup
+def test_cli_oom_exit_code_3(db_path):
+    r = cli("run", "--model", "efficientnet-lite0", "--memory-limit", "48", "--iterations", "20", "--db", str(db_path),
+            "--json", "--quiet")
+    assert r.returncode == 3, r.stderr
+    assert json.loads(r.stdout)["status"] == "oom_killed"
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (["--model", "nope-model"], 2, "not a bundled model"),
+    (["--model", "/no/such/file.onnx"], 2, "does not exist"),
+    (["--model", "digits-cnn", "--threads", "-1"], 2, "threads"),
+    (["--model", "digits-cnn", "--threads", "two"], 2, "threads"),
+    (["--model", "digits-cnn", "--memory-limit", "-5"], 2, "memory limit"),
+    (["--model", "digits-cnn", "--duration", "abc"], 2, "duration"),
+    (["--model", "digits-cnn", "--precision", "int4"], 2, "precision"),
+    (["--model", "digits-cnn", "--warmup", "x"], 2, "warm-up"),
+])
+def test_cli_bad_flags(db_path, args, code, needle):
+    r = cli("run", *args, "--db", str(db_path))
+    assert r.returncode == code, r.stderr
+    assert needle in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_bad_model_files_are_recorded_as_failed(tmp_path, db_path):
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.onnx"
+    text.write_text("this is not a model\n")
+    good = (ROOT / "models/digits-cnn/digits-cnn-fp32.onnx").read_bytes()
+    trunc = tmp_path / "trunc.onnx"
+    trunc.write_bytes(good[: len(good) // 3])
+    for path, needle in ((empty, "empty"), (text, "text"), (trunc, "truncated")):
+        r = cli("run", "--model", str(path), "--iterations", "5", "--db", str(db_path), "--json", "--quiet")
+        assert r.returncode == 3, r.stderr
+        assert needle in json.loads(r.stdout)["error"] and "Traceback" not in r.stderr
+    runs = Store(db_path).list_runs()
+    assert len(runs) == 3 and set(runs["status"]) == {"failed"}
+
+
+def test_cli_unwritable_db(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    r = cli("run", "--model", "digits-cnn", "--iterations", "5", "--db", "/proc/edgeprof.duckdb")
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "--db" in r.stderr
+
+
+def test_cli_help_everywhere():
+    for cmd in ("run", "runs", "show", "devices", "export", "import", "models", "fidelity"):
+        r = cli(cmd, "--help")
+        assert r.returncode == 0 and "usage" in r.stdout.lower(), cmd
+
+
+def test_cli_devices_json():
+    r = cli("devices", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    names = {x["name"] for x in doc["runtimes"]}
+    assert {"onnxruntime", "litert", "tflite-runtime"} <= names
+    assert doc["memory_cap"]["kind"] in ("cgroup1", "cgroup2", "rlimit_as")
+    nvml = [t for t in doc["telemetry"] if t["name"] == "nvml"]
+    assert not nvml or nvml[0]["available"] or nvml[0]["reason"]

@@ -368,7 +368,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
-def test_reader_and_writer_processes_share_the_file(store):
+def test_reader_and_writer_processes_share_the_file(store, capsys):
     run_id = store.insert_run(None, None, CONFIG)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(store.path), run_id, "2.0"], env=env,
@@ -389,6 +389,8 @@ def test_reader_and_writer_processes_share_the_file(store):
     assert len(lat) == total and lat["seq"].is_unique and list(lat["seq"]) == list(range(total))
     assert len(store.telemetry(run_id)) == batches
     assert store.get_run(run_id)["status"] == "ok"
+    with capsys.disabled():
+        print(f"\nwriter process: {batches} batches of 500 rows in 2 s while this process made {reads} reads")
     assert reads > 5 and batches > 5
 
 

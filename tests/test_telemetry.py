@@ -15,7 +15,7 @@ import pytest
 
 from edgeprof import telemetry
 from edgeprof.telemetry import host, jetson, nvml, rpi
-from edgeprof.telemetry.base import Source
+from edgeprof.telemetry.base import HeldFile, Source, hold
 
 DATA = Path(__file__).parent / "data" / "telemetry"
 RPI4 = DATA / "sysfs" / "rpi4"
@@ -150,13 +150,59 @@ def test_host_static_info_and_thermal_zones_from_fake_tree():
     assert values(src.read())["temp.cpu_thermal_c"] == pytest.approx(48.686)
 
 
+def test_host_parsers_and_fake_tree_reads(tmp_path):
+    stat = (RPI4 / "proc/stat").read_text()
+    parsed = host.parse_proc_stat(stat)
+    assert set(parsed) == {"cpu", "cpu0", "cpu1", "cpu2", "cpu3"}
+    later = stat.replace("cpu0 273807 520 72134 5179218", "cpu0 273857 520 72134 5179268").replace(
+        "cpu  1093264 2136 283145 20736221", "cpu  1093314 2136 283145 20736271"
+    )  # cpu0 and the total: +50 ticks busy, +50 idle
+    assert host.busy_pct(parsed["cpu0"], host.parse_proc_stat(later)["cpu0"]) == pytest.approx(50.0)
+    assert host.busy_pct(parsed["cpu0"], parsed["cpu0"]) is None  # no time passed: no value, not 0
+    mem = values(host.memory_rows(host.parse_meminfo((RPI4 / "proc/meminfo").read_text())))
+    assert mem["mem.used_mb"] == pytest.approx((3881880 - 2941552) / 1024)
+    assert mem["mem.available_mb"] == pytest.approx(2941552 / 1024)
+    assert mem["swap.used_mb"] == pytest.approx((204796 - 183292) / 1024)
+    assert host._parse_cpu_list("0-3") == [0, 1, 2, 3] and host._parse_cpu_list("0,2-3 5") == [0, 2, 3, 5]
+    assert host.find_cpufreq_policies(str(RPI4 / "sys/devices/system/cpu/cpufreq")) == [
+        (str(RPI4 / "sys/devices/system/cpu/cpufreq/policy0/scaling_cur_freq"), [0, 1, 2, 3])
+    ]
+
+    fake_stat = tmp_path / "stat"
+    fake_stat.write_text(stat)
+    src = host.HostSource(
+        thermal_root=str(RPI4 / "sys/class/thermal"),
+        cpufreq_root=str(RPI4 / "sys/devices/system/cpu/cpufreq"),
+        proc_stat_path=str(fake_stat),
+        meminfo_path=str(RPI4 / "proc/meminfo"),
+    )
+    ok, reason = src.probe()
+    assert ok and "4 CPUs" in reason and "cpufreq: 1 policy" in reason and "cpu_thermal" in reason
+    fake_stat.write_text(later)  # same inode: the held fd sees the new text
+    got = values(src.read())
+    src.close()
+    assert got["cpu.core0_pct"] == pytest.approx(50.0) and got["cpu.total_pct"] == pytest.approx(50.0)
+    assert "cpu.core1_pct" not in got  # no time passed on cpu1 between the two samples
+    assert got["cpu.freq_mhz"] == 1500.0 and got["cpu.core3_freq_mhz"] == 1500.0
+    assert got["temp.cpu_thermal_c"] == pytest.approx(48.686) and got["mem.available_mb"] == mem["mem.available_mb"]
+
+
+def test_held_file_rereads_and_reports_gone(tmp_path):
+    f = tmp_path / "x"
+    f.write_text("1\n")
+    held = HeldFile(str(f))
+    assert held.number() == 1.0
+    f.write_text("2" * 70000)  # longer than one pread buffer
+    assert len(held.read()) == 70000
+    held.close()
+    assert held.read() is None and hold(MISSING) is None
+
+
 def test_host_source_reads_a_real_busy_child():
     src = host.HostSource(thermal_root=MISSING)
     ok, reason = src.probe()
     assert ok and "psutil" in reason
-    child = subprocess.Popen(
-        [sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"]
-    )
+    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
     try:
         time.sleep(0.2)
         first = values(src.read(child.pid))

@@ -32,7 +32,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from .base import Row, Source, read_number, read_text
+from .base import HeldFile, Row, Source, hold, read_text
 
 DEVICE_TREE_MODEL_PATH = "/proc/device-tree/model"
 THERMAL_ZONE0_TEMP_PATH = "/sys/class/thermal/thermal_zone0/temp"
@@ -150,8 +150,8 @@ class RpiSource(Source):
         self.throttled_interval_s = throttled_interval_s
         self.model: str | None = None
         self._vc: str | None = None  # resolved vcgencmd path when usable
-        self._sysfs_temp = False
-        self._sysfs_freq = False
+        self._temp: HeldFile | None = None  # sysfs files held open from probe on
+        self._freq: HeldFile | None = None
         self._last_throttled: float | None = None
 
     def _vcgencmd(self, *args: str) -> str:
@@ -162,8 +162,12 @@ class RpiSource(Source):
         self.model = parse_model(read_text(self.model_path))
         if not (self.model or "").startswith("Raspberry Pi"):
             return False, f"not a Raspberry Pi (device-tree model: {self.model or 'none'})"
-        self._sysfs_temp = read_number(self.temp_path) is not None
-        self._sysfs_freq = read_number(self.cur_freq_path) is not None
+        self._temp = hold(self.temp_path)
+        if self._temp is not None and self._temp.number() is None:
+            self._temp = None
+        self._freq = hold(self.cur_freq_path)
+        if self._freq is not None and self._freq.number() is None:
+            self._freq = None
         vc_note = ""
         candidate = self.vcgencmd if self.runner is not run_command else shutil.which(self.vcgencmd)
         if candidate is None:
@@ -177,26 +181,30 @@ class RpiSource(Source):
             except (OSError, ValueError, subprocess.SubprocessError) as exc:
                 self._vc = None
                 vc_note = f"vcgencmd failed ({exc}); add the user to the video group for throttling flags"
-        found = [name for name, ok in (("sysfs temp", self._sysfs_temp), ("sysfs cpufreq", self._sysfs_freq)) if ok]
+        found = [name for name, ok in (("sysfs temp", self._temp), ("sysfs cpufreq", self._freq)) if ok]
         return True, f"{self.model}; {', '.join(found + [vc_note])}"
 
     def read(self, worker_pid: int | None = None) -> list[Row]:
         rows: list[Row] = []
-        if self._sysfs_temp:
-            temp = read_number(self.temp_path, 0.001)
+        if self._temp is not None:
+            temp = self._temp.number(0.001)  # millidegrees -> C
             if temp is not None:
                 rows.append(("temp.soc_c", temp, "C"))
-        if self._sysfs_freq:
-            freq = read_number(self.cur_freq_path, 0.001)  # kHz -> MHz
+        if self._freq is not None:
+            freq = self._freq.number(0.001)  # kHz -> MHz
             if freq is not None:
                 rows.append(("cpu.arm_freq_mhz", freq, "MHz"))
         now = time.monotonic()
-        if self._vc is not None and (
-            self._last_throttled is None or now - self._last_throttled >= self.throttled_interval_s
-        ):
+        if self._vc is not None and (self._last_throttled is None or now - self._last_throttled >= self.throttled_interval_s):
             self._last_throttled = now
             rows.extend(self._vc_rows())
         return rows
+
+    def close(self) -> None:
+        for held in (self._temp, self._freq):
+            if held is not None:
+                held.close()
+        self._temp = self._freq = None
 
     def _vc_rows(self) -> list[Row]:
         rows: list[Row] = []
@@ -205,11 +213,11 @@ class RpiSource(Source):
             if value is not None:
                 rows.append(("throttle.raw", float(value), "flags"))
                 rows.extend((f"throttle.{name}", float(on), "bool") for name, on in decode_throttled(value).items())
-            if not self._sysfs_temp:
+            if self._temp is None:
                 temp = parse_measure_temp(self._vcgencmd("measure_temp"))
                 if temp is not None:
                     rows.append(("temp.soc_c", temp, "C"))
-            if not self._sysfs_freq:
+            if self._freq is None:
                 hz = parse_measure_clock(self._vcgencmd("measure_clock", "arm"))
                 if hz is not None:
                     rows.append(("cpu.arm_freq_mhz", hz / 1e6, "MHz"))

@@ -1,0 +1,378 @@
+"""The bundled models (``models/manifest.json``) and the user's own files, as one list of variants to run.
+
+Every bundled model has 4 ONNX variants (fp32 ships; fp16, int8-dynamic and int8-static are made on the device by
+``quantize`` and cached) and 4 shipped TFLite variants. A user's file is described by what it contains
+(``inspect.inspect_file``), not by its name.
+
+Uploads are stored, never executed or unpickled: the name is generated (content hash + extension), the extension
+and size are checked, and the bytes must parse as an ONNX protobuf or a TFLite flatbuffer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import paths
+from ..config import PRECISIONS, RUNTIMES
+from ..errors import EdgeprofError, ModelError, UsageError
+from ..runtimes import check_model_file, runtime_for
+from .inspect import inspect_file
+
+FORMATS = RUNTIMES  # onnx | tflite
+UPLOAD_EXTENSIONS = (".onnx", ".tflite")
+MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+_NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_. ()+")
+
+
+@dataclass(frozen=True)
+class Variant:
+    model: str  # bundled model name, or the path of a user's file
+    precision: str  # fp32 | fp16 | int8-dynamic | int8-static (detected files also: int16x8 | mixed)
+    format: str  # onnx | tflite
+    path: Path
+    size_bytes: int | None  # None while a derived variant is not built yet
+    sha256: str | None
+    shipped: bool  # True: the file comes with edgeprof; False: derived on the device, or the user's own
+    built_with: str
+    layout: str | None = None  # NCHW | NHWC as the file wants its image input
+
+    @property
+    def built(self) -> bool:
+        return self.path.is_file()
+
+    def to_dict(self) -> dict:
+        doc = asdict(self)
+        doc["path"] = str(self.path)
+        return doc
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    task: str
+    description: str
+    source: str
+    licence: str
+    input: dict  # {"layout", "shape", "dtype"} of the ONNX fp32 file
+    preprocessing: dict
+    labels: list | None
+    eval_path: Path | None
+    images: list = field(default_factory=list)  # list[Path]
+    variants: list = field(default_factory=list)  # list[Variant]
+
+    def variant(self, precision: str, fmt: str) -> Variant:
+        for v in self.variants:
+            if v.precision == precision and v.format == fmt:
+                return v
+        have = ", ".join(f"{v.format}/{v.precision}" for v in self.variants)
+        raise UsageError(f"{self.name} has no {fmt} variant at precision {precision!r} (it has: {have}).")
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "task": self.task,
+            "description": self.description,
+            "source": self.source,
+            "licence": self.licence,
+            "input": self.input,
+            "preprocessing": self.preprocessing,
+            "labels": len(self.labels) if self.labels else None,
+            "eval": str(self.eval_path) if self.eval_path else None,
+            "images": [str(p) for p in self.images],
+            "variants": [v.to_dict() for v in self.variants],
+        }
+
+
+# ------------------------------------------------------------------------------------------------------ manifest
+
+_manifest_memo: dict[tuple, dict] = {}
+
+
+def _manifest_path() -> Path:
+    return paths.MANIFEST
+
+
+def _read_manifest() -> dict | None:
+    path = _manifest_path()
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _manifest_memo:
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelError(
+                f"{path} is not valid JSON ({exc}).", "Restore it with `git checkout models/manifest.json`."
+            ) from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("models"), list):
+            raise ModelError(f"{path} has no 'models' list.", "Restore it with `git checkout models/manifest.json`.")
+        _manifest_memo.clear()
+        _manifest_memo[key] = doc
+    return _manifest_memo[key]
+
+
+def _layout_of(entry: dict, fmt: str, model_input: dict) -> str:
+    if entry.get("layout"):
+        return entry["layout"]
+    if isinstance(entry.get("input"), dict) and entry["input"].get("layout"):
+        return entry["input"]["layout"]
+    if fmt == "onnx":
+        return model_input.get("layout", "NCHW")
+    return "NHWC"
+
+
+def _model_from(entry: dict, doc: dict, root: Path) -> ModelInfo:
+    try:
+        name = entry["name"]
+        prep = dict(entry.get("preprocessing") or {})
+        labels = None
+        if entry.get("labels"):
+            lp = root / entry["labels"]
+            labels = lp.read_text().splitlines() if lp.is_file() else None
+        eval_path = root / entry["eval"] if entry.get("eval") else None
+        if "images" in entry:  # a model's own image list, else the shared bundled images for image models
+            image_entries = entry["images"] or []
+        else:
+            image_entries = doc.get("images", []) if prep.get("kind") == "imagenet" else []
+        images = [root / (i["file"] if isinstance(i, dict) else i) for i in image_entries]
+        model_input = dict(entry.get("input") or {})
+        variants: list[Variant] = []
+        shipped = entry.get("variants", [])
+        for v in shipped:
+            fmt = v.get("format") or runtime_for(v["file"])
+            path = root / v["file"]
+            size = path.stat().st_size if path.is_file() else None
+            variants.append(
+                Variant(
+                    name,
+                    v["precision"],
+                    fmt,
+                    path,
+                    size,
+                    v.get("sha256"),
+                    True,
+                    v.get("built_with", ""),
+                    _layout_of(v, fmt, model_input),
+                )
+            )
+    except (KeyError, TypeError) as exc:
+        raise ModelError(
+            f"{_manifest_path()}: model entry is missing {exc}.", "Restore it with `git checkout models/manifest.json`."
+        ) from None
+    info = ModelInfo(
+        name,
+        entry.get("task", ""),
+        entry.get("description", ""),
+        entry.get("source", ""),
+        entry.get("licence", entry.get("license", "")),
+        model_input,
+        prep,
+        labels,
+        eval_path,
+        images,
+        [],
+    )
+    fp32 = next((v for v in variants if v.format == "onnx" and v.precision == "fp32"), None)
+    derived: list[Variant] = []
+    if fp32 is not None:
+        derived = [_derived_variant(info, fp32, p) for p in PRECISIONS if p != "fp32"]
+    order = {p: i for i, p in enumerate(PRECISIONS)}
+    onnx = sorted([v for v in variants if v.format == "onnx"] + derived, key=lambda v: order.get(v.precision, 9))
+    tfl = sorted([v for v in variants if v.format == "tflite"], key=lambda v: order.get(v.precision, 9))
+    object.__setattr__(info, "variants", onnx + tfl)
+    return info
+
+
+def _derived_variant(info: ModelInfo, fp32: Variant, precision: str) -> Variant:
+    from . import quantize
+    from .preprocess import calibration_for
+
+    calib = calibration_for(info, fp32.layout or "NCHW") if precision == "int8-static" else None
+    if fp32.path.is_file():
+        path = quantize.cached_path(fp32.path, precision, calib)
+    else:
+        path = paths.cache_dir() / f"{info.name}.{precision}.missing-parent.onnx"
+    side = quantize.read_sidecar(path) if path.is_file() else None
+    size = path.stat().st_size if path.is_file() else None
+    built_with = quantize._method(precision)
+    return Variant(info.name, precision, "onnx", path, size, (side or {}).get("sha256"), False, built_with, fp32.layout)
+
+
+def list_models() -> list[ModelInfo]:
+    """The bundled models; empty when models/manifest.json is absent."""
+    doc = _read_manifest()
+    if doc is None:
+        return []
+    root = _manifest_path().parent
+    return [_model_from(e, doc, root) for e in doc["models"]]
+
+
+def model_names() -> list[str]:
+    doc = _read_manifest()
+    return [e.get("name", "?") for e in doc["models"]] if doc else []
+
+
+def get_model(name: str) -> ModelInfo:
+    doc = _read_manifest()
+    names = model_names()
+    for entry in (doc or {}).get("models", []):
+        if entry.get("name") == name:
+            return _model_from(entry, doc, _manifest_path().parent)
+    have = ", ".join(names) if names else f"none (no {_manifest_path()})"
+    raise UsageError(f"unknown model {name!r}; bundled models: {have}.", "A path to a .onnx or .tflite file also works.")
+
+
+def is_path_like(model: str) -> bool:
+    return model.lower().endswith((".onnx", ".tflite")) or os.sep in model or "/" in model
+
+
+# ------------------------------------------------------------------------------------------------------ resolve
+
+
+def resolve_variant(
+    model: str, precision: str | None, runtime: str | None, *, build: bool = True, progress: Callable[[str], None] | None = None
+) -> Variant:
+    """The file to run for ``model`` (a bundled name or a path) at ``precision`` in ``runtime``.
+
+    Bundled: ``runtime`` None means onnx; a missing derived ONNX variant is quantized now (cached) when ``build``.
+    Path: the file's own precision is detected; ``precision`` None accepts it. Asking an fp32 ONNX file for another
+    precision quantizes it (random calibration data for int8-static: the result says so); any other mismatch is a
+    UsageError that says what the file is.
+    """
+    if precision is not None and precision not in PRECISIONS:
+        raise UsageError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}.")
+    if runtime is not None and runtime not in FORMATS:
+        raise UsageError(f"runtime {runtime!r} is not one of: {', '.join(FORMATS)}.")
+    if model in model_names():
+        return _resolve_bundled(get_model(model), precision or "fp32", runtime or "onnx", build, progress)
+    if not is_path_like(model) and not Path(model).exists():
+        get_model(model)  # raises the UsageError that lists bundled names
+    return _resolve_path(Path(model), precision, runtime, build, progress)
+
+
+def _resolve_bundled(info: ModelInfo, precision: str, runtime: str, build: bool, progress) -> Variant:
+    v = info.variant(precision, runtime)
+    if v.shipped:
+        if not v.path.is_file():
+            raise ModelError(f"bundled file {v.path} is missing.", "Restore it with `git checkout models` (or git lfs pull).")
+        return v
+    if v.path.is_file() or not build:
+        return v
+    from . import quantize
+    from .preprocess import calibration_for
+
+    fp32 = info.variant("fp32", "onnx")
+    if not fp32.path.is_file():
+        raise ModelError(f"bundled file {fp32.path} is missing.", "Restore it with `git checkout models`.")
+    calib = calibration_for(info, fp32.layout or "NCHW") if precision == "int8-static" else None
+    res = quantize.quantize_onnx(fp32.path, precision, calib=calib, progress=progress)
+    side = quantize.read_sidecar(res.path) or {}
+    return Variant(
+        info.name, precision, "onnx", res.path, res.path.stat().st_size, side.get("sha256"), False, v.built_with, v.layout
+    )
+
+
+def _resolve_path(path: Path, precision: str | None, runtime: str | None, build: bool, progress) -> Variant:
+    check_model_file(path)
+    fmt = runtime_for(path)
+    if runtime is not None and runtime != fmt:
+        raise UsageError(
+            f"{path.name} is a {fmt} model; it cannot run with runtime {runtime!r}.", f"Use --runtime {fmt}, or leave it out."
+        )
+    spec = inspect_file(path)
+    layout = _guess_layout(spec.inputs)
+    mine = Variant(str(path), spec.precision, fmt, path, spec.size_bytes, spec.sha256, False, "user file", layout)
+    if precision is None or precision == spec.precision:
+        return mine
+    if fmt == "onnx" and spec.precision == "fp32":
+        if not build:
+            from . import quantize
+
+            target = quantize.cached_path(path, precision, None, source_sha256=spec.sha256)
+            size = target.stat().st_size if target.is_file() else None
+            return Variant(str(path), precision, "onnx", target, size, None, False, quantize._method(precision), layout)
+        from . import quantize
+
+        res = quantize.quantize_onnx(path, precision, calib=None, progress=progress)
+        built_with = quantize._method(precision) + (f"; {res.warning}" if res.warning else "")
+        return Variant(str(path), precision, "onnx", res.path, res.path.stat().st_size, None, False, built_with, layout)
+    what = f"{spec.precision} {fmt} file"
+    hint = f"Only fp32 ONNX files are quantized on the device; pass --precision {spec.precision}, or leave --precision out."
+    raise UsageError(f"{path.name} is a {what}; it cannot be run as {precision}.", hint)
+
+
+def _guess_layout(inputs) -> str | None:
+    if len(inputs) != 1 or len(inputs[0].shape) != 4:
+        return None
+    shape = inputs[0].shape
+    if shape[1] in (1, 3) and shape[-1] not in (1, 3):
+        return "NCHW"
+    if shape[-1] in (1, 3):
+        return "NHWC"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------- uploads
+
+
+def add_upload(data: bytes, filename: str, max_bytes: int = MAX_UPLOAD_BYTES) -> Path:
+    """Store an uploaded model under ``paths.uploads_dir()`` as ``<sha256[:16]><ext>`` and return its path.
+
+    Checks, in order: the name (plain, printable, no folders), the extension (.onnx / .tflite), the size (not empty,
+    at most ``max_bytes``), then the content (must parse as the format says). The bytes are only parsed, never run.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise UsageError("upload data must be bytes.")
+    data = bytes(data)
+    if not isinstance(filename, str) or not filename or len(filename) > 200:
+        raise UsageError("the uploaded file needs a name of 1 to 200 characters ending in .onnx or .tflite.")
+    if "/" in filename or "\\" in filename or filename.startswith(".") or not set(filename) <= _NAME_OK:
+        raise UsageError(
+            f"upload name {filename!r} has characters edgeprof does not accept.",
+            "Rename it to letters, digits, '-', '_' and '.', ending in .onnx or .tflite.",
+        )
+    ext = Path(filename).suffix.lower()
+    if ext not in UPLOAD_EXTENSIONS:
+        raise UsageError(
+            f"{filename}: edgeprof takes .onnx and .tflite files, not {ext or 'files without an extension'}.",
+            "Export the model to ONNX or TFLite first.",
+        )
+    if not data:
+        raise ModelError(f"{filename} is empty.", "Upload the file again.")
+    if len(data) > max_bytes:
+        raise UsageError(
+            f"{filename} is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB upload limit.",
+            "Run the model from a path on the device instead: `python -m edgeprof run PATH`.",
+        )
+    digest = hashlib.sha256(data).hexdigest()
+    folder = paths.uploads_dir()
+    target = folder / f"{digest[:16]}{ext}"
+    if target.is_file() and target.stat().st_size == len(data):
+        return target
+    fd, tmp = tempfile.mkstemp(prefix=".upload-", suffix=ext, dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        try:
+            spec = inspect_file(tmp)
+        except EdgeprofError as exc:
+            msg = str(exc).replace(Path(tmp).name, filename).replace(str(tmp), filename)
+            raise ModelError(f"upload rejected: {msg}") from None
+        if spec.format == "onnx" and any("external data" in n for n in spec.notes):
+            raise ModelError(
+                f"upload rejected: {filename} keeps its weights in a separate file.",
+                "Export it with the weights inside (a single .onnx file).",
+            )
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target

@@ -1,0 +1,173 @@
+"""``models``, ``quantize`` and ``fidelity`` subcommands. Library errors propagate to the CLI core (one line + exit code)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..config import PRECISIONS
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "models",
+        help="list bundled models and their variants",
+        description="List the bundled models and every variant (ONNX variants not built yet show no size).",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser(
+        "quantize",
+        help="build and cache an ONNX fp16 / int8 variant",
+        description="Quantize a bundled model's (or an fp32 .onnx file's) ONNX model on this device; "
+        "the result is cached and the time it took is reported.",
+    )
+    p.add_argument("model", help="bundled model name or path to an fp32 .onnx file")
+    p.add_argument("--precision", required=True, choices=[x for x in PRECISIONS if x != "fp32"])
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser(
+        "fidelity",
+        help="compare every variant's outputs with its FP32 parent",
+        description="Top-1 agreement, top-5 overlap, KL divergence, cosine similarity and (where labels "
+        "ship) accuracy of every variant in every available runtime.",
+    )
+    p.add_argument("model", help="bundled model name or path to an fp32 .onnx file")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
+    p.add_argument(
+        "--runtime",
+        action="append",
+        dest="runtimes",
+        metavar="NAME",
+        help="onnx, tflite, onnxruntime, litert or tflite-runtime (repeatable; default all available)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_fidelity)
+
+
+def _progress(args):
+    if args.json or not sys.stderr.isatty():
+        return None
+    return lambda msg: print(f"  {msg}", file=sys.stderr, flush=True)
+
+
+def table(rows: list[list], header: list[str]) -> str:
+    cells = [[str(c) for c in header]] + [["-" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "not built"
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ..cli import print_json
+    from ..paths import MANIFEST
+    from .catalog import list_models
+
+    models = list_models()
+    if args.json:
+        print_json(
+            [
+                {
+                    "name": m.name,
+                    "task": m.task,
+                    "variants": [
+                        {
+                            "precision": v.precision,
+                            "format": v.format,
+                            "path": str(v.path),
+                            "size_bytes": v.size_bytes,
+                            "shipped": v.shipped,
+                        }
+                        for v in m.variants
+                    ],
+                }
+                for m in models
+            ]
+        )
+        return 0
+    if not models:
+        print(f"no bundled models ({MANIFEST} is missing); pass a path to a .onnx or .tflite file instead.")
+        return 0
+    for i, m in enumerate(models):
+        if i:
+            print()
+        print(f"{m.name}  ({m.task}, {m.licence})")
+        rows = [
+            [v.format, v.precision, _size(v.size_bytes), "shipped" if v.shipped else "built on device", v.path]
+            for v in m.variants
+        ]
+        print(table(rows, ["format", "precision", "size", "origin", "path"]))
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from ..cli import print_json
+    from . import catalog, quantize
+    from .preprocess import calibration_for
+
+    if args.model in catalog.model_names():
+        info = catalog.get_model(args.model)
+        fp32 = info.variant("fp32", "onnx")
+        calib = calibration_for(info, fp32.layout or "NCHW") if args.precision == "int8-static" else None
+        res = quantize.quantize_onnx(fp32.path, args.precision, calib=calib, progress=_progress(args))
+    else:
+        catalog.resolve_variant(args.model, None, "onnx", build=False)  # clear errors for bad paths / bad names
+        res = quantize.quantize_onnx(args.model, args.precision, calib=None, progress=_progress(args))
+    size = res.path.stat().st_size
+    if args.json:
+        print_json({**res.to_dict(), "size_bytes": size})
+        return 0
+    state = "cached (built earlier in" if res.cached else "built in"
+    print(f"{res.precision}: {res.path}")
+    print(f"  {_size(size)}, {state} {res.seconds:.2f} s{')' if res.cached else ''}; {res.method}")
+    if res.warning:
+        print(f"  warning: {res.warning}")
+    return 0
+
+
+def _fmt(x, digits: int = 3) -> str | None:
+    return None if x is None else f"{x:.{digits}f}"
+
+
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    from ..cli import print_json
+    from ..errors import UsageError
+    from .fidelity import fidelity
+
+    if args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}.")
+    rows = fidelity(args.model, runtimes=args.runtimes, threads=args.threads, progress=_progress(args))
+    if args.json:
+        print_json(rows)
+        return 0
+    body = [
+        [
+            r["format"],
+            r["runtime"],
+            r["precision"],
+            r["n"],
+            _fmt(r["top1_agreement"]),
+            _fmt(r["top5_overlap"]),
+            _fmt(r["mean_kl"], 5),
+            _fmt(r["cosine"], 4),
+            _fmt(r["accuracy"]),
+        ]
+        for r in rows
+    ]
+    print(table(body, ["format", "runtime", "precision", "n", "top1 agree", "top5 overlap", "mean KL", "cosine", "accuracy"]))
+    notes = sorted({r["note"] for r in rows if r.get("note")})
+    for note in notes:
+        print(f"data: {note}")
+    for r in rows:
+        if r.get("error"):
+            print(f"{r['runtime']} {r['format']} {r['precision']}: {r['error']}")
+    return 0

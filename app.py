@@ -1,0 +1,20 @@
+"""edgeprof dashboard: `streamlit run app.py`. The entry only registers the pages found in pages/ and the sidebar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from edgeprof import ui
+
+st.set_page_config(page_title="edgeprof", page_icon=":material/speed:", layout="wide")
+
+HERE = Path(__file__).resolve().parent
+pages = []
+for file in sorted((HERE / "pages").glob("[0-9]_*.py")):
+    title, icon = ui.PAGES.get(file.name, (file.stem.split("_", 1)[-1].replace("_", " "), None))
+    pages.append(st.Page(f"pages/{file.name}", title=title, icon=icon, default=file.name.startswith("1_")))
+
+ui.get_store()  # opens (creating or migrating) the database and marks crashed runs interrupted, once per process
+st.navigation(pages).run()

@@ -1,0 +1,343 @@
+"""Pure plotly figure builders for the dashboard: arrays or DataFrames in, a ``go.Figure`` out.
+
+Nothing here reads the database or Streamlit state, so tests and benchmarks can pin every figure down. Live charts
+get at most a few thousand points: ``decimate`` keeps the minimum and maximum of each bucket (spikes stay visible)
+and the bucket median (the trend), so a run of a million inferences draws as fast as one of a thousand.
+
+Telemetry frames are long form with at least ``t_s`` (seconds on the run's clock), ``metric`` and ``value``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+MAX_POINTS = 2000
+COLORS = ["#1f5fbf", "#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#0b7285", "#c2255c", "#5c940d"]
+WARMUP_FILL = "rgba(230, 119, 0, 0.15)"
+LOAD_FILL = "rgba(120, 120, 120, 0.12)"
+_CORE = re.compile(r"^cpu\.core(\d+)_pct$")
+
+
+def _layout(fig: go.Figure, title: str, y_title: str, x_title: str = "time (s)", height: int = 300) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0.01, "font": {"size": 17}}, height=height, template="plotly_white",
+        margin={"l": 60, "r": 20, "t": 45, "b": 45}, legend={"orientation": "h", "y": -0.25, "x": 0},
+        xaxis_title=x_title, yaxis_title=y_title, font={"size": 14}, uirevision="keep",
+    )
+    return fig
+
+
+def empty_figure(title: str, message: str, height: int = 300) -> go.Figure:
+    """A blank chart that says why it is blank (never a flat zero line)."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font={"size": 15})
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, title, "", "", height)
+
+
+# ------------------------------------------------------------------------------------------------------- helpers
+
+def decimate(x, y, max_points: int = MAX_POINTS) -> dict[str, np.ndarray]:
+    """Reduce a series to about ``max_points`` buckets: x (bucket centre), lo, hi and median of each bucket.
+
+    Short series come back whole (lo = hi = median = y). Input must be ordered by x.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n = x.size
+    if n <= max_points:
+        return {"x": x, "lo": y, "hi": y, "median": y, "bucketed": False}
+    buckets = max(1, max_points // 2)
+    starts = np.linspace(0, n, buckets + 1).astype(np.int64)[:-1]
+    starts = np.unique(starts)
+    lo = np.minimum.reduceat(y, starts)
+    hi = np.maximum.reduceat(y, starts)
+    labels = np.repeat(np.arange(starts.size), np.diff(np.append(starts, n)))
+    med = pd.Series(y).groupby(labels).median().to_numpy()
+    xc = pd.Series(x).groupby(labels).mean().to_numpy()
+    return {"x": xc, "lo": lo, "hi": hi, "median": med, "bucketed": True}
+
+
+def rolling_median(y, window: int | None = None) -> np.ndarray:
+    """A trailing rolling median; the window defaults to 2% of the series (5 to 501 samples)."""
+    y = np.asarray(y, dtype=float)
+    if y.size == 0:
+        return y
+    w = window or int(min(501, max(5, y.size // 50)))
+    return pd.Series(y).rolling(w, min_periods=1).median().to_numpy()
+
+
+def bits_of(precision: str | None) -> float | None:
+    """fp32 -> 32, fp16 -> 16, int8-* -> 8; None when unknown."""
+    if not precision:
+        return None
+    p = str(precision).lower()
+    if p.startswith("fp32"):
+        return 32.0
+    if p.startswith("fp16"):
+        return 16.0
+    if p.startswith("int8"):
+        return 8.0
+    if p.startswith("int16"):
+        return 16.0
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------- run view
+
+def latency_timeline(t_s, latency_ms, *, warmup: tuple[float, float] | None = None,
+                     load: tuple[float, float] | None = None, title: str = "Latency per inference",
+                     max_points: int = MAX_POINTS, height: int = 320) -> go.Figure:
+    """Each inference's latency over time with a rolling median; the load and warm-up phases shaded."""
+    t_s = np.asarray(t_s, dtype=float)
+    lat = np.asarray(latency_ms, dtype=float)
+    if t_s.size == 0:
+        return empty_figure(title, "waiting for the first inference...", height)
+    fig = go.Figure()
+    d = decimate(t_s, lat, max_points)
+    if d["bucketed"]:
+        fig.add_trace(go.Scatter(x=d["x"], y=d["hi"], mode="lines", line={"width": 0}, name="max per bucket",
+                                 showlegend=False, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=d["x"], y=d["lo"], mode="lines", line={"width": 0}, fill="tonexty",
+                                 fillcolor="rgba(31, 95, 191, 0.25)", name="min-max range"))
+        med = d["median"]
+    else:
+        fig.add_trace(go.Scatter(x=d["x"], y=d["median"], mode="markers", name="inference",
+                                 marker={"size": 4, "color": "rgba(31, 95, 191, 0.45)"}))
+        med = rolling_median(lat)
+    fig.add_trace(go.Scatter(x=d["x"], y=med, mode="lines", name="rolling median", line={"color": COLORS[1], "width": 2.5}))
+    for span, fill, label in ((load, LOAD_FILL, "load"), (warmup, WARMUP_FILL, "warm-up")):
+        if span and span[1] is not None and span[0] is not None and span[1] > span[0]:
+            fig.add_vrect(x0=span[0], x1=span[1], fillcolor=fill, line_width=0, layer="below",
+                          annotation_text=label, annotation_position="top left")
+    top = float(np.percentile(lat, 99.5)) * 1.3 if lat.size > 20 else None
+    if top and top < float(lat.max()):
+        fig.update_yaxes(range=[0, top])  # one huge first inference must not flatten the rest
+    return _layout(fig, title, "latency (ms)", height=height)
+
+
+def _lines(fig: go.Figure, tel: pd.DataFrame, metrics: list[tuple[str, str]], *, dash: str | None = None,
+           width: float = 2.0, color_offset: int = 0) -> int:
+    drawn = 0
+    for i, (metric, label) in enumerate(metrics):
+        part = tel[tel["metric"] == metric]
+        if part.empty:
+            continue
+        d = decimate(part["t_s"].to_numpy(), part["value"].to_numpy(), MAX_POINTS)
+        fig.add_trace(go.Scatter(x=d["x"], y=d["median"], mode="lines", name=label,
+                                 line={"width": width, "dash": dash, "color": COLORS[(i + color_offset) % len(COLORS)]}))
+        drawn += 1
+    return drawn
+
+
+def cpu_figure(tel: pd.DataFrame, *, title: str = "CPU", height: int = 300) -> go.Figure:
+    """System CPU %, each core (thin), and the worker's CPU % (100 = one core busy)."""
+    if tel is None or tel.empty or not tel["metric"].astype(str).str.startswith("cpu.").any():
+        return empty_figure(title, "no CPU samples yet", height)
+    fig = go.Figure()
+    cores = sorted({m for m in tel["metric"].astype(str).unique() if _CORE.match(m)}, key=lambda m: int(_CORE.match(m)[1]))
+    for j, m in enumerate(cores):
+        part = tel[tel["metric"] == m]
+        d = decimate(part["t_s"].to_numpy(), part["value"].to_numpy())
+        fig.add_trace(go.Scatter(x=d["x"], y=d["median"], mode="lines", name=f"core {_CORE.match(m)[1]}",
+                                 line={"width": 1, "color": COLORS[(j + 3) % len(COLORS)]}, opacity=0.55))
+    _lines(fig, tel, [("cpu.total_pct", "system"), ("cpu.worker_pct", "worker (100 = 1 core)")], width=3)
+    return _layout(fig, title, "CPU (%)", height=height)
+
+
+def memory_figure(tel: pd.DataFrame, cap_mb: float | None = None, *, title: str = "Memory", height: int = 300) -> go.Figure:
+    """System RAM used, the worker's RSS, the memory charged to its cap, and the cap as a dashed line."""
+    if tel is None or tel.empty or not tel["metric"].astype(str).str.startswith("mem.").any():
+        return empty_figure(title, "no memory samples yet", height)
+    fig = go.Figure()
+    _lines(fig, tel, [("mem.worker_rss_mb", "worker RSS"), ("mem.charged_mb", "charged to the cap")], width=3)
+    used = tel[tel["metric"] == "mem.used_mb"]
+    if not used.empty:
+        d = decimate(used["t_s"].to_numpy(), used["value"].to_numpy())
+        fig.add_trace(go.Scatter(x=d["x"], y=d["median"], mode="lines", name="system RAM used (right axis)",
+                                 line={"width": 1.5, "color": "#868e96"}, yaxis="y2"))
+        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "system used (MB)", "showgrid": False})
+    if cap_mb:
+        fig.add_hline(y=float(cap_mb), line_dash="dash", line_color="#c92a2a", line_width=2,
+                      annotation_text=f"cap {float(cap_mb):g} MB", annotation_position="top left")
+    return _layout(fig, title, "worker memory (MB)", height=height)
+
+
+def gpu_figure(tel: pd.DataFrame, *, title: str = "GPU", height: int = 300) -> go.Figure | None:
+    """GPU utilization (left) and GPU memory (right); None when the run has no GPU metric at all."""
+    if tel is None or tel.empty:
+        return None
+    metrics = [m for m in tel["metric"].astype(str).unique() if m.startswith("gpu")]
+    if not metrics:
+        return None
+    fig = go.Figure()
+    util = sorted(m for m in metrics if m.endswith(("util_pct", "load_pct")))
+    mem = sorted(m for m in metrics if m.endswith("mem_used_mb"))
+    _lines(fig, tel, [(m, m.replace("_pct", " %")) for m in util], width=3)
+    for i, m in enumerate(mem):
+        part = tel[tel["metric"] == m]
+        d = decimate(part["t_s"].to_numpy(), part["value"].to_numpy())
+        fig.add_trace(go.Scatter(x=d["x"], y=d["median"], mode="lines", name=m.replace("_mb", " MB (right)"),
+                                 line={"dash": "dot", "color": COLORS[(i + 4) % len(COLORS)]}, yaxis="y2"))
+    if mem:
+        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "memory (MB)", "showgrid": False})
+    return _layout(fig, title, "utilization (%)", height=height)
+
+
+def thermal_figure(tel: pd.DataFrame, *, title: str = "Temperature and frequency", height: int = 300) -> go.Figure | None:
+    """Temperatures (left, C) and CPU frequency (right, MHz); None when the run has neither."""
+    if tel is None or tel.empty:
+        return None
+    names = tel["metric"].astype(str)
+    temps = sorted(m for m in names.unique() if m.startswith("temp.") or (m.startswith("gpu") and m.endswith("temp_c")))
+    has_freq = (names == "cpu.freq_mhz").any()
+    if not temps and not has_freq:
+        return None
+    fig = go.Figure()
+    _lines(fig, tel, [(m, m.replace("temp.", "").replace("_c", " C")) for m in temps], width=2.5)
+    if has_freq:
+        part = tel[names == "cpu.freq_mhz"]
+        d = decimate(part["t_s"].to_numpy(), part["value"].to_numpy())
+        fig.add_trace(go.Scatter(x=d["x"], y=d["median"], mode="lines", name="CPU frequency (MHz, right)",
+                                 line={"dash": "dot", "color": "#495057"}, yaxis="y2"))
+        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "MHz", "showgrid": False})
+    return _layout(fig, title, "temperature (C)" if temps else "", height=height)
+
+
+# ------------------------------------------------------------------------------------------------------- correlations
+
+def correlation_heatmap(corr: pd.DataFrame, *, value: str = "pearson_r", labels: dict | None = None,
+                        title: str | None = None) -> go.Figure:
+    """A symmetric heatmap of ``value`` from the long-form output of ``stats.correlation_matrix``, n in the hover."""
+    labels = labels or {}
+    names = list(dict.fromkeys(list(corr["x"]) + list(corr["y"])))
+    idx = {n: i for i, n in enumerate(names)}
+    k = len(names)
+    z = np.full((k, k), np.nan)
+    text = [["" for _ in range(k)] for _ in range(k)]
+    for i in range(k):
+        z[i, i] = 1.0
+    for _, row in corr.iterrows():
+        i, j = idx[row["x"]], idx[row["y"]]
+        v = row[value]
+        z[i, j] = z[j, i] = np.nan if v is None or pd.isna(v) else float(v)
+        cell = "n/a" if np.isnan(z[i, j]) else f"{z[i, j]:.2f}"
+        text[i][j] = text[j][i] = f"{cell}<br>n={int(row['n'])}"
+    for i in range(k):
+        text[i][i] = "1"
+    shown = [labels.get(n, n) for n in names]
+    fig = go.Figure(go.Heatmap(z=z, x=shown, y=shown, zmin=-1, zmax=1, colorscale="RdBu", reversescale=True,
+                               text=text, texttemplate="%{text}", hovertemplate="%{y} vs %{x}: %{text}<extra></extra>",
+                               colorbar={"title": "r"}))
+    fig.update_yaxes(autorange="reversed")
+    kind = "Pearson r" if value.startswith("pearson") else "Spearman rho"
+    return _layout(fig, title or f"{kind} between variables", "", "", height=max(320, 60 * k + 120))
+
+
+def scatter_fit(x, y, *, x_label: str, y_label: str, hover: list | None = None, color: list | None = None,
+                title: str | None = None) -> go.Figure:
+    """A scatter of paired values with a least-squares line (drawn when at least 3 pairs vary)."""
+    x = np.asarray(pd.to_numeric(pd.Series(x), errors="coerce"), dtype=float)
+    y = np.asarray(pd.to_numeric(pd.Series(y), errors="coerce"), dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    title = title or f"{y_label} vs {x_label}"
+    if keep.sum() == 0:
+        return empty_figure(title, "no pairs where both values were measured")
+    fig = go.Figure()
+    marker: dict = {"size": 9, "opacity": 0.8}
+    groups = None if color is None else np.asarray(color, dtype=object)[keep]
+    hx = None if hover is None else np.asarray(hover, dtype=object)[keep]
+    if groups is None:
+        fig.add_trace(go.Scatter(x=x[keep], y=y[keep], mode="markers", name="runs", marker=marker, text=hx))
+    else:
+        for i, g in enumerate(pd.unique(groups)):
+            sel = groups == g
+            fig.add_trace(go.Scatter(x=x[keep][sel], y=y[keep][sel], mode="markers", name=str(g),
+                                     marker={**marker, "color": COLORS[i % len(COLORS)]},
+                                     text=None if hx is None else hx[sel]))
+    xs, ys = x[keep], y[keep]
+    if xs.size >= 3 and np.ptp(xs) > 0:
+        slope, intercept = np.polyfit(xs, ys, 1)
+        line_x = np.array([xs.min(), xs.max()])
+        fig.add_trace(go.Scatter(x=line_x, y=slope * line_x + intercept, mode="lines", name="least-squares fit",
+                                 line={"color": "#c92a2a", "width": 2, "dash": "dash"}))
+    return _layout(fig, title, y_label, x_label, height=360)
+
+
+def windowed_figure(wdf: pd.DataFrame, metric: str, *, metric_label: str | None = None) -> go.Figure:
+    """Latency median per window (left) and a telemetry metric's mean per window (right) over one run."""
+    title = "Latency and utilization over time windows"
+    if wdf is None or wdf.empty:
+        return empty_figure(title, "no windows: the run has no latency samples")
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=wdf["t_s"], y=wdf["latency_ms_median"], mode="lines+markers", name="latency median (ms)",
+                             line={"color": COLORS[0], "width": 2.5}))
+    if metric in wdf.columns:
+        fig.add_trace(go.Scatter(x=wdf["t_s"], y=wdf[metric], mode="lines+markers", name=(metric_label or metric) + " (right)",
+                                 line={"color": COLORS[1], "dash": "dot"}, yaxis="y2"))
+        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": metric_label or metric, "showgrid": False})
+    return _layout(fig, title, "latency (ms)", "window start (s)")
+
+
+# ------------------------------------------------------------------------------------------------------- compare
+
+def _quantile_curve(values: np.ndarray, points: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    v = np.sort(np.asarray(values, dtype=float)[np.isfinite(values)])
+    if v.size == 0:
+        return v, v
+    q = np.linspace(0, 1, min(points, v.size))
+    return np.quantile(v, q), q
+
+
+def latency_cdf(series: dict[str, np.ndarray], *, title: str = "Latency distribution (CDF)") -> go.Figure:
+    """Empirical CDF of each run's (or group's) latencies, drawn from at most 400 quantiles each."""
+    if not series or all(len(v) == 0 for v in series.values()):
+        return empty_figure(title, "no steady-state latency samples")
+    fig = go.Figure()
+    for i, (name, values) in enumerate(series.items()):
+        x, q = _quantile_curve(np.asarray(values, dtype=float))
+        if x.size:
+            fig.add_trace(go.Scatter(x=x, y=q, mode="lines", name=name, line={"width": 2.5, "color": COLORS[i % len(COLORS)]}))
+    fig.update_yaxes(range=[0, 1])
+    return _layout(fig, title, "share of inferences at or below", "latency (ms)", height=360)
+
+
+def latency_box(series: dict[str, np.ndarray], *, title: str = "Latency (box: quartiles, whiskers: 1.5 IQR)") -> go.Figure:
+    """Box plots from precomputed quartiles, so a million samples per run send five numbers each to the browser."""
+    if not series or all(len(v) == 0 for v in series.values()):
+        return empty_figure(title, "no steady-state latency samples")
+    fig = go.Figure()
+    for i, (name, values) in enumerate(series.items()):
+        v = np.asarray(values, dtype=float)
+        v = v[np.isfinite(v)]
+        if v.size == 0:
+            continue
+        q1, med, q3 = np.percentile(v, [25, 50, 75])
+        iqr = q3 - q1
+        lo = float(v[v >= q1 - 1.5 * iqr].min())
+        hi = float(v[v <= q3 + 1.5 * iqr].max())
+        fig.add_trace(go.Box(name=name, q1=[q1], median=[med], q3=[q3], lowerfence=[lo], upperfence=[hi],
+                             mean=[float(v.mean())], x=[name], marker_color=COLORS[i % len(COLORS)], boxpoints=False))
+    return _layout(fig, title, "latency (ms)", "", height=360)
+
+
+def telemetry_overlay(frames: dict[str, pd.DataFrame], metric: str, *, label: str | None = None) -> go.Figure:
+    """One telemetry metric from several runs on a common time axis (seconds from each run's start)."""
+    title = f"{label or metric} over time"
+    fig = go.Figure()
+    for i, (name, tel) in enumerate(frames.items()):
+        if tel is None or tel.empty:
+            continue
+        part = tel[tel["metric"] == metric]
+        if part.empty:
+            continue
+        d = decimate(part["t_s"].to_numpy(), part["value"].to_numpy())
+        fig.add_trace(go.Scatter(x=d["x"], y=d["median"], mode="lines", name=name, line={"color": COLORS[i % len(COLORS)]}))
+    if not fig.data:
+        return empty_figure(title, f"none of these runs recorded {metric}")
+    return _layout(fig, title, label or metric, height=320)

@@ -1,0 +1,450 @@
+"""Small helpers shared by the dashboard pages: the store, the sidebar, run filters, the summary block, uploads.
+
+Pages stay thin: gather inputs, call one library function, draw. Everything here that touches Streamlit is a helper
+for pages; the figures themselves live in ``charts.py`` (pure).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from . import charts, paths
+from .errors import EdgeprofError
+
+UPLOAD_CAP_MB = 200  # matches server.maxUploadSize in .streamlit/config.toml
+PAGES = {  # page file -> (title, icon); pages/6_Study.py and pages/7_Report.py are picked up when present
+    "1_Run.py": ("Run", ":material/play_circle:"),
+    "2_Runs.py": ("Runs", ":material/table_rows:"),
+    "3_Correlations.py": ("Correlations", ":material/scatter_plot:"),
+    "4_Compare.py": ("Compare", ":material/compare_arrows:"),
+    "5_Models.py": ("Models", ":material/deployed_code:"),
+    "6_Study.py": ("Study", ":material/grid_view:"),
+    "7_Report.py": ("Report", ":material/description:"),
+}
+
+# Variables a user can correlate across runs: label -> column of runs_frame()
+VARIABLES = {
+    "latency p50 (ms)": "p50_ms",
+    "latency p90 (ms)": "p90_ms",
+    "warm-up (ms)": "warmup_ms",
+    "CPU system mean (%)": "cpu_system_mean_pct",
+    "CPU worker mean (%)": "cpu_worker_mean_pct",
+    "peak RAM (MB)": "peak_ram_mb",
+    "memory limit (MB)": "memory_limit_mb",
+    "model size (MB)": "model_size_mb",
+    "bits": "bits",
+    "GPU utilization (%)": "gpu_util_mean_pct",
+    "temperature max (C)": "temp_max_c",
+    "throughput (inf/s)": "throughput_ips",
+    "load (ms)": "load_ms",
+    "threads": "threads",
+}
+COLUMN_LABELS = {v: k for k, v in VARIABLES.items()}
+
+
+# ------------------------------------------------------------------------------------------------------- store
+
+def db_path() -> Path:
+    return paths.default_db()
+
+
+@st.cache_resource(show_spinner=False)
+def _store_for(path: str):
+    """One Store per database path and process; recover() runs here, so once per process: runs whose owner died
+    are marked interrupted and leftover cgroups are removed."""
+    from .runs_cli import recover
+    from .store import Store
+
+    store = Store(path)
+    with contextlib.suppress(EdgeprofError, OSError):
+        recover(store)
+    return store
+
+
+def get_store():
+    """The run database, or a page-stopping st.error that says what to do."""
+    try:
+        return _store_for(str(db_path()))
+    except EdgeprofError as exc:
+        st.error(f"Cannot open the run database: {exc}")
+        st.info("Set EDGEPROF_DB to a writable file path and restart the dashboard.")
+        st.stop()
+
+
+def sidebar() -> None:
+    with st.sidebar:
+        st.caption(f"Database: `{db_path()}`")
+
+
+def page_setup(title: str | None = None):
+    """Every page starts here: the sidebar and the store (standalone pages under AppTest work too)."""
+    sidebar()
+    if title:
+        st.title(title)
+    return get_store()
+
+
+def page_link(page: str, label: str, query: dict | None = None) -> None:
+    """st.page_link to another page; outside st.navigation (a page run on its own) a plain link instead."""
+    try:
+        st.page_link(page, label=label, query_params=query)
+    except Exception:  # StreamlitPageNotFoundError and friends: the page is not registered in this session
+        name = Path(page).stem.split("_", 1)[-1]
+        q = "&".join(f"{k}={v}" for k, v in (query or {}).items())
+        st.markdown(f"[{label}](/{name}{'?' + q if q else ''})")
+
+
+def show_error(exc: BaseException, what: str = "") -> None:
+    prefix = f"{what}: " if what else ""
+    st.error(prefix + str(exc))
+
+
+# ------------------------------------------------------------------------------------------------------- runs
+
+def run_label(row) -> str:
+    created = row.get("created_at")
+    when = pd.Timestamp(created).strftime("%m-%d %H:%M:%S") if created is not None and not pd.isna(created) else "?"
+    p50 = row.get("p50_ms")
+    lat = f", p50 {p50:.3f} ms" if p50 is not None and not pd.isna(p50) else ""
+    cap = row.get("memory_limit_mb")
+    capt = f", cap {cap:g} MB" if cap is not None and not pd.isna(cap) else ""
+    model = Path(str(row.get("model"))).name if row.get("model") else "?"
+    rid = str(row["run_id"])[-6:]
+    return f"{when} {model} {row.get('precision')} {row.get('runtime')}{capt} [{row.get('status')}{lat}] {rid}"
+
+
+def runs_frame(store, **filters) -> pd.DataFrame:
+    """store.list_runs plus the derived study variables (bits, model size in MB, peak RAM) and a label."""
+    df = store.list_runs(**filters)
+    if df.empty:
+        df["label"] = pd.Series(dtype=str)
+        for col in ("bits", "model_size_mb", "peak_ram_mb"):
+            df[col] = pd.Series(dtype=float)
+        return df
+    df["bits"] = df["precision"].map(charts.bits_of).astype(float)
+    df["model_size_mb"] = pd.to_numeric(df["model_size_bytes"], errors="coerce") / 1e6
+    charged = pd.to_numeric(df["peak_charged_mb"], errors="coerce")
+    df["peak_ram_mb"] = charged.fillna(pd.to_numeric(df["peak_rss_mb"], errors="coerce"))
+    df["label"] = [run_label(r) for r in df.to_dict("records")]
+    return df
+
+
+def filter_runs(df: pd.DataFrame, key: str, *, default_status: list[str] | None = None, dates: bool = True) -> pd.DataFrame:
+    """Filter widgets (device, model, precision, status, dates) in one row; returns the filtered frame."""
+    if df.empty:
+        return df
+    cols = st.columns(5 if dates else 4)
+    hosts = sorted(df["hostname"].dropna().astype(str).unique()) if "hostname" in df else []
+    models = sorted(df["model"].dropna().astype(str).unique())
+    precisions = sorted(df["precision"].dropna().astype(str).unique())
+    statuses = sorted(df["status"].dropna().astype(str).unique())
+    dev = cols[0].multiselect("Device", hosts, key=f"{key}_device", placeholder="all devices")
+    mod = cols[1].multiselect("Model", models, key=f"{key}_model", format_func=lambda m: Path(m).name, placeholder="all models")
+    pre = cols[2].multiselect("Precision", precisions, key=f"{key}_precision", placeholder="all")
+    default = [s for s in (default_status or []) if s in statuses]
+    sta = cols[3].multiselect("Status", statuses, default=default, key=f"{key}_status", placeholder="any status")
+    out = df
+    if dev:
+        out = out[out["hostname"].astype(str).isin(dev)]
+    if mod:
+        out = out[out["model"].astype(str).isin(mod)]
+    if pre:
+        out = out[out["precision"].astype(str).isin(pre)]
+    if sta:
+        out = out[out["status"].astype(str).isin(sta)]
+    if dates:
+        created = pd.to_datetime(df["created_at"])
+        lo, hi = created.min().date(), created.max().date()
+        picked = cols[4].date_input("Date (UTC)", value=(lo, hi), key=f"{key}_dates")
+        if isinstance(picked, (tuple, list)) and len(picked) == 2:
+            start = datetime.combine(picked[0], time.min)
+            end = datetime.combine(picked[1], time.min) + timedelta(days=1)
+            c = pd.to_datetime(out["created_at"])
+            out = out[(c >= start) & (c < end)]
+        elif isinstance(picked, date):
+            c = pd.to_datetime(out["created_at"]).dt.date
+            out = out[c == picked]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------- frames
+
+def telemetry_frame(rows, t0_ns: int) -> pd.DataFrame:
+    """Telemetry rows (t_ns, source, metric, value, unit) or a store frame -> long frame with t_s from ``t0_ns``."""
+    if isinstance(rows, pd.DataFrame):
+        df = rows.loc[:, ["t_ns", "source", "metric", "value", "unit"]].copy()
+        df["metric"] = df["metric"].astype(str)
+    else:
+        df = pd.DataFrame(list(rows), columns=["t_ns", "source", "metric", "value", "unit"])
+    df["value"] = pd.to_numeric(df["value"], errors="coerce")
+    df["t_s"] = (df["t_ns"].astype("int64") - int(t0_ns)) / 1e9
+    return df
+
+
+def phase_spans(phases: list, t0_ns: int) -> dict:
+    """(phase, t_ns, reason) events -> {"load": (s0, s1), "warmup": (s0, s1) or (s0, None)} in seconds from t0."""
+    first = {}
+    for p, t, _reason in phases or []:
+        first.setdefault(p, t)
+    to_s = lambda t: None if t is None else (t - t0_ns) / 1e9  # noqa: E731
+    out = {}
+    if "load" in first:
+        out["load"] = (to_s(first["load"]), to_s(first.get("first")))
+    if "warmup" in first:
+        out["warmup"] = (to_s(first["warmup"]), to_s(first.get("steady")))
+    return out
+
+
+def gpu_reason(sources: list | None) -> str:
+    """Why there is no GPU telemetry, from the sampler's probe status (list of dicts: name, available, reason)."""
+    for s in sources or []:
+        if s.get("name") in ("nvml", "jetson") and not s.get("available"):
+            return f"{s.get('name')}: {s.get('reason')}"
+    return "no GPU source on this device"
+
+
+@st.cache_resource(show_spinner=False)
+def probe_status() -> list[dict]:
+    """Telemetry sources' probe results, once per process (a probe can take a moment: NVML init, jtop)."""
+    from .telemetry import probe_all
+
+    try:
+        return [s._asdict() for s in probe_all()]
+    except Exception as exc:  # a broken sensor must not break the page
+        return [{"name": "probe", "available": False, "reason": str(exc)}]
+
+
+# ------------------------------------------------------------------------------------------------------- summary
+
+def _fmt(v, nd=2, unit=""):
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "-"
+    return f"{v:,.{nd}f}{unit}"
+
+
+def headline(cols, figures: dict) -> None:
+    """st.metric row: load, first inference, warm-up, p50, p90, throughput (values may be None while running)."""
+    items = [
+        ("Load", figures.get("load_ms"), 1, " ms"),
+        ("First inference", figures.get("first_inference_ms"), 2, " ms"),
+        ("Warm-up", figures.get("warmup_ms"), 0, " ms"),
+        ("p50", figures.get("p50_ms"), 3, " ms"),
+        ("p90", figures.get("p90_ms"), 3, " ms"),
+        ("Throughput", figures.get("throughput_ips"), 0, " inf/s"),
+    ]
+    for col, (label, value, nd, unit) in zip(cols, items, strict=False):
+        col.metric(label, _fmt(value, nd, unit))
+
+
+def summary_figures(result: dict) -> dict:
+    lat = result.get("latency_ms") or {}
+    return {"load_ms": result.get("load_ms"), "first_inference_ms": result.get("first_inference_ms"),
+            "warmup_ms": result.get("warmup_ms"), "p50_ms": lat.get("p50"), "p90_ms": lat.get("p90"),
+            "throughput_ips": result.get("throughput_ips")}
+
+
+STATUS_WORDS = {
+    "ok": "finished normally",
+    "oom_killed": "was killed for running out of memory under its cap",
+    "crashed": "crashed",
+    "timed_out": "hit its wall-clock timeout",
+    "stopped": "was stopped by a user",
+    "failed": "failed",
+    "interrupted": "was interrupted (the process running it ended)",
+    "running": "is still running",
+}
+
+
+def render_summary(result: dict, *, run_id: str | None = None) -> None:
+    """The end-of-run block: status in words, headline numbers, memory, flags in plain words, a link to Runs."""
+    status = result.get("status")
+    rid = run_id or result.get("run_id")
+    words = f"Run `{rid}` {STATUS_WORDS.get(status, status)}."
+    if status == "ok":
+        st.success(words)
+    elif status in ("stopped",):
+        st.warning(words)
+    else:
+        st.error(words + (f" {result.get('error')}" if result.get("error") else ""))
+    headline(st.columns(6), summary_figures(result))
+    lat = result.get("latency_ms") or {}
+    mem = result.get("memory") or {}
+    cpu = result.get("cpu") or {}
+    lines = []
+    if lat.get("n"):
+        lines.append(f"**{lat['n']:,}** steady-state inferences; median {_fmt(lat.get('p50'), 3)} ms "
+                     f"(95% CI {_fmt(lat.get('median_ci_low'), 3)} to {_fmt(lat.get('median_ci_high'), 3)} ms), "
+                     f"p99 {_fmt(lat.get('p99'), 3)} ms, CoV {_fmt(lat.get('cov'), 3)}.")
+    cap = mem.get("requested_mb")
+    capt = f"{cap:g} MB via {mem.get('mechanism')}" if cap else "none"
+    lines.append(f"Memory: peak charged {_fmt(mem.get('peak_charged_mb'), 1, ' MB')}, peak worker RSS "
+                 f"{_fmt(mem.get('peak_rss_mb'), 1, ' MB')}; cap {capt}.")
+    if cpu:
+        lines.append(f"CPU: system mean {_fmt(cpu.get('system_mean_pct'), 0, '%')}, worker mean "
+                     f"{_fmt(cpu.get('worker_mean_pct'), 0, '%')} (100% = one core).")
+    rt = result.get("runtime") or {}
+    if rt.get("name"):
+        lines.append(f"Runtime: {rt.get('name')} {rt.get('version') or ''}, {rt.get('provider') or 'default provider'}, "
+                     f"{rt.get('threads')} threads.")
+    st.markdown("  \n".join(lines))
+    flags = result.get("flags") or []
+    if flags:
+        st.warning("**Why these numbers may be off:**\n\n" + "\n".join(f"- {f}" for f in flags))
+    elif status == "ok":
+        st.caption("No suspect-run flags: nothing in this run makes its numbers doubtful.")
+    if rid:
+        page_link("pages/2_Runs.py", label="Open this run in Runs", query={"run_id": rid})
+
+
+# ------------------------------------------------------------------------------------------------------- uploads
+
+def save_upload(uploaded) -> Path | None:
+    """Store an st.file_uploader model file with catalog.add_upload (size, extension and format checked)."""
+    from .models.catalog import add_upload
+
+    if uploaded is None:
+        return None
+    if uploaded.size > UPLOAD_CAP_MB * 1024 * 1024:
+        st.error(f"{uploaded.name} is {uploaded.size / 1e6:.0f} MB, over the {UPLOAD_CAP_MB} MB upload limit. "
+                 "Run it from a path on the device instead: `python -m edgeprof run --model PATH`.")
+        return None
+    try:
+        path = add_upload(uploaded.getvalue(), uploaded.name, max_bytes=UPLOAD_CAP_MB * 1024 * 1024)
+    except EdgeprofError as exc:
+        st.error(str(exc))
+        return None
+    names = st.session_state.setdefault("upload_names", {})
+    names[str(path)] = uploaded.name
+    return path
+
+
+def uploaded_models() -> list[str]:
+    """Paths of the models stored in the uploads folder, newest first."""
+    folder = paths.uploads_dir()
+    files = [p for p in folder.iterdir() if p.suffix.lower() in (".onnx", ".tflite") and not p.name.startswith(".")]
+    return [str(p) for p in sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+
+def model_label(model: str) -> str:
+    names = st.session_state.get("upload_names", {})
+    if model in names:
+        return f"{names[model]} (uploaded)"
+    if os.sep in model or "/" in model:
+        return f"{Path(model).name} (uploaded)"
+    return model
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# ------------------------------------------------------------------------------------------------------- live view
+
+PHASE_CODES = {"first": 0, "warmup": 1, "steady": 2}
+
+
+class LiveBuffer:
+    """One browser session's copy of a run's live data, grown incrementally from ``RunHandle.snapshot``.
+
+    The cursors (``next_seq``, ``tel_since_ns``) make every refresh fetch only the points that are new since the
+    last one; the arrays are kept whole so the finished view and the headline numbers need no database read.
+    """
+
+    def __init__(self, run_id: str, started_ns: int, started_wall: float):
+        self.run_id = run_id
+        self.started_ns = int(started_ns)
+        self.started_wall = float(started_wall)
+        self.next_seq = 0
+        self.tel_since_ns = 0
+        self._t: list[np.ndarray] = []
+        self._lat: list[np.ndarray] = []
+        self._ph: list[np.ndarray] = []
+        self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.tel_rows: list = []
+        self.phases: list = []
+        self.status = "starting"
+        self.phase = "preparing"
+        self.reason = None
+        self.result = None
+        self.notes: list = []
+        self.memory_limit_mb = None
+        self.refreshes = 0
+
+    def update(self, snap: dict) -> int:
+        """Add a snapshot taken with this buffer's cursors; returns how many latency points were new."""
+        seqs = snap.get("seq") or []
+        new = 0
+        if seqs:
+            # a snapshot may overlap the cursor (it returns seq >= since); keep only what is new
+            start = max(0, self.next_seq - seqs[0])
+            if start < len(seqs):
+                self._t.append(np.asarray(snap["t_ns"][start:], dtype=np.int64))
+                self._lat.append(np.asarray(snap["latency_ns"][start:], dtype=np.int64))
+                self._ph.append(np.asarray([PHASE_CODES.get(p, 2) for p in snap["sample_phase"][start:]], dtype=np.int8))
+                new = len(seqs) - start
+                self.next_seq = seqs[-1] + 1
+                self._cache = None
+        tel = snap.get("telemetry") or []
+        if tel:
+            self.tel_rows.extend(tel)
+            self.tel_since_ns = max(self.tel_since_ns, max(r[0] for r in tel))
+        self.phases = snap.get("phases") or self.phases
+        self.status, self.phase, self.reason = snap.get("status"), snap.get("phase"), snap.get("reason")
+        self.result = snap.get("result")
+        self.notes = snap.get("notes") or []
+        self.memory_limit_mb = snap.get("memory_limit_mb")
+        self.refreshes += 1
+        return new
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(t_ns, latency_ns, phase code) of every point so far."""
+        if self._cache is None:
+            if not self._t:
+                empty = np.asarray([], dtype=np.int64)
+                self._cache = (empty, empty, np.asarray([], dtype=np.int8))
+            else:
+                self._t = [np.concatenate(self._t)]
+                self._lat = [np.concatenate(self._lat)]
+                self._ph = [np.concatenate(self._ph)]
+                self._cache = (self._t[0], self._lat[0], self._ph[0])
+        return self._cache
+
+    @property
+    def n(self) -> int:
+        return self.next_seq
+
+    def newest_wall(self) -> float | None:
+        """Wall-clock time (s since the epoch) of the newest inference shown: its start plus its latency."""
+        t, lat, _ = self.arrays()
+        if t.size == 0:
+            return None
+        return self.started_wall + (int(t[-1]) + int(lat[-1]) - self.started_ns) / 1e9
+
+    def figures(self) -> dict:
+        """Headline numbers from the points so far (steady state only for percentiles and throughput)."""
+        t, lat, ph = self.arrays()
+        out: dict = {}
+        first = {}
+        for p, tt, _ in self.phases:
+            first.setdefault(p, tt)
+        if "load" in first and "first" in first:
+            out["load_ms"] = (first["first"] - first["load"]) / 1e6
+        if lat.size:
+            out["first_inference_ms"] = float(lat[0]) / 1e6
+        if "warmup" in first and "steady" in first:
+            out["warmup_ms"] = (first["steady"] - first["warmup"]) / 1e6
+        steady = ph == 2
+        if steady.any():
+            ls = lat[steady][-200_000:] / 1e6
+            out["p50_ms"], out["p90_ms"] = (float(v) for v in np.percentile(ls, [50, 90]))
+            ts = t[steady]
+            span = (ts[-1] + lat[steady][-1] - ts[0]) / 1e9
+            out["throughput_ips"] = float(steady.sum()) / span if span > 0 else None
+        return out

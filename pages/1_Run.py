@@ -1,0 +1,251 @@
+"""Run: pick a model, precision, runtime and memory cap, start a run and watch it live.
+
+A run belongs to the server process (edgeprof.runner's registry), not to this browser tab: reopening the page, or a
+second tab, attaches to the run in progress. Each session keeps its own cursors into the run's live data, so every
+refresh fetches only new points.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from edgeprof import charts, runner, ui
+from edgeprof.config import INTERPRETERS, PRECISIONS, PRESETS, PROVIDERS, RunConfig
+from edgeprof.errors import EdgeprofError
+
+LIVE_REFRESH_S = 0.5
+MEMORY_LIMITS = [0, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024]
+AUTO = "auto"
+AS_FILE = "as in the file"
+PRESET_WORDS = {"quick": "quick (~10 s)", "standard": "standard (~60 s)", "long": "long (10 min)"}
+
+store = ui.page_setup()
+st.title("Run a model")
+st.caption("Pick a model and a precision, cap its memory, and watch latency and the hardware live. "
+           "One run at a time per device.")
+
+
+# ------------------------------------------------------------------------------------------------ which run to watch
+
+def watched_handle():
+    """The run this session watches: its own last start, else any live run of this server process."""
+    rid = st.session_state.get("watch_run")
+    handle = runner.get_handle(rid) if rid else None
+    active = runner.active_runs()
+    if active and (handle is None or (handle.finished and active[0].run_id != rid)):
+        handle = active[0]
+        st.session_state["watch_run"] = handle.run_id
+    return handle
+
+
+# ------------------------------------------------------------------------------------------------ the form
+
+def _model_options() -> list[str]:
+    from edgeprof.models.catalog import model_names
+
+    try:
+        names = model_names()
+    except EdgeprofError as exc:
+        ui.show_error(exc, "The bundled model list cannot be read")
+        names = []
+    return names + ui.uploaded_models()
+
+
+with st.expander("Upload your own model (.onnx or .tflite)", expanded=False):
+    up = st.file_uploader(f"Model file (at most {ui.UPLOAD_CAP_MB} MB)", type=["onnx", "tflite"], key="run_upload",
+                          max_upload_size=ui.UPLOAD_CAP_MB)
+    if up is not None and st.session_state.get("run_upload_done") != up.file_id:
+        path = ui.save_upload(up)
+        if path is not None:
+            st.session_state["run_upload_done"] = up.file_id
+            st.session_state["model"] = str(path)
+            st.success(f"Stored {up.name}; it is selected below.")
+
+options = _model_options()
+if not options:
+    st.info("No models found: restore the bundled ones with `git checkout models`, or upload a .onnx / .tflite file above.")
+    st.stop()
+if st.session_state.get("model") not in options:
+    st.session_state["model"] = "digits-cnn" if "digits-cnn" in options else options[0]
+
+c1, c2, c3, c4 = st.columns(4)
+model = c1.selectbox("Model", options, key="model", format_func=ui.model_label)
+uploaded = model in ui.uploaded_models()
+if uploaded:
+    file_runtime = "tflite" if model.lower().endswith(".tflite") else "onnx"
+    precision = c2.selectbox("Precision", [AS_FILE, *PRECISIONS], key="precision_upload",
+                             help="Only fp32 ONNX files can be quantized here; other files run as they are.")
+    runtime = c3.selectbox("Runtime", [file_runtime], key="runtime_upload", disabled=True)
+else:
+    precision = c2.selectbox("Precision", list(PRECISIONS), key="precision",
+                             help="fp32: full floats. fp16: half. int8: 8-bit integers (dynamic: activations "
+                                  "quantized at run time; static: calibrated ahead).")
+    runtime = c3.selectbox("Runtime", ["onnx", "tflite"], key="runtime",
+                           format_func=lambda r: {"onnx": "ONNX Runtime", "tflite": "TFLite"}[r])
+memory = c4.selectbox("Memory limit (MB)", MEMORY_LIMITS, key="memory_limit",
+                      format_func=lambda v: "no limit" if not v else f"{v} MB")
+
+c5, c6, c7, c8 = st.columns(4)
+interpreter = c5.selectbox("TFLite interpreter", [AUTO, *INTERPRETERS], key="interpreter", disabled=runtime != "tflite")
+provider = c6.selectbox("Execution provider", [AUTO, *PROVIDERS], key="provider", disabled=runtime != "onnx")
+threads = c7.number_input("Threads", min_value=1, max_value=max(4, 2 * (os.cpu_count() or 2)), value=2, step=1,
+                          key="threads")
+preset = c8.selectbox("Duration", list(PRESETS), key="preset", format_func=lambda p: PRESET_WORDS.get(p, p))
+with st.expander("Advanced", expanded=False):
+    duration_s = st.number_input("Duration override (s of steady state; 0 = use the preset)", min_value=0.0,
+                                 max_value=3600.0, value=0.0, step=1.0, key="duration_s")
+
+
+def footprint_hint() -> str | None:
+    """The variant's measured footprint from the newest stored ok run of it, if any."""
+    prec = None if precision == AS_FILE else precision
+    try:
+        df = store.list_runs(model=model, precision=prec, status="ok", limit=50)
+    except EdgeprofError:
+        return None
+    if df.empty:
+        return None
+    df = df[df["runtime"] == runtime]
+    for row in df.to_dict("records"):
+        charged, rss = row.get("peak_charged_mb"), row.get("peak_rss_mb")
+        parts = []
+        if charged is not None and np.isfinite(charged):
+            parts.append(f"peak charged {charged:.0f} MB")
+        if rss is not None and np.isfinite(rss):
+            parts.append(f"peak worker RSS {rss:.0f} MB")
+        if parts:
+            return f"Measured footprint of this variant (run {row['run_id'][-6:]}): " + ", ".join(parts) + \
+                ". A limit below it will likely OOM-kill the run."
+    return None
+
+
+hint = footprint_hint()
+if hint:
+    st.caption(hint)
+
+handle = watched_handle()
+live = handle is not None and not handle.finished
+b1, b2, _ = st.columns([1, 1, 6])
+start = b1.button("Start run", key="start", type="primary")
+stop = b2.button("Stop", key="stop", disabled=not live) if live else False
+
+if stop and handle is not None:
+    handle.stop()
+    st.info(f"Stopping run {handle.run_id}: the worker finishes its current inference and exits.")
+
+if start:
+    busy = runner.active_runs()
+    try:
+        if busy:
+            raise runner.DeviceBusy(f"the device is busy with run {busy[0].run_id}.")
+        prec = precision
+        if precision == AS_FILE:  # the file's own precision (RunConfig needs one of PRECISIONS)
+            from edgeprof.models.inspect import inspect_file
+
+            prec = inspect_file(model).precision
+            prec = prec if prec in PRECISIONS else "fp32"
+        cfg = RunConfig(
+            model=model, precision=prec, runtime=runtime,
+            tflite_interpreter=None if interpreter == AUTO or runtime != "tflite" else interpreter,
+            execution_provider=None if provider == AUTO or runtime != "onnx" else provider,
+            threads=int(threads), memory_limit_mb=memory or None, preset=preset,
+            duration_s=float(duration_s) if duration_s else None,
+        )
+        handle = runner.start_run(cfg, store.path, store=store)
+        st.session_state["watch_run"] = handle.run_id
+        live = True
+    except runner.DeviceBusy as exc:
+        holder = str(exc).split("busy with run", 1)[-1].split(".")[0].strip() or "another run"
+        st.error(f"One run at a time: this device is busy with run {holder}; watch it below or stop it.")
+    except EdgeprofError as exc:
+        ui.show_error(exc, "The run could not start")
+
+st.divider()
+
+
+# ------------------------------------------------------------------------------------------------ live view
+
+def _buffer(h) -> ui.LiveBuffer:
+    bufs = st.session_state.setdefault("live_buffers", {})
+    buf = bufs.get(h.run_id)
+    if buf is None:
+        bufs.clear()  # one run's data per session is enough
+        buf = bufs[h.run_id] = ui.LiveBuffer(h.run_id, h.started_ns, h.started_wall)
+    return buf
+
+
+def draw(h, buf: ui.LiveBuffer, *, final: bool) -> None:
+    t_ns, lat_ns, _ = buf.arrays()
+    t0 = buf.started_ns
+    newest = buf.newest_wall()
+    age = (time.time() - newest) if newest else None
+    phase_words = {"preparing": "preparing the model", "first": "first inference", "warmup": "warming up",
+                   "steady": "measuring steady state"}
+    if not final:
+        line = f"Run `{h.run_id}` ({Path(h.config.model).name}, {h.config.precision}): **{buf.status}**, " \
+               f"{phase_words.get(buf.phase, buf.phase)} · {buf.n:,} inferences"
+        if age is not None:
+            line += f" · newest point {max(age, 0):.2f} s old"
+        st.markdown(line)
+        if buf.notes:
+            st.caption(buf.notes[-1])
+    # machine-readable state for tests and the dashboard benchmark
+    st.markdown(f'<div class="ep-live" data-run="{html.escape(h.run_id)}" data-seq="{buf.n}" '
+                f'data-newest-wall="{newest or 0:.6f}" data-render-wall="{time.time():.6f}" '
+                f'data-status="{html.escape(str(buf.status))}"></div>', unsafe_allow_html=True)
+    if not final:
+        ui.headline(st.columns(6), buf.figures())
+    spans = ui.phase_spans(buf.phases, t0)
+    fig = charts.latency_timeline((t_ns - t0) / 1e9, lat_ns / 1e6, warmup=spans.get("warmup"), load=spans.get("load"))
+    st.plotly_chart(fig, key="chart_latency", config={"displayModeBar": False})
+    tel = ui.telemetry_frame(buf.tel_rows, t0)
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(charts.cpu_figure(tel), key="chart_cpu", config={"displayModeBar": False})
+    with right:
+        st.plotly_chart(charts.memory_figure(tel, buf.memory_limit_mb), key="chart_mem", config={"displayModeBar": False})
+    left, right = st.columns(2)
+    with left:
+        gfig = charts.gpu_figure(tel)
+        if gfig is None:
+            sources = getattr(h, "telemetry_status", None) or ui.probe_status()
+            st.info(f"No GPU telemetry ({ui.gpu_reason(sources)}).")
+        else:
+            st.plotly_chart(gfig, key="chart_gpu", config={"displayModeBar": False})
+    with right:
+        tfig = charts.thermal_figure(tel)
+        if tfig is None:
+            st.info("No temperature or CPU-frequency sensor is readable on this device.")
+        else:
+            st.plotly_chart(tfig, key="chart_thermal", config={"displayModeBar": False})
+
+
+@st.fragment(run_every=LIVE_REFRESH_S)
+def live_view(run_id: str) -> None:
+    h = runner.get_handle(run_id)
+    if h is None:
+        return
+    buf = _buffer(h)
+    buf.update(h.snapshot(buf.next_seq, buf.tel_since_ns))
+    draw(h, buf, final=False)
+    if h.finished:
+        st.rerun()  # the whole page: the summary replaces the live view and Stop goes away
+
+
+if handle is None:
+    st.info("No run yet. Pick **digits-cnn** (tiny, ~0.1 ms per inference) or **efficientnet-lite0** and press "
+            "**Start run**; try a different precision or a tight memory limit and compare.")
+elif not handle.finished:
+    live_view(handle.run_id)
+else:
+    buf = _buffer(handle)
+    buf.update(handle.snapshot(buf.next_seq, buf.tel_since_ns))
+    result = handle.result or {"run_id": handle.run_id, "status": handle.status, "error": handle.reason}
+    ui.render_summary(result)
+    draw(handle, buf, final=True)

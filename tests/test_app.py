@@ -1,0 +1,110 @@
+"""The dashboard pages, driven by widget keys through Streamlit's AppTest (real runs, real DuckDB, no browser).
+
+AppTest never fires ``run_every`` fragments on its own, so a live run is followed by calling ``at.run()`` again.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from edgeprof import runner
+from edgeprof.config import RunConfig
+from edgeprof.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+TIMEOUT = 60
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch):
+    path = tmp_path / "runs.duckdb"
+    monkeypatch.setenv("EDGEPROF_DB", str(path))
+    yield path
+    for h in runner.active_runs():  # never leave a worker behind
+        h.stop()
+        h.wait(15)
+
+
+def page(name: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / name), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = []
+    for kind in ("markdown", "error", "info", "warning", "success", "caption"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def follow(at: AppTest, timeout: float = 60) -> None:
+    """Rerun the page until the run it watches has finished and its summary shows."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        if at.success or any("Run `" in str(e.value) and ("stopped" in str(e.value) or "failed" in str(e.value))
+                             for e in list(at.warning) + list(at.error)):
+            return
+        time.sleep(0.3)
+    raise AssertionError("the run did not finish in time:\n" + texts(at))
+
+
+def start_digits(at: AppTest, duration_s: float) -> None:
+    at.selectbox(key="model").select("digits-cnn")
+    at.selectbox(key="precision").select("fp32")
+    at.number_input(key="duration_s").set_value(duration_s)
+    at.button(key="start").click().run()
+    assert not at.exception, at.exception
+
+
+def make_runs(db: Path, n: int, **kw) -> list[str]:
+    ids = []
+    for i in range(n):
+        cfg = RunConfig(model="digits-cnn", duration_s=0.2, iterations=20, threads=1 + i % 2, **kw)
+        h = runner.start_run(cfg, db)
+        res = h.wait(60)
+        assert res and res["status"] == "ok", res
+        ids.append(h.run_id)
+    return ids
+
+
+def test_run_page_runs_digits_and_stores_it(db):
+    at = page("1_Run.py")
+    assert at.selectbox(key="model").label == "Model"
+    assert at.selectbox(key="memory_limit").label == "Memory limit (MB)"
+    assert at.button(key="start").label == "Start run"
+    start_digits(at, 1.0)
+    assert "ep-live" in texts(at), "the live view did not appear"
+    follow(at)
+    assert "finished normally" in texts(at)
+    labels = [m.label for m in at.metric]
+    assert {"Load", "First inference", "Warm-up", "p50", "p90", "Throughput"} <= set(labels)
+    runs = Store(db).list_runs()
+    assert len(runs) == 1 and runs.iloc[0]["status"] == "ok" and runs.iloc[0]["model"] == "digits-cnn"
+    # the measured footprint now shows as a hint next to the memory limit
+    at.run()
+    assert "Measured footprint of this variant" in texts(at)
+
+
+def test_second_session_attaches_and_a_second_start_is_refused(db):
+    first = page("1_Run.py")
+    start_digits(first, 30.0)
+    rid = first.session_state["watch_run"]
+    second = page("1_Run.py")  # another tab: attaches to the run in progress
+    assert f"Run `{rid}`" in texts(second)
+    start_digits(second, 1.0)
+    assert any("One run at a time: this device is busy with run" in e.value and rid in e.value for e in second.error)
+    second.button(key="stop").click().run()
+    follow(second, 30)
+    assert Store(db).get_run(rid)["status"] == "stopped"
+    first.run()
+    assert "was stopped by a user" in texts(first)

@@ -105,7 +105,7 @@ def test_rpi_source_on_fake_tree():
     first = values(src.read())
     assert first["temp.soc_c"] == pytest.approx(48.686)
     assert first["cpu.arm_freq_mhz"] == pytest.approx(1500.0)
-    assert first["throttle.raw"] == 0x50005
+    assert first["throttle_flags"] == 0x50005
     assert first["throttle.under_voltage_now"] == 1.0 and first["throttle.freq_capped_now"] == 0.0
     second = values(src.read())  # get_throttled is rate-limited: sysfs values only
     assert set(second) == {"temp.soc_c", "cpu.arm_freq_mhz"}
@@ -241,6 +241,19 @@ class FakeJtop:
         self.fail = fail
         self.gpu_reads = 0
         self.closed = False
+        self.observers: set = set()
+
+    def attach(self, observer):
+        self.observers.add(observer)
+
+    def detach(self, observer):
+        self.observers.discard(observer)
+
+    def new_sample(self, **changes):
+        """What jtop's thread does when the service sends data: update, then call the observers."""
+        self._attrs.update(changes)
+        for observer in list(self.observers):
+            observer(self)
 
     def start(self):
         if self.fail:
@@ -284,7 +297,7 @@ def test_jetson_source_against_jtop_fixture():
     assert ok and reason.startswith("NVIDIA Jetson Orin Nano Developer Kit, JetPack 6.2")
     assert "VDD_IN" in reason and src.max_hz == 2.0
     got = values(src.read())
-    assert got["gpu.load_pct"] == pytest.approx(76.4) and got["gpu.freq_mhz"] == pytest.approx(624.75)
+    assert got["gpu0.load_pct"] == pytest.approx(76.4) and got["gpu0.freq_mhz"] == pytest.approx(624.75)
     assert got["mem.used_mb"] == pytest.approx(3564120 / 1024) and got["swap.used_mb"] == pytest.approx(10.0)
     assert got["emc.load_pct"] == 23 and got["emc.freq_mhz"] == pytest.approx(2133.0)
     assert got["temp.tj_c"] == pytest.approx(52.093) and "temp.cv0_c" not in got  # offline sensor left out
@@ -292,9 +305,13 @@ def test_jetson_source_against_jtop_fixture():
     assert got["power.vdd_cpu_gpu_cv_a"] == pytest.approx(0.512) and got["power.total_w"] == pytest.approx(7.425)
     assert got["engine.vic_mhz"] == pytest.approx(115.2) and "engine.nvdec_mhz" not in got
     reads = fake.gpu_reads
-    assert values(src.read()) == got and fake.gpu_reads == reads  # within 0.5 s: cached, jtop not touched
+    assert values(src.read()) == got and fake.gpu_reads == reads  # no new jtop sample: cached, jtop not touched
+    gpu = json.loads(json.dumps(fake._attrs["gpu"]))
+    gpu["gpu"]["status"]["load"] = 12.5
+    fake.new_sample(gpu=gpu)
+    assert values(src.read())["gpu0.load_pct"] == 12.5
     src.close()
-    assert fake.closed
+    assert fake.closed and not fake.observers
 
 
 def test_jetson_probe_reasons(monkeypatch):

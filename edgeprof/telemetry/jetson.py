@@ -11,7 +11,8 @@ Structures read (documented in the docstrings of ``jtop.jtop``'s properties in j
 
 jtop talks to a root service over a socket; ``jtop.start()`` raises ``JtopException`` when that service is not
 running or the user may not reach it. The service refreshes at its own interval (0.5 s at best), so this source
-declares ``max_hz = 2`` and returns cached rows between updates instead of re-reading stale dictionaries.
+declares ``max_hz = 2`` and returns its cached rows until jtop reports new data: an observer registered with
+``jtop.attach`` counts updates (without ``attach``, a time cap of 1 / max_hz stands in).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def rows_from_jtop(j: Any) -> list[Row]:
     rows: list[Row] = []
     gpus = getattr(j, "gpu", None) or {}
     for idx, gpu in enumerate(gpus.values()):
-        prefix = "gpu" if idx == 0 else f"gpu{idx}"
+        prefix = f"gpu{idx}"  # same naming as nvml.py, so summaries find gpu<N>.load_pct / util_pct
         load = (gpu.get("status") or {}).get("load")
         if load is not None:
             rows.append((f"{prefix}.load_pct", float(load), "%"))
@@ -130,6 +131,12 @@ class JetsonSource(Source):
         self._jtop: Any = None
         self._cached: list[Row] = []
         self._cached_at: float | None = None
+        self._observing = False
+        self._updates = 0  # bumped by jtop's thread on every new sample
+        self._seen_updates = -1
+
+    def _on_update(self, _jetson: Any) -> None:
+        self._updates += 1
 
     def _probe(self) -> tuple[bool, str]:
         if not is_jetson(self.nv_tegra_release_path, self.compatible_path):
@@ -150,6 +157,10 @@ class JetsonSource(Source):
                 return False, f"{SERVICE_FIX} (jtop: {detail})"
             raise
         self._jtop = j
+        attach = getattr(j, "attach", None)
+        if attach is not None:
+            attach(self._on_update)
+            self._observing = True
         model = read_text(self.model_path) or "Jetson"
         board = getattr(j, "board", None) or {}
         jetpack = ((board.get("hardware") or {}) if isinstance(board, dict) else {}).get("Jetpack")
@@ -158,12 +169,15 @@ class JetsonSource(Source):
 
     def read(self, worker_pid: int | None = None) -> list[Row]:
         now = time.monotonic()
-        if self._cached_at is not None and now - self._cached_at < 1.0 / self.max_hz:
-            return list(self._cached)
+        if self._cached_at is not None:
+            stale_by_time = now - self._cached_at < 1.0 / self.max_hz
+            if (self._updates == self._seen_updates) if self._observing else stale_by_time:
+                return list(self._cached)
         j = self._jtop
         ok = getattr(j, "ok", None)
         if ok is not None and not ok(spin=True):  # re-raises the jtop thread's error, if any
             raise RuntimeError("jtop client stopped (jtop.service restarted or stopped?)")
+        self._seen_updates = self._updates
         self._cached = rows_from_jtop(j)
         self._cached_at = now
         return list(self._cached)
@@ -172,4 +186,6 @@ class JetsonSource(Source):
         j, self._jtop = self._jtop, None
         if j is not None:
             with contextlib.suppress(Exception):
+                if self._observing:
+                    j.detach(self._on_update)
                 j.close()

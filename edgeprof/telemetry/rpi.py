@@ -211,7 +211,8 @@ class RpiSource(Source):
         try:
             value = parse_throttled(self._vcgencmd("get_throttled"))
             if value is not None:
-                rows.append(("throttle.raw", float(value), "flags"))
+                # the raw word is not a "throttle.*" metric: only the decoded bits are 0/1 flags
+                rows.append(("throttle_flags", float(value), "flags"))
                 rows.extend((f"throttle.{name}", float(on), "bool") for name, on in decode_throttled(value).items())
             if self._temp is None:
                 temp = parse_measure_temp(self._vcgencmd("measure_temp"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import traceback
 
@@ -19,9 +20,26 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}", f"See `{self.prog} --help`.")
 
 
+def _plain(obj):
+    """JSON has no NaN: missing numbers (NaN from pandas, numpy scalars) become null or plain Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        try:
+            obj = obj.item()
+        except (ValueError, TypeError):
+            return str(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def print_json(doc) -> None:
-    json.dump(doc, sys.stdout, indent=2, default=str, allow_nan=False)
-    sys.stdout.write("\n")
+    """One JSON document on stdout, built fully before writing so an error never leaves half a document."""
+    text = json.dumps(_plain(doc), indent=2, default=str, allow_nan=False)
+    sys.stdout.write(text + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -140,8 +140,11 @@ class RunHandle:
                 proc.send_signal(signal.SIGTERM)
 
     def wait(self, timeout: float | None = None) -> dict | None:
-        self._done.wait(timeout)
-        return self.result
+        """The result once the run has finished and been stored (None on timeout)."""
+        if self._done.wait(timeout):
+            self._thread.join(timeout)
+            return self.result
+        return None
 
     def snapshot(self, since_seq: int = 0, telemetry_since_ns: int = 0) -> dict:
         """Live data for charts: latency samples with seq >= since_seq and telemetry rows newer than the given time."""
@@ -399,8 +402,11 @@ class RunHandle:
         if self._failed is not None:
             f = self._failed
             if f.kind == "memory":
-                return "failed", (f"out of memory under the {mem.get('requested_mb')} MB {mem.get('mechanism')} limit "
-                                  f"during {f.phase}: {f.message}")
+                hint = (" An address-space limit counts reserved, not resident, memory: runtimes reserve far more"
+                        " than they touch, so raise it well above the model's footprint."
+                        if mem.get("mechanism") == "rlimit_as" else "")
+                return "failed", (f"out of memory under the {mem.get('requested_mb'):g} MB {mem.get('mechanism')} limit "
+                                  f"during {f.phase}: {f.message.splitlines()[0]}{hint}")
             return "failed", f.message
         if rc is not None and rc < 0:
             name = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)

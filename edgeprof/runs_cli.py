@@ -149,7 +149,7 @@ def cmd_run(args) -> int:
 
 def _follow(handle, quiet: bool) -> None:
     last = 0.0
-    while not handle.wait(0.25) and not handle.finished:
+    while handle.wait(0.25) is None:
         now = time.monotonic()
         if quiet or now - last < 1.0:
             continue

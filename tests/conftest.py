@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -24,20 +23,3 @@ def edgeprof_home(tmp_path, monkeypatch):
 @pytest.fixture
 def db_path(tmp_path):
     return tmp_path / "runs.duckdb"
-
-
-def cgroup_writable() -> bool:
-    from edgeprof.worker import limits
-
-    return limits.detect().kind in ("cgroup1", "cgroup2")
-
-
-requires_cgroup = pytest.mark.skipif(not cgroup_writable(), reason="needs a writable memory cgroup (root on cgroup v1 "
-                                                                   "or a delegated cgroup v2 subtree)")
-
-
-def cli_env(**extra) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT)
-    env.update({k: str(v) for k, v in extra.items()})
-    return env

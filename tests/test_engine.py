@@ -11,13 +11,12 @@ import sys
 import time
 
 import pytest
+from helpers import ROOT, cli_env, requires_cgroup
 
 from edgeprof.config import RunConfig
 from edgeprof.runner import DeviceBusy, start_run
 from edgeprof.store import Store
 from edgeprof.worker import limits
-
-from .conftest import ROOT, cli_env, requires_cgroup
 
 pytestmark = pytest.mark.slow
 

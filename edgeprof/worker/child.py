@@ -167,8 +167,11 @@ def main(argv: list[str]) -> int:
 
         kind = "model" if isinstance(exc, ModelError) else "runtime" if isinstance(exc, RuntimeUnavailable) else "error"
         message = str(exc) if isinstance(exc, EdgeprofError) else f"{type(exc).__name__}: {exc}"
-        if "bad_alloc" in message or "Failed to allocate" in message:
+        low = message.lower()
+        if "bad_alloc" in message or "failed to allocate" in low or "cannot allocate" in low:
             kind = "memory"
+        elif spec.rlimit_as_bytes and isinstance(exc, ImportError):
+            kind = "memory"  # under RLIMIT_AS, numpy/OpenBLAS or a runtime fails to map its libraries at import
         with contextlib.suppress(OSError):
             conn.send(Failed(kind, message, traceback.format_exc(), _phase))
     return 1

@@ -140,8 +140,8 @@ def test_host_static_info_and_thermal_zones_from_fake_tree():
         governor_path=str(RPI4 / "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
         cpuinfo_path=str(RPI4 / "proc/cpuinfo"),
     )
-    assert info["governor"] == "ondemand" and info["cpu_model"] == "Cortex-A72"
-    assert info["cpu_count_logical"] >= 1 and info["ram_total_mb"] > 0
+    assert info["governor"] == "ondemand" and info["cpu"] == "Cortex-A72"
+    assert info["cores"] >= 1 and info["ram_mb"] > 0
     assert host.find_thermal_zones(str(RPI4 / "sys/class/thermal")) == [
         ("cpu_thermal", str(RPI4 / "sys/class/thermal/thermal_zone0/temp"))
     ]
@@ -460,8 +460,8 @@ def test_platform_choice_and_static_info_from_fake_trees():
         cpuinfo_path=str(RPI4 / "proc/cpuinfo"),
     )
     assert info["model"] == "Raspberry Pi 4 Model B Rev 1.4" and info["governor"] == "ondemand"
-    assert info["cpu_model"] == "Cortex-A72" and info["platform_kind"] == "rpi"
-    for key in ("hostname", "machine", "os", "kernel", "cpu_count_logical", "ram_total_mb"):
+    assert info["cpu"] == "Cortex-A72" and info["platform_kind"] == "rpi"
+    for key in ("hostname", "machine", "os", "kernel", "cores", "ram_mb"):
         assert info[key]
 
 

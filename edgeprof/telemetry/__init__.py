@@ -112,7 +112,12 @@ def static_info(
     governor_path: str = host.GOVERNOR_PATH,
     cpuinfo_path: str = host.CPUINFO_PATH,
 ) -> dict:
-    """The device a run happened on: hostname, machine, model, CPU, cores, RAM, OS, kernel, governor."""
+    """The device a run happened on.
+
+    Keys: hostname, machine, model (device-tree model on Pi/Jetson, DMI product name on x86), os, kernel, cpu,
+    cores, cores_physical, cores_usable (CPU affinity), ram_mb, governor (None without cpufreq), python,
+    platform_kind ('rpi' | 'jetson' | 'generic').
+    """
     info = {
         "hostname": socket.gethostname(),
         "machine": platform.machine(),
@@ -122,5 +127,5 @@ def static_info(
         "platform_kind": platform_kind(model_path),
     }
     info.update(host.static_info(governor_path, cpuinfo_path))
-    info["cpu_count_usable"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    info["cores_usable"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return info

@@ -109,13 +109,16 @@ def cpu_model(cpuinfo_path: str = CPUINFO_PATH) -> str | None:
 
 
 def static_info(governor_path: str = GOVERNOR_PATH, cpuinfo_path: str = CPUINFO_PATH) -> dict:
-    """What does not change during a run: governor (a string, so not a metric), CPU, cores, RAM, kernel."""
+    """What does not change during a run: governor (a string, so not a metric), CPU, cores, RAM, kernel.
+
+    Key names follow the store's devices table (cpu, cores, ram_mb).
+    """
     return {
         "governor": read_governor(governor_path),
-        "cpu_model": cpu_model(cpuinfo_path),
-        "cpu_count_logical": psutil.cpu_count(logical=True),
-        "cpu_count_physical": psutil.cpu_count(logical=False),
-        "ram_total_mb": round(psutil.virtual_memory().total / _MB, 1),
+        "cpu": cpu_model(cpuinfo_path),
+        "cores": psutil.cpu_count(logical=True),
+        "cores_physical": psutil.cpu_count(logical=False),
+        "ram_mb": round(psutil.virtual_memory().total / _MB, 1),
         "kernel": platform.release(),
     }
 

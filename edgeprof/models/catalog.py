@@ -243,9 +243,9 @@ def resolve_variant(
     """The file to run for ``model`` (a bundled name or a path) at ``precision`` in ``runtime``.
 
     Bundled: ``runtime`` None means onnx; a missing derived ONNX variant is quantized now (cached) when ``build``.
-    Path: the file's own precision is detected; ``precision`` None accepts it. Asking an fp32 ONNX file for another
-    precision quantizes it (random calibration data for int8-static: the result says so); any other mismatch is a
-    UsageError that says what the file is.
+    Path: the file's own precision is detected; ``precision`` None (or "fp32", RunConfig's default) accepts it, and the
+    Variant says what it really is. Asking an fp32 ONNX file for another precision quantizes it (random calibration
+    data for int8-static: the result says so); any other mismatch is a UsageError that says what the file is.
     """
     if precision is not None and precision not in PRECISIONS:
         raise UsageError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}.")
@@ -285,12 +285,19 @@ def _resolve_path(path: Path, precision: str | None, runtime: str | None, build:
     fmt = runtime_for(path)
     if runtime is not None and runtime != fmt:
         raise UsageError(
-            f"{path.name} is a {fmt} model; it cannot run with runtime {runtime!r}.", f"Use --runtime {fmt}, or leave it out."
+            f"{path.name} is {article(fmt)} {fmt} model; it cannot run with runtime {runtime!r}.",
+            f"Use --runtime {fmt}, or leave it out.",
         )
     spec = inspect_file(path)
     layout = _guess_layout(spec.inputs)
     mine = Variant(str(path), spec.precision, fmt, path, spec.size_bytes, spec.sha256, False, "user file", layout)
     if precision is None or precision == spec.precision:
+        return mine
+    if precision == "fp32":
+        # fp32 is RunConfig's default, so it cannot tell "run it as it is" from a real request; the Variant carries the
+        # detected precision, which is what a run records, so the label stays true.
+        if progress:
+            progress(f"{path.name} is {article(spec.precision)} {spec.precision} {fmt} file; running it as it is")
         return mine
     if fmt == "onnx" and spec.precision == "fp32":
         if not build:
@@ -306,7 +313,12 @@ def _resolve_path(path: Path, precision: str | None, runtime: str | None, build:
         return Variant(str(path), precision, "onnx", res.path, res.path.stat().st_size, None, False, built_with, layout)
     what = f"{spec.precision} {fmt} file"
     hint = f"Only fp32 ONNX files are quantized on the device; pass --precision {spec.precision}, or leave --precision out."
-    raise UsageError(f"{path.name} is a {what}; it cannot be run as {precision}.", hint)
+    raise UsageError(f"{path.name} is {article(what)} {what}; it cannot be run as {precision}.", hint)
+
+
+def article(word: str) -> str:
+    """'an' before fp16, int8-static, onnx; 'a' before mixed, tflite."""
+    return "an" if word[:1].lower() in "aefhilmnorsx" and not word.lower().startswith(("mi", "mu")) else "a"
 
 
 def _guess_layout(inputs) -> str | None:

@@ -193,7 +193,8 @@ def _user_file(path: Path, chosen: list[str], threads: int, say) -> list[dict]:
     base = catalog.resolve_variant(str(path), None, None, build=False)
     if base.format != "onnx" or base.precision != "fp32":
         raise UsageError(
-            f"{path.name} is a {base.precision} {base.format} file with no fp32 parent to compare it with.",
+            f"{path.name} is {catalog.article(base.precision)} {base.precision} {base.format} file with no fp32 parent to "
+            "compare it with.",
             "Run fidelity on a bundled model name, or on an fp32 .onnx file (edgeprof quantizes it).",
         )
     if "onnxruntime" not in chosen:

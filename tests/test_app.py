@@ -108,3 +108,54 @@ def test_second_session_attaches_and_a_second_start_is_refused(db):
     assert Store(db).get_run(rid)["status"] == "stopped"
     first.run()
     assert "was stopped by a user" in texts(first)
+
+
+def test_runs_page_lists_shows_exports_and_deletes_with_confirmation(db):
+    ids = make_runs(db, 2)
+    at = page("2_Runs.py")
+    assert len(at.dataframe[0].value) == 2
+    at.selectbox(key="show_run").select(ids[0]).run()
+    assert not at.exception, at.exception
+    assert "finished normally" in texts(at)
+    at.multiselect(key="selected_runs").select(ids[1]).run()
+    at.button(key="export").click().run()
+    assert not at.exception, at.exception
+    assert at.get("download_button"), "no download button after export"
+    at.button(key="delete").click().run()
+    assert any("Delete 1 run(s)" in w.value for w in at.warning)
+    at.button(key="confirm_delete_yes").click().run()
+    assert not at.exception, at.exception
+    assert list(Store(db).list_runs()["run_id"]) == [ids[0]]
+    assert "Deleted 1 run(s)." in texts(at)
+
+
+def test_correlations_page_shows_table_and_small_n_note(db):
+    make_runs(db, 3)
+    at = page("3_Correlations.py")
+    table = at.dataframe[0].value
+    assert {"Pearson r", "Spearman rho", "95% CI low", "n", "note"} <= set(table.columns)
+    assert "n is too small" in texts(at)
+    at.radio(key="corr_mode").set_value("over time inside one run").run()
+    assert not at.exception, at.exception
+
+
+def test_compare_page_with_two_runs(db):
+    make_runs(db, 2)
+    at = page("4_Compare.py")
+    table = at.dataframe[0].value
+    assert len(table) == 2 and "p50 ratio vs baseline" in table.columns
+    assert abs(table["p50 ratio vs baseline"].iloc[0] - 1.0) < 1e-9  # the baseline against itself
+    at.selectbox(key="cmp_metric").select("mem.worker_rss_mb").run()
+    assert not at.exception, at.exception
+
+
+def test_models_page_lists_models(db):
+    at = page("5_Models.py")
+    models = set(at.dataframe[0].value["model"])
+    assert "digits-cnn" in models
+
+
+def test_pages_without_runs_say_what_to_do(db):
+    for name in ("2_Runs.py", "3_Correlations.py", "4_Compare.py"):
+        at = page(name)
+        assert at.info, f"{name} shows no hint on an empty database"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 # modules that define ``register(subparsers)``
-COMMAND_MODULES = ("edgeprof.runs_cli", "edgeprof.models.commands")
+COMMAND_MODULES = ("edgeprof.runs_cli", "edgeprof.models.commands", "edgeprof.study_cli")
 
 
 def register_all(sub) -> None:

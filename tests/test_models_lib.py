@@ -181,6 +181,10 @@ def test_quantization_is_cached_and_timed(tiny):
     assert side["calibration"]["kind"] == "synthetic"
     again = quantize.quantize_onnx(tiny, "int8-static")
     assert again.cached and again.path == first.path and again.seconds == pytest.approx(side["seconds"])
+    with open(first.path, "ab") as f:  # a cached file that no longer matches its sidecar is rebuilt
+        f.write(b"junk")
+    rebuilt = quantize.quantize_onnx(tiny, "int8-static")
+    assert not rebuilt.cached and inspect_file(rebuilt.path).precision == "int8-static"
     other = quantize.quantize_onnx(tiny, "int8-static", calib=[[np.zeros((1, 3, 16, 16), np.float32)]])
     assert other.path != first.path and other.warning is None, "other calibration data: another cache entry"
 

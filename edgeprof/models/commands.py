@@ -102,8 +102,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             print()
         print(f"{m.name}  ({m.task}, {m.licence})")
         rows = [
-            [v.format, v.precision, _size(v.size_bytes), "shipped" if v.shipped else "built on device", v.path]
-            for v in m.variants
+            [v.format, v.precision, _size(v.size_bytes), "shipped" if v.shipped else "derived here", v.path] for v in m.variants
         ]
         print(table(rows, ["format", "precision", "size", "origin", "path"]))
     return 0

@@ -184,8 +184,13 @@ def quantize_onnx(src: str | Path, precision: str, *, calib=None, progress: Prog
     target = cached_path(src, precision, _Ident(ident), source_sha256=spec.sha256)
     warning = SYNTHETIC_WARNING if precision == "int8-static" and calib is None else None
     method = _method(precision)
+    side = read_sidecar(target) if target.is_file() else None
+    if side is not None and side.get("size_bytes") not in (None, target.stat().st_size):
+        say(f"{precision}: cached file {target.name} does not match its record; building it again")
+        side = None
+        target.unlink(missing_ok=True)
     if target.is_file():
-        side = read_sidecar(target) or {}
+        side = side or {}
         say(f"{precision}: cached at {target}")
         return QuantResult(target, float(side.get("seconds") or 0.0), precision, method, side.get("warning", warning), True)
 

@@ -16,7 +16,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    CONVERTER_SETTINGS, MODELS_DIR, WORK_DIR, onnx_to_saved_model, saved_model_to_tflite, versions,
+    CONVERTER_SETTINGS,
+    MODELS_DIR,
+    WORK_DIR,
+    onnx_to_saved_model,
+    saved_model_to_tflite,
+    versions,
     write_onnx2tf_sample,
 )
 

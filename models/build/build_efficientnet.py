@@ -24,7 +24,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    CONVERTER_SETTINGS, MODELS_DIR, WORK_DIR, onnx_to_saved_model, saved_model_to_tflite, version, versions,
+    CONVERTER_SETTINGS,
+    MODELS_DIR,
+    WORK_DIR,
+    onnx_to_saved_model,
+    saved_model_to_tflite,
+    version,
+    versions,
     write_onnx2tf_sample,
 )
 
@@ -179,7 +185,7 @@ def check_tflite() -> None:
         it.allocate_tensors()
         i, o = it.get_input_details()[0], it.get_output_details()[0]
         agree = 0
-        for x, r in zip(xs, ref):
+        for x, r in zip(xs, ref, strict=True):
             v = x[None]
             if i["dtype"] == np.int8:
                 sc, zp = i["quantization"]

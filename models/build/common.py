@@ -19,8 +19,8 @@ import hashlib
 import importlib.metadata as md
 import json
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 

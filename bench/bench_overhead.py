@@ -53,17 +53,42 @@ print(json.dumps(out))
 
 
 def bare(path: str, runtime: str, threads: int, n: int) -> np.ndarray:
-    r = subprocess.run([sys.executable, "-c", BARE, path, runtime, str(threads), "50", str(n)], capture_output=True,
-                       text=True, check=True)
+    r = subprocess.run(
+        [sys.executable, "-c", BARE, path, runtime, str(threads), "50", str(n)], capture_output=True, text=True, check=True
+    )
     return np.asarray(json.loads(r.stdout.strip().splitlines()[-1])) / 1e6
 
 
 def edgeprof_run(model: str, precision: str, runtime: str, threads: int, n: int, db: str) -> np.ndarray:
     from edgeprof.store import Store
 
-    r = subprocess.run([sys.executable, "-m", "edgeprof", "run", "--model", model, "--precision", precision,
-                        "--runtime", runtime, "--threads", str(threads), "--iterations", str(n), "--warmup", "50",
-                        "--db", db, "--json", "--quiet"], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgeprof",
+            "run",
+            "--model",
+            model,
+            "--precision",
+            precision,
+            "--runtime",
+            runtime,
+            "--threads",
+            str(threads),
+            "--iterations",
+            str(n),
+            "--warmup",
+            "50",
+            "--db",
+            db,
+            "--json",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     if r.returncode != 0:
         raise SystemExit(f"edgeprof run failed: {r.stderr.strip()}")
     run_id = json.loads(r.stdout)["run_id"]
@@ -94,18 +119,21 @@ def main() -> None:
         b = edgeprof_run(args.model, args.precision, args.runtime, args.threads, args.iterations, db)
         a_all.append(a)
         b_all.append(b)
-        rows.append((i + 1, float(np.median(a)), float(np.median(b)), float(np.median(b) / np.median(a)),
-                     time.monotonic() - t))
+        rows.append((i + 1, float(np.median(a)), float(np.median(b)), float(np.median(b) / np.median(a)), time.monotonic() - t))
     a, b = np.concatenate(a_all), np.concatenate(b_all)
     r = stats.ratio_of_medians(b, a)
-    print(f"model {args.model} {args.precision} {args.runtime}, file {variant.path.name}, threads {args.threads}, "
-          f"{args.rounds} interleaved rounds x {args.iterations} steady iterations each")
+    print(
+        f"model {args.model} {args.precision} {args.runtime}, file {variant.path.name}, threads {args.threads}, "
+        f"{args.rounds} interleaved rounds x {args.iterations} steady iterations each"
+    )
     print(f"{'round':>5} {'bare p50 ms':>12} {'edgeprof p50 ms':>16} {'ratio':>7}")
     for i, pa, pb, ratio, _ in rows:
         print(f"{i:>5} {pa:>12.3f} {pb:>16.3f} {ratio:>7.3f}")
     verdict = "PASS" if 0.97 <= r.ratio <= 1.03 else "FAIL"
-    print(f"pooled: bare median {np.median(a):.3f} ms (n={len(a)}), edgeprof median {np.median(b):.3f} ms (n={len(b)}), "
-          f"ratio {r.ratio:.3f} [95% CI {r.ci_low:.3f}, {r.ci_high:.3f}]  target 0.97-1.03: {verdict}")
+    print(
+        f"pooled: bare median {np.median(a):.3f} ms (n={len(a)}), edgeprof median {np.median(b):.3f} ms (n={len(b)}), "
+        f"ratio {r.ratio:.3f} [95% CI {r.ci_low:.3f}, {r.ci_high:.3f}]  target 0.97-1.03: {verdict}"
+    )
 
 
 if __name__ == "__main__":

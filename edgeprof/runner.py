@@ -105,6 +105,7 @@ class RunHandle:
         self.reason: str | None = None
         self.result: dict | None = None
         self.notes: list[str] = []
+        self.storage_error: str | None = None
         self.runtime: dict | None = None
         self.variant = None
         self.started_ns = time.monotonic_ns()
@@ -366,7 +367,11 @@ class RunHandle:
             with self._lock:
                 self._pending_lat[:0] = lat
                 self._pending_tel[:0] = tel
-                self.notes.append(f"write delayed: {exc}")
+                if self.storage_error is None:
+                    self.notes.append(f"writes delayed: {exc}")
+                self.storage_error = str(exc)
+            return
+        self.storage_error = None
 
     def _set_status(self, status: str, reason: str | None) -> None:
         with self._lock:
@@ -434,13 +439,20 @@ class RunHandle:
             store = self._store
             if store is not None:
                 self._flush(store)
-                for _ in range(3):
+                unsaved = len(self._pending_lat) + len(self._pending_tel)
+                for attempt in range(3):
                     try:
                         store.finish_run(self.run_id, status, reason, self.result)
                         break
                     except EdgeprofError as exc:
-                        self.notes.append(f"could not store the result: {exc}")
-                        time.sleep(1)
+                        self.storage_error = str(exc)
+                        if attempt < 2:
+                            time.sleep(1)
+                if unsaved and self.storage_error is None:
+                    self.storage_error = "some samples could not be written"
+                if self.storage_error:
+                    self.result["storage_error"] = (f"{unsaved} samples and possibly the summary were not stored: "
+                                                    f"{self.storage_error}")
             self._set_status(status, reason)
         except Exception as exc:  # never leave a run without a status in memory
             self._set_status("failed", f"could not finish the run: {type(exc).__name__}: {exc}")

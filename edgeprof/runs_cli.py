@@ -81,9 +81,12 @@ def register(sub) -> None:
 
 
 def open_store(db: str | None):
+    """Open (create, migrate) the database and recover from any crash before this start."""
     from .store import Store
 
-    return Store(Path(db) if db else paths.default_db())
+    store = Store(Path(db) if db else paths.default_db())
+    recover(store)
+    return store
 
 
 def recover(store) -> list[str]:
@@ -124,7 +127,6 @@ def cmd_run(args) -> int:
     cfg = config_from_args(args)
     _check_model_arg(cfg.model)
     store = open_store(args.db)
-    recover(store)
     handle = start_run(cfg, store.path, store=store)
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda *_: handle.stop())
@@ -141,6 +143,10 @@ def cmd_run(args) -> int:
         print_json(result)
     else:
         print(format_summary(result))
+    if result.get("storage_error"):
+        print(f"error: run {result.get('run_id')} ended {result.get('status')} but was not fully stored: "
+              f"{result['storage_error']}", file=sys.stderr)
+        return 1
     if result.get("status") != "ok":
         print(f"error: run {result.get('run_id')} ended {result.get('status')}: {result.get('error')}", file=sys.stderr)
         return EXIT_OTHER_STATUS

@@ -203,7 +203,7 @@ def quantize_onnx(src: str | Path, precision: str, *, calib=None, progress: Prog
         info: dict[str, str] = {}
         calib_desc = None
         t0 = time.perf_counter()
-        with _quiet():
+        with _quiet(), _temp_inside(tmp):
             if precision == "fp16":
                 say("fp16: converting float32 weights to float16")
                 _to_fp16(src, out)
@@ -311,6 +311,18 @@ def _quiet():
             yield
     finally:
         root.setLevel(level)
+
+
+@contextlib.contextmanager
+def _temp_inside(folder: Path):
+    """ORT's quantizers write augmented models to tempfile folders; keep them inside our swept temp folder, so a
+    killed quantization leaves nothing behind in /tmp either."""
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
 
 
 def sweep_stale_temp() -> None:

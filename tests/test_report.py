@@ -1,0 +1,128 @@
+"""Claim evaluation on synthetic run tables (pure), and the HTML report rendered from one (no runs)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from edgeprof import report
+from edgeprof.report import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, TOO_FEW
+
+SIZES = {"small": 0.1, "big": 20.0}
+BASE = {"small": 1.0, "big": 30.0}
+LIMITS = [("none", None), ("2x", 200.0), ("1.25x", 125.0), ("1x", 100.0), ("0.75x", 75.0)]
+
+
+def synth(*, models=("small", "big"), precisions=("fp32", "fp16", "int8-static"), limits=LIMITS, reps=3,
+          mem_effect=0.15, bits_effect=True, size_effect=True, cpu_slope=5.0, gpu=False, die_below=1.0,
+          seed=0) -> pd.DataFrame:
+    """A study table: latency grows as the limit shrinks (mem_effect per step), with bits and with model size."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    bits_factor = {"fp32": 1.0, "fp16": 0.7, "int8-static": 0.45, "int8-dynamic": 0.5}
+    for rep, m, p, (label, mb) in itertools.product(range(reps), models, precisions, limits):
+        step = [lab for lab, _ in limits].index(label)
+        factor = 1.0 if label == "none" or not label.endswith("x") else float(label[:-1])
+        died = label.endswith("x") and factor < die_below
+        base = BASE[m] if size_effect else 5.0
+        p50 = base * (bits_factor[p] if bits_effect else 1.0) * (1 + mem_effect * step) * rng.normal(1, 0.01)
+        cpu = 60 + cpu_slope * (len(limits) - step) + rng.normal(0, 0.5)
+        rows.append({"rep": rep, "model": m, "precision": p, "runtime": "onnx", "threads": 2, "mem": label,
+                     "memory_limit_mb": mb, "status": "oom_killed" if died else "ok",
+                     "p50_ms": None if died else p50, "cpu_system_mean_pct": None if died else cpu,
+                     "cpu_worker_mean_pct": None if died else cpu * 0.9, "ram_peak_mb": None if died else 90 + step,
+                     "gpu_util_mean_pct": (50.0 + step) if gpu and not died else None,
+                     "model_size_mb": SIZES[m], "warmup_ms": 100.0, "load_ms": 20.0, "first_inference_ms": 5.0})
+    return pd.DataFrame(rows)
+
+
+def by_id(findings):
+    return {f.claim_id: f for f in findings}
+
+
+def test_all_claims_supported_on_a_table_that_follows_the_paper():
+    f = by_id(report.evaluate_claims(synth()))
+    assert f["memory_latency"].verdict == SUPPORTED, f["memory_latency"].evidence
+    assert f["memory_latency"].numbers["spearman_rho"] < -0.5 and f["memory_latency"].numbers["p"] < 0.05
+    assert f["memory_latency"].numbers["died"] == 2 * 3 * 3  # the 0.75x cells of every variant and repetition
+    assert f["cpu_memory_cpu"].verdict == SUPPORTED, f["cpu_memory_cpu"].evidence
+    assert f["cpu_memory_gpu"].verdict == NOT_TESTABLE
+    assert f["model_size"].verdict == SUPPORTED
+    assert f["model_size"].numbers["median_ratio"] == pytest.approx(30.0, rel=0.05)
+    assert f["precision_bits"].verdict == SUPPORTED
+    ratios = f["precision_bits"].numbers["per_model"]["big"]
+    assert ratios["int8-static"] == pytest.approx(0.45, rel=0.05) and ratios["fp16"] == pytest.approx(0.7, rel=0.05)
+    for finding in f.values():
+        assert finding.verdict in report.VERDICTS
+        assert finding.to_dict()["claim"]  # JSON-safe
+
+
+def test_not_supported_when_the_data_go_the_other_way_or_nowhere():
+    flat = by_id(report.evaluate_claims(synth(mem_effect=0.0, bits_effect=False, cpu_slope=-5.0, seed=1)))
+    assert flat["memory_latency"].verdict == NOT_SUPPORTED
+    assert flat["cpu_memory_cpu"].verdict == NOT_SUPPORTED  # CPU falls with the limit: the opposite sign
+    assert flat["precision_bits"].verdict == NOT_SUPPORTED
+    reverse = synth(bits_effect=False)
+    reverse.loc[reverse["precision"] == "int8-static", "p50_ms"] *= 3  # int8 slower than fp32
+    assert report.claim_precision_bits(reverse).verdict == NOT_SUPPORTED
+    inverted = synth(size_effect=False)
+    inverted.loc[inverted["model"] == "small", "p50_ms"] *= 4  # the small model is the slow one
+    assert report.claim_model_size(inverted).verdict == NOT_SUPPORTED
+
+
+def test_saturated_cpu_is_not_supported_with_a_caution():
+    df = synth()
+    df.loc[df["status"] == "ok", "cpu_system_mean_pct"] = 100.0
+    f = report.claim_cpu_memory_cpu(df)
+    assert f.verdict == NOT_SUPPORTED and "saturated" in (f.caution or "")
+
+
+def test_too_few_data():
+    tiny = synth(reps=1, models=("small",), precisions=("fp32",), limits=LIMITS[:2])
+    f = by_id(report.evaluate_claims(tiny))
+    assert f["memory_latency"].verdict == TOO_FEW  # 2 runs
+    assert f["model_size"].verdict == NOT_TESTABLE  # one model
+    assert f["precision_bits"].verdict == NOT_TESTABLE  # one precision
+    # every limit but one killed the runs: no variant has two limits with a result
+    dead = synth(reps=2, die_below=5.0)
+    assert report.claim_memory_latency(dead).verdict == TOO_FEW
+    empty = report.evaluate_claims(synth().iloc[0:0])
+    assert {x.verdict for x in empty} <= {TOO_FEW, NOT_TESTABLE}
+
+
+def test_few_runs_carry_a_caution():
+    f = report.claim_memory_latency(synth(reps=1, models=("small",), precisions=("fp32", "fp16"), limits=LIMITS[:4]))
+    assert f.numbers["n"] < report.FEW_N and f.caution and "only" in f.caution
+
+
+def test_gpu_board_switches_which_cpu_claim_is_testable():
+    df = synth(gpu=True, cpu_slope=-5.0)  # on a GPU board CPU falls as the limit grows
+    assert report.has_gpu(df)
+    f = by_id(report.evaluate_claims(df))
+    assert f["cpu_memory_cpu"].verdict == NOT_TESTABLE
+    assert f["cpu_memory_gpu"].verdict == SUPPORTED
+
+
+def test_correlation_table_has_pearson_with_ci_and_spearman():
+    corr = report.correlation_table(synth(gpu=True))
+    assert set(corr["metric"]) == set(report.UTILIZATION.values())
+    assert set(corr["scope"]) == {"all runs", "within variant"}
+    row = corr[(corr["metric"] == "RAM peak (MB)") & (corr["scope"] == "within variant")].iloc[0]
+    assert row["n"] == 2 * 3 * 4 * 3 and row["ci_low"] <= row["pearson_r"] <= row["ci_high"]
+    assert row["spearman_r"] > 0.5  # RAM peak and latency both grow as the limit shrinks
+    assert "GPU util (%)" not in set(report.correlation_table(synth())["metric"])
+
+
+def test_html_report_from_a_synthetic_table(tmp_path):
+    df = synth(reps=1)
+    findings = report.evaluate_claims(df)
+    figs = report.render_figures(df)
+    assert set(figs) == set(report.FIGURES)
+    assert all(b[:8] == b"\x89PNG\r\n\x1a\n" for b in figs.values())
+    page = report.render_html({"study_id": "s1", "status": "done"}, df, findings, report.correlation_table(df), figs)
+    assert "id='findings'" in page and page.count("data:image/png;base64,") == len(figs)
+    for f in findings:
+        assert f.verdict in page

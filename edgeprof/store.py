@@ -967,7 +967,14 @@ def _flatten_summary(s: dict) -> dict:
         "temp_max_c": _num(s.get("temp_max_c")), "mem_mechanism": _get(s, "memory", "mechanism"),
         "oom_killed": None if oom is None else bool(oom),
         "flags": _json(flags) if flags is not None else None,
+        **{k: v for k, v in (("interpreter", _tflite_interpreter(s)), ("provider", _get(s, "runtime", "provider")))
+           if v is not None},
     }
+
+
+def _tflite_interpreter(s: dict) -> str | None:
+    name = _get(s, "runtime", "name")
+    return name if name in ("litert", "tflite-runtime") else None
 
 
 def _sql_str(path: Path) -> str:

@@ -36,7 +36,8 @@ from datetime import datetime
 from pathlib import Path
 
 from . import paths
-from .config import PRECISIONS, PRESETS as RUN_PRESETS, RUNTIMES, RunConfig
+from .config import PRECISIONS, RUNTIMES, RunConfig
+from .config import PRESETS as RUN_PRESETS
 from .errors import ConfigError, EdgeprofError, UsageError
 
 if sys.version_info >= (3, 11):
@@ -333,13 +334,13 @@ def parse_cell_key(key: str) -> dict | None:
 
 
 def variant_order(cfg: StudyConfig, rep: int) -> list[tuple[str, str, str, int]]:
-    """Variants for repetition ``rep``: the list rotated by rep * ceil(V / R), so over the repetitions each variant
-    runs near the start, the middle and the end of a pass."""
+    """Variants for repetition ``rep``: the list rotated by floor(rep * V / R) (rep mod V when R > V), so over the
+    R repetitions each variant runs at evenly spread positions of a pass: near the start, the middle, the end."""
     v = cfg.variants
     if not v:
         return []
-    step = math.ceil(len(v) / cfg.repetitions)
-    k = (rep * step) % len(v)
+    n, reps = len(v), cfg.repetitions
+    k = (rep * n) // reps if reps <= n else rep % n
     return v[k:] + v[:k]
 
 
@@ -812,10 +813,9 @@ def resolve_config(store, *, preset: str | None = None, file: str | None = None,
             if cfg.grid_signature() != stored.grid_signature():
                 raise UsageError(f"study {study_id} was started with different settings than given now.",
                                  "Resume it with only --study-id, or start a new study.")
-        elif duration_s is not None or iterations is not None:
-            if base.with_overrides(duration_s=duration_s, iterations=iterations).grid_signature() != \
-                    base.grid_signature():
-                raise UsageError(f"study {study_id} was started with other run settings; a resumed study keeps them.",
+        elif (duration_s is not None or iterations is not None) and \
+                base.with_overrides(duration_s=duration_s, iterations=iterations).grid_signature() != base.grid_signature():
+            raise UsageError(f"study {study_id} was started with other run settings; a resumed study keeps them.",
                                  "Leave out --duration to resume it.")
         return base.with_overrides(cooldown_s=cooldown_s)
     if cfg is None:

@@ -537,7 +537,10 @@ class StudyRunner:
             self._open_study()
             self._state("running")
             try:
-                self._run_grid()
+                try:
+                    self._run_grid()
+                except KeyboardInterrupt:
+                    raise _Stopped from None
             except _Stopped:
                 self.store.set_study_status(self.study_id, "stopped")
                 self._state("stopped", "stopped before the grid was finished; resume it with its id")
@@ -699,8 +702,16 @@ class StudyRunner:
                 self._note(f"{key}: could not start: {exc}")
                 return "error", None, None
         handle = self._handle
-        result = handle.wait()
-        self._handle = None
+        try:
+            result = handle.wait()
+        except KeyboardInterrupt:  # Ctrl-C in the CLI: stop the run in steps, keep the cell for a resume
+            handle.stop()
+            handle.wait(30)
+            self.store.set_cell(self.study_id, key, run_id, "stopped")
+            self._cells[key] = (run_id, "stopped")
+            raise _Stopped from None
+        finally:
+            self._handle = None
         status = (result or {}).get("status") or handle.status
         if status == "stopped" or (self._stop.is_set() and status not in FINAL_STATUSES):
             self.store.set_cell(self.study_id, key, run_id, "stopped")

@@ -259,7 +259,10 @@ def test_study_page_runs_a_tiny_study_and_report_page_shows_findings(page_db):
     assert "A smaller memory allocation leads to a higher latency." in text
     assert "not testable here" in text  # the GPU claim on this CPU-only machine
     assert len(rep.get("download_button")) == 1
-    assert len(rep.get("imgs")) >= 1 or "Figures" in text
+    assert "Findings" in [h.value for h in rep.header] and "Figures" in [h.value for h in rep.header]
+    from edgeprof.report import FIGURES
+
+    assert set(FIGURES.values()) <= {h.value for h in rep.subheader}  # one figure under each
 
 
 def test_report_page_without_studies(page_db):

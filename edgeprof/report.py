@@ -416,11 +416,13 @@ def claim_precision_bits(df: pd.DataFrame) -> Finding:
     evidence = (f"pooled Spearman rho between bits (32/16/8) and p50 (relative to fp32 of the same model, runtime and "
                 f"limit) = {_fmt(corr.spearman_r)}, p = {_fmt_p(corr.spearman_p)}, n = {corr.n}. p50 ratios per model "
                 f"(median over limits): " + ("; ".join(parts) if parts else "no fp32 reference") + ".")
-    int8 = [v for r in per_model.values() for p, v in r.items() if p.startswith("int8")]
-    if int8 and verdict == NOT_SUPPORTED and any(v < 1 for v in int8):
-        caution = (caution + "; " if caution else "") + ("some int8 variants were faster than fp32 but not all "
-                                                         "precisions followed the bit order (fp16 without native "
-                                                         "fp16 arithmetic on this CPU is usually slower)")
+    faster = [f"{m} {p}" for m, r in per_model.items() for p, v in r.items() if v < 1]
+    slower = [f"{m} {p}" for m, r in per_model.items() for p, v in r.items() if v > 1]
+    if verdict == NOT_SUPPORTED and faster and slower:
+        caution = (caution + "; " if caution else "") + (
+            f"mixed: faster than fp32: {', '.join(faster)}; slower: {', '.join(slower)}. Whether fewer bits are "
+            "faster depends on the runtime's kernels (fp16 without native fp16 arithmetic, or int8 with dynamic "
+            "activation quantization, is often slower on a CPU)")
     return Finding("precision_bits", claim, verdict, evidence,
                    {"spearman_rho": corr.spearman_r, "p": corr.spearman_p, "n": corr.n, "per_model": per_model},
                    groups, caution)
@@ -489,7 +491,8 @@ def _x_positions(g: pd.DataFrame, none_at: float) -> np.ndarray:
     return np.where(np.isinf(g["mem_value"]), none_at, g["mem_value"])
 
 
-def _by_memory_figure(df: pd.DataFrame, column: str, ylabel: str, logy: bool) -> bytes:
+def _by_memory_figure(df: pd.DataFrame, column: str, ylabel: str, logy: bool,
+                      ylim: tuple[float, float] | None = None) -> bytes:
     plt = _plt()
     models = sorted(df["model"].dropna().unique())
     fig, axes = plt.subplots(1, max(1, len(models)), figsize=(5.2 * max(1, len(models)), 3.8), squeeze=False)
@@ -515,6 +518,8 @@ def _by_memory_figure(df: pd.DataFrame, column: str, ylabel: str, logy: bool) ->
         ax.set_xscale("log")
         if logy:
             ax.set_yscale("log")
+        if ylim is not None:
+            ax.set_ylim(*ylim)
         ticks: list[float] = []
         for t in sorted(set(fin.round(1))):
             if not ticks or t > ticks[-1] * 1.08:  # labels closer than 8% would overlap
@@ -610,7 +615,7 @@ def render_figures(df: pd.DataFrame) -> dict[str, bytes]:
     df = normalise_frame(df)
     return {
         "latency_vs_memory.png": _by_memory_figure(df, "p50_ms", "p50 latency (ms)", logy=True),
-        "cpu_vs_memory.png": _by_memory_figure(df, "cpu_system_mean_pct", "system CPU (%)", logy=False),
+        "cpu_vs_memory.png": _by_memory_figure(df, "cpu_system_mean_pct", "system CPU (%)", logy=False, ylim=(0, 105)),
         "latency_by_precision.png": _precision_figure(df),
         "latency_by_size.png": _size_figure(df),
         "warmup_by_variant.png": _warmup_figure(df),

@@ -54,6 +54,7 @@ FAILED_STATUSES = ("failed", "error")
 PRECISION_BITS = {"fp32": 32, "fp16": 16, "int8-dynamic": 8, "int8-static": 8}
 CELL_OVERHEAD_S = 3.0  # spawn, import, load and warm-up on top of the measured seconds; used for estimates only
 BUSY_WAIT_S = 300.0  # how long a cell waits for a device held by another run before the study gives up
+NON_BINDING = 1.5  # a cap this many times a run's charged peak did not shape it: the peak is the footprint
 
 _KEYS = ("name", "description", "models", "precisions", "runtimes", "memory_limits", "threads", "repetitions",
          "duration_s", "iterations", "run_preset", "warmup", "timeout_s", "cooldown_s", "sample_hz")
@@ -436,7 +437,7 @@ def this_device_id() -> str:
 def stored_footprint(store, variant: tuple[str, str, str, int], device_id: str | None, *,
                      charged: bool = True, study_id: str | None = None) -> tuple[float, str, str] | None:
     """(MB, run id, kind) from an ok run of ``variant`` on this device under a non-binding cap (the cap at least
-    twice the peak it charged), or, without cgroups (``charged=False``), an uncapped run's peak RSS.
+    NON_BINDING times the peak it charged), or, without cgroups (``charged=False``), an uncapped run's peak RSS.
 
     The first such run of ``study_id`` wins (so every repetition and a resumed study use the same footprint), else
     the newest on the device."""
@@ -449,7 +450,7 @@ def stored_footprint(store, variant: tuple[str, str, str, int], device_id: str |
         df = df[df["device_id"] == device_id]
     if charged:
         df = df[df["peak_charged_mb"].notna() & df["memory_limit_mb"].notna()]
-        df = df[df["memory_limit_mb"] >= 2 * df["peak_charged_mb"]]
+        df = df[df["memory_limit_mb"] >= NON_BINDING * df["peak_charged_mb"]]
         col, kind = "peak_charged_mb", "charged"
     else:
         df = df[df["memory_limit_mb"].isna() & df["peak_rss_mb"].notna()]
@@ -534,7 +535,7 @@ class StudyRunner:
             lock.acquire(self.study_id)
         try:
             recover(self.store)
-            self._open_study()
+            self._open_study()  # a refusal here leaves the stored study as it was
             self._state("running")
             try:
                 try:

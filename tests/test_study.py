@@ -198,6 +198,26 @@ def test_sigkill_mid_grid_then_resume_finishes_without_rerunning(tmp_path, edgep
     assert set(after.values()) <= set(ok["run_id"])
 
 
+@pytest.mark.slow
+@requires_cgroup
+def test_relative_limits_without_none_calibrate_once_then_reuse(tmp_path):
+    store = Store(tmp_path / "runs.duckdb")
+    cfg = study.StudyConfig.from_toml(TINY.format(reps=2, cooldown=0).replace('"none", "2x", "1.5x"', '"2x"'))
+    assert study.run_study(cfg, store, study_id="cal-1") == {"study_id": "cal-1", "cells": 2, "done": 2, "failed": 0}
+    cells = store.cells("cal-1").set_index("cell_key")
+    cal = cells.loc["calibrate|digits-cnn|fp32|onnx|t2"]
+    assert cal["status"] == "ok"
+    calib = store.get_run(cal["run_id"])
+    assert calib["tags"]["calibration"] and calib["peak_charged_mb"] > 0
+    for key in ("r0|digits-cnn|fp32|onnx|t2|2x", "r1|digits-cnn|fp32|onnx|t2|2x"):
+        run = store.get_run(cells.loc[key, "run_id"])
+        assert run["tags"]["footprint_run_id"] == cal["run_id"]
+        assert run["memory_limit_mb"] == pytest.approx(2 * calib["peak_charged_mb"], abs=0.01)
+    # a second study on the same device reuses the stored footprint: no calibration run
+    study.run_study(cfg.with_overrides(), store, study_id="cal-2")
+    assert not store.cells("cal-2")["cell_key"].str.startswith("calibrate").any()
+
+
 # ------------------------------------------------------------------------------------------------ pages
 
 @pytest.fixture

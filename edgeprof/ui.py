@@ -229,18 +229,38 @@ def _fmt(v, nd=2, unit=""):
     return f"{v:,.{nd}f}{unit}"
 
 
-def headline(cols, figures: dict) -> None:
-    """st.metric row: load, first inference, warm-up, p50, p90, throughput (values may be None while running)."""
+def fmt_ms(v) -> str:
+    """A duration in ms with a unit that keeps it short: 12.3 us, 4.56 ms, 135 ms, 2.1 s."""
+    if v is None or not np.isfinite(v):
+        return "-"
+    if v < 1:
+        return f"{v * 1000:.3g} \u00b5s"
+    if v < 100:
+        return f"{v:.3g} ms"
+    if v < 10_000:
+        return f"{v:.0f} ms"
+    return f"{v / 1000:.1f} s"
+
+
+def fmt_rate(v) -> str:
+    if v is None or not np.isfinite(v):
+        return "-"
+    return f"{v / 1000:.1f}k/s" if v >= 10_000 else f"{v:.0f}/s"
+
+
+def headline(figures: dict) -> None:
+    """st.metric rows: load, first inference, warm-up / p50, p90, throughput (values may be None while running)."""
     items = [
-        ("Load", figures.get("load_ms"), 1, " ms"),
-        ("First inference", figures.get("first_inference_ms"), 2, " ms"),
-        ("Warm-up", figures.get("warmup_ms"), 0, " ms"),
-        ("p50", figures.get("p50_ms"), 3, " ms"),
-        ("p90", figures.get("p90_ms"), 3, " ms"),
-        ("Throughput", figures.get("throughput_ips"), 0, " inf/s"),
+        ("Load", fmt_ms(figures.get("load_ms"))),
+        ("First inference", fmt_ms(figures.get("first_inference_ms"))),
+        ("Warm-up", fmt_ms(figures.get("warmup_ms"))),
+        ("p50 latency", fmt_ms(figures.get("p50_ms"))),
+        ("p90 latency", fmt_ms(figures.get("p90_ms"))),
+        ("Throughput", fmt_rate(figures.get("throughput_ips"))),
     ]
-    for col, (label, value, nd, unit) in zip(cols, items, strict=False):
-        col.metric(label, _fmt(value, nd, unit))
+    for row in (items[:3], items[3:]):
+        for col, (label, value) in zip(st.columns(3), row, strict=True):
+            col.metric(label, value)
 
 
 def summary_figures(result: dict) -> dict:
@@ -273,7 +293,7 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
         st.warning(words)
     else:
         st.error(words + (f" {result.get('error')}" if result.get("error") else ""))
-    headline(st.columns(6), summary_figures(result))
+    headline(summary_figures(result))
     lat = result.get("latency_ms") or {}
     mem = result.get("memory") or {}
     cpu = result.get("cpu") or {}

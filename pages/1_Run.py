@@ -19,7 +19,8 @@ from edgeprof import charts, runner, ui
 from edgeprof.config import INTERPRETERS, PRECISIONS, PRESETS, PROVIDERS, RunConfig
 from edgeprof.errors import EdgeprofError
 
-LIVE_REFRESH_S = 0.5
+LIVE_REFRESH_S = 0.25  # the fragment period; the browser redraw (~0.1-0.3 s on 2 cores) paces it to ~3 refreshes a second
+FIRST_POINT_WAIT_S = 1.5
 MEMORY_LIMITS = [0, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024]
 AUTO = "auto"
 AS_FILE = "as in the file"
@@ -130,15 +131,8 @@ if hint:
     st.caption(hint)
 
 handle = watched_handle()
-live = handle is not None and not handle.finished
 b1, b2, _ = st.columns([1, 1, 6])
 start = b1.button("Start run", key="start", type="primary")
-stop = b2.button("Stop", key="stop", disabled=not live) if live else False
-
-if stop and handle is not None:
-    handle.stop()
-    st.info(f"Stopping run {handle.run_id}: the worker finishes its current inference and exits.")
-
 if start:
     busy = runner.active_runs()
     try:
@@ -159,12 +153,19 @@ if start:
         )
         handle = runner.start_run(cfg, store.path, store=store)
         st.session_state["watch_run"] = handle.run_id
-        live = True
     except runner.DeviceBusy as exc:
         holder = str(exc).split("busy with run", 1)[-1].split(".")[0].strip() or "another run"
-        st.error(f"One run at a time: this device is busy with run {holder}; watch it below or stop it.")
+        if runner.active_runs():
+            st.error(f"One run at a time: this device is busy with run {holder}; watch it below or stop it.")
+        else:  # held by another process, e.g. `python -m edgeprof run`
+            st.error(f"One run at a time: this device is busy with run {holder}, started outside this dashboard "
+                     "(e.g. from the command line); wait for it to finish or stop it there (Ctrl-C).")
     except EdgeprofError as exc:
         ui.show_error(exc, "The run could not start")
+
+if handle is not None and not handle.finished and b2.button("Stop", key="stop"):
+    handle.stop()
+    st.info(f"Stopping run {handle.run_id}: the worker finishes its current inference and exits.")
 
 st.divider()
 
@@ -200,7 +201,7 @@ def draw(h, buf: ui.LiveBuffer, *, final: bool) -> None:
                 f'data-newest-wall="{newest or 0:.6f}" data-render-wall="{time.time():.6f}" '
                 f'data-status="{html.escape(str(buf.status))}"></div>', unsafe_allow_html=True)
     if not final:
-        ui.headline(st.columns(6), buf.figures())
+        ui.headline(buf.figures())
     spans = ui.phase_spans(buf.phases, t0)
     fig = charts.latency_timeline((t_ns - t0) / 1e9, lat_ns / 1e6, warmup=spans.get("warmup"), load=spans.get("load"))
     st.plotly_chart(fig, key="chart_latency", config={"displayModeBar": False})
@@ -233,6 +234,11 @@ def live_view(run_id: str) -> None:
         return
     buf = _buffer(h)
     buf.update(h.snapshot(buf.next_seq, buf.tel_since_ns))
+    deadline = time.monotonic() + FIRST_POINT_WAIT_S
+    while buf.n == 0 and not h.finished and time.monotonic() < deadline:
+        # a run that has just started: draw its first point as soon as it exists rather than at the next tick
+        time.sleep(0.02)
+        buf.update(h.snapshot(buf.next_seq, buf.tel_since_ns))
     draw(h, buf, final=False)
     if h.finished:
         st.rerun()  # the whole page: the summary replaces the live view and Stop goes away
@@ -241,6 +247,9 @@ def live_view(run_id: str) -> None:
 if handle is None:
     st.info("No run yet. Pick **digits-cnn** (tiny, ~0.1 ms per inference) or **efficientnet-lite0** and press "
             "**Start run**; try a different precision or a tight memory limit and compare.")
+    # An empty chart now also loads the browser's plotly bundle, so the first live point shows without that delay.
+    st.plotly_chart(charts.empty_figure("Latency per inference", "press Start run: each inference appears here"),
+                    key="chart_latency_idle", config={"displayModeBar": False})
 elif not handle.finished:
     live_view(handle.run_id)
 else:

@@ -87,7 +87,7 @@ def test_run_page_runs_digits_and_stores_it(db):
     follow(at)
     assert "finished normally" in texts(at)
     labels = [m.label for m in at.metric]
-    assert {"Load", "First inference", "Warm-up", "p50", "p90", "Throughput"} <= set(labels)
+    assert {"Load", "First inference", "Warm-up", "p50 latency", "p90 latency", "Throughput"} <= set(labels)
     runs = Store(db).list_runs()
     assert len(runs) == 1 and runs.iloc[0]["status"] == "ok" and runs.iloc[0]["model"] == "digits-cnn"
     # the measured footprint now shows as a hint next to the memory limit

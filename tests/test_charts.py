@@ -1,0 +1,90 @@
+"""Figure builders on small frames: pure functions, no Streamlit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from edgeprof import charts, stats
+
+
+def tel_frame() -> pd.DataFrame:
+    rows = []
+    for i in range(20):
+        t = i * 0.1
+        rows += [(t, "cpu.total_pct", 50 + i), (t, "cpu.core0_pct", 40.0), (t, "cpu.core1_pct", 60.0),
+                 (t, "cpu.worker_pct", 100.0), (t, "mem.used_mb", 1500.0), (t, "mem.worker_rss_mb", 60.0 + i),
+                 (t, "mem.charged_mb", 55.0 + i), (t, "cpu.freq_mhz", 1800.0), (t, "temp.cpu_thermal_c", 50.0)]
+    return pd.DataFrame(rows, columns=["t_s", "metric", "value"])
+
+
+def test_decimate_keeps_short_series_and_buckets_long_ones():
+    x = np.arange(100, dtype=float)
+    d = charts.decimate(x, x, max_points=200)
+    assert not d["bucketed"] and len(d["x"]) == 100
+    y = np.zeros(100_003)
+    y[50_000] = 9.0  # one spike must survive decimation
+    d = charts.decimate(np.arange(y.size), y, max_points=2000)
+    assert d["bucketed"] and len(d["x"]) == 1000
+    assert d["max"].max() == 9.0 and np.all(d["median"] == 0)
+    assert np.all(np.diff(d["x"]) > 0)
+
+
+def test_latency_timeline_shades_load_and_warmup_and_draws_a_median():
+    t = np.linspace(0, 2, 500)
+    lat = np.r_[np.full(50, 3.0), np.full(450, 1.0)]
+    fig = charts.latency_timeline(t, lat, warmup=(0.1, 0.2), load=(0.0, 0.1))
+    assert isinstance(fig, go.Figure)
+    names = [tr.name for tr in fig.data]
+    assert "rolling median" in names and "inference" in names
+    assert len(fig.layout.shapes) == 2
+    big = charts.latency_timeline(np.linspace(0, 10, 50_000), np.ones(50_000))
+    assert sum(len(tr.x) for tr in big.data) <= 5 * 1000
+    empty = charts.latency_timeline([], [])
+    assert "waiting" in empty.layout.annotations[0].text
+
+
+def test_telemetry_figures():
+    tel = tel_frame()
+    cpu = charts.cpu_figure(tel)
+    assert {"system", "worker (100 = 1 core)", "core 0", "core 1"} <= {tr.name for tr in cpu.data}
+    mem = charts.memory_figure(tel, cap_mb=64)
+    assert {"worker RSS", "charged to the cap"} <= {tr.name for tr in mem.data}
+    assert any("cap 64 MB" in (a.text or "") for a in mem.layout.annotations)
+    assert charts.gpu_figure(tel) is None  # no GPU metric: the page says why instead of a flat line
+    gpu = pd.concat([tel, pd.DataFrame({"t_s": [0.0, 0.1], "metric": "gpu0.util_pct", "value": [10.0, 20.0]})])
+    assert charts.gpu_figure(gpu) is not None
+    assert charts.thermal_figure(tel) is not None
+    assert charts.thermal_figure(tel[tel["metric"].str.startswith("cpu.core")]) is None
+    assert charts.cpu_figure(tel.iloc[0:0]).layout.annotations  # empty frame: an annotated blank chart
+
+
+def test_correlation_figures():
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"a": np.arange(12.0), "b": np.arange(12.0) * 2 + rng.normal(0, 0.1, 12), "c": rng.normal(size=12)})
+    corr = stats.correlation_matrix(df, ["a", "b", "c"])
+    heat = charts.correlation_heatmap(corr)
+    z = np.asarray(heat.data[0].z)
+    assert z.shape == (3, 3) and np.allclose(np.diag(z), 1) and z[0, 1] > 0.99 and z[0, 1] == z[1, 0]
+    sc = charts.scatter_fit(df["a"], df["b"], x_label="a", y_label="b")
+    assert [tr.name for tr in sc.data][-1] == "least-squares fit"
+    assert len(charts.scatter_fit([1, 2], [1, 2], x_label="x", y_label="y").data) == 1  # too few points for a line
+    w = pd.DataFrame({"t_s": [0.0, 1.0], "latency_ms_median": [1.0, 2.0], "cpu.total_pct": [10.0, 20.0]})
+    assert len(charts.windowed_figure(w, "cpu.total_pct").data) == 2
+
+
+def test_compare_figures():
+    series = {"fp32": np.random.default_rng(0).gamma(2, 1, 10_000), "int8": np.array([0.5, 0.6, 0.7])}
+    cdf = charts.latency_cdf(series)
+    assert len(cdf.data) == 2 and len(cdf.data[0].x) <= 400
+    box = charts.latency_box(series)
+    assert len(box.data) == 2 and box.data[1].median[0] == 0.6
+    tel = tel_frame()
+    ov = charts.telemetry_overlay({"a": tel, "b": tel}, "cpu.total_pct")
+    assert len(ov.data) == 2
+    assert charts.telemetry_overlay({"a": tel}, "gpu0.util_pct").layout.annotations
+
+
+def test_bits_of():
+    assert [charts.bits_of(p) for p in ("fp32", "fp16", "int8-dynamic", "int8-static", None)] == [32, 16, 8, 8, None]

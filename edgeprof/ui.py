@@ -377,6 +377,8 @@ class LiveBuffer:
     last one; the arrays are kept whole so the finished view and the headline numbers need no database read.
     """
 
+    MAX_KEEP = 1_000_000  # points per session (~17 MB); a longer run keeps its newest million for the chart
+
     def __init__(self, run_id: str, started_ns: int, started_wall: float):
         self.run_id = run_id
         self.started_ns = int(started_ns)
@@ -396,6 +398,7 @@ class LiveBuffer:
         self.notes: list = []
         self.memory_limit_mb = None
         self.refreshes = 0
+        self.first_latency_ns: int | None = None
 
     def update(self, snap: dict) -> int:
         """Add a snapshot taken with this buffer's cursors; returns how many latency points were new."""
@@ -409,6 +412,8 @@ class LiveBuffer:
                 self._lat.append(np.asarray(snap["latency_ns"][start:], dtype=np.int64))
                 self._ph.append(np.asarray([PHASE_CODES.get(p, 2) for p in snap["sample_phase"][start:]], dtype=np.int8))
                 new = len(seqs) - start
+                if self.first_latency_ns is None and seqs[start] == 0:
+                    self.first_latency_ns = int(snap["latency_ns"][start])
                 self.next_seq = seqs[-1] + 1
                 self._cache = None
         tel = snap.get("telemetry") or []
@@ -430,9 +435,10 @@ class LiveBuffer:
                 empty = np.asarray([], dtype=np.int64)
                 self._cache = (empty, empty, np.asarray([], dtype=np.int8))
             else:
-                self._t = [np.concatenate(self._t)]
-                self._lat = [np.concatenate(self._lat)]
-                self._ph = [np.concatenate(self._ph)]
+                keep = -self.MAX_KEEP
+                self._t = [np.concatenate(self._t)[keep:]]
+                self._lat = [np.concatenate(self._lat)[keep:]]
+                self._ph = [np.concatenate(self._ph)[keep:]]
                 self._cache = (self._t[0], self._lat[0], self._ph[0])
         return self._cache
 
@@ -456,8 +462,8 @@ class LiveBuffer:
             first.setdefault(p, tt)
         if "load" in first and "first" in first:
             out["load_ms"] = (first["first"] - first["load"]) / 1e6
-        if lat.size:
-            out["first_inference_ms"] = float(lat[0]) / 1e6
+        if self.first_latency_ns is not None:
+            out["first_inference_ms"] = self.first_latency_ns / 1e6
         if "warmup" in first and "steady" in first:
             out["warmup_ms"] = (first["steady"] - first["warmup"]) / 1e6
         steady = ph == 2

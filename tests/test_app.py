@@ -159,3 +159,35 @@ def test_pages_without_runs_say_what_to_do(db):
     for name in ("2_Runs.py", "3_Correlations.py", "4_Compare.py"):
         at = page(name)
         assert at.info, f"{name} shows no hint on an empty database"
+
+
+def test_models_page_quantizes_and_computes_fidelity(db):
+    at = page("5_Models.py")
+    at.selectbox(key="q_model").select("digits-cnn")
+    at.selectbox(key="q_precision").select("fp16")
+    at.button(key="quantize").click().run()
+    assert not at.exception, at.exception
+    assert any("digits-cnn at fp16" in s.value for s in at.success), texts(at)
+    at.selectbox(key="fid_model").select("digits-cnn")
+    at.button(key="fidelity").click().run()
+    assert not at.exception, at.exception
+    fid = at.dataframe[1].value
+    assert {"precision", "top1_agreement", "accuracy"} <= set(fid.columns) and len(fid) >= 4
+
+
+def test_runs_page_opens_the_run_named_in_the_link(db):
+    ids = make_runs(db, 2)
+    at = AppTest.from_file(str(ROOT / "pages" / "2_Runs.py"), default_timeout=TIMEOUT)
+    at.query_params["run_id"] = ids[0]
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="show_run").value == ids[0]
+    assert f"Run `{ids[0]}` finished normally." in texts(at)
+
+
+def test_app_entry_registers_the_pages_and_opens_run(db):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.button(key="start").label == "Start run"
+    assert str(db) in texts(at)  # the database path is shown in the sidebar

@@ -88,3 +88,26 @@ def test_compare_figures():
 
 def test_bits_of():
     assert [charts.bits_of(p) for p in ("fp32", "fp16", "int8-dynamic", "int8-static", None)] == [32, 16, 8, 8, None]
+
+
+def test_live_buffer_fetches_incrementally_and_keeps_the_newest_points():
+    from edgeprof.ui import LiveBuffer
+
+    buf = LiveBuffer("r", started_ns=0, started_wall=1000.0)
+    buf.MAX_KEEP = 5
+    phases = [("load", 0, ""), ("first", 100_000_000, ""), ("warmup", 101_000_000, ""), ("steady", 102_000_000, "")]
+
+    def snap(seqs):
+        return {"seq": seqs, "t_ns": [100_000_000 + s * 1_000_000 for s in seqs], "latency_ns": [500_000] * len(seqs),
+                "sample_phase": ["first" if s == 0 else "warmup" if s < 2 else "steady" for s in seqs],
+                "telemetry": [(s * 1_000_000, "host", "cpu.total_pct", 50.0, "%") for s in seqs], "phases": phases,
+                "status": "running", "phase": "steady", "reason": None, "result": None, "notes": [],
+                "memory_limit_mb": None}
+
+    assert buf.update(snap([0, 1, 2, 3])) == 4 and buf.next_seq == 4
+    assert buf.update(snap([3, 4, 5, 6])) == 3  # an overlapping snapshot adds only what is new
+    t, lat, ph = buf.arrays()
+    assert len(t) == 5 and t[-1] == 106_000_000  # only the newest MAX_KEEP points are kept
+    fig = buf.figures()
+    assert fig["load_ms"] == 100 and fig["first_inference_ms"] == 0.5 and fig["warmup_ms"] == 1
+    assert fig["p50_ms"] == 0.5 and buf.newest_wall() == 1000.0 + 0.1065

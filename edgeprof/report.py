@@ -224,6 +224,19 @@ def _decide(corr: stats.Correlation, sign: int, groups_with_levels: int, what: s
     return NOT_SUPPORTED, caution
 
 
+def _add_caution(caution: str | None, text: str | None) -> str | None:
+    if not text:
+        return caution
+    return f"{caution}; {text}" if caution else text
+
+
+def _single_run_caution(pool: pd.DataFrame, cell: list[str]) -> str | None:
+    """A caution when every compared point is one run (one repetition): run-to-run noise is not averaged out."""
+    if len(pool) and int(pool.groupby(cell).size().max()) == 1:
+        return "each point is a single run (one repetition), so run-to-run noise is not averaged out; use 3 or more"
+    return None
+
+
 def _rank_within(df: pd.DataFrame, by: list[str], column: str) -> pd.Series:
     """Dense rank of ``column`` within each group (0 = smallest), so levels compare across groups."""
     return df.groupby(by)[column].rank(method="dense") - 1
@@ -269,6 +282,7 @@ def claim_memory_latency(df: pd.DataFrame) -> Finding:
     norm = _normalise(pool, ["variant"], "p50_ms", _generous_mask(pool))
     corr = _spearman(rank, norm)
     verdict, caution = _decide(corr, -1, len(pooled), "memory limit")
+    caution = _add_caution(caution, _single_run_caution(pool, ["variant", "mem"]))
     ratios = [r["p50_tightest_ok_over_most_generous"] for r in groups if r["limits"] >= 2]
     rose = sum(1 for r in ratios if r and r > 1)
     evidence = (f"pooled Spearman rho between the memory limit (ranked within each variant) and p50 (relative to the "
@@ -304,6 +318,7 @@ def _cpu_memory(df: pd.DataFrame, claim_id: str, claim: str, sign: int, testable
     norm = _normalise(pool, ["variant"], col, _generous_mask(pool))
     corr = _spearman(rank, norm)
     verdict, caution = _decide(corr, sign, len(pooled), "memory limit")
+    caution = _add_caution(caution, _single_run_caution(pool, ["variant", "mem"]))
     spread = f"system CPU ranged {_fmt(float(pool[col].min()))}-{_fmt(float(pool[col].max()))}%"
     evidence = (f"pooled Spearman rho between the memory limit (ranked within each variant) and system CPU "
                 f"utilization (relative to the most generous limit) = {_fmt(corr.spearman_r)}, "
@@ -311,8 +326,9 @@ def _cpu_memory(df: pd.DataFrame, claim_id: str, claim: str, sign: int, testable
     if corr.spearman_r is None:
         evidence += f" ({corr.note})"
     if float(pool[col].min()) >= 95.0:
-        caution = ("the CPU was saturated (95-100%) in every run, so utilization could not rise: other load on the "
-                   "device, or as many threads as cores; run with fewer threads than cores on an otherwise idle device")
+        caution = _add_caution(caution, "the CPU was saturated (95-100%) in every run, so utilization could not rise: "
+                                        "other load on the device, or as many threads as cores; run with fewer threads "
+                                        "than cores on an otherwise idle device")
     return Finding(claim_id, claim, verdict, evidence,
                    {"spearman_rho": corr.spearman_r, "p": corr.spearman_p, "n": corr.n, "variants": len(pooled)},
                    groups, caution)
@@ -367,9 +383,10 @@ def claim_model_size(df: pd.DataFrame) -> Finding:
     norm = _normalise(pool, by, "p50_ms")
     corr = _spearman(rank, norm)
     verdict, caution = _decide(corr, +1, len(pooled), "model size")
+    caution = _add_caution(caution, _single_run_caution(pool, [*by, "model"]))
     held = sum(r["latency_rises_with_size"] for r in groups)
     if verdict == SUPPORTED and held < len(groups):
-        caution = (caution + "; " if caution else "") + f"latency rose with size in {held} of {len(groups)} groups only"
+        caution = _add_caution(caution, f"latency rose with size in {held} of {len(groups)} groups only")
     ratios = [r["p50_ratio_largest_over_smallest"] for r in groups]
     evidence = (f"p50 of the largest over the smallest model at the same precision, runtime and limit: median "
                 f"{_fmt(float(np.median(ratios)))}x (range {_fmt(min(ratios))}-{_fmt(max(ratios))}), higher in {held} "
@@ -407,6 +424,7 @@ def claim_precision_bits(df: pd.DataFrame) -> Finding:
     norm = _normalise(pool, by, "p50_ms", has_fp32 if has_fp32.any() else None)
     corr = _spearman(pool["bits"], norm)
     verdict, caution = _decide(corr, +1, len(pooled), "precision")
+    caution = _add_caution(caution, _single_run_caution(pool, [*by, "precision"]))
     per_model = {}
     for m, g in pool.groupby("model"):
         med = g.groupby("precision")["p50_ms"].median()
@@ -416,13 +434,13 @@ def claim_precision_bits(df: pd.DataFrame) -> Finding:
     evidence = (f"pooled Spearman rho between bits (32/16/8) and p50 (relative to fp32 of the same model, runtime and "
                 f"limit) = {_fmt(corr.spearman_r)}, p = {_fmt_p(corr.spearman_p)}, n = {corr.n}. p50 ratios per model "
                 f"(median over limits): " + ("; ".join(parts) if parts else "no fp32 reference") + ".")
-    faster = [f"{m} {p}" for m, r in per_model.items() for p, v in r.items() if v < 1]
-    slower = [f"{m} {p}" for m, r in per_model.items() for p, v in r.items() if v > 1]
+    faster = [f"{m} {p}" for m, r in per_model.items() for p, v in r.items() if v < 0.95]
+    slower = [f"{m} {p}" for m, r in per_model.items() for p, v in r.items() if v > 1.05]
     if verdict == NOT_SUPPORTED and faster and slower:
-        caution = (caution + "; " if caution else "") + (
+        caution = _add_caution(caution, (
             f"mixed: faster than fp32: {', '.join(faster)}; slower: {', '.join(slower)}. Whether fewer bits are "
             "faster depends on the runtime's kernels (fp16 without native fp16 arithmetic, or int8 with dynamic "
-            "activation quantization, is often slower on a CPU)")
+            "activation quantization, is often slower on a CPU)"))
     return Finding("precision_bits", claim, verdict, evidence,
                    {"spearman_rho": corr.spearman_r, "p": corr.spearman_p, "n": corr.n, "per_model": per_model},
                    groups, caution)

@@ -96,6 +96,8 @@ def test_too_few_data():
 def test_few_runs_carry_a_caution():
     f = report.claim_memory_latency(synth(reps=1, models=("small",), precisions=("fp32", "fp16"), limits=LIMITS[:4]))
     assert f.numbers["n"] < report.FEW_N and f.caution and "only" in f.caution
+    assert "single run" in f.caution  # one repetition
+    assert "single run" not in (report.claim_memory_latency(synth(reps=3)).caution or "")
 
 
 def test_gpu_board_switches_which_cpu_claim_is_testable():

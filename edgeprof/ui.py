@@ -292,7 +292,8 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
     elif status in ("stopped",):
         st.warning(words)
     else:
-        st.error(words + (f" {result.get('error')}" if result.get("error") else ""))
+        error = str(result.get("error") or "").strip()
+        st.error(words[:-1] + (f": {error[:1].upper()}{error[1:]}" if error else "."))
     headline(summary_figures(result))
     lat = result.get("latency_ms") or {}
     mem = result.get("memory") or {}

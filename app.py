@@ -6,9 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from edgeprof import ui
+from edgeprof import auth, ui
 
 st.set_page_config(page_title="edgeprof", page_icon=":material/speed:", layout="wide")
+auth.gate()  # booth mode: nothing below runs until the visitor has given the password
 
 HERE = Path(__file__).resolve().parent
 pages = []

@@ -102,7 +102,7 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--runtime", default="onnx", choices=("onnx", "tflite"))
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--iterations", type=int, default=300)
     args = ap.parse_args()
     from edgeprof import stats
@@ -115,8 +115,12 @@ def main() -> None:
     a_all, b_all, rows = [], [], []
     for i in range(args.rounds):
         t = time.monotonic()
-        a = bare(str(variant.path), args.runtime, args.threads, args.iterations)
-        b = edgeprof_run(args.model, args.precision, args.runtime, args.threads, args.iterations, db)
+        if i % 2 == 0:  # ABBA order, so a drift in machine speed hits both sides alike
+            a = bare(str(variant.path), args.runtime, args.threads, args.iterations)
+            b = edgeprof_run(args.model, args.precision, args.runtime, args.threads, args.iterations, db)
+        else:
+            b = edgeprof_run(args.model, args.precision, args.runtime, args.threads, args.iterations, db)
+            a = bare(str(variant.path), args.runtime, args.threads, args.iterations)
         a_all.append(a)
         b_all.append(b)
         rows.append((i + 1, float(np.median(a)), float(np.median(b)), float(np.median(b) / np.median(a)), time.monotonic() - t))
@@ -129,6 +133,8 @@ def main() -> None:
     print(f"{'round':>5} {'bare p50 ms':>12} {'edgeprof p50 ms':>16} {'ratio':>7}")
     for i, pa, pb, ratio, _ in rows:
         print(f"{i:>5} {pa:>12.3f} {pb:>16.3f} {ratio:>7.3f}")
+    per_round = float(np.median([x[3] for x in rows]))
+    print(f"median of per-round ratios: {per_round:.3f}")
     verdict = "PASS" if 0.97 <= r.ratio <= 1.03 else "FAIL"
     print(
         f"pooled: bare median {np.median(a):.3f} ms (n={len(a)}), edgeprof median {np.median(b):.3f} ms (n={len(b)}), "

@@ -79,12 +79,18 @@ def get_store():
 
 
 def sidebar() -> None:
+    from . import auth
+
     with st.sidebar:
         st.caption(f"Database: `{db_path()}`")
+    auth.admin_unlock()
 
 
 def page_setup(title: str | None = None):
-    """Every page starts here: the sidebar and the store (standalone pages under AppTest work too)."""
+    """Every page starts here: the booth gate, the sidebar and the store (standalone pages under AppTest work too)."""
+    from . import auth
+
+    auth.gate()
     sidebar()
     if title:
         st.title(title)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from edgeprof import charts, runner, ui
+from edgeprof import auth, charts, runner, ui
 from edgeprof.errors import EdgeprofError
 
 TABLE_COLUMNS = ["created_at", "hostname", "model", "precision", "runtime", "threads", "memory_limit_mb", "status",
@@ -22,9 +22,12 @@ except EdgeprofError as exc:
     ui.show_error(exc, "The runs cannot be read")
     st.stop()
 
-with st.expander("Import a bundle (.zip exported from edgeprof)", expanded=runs.empty):
+admin = auth.can_modify()
+if not admin:
+    st.info("History is read-only in booth mode: delete and import need the admin password (sidebar, Staff).")
+with st.expander("Import a bundle (.zip exported from edgeprof)", expanded=runs.empty and admin):
     bundle = st.file_uploader("Bundle", type=["zip"], key="import_bundle")
-    if st.button("Import", key="import", disabled=bundle is None) and bundle is not None:
+    if st.button("Import", key="import", disabled=bundle is None or not admin) and bundle is not None and admin:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "bundle.zip"
             path.write_bytes(bundle.getvalue())
@@ -106,9 +109,9 @@ selected = st.multiselect("Selected runs", ids, key="selected_runs", format_func
                           placeholder="pick runs to delete or export")
 c1, c2, c3 = st.columns([1, 1, 2])
 fmt = c3.radio("Export format", ["parquet", "csv"], horizontal=True, key="export_format")
-if c1.button("Delete selected", key="delete", disabled=not selected):
+if c1.button("Delete selected", key="delete", disabled=not selected or not admin) and admin:
     st.session_state["confirm_delete"] = list(selected)
-pending = st.session_state.get("confirm_delete")
+pending = st.session_state.get("confirm_delete") if admin else None
 if pending:
     live = {h.run_id for h in runner.active_runs()} & set(pending)
     if live:

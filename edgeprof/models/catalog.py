@@ -27,7 +27,6 @@ from .inspect import inspect_file
 FORMATS = RUNTIMES  # onnx | tflite
 UPLOAD_EXTENSIONS = (".onnx", ".tflite")
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
-_NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_. ()+")
 
 
 @dataclass(frozen=True)
@@ -346,11 +345,9 @@ def add_upload(data: bytes, filename: str, max_bytes: int = MAX_UPLOAD_BYTES) ->
     data = bytes(data)
     if not isinstance(filename, str) or not filename or len(filename) > 200:
         raise UsageError("the uploaded file needs a name of 1 to 200 characters ending in .onnx or .tflite.")
-    if "/" in filename or "\\" in filename or filename.startswith(".") or not set(filename) <= _NAME_OK:
-        raise UsageError(
-            f"upload name {filename!r} has characters edgeprof does not accept.",
-            "Rename it to letters, digits, '-', '_' and '.', ending in .onnx or .tflite.",
-        )
+    # The name is only used for its extension and for messages: the stored file gets a generated name, so folders
+    # ("../../x.onnx", "C:\\x.onnx"), spaces and accents are harmless. Control characters are dropped from messages.
+    filename = "".join(ch for ch in filename.replace("\\", "/").rsplit("/", 1)[-1] if ch.isprintable()) or "upload"
     ext = Path(filename).suffix.lower()
     if ext not in UPLOAD_EXTENSIONS:
         raise UsageError(

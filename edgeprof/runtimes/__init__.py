@@ -78,7 +78,8 @@ def check_model_file(path: str | Path) -> Path:
     """Fail early, in one clear sentence, on the file problems every runtime would report cryptically."""
     p = Path(path)
     if not p.exists():
-        raise ModelError(f"model file {p} does not exist.", "Check the path, or run `python -m edgeprof models` to list bundled models.")
+        raise ModelError(f"model file {p} does not exist.",
+                         "Check the path, or run `python -m edgeprof models` to list bundled models.")
     if not p.is_file():
         raise ModelError(f"{p} is not a file.", "Pass the path of a .onnx or .tflite file.")
     size = p.stat().st_size

@@ -56,7 +56,8 @@ def best_interpreter() -> str:
         except RuntimeUnavailable:
             continue
     raise RuntimeUnavailable(
-        "no TFLite interpreter is installed.", "Install ai-edge-litert (or tflite-runtime) with `pip install -r requirements.txt`."
+        "no TFLite interpreter is installed.",
+        "Install ai-edge-litert (or tflite-runtime) with `pip install -r requirements.txt`.",
     )
 
 

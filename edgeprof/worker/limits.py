@@ -27,10 +27,6 @@ PROC_SELF_CGROUP = Path("/proc/self/cgroup")
 PROC_CGROUPS = Path("/proc/cgroups")
 PROC_CMDLINE = Path("/proc/cmdline")
 PREFIX = "edgeprof-"
-RPI_FIX = (
-    "the kernel's memory cgroup controller is disabled: add `cgroup_enable=memory cgroup_memory=1` to the single line "
-    "in /boot/firmware/cmdline.txt (/boot/cmdline.txt on older Raspberry Pi OS) and reboot"
-)
 
 
 @dataclass(frozen=True)
@@ -64,17 +60,6 @@ def _writable_dir(path: Path) -> bool:
     return path.is_dir() and os.access(path, os.W_OK)
 
 
-def memory_controller_disabled(proc_cgroups: Path = PROC_CGROUPS, cmdline: Path = PROC_CMDLINE) -> bool:
-    with contextlib.suppress(OSError):
-        for line in proc_cgroups.read_text().splitlines():
-            parts = line.split()
-            if parts and parts[0] == "memory":
-                return parts[-1] == "0"
-    with contextlib.suppress(OSError):
-        return "cgroup_disable=memory" in cmdline.read_text()
-    return False
-
-
 def detect(root: Path = CGROUP_ROOT, proc_self_cgroup: Path = PROC_SELF_CGROUP, proc_cgroups: Path = PROC_CGROUPS,
            cmdline: Path = PROC_CMDLINE) -> Mechanism:
     """The best mechanism here. ``EDGEPROF_MEMORY_MECHANISM=rlimit_as`` forces the fallback (to compare, or to test)."""
@@ -82,6 +67,11 @@ def detect(root: Path = CGROUP_ROOT, proc_self_cgroup: Path = PROC_SELF_CGROUP, 
         return Mechanism("rlimit_as", None, "RLIMIT_AS address-space limit (not resident memory), forced by "
                                             "EDGEPROF_MEMORY_MECHANISM")
     reasons = []
+    from ..telemetry.rpi import memory_cgroup_disabled
+
+    fix = memory_cgroup_disabled(str(cmdline), str(proc_cgroups))
+    if fix:
+        return Mechanism("rlimit_as", None, "RLIMIT_AS address-space limit (not resident memory): " + fix)
     # cgroup v2: unified at the root, or the hybrid "unified" mount when it carries the memory controller
     for v2root in (root, root / "unified"):
         controllers = v2root / "cgroup.controllers"
@@ -103,8 +93,6 @@ def detect(root: Path = CGROUP_ROOT, proc_self_cgroup: Path = PROC_SELF_CGROUP, 
         if _writable_dir(base):
             return Mechanism("cgroup1", str(base), f"cgroup v1 memory.limit_in_bytes under {base}")
         reasons.append(f"cgroup v1 {base} is not writable (run as root)")
-    elif memory_controller_disabled(proc_cgroups, cmdline):
-        reasons.append(RPI_FIX)
     else:
         reasons.append("no memory cgroup hierarchy is mounted")
     return Mechanism("rlimit_as", None, "RLIMIT_AS address-space limit (not resident memory): " + "; ".join(reasons))

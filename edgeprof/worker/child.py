@@ -44,6 +44,15 @@ def _set_phase(name: str) -> None:
 
 
 def _max_rss_mb() -> float:
+    """Peak RSS of this process image: VmHWM belongs to the address space made at exec. ru_maxrss would not do: Linux
+    keeps it across fork and exec, so it reports the (much larger) parent's RSS at the moment of the fork."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

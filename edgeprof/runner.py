@@ -11,7 +11,6 @@ A run's rows reach DuckDB in batches, every five seconds, through short-lived co
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import pickle
 import platform
@@ -29,6 +28,7 @@ import numpy as np
 from . import __version__, paths
 from .config import RunConfig
 from .errors import EdgeprofError, UsageError
+from .locks import HolderLock
 from .store import new_run_id
 from .worker import limits
 from .worker.messages import Batch, Done, Failed, Loaded, Phase, WorkerSpec
@@ -44,33 +44,11 @@ class DeviceBusy(EdgeprofError):
     exit_code = 1
 
 
-class DeviceLock:
-    """An exclusive flock on ``device.lock`` in the data directory, holding the id of the run that owns the device."""
+class DeviceLock(HolderLock):
+    """One run at a time per device, across processes: an flock on ``device.lock`` in the data directory."""
 
     def __init__(self, path: Path | None = None):
-        self.path = path or paths.data_dir() / "device.lock"
-        self._fd: int | None = None
-
-    def acquire(self, run_id: str) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another run"
-            os.close(fd)
-            raise DeviceBusy(
-                f"the device is busy with run {holder}.", "Wait for it to finish or stop it, then start again."
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{run_id} (pid {os.getpid()})".encode(), 0)
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-            os.close(self._fd)
-            self._fd = None
+        super().__init__(path or paths.data_dir() / "device.lock", DeviceBusy, "run")
 
 
 def software_versions(runtime_info: dict | None = None) -> dict:

@@ -53,6 +53,7 @@ import pandas as pd
 from . import __version__
 from .config import STATUSES
 from .errors import StorageError
+from .locks import pid_alive
 
 # ---------------------------------------------------------------------------------------------------------------
 # Schema
@@ -214,17 +215,7 @@ def local_owner_alive(pid: int | None, host: str | None) -> bool:
     """
     if host and host != socket.gethostname():
         return True
-    if pid is None:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
+    return pid_alive(pid)
 
 
 def _utcnow() -> datetime:

@@ -22,7 +22,6 @@ calibration run is made (cell key ``calibrate|model|precision|runtime|tN``, outs
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import math
 import os
 import re
@@ -39,6 +38,7 @@ from . import paths
 from .config import PRECISIONS, RUNTIMES, RunConfig
 from .config import PRESETS as RUN_PRESETS
 from .errors import ConfigError, EdgeprofError, UsageError
+from .locks import HolderLock
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -369,48 +369,11 @@ def plan(cfg: StudyConfig, footprints: dict | None = None) -> list[Cell]:
 
 # ------------------------------------------------------------------------------------------------ study lock
 
-class StudyLock:
-    """An exclusive flock on ``study.lock`` in the data directory: one study at a time per device, any process."""
+class StudyLock(HolderLock):
+    """One study at a time per device, any process: an flock on ``study.lock`` in the data directory."""
 
     def __init__(self, path: Path | None = None):
-        self.path = path or paths.data_dir() / "study.lock"
-        self._fd: int | None = None
-
-    def acquire(self, study_id: str) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another study"
-            os.close(fd)
-            raise StudyBusy(f"a study is already running on this device ({holder}).",
-                            "Wait for it to finish or stop it, then start again.") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{study_id} (pid {os.getpid()})".encode(), 0)
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-            os.close(self._fd)
-            self._fd = None
-
-    def holder(self) -> str | None:
-        """The study holding the lock now ("ID (pid N)"), or None when no study runs."""
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
-            return None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return None
-        finally:
-            os.close(fd)
+        super().__init__(path or paths.data_dir() / "study.lock", StudyBusy, "study")
 
 
 # ------------------------------------------------------------------------------------------------ footprints

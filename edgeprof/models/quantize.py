@@ -47,6 +47,7 @@ import numpy as np
 
 from .. import paths
 from ..errors import ModelError, UsageError
+from ..locks import pid_alive
 from ..runtimes import check_model_file, runtime_for, synthetic_inputs
 from .inspect import inspect_file, sha256_file
 
@@ -332,18 +333,8 @@ def sweep_stale_temp() -> None:
             pid = int(entry.name.split("-")[1])
         except (IndexError, ValueError):
             continue
-        if pid != os.getpid() and not _alive(pid):
+        if pid != os.getpid() and not pid_alive(pid):
             shutil.rmtree(entry, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _to_fp16(src: Path, out: Path) -> None:

@@ -22,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..locks import pid_alive
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_SELF_CGROUP = Path("/proc/self/cgroup")
 PROC_CGROUPS = Path("/proc/cgroups")
@@ -216,16 +218,6 @@ def create(requested_mb: float | None, run_id: str, *, swap: bool = True, mechan
     return MemoryCap(requested_mb, mech, path)
 
 
-def _owner_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_orphans(mechanism: Mechanism | None = None) -> list[str]:
     """Remove edgeprof cgroups whose owning process is gone, killing workers left inside. Returns their names."""
     mech = mechanism or detect()
@@ -237,7 +229,7 @@ def sweep_orphans(mechanism: Mechanism | None = None) -> list[str]:
             owner = int(child.name[len(PREFIX):].split("-", 1)[0])
         except ValueError:
             continue
-        if owner != os.getpid() and _owner_alive(owner):
+        if owner != os.getpid() and pid_alive(owner):
             continue
         if owner == os.getpid():
             continue

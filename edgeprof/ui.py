@@ -18,7 +18,7 @@ import streamlit as st
 from . import charts, paths
 from .errors import EdgeprofError
 
-UPLOAD_CAP_MB = 200  # matches server.maxUploadSize in .streamlit/config.toml
+UPLOAD_CAP_MB = 200  # matches server.maxUploadSize in .streamlit/config.toml; upload_cap_mb() is the one in force
 PAGES = {  # page file -> (title, icon); pages/6_Study.py and pages/7_Report.py are picked up when present
     "1_Run.py": ("Run", ":material/play_circle:"),
     "2_Runs.py": ("Runs", ":material/table_rows:"),
@@ -332,18 +332,30 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
 
 # ------------------------------------------------------------------------------------------------------- uploads
 
+def upload_cap_mb() -> int:
+    """The upload limit in force: the server's ``server.maxUploadSize``, at most UPLOAD_CAP_MB. Pages pass it to
+    st.file_uploader so the browser refuses a bigger file with a clear message; a widget limit above the server's
+    would let the file through to a bare "AxiosError: Request failed with status code 413" instead."""
+    try:
+        server_mb = int(st.get_option("server.maxUploadSize"))
+    except (TypeError, ValueError, RuntimeError):
+        return UPLOAD_CAP_MB
+    return max(1, min(UPLOAD_CAP_MB, server_mb))
+
+
 def save_upload(uploaded) -> Path | None:
     """Store an st.file_uploader model file with catalog.add_upload (size, extension and format checked)."""
     from .models.catalog import add_upload
 
     if uploaded is None:
         return None
-    if uploaded.size > UPLOAD_CAP_MB * 1024 * 1024:
-        st.error(f"{uploaded.name} is {uploaded.size / 1e6:.0f} MB, over the {UPLOAD_CAP_MB} MB upload limit. "
+    cap_mb = upload_cap_mb()
+    if uploaded.size > cap_mb * 1024 * 1024:
+        st.error(f"{uploaded.name} is {uploaded.size / 1e6:.1f} MB, over the {cap_mb} MB upload limit. "
                  "Run it from a path on the device instead: `python -m edgeprof run --model PATH`.")
         return None
     try:
-        path = add_upload(uploaded.getvalue(), uploaded.name, max_bytes=UPLOAD_CAP_MB * 1024 * 1024)
+        path = add_upload(uploaded.getvalue(), uploaded.name, max_bytes=cap_mb * 1024 * 1024)
     except EdgeprofError as exc:
         st.error(str(exc))
         return None

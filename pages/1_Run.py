@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from edgeprof import charts, runner, ui
+from edgeprof import charts, runner, study, ui
 from edgeprof.config import INTERPRETERS, PRECISIONS, PRESETS, PROVIDERS, RunConfig
 from edgeprof.errors import EdgeprofError
 
 LIVE_REFRESH_S = 0.25  # the fragment period; the browser redraw (~0.1-0.3 s on 2 cores) paces it to ~3 refreshes a second
 FIRST_POINT_WAIT_S = 1.5
+FOLLOW_S = 0.5  # while a study runs in this server, how often a page with no live run looks for its next run
 MEMORY_LIMITS = [0, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024]
 AUTO = "auto"
 AS_FILE = "as in the file"
@@ -59,8 +60,9 @@ def _model_options() -> list[str]:
 
 
 with st.expander("Upload your own model (.onnx or .tflite)", expanded=False):
-    up = st.file_uploader(f"Model file (at most {ui.UPLOAD_CAP_MB} MB)", type=["onnx", "tflite"], key="run_upload",
-                          max_upload_size=ui.UPLOAD_CAP_MB)
+    cap_mb = ui.upload_cap_mb()
+    up = st.file_uploader(f"Model file (at most {cap_mb} MB)", type=["onnx", "tflite"], key="run_upload",
+                          max_upload_size=cap_mb)
     if up is not None and st.session_state.get("run_upload_done") != up.file_id:
         path = ui.save_upload(up)
         if path is not None:
@@ -244,6 +246,15 @@ def live_view(run_id: str) -> None:
         st.rerun()  # the whole page: the summary replaces the live view and Stop goes away
 
 
+@st.fragment(run_every=FOLLOW_S)
+def follow_study(watched_id: str | None) -> None:
+    """While a study runs in this server, a page showing no live run (none yet, or the cell that just ended) attaches
+    to the study's next run as soon as it starts; once the study is over, one last rerun drops this poll."""
+    active = runner.active_runs()
+    if (active and active[0].run_id != watched_id) or (not active and study.active_study() is None):
+        st.rerun()
+
+
 if handle is None:
     st.info("No run yet. Pick **digits-cnn** (tiny, ~0.1 ms per inference) or **efficientnet-lite0** and press "
             "**Start run**; try a different precision or a tight memory limit and compare.")
@@ -258,3 +269,6 @@ else:
     result = handle.result or {"run_id": handle.run_id, "status": handle.status, "error": handle.reason}
     ui.render_summary(result)
     draw(handle, buf, final=True)
+
+if (handle is None or handle.finished) and study.active_study() is not None:
+    follow_study(handle.run_id if handle is not None else None)

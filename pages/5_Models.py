@@ -99,8 +99,9 @@ if names:
                 st.caption(" → ".join(steps))
 
 st.subheader("Upload a model")
-up = st.file_uploader(f".onnx or .tflite, at most {ui.UPLOAD_CAP_MB} MB", type=["onnx", "tflite"], key="model_upload",
-                      max_upload_size=ui.UPLOAD_CAP_MB)
+cap_mb = ui.upload_cap_mb()
+up = st.file_uploader(f".onnx or .tflite, at most {cap_mb} MB", type=["onnx", "tflite"], key="model_upload",
+                      max_upload_size=cap_mb)
 if up is not None and st.session_state.get("model_upload_done") != up.file_id:
     path = ui.save_upload(up)
     if path is not None:

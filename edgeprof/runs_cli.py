@@ -171,8 +171,7 @@ def _follow(handle, quiet: bool) -> None:
 
 
 def _count(handle) -> int:
-    with handle._lock:
-        return len(handle._live.seq)
+    return handle.count()
 
 
 def _fmt(v, unit="", nd=2) -> str:

@@ -31,19 +31,21 @@ def _phase_start(phases, name):
 
 def build_summary(handle, status: str, reason: str | None, mem: dict, lat, tel: list, phases: list) -> dict:
     cfg = handle.config
-    seq, t_ns, lat_ns, phase = lat
-    phase = np.asarray(phase, dtype=object)
-    lat_ms = lat_ns / 1e6 if len(lat_ns) else np.asarray([], dtype=float)
-    steady = lat_ms[phase == "steady"] if len(lat_ms) else lat_ms
-    first = lat_ms[phase == "first"] if len(lat_ms) else lat_ms
-    warm = lat_ms[phase == "warmup"] if len(lat_ms) else lat_ms
+    from .runner import PHASE_CODES
+
+    t_ns, lat_ns, phase = lat  # int64, int64, int8 codes
+    is_steady = phase == PHASE_CODES["steady"]
+    lat_ms = lat_ns / 1e6
+    steady = lat_ms[is_steady]
+    first = lat_ms[phase == PHASE_CODES["first"]]
+    warm = lat_ms[phase == PHASE_CODES["warmup"]]
     summary = stats.summarize_latency(steady)
 
     loaded = handle._loaded
     t_warm, t_steady = _phase_start(phases, "warmup"), _phase_start(phases, "steady")
     warm_reason = next((r for p, _, r in phases if p == "steady"), None)
-    steady_t = t_ns[phase == "steady"] if len(t_ns) else t_ns
-    steady_s = (steady_t[-1] + lat_ns[phase == "steady"][-1] - steady_t[0]) / 1e9 if len(steady_t) else None
+    steady_t = t_ns[is_steady]
+    steady_s = (steady_t[-1] + lat_ns[is_steady][-1] - steady_t[0]) / 1e9 if len(steady_t) else None
 
     # telemetry over the steady window (or the whole run if it never got there)
     rows = tel

@@ -17,6 +17,7 @@ import streamlit as st
 
 from . import charts, paths
 from .errors import EdgeprofError
+from .runner import PHASE_CODES
 
 UPLOAD_CAP_MB = 200  # matches server.maxUploadSize in .streamlit/config.toml; upload_cap_mb() is the one in force
 PAGES = {  # page file -> (title, icon); pages/6_Study.py and pages/7_Report.py are picked up when present
@@ -386,7 +387,6 @@ def now_utc() -> datetime:
 
 # ------------------------------------------------------------------------------------------------------- live view
 
-PHASE_CODES = {"first": 0, "warmup": 1, "steady": 2}
 
 
 class LiveBuffer:
@@ -421,7 +421,8 @@ class LiveBuffer:
 
     def update(self, snap: dict) -> int:
         """Add a snapshot taken with this buffer's cursors; returns how many latency points were new."""
-        seqs = snap.get("seq") or []
+        seqs = snap.get("seq")
+        seqs = seqs if seqs is not None and len(seqs) else []
         new = 0
         if seqs:
             # a snapshot may overlap the cursor (it returns seq >= since); keep only what is new
@@ -429,7 +430,10 @@ class LiveBuffer:
             if start < len(seqs):
                 self._t.append(np.asarray(snap["t_ns"][start:], dtype=np.int64))
                 self._lat.append(np.asarray(snap["latency_ns"][start:], dtype=np.int64))
-                self._ph.append(np.asarray([PHASE_CODES.get(p, 2) for p in snap["sample_phase"][start:]], dtype=np.int8))
+                if "phase_code" in snap:
+                    self._ph.append(np.asarray(snap["phase_code"][start:], dtype=np.int8))
+                else:
+                    self._ph.append(np.asarray([PHASE_CODES.get(p, 2) for p in snap["sample_phase"][start:]], dtype=np.int8))
                 new = len(seqs) - start
                 if self.first_latency_ns is None and seqs[start] == 0:
                     self.first_latency_ns = int(snap["latency_ns"][start])

@@ -1,7 +1,7 @@
 """The dashboard in a real browser: `streamlit run app.py` driven by headless Chromium through Playwright.
 
 Starts a live digits-cnn run from the Run page, waits for the latency chart to fill, takes screenshots (the one of
-the Run page is committed as docs/screenshots/run-page.png for the README), then opens Runs and Correlations.
+with EDGEPROF_UPDATE_SCREENSHOTS=1 they replace docs/screenshots/ for the README), then opens Runs and Correlations.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
+UPDATE_DOCS = os.environ.get("EDGEPROF_UPDATE_SCREENSHOTS") == "1"  # refresh the README's screenshots on purpose
 
 pytestmark = [
     pytest.mark.browser,
@@ -143,7 +144,8 @@ def test_live_run_in_the_browser(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEPROF_HOME", str(home))  # one data directory (and device lock) for this test and the server
     db = tmp_path / "runs.duckdb"
     make_runs(db)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    if UPDATE_DOCS:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with streamlit_server(home, db) as url, chromium_page() as page:
         start_run(page, url, 6)
         page.wait_for_function(f"({LATENCY_POINTS_JS})() >= 200", timeout=30_000)
@@ -154,7 +156,8 @@ def test_live_run_in_the_browser(tmp_path, monkeypatch):
         assert later["seq"] > first["seq"], "the live view stopped refreshing during the run"
         page.get_by_role("button", name="Stop").wait_for()
         page.screenshot(path=str(tmp_path / "run-page.png"))
-        shutil.copy(tmp_path / "run-page.png", SCREENSHOTS / "run-page.png")
+        if UPDATE_DOCS:
+            shutil.copy(tmp_path / "run-page.png", SCREENSHOTS / "run-page.png")
 
         page.get_by_text("finished normally").wait_for(timeout=40_000)
         assert page.evaluate(LATENCY_POINTS_JS) >= 200
@@ -167,7 +170,8 @@ def test_live_run_in_the_browser(tmp_path, monkeypatch):
         wait_for_app(page)
         time.sleep(1.0)  # let the table canvas and the charts paint
         page.screenshot(path=str(tmp_path / "runs-page.png"))
-        shutil.copy(tmp_path / "runs-page.png", SCREENSHOTS / "runs-page.png")
+        if UPDATE_DOCS:
+            shutil.copy(tmp_path / "runs-page.png", SCREENSHOTS / "runs-page.png")
 
         page.goto(f"{url}/Correlations")
         page.get_by_text("Correlate", exact=True).wait_for()
@@ -175,5 +179,6 @@ def test_live_run_in_the_browser(tmp_path, monkeypatch):
         wait_for_app(page)
         time.sleep(1.0)
         page.screenshot(path=str(tmp_path / "correlations-page.png"))
-        shutil.copy(tmp_path / "correlations-page.png", SCREENSHOTS / "correlations-page.png")
+        if UPDATE_DOCS:
+            shutil.copy(tmp_path / "correlations-page.png", SCREENSHOTS / "correlations-page.png")
         assert page.locator('[data-testid="stException"]').count() == 0

@@ -8,10 +8,12 @@ import streamlit as st
 
 from edgeprof import auth, ui
 
-st.set_page_config(page_title="edgeprof", page_icon=":material/speed:", layout="wide")
+# a local icon: ":material/..." page icons make the browser fetch the favicon from a font CDN, which a booth
+# without internet (or a privacy-minded one) should not do
+HERE = Path(__file__).resolve().parent
+st.set_page_config(page_title="edgeprof", page_icon=str(HERE / "assets" / "icon.png"), layout="wide")
 auth.gate()  # booth mode: nothing below runs until the visitor has given the password
 
-HERE = Path(__file__).resolve().parent
 pages = []
 for file in sorted((HERE / "pages").glob("[0-9]_*.py")):
     title, icon = ui.PAGES.get(file.name, (file.stem.split("_", 1)[-1].replace("_", " "), None))

@@ -327,6 +327,9 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
         st.warning("**Why these numbers may be off:**\n\n" + "\n".join(f"- {f}" for f in flags))
     elif status == "ok":
         st.caption("No suspect-run flags: nothing in this run makes its numbers doubtful.")
+    notes = [n for n in result.get("notes") or [] if not n.startswith("writes delayed")]
+    if notes:
+        st.caption("Notes: " + "; ".join(notes) + ".")
     if rid:
         page_link("pages/2_Runs.py", label="Open this run in Runs", query={"run_id": rid})
 

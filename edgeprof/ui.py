@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import time as _time
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
@@ -500,3 +502,35 @@ class LiveBuffer:
             span = (ts[-1] + lat[steady][-1] - ts[0]) / 1e9
             out["throughput_ips"] = float(steady.sum()) / span if span > 0 else None
         return out
+
+
+# ------------------------------------------------------------------------------------------------ shared live views
+
+_SHARED: dict[str, dict] = {}
+_SHARED_LOCK = threading.Lock()
+_SHARED_KEEP = 3
+
+
+def shared_view(handle, build, *, max_age_s: float) -> dict:
+    """The live view of a run, shared by every browser session that watches it.
+
+    One LiveBuffer per run in the server (not per session) and figures rebuilt at most every ``max_age_s``: four
+    visitors watching a run cost one build per refresh, not four, which is what keeps a 2-core board refreshing
+    every session. A finished run gets one last build with all its points, then it is served as it is.
+    """
+    with _SHARED_LOCK:
+        entry = _SHARED.get(handle.run_id)
+        if entry is None:
+            entry = _SHARED[handle.run_id] = {"buf": LiveBuffer(handle.run_id, handle.started_ns, handle.started_wall),
+                                              "lock": threading.Lock(), "view": None, "at": 0.0, "final": False}
+            for old in list(_SHARED)[:-_SHARED_KEEP]:
+                del _SHARED[old]
+    with entry["lock"]:
+        now = _time.monotonic()
+        fresh = entry["view"] is not None and (entry["final"] or now - entry["at"] < max_age_s)
+        if not fresh:
+            finished = handle.finished
+            buf = entry["buf"]
+            buf.update(handle.snapshot(buf.next_seq, buf.tel_since_ns))
+            entry["view"], entry["at"], entry["final"] = build(handle, buf), now, finished
+        return entry["view"]

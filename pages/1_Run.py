@@ -174,59 +174,63 @@ st.divider()
 
 # ------------------------------------------------------------------------------------------------ live view
 
-def _buffer(h) -> ui.LiveBuffer:
-    bufs = st.session_state.setdefault("live_buffers", {})
-    buf = bufs.get(h.run_id)
-    if buf is None:
-        bufs.clear()  # one run's data per session is enough
-        buf = bufs[h.run_id] = ui.LiveBuffer(h.run_id, h.started_ns, h.started_wall)
-    return buf
-
-
-def draw(h, buf: ui.LiveBuffer, *, final: bool) -> None:
+def build_view(h, buf: ui.LiveBuffer) -> dict:
+    """Everything the live view draws, built once per refresh for all the sessions watching this run."""
     t_ns, lat_ns, _ = buf.arrays()
     t0 = buf.started_ns
-    newest = buf.newest_wall()
+    spans = ui.phase_spans(buf.phases, t0)
+    tel = ui.telemetry_frame(buf.tel_rows, t0)
+    gfig = charts.gpu_figure(tel)
+    return {
+        "n": buf.n, "status": buf.status, "phase": buf.phase, "notes": list(buf.notes), "newest": buf.newest_wall(),
+        "figures": buf.figures(),
+        "latency": charts.latency_timeline((t_ns - t0) / 1e9, lat_ns / 1e6, warmup=spans.get("warmup"),
+                                           load=spans.get("load")),
+        "cpu": charts.cpu_figure(tel),
+        "memory": charts.memory_figure(tel, buf.memory_limit_mb),
+        "gpu": gfig,
+        "gpu_reason": None if gfig is not None else ui.gpu_reason(getattr(h, "telemetry_status", None)
+                                                                     or ui.probe_status()),
+        "thermal": charts.thermal_figure(tel),
+    }
+
+
+def draw(h, view: dict, *, final: bool) -> None:
+    newest = view["newest"]
     age = (time.time() - newest) if newest else None
     phase_words = {"preparing": "preparing the model", "first": "first inference", "warmup": "warming up",
                    "steady": "measuring steady state"}
     if not final:
-        line = f"Run `{h.run_id}` ({Path(h.config.model).name}, {h.config.precision}): **{buf.status}**, " \
-               f"{phase_words.get(buf.phase, buf.phase)} · {buf.n:,} inferences"
+        line = f"Run `{h.run_id}` ({Path(h.config.model).name}, {h.config.precision}): **{view['status']}**, " \
+               f"{phase_words.get(view['phase'], view['phase'])} · {view['n']:,} inferences"
         if age is not None:
             line += f" · newest point {max(age, 0):.2f} s old"
         st.markdown(line)
-        if buf.notes:
-            st.caption(buf.notes[-1])
+        if view["notes"]:
+            st.caption(view["notes"][-1])
     # machine-readable state for tests and the dashboard benchmark
-    st.markdown(f'<div class="ep-live" data-run="{html.escape(h.run_id)}" data-seq="{buf.n}" '
+    st.markdown(f'<div class="ep-live" data-run="{html.escape(h.run_id)}" data-seq="{view["n"]}" '
                 f'data-newest-wall="{newest or 0:.6f}" data-render-wall="{time.time():.6f}" '
-                f'data-status="{html.escape(str(buf.status))}"></div>', unsafe_allow_html=True)
+                f'data-status="{html.escape(str(view["status"]))}"></div>', unsafe_allow_html=True)
     if not final:
-        ui.headline(buf.figures())
-    spans = ui.phase_spans(buf.phases, t0)
-    fig = charts.latency_timeline((t_ns - t0) / 1e9, lat_ns / 1e6, warmup=spans.get("warmup"), load=spans.get("load"))
-    st.plotly_chart(fig, key="chart_latency", config={"displayModeBar": False})
-    tel = ui.telemetry_frame(buf.tel_rows, t0)
+        ui.headline(view["figures"])
+    st.plotly_chart(view["latency"], key="chart_latency", config={"displayModeBar": False})
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(charts.cpu_figure(tel), key="chart_cpu", config={"displayModeBar": False})
+        st.plotly_chart(view["cpu"], key="chart_cpu", config={"displayModeBar": False})
     with right:
-        st.plotly_chart(charts.memory_figure(tel, buf.memory_limit_mb), key="chart_mem", config={"displayModeBar": False})
+        st.plotly_chart(view["memory"], key="chart_mem", config={"displayModeBar": False})
     left, right = st.columns(2)
     with left:
-        gfig = charts.gpu_figure(tel)
-        if gfig is None:
-            sources = getattr(h, "telemetry_status", None) or ui.probe_status()
-            st.info(f"No GPU telemetry ({ui.gpu_reason(sources)}).")
+        if view["gpu"] is None:
+            st.info(f"No GPU telemetry ({view['gpu_reason']}).")
         else:
-            st.plotly_chart(gfig, key="chart_gpu", config={"displayModeBar": False})
+            st.plotly_chart(view["gpu"], key="chart_gpu", config={"displayModeBar": False})
     with right:
-        tfig = charts.thermal_figure(tel)
-        if tfig is None:
+        if view["thermal"] is None:
             st.info("No temperature or CPU-frequency sensor is readable on this device.")
         else:
-            st.plotly_chart(tfig, key="chart_thermal", config={"displayModeBar": False})
+            st.plotly_chart(view["thermal"], key="chart_thermal", config={"displayModeBar": False})
 
 
 @st.fragment(run_every=LIVE_REFRESH_S)
@@ -234,14 +238,13 @@ def live_view(run_id: str) -> None:
     h = runner.get_handle(run_id)
     if h is None:
         return
-    buf = _buffer(h)
-    buf.update(h.snapshot(buf.next_seq, buf.tel_since_ns))
+    view = ui.shared_view(h, build_view, max_age_s=LIVE_REFRESH_S * 0.8)
     deadline = time.monotonic() + FIRST_POINT_WAIT_S
-    while buf.n == 0 and not h.finished and time.monotonic() < deadline:
+    while view["n"] == 0 and not h.finished and time.monotonic() < deadline:
         # a run that has just started: draw its first point as soon as it exists rather than at the next tick
         time.sleep(0.02)
-        buf.update(h.snapshot(buf.next_seq, buf.tel_since_ns))
-    draw(h, buf, final=False)
+        view = ui.shared_view(h, build_view, max_age_s=0)
+    draw(h, view, final=False)
     if h.finished:
         st.rerun()  # the whole page: the summary replaces the live view and Stop goes away
 
@@ -264,11 +267,10 @@ if handle is None:
 elif not handle.finished:
     live_view(handle.run_id)
 else:
-    buf = _buffer(handle)
-    buf.update(handle.snapshot(buf.next_seq, buf.tel_since_ns))
+    view = ui.shared_view(handle, build_view, max_age_s=LIVE_REFRESH_S * 0.8)
     result = handle.result or {"run_id": handle.run_id, "status": handle.status, "error": handle.reason}
     ui.render_summary(result)
-    draw(handle, buf, final=True)
+    draw(handle, view, final=True)
 
 if (handle is None or handle.finished) and study.active_study() is not None:
     follow_study(handle.run_id if handle is not None else None)

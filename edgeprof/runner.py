@@ -512,6 +512,18 @@ def _prune_finished() -> None:
         done = [rid for rid, h in _active.items() if h.finished]
         for rid in done[:-KEEP_FINISHED] if KEEP_FINISHED else done:
             del _active[rid]
+    _malloc_trim()
+
+
+def _malloc_trim() -> None:
+    """Hand freed heap memory back to the OS. glibc keeps what a thread freed in its arena; a server whose threads
+    each receive and drop a run's samples would otherwise grow run after run (seen: +60 MB/min in bench_load)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to do
+        pass
 
 
 def active_runs() -> list[RunHandle]:

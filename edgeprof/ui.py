@@ -532,5 +532,5 @@ def shared_view(handle, build, *, max_age_s: float) -> dict:
             finished = handle.finished
             buf = entry["buf"]
             buf.update(handle.snapshot(buf.next_seq, buf.tel_since_ns))
-            entry["view"], entry["at"], entry["final"] = build(handle, buf), now, finished
+            entry["view"], entry["at"], entry["final"] = build(handle, buf, entry["view"]), now, finished
         return entry["view"]

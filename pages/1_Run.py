@@ -21,6 +21,7 @@ from edgeprof.errors import EdgeprofError
 
 LIVE_REFRESH_S = 0.25  # the fragment period; the browser redraw (~0.1-0.3 s on 2 cores) paces it to ~3 refreshes a second
 FIRST_POINT_WAIT_S = 1.5
+TELEMETRY_REFRESH_S = 1.0  # telemetry charts: the sampler adds a point every 0.1 s; redrawing them at 4 Hz buys little
 FOLLOW_S = 0.5  # while a study runs in this server, how often a page with no live run looks for its next run
 MEMORY_LIMITS = [0, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024]
 AUTO = "auto"
@@ -174,25 +175,37 @@ st.divider()
 
 # ------------------------------------------------------------------------------------------------ live view
 
-def build_view(h, buf: ui.LiveBuffer) -> dict:
-    """Everything the live view draws, built once per refresh for all the sessions watching this run."""
+def build_view(h, buf: ui.LiveBuffer, prev: dict | None) -> dict:
+    """Everything the live view draws, built once per refresh for all the sessions watching this run.
+
+    The latency chart changes with every batch; the telemetry charts only get a new 10 Hz sample or so, so they are
+    rebuilt once a second. An unchanged figure is the same object, which the browser does not redraw: on a board
+    that also runs the model, browser redraws are what limit the refresh rate."""
     t_ns, lat_ns, _ = buf.arrays()
     t0 = buf.started_ns
     spans = ui.phase_spans(buf.phases, t0)
-    tel = ui.telemetry_frame(buf.tel_rows, t0)
-    gfig = charts.gpu_figure(tel)
-    return {
+    view = {
         "n": buf.n, "status": buf.status, "phase": buf.phase, "notes": list(buf.notes), "newest": buf.newest_wall(),
         "figures": buf.figures(),
         "latency": charts.latency_timeline((t_ns - t0) / 1e9, lat_ns / 1e6, warmup=spans.get("warmup"),
                                            load=spans.get("load")),
+    }
+    now = time.monotonic()
+    if prev is not None and now - prev["tel_at"] < TELEMETRY_REFRESH_S and not h.finished:
+        view.update({k: prev[k] for k in ("cpu", "memory", "gpu", "gpu_reason", "thermal", "tel_at")})
+        return view
+    tel = ui.telemetry_frame(buf.tel_rows, t0)
+    gfig = charts.gpu_figure(tel)
+    view.update({
         "cpu": charts.cpu_figure(tel),
         "memory": charts.memory_figure(tel, buf.memory_limit_mb),
         "gpu": gfig,
         "gpu_reason": None if gfig is not None else ui.gpu_reason(getattr(h, "telemetry_status", None)
                                                                      or ui.probe_status()),
         "thermal": charts.thermal_figure(tel),
-    }
+        "tel_at": now,
+    })
+    return view
 
 
 def draw(h, view: dict, *, final: bool) -> None:

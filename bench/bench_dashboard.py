@@ -88,17 +88,9 @@ def bench_browser(seconds: float) -> dict:
 
 
 def _start(page, url: str, duration_s: float, observe: bool = False) -> None:
-    from test_browser import select_option, wait_for_app
+    from test_browser import prepare_run
 
-    page.goto(url)
-    page.get_by_role("button", name="Start run").wait_for()
-    select_option(page, "Model", "digits-cnn")
-    page.get_by_text("Advanced", exact=True).click()
-    field = page.get_by_label("Duration override (s of steady state; 0 = use the preset)")
-    field.fill(str(duration_s))
-    field.press("Enter")
-    time.sleep(0.5)
-    wait_for_app(page)
+    prepare_run(page, url, duration_s)
     if observe:
         page.evaluate(OBSERVER_JS)
     button = page.get_by_role("button", name="Start run")

@@ -110,8 +110,8 @@ def wait_for_app(page) -> None:
                            timeout=30_000)
 
 
-def start_run(page, url: str, duration_s: float) -> float:
-    """Open the Run page, pick digits-cnn, set the duration, press Start run; returns the click's wall time."""
+def prepare_run(page, url: str, duration_s: float) -> None:
+    """Open the Run page, pick digits-cnn and set the duration override, ready for Start run."""
     page.goto(url)
     page.get_by_role("button", name="Start run").wait_for()
     select_option(page, "Model", "digits-cnn")
@@ -121,6 +121,11 @@ def start_run(page, url: str, duration_s: float) -> float:
     field.press("Enter")
     time.sleep(0.5)
     wait_for_app(page)
+
+
+def start_run(page, url: str, duration_s: float) -> float:
+    """prepare_run, then press Start run; returns the click's wall time."""
+    prepare_run(page, url, duration_s)
     clicked = time.time()
     page.get_by_role("button", name="Start run").click()
     return clicked

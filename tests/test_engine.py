@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import signal
 import subprocess
@@ -130,32 +129,34 @@ def test_second_start_is_refused_while_busy(db_path):
         h.wait(30)
 
 
-def _reader(db, stop_at, out):
-    from edgeprof.store import Store
-
-    errors, reads = 0, 0
-    store = Store(db)
-    while time.time() < stop_at:
-        try:
-            store.list_runs()
-            reads += 1
-        except Exception:
-            errors += 1
-        time.sleep(0.05)
-    out.put((reads, errors))
+READER = """
+import json, sys, time
+from edgeprof.store import Store
+db, stop_at = sys.argv[1], float(sys.argv[2])
+errors, reads = [], 0
+store = Store(db)
+while time.time() < stop_at:
+    try:
+        store.list_runs()
+        reads += 1
+    except Exception as exc:
+        errors.append(repr(exc))
+    time.sleep(0.05)
+print(json.dumps({"reads": reads, "errors": errors}))
+"""
 
 
 def test_concurrent_reader_during_a_run(db_path):
+    """Another process (a plain subprocess: multiprocessing spawn would re-run whatever AppTest left as __main__)
+    reads the database all through a run."""
     Store(db_path)
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    reader = ctx.Process(target=_reader, args=(str(db_path), time.time() + 4, q))
-    reader.start()
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(db_path), str(time.time() + 4)],
+                              stdout=subprocess.PIPE, text=True, env=cli_env(), cwd=ROOT)
     h, res = _run(db_path, model="digits-cnn", runtime="onnx", duration_s=3, iterations=None)
-    reader.join(30)
-    reads, errors = q.get(timeout=5)
+    out, _ = reader.communicate(timeout=60)
+    doc = json.loads(out)
     assert res["status"] == "ok"
-    assert reads > 10 and errors == 0
+    assert doc["reads"] > 10 and doc["errors"] == []
     assert len(Store(db_path).latency(h.run_id)) == res["iterations_total"]
 
 

@@ -370,6 +370,19 @@ def save_upload(uploaded) -> Path | None:
     return path
 
 
+def model_uploader(label: str, key: str) -> tuple[Path, str] | None:
+    """A model file uploader capped at the server's limit; returns (stored path, original name) once per new file."""
+    cap_mb = upload_cap_mb()
+    up = st.file_uploader(f"{label} (at most {cap_mb} MB)", type=["onnx", "tflite"], key=key, max_upload_size=cap_mb)
+    if up is None or st.session_state.get(f"{key}_done") == up.file_id:
+        return None
+    path = save_upload(up)
+    if path is None:
+        return None
+    st.session_state[f"{key}_done"] = up.file_id
+    return path, up.name
+
+
 def uploaded_models() -> list[str]:
     """Paths of the models stored in the uploads folder, newest first."""
     folder = paths.uploads_dir()

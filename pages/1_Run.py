@@ -61,15 +61,10 @@ def _model_options() -> list[str]:
 
 
 with st.expander("Upload your own model (.onnx or .tflite)", expanded=False):
-    cap_mb = ui.upload_cap_mb()
-    up = st.file_uploader(f"Model file (at most {cap_mb} MB)", type=["onnx", "tflite"], key="run_upload",
-                          max_upload_size=cap_mb)
-    if up is not None and st.session_state.get("run_upload_done") != up.file_id:
-        path = ui.save_upload(up)
-        if path is not None:
-            st.session_state["run_upload_done"] = up.file_id
-            st.session_state["model"] = str(path)
-            st.success(f"Stored {up.name}; it is selected below.")
+    stored = ui.model_uploader("Model file", "run_upload")
+    if stored is not None:
+        st.session_state["model"] = str(stored[0])
+        st.success(f"Stored {stored[1]}; it is selected below.")
 
 options = _model_options()
 if not options:

@@ -99,11 +99,6 @@ if names:
                 st.caption(" → ".join(steps))
 
 st.subheader("Upload a model")
-cap_mb = ui.upload_cap_mb()
-up = st.file_uploader(f".onnx or .tflite, at most {cap_mb} MB", type=["onnx", "tflite"], key="model_upload",
-                      max_upload_size=cap_mb)
-if up is not None and st.session_state.get("model_upload_done") != up.file_id:
-    path = ui.save_upload(up)
-    if path is not None:
-        st.session_state["model_upload_done"] = up.file_id
-        st.success(f"Stored {up.name} as {path.name}; pick it on the Run page.")
+stored = ui.model_uploader(".onnx or .tflite", "model_upload")
+if stored is not None:
+    st.success(f"Stored {stored[1]} as {stored[0].name}; pick it on the Run page.")

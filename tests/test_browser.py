@@ -165,6 +165,8 @@ def test_live_run_in_the_browser(tmp_path, monkeypatch):
             shutil.copy(tmp_path / "run-page.png", SCREENSHOTS / "run-page.png")
 
         page.get_by_text("finished normally").wait_for(timeout=40_000)
+        # the finished view re-mounts the chart under the summary: give plotly its redraw before counting
+        page.wait_for_function(f"({LATENCY_POINTS_JS})() >= 200", timeout=15_000)
         assert page.evaluate(LATENCY_POINTS_JS) >= 200
 
         rid = page.evaluate(LIVE_STATE_JS.replace("return e ?", "return e ? e.dataset.run : null; return e ?"))

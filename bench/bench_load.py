@@ -91,6 +91,30 @@ def server_process(port: int):
     raise RuntimeError(f"no streamlit child process serves port {port}")
 
 
+def cpu_seconds(server) -> dict[str, float]:
+    """Cumulative CPU seconds so far: the server's own threads, its inference workers (live ones plus those it has
+    reaped), every Chromium process, and the whole machine (busy time of all cores)."""
+    import psutil
+
+    out = {"server": 0.0, "workers": 0.0, "browsers": 0.0}
+    with contextlib.suppress(psutil.Error):
+        t = server.cpu_times()
+        out["server"] = t.user + t.system
+        out["workers"] = t.children_user + t.children_system
+        for c in server.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                ct = c.cpu_times()
+                out["workers"] += ct.user + ct.system
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "chrom" in proc.name().lower():
+                ct = proc.cpu_times()
+                out["browsers"] += ct.user + ct.system
+    m = psutil.cpu_times()
+    out["machine"] = m.user + m.system + getattr(m, "nice", 0) + getattr(m, "irq", 0) + getattr(m, "softirq", 0)
+    return out
+
+
 def watchdog(seconds: float, server_pid_box: list) -> threading.Timer:
     """Kill the server (and its workers) and this process if the benchmark overruns its bound: it must stop."""
     def fire():
@@ -206,6 +230,7 @@ def run(args) -> int:
     outcomes: dict[int, dict] = {}
     rss: list[tuple[float, float]] = []
     study_state = "?"
+    cpu: dict[str, float] = {}
     t_start = time.monotonic()
 
     with tempfile.TemporaryDirectory(prefix="edgeprof-load-") as tmp:
@@ -243,6 +268,7 @@ def run(args) -> int:
 
                 t0 = time.time()
                 t_end = t0 + measure_s
+                cpu0 = cpu_seconds(server)
                 next_rss = 0.0
                 print(f"measuring from {time.strftime('%H:%M:%S')}", flush=True)
                 while time.time() < t_end:
@@ -261,6 +287,8 @@ def run(args) -> int:
                     time.sleep(min(1.0, max(0.05, t_end - time.time())))
                 with contextlib.suppress(psutil.Error):
                     rss.append((time.time() - t0, server.memory_info().rss / 2**20))
+                cpu1 = cpu_seconds(server)
+                cpu = {k: (cpu1[k] - cpu0[k]) / (time.time() - t0) * 100 for k in cpu0}
                 for i, pg in enumerate(pages):
                     events[i] = pg.evaluate("() => window.__ep")
                     errors[i] = pg.evaluate("() => window.__epErrors")
@@ -274,12 +302,17 @@ def run(args) -> int:
         study_runs = store.list_runs(study_id=study_id)
         cells = store.cells(study_id)
     dog.cancel()
+    if args.dump:
+        import json
+
+        args.dump.write_text(json.dumps({"t0": t0, "t_end": t_end, "events": events, "errors": errors, "rss": rss,
+                                         "cpu_pct": cpu}, indent=None))
     return report(args, cell_s, t0, t_end, events, errors, outcomes, rss, hidden, blocked, study_id, study_runs,
-                  cells, study_state)
+                  cells, study_state, cpu)
 
 
 def report(args, cell_s, t0, t_end, events, errors, outcomes, rss, hidden, blocked, study_id, study_runs, cells,
-           study_state) -> int:
+           study_state, cpu) -> int:
     import pandas as pd
 
     study_ids = set(study_runs["run_id"].astype(str))
@@ -331,6 +364,10 @@ def report(args, cell_s, t0, t_end, events, errors, outcomes, rss, hidden, block
     statuses = study_runs["status"].value_counts().to_dict() if len(study_runs) else {}
     print(f"study: {len(study_runs)} runs ({', '.join(f'{k} {v}' for k, v in statuses.items())}), {n_done} cells done; "
           f"at the end: {study_state}")
+    if cpu:
+        other = cpu["machine"] - cpu["server"] - cpu["workers"] - cpu["browsers"]
+        print(f"CPU over the measurement (% of one core; this machine has {os.cpu_count()}): server {cpu['server']:.0f}, "
+              f"inference workers {cpu['workers']:.0f}, Chromium {cpu['browsers']:.0f}, everything else {other:.0f}")
     print(f"page visibility: {', '.join(sorted(set(hidden)))}; requests to hosts other than 127.0.0.1 (aborted "
           f"by the bench): {len(blocked)}")
     for url in sorted(set(blocked))[:5]:
@@ -364,6 +401,7 @@ def main() -> int:
     ap.add_argument("--cell-seconds", type=float, default=None,
                     help="study duration override per cell (default: long enough for the study to outlast the run)")
     ap.add_argument("--slope-max", type=float, default=1.0, help="RSS growth threshold in MB/min (default 1.0)")
+    ap.add_argument("--dump", type=Path, default=None, help="also write every redraw, RSS and CPU sample to this JSON file")
     args = ap.parse_args()
     if args.minutes * 60 < WINDOW_S or args.sessions < 1:
         ap.error(f"--minutes must cover at least one {WINDOW_S:g}-s window and --sessions must be >= 1")

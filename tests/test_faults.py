@@ -115,3 +115,65 @@ def test_disk_full_during_a_run(small_fs, edgeprof_home):
     store = Store(db)
     run = store.get_run(finished)
     assert run["status"] == "ok" and len(store.latency(finished)) == n_finished
+
+
+def _server_of(url: str):
+    """The `streamlit run` child process serving ``url`` (started by test_browser.streamlit_server)."""
+    import psutil
+
+    port = url.rsplit(":", 1)[1]
+    for child in psutil.Process().children():
+        if port in child.cmdline():
+            return child
+    raise AssertionError(f"no server process for {url}")
+
+
+@requires_cgroup
+@pytest.mark.browser
+def test_app_killed_mid_run_next_start_recovers(tmp_path, monkeypatch):
+    """The dashboard's server process SIGKILLed while a capped run is live: the worker dies with it, and the next
+    server marks the run interrupted, removes its cgroup and still has every finished run (shown in the browser)."""
+    from test_browser import CHROMIUM, LIVE_STATE_JS, chromium_page, prepare_run, select_option, streamlit_server
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"needs Chromium at {CHROMIUM}")
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("EDGEPROF_HOME", str(home))
+    db = tmp_path / "runs.duckdb"
+    finished = start_run(RunConfig(model="digits-cnn", duration_s=0.3, iterations=50), db).wait(60)
+    assert finished["status"] == "ok", finished
+
+    with chromium_page() as page:
+        with streamlit_server(home, db) as url:
+            server = _server_of(url)
+            prepare_run(page, url, 60)
+            select_option(page, "Memory limit (MB)", "256 MB")
+            page.get_by_role("button", name="Start run").click()
+            page.wait_for_function(f"(({LIVE_STATE_JS})() || {{}}).seq >= 1000", timeout=30_000)
+            time.sleep(6)  # past the first 5-s flush: some of the live run's samples are on disk when it dies
+            cgroups = list(Path(limits.detect().parent).glob(f"{limits.PREFIX}{server.pid}-*"))
+            assert len(cgroups) == 1, cgroups
+            workers = [int(p) for p in (cgroups[0] / "cgroup.procs").read_text().split()]
+            assert workers, "the capped worker is not in its cgroup"
+            live = page.evaluate(LIVE_STATE_JS.replace("return e ?", "return e ? e.dataset.run : null; return e ?"))
+            server.kill()
+            server.wait(10)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
+                time.sleep(0.1)
+            assert not any(Path(f"/proc/{p}").exists() for p in workers), "orphan worker left running"
+
+        with streamlit_server(home, db) as url:  # the next start
+            page.goto(f"{url}/Runs?run_id={live}")
+            page.get_by_text("2 of 2 runs").wait_for()
+            page.get_by_text("was interrupted").first.wait_for()
+            assert page.locator('[data-testid="stException"]').count() == 0
+            assert "Traceback" not in page.locator("body").inner_text()
+
+    store = Store(db)
+    runs = dict(zip(store.list_runs()["run_id"], store.list_runs()["status"], strict=True))
+    assert runs == {finished["run_id"]: "ok", live: "interrupted"}
+    assert not cgroups[0].exists(), "cgroup left behind"
+    assert len(store.latency(finished["run_id"])) > 0
+    assert len(store.latency(live)) > 0, "the samples flushed before the kill were lost"

@@ -46,6 +46,16 @@ def _worker_pids(cli_pid: int) -> list[int]:
     return pids
 
 
+def _kill_parent_of(proc, workers: list[int]) -> None:
+    """SIGKILL the process that started ``workers``; they must die with it (PR_SET_PDEATHSIG), not keep the CPU busy."""
+    proc.kill()
+    proc.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{p}").exists() for p in workers), "orphan worker left running"
+
+
 @requires_cgroup
 def test_cli_killed_mid_run_next_start_recovers(tmp_path, edgeprof_home):
     db = tmp_path / "runs.duckdb"
@@ -67,13 +77,7 @@ def test_cli_killed_mid_run_next_start_recovers(tmp_path, edgeprof_home):
             break
         time.sleep(0.2)
     assert workers, "the worker never started"
-    proc.kill()
-    proc.wait(10)
-    # the worker dies with its parent (PR_SET_PDEATHSIG), it does not keep the CPU busy
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
-        time.sleep(0.1)
-    assert not any(Path(f"/proc/{p}").exists() for p in workers), "orphan worker left running"
+    _kill_parent_of(proc, workers)
 
     # the next start: marks the run interrupted, removes the cgroup, keeps every finished run
     r = _cli("runs", "--db", str(db), "--json", home=edgeprof_home)
@@ -157,12 +161,7 @@ def test_app_killed_mid_run_next_start_recovers(tmp_path, monkeypatch):
             workers = [int(p) for p in (cgroups[0] / "cgroup.procs").read_text().split()]
             assert workers, "the capped worker is not in its cgroup"
             live = page.evaluate(LIVE_STATE_JS.replace("return e ?", "return e ? e.dataset.run : null; return e ?"))
-            server.kill()
-            server.wait(10)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
-                time.sleep(0.1)
-            assert not any(Path(f"/proc/{p}").exists() for p in workers), "orphan worker left running"
+            _kill_parent_of(server, workers)
 
         with streamlit_server(home, db) as url:  # the next start
             page.goto(f"{url}/Runs?run_id={live}")

@@ -98,12 +98,13 @@ def recover(store) -> list[str]:
 
 
 def config_from_args(args) -> RunConfig:
-    return RunConfig(
+    cfg = RunConfig(
         model=args.model, precision=args.precision, runtime=args.runtime, tflite_interpreter=args.tflite_interpreter,
         execution_provider=args.execution_provider, threads=args.threads, memory_limit_mb=args.memory_limit,
         duration_s=args.duration, iterations=args.iterations, warmup=args.warmup, timeout_s=args.timeout,
         preset=args.preset, sample_hz=args.sample_hz, swap=not args.no_swap,
     )
+    return cfg
 
 
 def _check_model_arg(model: str) -> None:
@@ -199,9 +200,10 @@ def format_summary(r: dict) -> str:
         f"  std {_fmt(lat.get('std'), '', 3)}  CoV {_fmt(lat.get('cov'), '', 3)}  n {lat.get('n')}",
         f"  median 95% CI [{_fmt(lat.get('median_ci_low'), '', 3)}, {_fmt(lat.get('median_ci_high'), '', 3)}] ms"
         f"   throughput {_fmt(r.get('throughput_ips'), ' inf/s', 1)}",
-        f"  CPU          system mean {_fmt(cpu.get('system_mean_pct'), '%', 1)} peak "
-        f"{_fmt(cpu.get('system_peak_pct'), '%', 1)}   worker mean {_fmt(cpu.get('worker_mean_pct'), '%', 1)} peak "
-        f"{_fmt(cpu.get('worker_peak_pct'), '%', 1)}",
+        f"  CPU          device busy mean {_fmt(cpu.get('system_mean_pct'), '%', 1)} peak "
+        f"{_fmt(cpu.get('system_peak_pct'), '%', 1)} (all cores)   worker mean {_fmt(cpu.get('worker_mean_pct'), '%', 1)}"
+        f" peak {_fmt(cpu.get('worker_peak_pct'), '%', 1)}   others mean {_fmt(cpu.get('others_mean_pct'), '%', 1)}"
+        " (one core = 100%)",
         f"  memory       cap {_fmt(mem.get('requested_mb'), ' MB', 0)} via {mem.get('mechanism')}"
         f"   peak charged {_fmt(mem.get('peak_charged_mb'), ' MB', 1)}   peak worker RSS "
         f"{_fmt(mem.get('peak_rss_mb'), ' MB', 1)}   OOM-killed {mem.get('oom_killed')}"

@@ -61,6 +61,10 @@ MEDIAN_CI_MIN_N = 6
 CORRELATION_HINT_N = 10
 #: INT8 must be at least this much slower than FP32 before we flag it (small gaps are run-to-run noise).
 INT8_SLOWER_MIN_RATIO = 1.05
+#: Other processes must keep at least this much of one core busy (mean, %), on a device at least CONTENDED_BUSY_PCT
+#: busy, before we say they competed with the model (a headless CLI run's own parent and sampler stay well below).
+CONTENTION_MIN_PCT = 30.0
+CONTENDED_BUSY_PCT = 85.0
 
 
 def _finite(values: Any) -> np.ndarray:
@@ -293,12 +297,16 @@ def suspect_flags(
     n_min: int = 30,
     cap_hit: bool | None = None,
     warmup_capped: bool | str | None = None,
+    cpu_others_pct: float | None = None,
+    cpu_busy_pct: float | None = None,
 ) -> list[Flag]:
     """Reasons not to trust a latency number, in plain words, so the page can say why a result looks off.
 
     ``int8_vs_fp32_ratio`` is INT8 median latency / FP32 median latency of the same model and runtime.
     ``warmup_capped`` is True (or the WarmupDetector reason, e.g. "max_seconds") when warm-up stopped on a
-    bound instead of reaching a steady state. ``None`` means "unknown" and never raises a flag.
+    bound instead of reaching a steady state. ``cpu_others_pct`` is the mean CPU of everything but the worker, in %
+    of one core, and ``cpu_busy_pct`` the mean busy share of the whole device (0-100), both over the steady state.
+    ``None`` means "unknown" and never raises a flag.
     """
     flags: list[Flag] = []
     if summary.n < n_min:
@@ -362,6 +370,16 @@ def suspect_flags(
                 "warmup_not_steady",
                 f"Warm-up stopped on its limit{how} before latency settled: early measured samples may still be "
                 "warming up; allow a longer warm-up or check for background load.",
+            )
+        )
+    if (cpu_others_pct is not None and cpu_busy_pct is not None and cpu_others_pct >= CONTENTION_MIN_PCT
+            and cpu_busy_pct >= CONTENDED_BUSY_PCT):
+        flags.append(
+            Flag(
+                "cpu_contention",
+                f"Other processes kept {cpu_others_pct:.0f}% of a core busy while the device was {cpu_busy_pct:.0f}% "
+                "busy: they competed with the model for CPU (a browser on the device itself counts); close them, "
+                "or watch from another machine or run from the CLI, and rerun.",
             )
         )
     return flags

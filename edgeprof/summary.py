@@ -71,13 +71,17 @@ def build_summary(handle, status: str, reason: str | None, mem: dict, lat, tel: 
     charged = all_metric.get("mem.charged_mb", [])
     peak_charged = mem.get("peak_charged_mb") or _max(charged)
 
-    governor = (getattr(handle, "device", None) or {}).get("governor")
+    device = getattr(handle, "device", None) or {}
+    governor = device.get("governor")
+    busy, worker = _mean(by_metric.get("cpu.total_pct", [])), _mean(by_metric.get("cpu.worker_pct", []))
+    others = busy * device["cores"] - worker if busy is not None and worker is not None and device.get("cores") else None
     int8_ratio = _int8_ratio(handle, summary.p50)
     flags = stats.suspect_flags(
         summary, throttled=throttled if any(m.startswith("throttle.") for m in all_metric) else None,
         governor=governor, int8_vs_fp32_ratio=int8_ratio,
         cap_hit=bool(mem.get("oom_kill_count")) if mem.get("mechanism") in ("cgroup1", "cgroup2") else None,
         warmup_capped=warm_reason if warm_reason in ("max_iterations", "max_seconds") else None,
+        cpu_others_pct=max(others, 0.0) if others is not None else None, cpu_busy_pct=busy,
     ) if status == "ok" else []
 
     variant = handle.variant
@@ -115,6 +119,8 @@ def build_summary(handle, status: str, reason: str | None, mem: dict, lat, tel: 
             "system_peak_pct": _max(all_metric.get("cpu.total_pct", [])),
             "worker_mean_pct": _mean(by_metric.get("cpu.worker_pct", [])),
             "worker_peak_pct": _max(all_metric.get("cpu.worker_pct", [])),
+            "others_mean_pct": max(others, 0.0) if others is not None else None,
+            "cores": device.get("cores"),
             "freq_mean_mhz": _mean(by_metric.get("cpu.freq_mhz", [])),
             "governor": governor,
         },

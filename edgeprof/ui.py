@@ -317,8 +317,10 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
     lines.append(f"Memory: peak charged {_fmt(mem.get('peak_charged_mb'), 1, ' MB')}, peak worker RSS "
                  f"{_fmt(mem.get('peak_rss_mb'), 1, ' MB')}; cap {capt}.")
     if cpu:
-        lines.append(f"CPU: system mean {_fmt(cpu.get('system_mean_pct'), 0, '%')}, worker mean "
-                     f"{_fmt(cpu.get('worker_mean_pct'), 0, '%')} (100% = one core).")
+        cores = f" of {cpu['cores']} cores" if cpu.get("cores") else ""
+        others = f", other processes {_fmt(cpu.get('others_mean_pct'), 0, '%')}" if cpu.get("others_mean_pct") is not None else ""
+        lines.append(f"CPU: device {_fmt(cpu.get('system_mean_pct'), 0, '%')} busy{cores}; worker "
+                     f"{_fmt(cpu.get('worker_mean_pct'), 0, '%')}{others} (100% = one core).")
     rt = result.get("runtime") or {}
     if rt.get("name"):
         lines.append(f"Runtime: {rt.get('name')} {rt.get('version') or ''}, {rt.get('provider') or 'default provider'}, "

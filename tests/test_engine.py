@@ -114,6 +114,22 @@ def test_worker_sigkill_is_recorded_as_crashed(db_path):
     assert len(stored) > 0, "samples before the crash must be kept"
 
 
+def test_cpu_contention_is_flagged(db_path):
+    """Busy loops on every core during a run: the summary says other processes competed with the model."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.5)
+        _, res = _run(db_path, model="digits-cnn", threads=2, duration_s=2.0, iterations=200)
+    finally:
+        for p in hogs:
+            p.kill()
+            p.wait()
+    assert res["status"] == "ok", res["error"]
+    assert "cpu_contention" in res["flag_codes"], res["cpu"]
+    assert res["cpu"]["others_mean_pct"] >= 30 and res["cpu"]["cores"] == os.cpu_count()
+    assert Store(db_path).get_run(res["run_id"])["flags"] == res["flags"]
+
+
 def test_timeout(db_path):
     h, res = _run(db_path, model="digits-cnn", runtime="onnx", duration_s=60, iterations=None, timeout_s=3)
     assert res["status"] == "timed_out"

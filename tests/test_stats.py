@@ -182,6 +182,8 @@ def test_flags_fire():
         int8_vs_fp32_ratio=2.4,
         cap_hit=True,
         warmup_capped="max_seconds",
+        cpu_others_pct=120.0,
+        cpu_busy_pct=97.0,
     )
     assert codes(flags) == [
         "few_samples",
@@ -191,8 +193,10 @@ def test_flags_fire():
         "int8_slower",
         "cap_hit",
         "warmup_not_steady",
+        "cpu_contention",
     ]
     msg = dict(flags)
+    assert "kept 120% of a core busy while the device was 97% busy" in msg["cpu_contention"]
     assert "CoV 21% > 10%" in msg["high_cov"]
     assert "'ondemand', not 'performance'" in msg["governor"]
     assert msg["int8_slower"].startswith("INT8 ran 2.4x slower than FP32")
@@ -217,6 +221,8 @@ def test_flags_do_not_fire():
         == []
     )
     assert suspect_flags(s, int8_vs_fp32_ratio=1.02) == []  # within noise
+    assert suspect_flags(s, cpu_others_pct=80.0, cpu_busy_pct=40.0) == []  # others busy, but cores to spare
+    assert suspect_flags(s, cpu_others_pct=12.0, cpu_busy_pct=99.0) == []  # the device busy with the model itself
     assert codes(suspect_flags(s, cov_threshold=0.001)) == ["high_cov"]
     assert codes(suspect_flags(s, n_min=500)) == ["few_samples"]
 

@@ -104,6 +104,10 @@ def config_from_args(args) -> RunConfig:
         duration_s=args.duration, iterations=args.iterations, warmup=args.warmup, timeout_s=args.timeout,
         preset=args.preset, sample_hz=args.sample_hz, swap=not args.no_swap,
     )
+    if cfg.timeout_s is not None and cfg.timeout_s <= cfg.min_duration_s:
+        raise UsageError(f"--timeout {cfg.timeout_s:g} is not longer than the {cfg.min_duration_s:g} s of steady state "
+                         "the run measures, so it would always time out.",
+                         "Raise --timeout (it also covers loading and warm-up) or leave it out.")
     return cfg
 
 

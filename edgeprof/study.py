@@ -202,6 +202,9 @@ class StudyConfig:
         if self.warmup != "auto":
             set_(self, "warmup", _opt_number("warmup", self.warmup, 0, integer=True))
         set_(self, "timeout_s", _opt_number("timeout_s", self.timeout_s, 1))
+        if self.timeout_s is not None and self.timeout_s <= self.cell_seconds():
+            raise ConfigError(f"timeout_s ({self.timeout_s:g} s) must be longer than the {self.cell_seconds():g} s each "
+                              "cell measures (it also covers loading and warm-up): raise it or leave it out.")
         set_(self, "cooldown_s", _opt_number("cooldown_s", self.cooldown_s, 0))
         set_(self, "sample_hz", _opt_number("sample_hz", self.sample_hz, 0.1))
         if not isinstance(self.description, str):
@@ -244,9 +247,13 @@ class StudyConfig:
 
     def with_overrides(self, duration_s: float | None = None, cooldown_s: float | None = None,
                        iterations: int | None = None) -> StudyConfig:
+        """A longer duration moves the per-cell timeout by as much, so the slack the study allowed (for load, warm-up
+        and thrashing under a tight cap) is kept: a timeout written for 3-s cells must not end every 146-s cell."""
         changes: dict = {}
         if duration_s is not None:
             changes["duration_s"] = duration_s
+            if self.timeout_s is not None and duration_s > self.cell_seconds():
+                changes["timeout_s"] = self.timeout_s + (duration_s - self.cell_seconds())
         if cooldown_s is not None:
             changes["cooldown_s"] = cooldown_s
         if iterations is not None:

@@ -218,6 +218,8 @@ def test_cli_oom_exit_code_3(db_path):
     (["--model", "digits-cnn", "--duration", "abc"], 2, "duration"),
     (["--model", "digits-cnn", "--precision", "int4"], 2, "precision"),
     (["--model", "digits-cnn", "--warmup", "x"], 2, "warm-up"),
+    (["--model", "digits-cnn", "--duration", "30", "--timeout", "20"], 2, "would always time out"),
+    (["--model", "digits-cnn", "--timeout", "5"], 2, "than the 10 s of steady state"),
 ])
 def test_cli_bad_flags(db_path, args, code, needle):
     r = cli("run", *args, "--db", str(db_path))

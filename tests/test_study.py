@@ -58,6 +58,18 @@ def test_config_validates_and_lists_allowed_values():
     assert study.StudyConfig.from_dict(cfg.to_dict()) == cfg
 
 
+def test_timeout_keeps_its_slack_over_a_longer_duration():
+    """A timeout written for short cells must not end every cell of a longer override (all 8 cells of a 146-s
+    quick study timed out before this)."""
+    with pytest.raises(ConfigError, match=r"timeout_s \(5 s\) must be longer than the 10 s each cell measures"):
+        study.StudyConfig(name="x", models=["digits-cnn"], duration_s=10, timeout_s=5)
+    quick = study.load_preset("quick")
+    assert (quick.duration_s, quick.timeout_s) == (3.0, 60.0)
+    longer = quick.with_overrides(duration_s=146)
+    assert (longer.duration_s, longer.timeout_s) == (146, 203.0)
+    assert quick.with_overrides(duration_s=1).timeout_s == 60.0  # a shorter duration keeps the study's bound
+
+
 def test_presets():
     quick = study.load_preset("quick")
     assert quick.models == ("digits-cnn", "efficientnet-lite0")

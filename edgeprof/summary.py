@@ -74,14 +74,15 @@ def build_summary(handle, status: str, reason: str | None, mem: dict, lat, tel: 
     device = getattr(handle, "device", None) or {}
     governor = device.get("governor")
     busy, worker = _mean(by_metric.get("cpu.total_pct", [])), _mean(by_metric.get("cpu.worker_pct", []))
-    others = busy * device["cores"] - worker if busy is not None and worker is not None and device.get("cores") else None
+    others = max(busy * device["cores"] - worker, 0.0) if busy is not None and worker is not None and device.get("cores") \
+        else None
     int8_ratio = _int8_ratio(handle, summary.p50)
     flags = stats.suspect_flags(
         summary, throttled=throttled if any(m.startswith("throttle.") for m in all_metric) else None,
         governor=governor, int8_vs_fp32_ratio=int8_ratio,
         cap_hit=bool(mem.get("oom_kill_count")) if mem.get("mechanism") in ("cgroup1", "cgroup2") else None,
         warmup_capped=warm_reason if warm_reason in ("max_iterations", "max_seconds") else None,
-        cpu_others_pct=max(others, 0.0) if others is not None else None, cpu_busy_pct=busy,
+        cpu_others_pct=others, cpu_busy_pct=busy,
     ) if status == "ok" else []
 
     variant = handle.variant
@@ -115,11 +116,11 @@ def build_summary(handle, status: str, reason: str | None, mem: dict, lat, tel: 
             "swap_peak_mb": mem.get("swap_peak_mb"),
         },
         "cpu": {
-            "system_mean_pct": _mean(by_metric.get("cpu.total_pct", [])),
+            "system_mean_pct": busy,
             "system_peak_pct": _max(all_metric.get("cpu.total_pct", [])),
-            "worker_mean_pct": _mean(by_metric.get("cpu.worker_pct", [])),
+            "worker_mean_pct": worker,
             "worker_peak_pct": _max(all_metric.get("cpu.worker_pct", [])),
-            "others_mean_pct": max(others, 0.0) if others is not None else None,
+            "others_mean_pct": others,
             "cores": device.get("cores"),
             "freq_mean_mhz": _mean(by_metric.get("cpu.freq_mhz", [])),
             "governor": governor,

@@ -70,7 +70,7 @@ class _Live:
 
     Latency samples live in typed arrays (17 bytes a sample, not ~100 as Python ints in lists): a digits-cnn run makes
     15,000 samples a second, and a server keeps a few finished runs for the pages that watched them. Sequence numbers
-    are not stored: they are contiguous from 0, so sample n sits at index n.
+    are not stored: they are contiguous from 0, so sample n sits at index n - base.
     """
 
     t_ns: array = field(default_factory=lambda: array("q"))
@@ -78,6 +78,23 @@ class _Live:
     phase: array = field(default_factory=lambda: array("b"))  # PHASE_CODES
     telemetry: deque = field(default_factory=lambda: deque(maxlen=100_000))
     phases: list = field(default_factory=list)  # (phase, t_ns, reason)
+    base: int = 0  # samples dropped from the front once stored: memory holds seq >= base
+    stored: int = 0  # samples seq < stored are in the database
+
+    @property
+    def n(self) -> int:
+        return self.base + len(self.t_ns)
+
+    def trim(self) -> None:
+        """Keep the newest SNAPSHOT_MAX samples and every one not yet stored; cut in big steps (amortized O(1)).
+        A long run of a fast model makes ~45,000 samples a second (17 B each): without this a 10-min run holds
+        460 MB in the server, and the summary reads the dropped ones back from the database."""
+        if len(self.t_ns) <= 2 * SNAPSHOT_MAX:
+            return
+        cut = min(self.stored, self.n - SNAPSHOT_MAX) - self.base
+        if cut > 0:
+            del self.t_ns[:cut], self.latency_ns[:cut], self.phase[:cut]
+            self.base += cut
 
 
 class RunHandle:
@@ -143,11 +160,12 @@ class RunHandle:
         """
         with self._lock:
             live = self._live
-            n = len(live.t_ns)
-            idx = max(min(since_seq, n), n - SNAPSHOT_MAX)
-            t_ns = np.frombuffer(live.t_ns[idx:], dtype=np.int64)
-            latency_ns = np.frombuffer(live.latency_ns[idx:], dtype=np.int64)
-            phase_code = np.frombuffer(live.phase[idx:], dtype=np.int8)
+            n = live.n
+            idx = max(min(since_seq, n), n - SNAPSHOT_MAX, live.base)
+            cut = idx - live.base
+            t_ns = np.frombuffer(live.t_ns[cut:], dtype=np.int64)
+            latency_ns = np.frombuffer(live.latency_ns[cut:], dtype=np.int64)
+            phase_code = np.frombuffer(live.phase[cut:], dtype=np.int8)
             tel = []
             for row in reversed(live.telemetry):  # newest first: stop at the first row the caller already has
                 if row[0] <= telemetry_since_ns:
@@ -325,6 +343,7 @@ class RunHandle:
                 live.t_ns.extend(msg.t_ns)
                 live.latency_ns.extend(msg.latency_ns)
                 live.phase.frombytes(bytes((PHASE_CODES[msg.phase],)) * len(msg.t_ns))
+                live.trim()
                 self._pending_lat.extend(rows)
         elif isinstance(msg, Phase):
             with self._lock:
@@ -366,6 +385,9 @@ class RunHandle:
                 self.storage_error = str(exc)
             return
         self.storage_error = None
+        if lat:
+            with self._lock:
+                self._live.stored = max(self._live.stored, lat[-1][0] + 1)
 
     def _set_status(self, status: str, reason: str | None) -> None:
         with self._lock:
@@ -381,6 +403,18 @@ class RunHandle:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
 
+    def _all_latency(self, store, base: int, lat: tuple) -> tuple:
+        """Every latency sample for the summary: the ones memory dropped (seq < base) come back from the database."""
+        if not base:
+            return lat
+        try:
+            older = store.latency_arrays(self.run_id, below_seq=base)
+        except EdgeprofError as exc:
+            self.notes.append(f"summary over the newest {len(lat[0]):,} samples only: the older {base:,} could not be "
+                              f"read back ({exc})")
+            return lat
+        return tuple(np.concatenate([a, b]) for a, b in zip(older, lat, strict=True))
+
     def _all_telemetry(self, store, tel: list) -> list:
         """The whole run's telemetry for the summary: memory keeps only the newest rows (a long run outgrows it)."""
         if store is None or self.storage_error or len(tel) < (self._live.telemetry.maxlen or 0):
@@ -394,7 +428,7 @@ class RunHandle:
     def count(self) -> int:
         """Latency samples received so far."""
         with self._lock:
-            return len(self._live.t_ns)
+            return self._live.n
 
     def _decide_status(self, mem: dict) -> tuple[str, str | None]:
         if self.status == "failed":
@@ -447,10 +481,15 @@ class RunHandle:
                 live = self._live
                 lat = (np.frombuffer(live.t_ns, dtype=np.int64).copy(), np.frombuffer(live.latency_ns, dtype=np.int64).copy(),
                        np.frombuffer(live.phase, dtype=np.int8).copy())
+                base = live.base
                 tel = list(live.telemetry)
                 phases = list(live.phases)
+            lat = self._all_latency(store, base, lat)
             tel = self._all_telemetry(store, tel)
             self.result = build_summary(self, status, reason, mem, lat, tel, phases)
+            del lat
+            with self._lock:
+                self._live.trim()  # a finished run kept for the pages keeps only its stored tail
             if store is not None:
                 unsaved = len(self._pending_lat) + len(self._pending_tel)
                 for attempt in range(3):

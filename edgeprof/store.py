@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from . import __version__
@@ -737,6 +738,20 @@ class Store:
         with self._reading() as con:
             return _categorical_df(con, "SELECT * FROM latency WHERE run_id IN (SELECT unnest(?::TEXT[]))",
                                    [_listify(run_id)], ("run_id", "phase"), "run_id, seq")
+
+    def latency_arrays(self, run_id: str, below_seq: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(t_ns, latency_ns, phase code) int64/int64/int8 arrays of one run in ``seq`` order, optionally only
+        ``seq < below_seq``: 17 bytes a sample, for a summary over more samples than the runner keeps in memory."""
+        codes = " ".join(f"WHEN '{p}' THEN {i}" for i, p in enumerate(PHASES))
+        sql = f"SELECT t_ns, latency_ns, CAST(CASE phase {codes} END AS TINYINT) AS code FROM latency WHERE run_id = ?"
+        params: list = [run_id]
+        if below_seq is not None:
+            sql += " AND seq < ?"
+            params.append(int(below_seq))
+        with self._reading() as con:
+            got = con.execute(sql + " ORDER BY seq", params).fetchnumpy()
+        return (np.asarray(got["t_ns"], dtype=np.int64), np.asarray(got["latency_ns"], dtype=np.int64),
+                np.asarray(got["code"], dtype=np.int8))
 
     def telemetry(self, run_id: str | Iterable[str], metrics: str | Iterable[str] | None = None,
                   source: str | Iterable[str] | None = None) -> pd.DataFrame:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from helpers import ROOT, cli_env, requires_cgroup
 
@@ -128,6 +129,27 @@ def test_cpu_contention_is_flagged(db_path):
     assert "cpu_contention" in res["flag_codes"], res["cpu"]
     assert res["cpu"]["others_mean_pct"] >= 30 and res["cpu"]["cores"] == os.cpu_count()
     assert Store(db_path).get_run(res["run_id"])["flags"] == res["flags"]
+
+
+def test_long_run_keeps_only_a_window_in_memory_and_summarizes_every_sample(db_path, monkeypatch):
+    """Stored samples beyond the live window leave the server's memory; the summary reads them back, so it still
+    covers every sample, and a late snapshot still gets a contiguous tail."""
+    from edgeprof import runner
+
+    monkeypatch.setattr(runner, "SNAPSHOT_MAX", 500)
+    monkeypatch.setattr(runner, "FLUSH_INTERVAL_S", 0.1)
+    h, res = _run(db_path, model="digits-cnn", threads=1, duration_s=1.5, iterations=2000)
+    assert res["status"] == "ok", res["error"]
+    live = h._live
+    assert live.base > 0 and len(live.t_ns) <= 2 * 500, (live.base, len(live.t_ns))
+    t_ns, lat_ns, code = Store(db_path).latency_arrays(h.run_id)
+    assert res["iterations_total"] == len(t_ns) == live.n
+    steady = lat_ns[code == 2] / 1e6
+    assert res["latency_ms"]["n"] == len(steady)
+    assert res["latency_ms"]["p50"] == pytest.approx(float(np.median(steady)))
+    snap = h.snapshot(0)
+    assert snap["seq"].start >= live.base and snap["seq"].stop == live.n and len(snap["seq"]) <= 500
+    assert (snap["t_ns"] == t_ns[snap["seq"].start:]).all() and (snap["latency_ns"] == lat_ns[snap["seq"].start:]).all()
 
 
 def test_timeout(db_path):

@@ -33,24 +33,26 @@ def build_summary(handle, status: str, reason: str | None, mem: dict, lat, tel: 
     cfg = handle.config
     from .runner import PHASE_CODES
 
-    t_ns, lat_ns, phase = lat  # int64, int64, int8 codes
+    # int64, int64, int8 codes, in seq order: a long run of a fast model is 10 M samples, so no full-size float copy
+    # of the whole run is made, only of the steady latencies
+    t_ns, lat_ns, phase = lat
     is_steady = phase == PHASE_CODES["steady"]
-    lat_ms = lat_ns / 1e6
-    steady = lat_ms[is_steady]
-    first = lat_ms[phase == PHASE_CODES["first"]]
-    warm = lat_ms[phase == PHASE_CODES["warmup"]]
-    summary = stats.summarize_latency(steady)
+    first = lat_ns[phase == PHASE_CODES["first"]] / 1e6
+    warm = lat_ns[phase == PHASE_CODES["warmup"]] / 1e6
+    summary = stats.summarize_latency(lat_ns[is_steady] / 1e6)
+    steady_idx = (int(np.argmax(is_steady)), len(is_steady) - 1 - int(np.argmax(is_steady[::-1]))) \
+        if is_steady.any() else None
+    del is_steady
 
     loaded = handle._loaded
     t_warm, t_steady = _phase_start(phases, "warmup"), _phase_start(phases, "steady")
     warm_reason = next((r for p, _, r in phases if p == "steady"), None)
-    steady_t = t_ns[is_steady]
-    steady_s = (steady_t[-1] + lat_ns[is_steady][-1] - steady_t[0]) / 1e9 if len(steady_t) else None
+    steady_s = (t_ns[steady_idx[1]] + lat_ns[steady_idx[1]] - t_ns[steady_idx[0]]) / 1e9 if steady_idx else None
 
     # telemetry over the steady window (or the whole run if it never got there)
     rows = tel
-    if len(steady_t):
-        lo, hi = steady_t[0], steady_t[-1]
+    if steady_idx:
+        lo, hi = t_ns[steady_idx[0]], t_ns[steady_idx[1]]
         rows = [r for r in tel if lo <= r[0] <= hi] or tel
     by_metric: dict[str, list[float]] = {}
     for _, _src, metric, value, _unit in rows:
@@ -106,7 +108,7 @@ def build_summary(handle, status: str, reason: str | None, mem: dict, lat, tel: 
                         "min", "max")},
         "steady_s": steady_s,
         "throughput_ips": stats.throughput(summary.n, steady_s) if steady_s else None,
-        "iterations_total": int(len(lat_ms)),
+        "iterations_total": int(len(lat_ns)),
         "memory": {
             "requested_mb": mem.get("requested_mb"), "mechanism": mem.get("mechanism"),
             "mechanism_note": mem.get("reason"), "peak_charged_mb": peak_charged, "peak_rss_mb": peak_rss,

@@ -156,6 +156,32 @@ def test_insert_finish_list_get_delete(store):
     assert list(store.list_runs()["run_id"]) == [other]
 
 
+def test_latency_arrays_are_in_seq_order_whatever_the_insertion_order(store):
+    """Placed by seq from an unordered scan; a run with a gap (samples lost to a failed write) is read sorted."""
+    import numpy as np
+
+    dev = store.upsert_device(DEVICE)
+    whole = store.insert_run(None, dev, CONFIG, SOFTWARE, META)
+    rows = latency_rows(300_000)
+    for lo in (200_000, 0, 100_000):  # three flushes, stored out of order
+        store.append_latency(whole, rows[lo:lo + 100_000])
+    gappy = store.insert_run(None, dev, CONFIG, SOFTWARE, META)
+    store.append_latency(gappy, rows[150:] + rows[:100])  # seq 100..149 missing
+
+    def expect(subset):
+        return (np.array([r[1] for r in subset]), np.array([r[2] for r in subset]),
+                np.array([{"first": 0, "warmup": 1, "steady": 2}[r[3]] for r in subset], dtype=np.int8))
+
+    for got, want in ((store.latency_arrays(whole), expect(rows)),
+                      (store.latency_arrays(whole, below_seq=123_457), expect(rows[:123_457])),
+                      (store.latency_arrays(gappy), expect(rows[:100] + rows[150:])),
+                      (store.latency_arrays(gappy, below_seq=120), expect(rows[:100])),
+                      (store.latency_arrays("no-such-run"), expect([]))):
+        assert [a.dtype for a in got] == [np.int64, np.int64, np.int8]
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_bad_values_are_refused_and_change_nothing(store):
     run_id = make_run(store)
     with pytest.raises(StorageError, match="not one of"):

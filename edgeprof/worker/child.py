@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 import traceback
+from array import array
 
 _stop = False
 _phase = "load"
@@ -89,7 +90,7 @@ def run(spec, conn) -> None:
     conn.send(Phase("first", mono()))
     t = mono()
     run_once(feeds)
-    conn.send(Batch(0, "first", [t], [mono() - t]))
+    conn.send(Batch(0, "first", array("q", [t]), array("q", [mono() - t])))
     seq = 1
     interval = int(spec.batch_interval_s * 1e9)
 
@@ -113,12 +114,12 @@ def run(spec, conn) -> None:
                 reason = "done"
                 break
             if t2 >= next_flush:
-                conn.send(Batch(seq0, phase, ts, lats))
+                conn.send(Batch(seq0, phase, array("q", ts), array("q", lats)))
                 seq0 += len(ts)
                 ts, lats = [], []
                 next_flush = t2 + interval
         if ts:
-            conn.send(Batch(seq0, phase, ts, lats))
+            conn.send(Batch(seq0, phase, array("q", ts), array("q", lats)))
         seq += n
         return reason
 

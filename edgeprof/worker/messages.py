@@ -7,6 +7,7 @@ All ``t_ns`` are ``time.monotonic_ns()``, the clock the parent's sampler uses to
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 
 
@@ -53,12 +54,16 @@ class Phase:
 
 @dataclass(frozen=True)
 class Batch:
-    """Consecutive inferences of one phase, starting at sequence number ``seq0``."""
+    """Consecutive inferences of one phase, starting at sequence number ``seq0``.
+
+    The columns are ``array('q')``: they pickle as one block of bytes, where a list of ints pickles (and unpickles in
+    the server) one Python int at a time, ~45,000 a second for a fast model.
+    """
 
     seq0: int
     phase: str
-    t_ns: list  # start of each inference
-    latency_ns: list
+    t_ns: array  # start of each inference
+    latency_ns: array
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 WINDOW_S = 30.0
-RSS_EVERY_S = 5.0
+RSS_EVERY_S = 1.0
+SCAN_EVERY_S = 5.0  # Traceback text scan of every page (a DOM read per page: Chromium CPU)
 QUICK_CELLS = 24  # studies/quick.toml: 2 models x 4 precisions x 3 memory limits
 CELL_OVERHEAD_S = 4.0  # spawn, load, warm-up and the 1-s cooldown around each cell's measured seconds
 # the visitor's browsers are separate, visible windows: no background-tab timer throttling in this one Chromium
@@ -202,6 +203,14 @@ def slope_mb_per_min(samples: list[tuple[float, float]]) -> float | None:
     return None if den == 0 else 60 * sum((t - mt) * (y - my) for t, y in zip(ts, ys, strict=True)) / den
 
 
+def minute_floors(samples: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(middle of the minute s, minimum RSS MB) for each whole minute of samples."""
+    by: dict[int, list[float]] = {}
+    for t, y in samples:
+        by.setdefault(int(t // 60), []).append(y)
+    return [((k + 0.5) * 60, min(v)) for k, v in sorted(by.items()) if len(v) >= 30 / RSS_EVERY_S]
+
+
 def window_rates(stamps: list[float], t0: float, t1: float) -> list[float]:
     """Redraws per second in each whole 30-s window of [t0, t1]."""
     n = int((t1 - t0) // WINDOW_S)
@@ -269,7 +278,7 @@ def run(args) -> int:
                 t0 = time.time()
                 t_end = t0 + measure_s
                 cpu0 = cpu_seconds(server)
-                next_rss = 0.0
+                next_rss = next_scan = 0.0
                 print(f"measuring from {time.strftime('%H:%M:%S')}", flush=True)
                 while time.time() < t_end:
                     now = time.time()
@@ -277,6 +286,8 @@ def run(args) -> int:
                         with contextlib.suppress(psutil.Error):
                             rss.append((now - t0, server.memory_info().rss / 2**20))
                         next_rss = now + RSS_EVERY_S
+                    if now >= next_scan:
+                        next_scan = now + SCAN_EVERY_S
                         for pg in pages:  # also catches Traceback text that an observer scan might miss
                             if "Traceback" in pg.locator("body").inner_text():
                                 pg.evaluate("() => { window.__epErrors['Traceback text on the page'] = Date.now() / 1000; }")
@@ -359,6 +370,11 @@ def report(args, cell_s, t0, t_end, events, errors, outcomes, rss, hidden, block
         print(f"server RSS (MB): start {mbs[0]:.1f}  end {mbs[-1]:.1f}  max {max(mbs):.1f}  "
               f"slope over the second half {slope:+.2f} MB/min ({len(half)} samples, every {RSS_EVERY_S:g} s)"
               if slope is not None else f"server RSS (MB): start {mbs[0]:.1f}  end {mbs[-1]:.1f}  max {max(mbs):.1f}")
+    floors = minute_floors(half)
+    if len(floors) >= 3:
+        print(f"server RSS floor (minimum of each minute, the memory kept once transients are freed), second half: "
+              f"{', '.join(f'{m:.0f}' for _, m in floors)} MB; slope {slope_mb_per_min(floors):+.2f} MB/min "
+              f"(information, not a check)")
     n_done = int(cells["status"].isin(["ok", "oom_killed", "crashed", "timed_out", "failed", "error"]).sum()) \
         if len(cells) else 0
     statuses = study_runs["status"].value_counts().to_dict() if len(study_runs) else {}

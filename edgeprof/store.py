@@ -168,10 +168,20 @@ _V2 = [
     "UPDATE runs SET tags = json_extract(config, '$.tags') WHERE config IS NOT NULL",
 ]
 
+_FILL_CPU_OTHERS = ("UPDATE runs SET cpu_others_mean_pct = TRY_CAST(json_extract_string(summary, '$.cpu.others_mean_pct')"
+                    " AS DOUBLE) WHERE cpu_others_mean_pct IS NULL AND summary IS NOT NULL")
+_V3 = [
+    # CPU that other processes used while the run measured (the summary's cpu.others_mean_pct), so the Correlations
+    # page can set contention against latency; filled from the stored summaries of older runs.
+    "ALTER TABLE runs ADD COLUMN cpu_others_mean_pct DOUBLE",
+    _FILL_CPU_OTHERS,
+]
+
 # (description, statements or a callable taking the connection). Append only.
 MIGRATIONS: list[tuple[str, Sequence[str] | Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema: devices, runs, latency, telemetry, studies, study_cells", _V1),
     ("runs.notes and runs.tags (filled from config.tags)", _V2),
+    ("runs.cpu_others_mean_pct (filled from summary.cpu.others_mean_pct)", _V3),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -940,6 +950,8 @@ class Store:
                     else:
                         con.execute(f"INSERT INTO {table} ({col_sql}) SELECT {col_sql} FROM {source}"
                                     " ON CONFLICT DO NOTHING")
+                if new_ids:  # a bundle from schema 2 lacks the column its summaries can fill
+                    con.execute(_FILL_CPU_OTHERS + " AND run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
         return new_ids
 
 
@@ -996,6 +1008,7 @@ def _flatten_summary(s: dict) -> dict:
         "throughput_ips": _num(s.get("throughput_ips")),
         "cpu_system_mean_pct": _num(_get(s, "cpu", "system_mean_pct")),
         "cpu_worker_mean_pct": _num(_get(s, "cpu", "worker_mean_pct")),
+        "cpu_others_mean_pct": _num(_get(s, "cpu", "others_mean_pct")),
         "peak_rss_mb": _num(_get(s, "memory", "peak_rss_mb")),
         "peak_charged_mb": _num(_get(s, "memory", "peak_charged_mb")),
         "gpu_util_mean_pct": _num(gpu.get("util_mean_pct", gpu.get("utilization_mean_pct"))),

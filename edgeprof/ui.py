@@ -39,6 +39,7 @@ VARIABLES = {
     "warm-up (ms)": "warmup_ms",
     "CPU system mean (%)": "cpu_system_mean_pct",
     "CPU worker mean (%)": "cpu_worker_mean_pct",
+    "CPU other processes mean (% of a core)": "cpu_others_mean_pct",
     "peak RAM (MB)": "peak_ram_mb",
     "memory limit (MB)": "memory_limit_mb",
     "model size (MB)": "model_size_mb",
@@ -409,6 +410,42 @@ def now_utc() -> datetime:
 
 
 
+class _Tail:
+    """The newest points of three columns, appended in place. A refresh adds its new points without copying the ones
+    held (re-concatenating a million points per build, 4 builds a second, was ~70 MB/s of copies in the server).
+    Storage grows up to twice the points kept; then the newest move to a fresh array, so views handed out earlier
+    never change under their holder. Amortized O(1) per point."""
+
+    DTYPES = (np.int64, np.int64, np.int8)
+
+    def __init__(self):
+        self.cols = [np.empty(0, d) for d in self.DTYPES]
+        self.start = self.end = 0
+
+    def append(self, parts, keep: int) -> None:
+        parts = [np.asarray(p, dtype=d)[-keep:] for p, d in zip(parts, self.DTYPES, strict=True)]
+        k = parts[0].size
+        if not k:
+            return
+        if self.end + k > self.cols[0].size:
+            carry = min(self.end - self.start, keep - k)
+            cap = max(min(2 * keep, 2 * (carry + k)), carry + k, 1024)
+            new = [np.empty(cap, d) for d in self.DTYPES]
+            for a, old in zip(new, self.cols, strict=True):
+                a[:carry] = old[self.end - carry:self.end]
+            self.cols, self.start, self.end = new, 0, carry
+        for a, p in zip(self.cols, parts, strict=True):
+            a[self.end:self.end + k] = p
+        self.end += k
+        self.start = max(self.start, self.end - keep)
+
+    def view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = tuple(a[self.start:self.end] for a in self.cols)
+        for a in out:
+            a.flags.writeable = False
+        return out
+
+
 class LiveBuffer:
     """One browser session's copy of a run's live data, grown incrementally from ``RunHandle.snapshot``.
 
@@ -424,10 +461,7 @@ class LiveBuffer:
         self.started_wall = float(started_wall)
         self.next_seq = 0
         self.tel_since_ns = 0
-        self._t: list[np.ndarray] = []
-        self._lat: list[np.ndarray] = []
-        self._ph: list[np.ndarray] = []
-        self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._tail = _Tail()
         self.tel_rows: list = []
         self.phases: list = []
         self.status = "starting"
@@ -448,17 +482,13 @@ class LiveBuffer:
             # a snapshot may overlap the cursor (it returns seq >= since); keep only what is new
             start = max(0, self.next_seq - seqs[0])
             if start < len(seqs):
-                self._t.append(np.asarray(snap["t_ns"][start:], dtype=np.int64))
-                self._lat.append(np.asarray(snap["latency_ns"][start:], dtype=np.int64))
-                if "phase_code" in snap:
-                    self._ph.append(np.asarray(snap["phase_code"][start:], dtype=np.int8))
-                else:
-                    self._ph.append(np.asarray([PHASE_CODES.get(p, 2) for p in snap["sample_phase"][start:]], dtype=np.int8))
+                codes = snap["phase_code"][start:] if "phase_code" in snap else \
+                    [PHASE_CODES.get(p, 2) for p in snap["sample_phase"][start:]]
+                self._tail.append((snap["t_ns"][start:], snap["latency_ns"][start:], codes), self.MAX_KEEP)
                 new = len(seqs) - start
                 if self.first_latency_ns is None and seqs[start] == 0:
                     self.first_latency_ns = int(snap["latency_ns"][start])
                 self.next_seq = seqs[-1] + 1
-                self._cache = None
         tel = snap.get("telemetry") or []
         if tel:
             self.tel_rows.extend(tel)
@@ -472,18 +502,9 @@ class LiveBuffer:
         return new
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(t_ns, latency_ns, phase code) of every point so far."""
-        if self._cache is None:
-            if not self._t:
-                empty = np.asarray([], dtype=np.int64)
-                self._cache = (empty, empty, np.asarray([], dtype=np.int8))
-            else:
-                keep = -self.MAX_KEEP
-                self._t = [np.concatenate(self._t)[keep:]]
-                self._lat = [np.concatenate(self._lat)[keep:]]
-                self._ph = [np.concatenate(self._ph)[keep:]]
-                self._cache = (self._t[0], self._lat[0], self._ph[0])
-        return self._cache
+        """(t_ns, latency_ns, phase code) of the newest MAX_KEEP points: read-only views that later updates never
+        change."""
+        return self._tail.view()
 
     @property
     def n(self) -> int:
@@ -509,13 +530,12 @@ class LiveBuffer:
             out["first_inference_ms"] = self.first_latency_ns / 1e6
         if "warmup" in first and "steady" in first:
             out["warmup_ms"] = (first["steady"] - first["warmup"]) / 1e6
-        steady = ph == 2
-        if steady.any():
-            ls = lat[steady][-200_000:] / 1e6
+        if ph.size and ph[-1] == 2:  # steady comes last and runs to the end: slices, no full-size masked copies
+            i0 = int(np.argmax(ph == 2))
+            ls = lat[max(i0, lat.size - 200_000):] / 1e6
             out["p50_ms"], out["p90_ms"] = (float(v) for v in np.percentile(ls, [50, 90]))
-            ts = t[steady]
-            span = (ts[-1] + lat[steady][-1] - ts[0]) / 1e9
-            out["throughput_ips"] = float(steady.sum()) / span if span > 0 else None
+            span = (t[-1] + lat[-1] - t[i0]) / 1e9
+            out["throughput_ips"] = float(t.size - i0) / span if span > 0 else None
         return out
 
 
@@ -531,7 +551,9 @@ def shared_view(handle, build, *, max_age_s: float) -> dict:
 
     One LiveBuffer per run in the server (not per session) and figures rebuilt at most every ``max_age_s``: four
     visitors watching a run cost one build per refresh, not four, which is what keeps a 2-core board refreshing
-    every session. A finished run gets one last build with all its points, then it is served as it is.
+    every session. A finished run gets one last build with all its points, then it is served as it is and its
+    points are let go (up to 34 MB each for the last ``_SHARED_KEEP`` runs, which made the server's level depend on
+    how fast the last few study cells were).
     """
     with _SHARED_LOCK:
         entry = _SHARED.get(handle.run_id)
@@ -548,4 +570,6 @@ def shared_view(handle, build, *, max_age_s: float) -> dict:
             buf = entry["buf"]
             buf.update(handle.snapshot(buf.next_seq, buf.tel_since_ns))
             entry["view"], entry["at"], entry["final"] = build(handle, buf, entry["view"]), now, finished
+            if finished:  # the final view holds its (decimated) figures; the points behind them are not needed
+                entry["buf"] = None
         return entry["view"]

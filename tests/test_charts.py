@@ -111,3 +111,26 @@ def test_live_buffer_fetches_incrementally_and_keeps_the_newest_points():
     fig = buf.figures()
     assert fig["load_ms"] == 100 and fig["first_inference_ms"] == 0.5 and fig["warmup_ms"] == 1
     assert fig["p50_ms"] == 0.5 and buf.newest_wall() == 1000.0 + 0.1065
+
+
+def test_live_buffer_tail_matches_a_plain_concatenation_and_old_views_never_change():
+    import numpy as np
+
+    from edgeprof.ui import _Tail
+
+    rng = np.random.default_rng(3)
+    tail, keep, seen, views = _Tail(), 1000, [], []
+    for _ in range(400):
+        k = int(rng.integers(0, 700))
+        t = np.arange(len(seen), len(seen) + k, dtype=np.int64)
+        seen.extend(t.tolist())
+        tail.append((t, t * 2, (t % 3).astype(np.int8)), keep)
+        got = tail.view()
+        want = np.asarray(seen[-keep:], dtype=np.int64)
+        np.testing.assert_array_equal(got[0], want)
+        np.testing.assert_array_equal(got[1], want * 2)
+        np.testing.assert_array_equal(got[2], want % 3)
+        views.append((got, want))
+    for got, want in views:  # every view handed out still shows what it showed then
+        np.testing.assert_array_equal(got[0], want)
+    assert tail.cols[0].size <= 2 * keep

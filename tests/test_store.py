@@ -77,12 +77,12 @@ def file_digest(path: Path) -> str:
 
 def test_new_database_has_every_table_at_the_current_version(tmp_path):
     store = Store(tmp_path / "sub" / "dir" / "runs.duckdb")
-    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.schema_version() == SCHEMA_VERSION == 3
     with duckdb.connect(str(store.path), read_only=True) as con:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         versions = con.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
     assert set(TABLES) | {"schema_version"} <= tables
-    assert versions == [(1,), (2,)]
+    assert versions == [(1,), (2,), (3,)]
     Store(store.path)  # opening again is a no-op
     assert store.schema_version() == SCHEMA_VERSION
 
@@ -93,7 +93,7 @@ def test_v1_fixture_migrates_forward(tmp_path):
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 1
     store = Store(db)
-    assert store.schema_version() == 2
+    assert store.schema_version() == SCHEMA_VERSION
     run = store.get_run("run-v1")
     assert run["tags"] == {"batch": "a"}  # migration 2 lifted config.tags into the new column
     assert run["notes"] is None
@@ -101,6 +101,19 @@ def test_v1_fixture_migrates_forward(tmp_path):
     assert len(store.latency("run-v1")) == 3
     store.set_notes("run-v1", "re-run after the firmware update")
     assert store.get_run("run-v1")["notes"] == "re-run after the firmware update"
+
+
+def test_migration_3_fills_cpu_others_from_the_stored_summaries(tmp_path):
+    db = tmp_path / "old.duckdb"
+    shutil.copy(V1_FIXTURE, db)
+    with duckdb.connect(str(db)) as con:
+        con.execute("""UPDATE runs SET summary = json_merge_patch(coalesce(summary, '{}'),
+                       '{"cpu": {"others_mean_pct": 37.5}}') WHERE run_id = 'run-v1'""")
+    store = Store(db)
+    assert store.get_run("run-v1")["cpu_others_mean_pct"] == 37.5
+    new = make_run(store)  # a run finished by this version gets the column from its summary
+    store.finish_run(new, "ok", summary={**SUMMARY, "cpu": {**SUMMARY["cpu"], "others_mean_pct": 12.0}})
+    assert store.get_run(new)["cpu_others_mean_pct"] == 12.0
 
 
 def test_database_from_a_newer_edgeprof_is_refused(tmp_path):

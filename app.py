@@ -6,7 +6,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from edgeprof import auth, ui
+from edgeprof import auth, heap, ui
+
+heap.tune()  # before the runs: the server's C heap gives freed sample arrays back (edgeprof/heap.py)
 
 # a local icon: ":material/..." page icons make the browser fetch the favicon from a font CDN, which a booth
 # without internet (or a privacy-minded one) should not do

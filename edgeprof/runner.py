@@ -557,7 +557,7 @@ def start_run(cfg: RunConfig, db: Path | str | None = None, **kwargs) -> RunHand
     """Start a run in the background and return its handle. Raises DeviceBusy if another run holds the device."""
     if not isinstance(cfg, RunConfig):
         raise UsageError("start_run needs a RunConfig.")
-    heap.pin_mmap_threshold()
+    heap.tune()
     return RunHandle(cfg, db, **kwargs).start()
 
 

@@ -53,7 +53,8 @@ def free_port() -> int:
 def streamlit_server(home: Path, db: Path):
     """`streamlit run app.py` on a free local port; always terminated (then killed) on exit."""
     port = free_port()
-    env = dict(os.environ, EDGEPROF_HOME=str(home), EDGEPROF_DB=str(db), PYTHONPATH=str(ROOT))
+    env = {"MALLOC_ARENA_MAX": "2", **os.environ,  # as scripts/app.sh starts it
+           "EDGEPROF_HOME": str(home), "EDGEPROF_DB": str(db), "PYTHONPATH": str(ROOT)}
     log = open(home / "streamlit.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",

@@ -41,7 +41,7 @@ def tune() -> bool:
     with _lock:
         if not _tuned:
             lib = _glibc()
-            _tuned = bool(lib and lib.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and lib.mallopt(M_ARENA_MAX, ARENA_MAX))
+            _tuned = bool(lib) and all([lib.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD), lib.mallopt(M_ARENA_MAX, ARENA_MAX)])
         return _tuned
 
 

@@ -447,10 +447,11 @@ class _Tail:
 
 
 class LiveBuffer:
-    """One browser session's copy of a run's live data, grown incrementally from ``RunHandle.snapshot``.
+    """A run's live data in the server (one per run, shared by its viewers), grown incrementally from
+    ``RunHandle.snapshot``.
 
     The cursors (``next_seq``, ``tel_since_ns``) make every refresh fetch only the points that are new since the
-    last one; the arrays are kept whole so the finished view and the headline numbers need no database read.
+    last one; the newest ``MAX_KEEP`` points stay in memory so the live and final views need no database read.
     """
 
     MAX_KEEP = 1_000_000  # points per session (~17 MB); a longer run keeps its newest million for the chart

@@ -78,6 +78,48 @@ def decimate(x, y, max_points: int = MAX_POINTS) -> dict[str, np.ndarray]:
     return {"x": xb.mean(axis=1), "lo": lo, "hi": hi, "median": med, "max": yb.max(axis=1), "bucketed": True}
 
 
+def with_gaps(x, y, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """The decimated median line of a telemetry series, broken (NaN) where readings stopped for a while: more than
+    five times the usual spacing and at least a second. A source that paused or stopped shows a gap, never a line
+    drawn across the time it did not report."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if x.size < 3:
+        return x, y
+    dx = np.diff(x)
+    cut = np.flatnonzero(dx > max(1.0, 5.0 * float(np.median(dx))))
+    if cut.size == 0:
+        d = decimate(x, y, max_points)
+        return d["x"], d["median"]
+    xs, ys = [], []
+    for part in np.split(np.arange(x.size), cut + 1):
+        d = decimate(x[part], y[part], max(4, int(max_points * part.size / x.size)))
+        xs += [d["x"], [np.nan]]
+        ys += [d["median"], [np.nan]]
+    return np.concatenate(xs[:-1]), np.concatenate(ys[:-1])
+
+
+def stop_marks(stops: dict | None, sources) -> dict:
+    """Layout shapes and annotations marking when a source (among ``sources``) stopped: ``stops`` maps a source name
+    to (seconds on the run's clock, reason)."""
+    shapes, notes = [], []
+    for name, (t_s, reason) in sorted((stops or {}).items()):
+        if name not in set(sources):
+            continue
+        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": t_s, "x1": t_s, "y0": 0, "y1": 1,
+                       "line": {"dash": "dot", "color": "#c92a2a", "width": 1.5}})
+        notes.append({"text": f"{name} stopped", "hovertext": str(reason), "x": t_s, "y": 1, "xref": "x",
+                      "yref": "paper", "xanchor": "right", "yanchor": "top", "showarrow": False,
+                      "font": {"size": 12, "color": "#c92a2a"}})
+    return {"shapes": shapes, "annotations": notes} if shapes else {}
+
+
+def _sources(tel: pd.DataFrame, prefix: tuple[str, ...]) -> set:
+    if "source" not in tel:
+        return set()
+    return set(tel.loc[tel["metric"].astype(str).str.startswith(prefix), "source"].astype(str).unique())
+
+
 def rolling_median(y, window: int | None = None) -> np.ndarray:
     """A trailing rolling median; the window defaults to 2% of the series (5 to 501 samples)."""
     y = np.asarray(y, dtype=float)
@@ -154,14 +196,14 @@ def _lines(fig: go.Figure, tel: pd.DataFrame, metrics: list[tuple[str, str]], *,
         part = tel[tel["metric"] == metric]
         if part.empty:
             continue
-        d = decimate(part["t_s"].to_numpy(), part["value"].to_numpy(), MAX_POINTS)
-        fig.add_trace(go.Scatter(x=d["x"], y=d["median"], mode="lines", name=label,
+        x, y = with_gaps(part["t_s"].to_numpy(), part["value"].to_numpy())
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=label,
                                  line={"width": width, "dash": dash, "color": COLORS[(i + color_offset) % len(COLORS)]}))
         drawn += 1
     return drawn
 
 
-def cpu_figure(tel: pd.DataFrame, *, title: str = "CPU", height: int = 300) -> go.Figure:
+def cpu_figure(tel: pd.DataFrame, *, title: str = "CPU", height: int = 300, stops: dict | None = None) -> go.Figure:
     """System CPU %, each core (thin), and the worker's CPU % (100 = one core busy)."""
     if tel is None or tel.empty or not tel["metric"].astype(str).str.startswith("cpu.").any():
         return empty_figure(title, "no CPU samples yet", height)
@@ -169,11 +211,11 @@ def cpu_figure(tel: pd.DataFrame, *, title: str = "CPU", height: int = 300) -> g
     cores = sorted({m for m in tel["metric"].astype(str).unique() if _CORE.match(m)}, key=lambda m: int(_CORE.match(m)[1]))
     for j, m in enumerate(cores):
         part = tel[tel["metric"] == m]
-        d = decimate(part["t_s"].to_numpy(), part["value"].to_numpy())
-        fig.add_trace(go.Scatter(x=d["x"], y=d["median"], mode="lines", name=f"core {_CORE.match(m)[1]}",
+        x, y = with_gaps(part["t_s"].to_numpy(), part["value"].to_numpy())
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"core {_CORE.match(m)[1]}",
                                  line={"width": 1, "color": COLORS[(j + 3) % len(COLORS)]}, opacity=0.55))
     _lines(fig, tel, [("cpu.total_pct", "system"), ("cpu.worker_pct", "worker (100 = 1 core)")], width=3)
-    return _layout(fig, title, "CPU (%)", height=height)
+    return _layout(fig, title, "CPU (%)", height=height, **stop_marks(stops, _sources(tel, ("cpu.",))))
 
 
 def memory_figure(tel: pd.DataFrame, cap_mb: float | None = None, *, title: str = "Memory", height: int = 300) -> go.Figure:
@@ -184,8 +226,8 @@ def memory_figure(tel: pd.DataFrame, cap_mb: float | None = None, *, title: str 
     _lines(fig, tel, [("mem.worker_rss_mb", "worker RSS"), ("mem.charged_mb", "charged to the cap")], width=3)
     used = tel[tel["metric"] == "mem.used_mb"]
     if not used.empty:
-        d = decimate(used["t_s"].to_numpy(), used["value"].to_numpy())
-        fig.add_trace(go.Scatter(x=d["x"], y=d["median"], mode="lines", name="system RAM used (right axis)",
+        x, y = with_gaps(used["t_s"].to_numpy(), used["value"].to_numpy())
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="system RAM used (right axis)",
                                  line={"width": 1.5, "color": "#868e96"}, yaxis="y2"))
         fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "system used (MB)", "showgrid": False})
     extra = {}
@@ -199,8 +241,9 @@ def memory_figure(tel: pd.DataFrame, cap_mb: float | None = None, *, title: str 
     return _layout(fig, title, "worker memory (MB)", height=height, **extra)
 
 
-def gpu_figure(tel: pd.DataFrame, *, title: str = "GPU", height: int = 300) -> go.Figure | None:
-    """GPU utilization (left) and GPU memory (right); None when the run has no GPU metric at all."""
+def gpu_figure(tel: pd.DataFrame, *, title: str = "GPU", height: int = 300, stops: dict | None = None) -> go.Figure | None:
+    """GPU utilization (left) and GPU memory (right); None when the run has no GPU metric at all. ``stops``: see
+    :func:`stop_marks`."""
     if tel is None or tel.empty:
         return None
     metrics = [m for m in tel["metric"].astype(str).unique() if m.startswith("gpu")]
@@ -212,16 +255,18 @@ def gpu_figure(tel: pd.DataFrame, *, title: str = "GPU", height: int = 300) -> g
     _lines(fig, tel, [(m, m.replace("_pct", " %")) for m in util], width=3)
     for i, m in enumerate(mem):
         part = tel[tel["metric"] == m]
-        d = decimate(part["t_s"].to_numpy(), part["value"].to_numpy())
-        fig.add_trace(go.Scatter(x=d["x"], y=d["median"], mode="lines", name=m.replace("_mb", " MB (right)"),
+        x, y = with_gaps(part["t_s"].to_numpy(), part["value"].to_numpy())
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=m.replace("_mb", " MB (right)"),
                                  line={"dash": "dot", "color": COLORS[(i + 4) % len(COLORS)]}, yaxis="y2"))
     if mem:
         fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "memory (MB)", "showgrid": False})
-    return _layout(fig, title, "utilization (%)", height=height)
+    return _layout(fig, title, "utilization (%)", height=height, **stop_marks(stops, _sources(tel, ("gpu",))))
 
 
-def thermal_figure(tel: pd.DataFrame, *, title: str = "Temperature and frequency", height: int = 300) -> go.Figure | None:
-    """Temperatures (left, C) and CPU frequency (right, MHz); None when the run has neither."""
+def thermal_figure(tel: pd.DataFrame, *, title: str = "Temperature and frequency", height: int = 300,
+                   stops: dict | None = None) -> go.Figure | None:
+    """Temperatures (left, C) and CPU frequency (right, MHz); None when the run has neither. ``stops``: see
+    :func:`stop_marks`."""
     if tel is None or tel.empty:
         return None
     names = tel["metric"].astype(str)
@@ -233,11 +278,12 @@ def thermal_figure(tel: pd.DataFrame, *, title: str = "Temperature and frequency
     _lines(fig, tel, [(m, m.replace("temp.", "").replace("_c", " C")) for m in temps], width=2.5)
     if has_freq:
         part = tel[names == "cpu.freq_mhz"]
-        d = decimate(part["t_s"].to_numpy(), part["value"].to_numpy())
-        fig.add_trace(go.Scatter(x=d["x"], y=d["median"], mode="lines", name="CPU frequency (MHz, right)",
+        x, y = with_gaps(part["t_s"].to_numpy(), part["value"].to_numpy())
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="CPU frequency (MHz, right)",
                                  line={"dash": "dot", "color": "#495057"}, yaxis="y2"))
         fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "MHz", "showgrid": False})
-    return _layout(fig, title, "temperature (C)" if temps else "", height=height)
+    return _layout(fig, title, "temperature (C)" if temps else "", height=height,
+                   **stop_marks(stops, _sources(tel, ("temp.", "cpu.freq"))))
 
 
 # ------------------------------------------------------------------------------------------------------- correlations

@@ -42,6 +42,46 @@ def _number(name: str, value, *, minimum: float, integer: bool = False, allow_no
     return num
 
 
+def _input_shapes(value) -> dict:
+    """{name: (d1, ...)} with whole, non-negative dimensions; "1x512" strings are accepted (study files, pages)."""
+    from .runtimes.inputs import parse_shape
+
+    if not isinstance(value, dict):
+        raise ConfigError(f"input shapes must be a mapping of input name to shape, got {value!r}.")
+    out = {}
+    for name, shape in value.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"an input shape needs an input name, got {name!r}.")
+        if isinstance(shape, str):
+            shape = parse_shape(f"{name}={shape}")[1]
+        try:
+            dims = tuple(int(d) for d in shape)
+        except (TypeError, ValueError):
+            raise ConfigError(f"the shape of input {name!r} must be whole numbers like 1x512, got {shape!r}.") from None
+        if any(d < 0 for d in dims) or any(float(a) != d for a, d in zip(shape, dims, strict=True)):
+            raise ConfigError(f"the shape of input {name!r} must be whole, non-negative numbers, got {shape!r}.")
+        out[name] = dims
+    return out
+
+
+def _input_fills(value) -> dict:
+    """{name: scalar}; strings that read as numbers or true/false become them (values typed into a page)."""
+    from .runtimes.inputs import parse_value
+
+    if not isinstance(value, dict):
+        raise ConfigError(f"input fill values must be a mapping of input name to value, got {value!r}.")
+    out = {}
+    for name, v in value.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"a fill value needs an input name, got {name!r}.")
+        if isinstance(v, str):
+            v = parse_value(v)
+        if not isinstance(v, (bool, int, float, str)):
+            raise ConfigError(f"the fill value of input {name!r} must be one number, true/false or a string, got {v!r}.")
+        out[name] = v
+    return out
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """What to run and how to measure it. ``model`` is a bundled model name or a path to a .onnx / .tflite file."""
@@ -61,6 +101,8 @@ class RunConfig:
     sample_hz: float = 10.0
     swap: bool = True
     tags: dict = field(default_factory=dict)
+    input_shapes: dict = field(default_factory=dict)  # {input name: tuple of ints}: --shape NAME=D1xD2...
+    input_fills: dict = field(default_factory=dict)  # {input name: int, float, bool or str}: --fill NAME=VALUE
 
     def __post_init__(self):
         if not isinstance(self.model, str) or not self.model.strip():
@@ -84,6 +126,8 @@ class RunConfig:
         set_(self, "sample_hz", _number("sample rate (Hz)", self.sample_hz, minimum=0.1, allow_none=False))
         if self.warmup != "auto":
             set_(self, "warmup", _number("warm-up", self.warmup, minimum=0, integer=True, allow_none=False))
+        set_(self, "input_shapes", _input_shapes(self.input_shapes))
+        set_(self, "input_fills", _input_fills(self.input_fills))
         if self.duration_s is None and self.iterations is None and self.preset is None:
             set_(self, "preset", "quick")
 

@@ -12,13 +12,14 @@ class EdgeprofError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, detail: str = ""):
         self.message = message
         self.hint = hint
+        self.detail = detail  # a runtime's raw text: kept for the run's details, never the headline
         super().__init__(message if not hint else f"{message} {hint}")
 
     def __reduce__(self):
-        return (type(self), (self.message, self.hint))
+        return (type(self), (self.message, self.hint, self.detail))
 
 
 class UsageError(EdgeprofError):
@@ -33,6 +34,10 @@ class ConfigError(UsageError):
 
 class ModelError(EdgeprofError):
     """A model file that is missing, unreadable, truncated or unsupported."""
+
+
+class InputError(ModelError):
+    """The runtime refused the inputs it was fed (shapes or values edgeprof guessed, or the user gave)."""
 
 
 class RuntimeUnavailable(EdgeprofError):

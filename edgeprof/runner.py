@@ -259,8 +259,24 @@ class RunHandle:
             sources.append(_cgroup_source(self._cap))
         sampler = Sampler(sources, hz=self.config.sample_hz, sink=self._on_telemetry)
         sampler.start()
-        self.telemetry_status = [s._asdict() for s in sampler.status()]
+        self._sampler = sampler
         return sampler
+
+    @property
+    def telemetry_status(self) -> list[dict]:
+        """Each source: name, available, reason, and ``stopped_s`` (seconds after the run started) for a source
+        that stopped mid-run. Live while the run goes on; final once the sampler has stopped."""
+        sampler = getattr(self, "_sampler", None)
+        if sampler is None:
+            return []
+        out = []
+        for st in sampler.status():
+            doc = {"name": st.name, "available": st.available, "reason": st.reason}
+            if st.stopped_ns is not None:
+                doc["stopped_s"] = round((st.stopped_ns - self.started_ns) / 1e9, 3)
+                doc["stopped_ns"] = st.stopped_ns  # on the samples' clock (time.monotonic_ns)
+            out.append(doc)
+        return out
 
     def _spawn(self) -> None:
         cfg, variant, cap = self.config, self.variant, self._cap
@@ -269,7 +285,7 @@ class RunHandle:
             interpreter=cfg.tflite_interpreter, provider=cfg.execution_provider, warmup=cfg.warmup,
             min_duration_s=cfg.min_duration_s, min_iterations=cfg.min_iterations,
             exact_iterations=cfg.iterations is not None and cfg.duration_s is None,
-            rlimit_as_bytes=cap.rlimit_bytes(),
+            rlimit_as_bytes=cap.rlimit_bytes(), input_shapes=dict(cfg.input_shapes), input_fills=dict(cfg.input_fills),
         )
         read_fd, write_fd = os.pipe()
         from multiprocessing.connection import Connection
@@ -454,12 +470,17 @@ class RunHandle:
             return "stopped", "stopped by the user"
         if self._failed is not None:
             f = self._failed
+            if f.kind == "memory" and mem.get("mechanism") == "rlimit_as":
+                # the worker's own text is about a failed import or mmap (numpy's import advice, a library that
+                # could not map): unrelated to the model, so it goes to the details only
+                return "failed", (f"out of memory during {f.phase or 'start-up'}: the worker could not get address "
+                                  f"space under the {mem.get('requested_mb'):g} MB RLIMIT_AS limit. An address-space "
+                                  "limit counts reserved, not resident, memory: runtimes reserve far more than they "
+                                  "touch, so raise it well above the model's footprint.")
             if f.kind == "memory":
-                hint = (" An address-space limit counts reserved, not resident, memory: runtimes reserve far more"
-                        " than they touch, so raise it well above the model's footprint."
-                        if mem.get("mechanism") == "rlimit_as" else "")
-                return "failed", (f"out of memory under the {mem.get('requested_mb'):g} MB {mem.get('mechanism')} limit "
-                                  f"during {f.phase}: {f.message.splitlines()[0]}{hint}")
+                limit = (f" under the {mem.get('requested_mb'):g} MB {mem.get('mechanism')} limit"
+                         if mem.get("requested_mb") else "")
+                return "failed", f"out of memory{limit} during {f.phase}: {f.message.splitlines()[0]}"
             return "failed", f.message
         if rc is not None and rc < 0:
             name = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
@@ -553,10 +574,38 @@ def _cgroup_source(cap: limits.MemoryCap):
     return CgroupSource()
 
 
+def check_request(cfg: RunConfig) -> None:
+    """Refuse, before anything is stored, what is a usage error rather than a result: a file run with another
+    runtime, a precision that a user's file cannot be run as, --shape/--fill that do not fit the model's inputs.
+
+    A model that cannot be read is not refused here: that is recorded as a failed run (the run says why).
+    """
+    from .errors import ModelError
+    from .models.catalog import model_inputs, resolve_variant
+
+    try:
+        variant = resolve_variant(cfg.model, cfg.precision, cfg.runtime, build=False)
+    except ModelError:
+        return
+    if cfg.input_shapes or cfg.input_fills:
+        from .runtimes.inputs import plan_feeds
+
+        try:
+            specs = model_inputs(variant)
+        except ModelError:
+            return
+        try:
+            plan_feeds(specs, cfg.input_shapes, cfg.input_fills, resizable=variant.format == "tflite")
+        except ModelError:
+            return  # an input type edgeprof cannot feed: the run records that
+
+
 def start_run(cfg: RunConfig, db: Path | str | None = None, **kwargs) -> RunHandle:
-    """Start a run in the background and return its handle. Raises DeviceBusy if another run holds the device."""
+    """Start a run in the background and return its handle. Raises DeviceBusy if another run holds the device,
+    UsageError (nothing stored) for a request that cannot be a run (:func:`check_request`)."""
     if not isinstance(cfg, RunConfig):
         raise UsageError("start_run needs a RunConfig.")
+    check_request(cfg)
     heap.tune()
     return RunHandle(cfg, db, **kwargs).start()
 

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from . import paths
 from .cli import print_json
 from .config import INTERPRETERS, PRECISIONS, PRESETS, PROVIDERS, RUNTIMES, RunConfig
@@ -42,6 +44,11 @@ def register(sub) -> None:
     p.add_argument("--timeout", metavar="S", help="wall-clock timeout for the whole run")
     p.add_argument("--sample-hz", default="10", help="telemetry sampling rate (default 10)")
     p.add_argument("--no-swap", action="store_true", help="forbid swap inside the memory cap where the kernel allows")
+    p.add_argument("--shape", action="append", default=[], metavar="NAME=D1xD2...",
+                   help="an input's shape, e.g. --shape input=1x512 (repeatable; dynamic dimensions are guessed "
+                        "otherwise, and a symbolic dimension takes one value across all inputs)")
+    p.add_argument("--fill", action="append", default=[], metavar="NAME=VALUE",
+                   help="set every element of an input, e.g. --fill sr=16000 (repeatable; random data otherwise)")
     _db_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -97,12 +104,23 @@ def recover(store) -> list[str]:
     return store.mark_interrupted()
 
 
+def _pairs(values: list[str], parse) -> dict:
+    out = {}
+    for text in values:
+        name, value = parse(text)
+        out[name] = value
+    return out
+
+
 def config_from_args(args) -> RunConfig:
+    from .runtimes.inputs import parse_fill, parse_shape
+
     cfg = RunConfig(
         model=args.model, precision=args.precision, runtime=args.runtime, tflite_interpreter=args.tflite_interpreter,
         execution_provider=args.execution_provider, threads=args.threads, memory_limit_mb=args.memory_limit,
         duration_s=args.duration, iterations=args.iterations, warmup=args.warmup, timeout_s=args.timeout,
         preset=args.preset, sample_hz=args.sample_hz, swap=not args.no_swap,
+        input_shapes=_pairs(args.shape, parse_shape), input_fills=_pairs(args.fill, parse_fill),
     )
     if cfg.timeout_s is not None and cfg.timeout_s <= cfg.min_duration_s:
         raise UsageError(f"--timeout {cfg.timeout_s:g} is not longer than the {cfg.min_duration_s:g} s of steady state "
@@ -153,9 +171,15 @@ def cmd_run(args) -> int:
               f"{result['storage_error']}", file=sys.stderr)
         return 1
     if result.get("status") != "ok":
-        print(f"error: run {result.get('run_id')} ended {result.get('status')}: {result.get('error')}", file=sys.stderr)
+        more = f" (details: {_prog()} show {result.get('run_id')})" if result.get("error_detail") else ""
+        print(f"error: run {result.get('run_id')} ended {result.get('status')}: {result.get('error')}{more}",
+              file=sys.stderr)
         return EXIT_OTHER_STATUS
     return 0
+
+
+def _prog() -> str:
+    return "python -m edgeprof"
 
 
 def _follow(handle, quiet: bool) -> None:
@@ -167,7 +191,7 @@ def _follow(handle, quiet: bool) -> None:
         last = now
         snap = handle.snapshot(since_seq=max(0, _count(handle) - 200))
         lat = snap["latency_ns"]
-        p50 = sorted(lat)[len(lat) // 2] / 1e6 if lat else None
+        p50 = float(np.median(lat)) / 1e6 if len(lat) else None
         elapsed = (time.monotonic_ns() - handle.started_ns) / 1e9
         line = f"[{elapsed:6.1f}s] {snap['status']:<8} {snap['phase']:<9} n={_count(handle):<7}"
         if p50 is not None:
@@ -187,7 +211,8 @@ def _fmt(v, unit="", nd=2) -> str:
     return f"{v}{unit}"
 
 
-def format_summary(r: dict) -> str:
+def format_summary(r: dict, details: bool = False) -> str:
+    """The human form of a run's result; ``details`` adds the runtime's own text behind an error (``show``)."""
     lat = r.get("latency_ms") or {}
     mem = r.get("memory") or {}
     cpu = r.get("cpu") or {}
@@ -219,10 +244,18 @@ def format_summary(r: dict) -> str:
                                       "no GPU telemetry (" + _gpu_reason(r) + ")"))
     if r.get("temp_max_c") is not None:
         lines.append(f"  temperature  max {r['temp_max_c']:.1f} C" + ("  THROTTLED" if r.get("throttled") else ""))
+    for src, cov in (r.get("telemetry_coverage") or {}).items():
+        part = (f"{cov['from_s']:.1f}-{cov['to_s']:.1f} s" if cov.get("from_s") is not None else "none")
+        why = f"; stopped at {cov['stopped_s']:.1f} s: {cov.get('reason')}" if cov.get("stopped_s") is not None else ""
+        lines.append(f"  ! {src} figures cover {part} of the measured {cov['window_s'][0]:.1f}-{cov['window_s'][1]:.1f} s"
+                     f" ({100 * cov['share']:.0f}%){why}")
     for flag in r.get("flags") or []:
         lines.append(f"  ! {flag}")
     for note in r.get("notes") or []:
         lines.append(f"  note: {note}")
+    if details and r.get("error_detail"):
+        lines.append("  details (the runtime's own message):")
+        lines.extend(f"    {line}" for line in str(r["error_detail"]).strip().splitlines()[:40])
     return "\n".join(lines)
 
 
@@ -257,7 +290,7 @@ def cmd_show(args) -> int:
         print_json(run)
     else:
         summary = run.get("summary") or {"run_id": run["run_id"], "status": run["status"], "error": run.get("reason")}
-        print(format_summary(summary))
+        print(format_summary(summary, details=True))
     return 0
 
 

@@ -63,6 +63,9 @@ def build_summary(handle, status: str, reason: str | None, mem: dict, lat, tel: 
         if isinstance(value, (int, float)):
             all_metric.setdefault(metric, []).append(value)
 
+    window = (t_ns[steady_idx[0]], t_ns[steady_idx[1]]) if steady_idx else \
+        ((t_ns[0], t_ns[-1]) if len(t_ns) else None)
+    coverage = _coverage(tel, window, getattr(handle, "telemetry_status", []), handle.started_ns)
     gpu_util = [v for m, vs in by_metric.items() if _GPU_UTIL.match(m) for v in vs]
     gpu_mem = [v for m, vs in all_metric.items() if _GPU_MEM.match(m) for v in vs]
     temps = [v for m, vs in all_metric.items() if m.startswith("temp.") for v in vs]
@@ -93,6 +96,7 @@ def build_summary(handle, status: str, reason: str | None, mem: dict, lat, tel: 
         "run_id": handle.run_id,
         "status": status,
         "error": reason,
+        "error_detail": (failed.detail or None) if (failed := getattr(handle, "_failed", None)) else None,
         "model": getattr(variant, "model", None) or cfg.model,
         "precision": getattr(variant, "precision", cfg.precision),
         "format": getattr(variant, "format", cfg.runtime),
@@ -134,6 +138,7 @@ def build_summary(handle, status: str, reason: str | None, mem: dict, lat, tel: 
         "runtime": {"name": runtime.get("name"), "version": runtime.get("version"),
                     "provider": runtime.get("provider"), "threads": runtime.get("threads", cfg.threads)},
         "telemetry_sources": getattr(handle, "telemetry_status", []),
+        "telemetry_coverage": coverage,
         "notes": list(handle.notes),
         "worker_heavy_imports": list(loaded.heavy_modules) if loaded else None,
         "flags": [f.message for f in flags],
@@ -141,6 +146,36 @@ def build_summary(handle, status: str, reason: str | None, mem: dict, lat, tel: 
         "config": cfg.to_dict(),
         "device": getattr(handle, "device", None),
     }
+
+
+def _coverage(tel: list, window, statuses: list, started_ns: int) -> dict:
+    """For each source that did not report over the whole measured window (it stopped, or started late): the part
+    of the window its figures cover, in seconds after the run started. Figures from such a source describe only
+    that part. Empty when every source covered the window (the usual case)."""
+    if window is None or window[1] <= window[0]:
+        return {}
+    lo, hi = window
+    span: dict[str, list[int]] = {}
+    for t, src, *_ in tel:
+        if lo <= t <= hi:
+            s = span.setdefault(src, [t, t])
+            s[0], s[1] = min(s[0], t), max(s[1], t)
+    stopped = {st.get("name"): st for st in statuses or [] if st.get("stopped_s") is not None}
+    out = {}
+    length = (hi - lo) / 1e9
+    for src in set(span) | set(stopped):
+        first, last = span.get(src, (None, None))
+        share = (last - first) / (hi - lo) if first is not None else 0.0
+        if src not in stopped and share >= 0.95:
+            continue
+        doc = {"from_s": None if first is None else round((first - started_ns) / 1e9, 3),
+               "to_s": None if last is None else round((last - started_ns) / 1e9, 3),
+               "window_s": [round((lo - started_ns) / 1e9, 3), round((hi - started_ns) / 1e9, 3)],
+               "share": round(share, 3), "of_s": round(length, 3)}
+        if src in stopped:
+            doc["stopped_s"], doc["reason"] = stopped[src]["stopped_s"], stopped[src].get("reason")
+        out[src] = doc
+    return out
 
 
 def _int8_ratio(handle, p50: float | None) -> float | None:

@@ -212,6 +212,18 @@ def phase_spans(phases: list, t0_ns: int) -> dict:
     return out
 
 
+def source_stops(sources: list | None, t0_ns: int | None = None) -> dict:
+    """{source: (seconds after ``t0_ns``, reason)} for the sources that stopped mid-run (a run's telemetry_sources);
+    without ``t0_ns``, seconds after the run started."""
+    out = {}
+    for s in sources or []:
+        if s.get("stopped_s") is None:
+            continue
+        t = (s["stopped_ns"] - t0_ns) / 1e9 if t0_ns is not None and s.get("stopped_ns") else s["stopped_s"]
+        out[s["name"]] = (t, s.get("reason", ""))
+    return out
+
+
 def gpu_reason(sources: list | None) -> str:
     """Why there is no GPU telemetry, from the sampler's probe status (list of dicts: name, available, reason)."""
     for s in sources or []:

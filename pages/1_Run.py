@@ -190,14 +190,15 @@ def build_view(h, buf: ui.LiveBuffer, prev: dict | None) -> dict:
         view.update({k: prev[k] for k in ("cpu", "memory", "gpu", "gpu_reason", "thermal", "tel_at")})
         return view
     tel = ui.telemetry_frame(buf.tel_rows, t0)
-    gfig = charts.gpu_figure(tel)
+    status = getattr(h, "telemetry_status", None)
+    stops = ui.source_stops(status, t0)
+    gfig = charts.gpu_figure(tel, stops=stops)
     view.update({
-        "cpu": charts.cpu_figure(tel),
+        "cpu": charts.cpu_figure(tel, stops=stops),
         "memory": charts.memory_figure(tel, buf.memory_limit_mb),
         "gpu": gfig,
-        "gpu_reason": None if gfig is not None else ui.gpu_reason(getattr(h, "telemetry_status", None)
-                                                                     or ui.probe_status()),
-        "thermal": charts.thermal_figure(tel),
+        "gpu_reason": None if gfig is not None else ui.gpu_reason(status or ui.probe_status()),
+        "thermal": charts.thermal_figure(tel, stops=stops),
         "tel_at": now,
     })
     return view

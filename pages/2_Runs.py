@@ -87,9 +87,10 @@ if show:
                         key="run_latency")
         tframe = ui.telemetry_frame(tel, t0) if not tel.empty else tel
         left, right = st.columns(2)
-        left.plotly_chart(charts.cpu_figure(tframe), key="run_cpu")
+        stops = ui.source_stops(summary.get("telemetry_sources"), t0)
+        left.plotly_chart(charts.cpu_figure(tframe, stops=stops), key="run_cpu")
         right.plotly_chart(charts.memory_figure(tframe, run.get("memory_limit_mb")), key="run_mem")
-        gfig, tfig = charts.gpu_figure(tframe), charts.thermal_figure(tframe)
+        gfig, tfig = charts.gpu_figure(tframe, stops=stops), charts.thermal_figure(tframe, stops=stops)
         left, right = st.columns(2)
         if gfig is None:
             left.info(f"No GPU telemetry ({ui.gpu_reason(summary.get('telemetry_sources'))}).")

@@ -3,19 +3,24 @@ values, the host source and the sampler for real on this machine. Everything her
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import sys
+import threading
 import time
 import types
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import psutil
 import pytest
 
 from edgeprof import telemetry
 from edgeprof.telemetry import host, jetson, nvml, rpi
 from edgeprof.telemetry.base import HeldFile, Source, hold
+from edgeprof.telemetry.sampler import Sampler
 
 DATA = Path(__file__).parent / "data" / "telemetry"
 RPI4 = DATA / "sysfs" / "rpi4"
@@ -234,7 +239,11 @@ FakeJtopException.__name__ = "JtopException"
 
 
 class FakeJtop:
-    """Stands in for jtop.jtop: attributes loaded from the fixture, counting reads of ``gpu``."""
+    """Stands in for jtop.jtop: attributes loaded from the fixture, counting reads of ``gpu``.
+
+    ``uptime`` is a timedelta as jtop's property gives it, advanced by ``interval`` with every new sample, as the
+    service does. ``thread_error`` makes ``ok`` re-raise it, as jtop does with its reader thread's exception.
+    """
 
     def __init__(self, attrs: dict, fail: Exception | None = None):
         self._attrs = attrs
@@ -242,6 +251,7 @@ class FakeJtop:
         self.gpu_reads = 0
         self.closed = False
         self.observers: set = set()
+        self.thread_error: Exception | None = None
 
     def attach(self, observer):
         self.observers.add(observer)
@@ -252,14 +262,29 @@ class FakeJtop:
     def new_sample(self, **changes):
         """What jtop's thread does when the service sends data: update, then call the observers."""
         self._attrs.update(changes)
+        if "uptime" in self._attrs and "uptime" not in changes:
+            self._attrs["uptime"] += self._attrs.get("interval", 0.5)
         for observer in list(self.observers):
             observer(self)
+
+    def redeliver(self):
+        """What jtop's thread does when the service stops answering: the last data again, observers called."""
+        for observer in list(self.observers):
+            observer(self)
+
+    @property
+    def uptime(self):
+        if "uptime" not in self._attrs:
+            raise AttributeError("uptime")
+        return datetime.timedelta(seconds=self._attrs["uptime"])
 
     def start(self):
         if self.fail:
             raise self.fail
 
     def ok(self, spin=False):
+        if self.thread_error is not None:
+            raise self.thread_error
         return not self.closed
 
     def close(self):
@@ -305,7 +330,9 @@ def test_jetson_source_against_jtop_fixture():
     assert got["power.vdd_cpu_gpu_cv_a"] == pytest.approx(0.512) and got["power.total_w"] == pytest.approx(7.425)
     assert got["engine.vic_mhz"] == pytest.approx(115.2) and "engine.nvdec_mhz" not in got
     reads = fake.gpu_reads
-    assert values(src.read()) == got and fake.gpu_reads == reads  # no new jtop sample: cached, jtop not touched
+    assert src.read() == [] and fake.gpu_reads == reads  # no new jtop sample: no rows (never the old ones again)
+    fake.redeliver()  # jtop repeats its last data when the service hangs: same uptime, so still nothing new
+    assert src.read() == [] and fake.gpu_reads == reads
     gpu = json.loads(json.dumps(fake._attrs["gpu"]))
     gpu["gpu"]["status"]["load"] = 12.5
     fake.new_sample(gpu=gpu)
@@ -319,6 +346,17 @@ def test_jetson_probe_reasons(monkeypatch):
     ok, reason = jetson_source(lambda: FakeJtop(orin_attrs(), fail=down)).probe()
     assert not ok and reason.startswith(jetson.SERVICE_FIX)
 
+    # the messages jetson-stats 7.2.2 raises from jtop.start(), word for word
+    denied = FakeJtopException("I can't access jtop.service.\nPlease logout or reboot this board.")
+    ok, reason = jetson_source(lambda: FakeJtop(orin_attrs(), fail=denied)).probe()
+    assert not ok and reason.startswith("this user may not reach the jtop service: add it to the jtop group")
+    assert "sudo usermod -a -G jtop $USER" in reason and "log out and in again" in reason
+    mismatch = FakeJtopException("Mismatch version jtop service: [4.3.2] and client: [4.5.4]. Please run:\n\n"
+                                 "sudo systemctl restart jtop.service")
+    ok, reason = jetson_source(lambda: FakeJtop(orin_attrs(), fail=mismatch)).probe()
+    assert not ok and reason.startswith("the jtop service runs jetson-stats 4.3.2 but this Python has 4.5.4")
+    assert "pip install jetson-stats==4.3.2" in reason
+
     assert jetson.JetsonSource(nv_tegra_release_path=MISSING, compatible_path=MISSING).probe() == (
         False,
         "not a Jetson",
@@ -327,6 +365,92 @@ def test_jetson_probe_reasons(monkeypatch):
     monkeypatch.setitem(sys.modules, "jtop", None)  # import jtop -> ImportError
     ok, reason = jetson_source(None).probe()
     assert not ok and reason.startswith("jtop not installed")
+
+
+def _sample(src, seconds: float, hz: float = 20.0) -> tuple[list, object]:
+    rows = []
+    sampler = Sampler([src], hz=hz, sink=rows.extend).start()
+    time.sleep(seconds)
+    sampler.stop()
+    return rows, sampler
+
+
+def test_a_frozen_jtop_records_no_repeated_values_and_says_when_it_stopped(monkeypatch):
+    monkeypatch.setattr(jetson, "MIN_STALL_S", 0.4)
+    fake = FakeJtop(orin_attrs())
+    fake._attrs["interval"] = 0.05
+    src = jetson_source(lambda: fake)
+    src.max_hz = None  # read every tick: the test is about what a read returns
+    assert src.probe()[0]
+
+    def feed():  # four real samples, then the service hangs (jtop keeps re-delivering the last one)
+        for i in range(4):
+            time.sleep(0.15)  # slower than the 20 Hz sampler, as jtop's 2 Hz is to the sampler's 10 Hz
+            fake.new_sample(gpu={"gpu": {"status": {"load": 10.0 + i}, "freq": {"cur": 624750}}})
+        for _ in range(20):
+            time.sleep(0.05)
+            fake.redeliver()
+
+    t0 = time.monotonic_ns()
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    rows, sampler = _sample(src, 1.8)
+    feeder.join()
+    loads = [r[3] for r in rows if r[2] == "gpu0.load_pct"]
+    assert loads == [76.4, 10.0, 11.0, 12.0, 13.0]  # each real sample once: no value recorded twice
+    (status,) = sampler.status()
+    assert not status.available and status.reason.startswith("stopped: jtop sent no new sample for")
+    last_row = max(r[0] for r in rows)
+    assert status.stopped_ns is not None and t0 < status.stopped_ns <= last_row + 60_000_000  # its last good sample
+
+
+def test_a_jtop_that_raises_stops_with_its_reason():
+    fake = FakeJtop(orin_attrs())
+    src = jetson_source(lambda: fake)
+    src.max_hz = None
+    assert src.probe()[0]
+
+    def fail_later():
+        time.sleep(0.3)
+        fake.thread_error = FakeJtopException("Lost connection with jtop server")
+
+    threading.Thread(target=fail_later).start()
+    rows, sampler = _sample(src, 0.8)
+    (status,) = sampler.status()
+    assert not status.available
+    assert status.reason == "stopped: the jtop client failed (JtopException: Lost connection with jtop server)"
+    assert len([r for r in rows if r[2] == "gpu0.load_pct"]) == 1  # the one real sample, never repeated
+    assert status.stopped_ns is not None
+
+
+def test_summary_and_charts_show_the_part_of_the_run_a_stopped_source_covers():
+    from edgeprof import charts
+    from edgeprof.summary import _coverage
+
+    s = 1_000_000_000
+    tel = [(t * s // 10, "host", "cpu.total_pct", 50.0, "%") for t in range(0, 301)]
+    tel += [(t * s // 10, "jetson", "gpu0.load_pct", 40.0, "%") for t in range(0, 121)]
+    status = [{"name": "host", "available": True, "reason": "psutil"},
+              {"name": "jetson", "available": False, "reason": "stopped: jtop sent no new sample for 3.0 s",
+               "stopped_s": 12.0, "stopped_ns": 12 * s}]
+    cov = _coverage(tel, (0, 30 * s), status, 0)
+    assert list(cov) == ["jetson"]  # host covered the whole window: nothing to say about it
+    assert cov["jetson"]["from_s"] == 0.0 and cov["jetson"]["to_s"] == 12.0 and cov["jetson"]["share"] == 0.4
+    assert cov["jetson"]["stopped_s"] == 12.0 and "no new sample" in cov["jetson"]["reason"]
+
+    from edgeprof.runs_cli import format_summary
+
+    text = format_summary({"run_id": "r", "status": "ok", "telemetry_coverage": cov})
+    assert "jetson figures cover 0.0-12.0 s of the measured 0.0-30.0 s (40%); stopped at 12.0 s" in text
+
+    frame = pd.DataFrame(tel, columns=["t_ns", "source", "metric", "value", "unit"])
+    frame["t_s"] = frame["t_ns"] / 1e9
+    gaps = frame[(frame["metric"] == "gpu0.load_pct") & ((frame["t_s"] < 5) | (frame["t_s"] > 8))]
+    fig = charts.gpu_figure(pd.concat([gaps, frame[frame["metric"] != "gpu0.load_pct"]]),
+                            stops={"jetson": (12.0, "stopped")})
+    y = np.asarray(fig.data[0].y, dtype=float)
+    assert np.isnan(y).sum() == 1  # the 3-s pause is a gap in the line, not a line across it
+    assert fig.layout.shapes[0].x0 == 12.0 and fig.layout.annotations[0].text == "jetson stopped"
 
 
 # ---------------------------------------------------------------- nvml

@@ -315,6 +315,15 @@ def _resolve_path(path: Path, precision: str | None, runtime: str | None, build:
     raise UsageError(f"{path.name} is {article(what)} {what}; it cannot be run as {precision}.", hint)
 
 
+def model_inputs(variant: Variant) -> list:
+    """The declared inputs (TensorSpec list) of a resolved variant; a derived ONNX variant not built yet has the
+    inputs of its FP32 parent (quantization keeps the float inputs). Raises ModelError when no file can be read."""
+    path = Path(variant.path)
+    if not path.is_file() and variant.format == "onnx" and variant.model in model_names():
+        path = get_model(variant.model).variant("fp32", "onnx").path
+    return list(inspect_file(path).inputs)
+
+
 def article(word: str) -> str:
     """'an' before fp16, int8-static, onnx; 'a' before mixed, tflite."""
     return "an" if word[:1].lower() in "aefhilmnorsx" and not word.lower().startswith(("mi", "mu")) else "a"

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ModelError
-from ..runtimes import TensorSpec, check_model_file, runtime_for
+from ..runtimes import TensorSpec, check_model_file, onnx_spec, runtime_for
 
 DETECTED_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static", "int16x8", "mixed")
 
@@ -101,10 +101,35 @@ def _np_name(elem_type: int) -> str:
         return TensorProto.DataType.Name(elem_type).lower()
 
 
+def _onnx_type(tp) -> tuple[str, tuple]:
+    """(type string as ONNX Runtime spells it, shape of ints/names/None) of an ONNX TypeProto."""
+    from onnx import TensorProto
+
+    which = tp.WhichOneof("value")
+    if which == "tensor_type":
+        tt = tp.tensor_type
+        elem = TensorProto.DataType.Name(tt.elem_type).lower() if tt.elem_type else "unknown"
+        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
+        return f"tensor({elem})", dims if tt.HasField("shape") else ()
+    if which == "sequence_type":
+        inner, dims = _onnx_type(tp.sequence_type.elem_type)
+        return f"seq({inner})", dims
+    if which == "optional_type":
+        inner, dims = _onnx_type(tp.optional_type.elem_type)
+        return f"optional({inner})", dims
+    if which == "map_type":
+        key = TensorProto.DataType.Name(tp.map_type.key_type).lower()
+        inner, _ = _onnx_type(tp.map_type.value_type)
+        return f"map({key},{inner})", ()
+    return "unknown", ()
+
+
 def _onnx_spec(vi) -> TensorSpec:
-    tt = vi.type.tensor_type
-    shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim)
-    return TensorSpec(vi.name, shape, _np_name(tt.elem_type) if tt.elem_type else "unknown")
+    """The same TensorSpec ONNX Runtime's session gives (``runtimes.onnx_spec``), read from the file alone."""
+    type_name, dims = _onnx_type(vi.type)
+    if type_name.startswith("seq("):
+        dims = ()  # ORT declares no shape for a sequence input
+    return onnx_spec(vi.name, dims, type_name)
 
 
 def _load_onnx(p: Path):

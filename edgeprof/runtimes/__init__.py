@@ -12,6 +12,7 @@ Quirks handled here:
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,13 +23,47 @@ from ..errors import ModelError, UsageError
 
 @dataclass(frozen=True)
 class TensorSpec:
+    """One declared input or output, as the runtime reads it from the file.
+
+    ``shape``: an int >= 0 is a fixed size (0 is a real, empty dimension), a str a symbolic name (ONNX ``dim_param``)
+    and None an unknown size. ``dtype`` is a numpy dtype name, ``"string"``, or the runtime's name for a type numpy
+    lacks (``bfloat16``, ``float8e4m3fn``, ``int4``). ``kind`` is tensor, sequence (ONNX ``seq(tensor(T))``, ``dtype``
+    is T's), optional or map; ``type_name`` is the type as the runtime spells it. ``stored_shape`` is TFLite's
+    ``shape`` where its ``shape_signature`` has -1: the size the converter traced with.
+    """
+
     name: str
-    shape: tuple  # ints; None where the dimension is dynamic
-    dtype: str  # numpy dtype name
+    shape: tuple
+    dtype: str
     quantization: tuple | None = None  # (scale, zero_point) for quantized TFLite tensors
+    kind: str = "tensor"
+    type_name: str = ""
+    stored_shape: tuple | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+_ONNX_ELEMENT = {
+    "float": "float32", "float16": "float16", "double": "float64", "bfloat16": "bfloat16", "string": "string",
+    "int8": "int8", "uint8": "uint8", "int16": "int16", "uint16": "uint16", "int32": "int32", "uint32": "uint32",
+    "int64": "int64", "uint64": "uint64", "bool": "bool", "complex64": "complex64", "complex128": "complex128",
+}
+
+
+def onnx_spec(name: str, shape, type_name: str) -> TensorSpec:
+    """A TensorSpec from an ONNX type string as ONNX Runtime writes it (``tensor(float)``, ``seq(tensor(int64))``,
+    ``optional(tensor(float))``, ``map(int64,tensor(float))``) and a shape of ints, names and None."""
+    kind, inner = "tensor", type_name
+    for prefix, k in (("seq(", "sequence"), ("optional(", "optional"), ("map(", "map")):
+        if type_name.startswith(prefix):
+            kind, inner = k, type_name[len(prefix):-1]
+            break
+    m = re.fullmatch(r"tensor\((\w+)\)", inner)
+    element = m.group(1) if m else inner
+    dtype = _ONNX_ELEMENT.get(element, element.lower())
+    dims = tuple(d if isinstance(d, (int, str)) and not (isinstance(d, int) and d < 0) else None for d in shape or ())
+    return TensorSpec(name, dims, dtype, kind=kind, type_name=type_name)
 
 
 @dataclass(frozen=True)
@@ -52,11 +87,19 @@ class RuntimeStatus:
 
 
 class Session:
-    """A loaded model. ``run`` takes and returns numpy arrays in the order of ``inputs`` / ``outputs``."""
+    """A loaded model. ``run`` takes and returns numpy arrays in the order of ``inputs`` / ``outputs``.
+
+    ``prepare(shapes)`` fixes the input shapes before the first run where the runtime allocates per shape (TFLite);
+    ``resizable`` says whether a declared fixed dimension may be changed at all (ONNX Runtime: no).
+    """
 
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     info: RuntimeInfo
+    resizable: bool = False
+
+    def prepare(self, shapes: list[tuple]) -> None:  # noqa: B027 - only runtimes that allocate per shape need it
+        """Fix the input shapes before the first run."""
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -125,36 +168,7 @@ def available_runtimes() -> list[RuntimeStatus]:
     return [onnx.status(), *tflite.statuses()]
 
 
-def synthetic_inputs(specs: list[TensorSpec], seed: int = 0) -> tuple[list[np.ndarray], list[str]]:
-    """Inputs for a model we have no data for: the right dtype and shape, with dynamic dimensions made concrete.
+from .inputs import synthetic_inputs  # noqa: E402  (re-exported: quantize and fidelity feed models with it)
 
-    Returns the arrays and plain-word notes on every guess made, so a run can say what it fed.
-    """
-    rng = np.random.default_rng(seed)
-    arrays, notes = [], []
-    for spec in specs:
-        shape = []
-        for i, dim in enumerate(spec.shape):
-            if isinstance(dim, int) and dim > 0:
-                shape.append(dim)
-            else:
-                guess = 1 if i == 0 else 128 if len(spec.shape) == 2 else 224 if len(spec.shape) == 4 else 16
-                shape.append(guess)
-                notes.append(f"input {spec.name!r} has a dynamic dimension {i}; fed {guess}")
-        dtype = np.dtype(spec.dtype)
-        if dtype.kind == "f":
-            arr = rng.standard_normal(shape).astype(dtype)
-        elif dtype.kind in "iu" and spec.quantization is None and dtype.itemsize >= 4:
-            arr = rng.integers(0, 100, size=shape).astype(dtype)
-            notes.append(f"input {spec.name!r} takes integers ({dtype.name}, e.g. token ids); fed random ids in 0..99")
-        elif dtype.kind in "iu":
-            info = np.iinfo(dtype)
-            arr = rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
-        elif dtype.kind == "b":
-            arr = rng.integers(0, 2, size=shape).astype(dtype)
-        else:
-            raise ModelError(f"input {spec.name!r} has type {dtype.name}, which edgeprof cannot synthesise.")
-        arrays.append(arr)
-    if len(specs) > 1:
-        notes.append(f"the model has {len(specs)} inputs; each got synthetic data")
-    return arrays, notes
+__all__ = ["RuntimeInfo", "RuntimeStatus", "Session", "TensorSpec", "available_runtimes", "check_model_file",
+           "onnx_spec", "open_session", "runtime_for", "synthetic_inputs"]

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ModelError, RuntimeUnavailable
-from . import RuntimeInfo, RuntimeStatus, Session, TensorSpec
+from . import RuntimeInfo, RuntimeStatus, Session, TensorSpec, onnx_spec
+from .inputs import UNSUPPORTED_DTYPES
 
 PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
 }
-_ORT_TYPES = {
-    "tensor(float)": "float32",
-    "tensor(float16)": "float16",
-    "tensor(double)": "float64",
-    "tensor(int8)": "int8",
-    "tensor(uint8)": "uint8",
-    "tensor(int16)": "int16",
-    "tensor(int32)": "int32",
-    "tensor(int64)": "int64",
-    "tensor(bool)": "bool",
-}
-
-
 def _ort():
     try:
         import onnxruntime
@@ -53,8 +42,7 @@ def best_provider() -> str:
 
 
 def _spec(arg) -> TensorSpec:
-    shape = tuple(d if isinstance(d, int) else None for d in arg.shape)
-    return TensorSpec(arg.name, shape, _ORT_TYPES.get(arg.type, arg.type))
+    return onnx_spec(arg.name, arg.shape, arg.type)
 
 
 class OnnxSession(Session):
@@ -78,7 +66,7 @@ class OnnxSession(Session):
         try:
             self._sess = ort.InferenceSession(str(path), sess_options=opts, providers=chain)
         except Exception as exc:  # ORT raises its own pybind classes; turn each into one sentence
-            raise ModelError(*_explain(path, exc)) from None
+            raise ModelError(*_explain(path, exc), detail=str(exc)) from None
         self.inputs = [_spec(a) for a in self._sess.get_inputs()]
         self.outputs = [_spec(a) for a in self._sess.get_outputs()]
         self._in_names = [a.name for a in self._sess.get_inputs()]
@@ -87,28 +75,116 @@ class OnnxSession(Session):
         short = next((k for k, v in PROVIDER_NAMES.items() if v == ran), ran)
         self.info = RuntimeInfo("onnxruntime", ort.__version__, short, threads)
 
+        # An output numpy cannot hold (float8, int4) makes ``run`` raise after the work is done; such a model is run
+        # through OrtValues, which are never converted. Only then: it changes what is timed (no output copy).
+        self._ort_values = any(o.dtype in UNSUPPORTED_DTYPES or o.kind != "tensor" and o.kind != "sequence"
+                               for o in self.outputs)
+        self._ortvalue = ort.OrtValue if self._ort_values else None
+
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        if self._ort_values:
+            values = {n: self._ortvalue.ortvalue_from_numpy(x) for n, x in zip(self._in_names, feeds, strict=False)}
+            return self._sess.run_with_ort_values(self._out_names, values)
         return self._sess.run(self._out_names, dict(zip(self._in_names, feeds, strict=False)))
 
     def close(self) -> None:
         self._sess = None
 
 
+_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : (\w+) : ")
+_LOAD = re.compile(r"^Load model from .*? failed:\s*")
+_SOURCE = re.compile(r"\S+\.(?:cc|h|cpp|hpp|cu):\d+\s+")
+_NODE = re.compile(r"Non-zero status code returned while running (?P<op>\w+) node\. Name:'(?P<name>[^']*)' "
+                   r"Status Message: (?P<msg>.*)$")
+
+
+def clean_message(text: str) -> str:
+    """ONNX Runtime's message without what hides its cause: the ``[ONNXRuntimeError] : 1 : FAIL :`` prefix, the
+    "Load model from PATH failed:" lead, C++ source locations and the C++ function signatures that follow them.
+
+    ``/onnxruntime_src/onnxruntime/core/graph/model.cc:256 onnxruntime::Model::Model(onnx::ModelProto&&, ...)
+    Unsupported model IR version: 99, max supported IR version: 11`` becomes the last sentence alone.
+    """
+    text = " ".join(str(text).split())
+    text = _PREFIX.sub("", text)
+    text = _LOAD.sub("", text)
+    out, i = [], 0
+    for m in _SOURCE.finditer(text):
+        out.append(text[i:m.start()])
+        i = _skip_signature(text, m.end())
+    out.append(text[i:])
+    text = " ".join("".join(out).split()).strip(" :")
+    m = _NODE.search(text)
+    if m:  # a kernel's failure: which node, and its message without the enforced condition that preceded it
+        said = re.sub(r"^.*? was false\.\s*", "", m["msg"]).strip()
+        name = f" {m['name']!r}" if m["name"] else ""
+        text = f"the {m['op']} node{name} says: {said or m['msg']}"
+    return text
+
+
+def _skip_signature(text: str, i: int) -> int:
+    """Index after a C++ ``ns::Name(args...)`` (balanced parentheses, qualifiers) starting at ``i``, else ``i``."""
+    m = re.match(r"[\w:~<>,\s*&{}]*?[\w>}]\(", text[i:])
+    if not m or "::" not in m.group(0):
+        one = re.match(r"[A-Za-z_]\w*\s+", text[i:])  # ORT prints the function name after the location
+        return i + one.end() if one else i
+    depth, j = 0, i + m.end() - 1
+    while j < len(text):
+        depth += {"(": 1, ")": -1}.get(text[j], 0)
+        j += 1
+        if depth == 0:
+            break
+    while text[j:j + 1] == " " or text[j:j + 6] == "const ":
+        j += 1 if text[j] == " " else 6
+    if text[j:j + 6] == "[with ":  # a template's arguments: "[with T = float]"
+        end = text.find("]", j)
+        j = end + 1 if end > 0 else j
+    return j
+
+
 def _explain(path: Path, exc: Exception) -> tuple[str, str]:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """One sentence for a model ONNX Runtime cannot load, with what to do; the cleaned cause is always in it."""
+    raw = str(exc).strip()
+    text = clean_message(raw) or type(exc).__name__
     kind = type(exc).__name__
+    version = _ort().__version__
     if kind == "InvalidProtobuf" or "Protobuf parsing failed" in text:
         return (f"{path.name} is not a valid ONNX model (truncated or not a protobuf).", "Export or copy the model again.")
+    m = re.search(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)", text)
+    if m:
+        return (f"{path.name} has ONNX IR version {m[1]}; this ONNX Runtime ({version}) reads up to {m[2]}:",
+                "export it with an older onnx package, or upgrade onnxruntime.")
+    m = re.search(r"Opset (\d+) is under development.*?(?:till|up to) opset (\d+)", text) or re.search(
+        r"ai\.onnx opset (\d+).*?(?:max|maximum)[^\d]*(\d+)", text)
+    if m:
+        return (f"{path.name} uses ONNX opset {m[1]}; this ONNX Runtime ({version}) supports up to {m[2]}:",
+                "export it with an older opset (13-17 run everywhere), or upgrade onnxruntime.")
     if "external data" in text.lower() or ("No such file" in text and "data" in text.lower()):
-        return (
-            f"{path.name} keeps its weights in an external data file that is missing ({text[:200]}).",
-            "Put the .data file next to the model, or export the model with its weights inside.",
-        )
-    if kind == "NotImplemented" or "Could not find an implementation" in text:
-        return (
-            f"ONNX Runtime cannot run {path.name}: an operator is not implemented ({text[:200]}).",
-            "Export with another opset, or try the TFLite runtime.",
-        )
+        return (f"{path.name} keeps its weights in an external data file that is missing ({text}).",
+                "Put the .data file next to the model, or export the model with its weights inside.")
+    m = re.search(r"Could not find an implementation for (\w+)\((\d+)\)", text)
+    if kind == "NotImplemented" or m:
+        op = f"{m[1]} (opset {m[2]})" if m else "an operator"
+        hint = ("Quantize with int8-static (QDQ), or install an onnxruntime that has it."
+                if m and m[1] in ("ConvInteger", "MatMulInteger") else "Export with another opset or other operators.")
+        return (f"ONNX Runtime {version} has no kernel for {op} with the types {path.name} uses ({text}).", hint)
+    m = re.search(r"([\w.]+):(\w+)\(-?\d+\) is not a registered function/op", text)
+    if m:
+        return (f"{path.name} uses {m[2]} from the {m[1]} domain, which this ONNX Runtime ({version}) does not have.",
+                "Export the model for inference only, with standard operators.")
+    locale = locale_in(text)
+    if locale:
+        return locale
     if kind in ("InvalidGraph", "Fail", "InvalidArgument"):
-        return (f"ONNX Runtime rejected {path.name}: {text[:300]}", "Check the export, or re-export with opset 13-17.")
-    return (f"ONNX Runtime could not load {path.name}: {text[:300]}", "Check the file, or re-export the model.")
+        return (f"ONNX Runtime {version} rejected {path.name}: {text}.", "Check the export, or re-export with opset 13-17.")
+    return (f"ONNX Runtime {version} could not load {path.name}: {text}.", "Check the file, or re-export the model.")
+
+
+def locale_in(text: str) -> tuple[str, str] | None:
+    """A StringNormalizer (or any op) that needs a locale the device lacks: which locale, and how to add it."""
+    m = re.search(r"locale with name:\s*([\w.@-]+)", text)
+    if not m:
+        return None
+    return (f"the model needs the locale {m[1]}, which this device does not have.",
+            f"Generate it (Debian and Raspberry Pi OS: add {m[1]} to /etc/locale.gen and run `sudo locale-gen`; "
+            "Ubuntu and JetPack: `sudo locale-gen " + m[1] + "`), then run again.")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError, RuntimeUnavailable
+from ..errors import InputError, ModelError, RuntimeUnavailable
 from . import RuntimeInfo, RuntimeStatus, Session, TensorSpec
 
 INTERPRETERS = {
@@ -62,42 +62,66 @@ def best_interpreter() -> str:
 
 
 def _spec(d: dict) -> TensorSpec:
-    shape = tuple(int(x) if x > 0 else None for x in d.get("shape_signature", d["shape"]))
+    """-1 in ``shape_signature`` is a dynamic dimension; ``shape`` then holds the size the converter traced with."""
+    sig = [int(x) for x in d.get("shape_signature", d["shape"])]
+    stored = [int(x) for x in d["shape"]]
+    shape = tuple(x if x >= 0 else None for x in sig)
     scale, zero = d.get("quantization", (0.0, 0))
     quant = (float(scale), int(zero)) if scale else None
-    return TensorSpec(d["name"], shape, np.dtype(d["dtype"]).name, quant)
+    dtype = np.dtype(d["dtype"])
+    name = "string" if dtype.kind in "OSU" else dtype.name
+    return TensorSpec(d["name"], shape, name, quant, type_name=name,
+                      stored_shape=tuple(stored) if None in shape and len(stored) == len(shape) else None)
 
 
 class TfliteSession(Session):
+    """Tensors are allocated once the input shapes are known (``prepare``, or the first ``run``): a dynamic input
+    resized after the first ``allocate_tensors`` fails in XNNPACK ("failed to reshape"), and a [-1, -1] input left
+    unresized can overflow the arena ("BytesRequired ... overflowed")."""
+
+    resizable = True
+
     def __init__(self, path: Path, *, threads: int = 2, interpreter: str | None = None):
         name = interpreter or best_interpreter()
         mod, version = _load(name)
+        self._path, self._name, self._version = path, name, version
         try:
             self._interp = mod.Interpreter(model_path=str(path), num_threads=threads)
-            self._interp.allocate_tensors()
         except Exception as exc:
-            raise ModelError(*_explain(path, name, version, exc)) from None
+            raise ModelError(*_explain(path, name, version, exc), detail=str(exc)) from None
         self._in = self._interp.get_input_details()
         self._out = self._interp.get_output_details()
         self.inputs = [_spec(d) for d in self._in]
         self.outputs = [_spec(d) for d in self._out]
-        self._resize_dynamic()
+        self._allocated = False
         delegate = "xnnpack (default delegate)" if name == "litert" else "xnnpack for float ops only (default delegate)"
         self.info = RuntimeInfo(name, version, delegate, threads)
 
-    def _resize_dynamic(self) -> None:
-        resized = False
-        for d in self._in:
-            sig = d.get("shape_signature", d["shape"])
-            if any(x < 0 for x in sig):
-                self._interp.resize_tensor_input(d["index"], [x if x > 0 else 1 for x in sig])
-                resized = True
-        if resized:
-            self._interp.allocate_tensors()
-            self._in = self._interp.get_input_details()
+    def prepare(self, shapes: list[tuple]) -> None:
+        """Resize every dynamic input (and any whose shape differs), then allocate. Raises InputError when the
+        interpreter refuses a shape it was given or had to guess, ModelError when the model itself cannot be prepared."""
+        interp = self._interp
+        chosen = False
+        try:
+            for d, spec, shape in zip(self._in, self.inputs, shapes, strict=False):
+                if None in spec.shape or tuple(shape) != tuple(int(x) for x in d["shape"]):
+                    interp.resize_tensor_input(d["index"], list(shape))
+                    chosen = True
+            interp.allocate_tensors()
+        except Exception as exc:
+            if chosen:
+                raise InputError(f"{self._name} could not prepare {self._path.name} at the input shapes "
+                                 f"{', '.join(str(list(s)) for s in shapes)} ({' '.join(str(exc).split())[:300]}).",
+                                 detail=str(exc)) from None
+            raise ModelError(*_explain(self._path, self._name, self._version, exc), detail=str(exc)) from None
+        self._in = interp.get_input_details()
+        self._out = interp.get_output_details()
+        self._allocated = True
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         interp = self._interp
+        if not self._allocated:
+            self.prepare([x.shape for x in feeds])
         for d, x in zip(self._in, feeds, strict=False):
             if tuple(x.shape) != tuple(d["shape"]):
                 interp.resize_tensor_input(d["index"], x.shape)
@@ -112,12 +136,14 @@ class TfliteSession(Session):
 
 
 def _explain(path: Path, name: str, version: str, exc: Exception) -> tuple[str, str]:
+    """One sentence for a model an interpreter cannot load. Advice names the OTHER interpreter only when it exists
+    and could help; never the one already in use."""
     text = " ".join(str(exc).split())[:300]
+    other = next((n for n in INTERPRETERS if n != name), None)
     if "Didn't find op for builtin opcode" in text or "Op builtin_code out of range" in text:
-        return (
-            f"{path.name} needs a newer TFLite interpreter than {name} {version} ({text}).",
-            "Choose --tflite-interpreter litert (ai-edge-litert), or convert with an older TensorFlow.",
-        )
+        hint = ("Choose --tflite-interpreter litert (ai-edge-litert), or convert with an older TensorFlow."
+                if name != "litert" else "Convert it with an older TensorFlow, or upgrade ai-edge-litert.")
+        return (f"{path.name} needs a newer TFLite interpreter than {name} {version} ({text}).", hint)
     if "custom op" in text.lower():
         return (
             f"{path.name} uses a custom op that {name} does not have ({text}).",
@@ -125,4 +151,5 @@ def _explain(path: Path, name: str, version: str, exc: Exception) -> tuple[str, 
         )
     if "Model provided has model identifier" in text or "Could not open" in text or "flatbuffer" in text.lower():
         return (f"{path.name} is not a valid TFLite model ({text}).", "Convert or copy the model again.")
-    return (f"{name} {version} could not load {path.name}: {text}", "Check the file, or try the other interpreter.")
+    hint = f"Check the file, or try --tflite-interpreter {other}." if other else "Check the file."
+    return (f"{name} {version} could not load {path.name}: {text}", hint)

@@ -20,6 +20,19 @@ class SourceStatus(NamedTuple):
     name: str
     available: bool
     reason: str
+    stopped_ns: int | None = None  # monotonic time of the last good reading of a source that stopped mid-run
+
+
+class SourceStopped(Exception):
+    """Raised by ``read`` when a source that worked has stopped (a hung or restarted service, a device gone).
+
+    ``since_ns`` is the monotonic time of its last good reading, when the source knows it; the sampler records it,
+    switches the source off and keeps the other sources going.
+    """
+
+    def __init__(self, reason: str, since_ns: int | None = None):
+        super().__init__(reason)
+        self.since_ns = since_ns
 
 
 class Source(abc.ABC):

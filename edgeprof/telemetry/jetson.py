@@ -9,10 +9,17 @@ Structures read (documented in the docstrings of ``jtop.jtop``'s properties in j
   ``tot`` is VDD_IN on Orin/Xavier NX and POM_5V_IN on Nano (the board input), else the sum of rails.
 * ``engine``: {group: {name: {"online", "cur" (kHz), ...}}}
 
-jtop talks to a root service over a socket; ``jtop.start()`` raises ``JtopException`` when that service is not
-running or the user may not reach it. The service refreshes at its own interval (0.5 s at best), so this source
-declares ``max_hz = 2`` and returns its cached rows until jtop reports new data: an observer registered with
-``jtop.attach`` counts updates (without ``attach``, a time cap of 1 / max_hz stands in).
+jtop talks to a root service over a socket; ``jtop.start()`` raises ``JtopException`` (messages as jetson-stats
+7.2.2 writes them in ``jtop.start``): "The jtop.service is not active" (start the service), "I can't access
+jtop.service" (the user may not reach its socket: add the user to the ``jtop`` group and log in again), "Mismatch
+version jtop service: [A] and client: [B]" (the jetson-stats in this Python differs from the service's).
+
+The service refreshes at its own interval (0.5 s at best), so this source declares ``max_hz = 2`` and returns rows
+only for a NEW sample. jtop's own thread re-delivers the last data when the service stops answering, so "new" is
+judged by the service's own clock, ``jtop.uptime`` (the board's uptime when the service read it); without it, by
+the observer count (``jtop.attach``), else by the values. No new sample for ``STALL_INTERVALS`` service intervals
+(at least 3 s), a client thread that died (``jtop.ok`` re-raises its error) or a client that stopped raise
+``SourceStopped`` with the time of the last good sample: the run records when and why, never the old values again.
 """
 
 from __future__ import annotations
@@ -24,13 +31,32 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .base import Row, Source, read_text
+from .base import Row, Source, SourceStopped, read_text
 
 NV_TEGRA_RELEASE_PATH = "/etc/nv_tegra_release"
 DEVICE_TREE_COMPATIBLE_PATH = "/proc/device-tree/compatible"
 DEVICE_TREE_MODEL_PATH = "/proc/device-tree/model"
 
 SERVICE_FIX = "jtop service is not active: run sudo systemctl restart jtop.service"
+GROUP_FIX = ("this user may not reach the jtop service: add it to the jtop group (sudo usermod -a -G jtop $USER), "
+             "then log out and in again")
+STALL_INTERVALS = 6
+MIN_STALL_S = 3.0
+
+
+def explain_jtop_error(text: str) -> str:
+    """What a JtopException means and what to do, from its message (as jetson-stats 7.2.2 writes them)."""
+    detail = " ".join(str(text).split())
+    m = re.search(r"Mismatch version jtop service: \[([^\]]*)\] and client: \[([^\]]*)\]", detail)
+    if m:
+        return (f"the jtop service runs jetson-stats {m[1]} but this Python has {m[2]}: install the same version "
+                f"here (pip install jetson-stats=={m[1]}), or upgrade the service's (sudo pip3 install -U "
+                "jetson-stats, then sudo systemctl restart jtop.service) and match it here")
+    if "can't access jtop.service" in detail or "Permission denied" in detail:
+        return f"{GROUP_FIX} (jtop: {detail})"
+    if "not active" in detail:
+        return f"{SERVICE_FIX} (jtop: {detail})"
+    return f"jtop could not start: {detail}"
 
 
 def is_jetson(
@@ -129,11 +155,11 @@ class JetsonSource(Source):
         self.compatible_path = compatible_path
         self.model_path = model_path
         self._jtop: Any = None
-        self._cached: list[Row] = []
-        self._cached_at: float | None = None
         self._observing = False
-        self._updates = 0  # bumped by jtop's thread on every new sample
-        self._seen_updates = -1
+        self._updates = 0  # bumped by jtop's thread on every sample it delivers
+        self._last_stamp: Any = None  # what identified the last sample read: uptime, update count, or the rows
+        self._last_fresh: float | None = None  # monotonic s of the last new sample
+        self._stall_s = MIN_STALL_S
 
     def _on_update(self, _jetson: Any) -> None:
         self._updates += 1
@@ -153,10 +179,12 @@ class JetsonSource(Source):
             j.start()
         except Exception as exc:
             if type(exc).__name__ == "JtopException":
-                detail = " ".join(str(exc).split())
-                return False, f"{SERVICE_FIX} (jtop: {detail})"
+                return False, explain_jtop_error(str(exc))
             raise
         self._jtop = j
+        interval = getattr(j, "interval", None)
+        if isinstance(interval, (int, float)) and interval > 0:
+            self._stall_s = max(MIN_STALL_S, STALL_INTERVALS * float(interval))
         attach = getattr(j, "attach", None)
         if attach is not None:
             attach(self._on_update)
@@ -168,19 +196,40 @@ class JetsonSource(Source):
         return True, f"{model}{f', JetPack {jetpack}' if jetpack else ''}, jtop: {rails}"
 
     def read(self, worker_pid: int | None = None) -> list[Row]:
+        """Rows of a new jtop sample, or [] when jtop has nothing new. Raises SourceStopped when it stopped."""
         now = time.monotonic()
-        if self._cached_at is not None:
-            stale_by_time = now - self._cached_at < 1.0 / self.max_hz
-            if (self._updates == self._seen_updates) if self._observing else stale_by_time:
-                return list(self._cached)
         j = self._jtop
         ok = getattr(j, "ok", None)
-        if ok is not None and not ok(spin=True):  # re-raises the jtop thread's error, if any
-            raise RuntimeError("jtop client stopped (jtop.service restarted or stopped?)")
-        self._seen_updates = self._updates
-        self._cached = rows_from_jtop(j)
-        self._cached_at = now
-        return list(self._cached)
+        last = None if self._last_fresh is None else int(self._last_fresh * 1e9)
+        try:
+            alive = ok(spin=True) if ok is not None else True  # re-raises the jtop thread's error, if any
+        except Exception as exc:
+            raise SourceStopped(f"the jtop client failed ({type(exc).__name__}: {' '.join(str(exc).split())})",
+                                last) from None
+        if not alive:
+            raise SourceStopped("the jtop client stopped (jtop.service stopped or restarted)", last)
+        uptime = getattr(j, "uptime", None)
+        if uptime is not None:
+            stamp = ("uptime", uptime)
+        elif self._observing:
+            stamp = ("updates", self._updates)
+        else:
+            stamp = None
+        if stamp is not None and stamp == self._last_stamp:
+            return self._stale(now, last)
+        rows = rows_from_jtop(j)
+        if stamp is None:
+            stamp = ("rows", tuple(rows))
+            if stamp == self._last_stamp:
+                return self._stale(now, last)
+        self._last_stamp, self._last_fresh = stamp, now
+        return rows
+
+    def _stale(self, now: float, last: int | None) -> list[Row]:
+        if self._last_fresh is not None and now - self._last_fresh > self._stall_s:
+            raise SourceStopped(f"jtop sent no new sample for {now - self._last_fresh:.1f} s (jtop.service hung or "
+                                "stopped; check it with systemctl status jtop.service)", last)
+        return []
 
     def close(self) -> None:
         j, self._jtop = self._jtop, None

@@ -3,8 +3,10 @@
 * One timestamp per tick, ``time.monotonic_ns()``: the clock the worker stamps its batches with.
 * Absolute deadlines: tick k is due at ``start + k * period``; a slow tick does not shift later ones, and ticks
   missed entirely are skipped (counted in ``overruns``) rather than run back to back.
-* Nothing escapes the thread: a source whose ``read`` raises is closed and disabled with the error as its reason;
+* Nothing escapes the thread: a source whose ``read`` raises is closed and disabled with the error as its reason
+  and the time it stopped (``SourceStopped.since_ns`` when the source knows its last good reading, else the tick);
   a sink that raises is counted and the sampler carries on.
+* A source returns rows only for new readings: a tick where it has nothing new adds nothing (no repeated values).
 * A source with ``max_hz`` (jtop: 2 Hz) is read only when its own period has passed.
 * ``cpu_s`` is the thread's own CPU time (``time.thread_time``), so the sampler's cost can be reported.
 """
@@ -17,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from .base import Source, SourceStatus
+from .base import Source, SourceStatus, SourceStopped
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class Sampler:
         self.sink = sink or (lambda rows: None)
         self._worker_pid = worker_pid
         self._disabled: dict[str, str] = {}
+        self._stopped_ns: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
@@ -85,7 +88,7 @@ class Sampler:
             available, reason = src.probe()
             if src.name in self._disabled:
                 available, reason = False, self._disabled[src.name]
-            out.append(SourceStatus(src.name, available, reason))
+            out.append(SourceStatus(src.name, available, reason, self._stopped_ns.get(src.name)))
         return out
 
     def __enter__(self) -> Sampler:
@@ -122,7 +125,12 @@ class Sampler:
                         rows.append((t_ns, src.name, metric, float(value), unit))
                 except Exception as exc:
                     active.remove(src)
-                    self._disabled[src.name] = f"disabled after read failed: {type(exc).__name__}: {exc}"
+                    if isinstance(exc, SourceStopped):
+                        self._disabled[src.name] = f"stopped: {exc}"
+                        self._stopped_ns[src.name] = exc.since_ns or t_ns
+                    else:
+                        self._disabled[src.name] = f"stopped after a read failed: {type(exc).__name__}: {exc}"
+                        self._stopped_ns[src.name] = t_ns
                     log.warning("telemetry source %s disabled: %s", src.name, exc)
                     with contextlib.suppress(Exception):
                         src.close()

@@ -66,7 +66,9 @@ def _major_faults() -> int:
 
 
 def run(spec, conn) -> None:
-    from ..runtimes import open_session, synthetic_inputs
+    from ..errors import InputError
+    from ..runtimes import open_session
+    from ..runtimes.inputs import make_feeds, plan_feeds
     from ..stats import WarmupDetector
     from .messages import Batch, Done, Loaded, Phase
 
@@ -74,9 +76,15 @@ def run(spec, conn) -> None:
     t0 = mono()
     session = open_session(spec.model_path, runtime=spec.runtime, threads=spec.threads,
                            interpreter=spec.interpreter, provider=spec.provider)
+    plan = plan_feeds(session.inputs, spec.input_shapes, spec.input_fills, resizable=session.resizable)
+    try:
+        session.prepare(plan.shapes)  # TFLite allocates here: part of loading, and before any inference
+    except InputError as exc:
+        raise _input_error(plan, exc, "preparing the model") from None
     load_ns = mono() - t0
-    feeds, notes = synthetic_inputs(session.inputs)
-    notes = ["input: random data of the model's input shape and type (latency does not depend on pixel values)", *notes]
+    feeds = make_feeds(plan)
+    notes = ["input: random data of the model's input shape and type unless set with --fill (latency does not "
+             "depend on pixel values)", *plan.notes]
     conn.send(Loaded(mono(), load_ns, session.info.to_dict(), [s.to_dict() for s in session.inputs],
                      [s.to_dict() for s in session.outputs], notes, os.getpid(),
                      sorted(m for m in ("streamlit", "duckdb", "pandas", "scipy") if m in sys.modules)))
@@ -89,7 +97,12 @@ def run(spec, conn) -> None:
     _set_phase("first")
     conn.send(Phase("first", mono()))
     t = mono()
-    run_once(feeds)
+    try:
+        run_once(feeds)
+    except MemoryError:
+        raise
+    except Exception as exc:  # the first contact with the inputs: say what was fed and how to change it
+        raise _input_error(plan, exc, "the first inference") from None
     conn.send(Batch(0, "first", array("q", [t]), array("q", [mono() - t])))
     seq = 1
     interval = int(spec.batch_interval_s * 1e9)
@@ -152,6 +165,35 @@ def run(spec, conn) -> None:
     conn.send(Done(mono(), seq, "completed" if why == "done" else "stopped", _max_rss_mb(), _major_faults()))
 
 
+def _is_memory(text: str) -> bool:
+    low = text.lower()
+    return "bad_alloc" in low or "failed to allocate" in low or "cannot allocate" in low
+
+
+def _input_error(plan, exc: Exception, what: str):
+    """One sentence naming what was fed; the runtime's text goes to ``detail``. A model whose inputs were all fixed
+    and given keeps the runtime's (cleaned) cause in the sentence, since there is no guess to blame."""
+    from ..errors import EdgeprofError, InputError
+    from ..runtimes.inputs import guessed_inputs_failed
+    from ..runtimes.onnx import clean_message, locale_in
+
+    raw = getattr(exc, "detail", "") or str(exc)
+    if _is_memory(raw):
+        return exc
+    locale = locale_in(" ".join(raw.split()))
+    if locale:
+        return InputError(*locale, detail=raw)
+    if plan.guessed:
+        return InputError(guessed_inputs_failed(plan, what), detail=raw)
+    cause = exc.message if isinstance(exc, EdgeprofError) else clean_message(raw)
+    if any(f.fill is None for f in plan.feeds):
+        return InputError(f"{what} failed on random inputs ({plan.describe()}): {cause.rstrip('.')}.",
+                          "If the model needs particular values, set them with --fill NAME=VALUE (on the Run page: the "
+                          "Inputs panel).", detail=raw)
+    return InputError(f"{what} failed on the inputs given ({plan.describe()}): {cause.rstrip('.')}.",
+                      "Check the shapes and values given with --shape and --fill.", detail=raw)
+
+
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the parent's to handle
@@ -173,17 +215,18 @@ def main(argv: list[str]) -> int:
         conn.send(Failed("memory", "memory allocation failed inside the worker (the address-space limit was hit).",
                          traceback.format_exc(), _phase))
     except BaseException as exc:  # report everything; the parent decides the status
-        from ..errors import EdgeprofError, ModelError, RuntimeUnavailable
+        from ..errors import EdgeprofError, InputError, ModelError, RuntimeUnavailable
 
-        kind = "model" if isinstance(exc, ModelError) else "runtime" if isinstance(exc, RuntimeUnavailable) else "error"
+        kind = ("input" if isinstance(exc, InputError) else "model" if isinstance(exc, ModelError)
+                else "runtime" if isinstance(exc, RuntimeUnavailable) else "error")
         message = str(exc) if isinstance(exc, EdgeprofError) else f"{type(exc).__name__}: {exc}"
-        low = message.lower()
-        if "bad_alloc" in message or "failed to allocate" in low or "cannot allocate" in low:
+        detail = getattr(exc, "detail", "") or ("" if isinstance(exc, EdgeprofError) else message)
+        if _is_memory(detail or message):
             kind = "memory"
         elif spec.rlimit_as_bytes and isinstance(exc, ImportError):
             kind = "memory"  # under RLIMIT_AS, numpy/OpenBLAS or a runtime fails to map its libraries at import
         with contextlib.suppress(OSError):
-            conn.send(Failed(kind, message, traceback.format_exc(), _phase))
+            conn.send(Failed(kind, message, traceback.format_exc(), _phase, detail))
     return 1
 
 

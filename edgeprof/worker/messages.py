@@ -26,6 +26,8 @@ class WorkerSpec:
     min_iterations: int
     exact_iterations: bool
     rlimit_as_bytes: int | None = None
+    input_shapes: dict = field(default_factory=dict)  # {input name: tuple of ints}, from --shape
+    input_fills: dict = field(default_factory=dict)  # {input name: scalar}, from --fill
     batch_interval_s: float = 0.1
     warmup_max_iterations: int = 1000
     warmup_max_s: float = 30.0
@@ -77,9 +79,11 @@ class Done:
 
 @dataclass(frozen=True)
 class Failed:
-    """``kind``: model (bad file), runtime (missing interpreter or provider), memory (allocation failed), error."""
+    """``kind``: model (bad file), input (the inputs fed were refused), runtime (missing interpreter or provider),
+    memory (allocation failed), error."""
 
     kind: str
     message: str
     traceback: str = ""
     phase: str = ""
+    detail: str = ""  # the runtime's own text, for the run's details; ``message`` is the sentence a user reads

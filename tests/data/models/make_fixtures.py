@@ -7,6 +7,11 @@
 - external_data.onnx    weights in a sibling .data file that is deliberately NOT shipped
 - custom_op.tflite      a MatrixDeterminant custom op (converted with allow_custom_ops)
 - fc_v12.tflite         a dynamic-range model with FULLY_CONNECTED version 12, which tflite-runtime 2.14 rejects
+- dynamic_frames.tflite input 'wave' with shape signature [-1, -1] (stored [1, 1]): 400-sample frames with a hop of
+                        160 (a Conv1D), so it needs at least 400 samples, like an audio front end (a mel spectrogram)
+
+The TFLite fixtures need TensorFlow: `python3 -m venv .build-venv && .build-venv/bin/pip install tensorflow-cpu==2.21.0
+onnx==1.23.2` (models/build/requirements.txt pins the same).
 """
 
 from __future__ import annotations
@@ -78,10 +83,25 @@ def tflite_fixtures() -> None:
     (HERE / "fc_v12.tflite").write_bytes(conv.convert())
 
 
+def dynamic_frames() -> None:
+    import tensorflow as tf
+
+    kernel = tf.constant(np.random.default_rng(3).standard_normal((400, 1, 4)).astype(np.float32) * 0.05)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="wave")])
+    def frames(wave):
+        x = tf.nn.conv1d(tf.expand_dims(wave, -1), kernel, stride=160, padding="VALID")
+        return tf.reduce_mean(tf.nn.relu(x), axis=1)
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([frames.get_concrete_function()], frames)
+    (HERE / "dynamic_frames.tflite").write_bytes(conv.convert())
+
+
 if __name__ == "__main__":
     token_ids()
     audio_frames()
     external_data()
     tflite_fixtures()
+    dynamic_frames()
     for p in sorted(HERE.glob("*.*")):
         print(p.name, p.stat().st_size)

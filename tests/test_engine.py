@@ -78,7 +78,9 @@ def test_rlimit_as_fallback(db_path, monkeypatch):
     monkeypatch.setenv("EDGEPROF_MEMORY_MECHANISM", "rlimit_as")
     h, res = _run(db_path, model="digits-cnn", runtime="onnx", memory_limit_mb=60)
     assert res["status"] == "failed" and res["memory"]["mechanism"] == "rlimit_as"
-    assert "address" in res["error"].lower() or "memory" in res["error"].lower()
+    assert res["error"].startswith("out of memory during ") and "under the 60 MB RLIMIT_AS limit" in res["error"]
+    assert "numpy" not in res["error"].lower() and "import" not in res["error"].lower()  # that text is in the details
+    assert res["error_detail"]
     h, res = _run(db_path, model="digits-cnn", runtime="onnx", memory_limit_mb=4096)
     assert res["status"] == "ok", res["error"]
     assert res["memory"]["mechanism"] == "rlimit_as"

@@ -57,7 +57,8 @@ BUSY_WAIT_S = 300.0  # how long a cell waits for a device held by another run be
 NON_BINDING = 1.5  # a cap this many times a run's charged peak did not shape it: the peak is the footprint
 
 _KEYS = ("name", "description", "models", "precisions", "runtimes", "memory_limits", "threads", "repetitions",
-         "duration_s", "iterations", "run_preset", "warmup", "timeout_s", "cooldown_s", "sample_hz")
+         "duration_s", "iterations", "run_preset", "warmup", "timeout_s", "cooldown_s", "sample_hz", "inputs")
+_INPUT_KEYS = ("input_shapes", "input_fills")
 _MEM_RE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>x|mb|MB|)\s*$")
 
 
@@ -144,6 +145,30 @@ def _opt_number(name: str, value, minimum: float, integer: bool = False):
     return num
 
 
+def _model_file(model: str) -> bool:
+    """A model path a study can use: an existing .onnx/.tflite file, without '|' (the cell key's separator)."""
+    return model.lower().endswith((".onnx", ".tflite")) and "|" not in model and Path(model).is_file()
+
+
+def _study_inputs(value, models: tuple) -> dict:
+    """``inputs`` validated as RunConfig validates --shape/--fill: {model: {"input_shapes": .., "input_fills": ..}}."""
+    from .config import _input_fills, _input_shapes
+
+    if not isinstance(value, dict):
+        raise ConfigError("inputs must be a table per model: [inputs.MODEL] with input_shapes and input_fills.")
+    out = {}
+    for model, spec in value.items():
+        if model not in models:
+            raise ConfigError(f"inputs names model {model!r}, which is not in the study's models.")
+        if not isinstance(spec, dict) or set(spec) - set(_INPUT_KEYS):
+            raise ConfigError(f"inputs.{model} may hold only {' and '.join(_INPUT_KEYS)}, e.g. "
+                              "input_shapes = { input = \"1x512\" }, input_fills = { sr = 16000 }.")
+        shapes = _input_shapes(spec.get("input_shapes", {}))
+        out[model] = {"input_shapes": {k: list(v) for k, v in shapes.items()},
+                      "input_fills": _input_fills(spec.get("input_fills", {}))}
+    return out
+
+
 def _bundled_models() -> tuple[str, ...]:
     from .models.catalog import model_names
 
@@ -169,17 +194,22 @@ class StudyConfig:
     cooldown_s: float = 2.0
     sample_hz: float = 10.0
     description: str = ""
+    # per model: {"input_shapes": {input: "1x512"}, "input_fills": {input: 16000}}, as --shape/--fill of `run`
+    inputs: dict = field(default_factory=dict)
 
     def __post_init__(self):
         set_ = object.__setattr__
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", self.name):
             raise ConfigError(f"study name {self.name!r} must be 1-64 letters, digits, '-', '_' or '.'.")
         bundled = _bundled_models()
-        models = _as_list("models", self.models or None, bundled)
+        every = isinstance(self.models, str) and self.models.strip().lower() == "all"
+        models = bundled if every else _as_list("models", self.models or None, None)
         for m in models:
-            if not isinstance(m, str):
-                raise ConfigError(f"models: {m!r} is not one of: {', '.join(bundled)}.")
+            if not isinstance(m, str) or (m not in bundled and not _model_file(m)):
+                raise ConfigError(f"models: {m!r} is not one of: {', '.join(bundled)}, nor a .onnx or .tflite file "
+                                  "that exists.")
         set_(self, "models", models)
+        set_(self, "inputs", _study_inputs(self.inputs, models))
         set_(self, "precisions", _as_list("precisions", self.precisions, PRECISIONS))
         set_(self, "runtimes", _as_list("runtimes", self.runtimes, RUNTIMES))
         limits = [parse_memory_limit(v) for v in _as_list("memory_limits", self.memory_limits)]
@@ -635,10 +665,12 @@ class StudyRunner:
     def _run_config(self, var, mb: float | None, tags: dict, key: str) -> RunConfig:
         cfg = self.cfg
         model, precision, runtime, threads = var
+        given = cfg.inputs.get(model, {})
         return RunConfig(model=model, precision=precision, runtime=runtime, threads=threads, memory_limit_mb=mb,
                          duration_s=cfg.duration_s, iterations=cfg.iterations, preset=cfg.run_preset,
                          warmup=cfg.warmup, timeout_s=cfg.timeout_s, sample_hz=cfg.sample_hz,
-                         tags={"study_id": self.study_id, "cell": key, **tags})
+                         tags={"study_id": self.study_id, "cell": key, **tags},
+                         input_shapes=given.get("input_shapes", {}), input_fills=given.get("input_fills", {}))
 
     def _start_and_wait(self, key: str, var, mb, tags) -> tuple[str, str | None, dict | None]:
         from .runner import DeviceBusy, start_run

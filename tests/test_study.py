@@ -230,6 +230,30 @@ def test_relative_limits_without_none_calibrate_once_then_reuse(tmp_path):
     assert not store.cells("cal-2")["cell_key"].str.startswith("calibrate").any()
 
 
+def test_a_study_runs_a_users_model_with_the_inputs_it_needs(tmp_path):
+    """Per model, as --shape/--fill: a model that fails on guessed inputs runs in every cell when the study says."""
+    from test_inputs import vad_like
+
+    model = str(vad_like(tmp_path / "vad.onnx"))
+    base = {"name": "vad", "models": [model], "memory_limits": ["none"], "duration_s": 0.3, "warmup": 5,
+            "cooldown_s": 0}
+    with pytest.raises(ConfigError, match="inputs names model 'other.onnx', which is not in the study's models"):
+        study.StudyConfig.from_dict({**base, "inputs": {"other.onnx": {"input_fills": {"sr": 1}}}})
+    with pytest.raises(ConfigError, match="may hold only input_shapes and input_fills"):
+        study.StudyConfig.from_dict({**base, "inputs": {model: {"shape": {"input": "1x512"}}}})
+    with pytest.raises(ConfigError, match="nor a .onnx or .tflite file that exists"):
+        study.StudyConfig.from_dict({**base, "models": [str(tmp_path / "missing.onnx")]})
+    text = f"""name = "vad"\nmodels = ["{model}"]\nmemory_limits = ["none"]\nduration_s = 0.3\nwarmup = 5
+cooldown_s = 0\n[inputs."{model}"]\ninput_shapes = {{ input = "1x512" }}\ninput_fills = {{ sr = 16000 }}\n"""
+    cfg = study.StudyConfig.from_toml(text)
+    assert cfg.inputs == {model: {"input_shapes": {"input": [1, 512]}, "input_fills": {"sr": 16000}}}
+    assert study.StudyConfig.from_dict(cfg.to_dict()) == cfg
+    store = Store(tmp_path / "runs.duckdb")
+    assert study.run_study(cfg, store, study_id="vad-1") == {"study_id": "vad-1", "cells": 1, "done": 1, "failed": 0}
+    run = store.get_run(store.cells("vad-1").iloc[0]["run_id"])
+    assert run["status"] == "ok" and run["config"]["input_fills"] == {"sr": 16000}
+
+
 # ------------------------------------------------------------------------------------------------ pages
 
 @pytest.fixture

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parser.parse_args([a for a in argv if a != "--debug"] + (["--debug"] if debug else []))
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

@@ -414,6 +414,57 @@ def model_label(model: str) -> str:
     return model
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _declared_inputs(model: str, precision: str | None, runtime: str | None, mtime: float) -> list[dict]:
+    """The model's declared inputs, read from its file once per (file, change time): a large ONNX file takes a
+    moment to parse, and the page reruns on every click."""
+    from .models.catalog import model_inputs, resolve_variant
+
+    return [s.to_dict() for s in model_inputs(resolve_variant(model, precision, runtime, build=False))]
+
+
+def inputs_panel(model: str, precision: str | None, runtime: str | None) -> tuple[dict, dict]:
+    """The Run page's Inputs panel: each input's name, type and declared shape, with a field for its shape and one
+    for a fill value (the page's --shape and --fill). Returns the texts typed, {input: text}, for
+    :func:`edgeprof.runtimes.inputs.parse_given`. Opens by itself when edgeprof would have to guess something."""
+    from .runtimes import TensorSpec
+    from .runtimes.inputs import describe_shape, format_shape, plan_feeds
+
+    try:
+        mtime = Path(model).stat().st_mtime if Path(model).is_file() else 0.0
+        specs = [TensorSpec(**{**d, "shape": tuple(d["shape"]),
+                               "stored_shape": tuple(d["stored_shape"]) if d.get("stored_shape") else None})
+                 for d in _declared_inputs(model, precision, runtime, mtime)]
+    except EdgeprofError as exc:
+        st.caption(f"Inputs: the model's inputs cannot be read ({exc})")
+        return {}, {}
+    try:
+        plan = plan_feeds(specs)
+        feeds = list(plan.feeds)
+    except EdgeprofError as exc:
+        st.warning(str(exc))
+        return {}, {}
+    guessed = any(f.guessed for f in feeds)
+    title = f"Inputs: {len(specs)}" + (" (some sizes are guessed: check them)" if guessed else "")
+    shapes, fills = {}, {}
+    with st.expander(title, expanded=guessed):
+        st.caption("What each run feeds the model. Empty fields: sizes as declared (a dynamic size is guessed) and "
+                   "random values. Set a shape like 1x512, or a value that every element takes (a sample rate such "
+                   "as 16000, a token id): audio and text models often need both.")
+        for spec, feed in zip(specs, feeds, strict=True):
+            c1, c2, c3 = st.columns([3, 2, 2])
+            kind = f"sequence of {spec.dtype}" if spec.kind == "sequence" else spec.dtype
+            c1.markdown(f"**{spec.name}** · {kind} · declared {describe_shape(spec.shape)}")
+            shapes[spec.name] = c2.text_input(
+                "Shape", key=f"input_shape|{model}|{spec.name}",
+                placeholder=f"{format_shape(feed.shape) or 'scalar'} ({'guessed' if feed.guessed else 'as declared'})",
+                help="Sizes separated by x, e.g. 1x512; empty for the declared (or guessed) shape.")
+            fills[spec.name] = c3.text_input(
+                "Fill value", key=f"input_fill|{model}|{spec.name}", placeholder=feed.values,
+                help="One value for every element, e.g. 16000; empty for random data.")
+    return shapes, fills
+
+
 def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 

@@ -18,6 +18,7 @@ import streamlit as st
 from edgeprof import charts, runner, study, ui
 from edgeprof.config import INTERPRETERS, PRECISIONS, PRESETS, PROVIDERS, RunConfig
 from edgeprof.errors import EdgeprofError
+from edgeprof.runtimes.inputs import parse_given
 
 LIVE_REFRESH_S = 0.25  # the fragment period; the browser redraw (~0.1-0.3 s on 2 cores) paces it to ~3 refreshes a second
 FIRST_POINT_WAIT_S = 1.5
@@ -99,6 +100,7 @@ preset = c8.selectbox("Duration", list(PRESETS), key="preset", format_func=lambd
 with st.expander("Advanced", expanded=False):
     duration_s = st.number_input("Duration override (s of steady state; 0 = use the preset)", min_value=0.0,
                                  max_value=3600.0, value=0.0, step=1.0, key="duration_s")
+shape_texts, fill_texts = ui.inputs_panel(model, None if precision == AS_FILE else precision, runtime)
 
 
 def footprint_hint() -> str | None:
@@ -142,8 +144,9 @@ if start:
 
             prec = inspect_file(model).precision
             prec = prec if prec in PRECISIONS else "fp32"
+        input_shapes, input_fills = parse_given(shape_texts, fill_texts)
         cfg = RunConfig(
-            model=model, precision=prec, runtime=runtime,
+            model=model, precision=prec, runtime=runtime, input_shapes=input_shapes, input_fills=input_fills,
             tflite_interpreter=None if interpreter == AUTO or runtime != "tflite" else interpreter,
             execution_provider=None if provider == AUTO or runtime != "onnx" else provider,
             threads=int(threads), memory_limit_mb=memory or None, preset=preset,

@@ -95,6 +95,38 @@ def test_run_page_runs_digits_and_stores_it(db):
     assert "Measured footprint of this variant" in texts(at)
 
 
+def test_run_page_inputs_panel_says_what_is_fed_and_takes_shapes_and_values(db, edgeprof_home):
+    """A model that needs a longer input and a sample rate: the panel opens by itself (sizes are guessed), lists each
+    input with its type and declared shape, and the shape and value typed there make the run succeed."""
+    from test_inputs import vad_like
+
+    from edgeprof import paths
+
+    model = vad_like(paths.uploads_dir() / "vad_like.onnx")
+    at = page("1_Run.py")
+    at.selectbox(key="model").select(str(model)).run()
+    assert not at.exception, at.exception
+    panel = next(e for e in at.expander if e.label.startswith("Inputs: 3"))
+    assert panel.label == "Inputs: 3 (some sizes are guessed: check them)"
+    shown = texts(at)
+    for line in ("**input** · float32 · declared [batch, sequence]", "**state** · float32 · declared [2, batch, 128]",
+                 "**sr** · int64 · declared []"):
+        assert line in shown
+    shape = at.text_input(key=f"input_shape|{model}|input")
+    assert shape.label == "Shape" and shape.placeholder == "1x128 (guessed)"
+    assert at.text_input(key=f"input_fill|{model}|sr").placeholder == "random ids 0..99"
+    shape.input("1x512")
+    at.text_input(key=f"input_fill|{model}|sr").input("16000")
+    at.number_input(key="duration_s").set_value(0.5)
+    at.button(key="start").click().run()
+    assert not at.exception, at.exception
+    follow(at)
+    (run,) = Store(db).list_runs().to_dict("records")
+    assert run["status"] == "ok", run
+    stored = Store(db).get_run(run["run_id"])
+    assert stored["config"]["input_shapes"] == {"input": [1, 512]} and stored["config"]["input_fills"] == {"sr": 16000}
+
+
 def test_second_session_attaches_and_a_second_start_is_refused(db):
     first = page("1_Run.py")
     start_digits(first, 30.0)

@@ -116,6 +116,19 @@ def parse_value(value: str) -> float | int | bool | str:
         return value
 
 
+def parse_given(shapes: dict, fills: dict) -> tuple[dict, dict]:
+    """Texts typed per input ({name: "1x512"}, {name: "16000"}; empty ones ignored) -> RunConfig's input_shapes
+    and input_fills. Raises UsageError as --shape / --fill do."""
+    out_shapes = {n: parse_shape(f"{n}={t.strip()}")[1] for n, t in shapes.items() if t and t.strip()}
+    out_fills = {n: parse_value(t.strip()) for n, t in fills.items() if t and t.strip()}
+    return out_shapes, out_fills
+
+
+def describe_shape(shape) -> str:
+    """``("batch", 512)`` -> ``[batch, 512]``, an unknown size as ``?``."""
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
 def format_shape(shape) -> str:
     """``(1, 512)`` -> ``"1x512"`` (the --shape syntax); a scalar is ``""``."""
     return "x".join(str(d) for d in shape)
@@ -177,7 +190,7 @@ def _bind_user_shape(spec, shape: tuple, bound: dict, resizable: bool) -> None:
         return  # a sequence's element shape is not declared
     if declared and len(shape) != len(declared) and not resizable:
         raise UsageError(f"--shape {spec.name}={format_shape(shape)} has {len(shape)} dimensions; the model declares "
-                         f"{len(declared)} ({_show(declared)}).")
+                         f"{len(declared)} ({describe_shape(declared)}).")
     for i, (want, got) in enumerate(zip(declared, shape, strict=False)):
         if isinstance(want, str):
             if bound.setdefault(want, got) != got:
@@ -185,12 +198,8 @@ def _bind_user_shape(spec, shape: tuple, bound: dict, resizable: bool) -> None:
                                  "input that declares it must get the same.")
         elif isinstance(want, int) and want != got and not resizable:
             raise UsageError(f"--shape {spec.name}={format_shape(shape)} changes dimension {i}, which the model fixes at "
-                             f"{want} ({_show(declared)}); ONNX Runtime only accepts other sizes where a dimension is "
+                             f"{want} ({describe_shape(declared)}); ONNX Runtime only accepts other sizes where a dimension is "
                              "dynamic.")
-
-
-def _show(shape) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
 def _guess_shape(spec, bound: dict) -> tuple[tuple, list[str], tuple]:

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         parser = build_parser()
-        args = parser.parse_args([a for a in argv if a != "--debug"] + (["--debug"] if debug else []))
+        args = parser.parse_args((["--debug"] if debug else []) + [a for a in argv if a != "--debug"])
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

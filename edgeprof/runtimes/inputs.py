@@ -211,7 +211,7 @@ def _guess_shape(spec, bound: dict) -> tuple[tuple, list[str], tuple]:
         if isinstance(dim, int) and dim >= 0:
             out.append(dim)
             continue
-        label = dim if isinstance(dim, str) else f"dimension {i}"
+        label = dim if isinstance(dim, str) and re.fullmatch(r"[A-Za-z_][\w.]*", dim) else f"dimension {i}"
         dims.append(i)
         if isinstance(dim, str) and dim in bound:
             out.append(bound[dim])

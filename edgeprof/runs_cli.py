@@ -167,7 +167,7 @@ def _follow(handle, quiet: bool) -> None:
         last = now
         snap = handle.snapshot(since_seq=max(0, _count(handle) - 200))
         lat = snap["latency_ns"]
-        p50 = sorted(lat)[len(lat) // 2] / 1e6 if lat else None
+        p50 = sorted(lat)[len(lat) // 2] / 1e6 if len(lat) else None
         elapsed = (time.monotonic_ns() - handle.started_ns) / 1e9
         line = f"[{elapsed:6.1f}s] {snap['status']:<8} {snap['phase']:<9} n={_count(handle):<7}"
         if p50 is not None:

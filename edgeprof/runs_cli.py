@@ -242,7 +242,7 @@ def cmd_runs(args) -> int:
     if args.json:
         print_json(df.to_dict(orient="records"))
     elif df.empty:
-        print("no runs stored yet: start one with `python -m edgeprof run --model digits-cnn`")
+        print(f"no runs stored yet: start one with `{args.prog} run --model digits-cnn`")
     else:
         print(df.to_string(index=False))
     return 0
@@ -252,7 +252,7 @@ def cmd_show(args) -> int:
     store = open_store(args.db)
     run = store.get_run(args.run_id)
     if run is None:
-        raise UsageError(f"there is no run {args.run_id} in {store.path}.", "List runs with `python -m edgeprof runs`.")
+        raise UsageError(f"there is no run {args.run_id} in {store.path}.", f"List runs with `{args.prog} runs`.")
     if args.json:
         print_json(run)
     else:

@@ -318,6 +318,11 @@ def test_jetson_probe_reasons(monkeypatch):
     down = FakeJtopException("The jtop.service is not active. Please run:\nsudo jtop --install-service")
     ok, reason = jetson_source(lambda: FakeJtop(orin_attrs(), fail=down)).probe()
     assert not ok and reason.startswith(jetson.SERVICE_FIX)
+    mismatch = FakeJtopException("Mismatch version jtop service: [7.1.4] and client: [7.2.2]. Please run:\n\n"
+                                 "sudo systemctl restart jtop.service")
+    ok, reason = jetson_source(lambda: FakeJtop(orin_attrs(), fail=mismatch)).probe()
+    assert not ok and reason.startswith("the jtop service is jetson-stats 7.1.4 but this environment has 7.2.2")
+    assert "install jetson-stats==7.1.4 in edgeprof's environment" in reason
 
     assert jetson.JetsonSource(nv_tegra_release_path=MISSING, compatible_path=MISSING).probe() == (
         False,

@@ -31,6 +31,21 @@ DEVICE_TREE_COMPATIBLE_PATH = "/proc/device-tree/compatible"
 DEVICE_TREE_MODEL_PATH = "/proc/device-tree/model"
 
 SERVICE_FIX = "jtop service is not active: run sudo systemctl restart jtop.service"
+# jtop refuses a client whose jetson-stats differs from the service's (7.x compares major.minor):
+# "Mismatch version jtop service: [7.1.4] and client: [7.2.2]. Please run: sudo systemctl restart jtop.service".
+# Restarting does not help when the venv's jetson-stats (from edgeprof's requirements) is not the system-wide one.
+_MISMATCH_RE = re.compile(r"Mismatch version jtop service: \[([^\]]+)\] and client: \[([^\]]+)\]")
+
+
+def service_problem(detail: str) -> str:
+    """The reason for a JtopException, with the fix for the case it names."""
+    match = _MISMATCH_RE.search(detail)
+    if match:
+        service, client = match.groups()
+        return (f"the jtop service is jetson-stats {service} but this environment has {client}: install "
+                f"jetson-stats=={service} in edgeprof's environment, or upgrade the service to {client} "
+                "(sudo pip3 install jetson-stats==" + client + ") and run sudo systemctl restart jtop.service")
+    return f"{SERVICE_FIX} (jtop: {detail})"
 
 
 def is_jetson(
@@ -153,8 +168,7 @@ class JetsonSource(Source):
             j.start()
         except Exception as exc:
             if type(exc).__name__ == "JtopException":
-                detail = " ".join(str(exc).split())
-                return False, f"{SERVICE_FIX} (jtop: {detail})"
+                return False, service_problem(" ".join(str(exc).split()))
             raise
         self._jtop = j
         attach = getattr(j, "attach", None)

@@ -35,6 +35,7 @@ CPU = "requirements-onnxruntime.txt"
 GPU = "requirements-gpu.txt"
 TFLITE_RUNTIME = "requirements-tflite-runtime.txt"
 DEV = "requirements-dev.txt"
+CHECKOUT = Path(__file__).resolve().parent.parent
 
 JETPACK_ROUTE = ("PyPI has no onnxruntime-gpu for JetPack: download the onnxruntime-gpu wheel built for your JetPack "
                  "release and Python 3.10 from NVIDIA's JetPack wheel index (Jetson AI Lab), then run "
@@ -149,7 +150,7 @@ def this_machine() -> Machine:
     return Machine(platform.machine(), sys.version_info[:2], installed_distributions(), gpu_seen())
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, root: Path = CHECKOUT) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgeprof.install",
                                      description="Install edgeprof's requirements into this Python environment.")
     parser.add_argument("--gpu", action="store_true", help="ONNX Runtime's CUDA build (x86_64 with an NVIDIA GPU)")
@@ -157,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev", action="store_true", help="also the test and lint tools")
     parser.add_argument("--dry-run", action="store_true", help="print the pip commands instead of running them")
     args = parser.parse_args(argv)
-    root = Path(__file__).resolve().parent.parent
+    if not (root / BASE).is_file():
+        print(f"error: python -m edgeprof.install sets up a checkout and {root} is not one (no {BASE}); an installed "
+              "edgeprof already has its dependencies.", file=sys.stderr)
+        return 2
     try:
         p = plan(this_machine(), gpu=args.gpu, tflite_runtime=args.tflite_runtime, dev=args.dev)
     except PlanError as exc:

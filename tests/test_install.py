@@ -139,3 +139,9 @@ def test_setup_keeps_an_installed_onnxruntime_gpu_in_a_real_venv(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["-m", "pip", "install", "-q", "-r", BASE]
     assert "keeping onnxruntime-gpu 1.31.1" in r.stderr
+
+
+def test_install_outside_a_checkout_says_so(tmp_path, capsys):
+    assert install.main(["--dry-run"], root=tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sets up a checkout" in err and "already has its dependencies" in err

@@ -1,4 +1,5 @@
-"""The command line: ``python -m edgeprof COMMAND``. Each subsystem registers its own subcommands here.
+"""The command line: ``edgeprof COMMAND`` (the console script) or ``python -m edgeprof COMMAND``. Each subsystem
+registers its own subcommands here. Usage and help name the program the way it was invoked.
 
 Library errors become one line on stderr and their exit code (2 usage, 1 anything else); ``--debug`` shows the
 traceback. Commands print one JSON document on stdout with ``--json`` and human text otherwise.
@@ -42,8 +43,13 @@ def print_json(doc) -> None:
     sys.stdout.write(text + "\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m edgeprof", description="On-device profiler for compressed deep-learning models.")
+MODULE_PROG = "python -m edgeprof"
+SCRIPT_PROG = "edgeprof"
+
+
+def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description="On-device profiler for compressed deep-learning models.")
+    parser.set_defaults(prog=prog)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     from .commands import register_all
@@ -52,11 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = MODULE_PROG) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        parser = build_parser()
+        parser = build_parser(prog)
         args = parser.parse_args((["--debug"] if debug else []) + [a for a in argv if a != "--debug"])
         if not getattr(args, "func", None):
             parser.print_help()
@@ -75,3 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
+
+
+def console_main() -> int:
+    """The ``edgeprof`` console script of an installed package."""
+    return main(prog=SCRIPT_PROG)

@@ -292,7 +292,10 @@ class RunHandle:
 
         self._conn = Connection(read_fd, writable=False)
         cmd = [*cap.launcher(), sys.executable, "-m", "edgeprof.worker.child", str(write_fd)]
-        env = dict(os.environ, PYTHONPATH=str(paths.REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = dict(os.environ)
+        pythonpath = paths.worker_pythonpath(env)
+        if pythonpath is not None:
+            env["PYTHONPATH"] = pythonpath
         env.setdefault("OMP_NUM_THREADS", str(cfg.threads))
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                       pass_fds=(write_fd,), env=env, start_new_session=True)

@@ -171,15 +171,11 @@ def cmd_run(args) -> int:
               f"{result['storage_error']}", file=sys.stderr)
         return 1
     if result.get("status") != "ok":
-        more = f" (details: {_prog()} show {result.get('run_id')})" if result.get("error_detail") else ""
+        more = f" (details: {args.prog} show {result.get('run_id')})" if result.get("error_detail") else ""
         print(f"error: run {result.get('run_id')} ended {result.get('status')}: {result.get('error')}{more}",
               file=sys.stderr)
         return EXIT_OTHER_STATUS
     return 0
-
-
-def _prog() -> str:
-    return "python -m edgeprof"
 
 
 def _follow(handle, quiet: bool) -> None:
@@ -275,7 +271,7 @@ def cmd_runs(args) -> int:
     if args.json:
         print_json(df.to_dict(orient="records"))
     elif df.empty:
-        print("no runs stored yet: start one with `python -m edgeprof run --model digits-cnn`")
+        print(f"no runs stored yet: start one with `{args.prog} run --model digits-cnn`")
     else:
         print(df.to_string(index=False))
     return 0
@@ -285,7 +281,7 @@ def cmd_show(args) -> int:
     store = open_store(args.db)
     run = store.get_run(args.run_id)
     if run is None:
-        raise UsageError(f"there is no run {args.run_id} in {store.path}.", "List runs with `python -m edgeprof runs`.")
+        raise UsageError(f"there is no run {args.run_id} in {store.path}.", f"List runs with `{args.prog} runs`.")
     if args.json:
         print_json(run)
     else:
@@ -294,16 +290,38 @@ def cmd_show(args) -> int:
     return 0
 
 
+def onnx_providers(providers: list[str] | None, arch: str, gpu: str | None, checkout: bool) -> dict:
+    """The execution providers a run will use, in order, and how to get the GPU one when a GPU is visible but this
+    ONNX Runtime is the CPU build (``providers`` None: ONNX Runtime is not installed). Pure: tests pass fakes."""
+    from .install import gpu_hint
+
+    if providers is None:
+        return {"default": None, "chain": [], "on_request": [], "gpu": gpu, "hint": None}
+    chain = (["cuda"] if "cuda" in providers else []) + ["cpu"]
+    hint = gpu_hint(arch, gpu, checkout) if "cuda" not in providers else None
+    return {"default": chain[0], "chain": chain, "on_request": [p for p in providers if p not in chain],
+            "gpu": gpu, "hint": hint}
+
+
 def device_report() -> dict:
+    import platform
+
+    from . import paths
+    from .install import gpu_seen
     from .runtimes import available_runtimes
     from .telemetry import probe_all, static_info
     from .worker import limits
 
     mech = limits.detect()
+    runtimes = available_runtimes()
+    ort = next(s for s in runtimes if s.name == "onnxruntime")
+    checkout = paths.BUNDLED_ROOT == paths.REPO_ROOT and (paths.REPO_ROOT / "scripts" / "setup.sh").is_file()
     return {
         "device": static_info(),
         "runtimes": [{"name": s.name, "available": s.available, "version": s.version, "reason": s.reason,
-                      "execution_providers": list(s.providers)} for s in available_runtimes()],
+                      "execution_providers": list(s.providers)} for s in runtimes],
+        "onnx_providers": onnx_providers(list(ort.providers) if ort.available else None, platform.machine(),
+                                         gpu_seen(), checkout),
         "telemetry": [s._asdict() for s in probe_all()],
         "memory_cap": mech.to_dict(),
     }
@@ -321,6 +339,13 @@ def cmd_devices(args) -> int:
         extra = f" providers: {', '.join(r['execution_providers'])}" if r["execution_providers"] else ""
         print(f"runtime  {r['name']:<15} {'yes' if r['available'] else 'no ':<4} {r['version'] or ''}{extra}"
               + ("" if r["available"] else f"  ({r['reason']})"))
+    ep = rep["onnx_providers"]
+    if ep["chain"]:
+        extra = f"; on request: {', '.join(ep['on_request'])} (--execution-provider)" if ep["on_request"] else ""
+        print(f"providers onnxruntime runs on {', then '.join(ep['chain'])}{extra}")
+    if ep["hint"]:
+        seen = "a Jetson GPU" if ep["gpu"] == "jetson" else "an NVIDIA GPU"
+        print(f"gpu      {seen} is present but ONNX Runtime has only the CPU provider: {ep['hint']}")
     for t in rep["telemetry"]:
         print(f"telemetry {t['name']:<14} {'yes' if t['available'] else 'no ':<4} {t['reason']}")
     m = rep["memory_cap"]

@@ -24,6 +24,12 @@ Transactions
 Types
     Timestamps are naive ``TIMESTAMP`` in UTC. JSON documents are stored as ``JSON``; NaN and infinities, which
     JSON cannot hold, are stored as null (a value that could not be measured is ``None``, never a sentinel).
+
+Versions
+    The Python 3.11+ build uses DuckDB 2.0, whose files DuckDB 1.5.6 (the last release for Python 3.10, JetPack 6)
+    cannot open ("Trying to read a database file with version number 69, but we can only read versions between 64
+    and 68"): that becomes a StorageError that says to move runs with export/import. Bundles (Parquet or CSV) are the
+    portable format in both directions (tests/test_portability.py).
 """
 
 from __future__ import annotations
@@ -425,6 +431,13 @@ class Store:
 
     def _open_error(self, err: BaseException, read_only: bool) -> StorageError:
         reason = _duck_reason(err)
+        if "created with a newer version of DuckDB" in str(err) or "with version number" in reason:
+            return StorageError(
+                f"{self.path} was written by a newer DuckDB than the {duckdb.__version__} installed here (DuckDB 2 "
+                "files do not open in DuckDB 1.5, the last release for Python 3.10).",
+                "Open it with an edgeprof on Python 3.11 or newer, or move its runs with `export` there and `import` "
+                "here, or pass --db with another path.",
+            )
         if "not a valid DuckDB database" in reason:
             return self._not_duckdb("is not a DuckDB database")
         if "database does not exist" in reason:

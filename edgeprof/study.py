@@ -45,7 +45,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-STUDIES_DIR = paths.REPO_ROOT / "studies"
+STUDIES_DIR = paths.STUDIES_DIR
 STUDY_PRESETS = ("quick", "paper")
 # A cell with one of these statuses is a result and is never rerun; "error" means no run record could be made.
 FINAL_STATUSES = ("ok", "oom_killed", "crashed", "timed_out", "failed", "error")

@@ -114,7 +114,7 @@ def cmd_studies(args) -> int:
     if args.json:
         print_json(rows)
     elif not rows:
-        print("no studies yet: start one with `python -m edgeprof study --preset quick`")
+        print(f"no studies yet: start one with `{args.prog} study --preset quick`")
     else:
         for r in rows:
             print(f"{r['study_id']:<40} {r['status']:<12} {r['done']}/{r['cells']} done, {r['failed']} failed"

@@ -20,6 +20,27 @@ requires_cgroup = pytest.mark.skipif(not cgroup_writable(), reason="needs a writ
                                                                    "or a delegated cgroup v2 subtree)")
 
 
+def tflite_runtime_problem() -> str | None:
+    """None when tflite-runtime runs here, else why not (it is optional: requirements-tflite-runtime.txt)."""
+    from edgeprof.errors import RuntimeUnavailable
+    from edgeprof.runtimes import tflite
+
+    try:
+        tflite._load("tflite-runtime")
+    except RuntimeUnavailable as exc:
+        return exc.message
+    return None
+
+
+# tflite-runtime needs numpy < 2, so the main test venvs (numpy 2) skip these; .ci/run runs them in .venv-tflite,
+# built from requirements.txt + requirements-tflite-runtime.txt, with `-m tflite_runtime`.
+requires_tflite_runtime = [
+    pytest.mark.tflite_runtime,
+    pytest.mark.skipif(tflite_runtime_problem() is not None,
+                       reason=f"optional tflite-runtime unusable here ({tflite_runtime_problem()}); CI runs it in .venv-tflite"),
+]
+
+
 def cli_env(**extra) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT)

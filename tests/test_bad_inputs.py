@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT, cli_env
+from helpers import ROOT, cli_env, requires_tflite_runtime
 
 from edgeprof.store import Store
 
@@ -38,7 +38,8 @@ def test_non_image_models_run_on_synthetic_input_with_a_note(db_path, name, note
 @pytest.mark.parametrize("name,args,needle", [
     ("external_data.onnx", [], "external data file"),
     ("custom_op.tflite", [], "custom op"),
-    ("fc_v12.tflite", ["--tflite-interpreter", "tflite-runtime"], "newer TFLite interpreter"),
+    pytest.param("fc_v12.tflite", ["--tflite-interpreter", "tflite-runtime"], "newer TFLite interpreter",
+                 marks=requires_tflite_runtime),
 ])
 def test_unloadable_models_fail_clearly_and_are_recorded(db_path, name, args, needle):
     r, doc = run_cli("--model", str(FIX / name), *args, db=db_path)

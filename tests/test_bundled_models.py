@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import requires_tflite_runtime
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 MANIFEST = json.loads((MODELS / "manifest.json").read_text())
 BY_NAME = {m["name"]: m for m in MANIFEST["models"]}
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
-INTERPRETERS = ("litert", "tflite-runtime")
+INTERPRETERS = ("litert", pytest.param("tflite-runtime", marks=requires_tflite_runtime))
 SIZE_CAP = 70 * 1024 * 1024
 
 VARIANTS = [(m["name"], v) for m in MANIFEST["models"] for v in m["variants"]]

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import ROOT, cli_env, requires_cgroup
+from helpers import ROOT, cli_env, requires_cgroup, requires_tflite_runtime
 
 from edgeprof.config import RunConfig
 from edgeprof.runner import DeviceBusy, start_run
@@ -31,7 +31,8 @@ def _run(db, **kw):
     return h, res
 
 
-@pytest.mark.parametrize("runtime,interp", [("onnx", None), ("tflite", "litert"), ("tflite", "tflite-runtime")])
+@pytest.mark.parametrize("runtime,interp", [("onnx", None), ("tflite", "litert"),
+                                            pytest.param("tflite", "tflite-runtime", marks=requires_tflite_runtime)])
 def test_real_run_is_stored_and_read_back(db_path, runtime, interp):
     h, res = _run(db_path, model="digits-cnn", runtime=runtime, tflite_interpreter=interp)
     assert res["status"] == "ok", res["error"]

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from helpers import ROOT, cli_env
+from helpers import ROOT, cli_env, requires_tflite_runtime
 from onnx import TensorProto, helper
 
 from edgeprof.errors import ModelError, UsageError
@@ -258,13 +258,9 @@ def test_tflite_advice_never_names_the_interpreter_in_use():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("interpreter", ["litert", "tflite-runtime"])
+@pytest.mark.parametrize("interpreter", ["litert", pytest.param("tflite-runtime", marks=requires_tflite_runtime)])
 def test_tflite_dynamic_inputs_are_resized_before_allocation(db_path, interpreter):
     """dynamic_frames.tflite takes [-1, -1] (traced at [1, 1]); it needs at least 400 samples."""
-    from edgeprof.runtimes import available_runtimes
-
-    if not any(s.name == interpreter and s.available for s in available_runtimes()):
-        pytest.skip(f"{interpreter} is not installed here")
     model = FIX / "dynamic_frames.tflite"
     r, doc = run_json(model, "--tflite-interpreter", interpreter, db=db_path)
     assert r.returncode == 3

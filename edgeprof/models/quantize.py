@@ -181,6 +181,11 @@ def quantize_onnx(src: str | Path, precision: str, *, calib=None, progress: Prog
             f"{src.name} is already {spec.precision}; quantization starts from an fp32 ONNX model.",
             "Pass the fp32 parent model instead.",
         )
+    if precision == "int8-dynamic" and spec.ops.get("Conv"):
+        from ..runtimes.onnx import int8_conv_message, int8_conv_supported
+
+        if not int8_conv_supported():
+            raise ModelError(*int8_conv_message())
     ident = _calibration_ident(calib)
     target = cached_path(src, precision, _Ident(ident), source_sha256=spec.sha256)
     warning = SYNTHETIC_WARNING if precision == "int8-static" and calib is None else None
@@ -440,6 +445,10 @@ def _verify(path: Path) -> None:
     try:
         ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
+        if "ConvInteger" in str(exc):
+            from ..runtimes.onnx import int8_conv_message
+
+            raise ModelError(*int8_conv_message()) from None
         raise ModelError(
             f"the quantized model does not load in ONNX Runtime ({str(exc).splitlines()[0][:200]}).",
             "Report this with the source model; try another precision meanwhile.",

@@ -1,7 +1,14 @@
-"""ONNX Runtime backend: explicit intra-op threads, the best available execution provider, the one that really ran."""
+"""ONNX Runtime backend: explicit intra-op threads, the best available execution provider, the one that really ran.
+
+ConvInteger with int8 weights (what ``quantize_dynamic`` writes for every convolution) exists in ONNX Runtime's CPU
+provider only from 1.24 (microsoft/onnxruntime#26585); 1.23.2, the last release for Python 3.10 (JetPack 6), says
+"Could not find an implementation for ConvInteger(10)". ``int8_conv_supported`` asks the runtime itself with a one-node
+model, and the error for such a model says what to use instead.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -39,6 +46,39 @@ def best_provider() -> str:
     """CUDA where the GPU build and a device exist; TensorRT only on request (its engine build takes minutes)."""
     ort = _ort()
     return "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+
+
+INT8_CONV_MISSING = ("int8-dynamic ONNX models use ConvInteger with int8 weights, which ONNX Runtime {version} cannot run "
+                     "(it needs 1.24 or newer; 1.23.2 is the last release for Python 3.10).")
+INT8_CONV_FIX = ("Choose int8-static, or the TFLite int8-dynamic variant (--runtime tflite), or use Python 3.11+ with the "
+                 "newer ONNX Runtime.")
+
+
+@functools.lru_cache(maxsize=1)
+def int8_conv_supported() -> bool:
+    """Whether this ONNX Runtime loads ConvInteger with uint8 input and int8 weights (a one-node model, ~10 ms)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    ort = _ort()
+    weight = numpy_helper.from_array(np.ones((1, 1, 1, 1), np.int8), "w")
+    graph = helper.make_graph([helper.make_node("ConvInteger", ["x", "w"], ["y"])], "probe",
+                              [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 1, 2, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 1, 2, 2])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    try:
+        ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        if "ConvInteger" in str(exc):
+            return False
+        raise
+    return True
+
+
+def int8_conv_message() -> tuple[str, str]:
+    return INT8_CONV_MISSING.format(version=_ort().__version__), INT8_CONV_FIX
 
 
 def _spec(arg) -> TensorSpec:
@@ -163,6 +203,8 @@ def _explain(path: Path, exc: Exception) -> tuple[str, str]:
         return (f"{path.name} keeps its weights in an external data file that is missing ({text}).",
                 "Put the .data file next to the model, or export the model with its weights inside.")
     m = re.search(r"Could not find an implementation for (\w+)\((\d+)\)", text)
+    if "ConvInteger" in text and (kind == "NotImplemented" or m):
+        return int8_conv_message()
     if kind == "NotImplemented" or m:
         op = f"{m[1]} (opset {m[2]})" if m else "an operator"
         hint = ("Quantize with int8-static (QDQ), or install an onnxruntime that has it."

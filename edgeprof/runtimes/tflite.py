@@ -3,6 +3,10 @@
 Both are probed at call time, not import time, so a device with only one of them still works. The delegate string
 records what each interpreter applies by default with its builtin resolver: XNNPACK for both on float models; only
 LiteRT also takes INT8 through XNNPACK on x86, which is why tflite-runtime 2.14 is ~20x slower there on INT8.
+
+tflite-runtime is optional (requirements-tflite-runtime.txt, the ``tflite-runtime`` extra): its last release, 2.14, was
+built against numpy 1 and fails under numpy 2 (``_ARRAY_API not found``), so with numpy 2 installed it is reported as
+unavailable before anything imports it.
 """
 
 from __future__ import annotations
@@ -19,22 +23,44 @@ INTERPRETERS = {
     "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
     "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime"),
 }
+OPTIONAL_FIX = ("It is optional: install it with `pip install -r requirements-tflite-runtime.txt` (Python <= 3.11; "
+                "it holds numpy below 2), or use --tflite-interpreter litert.")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def blocker(name: str, installed: str | None, numpy_version: str) -> tuple[str, str] | None:
+    """Why an interpreter cannot be used, known before importing it (message, what to do), or None."""
+    if name != "tflite-runtime":
+        return None
+    if installed is None:
+        return "tflite-runtime is not installed.", OPTIONAL_FIX
+    if int(numpy_version.split(".")[0]) >= 2:
+        return (f"tflite-runtime {installed} needs numpy < 2 (numpy {numpy_version} is installed).",
+                "Use --tflite-interpreter litert, or install it in an environment of its own with "
+                "`pip install -r requirements.txt -r requirements-tflite-runtime.txt`.")
+    return None
 
 
 def _load(name: str):
     module, dist = INTERPRETERS[name]
+    version = _version(dist)
+    blocked = blocker(name, version, np.__version__)
+    if blocked:
+        raise RuntimeUnavailable(*blocked)
     try:
         mod = importlib.import_module(module)
-    except Exception as exc:  # ImportError, or tflite-runtime's numpy-2 AttributeError
+    except Exception as exc:  # ImportError, or a binary built against another numpy
         raise RuntimeUnavailable(
             f"TFLite interpreter {name!r} cannot be imported ({type(exc).__name__}: {str(exc)[:160]}).",
-            "Install it with `pip install -r requirements.txt` (tflite-runtime 2.14 needs numpy < 2 and Python <= 3.11).",
+            "Install it with `pip install -r requirements.txt`." if name == "litert" else OPTIONAL_FIX,
         ) from None
-    try:
-        version = importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    return mod, version
+    return mod, version or "unknown"
 
 
 def statuses() -> list[RuntimeStatus]:
@@ -57,7 +83,7 @@ def best_interpreter() -> str:
             continue
     raise RuntimeUnavailable(
         "no TFLite interpreter is installed.",
-        "Install ai-edge-litert (or tflite-runtime) with `pip install -r requirements.txt`.",
+        "Install ai-edge-litert with `pip install -r requirements.txt`.",
     )
 
 

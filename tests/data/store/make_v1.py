@@ -1,7 +1,10 @@
 """Build ``v1.duckdb``: a database at schema version 1, as the first edgeprof release wrote it.
 
 Run from the repository root: ``python tests/data/store/make_v1.py``. It uses only the version-1 DDL (migration 1)
-and a 16 KiB block size so the committed file stays small (DuckDB's default block is 256 KiB).
+and a 16 KiB block size so the committed file stays small (DuckDB's default block is 256 KiB), in storage version
+v1.5.0 so that DuckDB 1.5 (the Python 3.10 build) opens it as well as DuckDB 2. Run with DuckDB 2 it also writes
+``v1-duckdb2.duckdb``, the same database in DuckDB 2's own storage version, which DuckDB 1.5 cannot open
+(tests/test_portability.py checks what the user is told then).
 The test in tests/test_store.py copies it and checks that Store() migrates it to the current version.
 """
 
@@ -20,12 +23,19 @@ sys.path.insert(0, str(HERE.parents[2]))
 from edgeprof.store import MIGRATIONS  # noqa: E402  (migration 1 is frozen: it is exactly the v1 schema)
 
 OUT = HERE / "v1.duckdb"
+OUT_DUCKDB2 = HERE / "v1-duckdb2.duckdb"
 
 
 def main() -> None:
-    OUT.unlink(missing_ok=True)
+    write(OUT, ", STORAGE_VERSION 'v1.5.0'")
+    if int(duckdb.__version__.split(".")[0]) >= 2:
+        write(OUT_DUCKDB2, "")
+
+
+def write(out: Path, storage: str) -> None:
+    out.unlink(missing_ok=True)
     con = duckdb.connect()
-    con.execute(f"ATTACH '{OUT}' AS v1 (BLOCK_SIZE 16384)")
+    con.execute(f"ATTACH '{out}' AS v1 (BLOCK_SIZE 16384{storage})")
     con.execute("USE v1")
     description, steps = MIGRATIONS[0]
     for sql in steps:
@@ -46,7 +56,7 @@ def main() -> None:
     con.execute("USE memory")
     con.execute("DETACH v1")
     con.close()
-    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+    print(f"wrote {out} ({out.stat().st_size} bytes)")
 
 
 if __name__ == "__main__":

@@ -164,9 +164,30 @@ def _study_inputs(value, models: tuple) -> dict:
             raise ConfigError(f"inputs.{model} may hold only {' and '.join(_INPUT_KEYS)}, e.g. "
                               "input_shapes = { input = \"1x512\" }, input_fills = { sr = 16000 }.")
         shapes = _input_shapes(spec.get("input_shapes", {}))
-        out[model] = {"input_shapes": {k: list(v) for k, v in shapes.items()},
-                      "input_fills": _input_fills(spec.get("input_fills", {}))}
+        fills = _input_fills(spec.get("input_fills", {}))
+        known = _input_names(model)
+        unknown = sorted((set(shapes) | set(fills)) - known) if known else []
+        if unknown:
+            raise ConfigError(f"inputs.{model} names {', '.join(map(repr, unknown))}, which no variant of {model} has "
+                              f"as an input; its inputs are {', '.join(map(repr, sorted(known)))}.")
+        out[model] = {"input_shapes": {k: list(v) for k, v in shapes.items()}, "input_fills": fills}
     return out
+
+
+def _input_names(model: str, precision: str | None = None, runtime: str | None = None) -> set[str]:
+    """Input names of the model's variants (of one variant when precision and runtime are given); an empty set when
+    no file can be read (the run then says why). ONNX and TFLite exports of one model often name inputs differently
+    ("input" and "serving_default_input:0"), so a study names both and each variant takes the one it has."""
+    from .models.catalog import model_inputs, resolve_variant
+
+    formats = [runtime] if runtime else (["onnx", "tflite"] if model in _bundled_models() else [None])
+    names: set[str] = set()
+    for fmt in formats:
+        try:
+            names |= {s.name for s in model_inputs(resolve_variant(model, precision or "fp32", fmt, build=False))}
+        except EdgeprofError:
+            continue
+    return names
 
 
 def _bundled_models() -> tuple[str, ...]:
@@ -666,6 +687,9 @@ class StudyRunner:
         cfg = self.cfg
         model, precision, runtime, threads = var
         given = cfg.inputs.get(model, {})
+        if given:  # each variant takes the names it has (see _input_names)
+            have = _input_names(model, precision, runtime) or None
+            given = {k: {n: v for n, v in d.items() if have is None or n in have} for k, d in given.items()}
         return RunConfig(model=model, precision=precision, runtime=runtime, threads=threads, memory_limit_mb=mb,
                          duration_s=cfg.duration_s, iterations=cfg.iterations, preset=cfg.run_preset,
                          warmup=cfg.warmup, timeout_s=cfg.timeout_s, sample_hz=cfg.sample_hz,

@@ -10,6 +10,8 @@ are the project's, as in an activated venv). What may differ from the text, and 
 * a long command is shortened through its own flags (`run --duration 2`, `study --duration 0.3 --cooldown 0`),
   appended, so argparse's last value wins and every other flag stays as written;
 * the app scripts get `--server.port` (a free port) and are stopped once the server answers;
+* a chain of `python3 -m venv`, `pip install`, `cd` and edgeprof commands (the package install) runs whole, from the
+  checkout, as written;
 * `bash scripts/test.sh` is the command CI runs (`.ci/run` executes it), which is running this very test.
 """
 
@@ -35,6 +37,8 @@ SHELL = ("sh", "bash", "shell", "console")
 EDGEPROF = re.compile(r"^(?:\.venv/bin/)?(?:python3? -m edgeprof|edgeprof)\s+(?P<args>.*)$")
 APP = re.compile(r"^(?P<env>(?:[A-Z_]+=\S+\s+)*)bash scripts/app\.sh(?P<args>(?:\s.*)?)$")
 SHORTEN = {"run": ["--duration", "2"], "study": ["--duration", "0.3", "--cooldown", "0"]}
+CHAIN_PART = re.compile(r"^(?:python3? -m venv \S+|\S+/bin/pip install(?: -q)? \.|cd \S+|\S*edgeprof(?: .*)?)$")
+LOOKS_LIKE_A_COMMAND = re.compile(r"^(?:sudo |cd |bash |sh |pip3? |python3? |\.venv/|\./|/\S+/bin/|edgeprof |[A-Z_]+=\S+ )")
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +92,7 @@ def test_unlabelled_blocks_hold_no_commands():
                 continue
             for offset, line in enumerate(text.splitlines()):
                 line = line.strip()
-                assert not (EDGEPROF.match(line) or APP.match(line) or line.startswith(("bash ", "pip ", "./"))), \
+                assert not LOOKS_LIKE_A_COMMAND.match(line), \
                     f"{doc.name}:{start + offset}: a command in a ```{lang or '(unlabelled)'} block; label it ```sh"
 
 
@@ -166,6 +170,11 @@ def test_documented_command_runs_as_written(scratch, where, cmd):
         return  # CI runs it: test_ci_runs_the_readme_test_command checks that it is what CI runs
     if APP.match(cmd):
         _run_app(cmd, env)
+        return
+    if "&&" in cmd and all(CHAIN_PART.match(part.strip()) for part in cmd.split("&&")):
+        r = subprocess.run(["bash", "-c", cmd], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+        assert r.returncode == 0, f"{where}: `{cmd}` exited {r.returncode}:\n{r.stderr[-3000:]}"
+        assert "Traceback" not in r.stderr
         return
     m = EDGEPROF.match(cmd)
     assert m, f"{where}: no test knows how to run `{cmd}`; teach tests/test_docs_commands.py, or drop it from the docs"

@@ -179,8 +179,9 @@ def plan_feeds(specs, shapes: dict | None = None, fills: dict | None = None, *, 
         if fill is not None:
             notes.append(f"input {spec.name!r} {values} (--fill)")
         elif _values_matter(feed):
-            notes.append(f"input {spec.name!r} takes {spec.dtype} (token ids, indices or a setting such as a sample "
-                         f"rate?); fed {values} (set it with --fill {spec.name}=VALUE)")
+            kind = "integers" if spec.dtype.startswith(("int", "uint")) else spec.dtype
+            notes.append(f"input {spec.name!r} takes {kind} ({spec.dtype}: e.g. token ids, indices or a sample rate); "
+                         f"fed {values} (set it with --fill {spec.name}=VALUE)")
     return FeedPlan(tuple(feeds), tuple(notes))
 
 

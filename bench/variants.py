@@ -47,7 +47,7 @@ def main() -> None:
         if d.get("status") != "ok":
             print(f"{runtime:<22} {precision:<13} {d.get('status')}: {d.get('error')}")
             continue
-        lat, mem, rt = d["latency_ms"], d["memory"], d["runtime"]
+        lat, mem, rt = d["latency_ms"], d["memory"], d["backend"]
         name = f"{rt['name']} {rt['version']}"
         warm = f"{d['warmup_ms']:.0f} ms/{d['warmup_iterations']}"
         print(f"{name:<22} {precision:<13} {d['model_size_bytes'] / 1e6:>7.2f} {d['load_ms']:>8.1f} "

@@ -129,22 +129,6 @@ def rolling_median(y, window: int | None = None) -> np.ndarray:
     return pd.Series(y).rolling(w, min_periods=1).median().to_numpy()
 
 
-def bits_of(precision: str | None) -> float | None:
-    """fp32 -> 32, fp16 -> 16, int8-* -> 8; None when unknown."""
-    if not precision:
-        return None
-    p = str(precision).lower()
-    if p.startswith("fp32"):
-        return 32.0
-    if p.startswith("fp16"):
-        return 16.0
-    if p.startswith("int8"):
-        return 8.0
-    if p.startswith("int16"):
-        return 16.0
-    return None
-
-
 # ------------------------------------------------------------------------------------------------------- run view
 
 def latency_timeline(t_s, latency_ms, *, warmup: tuple[float, float] | None = None,

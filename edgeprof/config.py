@@ -1,16 +1,21 @@
-"""Frozen, picklable run configuration, validated when it is built (the worker receives exactly this object)."""
+"""What a run is asked to do, validated when it is built: ``RunConfig`` (frozen, picklable), the allowed values of
+each setting, the one number check (``check_number``), the user's syntax for inputs (``--shape NAME=1x512``,
+``--fill NAME=VALUE``), and facts every layer shares (precisions and their bits, run statuses). The runner turns a
+RunConfig into the worker's ``WorkerSpec``; the worker never sees the RunConfig itself."""
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, replace
 
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 RUNTIMES = ("onnx", "tflite")
 INTERPRETERS = ("litert", "tflite-runtime")
 PROVIDERS = ("cpu", "cuda", "tensorrt")
+PRECISION_BITS = {"fp32": 32, "fp16": 16, "int8-dynamic": 8, "int8-static": 8, "int16x8": 16}
 STATUSES = ("running", "ok", "oom_killed", "crashed", "timed_out", "stopped", "failed", "interrupted")
 
 # name: (minimum steady-state seconds, minimum steady-state iterations)
@@ -21,14 +26,25 @@ PRESETS = {
 }
 
 
+def bits_of(precision: str | None) -> int | None:
+    """Bits per weight of a precision (fp32 32, fp16 16, int8-* 8, int16x8 16); None when unknown (mixed, a file's
+    own labels)."""
+    return PRECISION_BITS.get(str(precision).lower()) if precision else None
+
+
 def _choice(name: str, value, allowed) -> None:
     if value not in allowed:
         raise ConfigError(f"{name} {value!r} is not one of: {', '.join(map(str, allowed))}.")
 
 
-def _number(name: str, value, *, minimum: float, integer: bool = False, allow_none: bool = True):
+def check_number(name: str, value, minimum: float, integer: bool = False, allow_none: bool = True):
+    """``value`` as a finite int or float of at least ``minimum`` (None passes when ``allow_none``); else a
+    ConfigError naming the setting. The one number check of run and study settings (text from a page or a TOML
+    file is accepted when it reads as a number; True and False are not numbers)."""
     if value is None and allow_none:
         return None
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number, got {value!r}.")
     try:
         num = int(value) if integer else float(value)
     except (TypeError, ValueError):
@@ -42,10 +58,65 @@ def _number(name: str, value, *, minimum: float, integer: bool = False, allow_no
     return num
 
 
-def _input_shapes(value) -> dict:
-    """{name: (d1, ...)} with whole, non-negative dimensions; "1x512" strings are accepted (study files, pages)."""
-    from .runtimes.inputs import parse_shape
+# ------------------------------------------------------------------------------------------------ inputs: --shape, --fill
 
+
+def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """``"input=1x512"`` -> ``("input", (1, 512))``; ``"sr="`` is a scalar. Raises UsageError with the format."""
+    name, sep, dims = str(text).rpartition("=")
+    if not sep or not name:
+        raise UsageError(f"--shape {text!r} is not NAME=D1xD2... (e.g. --shape input=1x512).")
+    dims = dims.strip().lower()
+    if dims in ("", "scalar", "[]", "()"):
+        return name, ()
+    parts = re.split(r"[x,]", dims.strip("[]()"))
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"--shape {text!r}: dimensions must be whole numbers separated by x (e.g. 1x3x224x224).") from None
+    if any(d < 0 for d in shape):
+        raise UsageError(f"--shape {text!r}: a dimension cannot be negative.")
+    return name, shape
+
+
+def parse_fill(text: str) -> tuple[str, float | int | bool | str]:
+    """``"sr=16000"`` -> ``("sr", 16000)``; numbers become int or float, ``true``/``false`` bool, anything else a str."""
+    name, sep, value = str(text).rpartition("=")
+    if not sep or not name:
+        raise UsageError(f"--fill {text!r} is not NAME=VALUE (e.g. --fill sr=16000).")
+    return name, parse_value(value)
+
+
+def parse_value(value: str) -> float | int | bool | str:
+    low = value.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return int(low, 0) if re.fullmatch(r"[+-]?(0x[0-9a-f]+|\d+)", low) else float(low)
+    except ValueError:
+        return value
+
+
+def parse_given(shapes: dict, fills: dict) -> tuple[dict, dict]:
+    """Texts typed per input ({name: "1x512"}, {name: "16000"}; empty ones ignored) -> RunConfig's input_shapes
+    and input_fills. Raises UsageError as --shape / --fill do."""
+    out_shapes = {n: parse_shape(f"{n}={t.strip()}")[1] for n, t in shapes.items() if t and t.strip()}
+    out_fills = {n: parse_value(t.strip()) for n, t in fills.items() if t and t.strip()}
+    return out_shapes, out_fills
+
+
+def describe_shape(shape) -> str:
+    """``("batch", 512)`` -> ``[batch, 512]``, an unknown size as ``?``."""
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def format_shape(shape) -> str:
+    """``(1, 512)`` -> ``"1x512"`` (the --shape syntax); a scalar is ``""``."""
+    return "x".join(str(d) for d in shape)
+
+
+def check_input_shapes(value) -> dict:
+    """{name: (d1, ...)} with whole, non-negative dimensions; "1x512" strings are accepted (study files, pages)."""
     if not isinstance(value, dict):
         raise ConfigError(f"input shapes must be a mapping of input name to shape, got {value!r}.")
     out = {}
@@ -64,10 +135,8 @@ def _input_shapes(value) -> dict:
     return out
 
 
-def _input_fills(value) -> dict:
+def check_input_fills(value) -> dict:
     """{name: scalar}; strings that read as numbers or true/false become them (values typed into a page)."""
-    from .runtimes.inputs import parse_value
-
     if not isinstance(value, dict):
         raise ConfigError(f"input fill values must be a mapping of input name to value, got {value!r}.")
     out = {}
@@ -117,17 +186,17 @@ class RunConfig:
         if self.preset is not None:
             _choice("preset", self.preset, tuple(PRESETS))
         set_ = object.__setattr__
-        set_(self, "threads", _number("threads", self.threads, minimum=1, integer=True, allow_none=False))
-        mem = _number("memory limit (MB)", self.memory_limit_mb, minimum=0)
+        set_(self, "threads", check_number("threads", self.threads, minimum=1, integer=True, allow_none=False))
+        mem = check_number("memory limit (MB)", self.memory_limit_mb, minimum=0)
         set_(self, "memory_limit_mb", mem or None)
-        set_(self, "duration_s", _number("duration (s)", self.duration_s, minimum=0))
-        set_(self, "iterations", _number("iterations", self.iterations, minimum=1, integer=True))
-        set_(self, "timeout_s", _number("timeout (s)", self.timeout_s, minimum=0.1))
-        set_(self, "sample_hz", _number("sample rate (Hz)", self.sample_hz, minimum=0.1, allow_none=False))
+        set_(self, "duration_s", check_number("duration (s)", self.duration_s, minimum=0))
+        set_(self, "iterations", check_number("iterations", self.iterations, minimum=1, integer=True))
+        set_(self, "timeout_s", check_number("timeout (s)", self.timeout_s, minimum=0.1))
+        set_(self, "sample_hz", check_number("sample rate (Hz)", self.sample_hz, minimum=0.1, allow_none=False))
         if self.warmup != "auto":
-            set_(self, "warmup", _number("warm-up", self.warmup, minimum=0, integer=True, allow_none=False))
-        set_(self, "input_shapes", _input_shapes(self.input_shapes))
-        set_(self, "input_fills", _input_fills(self.input_fills))
+            set_(self, "warmup", check_number("warm-up", self.warmup, minimum=0, integer=True, allow_none=False))
+        set_(self, "input_shapes", check_input_shapes(self.input_shapes))
+        set_(self, "input_fills", check_input_fills(self.input_fills))
         if self.duration_s is None and self.iterations is None and self.preset is None:
             set_(self, "preset", "quick")
 

@@ -43,10 +43,12 @@ class HolderLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or f"another {self._what}"
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
             os.close(fd)
-            raise self._busy(f"the device is busy with {self._what} {holder}.",
-                             "Wait for it to finish or stop it, then start again.") from None
+            exc = self._busy(f"the device is busy with {self._what} {holder or 'another ' + self._what}.",
+                             "Wait for it to finish or stop it, then start again.")
+            exc.holder_id = holder.split(" ", 1)[0] if holder else None  # "<owner id> (pid N)"
+            raise exc from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{owner_id} (pid {os.getpid()})".encode(), 0)
         self._fd = fd

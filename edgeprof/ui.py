@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from . import charts, paths
+from . import paths
 from .errors import EdgeprofError
-from .runner import PHASE_CODES
+from .run.live import LiveBuffer
+from .run.summary import phase_starts
 
 UPLOAD_CAP_MB = 200  # matches server.maxUploadSize in .streamlit/config.toml; upload_cap_mb() is the one in force
 PAGES = {  # page file -> (title, icon); pages/6_Study.py and pages/7_Report.py are picked up when present
@@ -63,7 +64,7 @@ def db_path() -> Path:
 def _store_for(path: str):
     """One Store per database path and process; recover() runs here, so once per process: runs whose owner died
     are marked interrupted and leftover cgroups are removed."""
-    from .runs_cli import recover
+    from .run import recover
     from .store import Store
 
     store = Store(path)
@@ -131,18 +132,9 @@ def run_label(row) -> str:
 
 
 def runs_frame(store, **filters) -> pd.DataFrame:
-    """store.list_runs plus the derived study variables (bits, model size in MB, peak RAM) and a label."""
+    """store.list_runs (with its derived columns: bits, model size in MB, peak RAM) plus a label for pickers."""
     df = store.list_runs(**filters)
-    if df.empty:
-        df["label"] = pd.Series(dtype=str)
-        for col in ("bits", "model_size_mb", "peak_ram_mb"):
-            df[col] = pd.Series(dtype=float)
-        return df
-    df["bits"] = df["precision"].map(charts.bits_of).astype(float)
-    df["model_size_mb"] = pd.to_numeric(df["model_size_bytes"], errors="coerce") / 1e6
-    charged = pd.to_numeric(df["peak_charged_mb"], errors="coerce")
-    df["peak_ram_mb"] = charged.fillna(pd.to_numeric(df["peak_rss_mb"], errors="coerce"))
-    df["label"] = [run_label(r) for r in df.to_dict("records")]
+    df["label"] = [run_label(r) for r in df.to_dict("records")] if len(df) else pd.Series(dtype=str)
     return df
 
 
@@ -200,9 +192,7 @@ def telemetry_frame(rows, t0_ns: int) -> pd.DataFrame:
 
 def phase_spans(phases: list, t0_ns: int) -> dict:
     """(phase, t_ns, reason) events -> {"load": (s0, s1), "warmup": (s0, s1) or (s0, None)} in seconds from t0."""
-    first = {}
-    for p, t, _reason in phases or []:
-        first.setdefault(p, t)
+    first = phase_starts(phases)
     to_s = lambda t: None if t is None else (t - t0_ns) / 1e9  # noqa: E731
     out = {}
     if "load" in first:
@@ -334,10 +324,11 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
         others = f", other processes {_fmt(cpu.get('others_mean_pct'), 0, '%')}" if cpu.get("others_mean_pct") is not None else ""
         lines.append(f"CPU: device {_fmt(cpu.get('system_mean_pct'), 0, '%')} busy{cores}; worker "
                      f"{_fmt(cpu.get('worker_mean_pct'), 0, '%')}{others} (100% = one core).")
-    rt = result.get("runtime") or {}
-    if rt.get("name"):
-        lines.append(f"Runtime: {rt.get('name')} {rt.get('version') or ''}, {rt.get('provider') or 'default provider'}, "
-                     f"{rt.get('threads')} threads.")
+    be = result.get("backend") or {}
+    if be.get("name"):
+        via = (f"execution provider {be['execution_provider']}" if be.get("execution_provider")
+               else f"delegate {be['delegate']}" if be.get("delegate") else "default provider")
+        lines.append(f"Runtime: {be.get('name')} {be.get('version') or ''}, {via}, {be.get('threads')} threads.")
     st.markdown("  \n".join(lines))
     flags = result.get("flags") or []
     if flags:
@@ -349,6 +340,28 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
         st.caption("Notes: " + "; ".join(notes) + ".")
     if rid:
         page_link("pages/2_Runs.py", label="Open this run in Runs", query={"run_id": rid})
+
+
+def footprint_hint(store, model: str, precision: str | None, runtime: str, threads: int) -> str | None:
+    """The variant's measured footprint from its newest stored ok run (any thread count when this one has none)."""
+    try:
+        df = store.ok_runs(model, precision, runtime, threads) if precision else store.list_runs(
+            model=model, status="ok", runtime=runtime, threads=threads)
+        if df.empty:
+            df = store.list_runs(model=model, precision=precision, status="ok", runtime=runtime, limit=50)
+    except EdgeprofError:
+        return None
+    for row in df.to_dict("records"):
+        charged, rss = row.get("peak_charged_mb"), row.get("peak_rss_mb")
+        parts = []
+        if charged is not None and np.isfinite(charged):
+            parts.append(f"peak charged {charged:.0f} MB")
+        if rss is not None and np.isfinite(rss):
+            parts.append(f"peak worker RSS {rss:.0f} MB")
+        if parts:
+            return f"Measured footprint of this variant (run {row['run_id'][-6:]}): " + ", ".join(parts) + \
+                ". A limit below it will likely OOM-kill the run."
+    return None
 
 
 # ------------------------------------------------------------------------------------------------------- uploads
@@ -471,136 +484,6 @@ def now_utc() -> datetime:
 
 # ------------------------------------------------------------------------------------------------------- live view
 
-
-
-class _Tail:
-    """The newest points of three columns, appended in place. A refresh adds its new points without copying the ones
-    held (re-concatenating a million points per build, 4 builds a second, was ~70 MB/s of copies in the server).
-    Storage grows up to twice the points kept; then the newest move to a fresh array, so views handed out earlier
-    never change under their holder. Amortized O(1) per point."""
-
-    DTYPES = (np.int64, np.int64, np.int8)
-
-    def __init__(self):
-        self.cols = [np.empty(0, d) for d in self.DTYPES]
-        self.start = self.end = 0
-
-    def append(self, parts, keep: int) -> None:
-        parts = [np.asarray(p, dtype=d)[-keep:] for p, d in zip(parts, self.DTYPES, strict=True)]
-        k = parts[0].size
-        if not k:
-            return
-        if self.end + k > self.cols[0].size:
-            carry = min(self.end - self.start, keep - k)
-            cap = max(min(2 * keep, 2 * (carry + k)), carry + k, 1024)
-            new = [np.empty(cap, d) for d in self.DTYPES]
-            for a, old in zip(new, self.cols, strict=True):
-                a[:carry] = old[self.end - carry:self.end]
-            self.cols, self.start, self.end = new, 0, carry
-        for a, p in zip(self.cols, parts, strict=True):
-            a[self.end:self.end + k] = p
-        self.end += k
-        self.start = max(self.start, self.end - keep)
-
-    def view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        out = tuple(a[self.start:self.end] for a in self.cols)
-        for a in out:
-            a.flags.writeable = False
-        return out
-
-
-class LiveBuffer:
-    """A run's live data in the server (one per run, shared by its viewers), grown incrementally from
-    ``RunHandle.snapshot``.
-
-    The cursors (``next_seq``, ``tel_since_ns``) make every refresh fetch only the points that are new since the
-    last one; the newest ``MAX_KEEP`` points stay in memory so the live and final views need no database read.
-    """
-
-    MAX_KEEP = 1_000_000  # points per session (~17 MB); a longer run keeps its newest million for the chart
-
-    def __init__(self, run_id: str, started_ns: int, started_wall: float):
-        self.run_id = run_id
-        self.started_ns = int(started_ns)
-        self.started_wall = float(started_wall)
-        self.next_seq = 0
-        self.tel_since_ns = 0
-        self._tail = _Tail()
-        self.tel_rows: list = []
-        self.phases: list = []
-        self.status = "starting"
-        self.phase = "preparing"
-        self.reason = None
-        self.result = None
-        self.notes: list = []
-        self.memory_limit_mb = None
-        self.refreshes = 0
-        self.first_latency_ns: int | None = None
-
-    def update(self, snap: dict) -> int:
-        """Add a snapshot taken with this buffer's cursors; returns how many latency points were new."""
-        seqs = snap.get("seq")
-        seqs = seqs if seqs is not None and len(seqs) else []
-        new = 0
-        if seqs:
-            # a snapshot may overlap the cursor (it returns seq >= since); keep only what is new
-            start = max(0, self.next_seq - seqs[0])
-            if start < len(seqs):
-                codes = snap["phase_code"][start:] if "phase_code" in snap else \
-                    [PHASE_CODES.get(p, 2) for p in snap["sample_phase"][start:]]
-                self._tail.append((snap["t_ns"][start:], snap["latency_ns"][start:], codes), self.MAX_KEEP)
-                new = len(seqs) - start
-                if self.first_latency_ns is None and seqs[start] == 0:
-                    self.first_latency_ns = int(snap["latency_ns"][start])
-                self.next_seq = seqs[-1] + 1
-        tel = snap.get("telemetry") or []
-        if tel:
-            self.tel_rows.extend(tel)
-            self.tel_since_ns = max(self.tel_since_ns, max(r[0] for r in tel))
-        self.phases = snap.get("phases") or self.phases
-        self.status, self.phase, self.reason = snap.get("status"), snap.get("phase"), snap.get("reason")
-        self.result = snap.get("result")
-        self.notes = snap.get("notes") or []
-        self.memory_limit_mb = snap.get("memory_limit_mb")
-        self.refreshes += 1
-        return new
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(t_ns, latency_ns, phase code) of the newest MAX_KEEP points: read-only views that later updates never
-        change."""
-        return self._tail.view()
-
-    @property
-    def n(self) -> int:
-        return self.next_seq
-
-    def newest_wall(self) -> float | None:
-        """Wall-clock time (s since the epoch) of the newest inference shown: its start plus its latency."""
-        t, lat, _ = self.arrays()
-        if t.size == 0:
-            return None
-        return self.started_wall + (int(t[-1]) + int(lat[-1]) - self.started_ns) / 1e9
-
-    def figures(self) -> dict:
-        """Headline numbers from the points so far (steady state only for percentiles and throughput)."""
-        t, lat, ph = self.arrays()
-        out: dict = {}
-        first = {}
-        for p, tt, _ in self.phases:
-            first.setdefault(p, tt)
-        if "load" in first and "first" in first:
-            out["load_ms"] = (first["first"] - first["load"]) / 1e6
-        if self.first_latency_ns is not None:
-            out["first_inference_ms"] = self.first_latency_ns / 1e6
-        if "warmup" in first and "steady" in first:
-            out["warmup_ms"] = (first["steady"] - first["warmup"]) / 1e6
-        if ph.size and ph[-1] == 2:  # steady comes last and runs to the end: slices, no full-size masked copies
-            i0 = int(np.argmax(ph == 2))
-            ls = lat[max(i0, lat.size - 200_000):] / 1e6
-            out["p50_ms"], out["p90_ms"] = (float(v) for v in np.percentile(ls, [50, 90]))
-            span = (t[-1] + lat[-1] - t[i0]) / 1e9
-            out["throughput_ips"] = float(t.size - i0) / span if span > 0 else None
-        return out
 
 
 # ------------------------------------------------------------------------------------------------ shared live views

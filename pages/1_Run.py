@@ -1,6 +1,6 @@
 """Run: pick a model, precision, runtime and memory cap, start a run and watch it live.
 
-A run belongs to the server process (edgeprof.runner's registry), not to this browser tab: reopening the page, or a
+A run belongs to the server process (edgeprof.run's registry), not to this browser tab: reopening the page, or a
 second tab, attaches to the run in progress. Each session keeps its own cursors into the run's live data, so every
 refresh fetches only new points.
 """
@@ -12,10 +12,9 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
-from edgeprof import charts, runner, study, ui
+from edgeprof import charts, run, study, ui
 from edgeprof.config import INTERPRETERS, PRECISIONS, PRESETS, PROVIDERS, RunConfig
 from edgeprof.errors import EdgeprofError
 from edgeprof.runtimes.inputs import parse_given
@@ -40,8 +39,8 @@ st.caption("Pick a model and a precision, cap its memory, and watch latency and 
 def watched_handle():
     """The run this session watches: its own last start, else any live run of this server process."""
     rid = st.session_state.get("watch_run")
-    handle = runner.get_handle(rid) if rid else None
-    active = runner.active_runs()
+    handle = run.get_handle(rid) if rid else None
+    active = run.active_runs()
     if active and (handle is None or (handle.finished and active[0].run_id != rid)):
         handle = active[0]
         st.session_state["watch_run"] = handle.run_id
@@ -103,30 +102,7 @@ with st.expander("Advanced", expanded=False):
 shape_texts, fill_texts = ui.inputs_panel(model, None if precision == AS_FILE else precision, runtime)
 
 
-def footprint_hint() -> str | None:
-    """The variant's measured footprint from the newest stored ok run of it, if any."""
-    prec = None if precision == AS_FILE else precision
-    try:
-        df = store.list_runs(model=model, precision=prec, status="ok", limit=50)
-    except EdgeprofError:
-        return None
-    if df.empty:
-        return None
-    df = df[df["runtime"] == runtime]
-    for row in df.to_dict("records"):
-        charged, rss = row.get("peak_charged_mb"), row.get("peak_rss_mb")
-        parts = []
-        if charged is not None and np.isfinite(charged):
-            parts.append(f"peak charged {charged:.0f} MB")
-        if rss is not None and np.isfinite(rss):
-            parts.append(f"peak worker RSS {rss:.0f} MB")
-        if parts:
-            return f"Measured footprint of this variant (run {row['run_id'][-6:]}): " + ", ".join(parts) + \
-                ". A limit below it will likely OOM-kill the run."
-    return None
-
-
-hint = footprint_hint()
+hint = ui.footprint_hint(store, model, None if precision == AS_FILE else precision, runtime, int(threads))
 if hint:
     st.caption(hint)
 
@@ -134,29 +110,21 @@ handle = watched_handle()
 b1, b2, _ = st.columns([1, 1, 6])
 start = b1.button("Start run", key="start", type="primary")
 if start:
-    busy = runner.active_runs()
     try:
-        if busy:
-            raise runner.DeviceBusy(f"the device is busy with run {busy[0].run_id}.")
-        prec = precision
-        if precision == AS_FILE:  # the file's own precision (RunConfig needs one of PRECISIONS)
-            from edgeprof.models.inspect import inspect_file
-
-            prec = inspect_file(model).precision
-            prec = prec if prec in PRECISIONS else "fp32"
         input_shapes, input_fills = parse_given(shape_texts, fill_texts)
-        cfg = RunConfig(
-            model=model, precision=prec, runtime=runtime, input_shapes=input_shapes, input_fills=input_fills,
+        cfg = RunConfig(  # fp32 for a file "as in the file": a user's file runs as it is, and the run records what it is
+            model=model, precision="fp32" if precision == AS_FILE else precision, runtime=runtime,
+            input_shapes=input_shapes, input_fills=input_fills,
             tflite_interpreter=None if interpreter == AUTO or runtime != "tflite" else interpreter,
             execution_provider=None if provider == AUTO or runtime != "onnx" else provider,
             threads=int(threads), memory_limit_mb=memory or None, preset=preset,
             duration_s=float(duration_s) if duration_s else None,
         )
-        handle = runner.start_run(cfg, store.path, store=store)
+        handle = run.start_run(cfg, store)
         st.session_state["watch_run"] = handle.run_id
-    except runner.DeviceBusy as exc:
-        holder = str(exc).split("busy with run", 1)[-1].split(".")[0].strip() or "another run"
-        if runner.active_runs():
+    except run.DeviceBusy as exc:
+        holder = exc.holder_id or "another run"
+        if run.get_handle(holder) is not None:
             st.error(f"One run at a time: this device is busy with run {holder}; watch it below or stop it.")
         else:  # held by another process, e.g. `python -m edgeprof run`
             st.error(f"One run at a time: this device is busy with run {holder}, started outside this dashboard "
@@ -247,7 +215,7 @@ def draw(h, view: dict, *, final: bool) -> None:
 
 @st.fragment(run_every=LIVE_REFRESH_S)
 def live_view(run_id: str) -> None:
-    h = runner.get_handle(run_id)
+    h = run.get_handle(run_id)
     if h is None:
         return
     view = ui.shared_view(h, build_view, max_age_s=LIVE_REFRESH_S * 0.8)
@@ -265,7 +233,7 @@ def live_view(run_id: str) -> None:
 def follow_study(watched_id: str | None) -> None:
     """While a study runs in this server, a page showing no live run (none yet, or the cell that just ended) attaches
     to the study's next run as soon as it starts; once the study is over, one last rerun drops this poll."""
-    active = runner.active_runs()
+    active = run.active_runs()
     if (active and active[0].run_id != watched_id) or (not active and study.active_study() is None):
         st.rerun()
 

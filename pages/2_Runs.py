@@ -8,8 +8,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from edgeprof import auth, charts, runner, ui
+from edgeprof import auth, charts, ui
 from edgeprof.errors import EdgeprofError
+from edgeprof.run import active_runs
+from edgeprof.store.bundle import export_runs, import_bundle
 
 TABLE_COLUMNS = ["created_at", "hostname", "model", "precision", "runtime", "threads", "memory_limit_mb", "status",
                  "p50_ms", "p90_ms", "throughput_ips", "peak_charged_mb", "peak_rss_mb", "run_id"]
@@ -32,7 +34,7 @@ with st.expander("Import a bundle (.zip exported from edgeprof)", expanded=runs.
             path = Path(tmp) / "bundle.zip"
             path.write_bytes(bundle.getvalue())
             try:
-                added = store.import_bundle(path)
+                added = import_bundle(store, path)
             except EdgeprofError as exc:
                 ui.show_error(exc, "Import failed")
             else:
@@ -114,7 +116,7 @@ if c1.button("Delete selected", key="delete", disabled=not selected or not admin
     st.session_state["confirm_delete"] = list(selected)
 pending = st.session_state.get("confirm_delete") if admin else None
 if pending:
-    live = {h.run_id for h in runner.active_runs()} & set(pending)
+    live = {h.run_id for h in active_runs()} & set(pending)
     if live:
         st.error(f"Run {', '.join(live)} is still running: stop it on the Run page first.")
         st.session_state.pop("confirm_delete")
@@ -140,7 +142,7 @@ if c2.button("Export selected", key="export", disabled=not selected):
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "edgeprof-runs.zip"
         try:
-            store.export_runs(selected, out, fmt=fmt)
+            export_runs(store, selected, out, fmt=fmt)
             st.session_state["export_bytes"] = out.read_bytes()
         except EdgeprofError as exc:
             ui.show_error(exc, "Export failed")

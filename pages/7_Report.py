@@ -6,8 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from edgeprof import report, study, ui
+from edgeprof import study, ui
 from edgeprof.errors import EdgeprofError
+from edgeprof.study import report
 
 VERDICT_COLOURS = {report.SUPPORTED: "green", report.NOT_SUPPORTED: "red", report.NOT_TESTABLE: "gray",
                    report.TOO_FEW: "orange"}

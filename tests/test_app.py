@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from edgeprof import runner
+from edgeprof import run as runner
 from edgeprof.config import RunConfig
 from edgeprof.store import Store
 

@@ -53,4 +53,4 @@ def test_unloadable_models_fail_clearly_and_are_recorded(db_path, name, args, ne
 
 def test_newer_op_model_runs_in_litert(db_path):
     r, doc = run_cli("--model", str(FIX / "fc_v12.tflite"), "--tflite-interpreter", "litert", db=db_path)
-    assert r.returncode == 0 and doc["runtime"]["name"] == "litert"
+    assert r.returncode == 0 and doc["backend"]["name"] == "litert"

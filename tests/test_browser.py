@@ -135,7 +135,7 @@ def start_run(page, url: str, duration_s: float) -> float:
 def make_runs(db: Path) -> None:
     """A few short stored runs (one model at several precisions and runtimes) so Correlations has points to show."""
     from edgeprof.config import RunConfig
-    from edgeprof.runner import start_run
+    from edgeprof.run import start_run
 
     for runtime, precision, threads in (("onnx", "fp32", 1), ("tflite", "int8-static", 2), ("tflite", "fp16", 1)):
         cfg = RunConfig(model="digits-cnn", runtime=runtime, precision=precision, threads=threads, duration_s=0.3,

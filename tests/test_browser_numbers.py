@@ -48,7 +48,7 @@ def assert_no_error(page, what: str) -> None:
 
 def test_nonsense_in_every_number_field_is_refused_and_what_is_used_stays_valid(tmp_path):
     from edgeprof.config import RunConfig
-    from edgeprof.runner import start_run
+    from edgeprof.run import start_run
 
     db = tmp_path / "runs.duckdb"
     res = start_run(RunConfig(model="digits-cnn", duration_s=2.0), db).wait(60)  # for the Correlations window

@@ -87,36 +87,56 @@ def test_compare_figures():
 
 
 def test_bits_of():
-    assert [charts.bits_of(p) for p in ("fp32", "fp16", "int8-dynamic", "int8-static", None)] == [32, 16, 8, 8, None]
+    from edgeprof.config import bits_of
+
+    assert [bits_of(p) for p in ("fp32", "fp16", "int8-dynamic", "int8-static", "mixed", None)] == [32, 16, 8, 8, None,
+                                                                                                  None]
 
 
 def test_live_buffer_fetches_incrementally_and_keeps_the_newest_points():
-    from edgeprof.ui import LiveBuffer
+    """Snapshots as the runner makes them: a Recorder fed the worker's own messages."""
+    from array import array
 
+    from edgeprof.run.live import LiveBuffer
+    from edgeprof.run.recorder import Recorder
+    from edgeprof.worker.messages import PHASE_CODES, Batch
+
+    rec = Recorder("r", store=None)
     buf = LiveBuffer("r", started_ns=0, started_wall=1000.0)
     buf.MAX_KEEP = 5
-    phases = [("load", 0, ""), ("first", 100_000_000, ""), ("warmup", 101_000_000, ""), ("steady", 102_000_000, "")]
+    for phase, t in (("load", 0), ("first", 100_000_000), ("warmup", 101_000_000), ("steady", 102_000_000)):
+        rec.add_phase(phase, t)
 
-    def snap(seqs):
-        return {"seq": seqs, "t_ns": [100_000_000 + s * 1_000_000 for s in seqs], "latency_ns": [500_000] * len(seqs),
-                "sample_phase": ["first" if s == 0 else "warmup" if s < 2 else "steady" for s in seqs],
-                "telemetry": [(s * 1_000_000, "host", "cpu.total_pct", 50.0, "%") for s in seqs], "phases": phases,
-                "status": "running", "phase": "steady", "reason": None, "result": None, "notes": [],
-                "memory_limit_mb": None}
+    def batch(seq0, phase, n):
+        ts = array("q", [100_000_000 + s * 1_000_000 for s in range(seq0, seq0 + n)])
+        rec.add_batch(Batch(seq0, phase, ts, array("q", [500_000] * n)))
+        rec.add_telemetry([(t, "host", "cpu.total_pct", 50.0, "%") for t in ts])
 
-    assert buf.update(snap([0, 1, 2, 3])) == 4 and buf.next_seq == 4
-    assert buf.update(snap([3, 4, 5, 6])) == 3  # an overlapping snapshot adds only what is new
+    def snap():
+        state = {"status": "running", "phase": "steady", "reason": None, "result": None, "notes": [],
+                 "memory_limit_mb": None}
+        return {**state, **rec.snapshot(buf.next_seq, buf.tel_since_ns)}
+
+    batch(0, "first", 1)
+    batch(1, "warmup", 1)
+    batch(2, "steady", 2)
+    assert buf.update(snap()) == 4 and buf.next_seq == 4
+    batch(4, "steady", 3)
+    assert buf.update({**snap(), "seq": range(3, 7), **{k: v for k, v in rec.snapshot(3).items() if k != "telemetry"}}) \
+        == 3  # an overlapping snapshot adds only what is new
     t, lat, ph = buf.arrays()
     assert len(t) == 5 and t[-1] == 106_000_000  # only the newest MAX_KEEP points are kept
+    assert ph.tolist() == [PHASE_CODES["steady"]] * 5  # seq 2..6: the first and warm-up samples fell off the front
     fig = buf.figures()
     assert fig["load_ms"] == 100 and fig["first_inference_ms"] == 0.5 and fig["warmup_ms"] == 1
     assert fig["p50_ms"] == 0.5 and buf.newest_wall() == 1000.0 + 0.1065
+    assert len(buf.tel_rows) == 7 and buf.tel_since_ns == 106_000_000
 
 
 def test_live_buffer_tail_matches_a_plain_concatenation_and_old_views_never_change():
     import numpy as np
 
-    from edgeprof.ui import _Tail
+    from edgeprof.run.live import _Tail
 
     rng = np.random.default_rng(3)
     tail, keep, seen, views = _Tail(), 1000, [], []

@@ -62,7 +62,7 @@ def test_fidelity_digits_json(tmp_path):
     proc = edgeprof(tmp_path, "fidelity", "digits-cnn", "--json")
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
-    keys = {"precision", "format", "runtime", "top1_agreement", "top5_overlap", "mean_kl", "cosine", "accuracy"}
+    keys = {"precision", "format", "backend", "top1_agreement", "top5_overlap", "mean_kl", "cosine", "accuracy"}
     assert rows and all(keys <= set(r) for r in rows)
     runs = [r for r in rows if r["error"] is None]
     expected = {(f, p) for f in ("onnx", "tflite") for p in ("fp32", "fp16", "int8-dynamic", "int8-static")}
@@ -70,7 +70,7 @@ def test_fidelity_digits_json(tmp_path):
         expected.discard(("onnx", "int8-dynamic"))
         (refused,) = [r for r in rows if (r["format"], r["precision"]) == ("onnx", "int8-dynamic")]
         assert "needs 1.24 or newer" in refused["error"]
-    assert {(r["format"], r["precision"]) for r in runs if r["runtime"] in ("onnxruntime", "litert")} == expected
+    assert {(r["format"], r["precision"]) for r in runs if r["backend"] in ("onnxruntime", "litert")} == expected
     for r in runs:
         assert r["n"] > 300 and r["accuracy"] > 0.95, r
         assert r["top1_agreement"] > 0.97 and 0.0 <= r["mean_kl"] < 0.05 and r["cosine"] > 0.99, r

@@ -14,9 +14,10 @@ import pytest
 from helpers import ROOT, cli_env, requires_cgroup, requires_tflite_runtime
 
 from edgeprof.config import RunConfig
-from edgeprof.runner import DeviceBusy, start_run
+from edgeprof.run import DeviceBusy, start_run
 from edgeprof.store import Store
 from edgeprof.worker import limits
+from edgeprof.worker.messages import PHASE_CODES
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,7 @@ def _run(db, **kw):
 def test_real_run_is_stored_and_read_back(db_path, runtime, interp):
     h, res = _run(db_path, model="digits-cnn", runtime=runtime, tflite_interpreter=interp)
     assert res["status"] == "ok", res["error"]
-    assert res["runtime"]["name"] == {"onnx": "onnxruntime"}.get(runtime, interp)
+    assert res["backend"]["name"] == {"onnx": "onnxruntime"}.get(runtime, interp) and res["runtime"] == runtime
     assert res["latency_ms"]["n"] >= 20 and res["latency_ms"]["p50"] > 0
     assert res["load_ms"] > 0 and res["first_inference_ms"] > 0
     assert res["worker_heavy_imports"] == []
@@ -137,17 +138,17 @@ def test_cpu_contention_is_flagged(db_path):
 def test_long_run_keeps_only_a_window_in_memory_and_summarizes_every_sample(db_path, monkeypatch):
     """Stored samples beyond the live window leave the server's memory; the summary reads them back, so it still
     covers every sample, and a late snapshot still gets a contiguous tail."""
-    from edgeprof import runner
+    from edgeprof.run import recorder
 
-    monkeypatch.setattr(runner, "SNAPSHOT_MAX", 500)
-    monkeypatch.setattr(runner, "FLUSH_INTERVAL_S", 0.1)
+    monkeypatch.setattr(recorder, "SNAPSHOT_MAX", 500)
+    monkeypatch.setattr(recorder, "FLUSH_INTERVAL_S", 0.1)
     h, res = _run(db_path, model="digits-cnn", threads=1, duration_s=1.5, iterations=2000)
     assert res["status"] == "ok", res["error"]
-    live = h._live
+    live = h._recorder._live
     assert live.base > 0 and len(live.t_ns) <= 2 * 500, (live.base, len(live.t_ns))
     t_ns, lat_ns, code = Store(db_path).latency_arrays(h.run_id)
     assert res["iterations_total"] == len(t_ns) == live.n
-    steady = lat_ns[code == 2] / 1e6
+    steady = lat_ns[code == PHASE_CODES["steady"]] / 1e6
     assert res["latency_ms"]["n"] == len(steady)
     assert res["latency_ms"]["p50"] == pytest.approx(float(np.median(steady)))
     snap = h.snapshot(0)

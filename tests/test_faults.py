@@ -14,7 +14,7 @@ import pytest
 from helpers import ROOT, cli_env, requires_cgroup
 
 from edgeprof.config import RunConfig
-from edgeprof.runner import start_run
+from edgeprof.run import start_run
 from edgeprof.store import Store
 from edgeprof.worker import limits
 

@@ -268,7 +268,7 @@ def test_tflite_dynamic_inputs_are_resized_before_allocation(db_path, interprete
     assert "e.g. --shape wave=1xN with the sizes it takes" in doc["error"]
     r, doc = run_json(model, "--tflite-interpreter", interpreter, "--shape", "wave=1x1280", db=db_path)
     assert r.returncode == 0, r.stderr
-    assert doc["runtime"]["name"] == interpreter and doc["latency_ms"]["n"] == 5
+    assert doc["backend"]["name"] == interpreter and doc["latency_ms"]["n"] == 5
 
 
 @pytest.mark.slow

@@ -95,7 +95,7 @@ def test_dry_run_prints_the_pip_commands():
 # -- what `edgeprof devices` says about execution providers -----------------------------------------------------------
 
 def test_devices_lists_the_providers_in_the_order_a_run_uses_them():
-    from edgeprof.runs_cli import onnx_providers
+    from edgeprof.device import onnx_providers
 
     gpu_build = onnx_providers(["cpu", "cuda", "tensorrt"], X86, "nvidia", checkout=True)
     assert gpu_build["chain"] == ["cuda", "cpu"] and gpu_build["on_request"] == ["tensorrt"]
@@ -106,7 +106,7 @@ def test_devices_lists_the_providers_in_the_order_a_run_uses_them():
 
 
 def test_devices_says_how_to_get_the_gpu_provider_when_a_gpu_is_present():
-    from edgeprof.runs_cli import onnx_providers
+    from edgeprof.device import onnx_providers
 
     assert "scripts/setup.sh --gpu" in onnx_providers(["cpu"], X86, "nvidia", checkout=True)["hint"]
     assert "requirements-gpu.txt" in onnx_providers(["cpu"], X86, "nvidia", checkout=False)["hint"]

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edgeprof import report
-from edgeprof.report import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, TOO_FEW
+from edgeprof.study import report
+from edgeprof.study.report import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, TOO_FEW
 
 SIZES = {"small": 0.1, "big": 20.0}
 BASE = {"small": 1.0, "big": 30.0}
@@ -33,7 +33,7 @@ def synth(*, models=("small", "big"), precisions=("fp32", "fp16", "int8-static")
         rows.append({"rep": rep, "model": m, "precision": p, "runtime": "onnx", "threads": 2, "mem": label,
                      "memory_limit_mb": mb, "status": "oom_killed" if died else "ok",
                      "p50_ms": None if died else p50, "cpu_system_mean_pct": None if died else cpu,
-                     "cpu_worker_mean_pct": None if died else cpu * 0.9, "ram_peak_mb": None if died else 90 + step,
+                     "cpu_worker_mean_pct": None if died else cpu * 0.9, "peak_ram_mb": None if died else 90 + step,
                      "gpu_util_mean_pct": (50.0 + step) if gpu and not died else None,
                      "model_size_mb": SIZES[m], "warmup_ms": 100.0, "load_ms": 20.0, "first_inference_ms": 5.0})
     return pd.DataFrame(rows)

@@ -10,7 +10,6 @@ from edgeprof.stats import (
     Correlation,
     Flag,
     LatencySummary,
-    WarmupDetector,
     correlate,
     correlation_matrix,
     detect_warmup,
@@ -22,6 +21,7 @@ from edgeprof.stats import (
     throughput,
     windowed,
 )
+from edgeprof.worker.warmup import WarmupDetector
 
 
 def warmup_series(n=300, seed=1, noise=0.01):

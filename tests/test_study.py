@@ -146,7 +146,7 @@ def test_quick_preset_end_to_end_with_report(tmp_path, edgeprof_home):
     assert rep.returncode == 0, rep.stderr
     page = (out / "index.html").read_text()
     assert "id='findings'" in page and "data:image/png;base64," in page
-    from edgeprof.report import FIGURES, VERDICTS
+    from edgeprof.study.report import FIGURES, VERDICTS
 
     for name in FIGURES:
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
@@ -316,7 +316,7 @@ def test_study_page_runs_a_tiny_study_and_report_page_shows_findings(page_db):
     assert "not testable here" in text  # the GPU claim on this CPU-only machine
     assert len(rep.get("download_button")) == 1
     assert "Findings" in [h.value for h in rep.header] and "Figures" in [h.value for h in rep.header]
-    from edgeprof.report import FIGURES
+    from edgeprof.study.report import FIGURES
 
     assert set(FIGURES.values()) <= {h.value for h in rep.subheader}  # one figure under each
 

@@ -425,7 +425,7 @@ def test_a_jtop_that_raises_stops_with_its_reason():
 
 def test_summary_and_charts_show_the_part_of_the_run_a_stopped_source_covers():
     from edgeprof import charts
-    from edgeprof.summary import _coverage
+    from edgeprof.run.summary import coverage
 
     s = 1_000_000_000
     tel = [(t * s // 10, "host", "cpu.total_pct", 50.0, "%") for t in range(0, 301)]
@@ -433,14 +433,14 @@ def test_summary_and_charts_show_the_part_of_the_run_a_stopped_source_covers():
     status = [{"name": "host", "available": True, "reason": "psutil"},
               {"name": "jetson", "available": False, "reason": "stopped: jtop sent no new sample for 3.0 s",
                "stopped_s": 12.0, "stopped_ns": 12 * s}]
-    cov = _coverage(tel, (0, 30 * s), status, 0)
+    cov = coverage(tel, (0, 30 * s), status, 0)
     assert list(cov) == ["jetson"]  # host covered the whole window: nothing to say about it
     assert cov["jetson"]["from_s"] == 0.0 and cov["jetson"]["to_s"] == 12.0 and cov["jetson"]["share"] == 0.4
     assert cov["jetson"]["stopped_s"] == 12.0 and "no new sample" in cov["jetson"]["reason"]
 
-    from edgeprof.runs_cli import format_summary
+    from edgeprof.cli.text import run_summary
 
-    text = format_summary({"run_id": "r", "status": "ok", "telemetry_coverage": cov})
+    text = run_summary({"run_id": "r", "status": "ok", "telemetry_coverage": cov})
     assert "jetson figures cover 0.0-12.0 s of the measured 0.0-30.0 s (40%); stopped at 12.0 s" in text
 
     frame = pd.DataFrame(tel, columns=["t_ns", "source", "metric", "value", "unit"])

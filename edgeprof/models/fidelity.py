@@ -102,7 +102,7 @@ def _run_all(session, inputs: list[list[np.ndarray]]) -> np.ndarray:
 
 
 def _row(variant, runtime: str, version: str | None, n: int, metrics: dict | None, note=None, error=None) -> dict:
-    row = {"precision": variant.precision, "format": variant.format, "runtime": runtime, "version": version, "n": n}
+    row = {"precision": variant.precision, "format": variant.format, "backend": runtime, "version": version, "n": n}
     for key in METRIC_KEYS:
         row[key] = None if metrics is None else metrics[key]
     row["note"] = note
@@ -161,7 +161,7 @@ def _bundled(info, chosen: list[str], threads: int, say) -> list[dict]:
                 continue
             say(f"{runtime}: {fmt} {v.precision}")
             try:
-                sess = open_session(v.path, runtime=fmt, threads=threads, interpreter=interp)
+                sess = open_session(v.path, runtime=fmt, threads=threads, tflite_interpreter=interp)
             except EdgeprofError as exc:
                 rows.append(_row(v, runtime, version, 0, None, error=str(exc)))
                 if v.precision == "fp32":

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..config import describe_shape, format_shape, parse_fill, parse_given, parse_shape, parse_value  # noqa: F401
 from ..errors import ModelError, UsageError
 
 BATCH_NAMES = frozenset({"batch", "batch_size", "batchsize", "n", "b", "bs", "num_batches"})
@@ -75,63 +76,6 @@ def _values_matter(feed: Feed) -> bool:
     booleans and strings can be out of a model's range (a sample rate, an index, a vocabulary)."""
     dtype = feed.dtype
     return dtype in ("string", "bool") or (dtype.startswith(("int", "uint")) and np.dtype(dtype).itemsize >= 4)
-
-
-# ---------------------------------------------------------------------------------------------------------- parse
-
-
-def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
-    """``"input=1x512"`` -> ``("input", (1, 512))``; ``"sr="`` is a scalar. Raises UsageError with the format."""
-    name, sep, dims = str(text).rpartition("=")
-    if not sep or not name:
-        raise UsageError(f"--shape {text!r} is not NAME=D1xD2... (e.g. --shape input=1x512).")
-    dims = dims.strip().lower()
-    if dims in ("", "scalar", "[]", "()"):
-        return name, ()
-    parts = re.split(r"[x,]", dims.strip("[]()"))
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        raise UsageError(f"--shape {text!r}: dimensions must be whole numbers separated by x (e.g. 1x3x224x224).") from None
-    if any(d < 0 for d in shape):
-        raise UsageError(f"--shape {text!r}: a dimension cannot be negative.")
-    return name, shape
-
-
-def parse_fill(text: str) -> tuple[str, float | int | bool | str]:
-    """``"sr=16000"`` -> ``("sr", 16000)``; numbers become int or float, ``true``/``false`` bool, anything else a str."""
-    name, sep, value = str(text).rpartition("=")
-    if not sep or not name:
-        raise UsageError(f"--fill {text!r} is not NAME=VALUE (e.g. --fill sr=16000).")
-    return name, parse_value(value)
-
-
-def parse_value(value: str) -> float | int | bool | str:
-    low = value.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    try:
-        return int(low, 0) if re.fullmatch(r"[+-]?(0x[0-9a-f]+|\d+)", low) else float(low)
-    except ValueError:
-        return value
-
-
-def parse_given(shapes: dict, fills: dict) -> tuple[dict, dict]:
-    """Texts typed per input ({name: "1x512"}, {name: "16000"}; empty ones ignored) -> RunConfig's input_shapes
-    and input_fills. Raises UsageError as --shape / --fill do."""
-    out_shapes = {n: parse_shape(f"{n}={t.strip()}")[1] for n, t in shapes.items() if t and t.strip()}
-    out_fills = {n: parse_value(t.strip()) for n, t in fills.items() if t and t.strip()}
-    return out_shapes, out_fills
-
-
-def describe_shape(shape) -> str:
-    """``("batch", 512)`` -> ``[batch, 512]``, an unknown size as ``?``."""
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
-
-
-def format_shape(shape) -> str:
-    """``(1, 512)`` -> ``"1x512"`` (the --shape syntax); a scalar is ``""``."""
-    return "x".join(str(d) for d in shape)
 
 
 # ----------------------------------------------------------------------------------------------------------- plan

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError, RuntimeUnavailable
-from . import RuntimeInfo, RuntimeStatus, Session, TensorSpec, onnx_spec
+from .base import RuntimeInfo, RuntimeStatus, Session, TensorSpec, onnx_spec
 from .inputs import UNSUPPORTED_DTYPES
 
 PROVIDER_NAMES = {
@@ -113,7 +113,7 @@ class OnnxSession(Session):
         self._out_names = [a.name for a in self._sess.get_outputs()]
         ran = self._sess.get_providers()[0]
         short = next((k for k, v in PROVIDER_NAMES.items() if v == ran), ran)
-        self.info = RuntimeInfo("onnxruntime", ort.__version__, short, threads)
+        self.info = RuntimeInfo("onnxruntime", ort.__version__, threads, execution_provider=short)
 
         # An output numpy cannot hold (float8, int4) makes ``run`` raise after the work is done; such a model is run
         # through OrtValues, which are never converted. Only then: it changes what is timed (no output copy).

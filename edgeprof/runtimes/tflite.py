@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, ModelError, RuntimeUnavailable
-from . import RuntimeInfo, RuntimeStatus, Session, TensorSpec
+from .base import RuntimeInfo, RuntimeStatus, Session, TensorSpec
 
 INTERPRETERS = {
     "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
@@ -121,7 +121,7 @@ class TfliteSession(Session):
         self.outputs = [_spec(d) for d in self._out]
         self._allocated = False
         delegate = "xnnpack (default delegate)" if name == "litert" else "xnnpack for float ops only (default delegate)"
-        self.info = RuntimeInfo(name, version, delegate, threads)
+        self.info = RuntimeInfo(name, version, threads, delegate=delegate)
 
     def prepare(self, shapes: list[tuple]) -> None:
         """Resize every dynamic input (and any whose shape differs), then allocate. Raises InputError when the

@@ -69,13 +69,13 @@ def run(spec, conn) -> None:
     from ..errors import InputError
     from ..runtimes import open_session
     from ..runtimes.inputs import make_feeds, plan_feeds
-    from ..stats import WarmupDetector
     from .messages import Batch, Done, Loaded, Phase
+    from .warmup import WarmupDetector
 
     mono = time.monotonic_ns
     t0 = mono()
     session = open_session(spec.model_path, runtime=spec.runtime, threads=spec.threads,
-                           interpreter=spec.interpreter, provider=spec.provider)
+                           tflite_interpreter=spec.tflite_interpreter, execution_provider=spec.execution_provider)
     plan = plan_feeds(session.inputs, spec.input_shapes, spec.input_fills, resizable=session.resizable)
     try:
         session.prepare(plan.shapes)  # TFLite allocates here: part of loading, and before any inference

@@ -1,14 +1,21 @@
 """The whole parent/worker protocol: a few small, picklable, typed messages.
 
-Parent -> worker: the pickled ``RunConfig`` plus a ``WorkerSpec`` on stdin, once; then SIGTERM to stop.
+Parent -> worker: one pickled ``WorkerSpec`` on stdin (the resolved file, runtime, limits and inputs; never the
+``RunConfig``); then SIGTERM to stop.
 Worker -> parent, on a dedicated pipe: Loaded, Phase, Batch..., then exactly one of Done or Failed.
 All ``t_ns`` are ``time.monotonic_ns()``, the clock the parent's sampler uses too, so samples line up.
+
+The phases of a run's inferences live here and only here: ``PHASES`` in order, ``PHASE_CODES`` their int8 codes (the
+runner's arrays, the store's SQL, the live view all derive from these two).
 """
 
 from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
+
+PHASES = ("first", "warmup", "steady")  # of the latency samples; "load" is a span before them, not a sample phase
+PHASE_CODES = {name: i for i, name in enumerate(PHASES)}
 
 
 @dataclass(frozen=True)
@@ -19,8 +26,8 @@ class WorkerSpec:
     runtime: str
     precision: str
     threads: int
-    interpreter: str | None
-    provider: str | None
+    tflite_interpreter: str | None
+    execution_provider: str | None
     warmup: str | int
     min_duration_s: float
     min_iterations: int

@@ -22,6 +22,7 @@ sys.path[:0] = [str(HERE.parents[2]), str(HERE.parents[1])]
 from test_store import awkward_run, make_run  # noqa: E402
 
 from edgeprof.store import Store  # noqa: E402
+from edgeprof.store.bundle import export_runs  # noqa: E402
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
         store.create_study("s1", "threads sweep", {"threads": [1, 2]})
         ids = [make_run(store, study_id="s1"), make_run(store, status="oom_killed"), awkward_run(store)]
         store.set_cell("s1", "c1", ids[0], "ok")
-        store.export_runs(ids, bundle)
+        export_runs(store, ids, bundle)
         with duckdb.connect() as con:
             con.execute(f"ATTACH '{store.path}' AS src (READ_ONLY)")
             con.execute(f"ATTACH '{source}' AS dst (BLOCK_SIZE 16384, STORAGE_VERSION 'v1.5.0')")

@@ -1,5 +1,6 @@
-"""The command line: ``edgeprof COMMAND`` (the console script) or ``python -m edgeprof COMMAND``. Each subsystem
-registers its own subcommands here. Usage and help name the program the way it was invoked.
+"""The command line: ``edgeprof COMMAND`` (the console script) or ``python -m edgeprof COMMAND``. The command modules
+(``run``, ``study``, ``models``) each register their subcommands; usage and help name the program the way it was
+invoked.
 
 Library errors become one line on stderr and their exit code (2 usage, 1 anything else); ``--debug`` shows the
 traceback. Commands print one JSON document on stdout with ``--json`` and human text otherwise.
@@ -8,39 +9,16 @@ traceback. Commands print one JSON document on stdout with ``--json`` and human 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 import traceback
 
-from .errors import EdgeprofError, UsageError
+from ..errors import EdgeprofError, UsageError
+from .text import print_json  # noqa: F401  (re-exported: cli.print_json)
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's own usage errors: one line, exit 2
         raise UsageError(f"{self.prog}: {message}", f"See `{self.prog} --help`.")
-
-
-def _plain(obj):
-    """JSON has no NaN: missing numbers (NaN from pandas, numpy scalars) become null or plain Python numbers."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        try:
-            obj = obj.item()
-        except (ValueError, TypeError):
-            return str(obj)
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def print_json(doc) -> None:
-    """One JSON document on stdout, built fully before writing so an error never leaves half a document."""
-    text = json.dumps(_plain(doc), indent=2, default=str, allow_nan=False)
-    sys.stdout.write(text + "\n")
 
 
 MODULE_PROG = "python -m edgeprof"
@@ -52,9 +30,10 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
     parser.set_defaults(prog=prog)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    from .commands import register_all
+    from . import models, run, study
 
-    register_all(sub)
+    for module in (run, study, models):
+        module.register(sub)
     return parser
 
 

@@ -38,8 +38,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import stats
-from .errors import UsageError
+from .. import stats
+from ..config import PRECISIONS, bits_of
+from ..errors import UsageError
+from .config import parse_memory_limit
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
@@ -49,18 +51,18 @@ VERDICTS = (SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE, TOO_FEW)
 ALPHA = 0.05
 MIN_N = 6  # pooled runs below which no verdict is given
 FEW_N = 10  # below this a verdict carries a caution
-BITS = {"fp32": 32, "fp16": 16, "int8-dynamic": 8, "int8-static": 8}
+
 DIED = ("oom_killed", "timed_out", "crashed")
 UTILIZATION = {  # column -> label; RAM peak is charged memory where a cgroup accounted it, else RSS
     "cpu_system_mean_pct": "CPU system (%)",
     "cpu_worker_mean_pct": "CPU worker (%)",
-    "ram_peak_mb": "RAM peak (MB)",
+    "peak_ram_mb": "RAM peak (MB)",
     "gpu_util_mean_pct": "GPU util (%)",
 }
 FRAME_COLUMNS = ["cell_key", "cell_status", "run_id", "status", "rep", "model", "precision", "runtime", "threads",
                  "mem", "mem_kind", "mem_factor", "memory_limit_mb", "mem_value", "footprint_mb", "bits", "variant",
                  "model_size_mb", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "cov", "n", "cpu_system_mean_pct",
-                 "cpu_worker_mean_pct", "ram_peak_mb", "gpu_util_mean_pct", "warmup_ms", "load_ms",
+                 "cpu_worker_mean_pct", "peak_ram_mb", "gpu_util_mean_pct", "warmup_ms", "load_ms",
                  "first_inference_ms", "temp_max_c", "throttled", "major_faults"]
 
 
@@ -71,16 +73,14 @@ def _variant_label(model, precision, runtime, threads) -> str:
 
 
 def _mem_kind(label: str) -> tuple[str, float | None]:
-    if label == "none":
-        return "none", None
-    if label.endswith("x"):
-        return "factor", float(label[:-1])
-    return "mb", float(label[:-2]) if label.endswith("MB") else float(label)
+    """(kind, value) of a cell's memory-limit label, by the one parser of those labels."""
+    lim = parse_memory_limit(label)
+    return lim.kind, lim.value
 
 
 def _model_sizes(models) -> dict:
     """The fp32 ONNX file size (MB) of each bundled model: the model's size independent of its precision."""
-    from .models.catalog import get_model
+    from ..models.catalog import get_model
 
     out = {}
     for m in models:
@@ -94,7 +94,7 @@ def _model_sizes(models) -> dict:
 
 def study_frame(store, study_id: str) -> pd.DataFrame:
     """One row per grid cell of the study with its run's numbers (NaN where the cell has no run)."""
-    from .study import parse_cell_key
+    from .plan import parse_cell_key
 
     cells = store.cells(study_id)
     if cells.empty:
@@ -114,7 +114,7 @@ def study_frame(store, study_id: str) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=FRAME_COLUMNS)
     keep = ["run_id", "status", "memory_limit_mb", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "cov", "n",
-            "cpu_system_mean_pct", "cpu_worker_mean_pct", "peak_charged_mb", "peak_rss_mb", "gpu_util_mean_pct",
+            "cpu_system_mean_pct", "cpu_worker_mean_pct", "peak_ram_mb", "gpu_util_mean_pct",
             "warmup_ms", "load_ms", "first_inference_ms", "temp_max_c", "tags", "summary"]
     runs = runs[[c for c in keep if c in runs.columns]] if not runs.empty else pd.DataFrame(columns=keep)
     df = df.merge(runs, on="run_id", how="left")
@@ -124,7 +124,6 @@ def study_frame(store, study_id: str) -> pd.DataFrame:
     df["footprint_mb"] = tags.map(lambda t: t.get("footprint_mb"))
     df["throttled"] = summ.map(lambda s: s.get("throttled"))
     df["major_faults"] = summ.map(lambda s: (s.get("memory") or {}).get("major_faults"))
-    df["ram_peak_mb"] = df["peak_charged_mb"].where(df["peak_charged_mb"].notna(), df["peak_rss_mb"])
     kinds = df["mem"].map(_mem_kind)
     df["mem_kind"] = kinds.map(lambda k: k[0])
     df["mem_factor"] = kinds.map(lambda k: k[1] if k[0] == "factor" else None)
@@ -132,7 +131,7 @@ def study_frame(store, study_id: str) -> pd.DataFrame:
     df.loc[df["mem_kind"] == "none", "memory_limit_mb"] = np.nan
     sizes = _model_sizes(sorted(df["model"].unique()))
     df["model_size_mb"] = df["model"].map(sizes)
-    df = df.drop(columns=[c for c in ("tags", "summary", "peak_charged_mb", "peak_rss_mb") if c in df.columns])
+    df = df.drop(columns=[c for c in ("tags", "summary") if c in df.columns])
     return normalise_frame(df)
 
 
@@ -148,12 +147,12 @@ def normalise_frame(df: pd.DataFrame) -> pd.DataFrame:
     df["rep"] = df["rep"].fillna(0).astype(int)
     df["variant"] = [_variant_label(*r) for r in zip(df["model"], df["precision"], df["runtime"], df["threads"],
                                                      strict=True)]
-    df["bits"] = df["precision"].map(BITS)
+    df["bits"] = df["precision"].map(bits_of)
     kinds = df["mem"].astype(str).map(_mem_kind)
     df["mem_kind"] = kinds.map(lambda k: k[0])
     lim = pd.to_numeric(df["memory_limit_mb"], errors="coerce")
     df["mem_value"] = np.where(df["mem_kind"] == "none", np.inf, lim)
-    for col in ("p50_ms", "cpu_system_mean_pct", "cpu_worker_mean_pct", "ram_peak_mb", "gpu_util_mean_pct",
+    for col in ("p50_ms", "cpu_system_mean_pct", "cpu_worker_mean_pct", "peak_ram_mb", "gpu_util_mean_pct",
                 "warmup_ms", "model_size_mb"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     return df[FRAME_COLUMNS]
@@ -560,7 +559,7 @@ def _precision_figure(df: pd.DataFrame) -> bytes:
     ok = _ok(df)
     gen = ok[_generous_mask(ok)] if len(ok) else ok
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    precs = [p for p in BITS if p in set(gen["precision"])]
+    precs = [p for p in PRECISIONS if p in set(gen["precision"])]
     groups = sorted(gen.groupby(["model", "runtime", "threads"]).groups) if len(gen) else []
     width = 0.8 / max(1, len(precs))
     for i, p in enumerate(precs):
@@ -702,14 +701,14 @@ def render_html(meta: dict, df: pd.DataFrame, findings: list[Finding], corr: pd.
             parts.append(f"<h3>{esc(title)}</h3><img alt='{esc(title)}' src='data:image/png;base64,{data}'>"
                          f"<p><a href='{name}'>{name}</a></p>")
     cols = ["cell_key", "status", "memory_limit_mb", "p50_ms", "p90_ms", "cpu_system_mean_pct", "cpu_worker_mean_pct",
-            "ram_peak_mb", "warmup_ms", "run_id"]
+            "peak_ram_mb", "warmup_ms", "run_id"]
     parts.append("<h2 id='cells'>Cells</h2><details><summary>all cells</summary>"
                  + _table(normalise_frame(df)[cols]) + "</details></body></html>")
     return "\n".join(parts)
 
 
 def study_meta(store, study_id: str) -> dict:
-    from . import __version__
+    from .. import __version__
 
     studies = store.list_studies()
     row = studies[studies["study_id"] == study_id]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import signal
 import sys
 
-from .cli import print_json
-from .runs_cli import EXIT_OTHER_STATUS, _db_arg, open_store
+from .run import EXIT_OTHER_STATUS, db_arg, open_store
+from .text import duration, print_json
 
 
 def register(sub) -> None:
@@ -26,13 +26,13 @@ def register(sub) -> None:
     p.add_argument("--duration", type=float, metavar="S", help="steady-state seconds per cell (overrides the study's)")
     p.add_argument("--iterations", type=int, metavar="N", help="minimum steady-state iterations per cell")
     p.add_argument("--cooldown", type=float, metavar="S", help="seconds of rest between cells")
-    _db_arg(p)
+    db_arg(p)
     p.add_argument("--json", action="store_true", help="end with one JSON object on stdout (progress on stderr)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("studies", help="list studies and how far each got")
-    _db_arg(p)
+    db_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_studies)
 
@@ -41,16 +41,9 @@ def register(sub) -> None:
                                    "findings.json into --out.")
     p.add_argument("study_id")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
-    _db_arg(p)
+    db_arg(p)
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
     p.set_defaults(func=cmd_report)
-
-
-def _fmt_s(s: float | None) -> str:
-    if s is None:
-        return "?"
-    s = int(s)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 class _Printer:
@@ -70,12 +63,12 @@ class _Printer:
             last = p.last
             p50 = f" p50 {last['p50_ms']:.3f} ms" if last.get("p50_ms") is not None else ""
             print(f"[{p.done:>4}/{p.total}] {last['key']:<50} {last['status']:<10}{p50}   "
-                  f"elapsed {_fmt_s(p.elapsed_s)}, ~{_fmt_s(p.eta_s)} left, {p.failed} failed",
+                  f"elapsed {duration(p.elapsed_s)}, ~{duration(p.eta_s)} left, {p.failed} failed",
                   file=sys.stderr, flush=True)
 
 
 def cmd_study(args) -> int:
-    from .study import StudyRunner, resolve_config
+    from ..study import StudyRunner, resolve_config
 
     store = open_store(args.db)
     cfg = resolve_config(store, preset=args.preset, file=args.file, study_id=args.study_id,
@@ -84,7 +77,7 @@ def cmd_study(args) -> int:
     if not args.quiet:
         print(f"study {runner.study_id}: {cfg.n_cells} cells ({len(cfg.variants)} variants x "
               f"{len(cfg.memory_limits)} memory limits x {cfg.repetitions} repetitions), "
-              f"about {_fmt_s(cfg.estimate_s())} if none is done yet; db {store.path}", file=sys.stderr, flush=True)
+              f"about {duration(cfg.estimate_s())} if none is done yet; db {store.path}", file=sys.stderr, flush=True)
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     try:
@@ -108,7 +101,7 @@ def cmd_study(args) -> int:
 
 
 def cmd_studies(args) -> int:
-    from .study import list_studies
+    from ..study import list_studies
 
     rows = list_studies(open_store(args.db))
     if args.json:
@@ -123,7 +116,7 @@ def cmd_studies(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import write_report
+    from ..study.report import write_report
 
     store = open_store(args.db)
     out = write_report(store, args.study_id, args.out)

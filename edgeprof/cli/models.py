@@ -1,4 +1,4 @@
-"""``models``, ``quantize`` and ``fidelity`` subcommands. Library errors propagate to the CLI core (one line + exit code)."""
+"""``models``, ``quantize`` and ``fidelity``. Library errors propagate to ``main`` (one line and an exit code)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..config import PRECISIONS
+from .text import fmt, print_json, size, table
 
 
 def register(sub) -> None:
@@ -53,24 +54,9 @@ def _progress(args):
     return lambda msg: print(f"  {msg}", file=sys.stderr, flush=True)
 
 
-def table(rows: list[list], header: list[str]) -> str:
-    cells = [[str(c) for c in header]] + [["-" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "not built"
-    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
-
-
 def cmd_models(args: argparse.Namespace) -> int:
-    from ..cli import print_json
+    from ..models.catalog import list_models
     from ..paths import MANIFEST
-    from .catalog import list_models
 
     models = list_models()
     if args.json:
@@ -102,16 +88,15 @@ def cmd_models(args: argparse.Namespace) -> int:
             print()
         print(f"{m.name}  ({m.task}, {m.licence})")
         rows = [
-            [v.format, v.precision, _size(v.size_bytes), "shipped" if v.shipped else "derived here", v.path] for v in m.variants
+            [v.format, v.precision, size(v.size_bytes), "shipped" if v.shipped else "derived here", v.path] for v in m.variants
         ]
         print(table(rows, ["format", "precision", "size", "origin", "path"]))
     return 0
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from ..cli import print_json
-    from . import catalog, quantize
-    from .preprocess import calibration_for
+    from ..models import catalog, quantize
+    from ..models.preprocess import calibration_for
 
     if args.model in catalog.model_names():
         info = catalog.get_model(args.model)
@@ -121,26 +106,21 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     else:
         catalog.resolve_variant(args.model, None, "onnx", build=False)  # clear errors for bad paths / bad names
         res = quantize.quantize_onnx(args.model, args.precision, calib=None, progress=_progress(args))
-    size = res.path.stat().st_size
+    nbytes = res.path.stat().st_size
     if args.json:
-        print_json({**res.to_dict(), "size_bytes": size})
+        print_json({**res.to_dict(), "size_bytes": nbytes})
         return 0
     state = "cached (built earlier in" if res.cached else "built in"
     print(f"{res.precision}: {res.path}")
-    print(f"  {_size(size)}, {state} {res.seconds:.2f} s{')' if res.cached else ''}; {res.method}")
+    print(f"  {size(nbytes)}, {state} {res.seconds:.2f} s{')' if res.cached else ''}; {res.method}")
     if res.warning:
         print(f"  warning: {res.warning}")
     return 0
 
 
-def _fmt(x, digits: int = 3) -> str | None:
-    return None if x is None else f"{x:.{digits}f}"
-
-
 def cmd_fidelity(args: argparse.Namespace) -> int:
-    from ..cli import print_json
     from ..errors import UsageError
-    from .fidelity import fidelity
+    from ..models.fidelity import fidelity
 
     if args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}.")
@@ -151,22 +131,22 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     body = [
         [
             r["format"],
-            r["runtime"],
+            r["backend"],
             r["precision"],
             r["n"],
-            _fmt(r["top1_agreement"]),
-            _fmt(r["top5_overlap"]),
-            _fmt(r["mean_kl"], 5),
-            _fmt(r["cosine"], 4),
-            _fmt(r["accuracy"]),
+            fmt(r["top1_agreement"], digits=3),
+            fmt(r["top5_overlap"], digits=3),
+            fmt(r["mean_kl"], digits=5),
+            fmt(r["cosine"], digits=4),
+            fmt(r["accuracy"], digits=3),
         ]
         for r in rows
     ]
-    print(table(body, ["format", "runtime", "precision", "n", "top1 agree", "top5 overlap", "mean KL", "cosine", "accuracy"]))
+    print(table(body, ["format", "backend", "precision", "n", "top1 agree", "top5 overlap", "mean KL", "cosine", "accuracy"]))
     notes = sorted({r["note"] for r in rows if r.get("note")})
     for note in notes:
         print(f"data: {note}")
     for r in rows:
         if r.get("error"):
-            print(f"{r['runtime']} {r['format']} {r['precision']}: {r['error']}")
+            print(f"{r['backend']} {r['format']} {r['precision']}: {r['error']}")
     return 0

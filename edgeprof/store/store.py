@@ -1,10 +1,7 @@
-"""The run database: a DuckDB file with a declared, versioned schema, short-lived connections and export/import.
+"""The run database: a DuckDB file (schema in ``schema.py``), short-lived connections, writes and queries.
 
 Schema
-    ``MIGRATIONS`` is the whole history of the schema: entry ``i`` takes a database from version ``i`` to ``i + 1``
-    (version 1 is the first entry; a new file runs them all). Each migration runs in one transaction and records
-    itself in ``schema_version``, so a crash half-way leaves the file at the previous version. Never edit a
-    migration that has shipped: append a new one.
+    Declared once in ``schema.py`` and migrated forward on open; a file newer than this edgeprof is refused.
 
 Concurrency (DuckDB's rules, https://duckdb.org/docs/current/connect/concurrency)
     One process may open a file read-write, and while it holds it no other process can open it at all, not even
@@ -35,19 +32,15 @@ Versions
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import os
 import random
 import re
 import secrets
-import shutil
 import socket
-import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -57,149 +50,24 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from .config import STATUSES
-from .errors import StorageError
-from .locks import pid_alive
+from .. import __version__
+from ..config import PRECISION_BITS, STATUSES
+from ..errors import StorageError
+from ..locks import pid_alive
+from .schema import (
+    JSON_RUN_COLUMNS,
+    LATENCY_COLUMNS,
+    MIGRATIONS,
+    PHASES,
+    SCHEMA_VERSION,
+    TELEMETRY_COLUMNS,
+    phase_code_sql,
+    upgrade_summary,
+)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Schema
 # ---------------------------------------------------------------------------------------------------------------
-
-_V1 = [
-    """CREATE TABLE schema_version (
-        version     INTEGER PRIMARY KEY,
-        applied_at  TIMESTAMP NOT NULL,
-        description TEXT
-    )""",
-    """CREATE TABLE devices (
-        device_id  TEXT PRIMARY KEY,
-        hostname   TEXT,
-        machine    TEXT,
-        model      TEXT,
-        cpu        TEXT,
-        cores      INTEGER,
-        ram_mb     DOUBLE,
-        os         TEXT,
-        kernel     TEXT,
-        info       JSON,
-        first_seen TIMESTAMP,
-        last_seen  TIMESTAMP
-    )""",
-    """CREATE TABLE runs (
-        run_id              TEXT PRIMARY KEY,
-        device_id           TEXT,
-        created_at          TIMESTAMP NOT NULL,
-        finished_at         TIMESTAMP,
-        status              TEXT NOT NULL,
-        reason              TEXT,
-        model               TEXT,
-        precision           TEXT,
-        runtime             TEXT,
-        interpreter         TEXT,
-        provider            TEXT,
-        threads             INTEGER,
-        memory_limit_mb     DOUBLE,
-        model_path          TEXT,
-        model_sha256        TEXT,
-        model_size_bytes    BIGINT,
-        study_id            TEXT,
-        config              JSON,
-        software            JSON,
-        summary             JSON,
-        load_ms             DOUBLE,
-        first_inference_ms  DOUBLE,
-        warmup_ms           DOUBLE,
-        warmup_iterations   INTEGER,
-        p50_ms              DOUBLE,
-        p90_ms              DOUBLE,
-        p95_ms              DOUBLE,
-        p99_ms              DOUBLE,
-        mean_ms             DOUBLE,
-        std_ms              DOUBLE,
-        cov                 DOUBLE,
-        n                   BIGINT,
-        median_ci_low_ms    DOUBLE,
-        median_ci_high_ms   DOUBLE,
-        throughput_ips      DOUBLE,
-        cpu_system_mean_pct DOUBLE,
-        cpu_worker_mean_pct DOUBLE,
-        peak_rss_mb         DOUBLE,
-        peak_charged_mb     DOUBLE,
-        gpu_util_mean_pct   DOUBLE,
-        temp_max_c          DOUBLE,
-        mem_mechanism       TEXT,
-        oom_killed          BOOLEAN,
-        flags               JSON,
-        owner_pid           INTEGER,
-        owner_host          TEXT
-    )""",
-    # No foreign keys and no indexes on the sample tables: rows of one run arrive together, so DuckDB's zone maps
-    # already skip other runs, and an index would slow every batched append.
-    """CREATE TABLE latency (
-        run_id     TEXT NOT NULL,
-        seq        INTEGER NOT NULL,
-        t_ns       BIGINT NOT NULL,
-        latency_ns BIGINT NOT NULL,
-        phase      TEXT NOT NULL
-    )""",
-    """CREATE TABLE telemetry (
-        run_id TEXT NOT NULL,
-        t_ns   BIGINT NOT NULL,
-        source TEXT NOT NULL,
-        metric TEXT NOT NULL,
-        value  DOUBLE,
-        unit   TEXT
-    )""",
-    """CREATE TABLE studies (
-        study_id   TEXT PRIMARY KEY,
-        name       TEXT,
-        created_at TIMESTAMP NOT NULL,
-        config     JSON,
-        status     TEXT
-    )""",
-    """CREATE TABLE study_cells (
-        study_id TEXT NOT NULL,
-        cell_key TEXT NOT NULL,
-        run_id   TEXT,
-        status   TEXT,
-        PRIMARY KEY (study_id, cell_key)
-    )""",
-]
-
-_V2 = [
-    # Free-text notes a user attaches to a run, and the run's tags lifted out of the config for filtering.
-    "ALTER TABLE runs ADD COLUMN notes TEXT",
-    "ALTER TABLE runs ADD COLUMN tags JSON",
-    "UPDATE runs SET tags = json_extract(config, '$.tags') WHERE config IS NOT NULL",
-]
-
-_FILL_CPU_OTHERS = ("UPDATE runs SET cpu_others_mean_pct = TRY_CAST(json_extract_string(summary, '$.cpu.others_mean_pct')"
-                    " AS DOUBLE) WHERE cpu_others_mean_pct IS NULL AND summary IS NOT NULL")
-_V3 = [
-    # CPU that other processes used while the run measured (the summary's cpu.others_mean_pct), so the Correlations
-    # page can set contention against latency; filled from the stored summaries of older runs.
-    "ALTER TABLE runs ADD COLUMN cpu_others_mean_pct DOUBLE",
-    _FILL_CPU_OTHERS,
-]
-
-# (description, statements or a callable taking the connection). Append only.
-MIGRATIONS: list[tuple[str, Sequence[str] | Callable[[duckdb.DuckDBPyConnection], None]]] = [
-    ("initial schema: devices, runs, latency, telemetry, studies, study_cells", _V1),
-    ("runs.notes and runs.tags (filled from config.tags)", _V2),
-    ("runs.cpu_others_mean_pct (filled from summary.cpu.others_mean_pct)", _V3),
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-TABLES = ("devices", "runs", "latency", "telemetry", "studies", "study_cells")
-PHASES = ("first", "warmup", "steady")
-LATENCY_COLUMNS = ("seq", "t_ns", "latency_ns", "phase")
-TELEMETRY_COLUMNS = ("t_ns", "source", "metric", "value", "unit")
-_JSON_RUN_COLUMNS = ("config", "software", "summary", "flags", "tags")
-
-BUNDLE_FORMAT = "edgeprof-bundle"
-BUNDLE_VERSION = 1
-_CSV_NULL = "\\N"  # written unquoted for NULL; a real string "\N" is quoted and read back as a string
 
 # DuckDB's file header carries these bytes at offset 8; anything else is not a DuckDB database.
 _DUCKDB_MAGIC = b"DUCK"
@@ -320,6 +188,10 @@ def _is_lock_conflict(err: BaseException) -> bool:
     text = str(err)
     return "Could not set lock" in text or "Conflicting lock" in text or "different configuration" in text
 
+
+_DERIVED = ("coalesce(r.peak_charged_mb, r.peak_rss_mb) AS peak_ram_mb, "
+            "CAST(CASE r.precision " + " ".join(f"WHEN '{p}' THEN {b}" for p, b in PRECISION_BITS.items())
+            + " END AS DOUBLE) AS bits, r.model_size_bytes / 1e6 AS model_size_mb")
 
 _PATH_LOCKS: dict[str, threading.RLock] = {}
 _PATH_LOCKS_GUARD = threading.Lock()
@@ -580,7 +452,7 @@ class Store:
         """Create a run with status ``running``; returns its id (a new time-sortable one when ``run_id`` is None).
 
         ``config`` is ``RunConfig.to_dict()``; ``model_meta`` is what was resolved when the run started: path, sha256,
-        size_bytes, runtime, interpreter, provider (each falls back to the config). ``owner_pid``/``owner_host``
+        size_bytes, runtime, tflite_interpreter, execution_provider (each falls back to the config). ``owner_pid``/``owner_host``
         default to this process, and let :meth:`mark_interrupted` find runs whose process died.
         """
         run_id = run_id or new_run_id()
@@ -591,8 +463,8 @@ class Store:
             "status": "running", "model": meta.get("name") or cfg.get("model"),
             "precision": meta.get("precision") or cfg.get("precision"),
             "runtime": meta.get("runtime") or cfg.get("runtime"),
-            "interpreter": meta.get("interpreter") or cfg.get("tflite_interpreter"),
-            "provider": meta.get("provider") or cfg.get("execution_provider"),
+            "tflite_interpreter": meta.get("tflite_interpreter") or cfg.get("tflite_interpreter"),
+            "execution_provider": meta.get("execution_provider") or cfg.get("execution_provider"),
             "threads": _int(cfg.get("threads")), "memory_limit_mb": _num(cfg.get("memory_limit_mb")),
             "model_path": None if meta.get("path") is None else str(meta.get("path")),
             "model_sha256": meta.get("sha256"), "model_size_bytes": _int(meta.get("size_bytes")),
@@ -705,10 +577,12 @@ class Store:
     def list_runs(self, device: str | None = None, model: str | Iterable[str] | None = None,
                   precision: str | Iterable[str] | None = None, status: str | Iterable[str] | None = None,
                   since: datetime | str | None = None, until: datetime | str | None = None,
-                  study_id: str | None = None, limit: int | None = None) -> pd.DataFrame:
-        """Runs, newest first, with the device's ``hostname``. ``device`` matches a device id or a hostname;
-        ``model``, ``precision`` and ``status`` take one value or several; ``since``/``until`` bound ``created_at``
-        (UTC; an aware datetime is converted)."""
+                  study_id: str | None = None, limit: int | None = None, runtime: str | None = None,
+                  threads: int | None = None) -> pd.DataFrame:
+        """Runs, newest first, with the device's ``hostname`` and the derived columns every page uses: ``peak_ram_mb``
+        (charged memory where a cgroup measured it, else the worker's peak RSS), ``bits`` (of the precision) and
+        ``model_size_mb``. ``device`` matches a device id or a hostname; ``model``, ``precision`` and ``status``
+        take one value or several; ``since``/``until`` bound ``created_at`` (UTC; an aware datetime is converted)."""
         where, params = [], []
         if device is not None:
             where.append("(r.device_id = ? OR d.hostname = ?)")
@@ -727,7 +601,13 @@ class Store:
         if study_id is not None:
             where.append("r.study_id = ?")
             params.append(study_id)
-        sql = "SELECT r.*, d.hostname FROM runs r LEFT JOIN devices d USING (device_id)"
+        if runtime is not None:
+            where.append("r.runtime = ?")
+            params.append(runtime)
+        if threads is not None:
+            where.append("r.threads = ?")
+            params.append(int(threads))
+        sql = f"SELECT r.*, d.hostname, {_DERIVED} FROM runs r LEFT JOIN devices d USING (device_id)"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY r.created_at DESC, r.run_id DESC"
@@ -735,6 +615,13 @@ class Store:
             sql += f" LIMIT {int(limit)}"
         with self._reading() as con:
             return con.execute(sql, params).df()
+
+    def ok_runs(self, model: str, precision: str, runtime: str, threads: int, *,
+                device_id: str | None = None) -> pd.DataFrame:
+        """The ok runs of one variant (model, precision, runtime, threads), newest first, optionally on one device:
+        the footprint of a study's relative limits, the FP32 reference of the INT8 flag and the Run page's hint."""
+        df = self.list_runs(model=model, precision=precision, status="ok", runtime=runtime, threads=threads)
+        return df[df["device_id"] == device_id] if device_id is not None else df
 
     def get_run(self, run_id: str) -> dict | None:
         """One run as a dict, its JSON columns parsed, with its device under ``device``; None if there is none."""
@@ -747,9 +634,10 @@ class Store:
             cur = con.execute("SELECT * FROM devices WHERE device_id = ?", [run["device_id"]])
             dev = cur.fetchone()
             device = dict(zip([d[0] for d in cur.description], dev, strict=True)) if dev else None
-        for key in _JSON_RUN_COLUMNS:
+        for key in JSON_RUN_COLUMNS:
             if run.get(key) is not None:
                 run[key] = json.loads(run[key])
+        run["summary"] = upgrade_summary(run.get("summary"))
         if device and device.get("info") is not None:
             device["info"] = json.loads(device["info"])
         run["device"] = device
@@ -769,8 +657,7 @@ class Store:
         A run's seq is 0..n-1 (the runner stores every sample), so each chunk of an unordered scan is put in place
         by its seq: no ORDER BY, whose sort and materialized result held ~4x the arrays (120 MB for a 1.6 M-sample
         run of a fast model, in the dashboard's server); this holds ~2x. A run with gaps is read sorted."""
-        codes = " ".join(f"WHEN '{p}' THEN {i}" for i, p in enumerate(PHASES))
-        cols = f"seq, t_ns, latency_ns, CAST(CASE phase {codes} END AS TINYINT) AS code"
+        cols = f"seq, t_ns, latency_ns, {phase_code_sql()} AS code"
         where, params = "run_id = ?", [run_id]
         if below_seq is not None:
             where += " AND seq < ?"
@@ -847,126 +734,6 @@ class Store:
                    FROM studies s LEFT JOIN study_cells c USING (study_id)
                    GROUP BY ALL ORDER BY s.created_at DESC, s.study_id""").df()
 
-    # -- export and import --------------------------------------------------------------------------------------
-
-    def export_runs(self, run_ids: Iterable[str] | None, out_path: str | os.PathLike, fmt: str = "parquet") -> Path:
-        """Write the runs (all when ``run_ids`` is None) with their devices, latency, telemetry, studies and study
-        cells as a bundle: a directory, or a zip file when ``out_path`` ends in ``.zip``. Each table is one Parquet
-        or CSV file, plus ``manifest.json``. ``out_path`` must not exist yet."""
-        if fmt not in ("parquet", "csv"):
-            raise StorageError(f"export format {fmt!r} is not one of: parquet, csv.")
-        out = Path(out_path).expanduser().absolute()
-        if out.exists():
-            raise StorageError(f"{out} already exists.", "Choose a new path for the export.")
-        ids = _listify(run_ids)
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            work = Path(tempfile.mkdtemp(prefix=".edgeprof-export-", dir=out.parent))
-        except OSError as err:
-            raise StorageError(f"cannot write the export to {out}: {err.strerror or err}.",
-                               "Choose a writable path.") from None
-        try:
-            counts = {}
-            with self._reading() as con:
-                if ids is None:
-                    ids = [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY run_id").fetchall()]
-                found = {r[0] for r in con.execute(
-                    "SELECT run_id FROM runs WHERE run_id IN (SELECT unnest(?::TEXT[]))", [ids]).fetchall()}
-                missing = [i for i in ids if i not in found]
-                if missing:
-                    raise StorageError(f"no run {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} in "
-                                       f"{self.path}.", "Check the run ids (edgeprof runs list).")
-                selects = _export_selects()
-                for table, sql in selects.items():
-                    target = work / f"{table}.{fmt}"
-                    options = "FORMAT parquet" if fmt == "parquet" else f"FORMAT csv, HEADER, NULLSTR '{_CSV_NULL}'"
-                    con.execute(f"COPY ({sql}) TO '{_sql_str(target)}' ({options})", [ids])
-                    counts[table] = con.execute(f"SELECT count(*) FROM ({sql})", [ids]).fetchone()[0]
-                version = self._version(con)
-            manifest = {
-                "format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION, "schema_version": version,
-                "edgeprof_version": __version__, "created_at": _utcnow().isoformat() + "Z", "file_format": fmt,
-                "tables": {t: {"file": f"{t}.{fmt}", "rows": counts[t]} for t in selects},
-                "run_ids": sorted(ids),
-            }
-            (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-            if out.suffix.lower() == ".zip":
-                tmp_zip = work.with_suffix(".zip.part")
-                with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as zf:
-                    for file in sorted(work.iterdir()):
-                        zf.write(file, file.name)
-                os.replace(tmp_zip, out)
-                shutil.rmtree(work, ignore_errors=True)
-            else:
-                os.replace(work, out)
-        except OSError as err:
-            raise StorageError(f"cannot write the export to {out}: {err.strerror or err}.",
-                               "Choose a writable path with free space.") from None
-        finally:
-            if work.exists():
-                shutil.rmtree(work, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                work.with_suffix(".zip.part").unlink()
-        return out
-
-    def import_bundle(self, path: str | os.PathLike) -> list[str]:
-        """Add the runs of a bundle made by :meth:`export_runs`; returns the ids of the runs it added.
-
-        Idempotent: runs already present (same id) are skipped with their samples, as are devices, studies and
-        cells that exist. Runs keep their ids and devices. Everything lands in one transaction.
-        """
-        src = Path(path).expanduser()
-        if not src.exists():
-            raise StorageError(f"there is no bundle at {src}.", "Pass the directory or .zip made by export.")
-        with contextlib.ExitStack() as stack:
-            if src.is_file():
-                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeprof-import-")))
-                try:
-                    with zipfile.ZipFile(src) as zf:
-                        zf.extractall(tmp)
-                except (zipfile.BadZipFile, OSError) as err:
-                    raise StorageError(f"{src} is not a readable bundle ({err}).",
-                                       "Pass the directory or .zip made by export.") from None
-                src_dir = tmp
-            else:
-                src_dir = src
-            manifest = _read_manifest(src_dir, src)
-            fmt = manifest["file_format"]
-            with self._writing() as con:
-                types = {t: dict(con.execute(
-                    "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?"
-                    " AND table_schema = 'main' AND table_catalog = current_database() ORDER BY ordinal_position",
-                    [t]).fetchall()) for t in TABLES}
-                sources = {}
-                for table, entry in manifest["tables"].items():
-                    if table not in TABLES:
-                        continue
-                    file = src_dir / entry["file"]
-                    if not file.is_file():
-                        raise StorageError(f"the bundle {src} lacks {entry['file']}.", "Export it again.")
-                    sources[table] = _bundle_source(con, file, fmt, types[table])
-                if "runs" not in sources:
-                    raise StorageError(f"the bundle {src} has no runs table.", "Export it again.")
-                runs_src = sources["runs"][1]
-                new_ids = [r[0] for r in con.execute(
-                    f"SELECT run_id FROM {runs_src} WHERE run_id NOT IN (SELECT run_id FROM runs) ORDER BY run_id"
-                ).fetchall()]
-                for table in TABLES:
-                    if table not in sources:
-                        continue
-                    cols, source = sources[table]
-                    col_sql = ", ".join(cols)
-                    if table in ("runs", "latency", "telemetry"):
-                        if new_ids:
-                            con.execute(f"INSERT INTO {table} ({col_sql}) SELECT {col_sql} FROM {source}"
-                                        " WHERE run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
-                    else:
-                        con.execute(f"INSERT INTO {table} ({col_sql}) SELECT {col_sql} FROM {source}"
-                                    " ON CONFLICT DO NOTHING")
-                if new_ids:  # a bundle from schema 2 lacks the column its summaries can fill
-                    con.execute(_FILL_CPU_OTHERS + " AND run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
-        return new_ids
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Module helpers
@@ -1007,6 +774,7 @@ def _categorical_df(con: duckdb.DuckDBPyConnection, sql: str, params: list, colu
 
 
 def _flatten_summary(s: dict) -> dict:
+    s = upgrade_summary(s) or {}
     lat = _get(s, "latency_ms") or {}
     gpu = s.get("gpu") if isinstance(s.get("gpu"), dict) else {}
     oom = _get(s, "memory", "oom_killed")
@@ -1028,64 +796,13 @@ def _flatten_summary(s: dict) -> dict:
         "temp_max_c": _num(s.get("temp_max_c")), "mem_mechanism": _get(s, "memory", "mechanism"),
         "oom_killed": None if oom is None else bool(oom),
         "flags": _json(flags) if flags is not None else None,
-        **{k: v for k, v in (("interpreter", _tflite_interpreter(s)), ("provider", _get(s, "runtime", "provider")))
-           if v is not None},
+        **{k: v for k, v in (("tflite_interpreter", _tflite_interpreter(s)),
+                             ("execution_provider", _get(s, "backend", "execution_provider"))) if v is not None},
     }
 
 
 def _tflite_interpreter(s: dict) -> str | None:
-    name = _get(s, "runtime", "name")
+    name = _get(s, "backend", "name")
     return name if name in ("litert", "tflite-runtime") else None
 
 
-def _sql_str(path: Path) -> str:
-    return str(path).replace("'", "''")
-
-
-def _export_selects() -> dict[str, str]:
-    """One SELECT per table for the runs in the list parameter ``?``; ordered so files are deterministic."""
-    ids = "(SELECT unnest(?::TEXT[]))"
-    return {
-        "runs": f"SELECT * FROM runs WHERE run_id IN {ids} ORDER BY run_id",
-        "devices": f"SELECT * FROM devices WHERE device_id IN (SELECT device_id FROM runs WHERE run_id IN {ids})"
-                   " ORDER BY device_id",
-        "latency": f"SELECT * FROM latency WHERE run_id IN {ids} ORDER BY run_id, seq",
-        "telemetry": f"SELECT * FROM telemetry WHERE run_id IN {ids} ORDER BY run_id, t_ns, source, metric",
-        "studies": f"SELECT * FROM studies WHERE study_id IN (SELECT study_id FROM runs WHERE run_id IN {ids})"
-                   " ORDER BY study_id",
-        "study_cells": f"SELECT * FROM study_cells WHERE run_id IN {ids} ORDER BY study_id, cell_key",
-    }
-
-
-def _read_manifest(src_dir: Path, src: Path) -> dict:
-    try:
-        manifest = json.loads((src_dir / "manifest.json").read_text())
-    except (OSError, ValueError) as err:
-        raise StorageError(f"{src} is not an edgeprof bundle: its manifest.json is missing or unreadable ({err}).",
-                           "Pass the directory or .zip made by export.") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        raise StorageError(f"{src} is not an edgeprof bundle.", "Pass the directory or .zip made by export.")
-    newer = int(manifest.get("bundle_version", 0)) > BUNDLE_VERSION
-    if newer or int(manifest.get("schema_version", 0)) > SCHEMA_VERSION:
-        raise StorageError(f"the bundle {src} was written by a newer edgeprof ({manifest.get('edgeprof_version')}).",
-                           "Upgrade edgeprof to import it.")
-    if manifest.get("file_format") not in ("parquet", "csv"):
-        raise StorageError(f"the bundle {src} has an unknown file format {manifest.get('file_format')!r}.")
-    return manifest
-
-
-def _bundle_source(con: duckdb.DuckDBPyConnection, file: Path, fmt: str,
-                   types: dict[str, str]) -> tuple[list[str], str]:
-    """The columns shared by the file and the table, and a FROM clause that reads the file with the table's types.
-
-    Columns the file lacks (a bundle from an older schema) are left to their defaults; extra ones are ignored.
-    """
-    if fmt == "parquet":
-        names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{_sql_str(file)}')").fetchall()]
-        return [c for c in names if c in types], f"read_parquet('{_sql_str(file)}')"
-    with open(file, newline="", encoding="utf-8") as fh:
-        names = next(csv.reader(fh), [])
-    columns = ", ".join(f"'{n}': '{types.get(n, 'VARCHAR')}'" for n in names)
-    source = (f"read_csv('{_sql_str(file)}', header = true, auto_detect = false, columns = {{{columns}}},"
-              f" nullstr = '{_CSV_NULL}', allow_quoted_nulls = false, quote = '\"', escape = '\"', delim = ',')")
-    return [c for c in names if c in types], source

@@ -1,20 +1,65 @@
 """The result document of one run: what was timed, how, on what, and what makes the numbers suspect.
 
-This is the ``--json`` output of ``edgeprof run`` and the ``summary`` column of the runs table; the store flattens its
-headline figures into columns. Only steady-state samples go into the latency percentiles; the first inference and
-the warm-up are reported on their own.
+A pure function of plain facts (``RunFacts``): the runner gathers them (worker messages, the cap's report, the
+recorder's samples, the sampler's status, a reference run from the store) and nothing here reads a database, a
+process or a clock, so tests pin the document down from made-up facts. It is the ``--json`` output of
+``edgeprof run`` and the ``summary`` column of the runs table (the store flattens its headline figures into
+columns). Only steady-state samples go into the latency percentiles; load, the first inference and the warm-up are
+reported on their own.
+
+Summary version 2 (``store.schema.SUMMARY_VERSION``) names the runtime and the library that ran it apart:
+``runtime`` is ``onnx`` or ``tflite`` (as in the run's config), ``backend`` is {name: onnxruntime | litert |
+tflite-runtime, version, execution_provider (ONNX Runtime) or delegate (TFLite), threads}.
+``store.schema.upgrade_summary`` reads a version-1 document (``format`` and a ``runtime`` block).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import stats
+from .. import stats
+from ..config import RunConfig
+from ..store.schema import SUMMARY_VERSION
+from ..worker.messages import PHASE_CODES
 
 _GPU_UTIL = re.compile(r"^gpu\d+\.(util|load)_pct$")
 _GPU_MEM = re.compile(r"^gpu\d+\.mem_used_mb$")
+
+
+@dataclass
+class RunFacts:
+    """Everything a summary is made of, as plain values.
+
+    ``latency``: (t_ns int64, latency_ns int64, phase code int8) arrays in seq order; ``telemetry``: rows (t_ns,
+    source, metric, value, unit); ``phases``: (phase, t_ns, reason) events, "load" first; ``memory``: the cap's
+    report (``MemoryCap.report``); ``variant``: the resolved file (model, precision, format, path, size_bytes) or None
+    when resolving failed; ``backend``: ``RuntimeInfo.to_dict()`` from the worker; ``fp32_p50_ms``: the latest FP32
+    run of the same model, runtime, threads and device, for the INT8-slower flag.
+    """
+
+    run_id: str
+    config: RunConfig
+    status: str
+    reason: str | None
+    started_ns: int
+    latency: tuple
+    telemetry: list = field(default_factory=list)
+    phases: list = field(default_factory=list)
+    memory: dict = field(default_factory=dict)
+    variant: dict | None = None
+    backend: dict | None = None
+    load_ns: int | None = None
+    heavy_modules: list | None = None
+    worker_max_rss_mb: float | None = None
+    worker_major_faults: int | None = None
+    error_detail: str | None = None
+    device: dict | None = None
+    telemetry_sources: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    fp32_p50_ms: float | None = None
 
 
 def _mean(values) -> float | None:
@@ -25,31 +70,49 @@ def _max(values) -> float | None:
     return float(np.max(values)) if len(values) else None
 
 
-def _phase_start(phases, name):
-    return next((t for p, t, _ in phases if p == name), None)
+def phase_starts(phases) -> dict:
+    """{phase: t_ns of its first event} from (phase, t_ns, reason) events."""
+    first: dict = {}
+    for p, t, _reason in phases or []:
+        first.setdefault(p, t)
+    return first
 
 
-def build_summary(handle, status: str, reason: str | None, mem: dict, lat, tel: list, phases: list) -> dict:
-    cfg = handle.config
-    from .runner import PHASE_CODES
+def timings(phases, *, load_ns: int | None = None, first_latency_ns: int | None = None,
+            warmup_latency_ms: float | None = None) -> dict:
+    """load_ms, first_inference_ms and warmup_ms (None where unknown): the one definition the summary and the live
+    view share. Load is the worker's own measurement when given, else the span between the load and first events;
+    warm-up is the span from its first event to steady state, else the sum of its latencies (a run stopped in it)."""
+    first = phase_starts(phases)
+    load = load_ns / 1e6 if load_ns is not None else (
+        (first["first"] - first["load"]) / 1e6 if "load" in first and "first" in first else None)
+    spanned = "warmup" in first and "steady" in first
+    warm = (first["steady"] - first["warmup"]) / 1e6 if spanned else warmup_latency_ms
+    return {"load_ms": load, "first_inference_ms": None if first_latency_ns is None else first_latency_ns / 1e6,
+            "warmup_ms": warm}
 
+
+def build_summary(f: RunFacts) -> dict:
+    """The result document (see the module docstring) of a run described by ``f``."""
+    cfg, status = f.config, f.status
     # int64, int64, int8 codes, in seq order: a long run of a fast model is 10 M samples, so no full-size float copy
     # of the whole run is made, only of the steady latencies
-    t_ns, lat_ns, phase = lat
+    t_ns, lat_ns, phase = f.latency
     is_steady = phase == PHASE_CODES["steady"]
-    first = lat_ns[phase == PHASE_CODES["first"]] / 1e6
+    first = lat_ns[phase == PHASE_CODES["first"]]
     warm = lat_ns[phase == PHASE_CODES["warmup"]] / 1e6
     summary = stats.summarize_latency(lat_ns[is_steady] / 1e6)
     steady_idx = (int(np.argmax(is_steady)), len(is_steady) - 1 - int(np.argmax(is_steady[::-1]))) \
         if is_steady.any() else None
     del is_steady
-
-    loaded = handle._loaded
-    t_warm, t_steady = _phase_start(phases, "warmup"), _phase_start(phases, "steady")
+    phases = f.phases
     warm_reason = next((r for p, _, r in phases if p == "steady"), None)
     steady_s = (t_ns[steady_idx[1]] + lat_ns[steady_idx[1]] - t_ns[steady_idx[0]]) / 1e9 if steady_idx else None
+    times = timings(phases, load_ns=f.load_ns, first_latency_ns=int(first[0]) if len(first) else None,
+                    warmup_latency_ms=float(warm.sum()) if len(warm) else None)
 
     # telemetry over the steady window (or the whole run if it never got there)
+    tel = f.telemetry
     rows = tel
     if steady_idx:
         lo, hi = t_ns[steady_idx[0]], t_ns[steady_idx[1]]
@@ -65,23 +128,24 @@ def build_summary(handle, status: str, reason: str | None, mem: dict, lat, tel: 
 
     window = (t_ns[steady_idx[0]], t_ns[steady_idx[1]]) if steady_idx else \
         ((t_ns[0], t_ns[-1]) if len(t_ns) else None)
-    coverage = _coverage(tel, window, getattr(handle, "telemetry_status", []), handle.started_ns)
+    covered = coverage(tel, window, f.telemetry_sources, f.started_ns)
     gpu_util = [v for m, vs in by_metric.items() if _GPU_UTIL.match(m) for v in vs]
     gpu_mem = [v for m, vs in all_metric.items() if _GPU_MEM.match(m) for v in vs]
     temps = [v for m, vs in all_metric.items() if m.startswith("temp.") for v in vs]
     throttled = any(v for m, vs in all_metric.items() if m.startswith("throttle.") and "occurred" not in m for v in vs)
     rss = all_metric.get("mem.worker_rss_mb", [])
-    done = handle._done_msg
-    peak_rss = max([x for x in [_max(rss), done.max_rss_mb if done else None] if x is not None], default=None)
-    charged = all_metric.get("mem.charged_mb", [])
-    peak_charged = mem.get("peak_charged_mb") or _max(charged)
+    peak_rss = max([x for x in [_max(rss), f.worker_max_rss_mb] if x is not None], default=None)
+    mem = f.memory
+    peak_charged = mem.get("peak_charged_mb") or _max(all_metric.get("mem.charged_mb", []))
 
-    device = getattr(handle, "device", None) or {}
+    device = f.device or {}
     governor = device.get("governor")
     busy, worker = _mean(by_metric.get("cpu.total_pct", [])), _mean(by_metric.get("cpu.worker_pct", []))
     others = max(busy * device["cores"] - worker, 0.0) if busy is not None and worker is not None and device.get("cores") \
         else None
-    int8_ratio = _int8_ratio(handle, summary.p50)
+    variant = f.variant or {}
+    int8_ratio = (summary.p50 / f.fp32_p50_ms if summary.p50 is not None and f.fp32_p50_ms
+                  and str(variant.get("precision", "")).startswith("int8") else None)
     flags = stats.suspect_flags(
         summary, throttled=throttled if any(m.startswith("throttle.") for m in all_metric) else None,
         governor=governor, int8_vs_fp32_ratio=int8_ratio,
@@ -90,21 +154,19 @@ def build_summary(handle, status: str, reason: str | None, mem: dict, lat, tel: 
         cpu_others_pct=others, cpu_busy_pct=busy,
     ) if status == "ok" else []
 
-    variant = handle.variant
-    runtime = dict(handle.runtime or {})
+    backend = dict(f.backend or {})
     return {
-        "run_id": handle.run_id,
+        "summary_version": SUMMARY_VERSION,
+        "run_id": f.run_id,
         "status": status,
-        "error": reason,
-        "error_detail": (failed.detail or None) if (failed := getattr(handle, "_failed", None)) else None,
-        "model": getattr(variant, "model", None) or cfg.model,
-        "precision": getattr(variant, "precision", cfg.precision),
-        "format": getattr(variant, "format", cfg.runtime),
-        "model_path": str(variant.path) if variant is not None else None,
-        "model_size_bytes": getattr(variant, "size_bytes", None),
-        "load_ms": loaded.load_ns / 1e6 if loaded else None,
-        "first_inference_ms": float(first[0]) if len(first) else None,
-        "warmup_ms": (t_steady - t_warm) / 1e6 if t_warm and t_steady else (float(warm.sum()) if len(warm) else None),
+        "error": f.reason,
+        "error_detail": f.error_detail or None,
+        "model": variant.get("model") or cfg.model,
+        "precision": variant.get("precision", cfg.precision),
+        "runtime": variant.get("format", cfg.runtime),
+        "model_path": None if variant.get("path") is None else str(variant["path"]),
+        "model_size_bytes": variant.get("size_bytes"),
+        **times,
         "warmup_iterations": int(len(warm)),
         "warmup_reason": warm_reason,
         "latency_ms": {k: getattr(summary, k) for k in
@@ -117,8 +179,7 @@ def build_summary(handle, status: str, reason: str | None, mem: dict, lat, tel: 
             "requested_mb": mem.get("requested_mb"), "mechanism": mem.get("mechanism"),
             "mechanism_note": mem.get("reason"), "peak_charged_mb": peak_charged, "peak_rss_mb": peak_rss,
             "oom_killed": status == "oom_killed", "oom_kill_count": mem.get("oom_kill_count"),
-            "major_faults": mem.get("major_faults") if mem.get("major_faults") is not None
-            else (done.major_faults if done else None),
+            "major_faults": mem.get("major_faults") if mem.get("major_faults") is not None else f.worker_major_faults,
             "swap_peak_mb": mem.get("swap_peak_mb"),
         },
         "cpu": {
@@ -135,20 +196,21 @@ def build_summary(handle, status: str, reason: str | None, mem: dict, lat, tel: 
         if (gpu_util or gpu_mem) else None,
         "temp_max_c": _max(temps),
         "throttled": throttled,
-        "runtime": {"name": runtime.get("name"), "version": runtime.get("version"),
-                    "provider": runtime.get("provider"), "threads": runtime.get("threads", cfg.threads)},
-        "telemetry_sources": getattr(handle, "telemetry_status", []),
-        "telemetry_coverage": coverage,
-        "notes": list(handle.notes),
-        "worker_heavy_imports": list(loaded.heavy_modules) if loaded else None,
-        "flags": [f.message for f in flags],
-        "flag_codes": [f.code for f in flags],
+        "backend": {"name": backend.get("name"), "version": backend.get("version"),
+                    "execution_provider": backend.get("execution_provider"), "delegate": backend.get("delegate"),
+                    "threads": backend.get("threads", cfg.threads)},
+        "telemetry_sources": list(f.telemetry_sources),
+        "telemetry_coverage": covered,
+        "notes": list(f.notes),
+        "worker_heavy_imports": None if f.heavy_modules is None else list(f.heavy_modules),
+        "flags": [fl.message for fl in flags],
+        "flag_codes": [fl.code for fl in flags],
         "config": cfg.to_dict(),
-        "device": getattr(handle, "device", None),
+        "device": f.device,
     }
 
 
-def _coverage(tel: list, window, statuses: list, started_ns: int) -> dict:
+def coverage(tel: list, window, statuses: list, started_ns: int) -> dict:
     """For each source that did not report over the whole measured window (it stopped, or started late): the part
     of the window its figures cover, in seconds after the run started. Figures from such a source describe only
     that part. Empty when every source covered the window (the usual case)."""
@@ -176,24 +238,3 @@ def _coverage(tel: list, window, statuses: list, started_ns: int) -> dict:
             doc["stopped_s"], doc["reason"] = stopped[src]["stopped_s"], stopped[src].get("reason")
         out[src] = doc
     return out
-
-
-def _int8_ratio(handle, p50: float | None) -> float | None:
-    """p50 of this INT8 run over the latest FP32 run of the same model, runtime, threads and device."""
-    variant = handle.variant
-    if p50 is None or variant is None or not str(variant.precision).startswith("int8") or handle._store is None:
-        return None
-    try:
-        ref = handle._store.list_runs(model=getattr(variant, "model", None) or handle.config.model, precision="fp32",
-                                      status="ok")
-    except Exception:
-        return None
-    if ref is None or len(ref) == 0:
-        return None
-    ref = ref[(ref["runtime"] == variant.format) & (ref["threads"] == handle.config.threads)]
-    if "device_id" in ref and getattr(handle, "device_id", None):
-        ref = ref[ref["device_id"] == handle.device_id]
-    ref = ref.dropna(subset=["p50_ms"])
-    if ref.empty:
-        return None
-    return float(p50 / ref.sort_values("created_at").iloc[-1]["p50_ms"])

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import paths
-from .cli import print_json
-from .config import INTERPRETERS, PRECISIONS, PRESETS, PROVIDERS, RUNTIMES, RunConfig
-from .errors import UsageError
+from .. import paths
+from ..config import INTERPRETERS, PRECISIONS, PRESETS, PROVIDERS, RUNTIMES, RunConfig
+from ..errors import UsageError
+from .text import print_json, run_summary
 
 EXIT_OTHER_STATUS = 3
 
 
-def _db_arg(p) -> None:
+def db_arg(p) -> None:
     p.add_argument("--db", metavar="PATH", help="DuckDB file (default: $EDGEPROF_DB, else runs.duckdb in the data "
                                                 "directory)")
 
@@ -49,13 +49,13 @@ def register(sub) -> None:
                         "otherwise, and a symbolic dimension takes one value across all inputs)")
     p.add_argument("--fill", action="append", default=[], metavar="NAME=VALUE",
                    help="set every element of an input, e.g. --fill sr=16000 (repeatable; random data otherwise)")
-    _db_arg(p)
+    db_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("runs", help="list stored runs")
-    _db_arg(p)
+    db_arg(p)
     p.add_argument("--model")
     p.add_argument("--status")
     p.add_argument("--limit", type=int, default=50)
@@ -64,12 +64,12 @@ def register(sub) -> None:
 
     p = sub.add_parser("show", help="show one stored run")
     p.add_argument("run_id")
-    _db_arg(p)
+    db_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("devices", help="what this device is and what it can measure")
-    _db_arg(p)
+    db_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_devices)
 
@@ -77,31 +77,24 @@ def register(sub) -> None:
     p.add_argument("run_ids", nargs="*", help="runs to export (default: all)")
     p.add_argument("--out", required=True, help="bundle path (a .zip or a directory)")
     p.add_argument("--format", choices=("parquet", "csv"), default="parquet")
-    _db_arg(p)
+    db_arg(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import", help="import a bundle exported on another device")
     p.add_argument("bundle")
-    _db_arg(p)
+    db_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_import)
 
 
 def open_store(db: str | None):
     """Open (create, migrate) the database and recover from any crash before this start."""
-    from .store import Store
+    from ..run import recover
+    from ..store import Store
 
     store = Store(Path(db) if db else paths.default_db())
     recover(store)
     return store
-
-
-def recover(store) -> list[str]:
-    """At start-up: mark runs whose owner died as interrupted and remove cgroups (and workers) they left behind."""
-    from .worker import limits
-
-    limits.sweep_orphans()
-    return store.mark_interrupted()
 
 
 def _pairs(values: list[str], parse) -> dict:
@@ -113,7 +106,7 @@ def _pairs(values: list[str], parse) -> dict:
 
 
 def config_from_args(args) -> RunConfig:
-    from .runtimes.inputs import parse_fill, parse_shape
+    from ..config import parse_fill, parse_shape
 
     cfg = RunConfig(
         model=args.model, precision=args.precision, runtime=args.runtime, tflite_interpreter=args.tflite_interpreter,
@@ -131,7 +124,7 @@ def config_from_args(args) -> RunConfig:
 
 def _check_model_arg(model: str) -> None:
     """A name that is neither bundled nor an existing path is a usage error: nothing is stored for it."""
-    from .models.catalog import list_models
+    from ..models.catalog import list_models
 
     names = [m.name for m in list_models()]
     if model in names:
@@ -145,12 +138,12 @@ def _check_model_arg(model: str) -> None:
 
 
 def cmd_run(args) -> int:
-    from .runner import start_run
+    from ..run import start_run
 
     cfg = config_from_args(args)
     _check_model_arg(cfg.model)
     store = open_store(args.db)
-    handle = start_run(cfg, store.path, store=store)
+    handle = start_run(cfg, store)
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda *_: handle.stop())
     try:
@@ -165,7 +158,7 @@ def cmd_run(args) -> int:
     if args.json:
         print_json(result)
     else:
-        print(format_summary(result))
+        print(run_summary(result))
     if result.get("storage_error"):
         print(f"error: run {result.get('run_id')} ended {result.get('status')} but was not fully stored: "
               f"{result['storage_error']}", file=sys.stderr)
@@ -185,81 +178,15 @@ def _follow(handle, quiet: bool) -> None:
         if quiet or now - last < 1.0:
             continue
         last = now
-        snap = handle.snapshot(since_seq=max(0, _count(handle) - 200))
+        n = handle.count()
+        snap = handle.snapshot(since_seq=max(0, n - 200))
         lat = snap["latency_ns"]
         p50 = float(np.median(lat)) / 1e6 if len(lat) else None
         elapsed = (time.monotonic_ns() - handle.started_ns) / 1e9
-        line = f"[{elapsed:6.1f}s] {snap['status']:<8} {snap['phase']:<9} n={_count(handle):<7}"
+        line = f"[{elapsed:6.1f}s] {snap['status']:<8} {snap['phase']:<9} n={n:<7}"
         if p50 is not None:
             line += f" p50(last 200)={p50:.3f} ms"
         print(line, file=sys.stderr, flush=True)
-
-
-def _count(handle) -> int:
-    return handle.count()
-
-
-def _fmt(v, unit="", nd=2) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{nd}f}{unit}"
-    return f"{v}{unit}"
-
-
-def format_summary(r: dict, details: bool = False) -> str:
-    """The human form of a run's result; ``details`` adds the runtime's own text behind an error (``show``)."""
-    lat = r.get("latency_ms") or {}
-    mem = r.get("memory") or {}
-    cpu = r.get("cpu") or {}
-    rt = r.get("runtime") or {}
-    lines = [
-        f"run {r.get('run_id')}: {r.get('status')}" + (f" ({r['error']})" if r.get("error") else ""),
-        f"  model        {r.get('model')} {r.get('precision')} {r.get('format')}  "
-        f"[{rt.get('name')} {rt.get('version')}, {rt.get('provider')}, {rt.get('threads')} threads]",
-        f"  load         {_fmt(r.get('load_ms'), ' ms')}   first inference {_fmt(r.get('first_inference_ms'), ' ms')}"
-        f"   warm-up {_fmt(r.get('warmup_ms'), ' ms', 1)} / {r.get('warmup_iterations')} it"
-        f" ({r.get('warmup_reason') or '-'})",
-        f"  latency ms   p50 {_fmt(lat.get('p50'), '', 3)}  p90 {_fmt(lat.get('p90'), '', 3)}"
-        f"  p95 {_fmt(lat.get('p95'), '', 3)}  p99 {_fmt(lat.get('p99'), '', 3)}  mean {_fmt(lat.get('mean'), '', 3)}"
-        f"  std {_fmt(lat.get('std'), '', 3)}  CoV {_fmt(lat.get('cov'), '', 3)}  n {lat.get('n')}",
-        f"  median 95% CI [{_fmt(lat.get('median_ci_low'), '', 3)}, {_fmt(lat.get('median_ci_high'), '', 3)}] ms"
-        f"   throughput {_fmt(r.get('throughput_ips'), ' inf/s', 1)}",
-        f"  CPU          device busy mean {_fmt(cpu.get('system_mean_pct'), '%', 1)} peak "
-        f"{_fmt(cpu.get('system_peak_pct'), '%', 1)} (all cores)   worker mean {_fmt(cpu.get('worker_mean_pct'), '%', 1)}"
-        f" peak {_fmt(cpu.get('worker_peak_pct'), '%', 1)}   others mean {_fmt(cpu.get('others_mean_pct'), '%', 1)}"
-        " (one core = 100%)",
-        f"  memory       cap {_fmt(mem.get('requested_mb'), ' MB', 0)} via {mem.get('mechanism')}"
-        f"   peak charged {_fmt(mem.get('peak_charged_mb'), ' MB', 1)}   peak worker RSS "
-        f"{_fmt(mem.get('peak_rss_mb'), ' MB', 1)}   OOM-killed {mem.get('oom_killed')}"
-        f"   major faults {mem.get('major_faults')}",
-    ]
-    gpu = r.get("gpu")
-    lines.append("  GPU          " + (f"util mean {_fmt(gpu.get('util_mean_pct'), '%', 1)}, memory peak "
-                                      f"{_fmt(gpu.get('mem_peak_mb'), ' MB', 0)}" if gpu else
-                                      "no GPU telemetry (" + _gpu_reason(r) + ")"))
-    if r.get("temp_max_c") is not None:
-        lines.append(f"  temperature  max {r['temp_max_c']:.1f} C" + ("  THROTTLED" if r.get("throttled") else ""))
-    for src, cov in (r.get("telemetry_coverage") or {}).items():
-        part = (f"{cov['from_s']:.1f}-{cov['to_s']:.1f} s" if cov.get("from_s") is not None else "none")
-        why = f"; stopped at {cov['stopped_s']:.1f} s: {cov.get('reason')}" if cov.get("stopped_s") is not None else ""
-        lines.append(f"  ! {src} figures cover {part} of the measured {cov['window_s'][0]:.1f}-{cov['window_s'][1]:.1f} s"
-                     f" ({100 * cov['share']:.0f}%){why}")
-    for flag in r.get("flags") or []:
-        lines.append(f"  ! {flag}")
-    for note in r.get("notes") or []:
-        lines.append(f"  note: {note}")
-    if details and r.get("error_detail"):
-        lines.append("  details (the runtime's own message):")
-        lines.extend(f"    {line}" for line in str(r["error_detail"]).strip().splitlines()[:40])
-    return "\n".join(lines)
-
-
-def _gpu_reason(r: dict) -> str:
-    for s in r.get("telemetry_sources") or []:
-        if s.get("name") in ("nvml", "jetson") and not s.get("available"):
-            return s.get("reason", "unavailable")
-    return "no GPU source"
 
 
 def cmd_runs(args) -> int:
@@ -286,48 +213,13 @@ def cmd_show(args) -> int:
         print_json(run)
     else:
         summary = run.get("summary") or {"run_id": run["run_id"], "status": run["status"], "error": run.get("reason")}
-        print(format_summary(summary, details=True))
+        print(run_summary(summary, details=True))
     return 0
 
 
-def onnx_providers(providers: list[str] | None, arch: str, gpu: str | None, checkout: bool) -> dict:
-    """The execution providers a run will use, in order, and how to get the GPU one when a GPU is visible but this
-    ONNX Runtime is the CPU build (``providers`` None: ONNX Runtime is not installed). Pure: tests pass fakes."""
-    from .install import gpu_hint
-
-    if providers is None:
-        return {"default": None, "chain": [], "on_request": [], "gpu": gpu, "hint": None}
-    chain = (["cuda"] if "cuda" in providers else []) + ["cpu"]
-    hint = gpu_hint(arch, gpu, checkout) if "cuda" not in providers else None
-    return {"default": chain[0], "chain": chain, "on_request": [p for p in providers if p not in chain],
-            "gpu": gpu, "hint": hint}
-
-
-def device_report() -> dict:
-    import platform
-
-    from . import paths
-    from .install import gpu_seen
-    from .runtimes import available_runtimes
-    from .telemetry import probe_all, static_info
-    from .worker import limits
-
-    mech = limits.detect()
-    runtimes = available_runtimes()
-    ort = next(s for s in runtimes if s.name == "onnxruntime")
-    checkout = paths.BUNDLED_ROOT == paths.REPO_ROOT and (paths.REPO_ROOT / "scripts" / "setup.sh").is_file()
-    return {
-        "device": static_info(),
-        "runtimes": [{"name": s.name, "available": s.available, "version": s.version, "reason": s.reason,
-                      "execution_providers": list(s.providers)} for s in runtimes],
-        "onnx_providers": onnx_providers(list(ort.providers) if ort.available else None, platform.machine(),
-                                         gpu_seen(), checkout),
-        "telemetry": [s._asdict() for s in probe_all()],
-        "memory_cap": mech.to_dict(),
-    }
-
-
 def cmd_devices(args) -> int:
+    from ..device import device_report
+
     rep = device_report()
     if args.json:
         print_json(rep)
@@ -355,14 +247,18 @@ def cmd_devices(args) -> int:
 
 def cmd_export(args) -> int:
     store = open_store(args.db)
-    out = store.export_runs(args.run_ids or None, args.out, fmt=args.format)
+    from ..store.bundle import export_runs
+
+    out = export_runs(store, args.run_ids or None, args.out, fmt=args.format)
     print(out)
     return 0
 
 
 def cmd_import(args) -> int:
     store = open_store(args.db)
-    ids = store.import_bundle(args.bundle)
+    from ..store.bundle import import_bundle
+
+    ids = import_bundle(store, args.bundle)
     if args.json:
         print_json({"imported": ids})
     else:

@@ -1,0 +1,120 @@
+"""How the CLI writes numbers and tables for people: one formatter for a value with its unit, a duration, a size,
+a plain table, the block a run's result prints as, and ``print_json`` (one JSON document, no NaN)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+
+def _plain(obj):
+    """JSON has no NaN: missing numbers (NaN from pandas, numpy scalars) become null or plain Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        try:
+            obj = obj.item()
+        except (ValueError, TypeError):
+            return str(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def print_json(doc) -> None:
+    """One JSON document on stdout, built fully before writing so an error never leaves half a document."""
+    text = json.dumps(_plain(doc), indent=2, default=str, allow_nan=False)
+    sys.stdout.write(text + "\n")
+
+
+def fmt(value, unit: str = "", digits: int = 2) -> str:
+    """``4.5678, " ms", 3`` -> ``4.568 ms``; None or not finite -> ``-``; ints and text as they are."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}{unit}"
+    return f"{value}{unit}"
+
+
+def duration(seconds: float | None) -> str:
+    """``754`` -> ``12m34s``; ``4000`` -> ``1h06m``; None -> ``?``."""
+    if seconds is None:
+        return "?"
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def size(nbytes: int | None) -> str:
+    """``18554805`` -> ``18.55 MB``, ``33296`` -> ``33.3 kB``; None (a variant not built yet) -> ``not built``."""
+    if nbytes is None:
+        return "not built"
+    return f"{nbytes / 1e6:.2f} MB" if nbytes >= 1e5 else f"{nbytes / 1e3:.1f} kB"
+
+
+def table(rows: list[list], header: list[str]) -> str:
+    """Left-aligned columns under a header and a rule; None cells as ``-``."""
+    cells = [[str(c) for c in header]] + [["-" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run_summary(r: dict, details: bool = False) -> str:
+    """The human form of a run's result (``run`` and ``show``); ``details`` adds the runtime's own text behind an
+    error."""
+    lat = r.get("latency_ms") or {}
+    mem = r.get("memory") or {}
+    cpu = r.get("cpu") or {}
+    be = r.get("backend") or {}
+    via = be.get("execution_provider") or be.get("delegate")
+    lines = [
+        f"run {r.get('run_id')}: {r.get('status')}" + (f" ({r['error']})" if r.get("error") else ""),
+        f"  model        {r.get('model')} {r.get('precision')} {r.get('runtime')}"
+        + (f"  [{be.get('name')} {be.get('version')}, {via}, {be.get('threads')} threads]" if be.get("name") else ""),
+        f"  load         {fmt(r.get('load_ms'), ' ms')}   first inference {fmt(r.get('first_inference_ms'), ' ms')}"
+        f"   warm-up {fmt(r.get('warmup_ms'), ' ms', 1)} / {r.get('warmup_iterations')} it"
+        f" ({r.get('warmup_reason') or '-'})",
+        f"  latency ms   p50 {fmt(lat.get('p50'), '', 3)}  p90 {fmt(lat.get('p90'), '', 3)}"
+        f"  p95 {fmt(lat.get('p95'), '', 3)}  p99 {fmt(lat.get('p99'), '', 3)}  mean {fmt(lat.get('mean'), '', 3)}"
+        f"  std {fmt(lat.get('std'), '', 3)}  CoV {fmt(lat.get('cov'), '', 3)}  n {lat.get('n')}",
+        f"  median 95% CI [{fmt(lat.get('median_ci_low'), '', 3)}, {fmt(lat.get('median_ci_high'), '', 3)}] ms"
+        f"   throughput {fmt(r.get('throughput_ips'), ' inf/s', 1)}",
+        f"  CPU          device busy mean {fmt(cpu.get('system_mean_pct'), '%', 1)} peak "
+        f"{fmt(cpu.get('system_peak_pct'), '%', 1)} (all cores)   worker mean {fmt(cpu.get('worker_mean_pct'), '%', 1)}"
+        f" peak {fmt(cpu.get('worker_peak_pct'), '%', 1)}   others mean {fmt(cpu.get('others_mean_pct'), '%', 1)}"
+        " (one core = 100%)",
+        f"  memory       cap {fmt(mem.get('requested_mb'), ' MB', 0)} via {mem.get('mechanism')}"
+        f"   peak charged {fmt(mem.get('peak_charged_mb'), ' MB', 1)}   peak worker RSS "
+        f"{fmt(mem.get('peak_rss_mb'), ' MB', 1)}   OOM-killed {mem.get('oom_killed')}"
+        f"   major faults {mem.get('major_faults')}",
+    ]
+    gpu = r.get("gpu")
+    lines.append("  GPU          " + (f"util mean {fmt(gpu.get('util_mean_pct'), '%', 1)}, memory peak "
+                                      f"{fmt(gpu.get('mem_peak_mb'), ' MB', 0)}" if gpu else
+                                      "no GPU telemetry (" + _gpu_reason(r) + ")"))
+    if r.get("temp_max_c") is not None:
+        lines.append(f"  temperature  max {r['temp_max_c']:.1f} C" + ("  THROTTLED" if r.get("throttled") else ""))
+    for src, cov in (r.get("telemetry_coverage") or {}).items():
+        part = (f"{cov['from_s']:.1f}-{cov['to_s']:.1f} s" if cov.get("from_s") is not None else "none")
+        why = f"; stopped at {cov['stopped_s']:.1f} s: {cov.get('reason')}" if cov.get("stopped_s") is not None else ""
+        lines.append(f"  ! {src} figures cover {part} of the measured {cov['window_s'][0]:.1f}-{cov['window_s'][1]:.1f} s"
+                     f" ({100 * cov['share']:.0f}%){why}")
+    for flag in r.get("flags") or []:
+        lines.append(f"  ! {flag}")
+    for note in r.get("notes") or []:
+        lines.append(f"  note: {note}")
+    if details and r.get("error_detail"):
+        lines.append("  details (the runtime's own message):")
+        lines.extend(f"    {line}" for line in str(r["error_detail"]).strip().splitlines()[:40])
+    return "\n".join(lines)
+
+
+def _gpu_reason(r: dict) -> str:
+    for s in r.get("telemetry_sources") or []:
+        if s.get("name") in ("nvml", "jetson") and not s.get("available"):
+            return s.get("reason", "unavailable")
+    return "no GPU source"

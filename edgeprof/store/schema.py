@@ -1,0 +1,185 @@
+"""The database schema, declared once: tables, the columns each batch carries, and the migrations that got every
+older file here.
+
+``MIGRATIONS`` is the whole history of the schema: entry ``i`` takes a database from version ``i`` to ``i + 1``
+(version 1 is the first entry; a new file runs them all). Each migration runs in one transaction and records itself in
+``schema_version``, so a crash half-way leaves the file at the previous version. Never edit a migration that has
+shipped: append a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import duckdb
+
+from ..worker.messages import PHASES
+
+_V1 = [
+    """CREATE TABLE schema_version (
+        version     INTEGER PRIMARY KEY,
+        applied_at  TIMESTAMP NOT NULL,
+        description TEXT
+    )""",
+    """CREATE TABLE devices (
+        device_id  TEXT PRIMARY KEY,
+        hostname   TEXT,
+        machine    TEXT,
+        model      TEXT,
+        cpu        TEXT,
+        cores      INTEGER,
+        ram_mb     DOUBLE,
+        os         TEXT,
+        kernel     TEXT,
+        info       JSON,
+        first_seen TIMESTAMP,
+        last_seen  TIMESTAMP
+    )""",
+    """CREATE TABLE runs (
+        run_id              TEXT PRIMARY KEY,
+        device_id           TEXT,
+        created_at          TIMESTAMP NOT NULL,
+        finished_at         TIMESTAMP,
+        status              TEXT NOT NULL,
+        reason              TEXT,
+        model               TEXT,
+        precision           TEXT,
+        runtime             TEXT,
+        interpreter         TEXT,
+        provider            TEXT,
+        threads             INTEGER,
+        memory_limit_mb     DOUBLE,
+        model_path          TEXT,
+        model_sha256        TEXT,
+        model_size_bytes    BIGINT,
+        study_id            TEXT,
+        config              JSON,
+        software            JSON,
+        summary             JSON,
+        load_ms             DOUBLE,
+        first_inference_ms  DOUBLE,
+        warmup_ms           DOUBLE,
+        warmup_iterations   INTEGER,
+        p50_ms              DOUBLE,
+        p90_ms              DOUBLE,
+        p95_ms              DOUBLE,
+        p99_ms              DOUBLE,
+        mean_ms             DOUBLE,
+        std_ms              DOUBLE,
+        cov                 DOUBLE,
+        n                   BIGINT,
+        median_ci_low_ms    DOUBLE,
+        median_ci_high_ms   DOUBLE,
+        throughput_ips      DOUBLE,
+        cpu_system_mean_pct DOUBLE,
+        cpu_worker_mean_pct DOUBLE,
+        peak_rss_mb         DOUBLE,
+        peak_charged_mb     DOUBLE,
+        gpu_util_mean_pct   DOUBLE,
+        temp_max_c          DOUBLE,
+        mem_mechanism       TEXT,
+        oom_killed          BOOLEAN,
+        flags               JSON,
+        owner_pid           INTEGER,
+        owner_host          TEXT
+    )""",
+    # No foreign keys and no indexes on the sample tables: rows of one run arrive together, so DuckDB's zone maps
+    # already skip other runs, and an index would slow every batched append.
+    """CREATE TABLE latency (
+        run_id     TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        t_ns       BIGINT NOT NULL,
+        latency_ns BIGINT NOT NULL,
+        phase      TEXT NOT NULL
+    )""",
+    """CREATE TABLE telemetry (
+        run_id TEXT NOT NULL,
+        t_ns   BIGINT NOT NULL,
+        source TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        value  DOUBLE,
+        unit   TEXT
+    )""",
+    """CREATE TABLE studies (
+        study_id   TEXT PRIMARY KEY,
+        name       TEXT,
+        created_at TIMESTAMP NOT NULL,
+        config     JSON,
+        status     TEXT
+    )""",
+    """CREATE TABLE study_cells (
+        study_id TEXT NOT NULL,
+        cell_key TEXT NOT NULL,
+        run_id   TEXT,
+        status   TEXT,
+        PRIMARY KEY (study_id, cell_key)
+    )""",
+]
+
+_V2 = [
+    # Free-text notes a user attaches to a run, and the run's tags lifted out of the config for filtering.
+    "ALTER TABLE runs ADD COLUMN notes TEXT",
+    "ALTER TABLE runs ADD COLUMN tags JSON",
+    "UPDATE runs SET tags = json_extract(config, '$.tags') WHERE config IS NOT NULL",
+]
+
+FILL_CPU_OTHERS = ("UPDATE runs SET cpu_others_mean_pct = TRY_CAST(json_extract_string(summary, '$.cpu.others_mean_pct')"
+                    " AS DOUBLE) WHERE cpu_others_mean_pct IS NULL AND summary IS NOT NULL")
+_V3 = [
+    # CPU that other processes used while the run measured (the summary's cpu.others_mean_pct), so the Correlations
+    # page can set contention against latency; filled from the stored summaries of older runs.
+    "ALTER TABLE runs ADD COLUMN cpu_others_mean_pct DOUBLE",
+    FILL_CPU_OTHERS,
+]
+
+_V4 = [
+    # One name per thing: the run config's names for the TFLite interpreter and the ONNX Runtime execution provider.
+    "ALTER TABLE runs RENAME COLUMN interpreter TO tflite_interpreter",
+    "ALTER TABLE runs RENAME COLUMN provider TO execution_provider",
+]
+RENAMED_COLUMNS = {"interpreter": "tflite_interpreter", "provider": "execution_provider"}  # in bundles of schema < 4
+
+# (description, statements or a callable taking the connection). Append only.
+MIGRATIONS: list[tuple[str, Sequence[str] | Callable[[duckdb.DuckDBPyConnection], None]]] = [
+    ("initial schema: devices, runs, latency, telemetry, studies, study_cells", _V1),
+    ("runs.notes and runs.tags (filled from config.tags)", _V2),
+    ("runs.cpu_others_mean_pct (filled from summary.cpu.others_mean_pct)", _V3),
+    ("runs.interpreter -> tflite_interpreter, runs.provider -> execution_provider", _V4),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+TABLES = ("devices", "runs", "latency", "telemetry", "studies", "study_cells")
+LATENCY_COLUMNS = ("seq", "t_ns", "latency_ns", "phase")
+TELEMETRY_COLUMNS = ("t_ns", "source", "metric", "value", "unit")
+JSON_RUN_COLUMNS = ("config", "software", "summary", "flags", "tags")
+
+
+
+# The summary document (runs.summary) has its own version: 2 names the runtime ("onnx" | "tflite", as in the config)
+# and the backend that ran it apart; version 1 had "format" and a "runtime" block. Stored documents are not rewritten:
+# they are read through upgrade_summary.
+SUMMARY_VERSION = 2
+
+
+def upgrade_summary(doc: dict | None) -> dict | None:
+    """A stored summary in the current shape: version 1 (before SUMMARY_VERSION) had ``format`` for the runtime and a
+    ``runtime`` block {name, version, provider, threads} for the backend. Runs stored by older edgeprof versions and
+    bundles from other devices are read through this, so pages and the CLI see one shape."""
+    if not isinstance(doc, dict) or doc.get("summary_version", 1) >= SUMMARY_VERSION:
+        return doc
+    doc = dict(doc)
+    old = doc.get("runtime") if isinstance(doc.get("runtime"), dict) else {}
+    name, provider = old.get("name"), old.get("provider")
+    tflite = name in ("litert", "tflite-runtime")
+    doc["backend"] = {"name": name, "version": old.get("version"),
+                      "execution_provider": None if tflite else provider, "delegate": provider if tflite else None,
+                      "threads": old.get("threads")}
+    doc["runtime"] = doc.pop("format", None) or ("tflite" if tflite else "onnx" if name else None)
+    doc["summary_version"] = SUMMARY_VERSION
+    return doc
+
+
+def phase_code_sql(column: str = "phase") -> str:
+    """SQL that turns the stored phase name into its code (``worker.messages.PHASE_CODES``), from the one tuple."""
+    cases = " ".join(f"WHEN '{p}' THEN {i}" for i, p in enumerate(PHASES))
+    return f"CAST(CASE {column} {cases} END AS TINYINT)"

@@ -1,0 +1,169 @@
+"""The shape of the package, checked: every import resolves, no import cycles, no module imports from a layer above
+its own, the library never imports the CLI or Streamlit, and the worker imports nothing heavy.
+
+Every import counts, also the ones inside functions (a lazy import is still a dependency). The layers, bottom up:
+
+  base      errors, paths, locks, heap, install, config      what everything may use
+  platform  runtimes, telemetry, worker, models              the device, the runtimes, the worker process
+  data      store, stats, charts, device                     the database and pure computations on numbers
+  run       run                                              one run from request to stored result
+  study     study                                            grids of runs and their report
+  front     ui, auth, cli, __main__                          Streamlit helpers and the command line
+
+Pages (``pages/*.py``, ``app.py``) sit above all of these and may import any library module but never the CLI.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from helpers import ROOT
+
+PKG = ROOT / "edgeprof"
+LAYERS = {
+    "base": ["errors", "paths", "locks", "heap", "install", "config"],
+    "platform": ["runtimes", "telemetry", "worker", "models"],
+    "data": ["store", "stats", "charts", "device"],
+    "run": ["run"],
+    "study": ["study"],
+    "front": ["ui", "auth", "cli", "__main__"],
+}
+ORDER = list(LAYERS)
+# Within "base" a module may import an earlier one in this list; everything else stays inside its own layer or below.
+BASE_ORDER = LAYERS["base"]
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for path in PKG.rglob("*.py"):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+def imports_of(name: str, path: Path, known: dict) -> set[str]:
+    """The edgeprof modules ``name`` imports (at any depth of its code), resolved to module names."""
+    is_pkg = path.name == "__init__.py"
+    out = set()
+    tree = ast.parse(path.read_text())
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node.test)
+                   for n in ast.walk(node)}
+    for node in ast.walk(tree):
+        if id(node) in typing_only:  # annotations only: no dependency at run time
+            continue
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".") if is_pkg else name.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            targets = [mod] + [f"{mod}.{a.name}" for a in node.names if f"{mod}.{a.name}" in known]
+        else:
+            continue
+        for t in targets:
+            if t == "edgeprof" or t.startswith("edgeprof."):
+                out.add(t)
+    return out
+
+
+def _is_type_checking(test) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    return {name: imports_of(name, path, known) for name, path in known.items()}
+
+
+def layer_of(module: str) -> tuple[int, int]:
+    """(layer index, position within base) of an edgeprof module."""
+    top = module.split(".")[1] if module.count(".") else ""
+    for i, layer in enumerate(ORDER):
+        if top in LAYERS[layer]:
+            return i, (BASE_ORDER.index(top) if layer == "base" else 0)
+    if module == "edgeprof":
+        return 0, -1  # the package root holds only __version__
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS in tests/test_architecture.py")
+
+
+def test_every_import_resolves():
+    known = modules()
+    g = graph()
+    missing = sorted(f"{m} -> {t}" for m, ts in g.items() for t in ts if t not in known)
+    assert not missing, "imports of edgeprof modules that do not exist:\n" + "\n".join(missing)
+
+
+def test_no_import_cycles():
+    g = graph()
+    g = {m: {t for t in ts if t in g and t != m and not m.startswith(t + ".")} for m, ts in g.items()}
+    seen, stack, cycles = set(), [], []
+
+    def visit(m):
+        if m in stack:
+            cycles.append(stack[stack.index(m):] + [m])
+            return
+        if m in seen:
+            return
+        seen.add(m)
+        stack.append(m)
+        for t in sorted(g[m]):
+            visit(t)
+        stack.pop()
+
+    for m in sorted(g):
+        visit(m)
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_no_module_imports_from_a_layer_above_its_own():
+    g = graph()
+    up = []
+    for m, ts in g.items():
+        mine = layer_of(m)
+        for t in ts:
+            if t == "edgeprof" or not t.startswith("edgeprof."):
+                continue
+            theirs = layer_of(t)
+            same_top = m.split(".")[:2] == t.split(".")[:2]
+            if theirs[0] > mine[0] or (theirs[0] == mine[0] == 0 and theirs[1] > mine[1] and not same_top):
+                up.append(f"{m} ({ORDER[mine[0]]}) imports {t} ({ORDER[theirs[0]]})")
+    assert not up, "imports that go up a layer:\n" + "\n".join(sorted(up))
+
+
+def test_the_library_never_imports_the_cli_or_streamlit():
+    for name, path in modules().items():
+        if name.startswith("edgeprof.cli") or name in ("edgeprof.__main__", "edgeprof.ui", "edgeprof.auth"):
+            continue
+        text = path.read_text()
+        tree = ast.parse(text)
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not any(m == "streamlit" or m.startswith("streamlit.") for m in mods), f"{name} imports streamlit"
+        assert not any(t.startswith("edgeprof.cli") for t in imports_of(name, path, modules())), f"{name} imports the CLI"
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "pages").glob("*.py")) + ["app.py"])
+def test_pages_import_the_library_not_the_cli(page):
+    path = ROOT / ("app.py" if page == "app.py" else f"pages/{page}")
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            assert not node.module.startswith("edgeprof.cli"), f"{page} imports {node.module}"
+
+
+def test_the_worker_imports_only_what_its_memory_cap_can_afford():
+    """Everything the worker imports is charged to its cap: its modules import nothing beyond the standard library,
+    numpy, the runtimes and edgeprof's small pure modules (a test of the running worker checks sys.modules too)."""
+    g = graph()
+    allowed = ("edgeprof.worker", "edgeprof.runtimes", "edgeprof.errors", "edgeprof.config")
+    for m in ("edgeprof.worker.child", "edgeprof.worker.messages", "edgeprof.worker.warmup"):
+        assert all(t.startswith(allowed) for t in g[m]), (m, sorted(g[m]))

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
-from edgeprof import charts, stats, ui
+from edgeprof import charts, compare, ui
 from edgeprof.errors import EdgeprofError
 
-MAX_SAMPLES = 200_000  # per run, for distributions (a uniform subsample beyond this)
-SUMMARY = {"p50_ms": "p50 (ms)", "p90_ms": "p90 (ms)", "p99_ms": "p99 (ms)", "mean_ms": "mean (ms)",
-           "throughput_ips": "inf/s", "load_ms": "load (ms)", "warmup_ms": "warm-up (ms)",
-           "cpu_worker_mean_pct": "worker CPU (%)", "peak_ram_mb": "peak RAM (MB)", "n": "n"}
 OVERLAY = {"cpu.worker_pct": "worker CPU (%)", "cpu.total_pct": "system CPU (%)", "mem.worker_rss_mb": "worker RSS (MB)",
            "mem.charged_mb": "memory charged to the cap (MB)", "mem.used_mb": "system RAM used (MB)"}
 
@@ -33,17 +27,6 @@ if len(runs) < 2:
 mode = st.radio("Compare", ["runs", "groups of runs by device"], horizontal=True, key="cmp_mode")
 
 
-def steady_latency(run_ids: list[str]) -> dict[str, np.ndarray]:
-    lat = store.latency(run_ids)
-    lat = lat[lat["phase"].astype(str) == "steady"]
-    out = {}
-    rng = np.random.default_rng(0)
-    for rid, part in lat.groupby(lat["run_id"].astype(str), observed=True):
-        v = part["latency_ns"].to_numpy() / 1e6
-        out[rid] = rng.choice(v, MAX_SAMPLES, replace=False) if v.size > MAX_SAMPLES else v
-    return out
-
-
 if mode == "runs":
     labels = dict(zip(runs["run_id"], runs["label"], strict=True))
     ids = list(labels)
@@ -55,11 +38,7 @@ if mode == "runs":
     baseline = st.selectbox("Baseline", chosen, key="cmp_baseline", format_func=labels.get)
     short = {rid: f"{ui.model_label(str(runs.set_index('run_id').loc[rid, 'model']))} "
                   f"{runs.set_index('run_id').loc[rid, 'precision']} ..{rid[-4:]}" for rid in chosen}
-    samples = steady_latency(chosen)
-    table = runs.set_index("run_id").loc[chosen]
-    groups = {short[r]: samples.get(r, np.asarray([])) for r in chosen}
-    base_key = short[baseline]
-    members = {short[r]: [r] for r in chosen}
+    cmp = compare.compare_runs(store, runs, chosen, baseline, short)
 else:
     c1, c2, c3 = st.columns(3)
     hosts = sorted(runs["hostname"].dropna().astype(str).unique())
@@ -73,35 +52,13 @@ else:
         st.info("These filters leave fewer than two devices with runs. Import runs from another device on the "
                 "**Runs** page (export there, import here), or compare single runs instead.")
         st.stop()
-    samples = steady_latency(list(sel["run_id"]))
-    groups, members = {}, {}
-    for host, part in sel.groupby("hostname"):
-        ids = list(part["run_id"])
-        members[host] = ids
-        groups[host] = np.concatenate([samples[r] for r in ids if r in samples] or [np.asarray([])])
-    baseline_host = st.selectbox("Baseline", list(groups), key="cmp_baseline_group")
-    base_key = baseline_host
-    table = sel.groupby("hostname")[[c for c in SUMMARY if c in sel.columns and c != "n"]].median(numeric_only=True)
-    table["n"] = sel.groupby("hostname")["n"].sum()
-    table = table.loc[list(groups)]
+    baseline_host = st.selectbox("Baseline", sorted(sel["hostname"].unique()), key="cmp_baseline_group")
+    cmp = compare.compare_devices(store, sel, baseline_host)
 
 left, right = st.columns(2)
-left.plotly_chart(charts.latency_cdf(groups), key="cmp_cdf")
-right.plotly_chart(charts.latency_box(groups), key="cmp_box")
-
-rows = []
-base = groups.get(base_key, np.asarray([]))
-for (name, values), (_, row) in zip(groups.items(), table.iterrows(), strict=True):
-    ratio = stats.ratio_of_medians(values, base, n_boot=2000) if len(values) and len(base) else None
-    out = {"run" if mode == "runs" else "device": name}
-    if mode != "runs":
-        out["runs"] = len(members[name])
-    for col, label in SUMMARY.items():
-        out[label] = row.get(col)
-    out["p50 ratio vs baseline"] = ratio.ratio if ratio else None
-    out["ratio 95% CI"] = (f"{ratio.ci_low:.3f} to {ratio.ci_high:.3f}" if ratio and ratio.ci_low is not None else "-")
-    rows.append(out)
-summary = pd.DataFrame(rows)
+left.plotly_chart(charts.latency_cdf(cmp.groups), key="cmp_cdf")
+right.plotly_chart(charts.latency_box(cmp.groups), key="cmp_box")
+summary = compare.summary_table(cmp)
 st.subheader("Summary")
 st.dataframe(summary, hide_index=True, key="cmp_table",
              column_config={c: st.column_config.NumberColumn(format="%.4f") for c in
@@ -110,7 +67,7 @@ st.dataframe(summary, hide_index=True, key="cmp_table",
 st.subheader("Telemetry")
 metric = st.selectbox("Metric", list(OVERLAY), key="cmp_metric", format_func=OVERLAY.get)
 frames = {}
-for name, ids in members.items():
+for name, ids in cmp.members.items():
     rid = ids[0]  # one run per group keeps the overlay readable
     tel = store.telemetry(rid, metrics=metric)
     lat0 = store.latency(rid)

@@ -45,6 +45,13 @@ def texts(at: AppTest) -> str:
     return "\n".join(parts)
 
 
+def figures(at: AppTest) -> list[dict]:
+    """The plotly figures on the page as the browser receives them (layout titles, axes, traces)."""
+    import json
+
+    return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+
+
 def follow(at: AppTest, timeout: float = 60) -> None:
     """Rerun the page until the run it watches has finished and its summary shows."""
     deadline = time.monotonic() + timeout
@@ -167,8 +174,17 @@ def test_correlations_page_shows_table_and_small_n_note(db):
     table = at.dataframe[0].value
     assert {"Pearson r", "Spearman rho", "95% CI low", "n", "note"} <= set(table.columns)
     assert "n is too small" in texts(at)
+    long_run = runner.start_run(RunConfig(model="digits-cnn", duration_s=3, sample_hz=20), db).wait(60)
+    assert long_run["status"] == "ok"
+    at.run()
     at.radio(key="corr_mode").set_value("over time inside one run").run()
+    at.selectbox(key="corr_run").select(long_run["run_id"]).run()
     assert not at.exception, at.exception
+    assert "windows** of 0.5 s over the steady state of this run" in texts(at)
+    (windowed,) = [f for f in figures(at) if f["layout"]["title"]["text"] == "Latency and utilization over time windows"]
+    assert windowed["layout"]["xaxis"]["title"]["text"] == "window start (s)"
+    assert windowed["layout"]["yaxis"]["title"]["text"] == "latency (ms)"
+    assert windowed["layout"]["yaxis2"]["title"]["text"] == at.selectbox(key="corr_metric").value
 
 
 def test_compare_page_with_two_runs(db):
@@ -179,6 +195,8 @@ def test_compare_page_with_two_runs(db):
     assert abs(table["p50 ratio vs baseline"].iloc[0] - 1.0) < 1e-9  # the baseline against itself
     at.selectbox(key="cmp_metric").select("mem.worker_rss_mb").run()
     assert not at.exception, at.exception
+    (overlay,) = [f for f in figures(at) if f["layout"]["title"]["text"] == "worker RSS (MB) over time"]
+    assert overlay["layout"]["yaxis"]["title"]["text"] == "worker RSS (MB)" and len(overlay["data"]) == 2
 
 
 def test_models_page_lists_models(db):
@@ -190,7 +208,8 @@ def test_models_page_lists_models(db):
 def test_pages_without_runs_say_what_to_do(db):
     for name in ("2_Runs.py", "3_Correlations.py", "4_Compare.py"):
         at = page(name)
-        assert at.info, f"{name} shows no hint on an empty database"
+        hints = " ".join(str(i.value) for i in at.info)
+        assert "**Run** page" in hints, f"{name} does not say where runs come from: {hints!r}"
 
 
 def test_models_page_quantizes_and_computes_fidelity(db):

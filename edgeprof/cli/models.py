@@ -25,7 +25,8 @@ def register(sub) -> None:
         "the result is cached and the time it took is reported.",
     )
     p.add_argument("model", help="bundled model name or path to an fp32 .onnx file")
-    p.add_argument("--precision", required=True, choices=[x for x in PRECISIONS if x != "fp32"])
+    p.add_argument("--precision", required=True, choices=[x for x in PRECISIONS if x != "fp32"],
+                   help="the precision to build: fp16, int8-dynamic or int8-static")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_quantize)
 

@@ -31,7 +31,9 @@ def register(sub) -> None:
                                    "first inference, warm-up and steady-state latency with hardware telemetry, and "
                                    "store the run.")
     p.add_argument("--model", required=True, help="a bundled model name (see `models`) or a path to .onnx / .tflite")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="fp32 (default), fp16, int8-dynamic or int8-static; a file of your own runs as it is unless "
+                        "it is an fp32 ONNX file, which is quantized on the device")
     p.add_argument("--runtime", choices=RUNTIMES, help="default: from the file (bundled models: onnx)")
     p.add_argument("--tflite-interpreter", choices=INTERPRETERS, help="default: the best available (litert)")
     p.add_argument("--execution-provider", choices=PROVIDERS, help="ONNX Runtime provider (default: best available)")
@@ -54,36 +56,46 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("runs", help="list stored runs")
+    p = sub.add_parser("runs", help="list stored runs",
+                       description="List the stored runs, newest first: status, model, precision, runtime, threads, "
+                                   "memory limit, p50/p90 latency and peak charged memory.")
     db_arg(p)
-    p.add_argument("--model")
-    p.add_argument("--status")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--model", help="only runs of this model (a bundled name or the path a run used)")
+    p.add_argument("--status", help="only runs with this status (ok, oom_killed, failed, ...)")
+    p.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("show", help="show one stored run")
+    p = sub.add_parser("show", help="show one stored run",
+                       description="Show one stored run: its result, the notes on what it was fed, its flags and, for "
+                                   "a run that failed, the runtime's own message.")
     p.add_argument("run_id")
     db_arg(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("devices", help="what this device is and what it can measure")
+    p = sub.add_parser("devices", help="what this device is and what it can measure",
+                       description="Say what this device is, which runtimes and execution providers a run will use, "
+                                   "which telemetry sources work (or why not) and how memory is capped.")
     db_arg(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=cmd_devices)
 
-    p = sub.add_parser("export", help="export runs as a Parquet or CSV bundle")
+    p = sub.add_parser("export", help="export runs as a Parquet or CSV bundle",
+                       description="Write runs with their samples, telemetry, devices and studies as a bundle (a folder, "
+                                   "or a .zip) that `import` reads on another device.")
     p.add_argument("run_ids", nargs="*", help="runs to export (default: all)")
     p.add_argument("--out", required=True, help="bundle path (a .zip or a directory)")
-    p.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    p.add_argument("--format", choices=("parquet", "csv"), default="parquet", help="file format of the tables "
+                   "(default parquet)")
     db_arg(p)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("import", help="import a bundle exported on another device")
+    p = sub.add_parser("import", help="import a bundle exported on another device",
+                       description="Add the runs of a bundle made by `export` (runs already here are skipped).")
     p.add_argument("bundle")
     db_arg(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=cmd_import)
 
 

@@ -31,9 +31,10 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_study)
 
-    p = sub.add_parser("studies", help="list studies and how far each got")
+    p = sub.add_parser("studies", help="list studies and how far each got",
+                       description="List the studies: status, cells done and failed, and whether one can be resumed.")
     db_arg(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=cmd_studies)
 
     p = sub.add_parser("report", help="write a study's HTML report with figures and findings",

@@ -139,12 +139,22 @@ _V4 = [
 ]
 RENAMED_COLUMNS = {"interpreter": "tflite_interpreter", "provider": "execution_provider"}  # in bundles of schema < 4
 
+NO_LIMIT_IS_NULL = [
+    # Study cells with limit "none" ran under a non-binding cap of the device's RAM and stored it as their limit
+    # (24,105 MB beside real caps of 29-256 MB); no limit is stored as no limit, in the column and the summary.
+    """UPDATE runs SET memory_limit_mb = NULL,
+           summary = CASE WHEN summary IS NULL THEN NULL
+                          ELSE json_merge_patch(summary, '{"memory": {"requested_mb": null}}') END
+       WHERE json_extract_string(tags, '$.mem') = 'none'""",
+]
+
 # (description, statements or a callable taking the connection). Append only.
 MIGRATIONS: list[tuple[str, Sequence[str] | Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema: devices, runs, latency, telemetry, studies, study_cells", _V1),
     ("runs.notes and runs.tags (filled from config.tags)", _V2),
     ("runs.cpu_others_mean_pct (filled from summary.cpu.others_mean_pct)", _V3),
     ("runs.interpreter -> tflite_interpreter, runs.provider -> execution_provider", _V4),
+    ("no limit stored as no limit (study cells 'none' held the device's RAM)", NO_LIMIT_IS_NULL),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

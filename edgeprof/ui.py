@@ -21,6 +21,7 @@ from . import paths
 from .errors import EdgeprofError
 from .run.live import LiveBuffer
 from .run.summary import phase_starts
+from .worker.priority import describe as describe_priority
 
 UPLOAD_CAP_MB = 200  # matches server.maxUploadSize in .streamlit/config.toml; upload_cap_mb() is the one in force
 PAGES = {  # page file -> (title, icon); pages/6_Study.py and pages/7_Report.py are picked up when present
@@ -319,6 +320,8 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
     capt = f"{cap:g} MB via {mem.get('mechanism')}" if cap else "none"
     lines.append(f"Memory: peak charged {_fmt(mem.get('peak_charged_mb'), 1, ' MB')}, peak worker RSS "
                  f"{_fmt(mem.get('peak_rss_mb'), 1, ' MB')}; cap {capt}.")
+    if "cpu_priority" in result:
+        lines.append(f"Worker CPU priority: {describe_priority(result.get('cpu_priority'))}.")
     if cpu:
         cores = f" of {cpu['cores']} cores" if cpu.get("cores") else ""
         others = f", other processes {_fmt(cpu.get('others_mean_pct'), 0, '%')}" if cpu.get("others_mean_pct") is not None else ""

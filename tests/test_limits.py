@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, requires_cgroup
+from helpers import ROOT, cgroup_writable, requires_cgroup
 
 from edgeprof.worker import limits
 
@@ -68,8 +68,13 @@ def test_forced_rlimit(monkeypatch):
 
 
 def test_no_cap_requested():
+    """No limit: still a cgroup of its own (with no limit) where one can be made, so the footprint is measured."""
     cap = limits.create(None, "x")
-    assert cap.kind == "none" and cap.launcher() == [] and cap.rlimit_bytes() is None
+    try:
+        assert cap.kind == "none" and cap.rlimit_bytes() is None
+        assert (cap.launcher()[:2] == ["/bin/sh", "-c"]) == cgroup_writable()
+    finally:
+        cap.remove()
 
 
 @requires_cgroup

@@ -51,10 +51,11 @@ def test_cgroup_v2_weight_goes_into_the_memory_cgroup(tmp_path):
     run = parent / "edgeprof-1-r"
     run.mkdir()
     prio = priority.create("r", limits.MemoryCap(64, mem, run), mechanism=mech)
-    assert (run / "cpu.weight").read_text() == str(priority.V2_WEIGHT)
+    weight = priority.v2_weight(priority.WEIGHT_FACTOR)
+    assert (run / "cpu.weight").read_text() == str(weight)
     assert (parent / "cgroup.subtree_control").read_text() == "+cpu"
     assert prio.procs_file() is None, "cgroup v2: the worker joins one cgroup, the memory one"
-    assert prio.report()["mechanism"] == f"cgroup2 cpu.weight={priority.V2_WEIGHT} (default 100)"
+    assert prio.report()["mechanism"] == f"cgroup2 cpu.weight={weight} (default 100)"
 
 
 def test_cgroup_v2_without_cpu_controller_falls_back_to_nice_and_says_why(tmp_path):
@@ -84,6 +85,16 @@ def test_forced_by_the_environment(monkeypatch):
     assert off.report() == {"unavailable": "turned off by EDGEPROF_CPU_PRIORITY=off"}
 
 
+def test_weight_factor_maps_to_each_mechanism(monkeypatch):
+    assert (priority.v1_shares(20), priority.v2_weight(20), priority.worker_nice(20)) == (20480, 2000, -13)
+    assert (priority.v1_shares(1000), priority.v2_weight(1000), priority.worker_nice(1000)) == (262144, 10000, -20)
+    assert priority.worker_nice(1) == 0
+    monkeypatch.setenv("EDGEPROF_CPU_PRIORITY", "50")
+    assert priority.weight_factor() == 50 and priority.detect().kind != "off"
+    monkeypatch.setenv("EDGEPROF_CPU_PRIORITY", "")
+    assert priority.weight_factor() == priority.WEIGHT_FACTOR
+
+
 def test_described_in_words():
     assert priority.describe({"mechanism": "cgroup1 cpu.shares=102400 (default 1024)"}) == \
         "above other processes (cgroup1 cpu.shares=102400 (default 1024))"
@@ -98,14 +109,14 @@ def test_cpu_cgroup_joined_before_exec_and_removed():
     prio = priority.create("lifecycle", None)
     try:
         assert prio.mechanism.kind == "cgroup1" and prio.path.name == f"{limits.PREFIX}{os.getpid()}-lifecycle"
-        assert int((prio.path / "cpu.shares").read_text()) == priority.V1_SHARES
+        assert int((prio.path / "cpu.shares").read_text()) == 1024 * priority.WEIGHT_FACTOR
         proc = subprocess.Popen([*limits.launcher(prio.procs_file()), "sleep", "30"])
         try:
             deadline = time.monotonic() + 5
-            while str(proc.pid) not in (prio.path / "cgroup.procs").read_text().split():
-                assert time.monotonic() < deadline, "the launched process never joined the cpu cgroup"
+            while Path(f"/proc/{proc.pid}/comm").read_text().strip() != "sleep":
+                assert time.monotonic() < deadline, "the launcher never exec'd the command"
                 time.sleep(0.02)
-            assert Path(f"/proc/{proc.pid}/comm").read_text().strip() == "sleep", "joined after exec"
+            assert str(proc.pid) in (prio.path / "cgroup.procs").read_text().split(), "the command is not inside"
         finally:
             proc.kill()
             proc.wait()
@@ -182,7 +193,7 @@ def test_priority_keeps_the_worker_on_its_cores_against_busy_processes(db_path, 
             h.kill()
             h.wait()
     assert off["cpu_priority"] == {"unavailable": "turned off by EDGEPROF_CPU_PRIORITY=off"}
-    expected = {"": "cgroup1 cpu.shares=", "nice": "nice -20"}[mode]
+    expected = {"": "cgroup1 cpu.shares=", "nice": f"nice {priority.worker_nice(priority.WEIGHT_FACTOR)}"}[mode]
     assert expected in on["cpu_priority"]["mechanism"], on["cpu_priority"]
     w_off, w_on = off["cpu"]["worker_mean_pct"], on["cpu"]["worker_mean_pct"]
     assert w_on > 1.3 * w_off, f"worker CPU with priority {w_on:.0f}% vs without {w_off:.0f}%"
@@ -197,7 +208,7 @@ def test_cli_run_records_and_prints_its_priority(tmp_path):
            "128", "--db", str(db), "--quiet"]
     out = subprocess.run(cmd, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert (f"  CPU priority above other processes (cgroup1 cpu.shares={priority.V1_SHARES} (default 1024))"
+    assert (f"  CPU priority above other processes (cgroup1 cpu.shares={1024 * priority.WEIGHT_FACTOR} (default 1024))"
             in out.stdout.splitlines())
     res = json.loads(subprocess.run([*cmd[:3], "show", "--db", str(db), "--json",
                                      out.stdout.split()[1].rstrip(":")], cwd=ROOT, env=cli_env(),

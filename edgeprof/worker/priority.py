@@ -17,13 +17,15 @@ level of the hierarchy: on cgroup v1 here that is every other session's autogrou
 shell); on a cgroup v2 desktop, processes in other slices are ranked by their ancestors' weights, which only the
 system's administrator sets. The mechanism, or why there is none, is recorded with every run (``report``).
 
-``EDGEPROF_CPU_PRIORITY=nice`` forces the fallback and ``=off`` turns priority off (to compare, or to test).
+``EDGEPROF_CPU_PRIORITY`` = ``off`` turns priority off and ``nice`` forces the fallback (to compare, or to test); a
+number from 1 to 256 sets the weight factor (``WEIGHT_FACTOR``): the worker's weight against one ordinary process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import threading
 from dataclasses import dataclass
@@ -36,12 +38,31 @@ PROC_SELF_CGROUP = limits.PROC_SELF_CGROUP
 AUTOGROUP_ENABLED = Path("/proc/sys/kernel/sched_autogroup_enabled")
 PROC = Path("/proc")
 ENV = "EDGEPROF_CPU_PRIORITY"
-# The worker's weight against one ordinary competitor: 100x the default (v1 cpu.shares 1024, v2 cpu.weight 100).
-# Measured with bench/bench_observer.py: see docs/architecture.md.
-WEIGHT_FACTOR = 100
-V1_SHARES = 1024 * WEIGHT_FACTOR  # kernel range 2..262144
-V2_WEIGHT = min(10_000, 100 * WEIGHT_FACTOR)  # kernel range 1..10000
-WORKER_NICE = -20  # weight 88761 against 1024 at nice 0: ~87x, as close to WEIGHT_FACTOR as nice goes
+# The worker's weight against one ordinary competitor (v1 cpu.shares 1024, v2 cpu.weight 100, nice 0). A trade-off
+# measured with bench/bench_observer.py (docs/architecture.md): what the worker does not get, a browser and the
+# dashboard on the device get; at 100x they got so little that the page froze for the whole run.
+WEIGHT_FACTOR = 20
+
+
+def weight_factor() -> float:
+    """``EDGEPROF_CPU_PRIORITY`` as a number (1 to 256), else WEIGHT_FACTOR."""
+    try:
+        return min(256.0, max(1.0, float(os.environ.get(ENV, ""))))
+    except ValueError:
+        return float(WEIGHT_FACTOR)
+
+
+def v1_shares(factor: float) -> int:
+    return min(262_144, round(1024 * factor))  # kernel range 2..262144, default 1024
+
+
+def v2_weight(factor: float) -> int:
+    return min(10_000, round(100 * factor))  # kernel range 1..10000, default 100
+
+
+def worker_nice(factor: float) -> int:
+    """The nice value whose scheduler weight is about ``factor`` times nice 0's (each step is ~1.25x), -20 at most."""
+    return -min(20, round(math.log(factor) / math.log(1.25)))
 
 
 @dataclass(frozen=True)
@@ -123,16 +144,17 @@ class CpuPriority:
         if self.mechanism.kind != "nice" or self.unavailable:
             return
         groups = autogroup_enabled() if autogroup is None else autogroup
+        nice = worker_nice(weight_factor())
         try:
             if groups:
                 # the worker's own session (start_new_session): never renice a group this process is in
                 if _read(proc / str(pid) / "autogroup").split(" ")[0] == _read(proc / "self" / "autogroup").split(" ")[0]:
                     raise OSError(errno.EINVAL, "the worker shares this process's autogroup")
-                (proc / str(pid) / "autogroup").write_text(str(WORKER_NICE))
-                self.setting = f"autogroup nice {WORKER_NICE} (the worker's session)"
+                (proc / str(pid) / "autogroup").write_text(str(nice))
+                self.setting = f"autogroup nice {nice} (the worker's session)"
             else:
-                os.setpriority(os.PRIO_PROCESS, pid, WORKER_NICE)
-                self.setting = f"nice {WORKER_NICE}"
+                os.setpriority(os.PRIO_PROCESS, pid, nice)
+                self.setting = f"nice {nice}"
         except PermissionError:
             self.unavailable = (f"raising the worker's priority needs CAP_SYS_NICE (root) and no cpu cgroup could be "
                                 f"made ({self.mechanism.reason}): the worker runs at normal priority, so a browser on "
@@ -186,8 +208,9 @@ def create(run_id: str, cap: limits.MemoryCap | None, *, mechanism: PriorityMech
                 control = Path(mech.parent) / "cgroup.subtree_control"
                 if "cpu" not in _read(control).split():
                     control.write_text("+cpu")
-                (cap.path / "cpu.weight").write_text(str(V2_WEIGHT))
-                return CpuPriority(mech, cap.path, f"cpu.weight={V2_WEIGHT} (default 100)")
+                weight = v2_weight(weight_factor())
+                (cap.path / "cpu.weight").write_text(str(weight))
+                return CpuPriority(mech, cap.path, f"cpu.weight={weight} (default 100)")
             except OSError as exc:
                 reason = f"cgroup v2 cpu.weight could not be set ({exc.strerror or exc})"
         else:
@@ -198,11 +221,12 @@ def create(run_id: str, cap: limits.MemoryCap | None, *, mechanism: PriorityMech
         try:
             path.mkdir()
             try:
-                (path / "cpu.shares").write_text(str(V1_SHARES))
+                shares = v1_shares(weight_factor())
+                (path / "cpu.shares").write_text(str(shares))
             except OSError:
                 path.rmdir()
                 raise
-            return CpuPriority(mech, path, f"cpu.shares={V1_SHARES} (default 1024)", owned=True)
+            return CpuPriority(mech, path, f"cpu.shares={shares} (default 1024)", owned=True)
         except OSError as exc:
             mech = PriorityMechanism("nice", None, f"niceness (cgroup v1 cpu.shares could not be set: "
                                                    f"{exc.strerror or exc})")
@@ -221,7 +245,7 @@ def sweep_orphans(mechanism: PriorityMechanism | None = None) -> list[str]:
 def describe(report: dict | None) -> str:
     """A run's ``cpu_priority`` block in words, for the CLI and the pages."""
     if not report:
-        return "not recorded (runs before edgeprof recorded it)"
+        return "not recorded (an older run, or the worker never started)"
     if report.get("mechanism"):
         return f"above other processes ({report['mechanism']})"
     return f"normal, none given: {report.get('unavailable') or 'unknown'}"

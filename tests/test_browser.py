@@ -112,10 +112,15 @@ def wait_for_app(page) -> None:
 
 
 def prepare_run(page, url: str, duration_s: float) -> None:
-    """Open the Run page, pick digits-cnn and set the duration override, ready for Start run."""
+    """Open the Run page, pick digits-cnn on one thread and set the duration override, ready for Start run. One
+    thread: the worker has CPU priority (worker/priority.py), and on every core of a small machine it would leave the
+    server and this browser too little to refresh the live view (bench/bench_observer.py measures that case)."""
     page.goto(url)
     page.get_by_role("button", name="Start run").wait_for()
     select_option(page, "Model", "digits-cnn")
+    threads = page.get_by_label("Threads")
+    threads.fill("1")
+    threads.press("Enter")
     page.get_by_text("Advanced", exact=True).click()
     field = page.get_by_label("Duration override (s of steady state; 0 = use the preset)")
     field.fill(str(duration_s))

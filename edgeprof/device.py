@@ -30,9 +30,10 @@ def device_report() -> dict:
     from .install import gpu_seen
     from .runtimes import available_runtimes
     from .telemetry import probe_all, static_info
-    from .worker import limits
+    from .worker import limits, priority
 
     mech = limits.detect()
+    prio = priority.detect(mech)
     runtimes = available_runtimes()
     ort = next(s for s in runtimes if s.name == "onnxruntime")
     checkout = paths.BUNDLED_ROOT == paths.REPO_ROOT and (paths.REPO_ROOT / "scripts" / "setup.sh").is_file()
@@ -44,6 +45,7 @@ def device_report() -> dict:
                                          gpu_seen(), checkout),
         "telemetry": [s._asdict() for s in probe_all()],
         "memory_cap": mech.to_dict(),
+        "cpu_priority": {"kind": prio.kind, "parent": prio.parent, "reason": prio.reason},
     }
 
 

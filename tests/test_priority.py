@@ -230,3 +230,11 @@ def test_without_cap_sys_nice_the_run_says_it_has_no_priority(tmp_path):
     line = next(x for x in out.stdout.splitlines() if x.startswith("  CPU priority"))
     assert line.startswith("  CPU priority normal, none given: raising the worker's priority needs CAP_SYS_NICE"), line
     assert "watch from another machine" in line
+
+
+def test_devices_says_which_priority_a_run_gets():
+    out = subprocess.run([sys.executable, "-m", "edgeprof", "devices"], cwd=ROOT, env=cli_env(), capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    mech = priority.detect()
+    assert f"cpu priority {mech.kind}: {mech.reason}" in out.stdout.splitlines()

@@ -254,6 +254,8 @@ def cmd_devices(args) -> int:
         print(f"telemetry {t['name']:<14} {'yes' if t['available'] else 'no ':<4} {t['reason']}")
     m = rep["memory_cap"]
     print(f"memory cap {m['kind']}: {m['reason']}")
+    c = rep["cpu_priority"]
+    print(f"cpu priority {c['kind']}: {c['reason']}")
     return 0
 
 

@@ -5,9 +5,10 @@ counts); exceeding it gets the worker OOM-killed, which is a result to record. R
 resident memory: runtimes reserve far more than they touch (ONNX Runtime needs ~236 MB of address space to start an
 85 MB model here), so it is labelled as such and only used when no cgroup can be made.
 
-The worker joins its cgroup before Python starts (``sh -c 'echo $$ > cgroup.procs; exec python ...'``), so the
-interpreter, the runtime and the model are all charged. Each cgroup is named ``edgeprof-<owner pid>-<run>``;
-``sweep_orphans`` removes those whose owner is gone, killing any worker left inside.
+The worker joins its cgroup before Python starts (``sh -c 'echo $$ > cgroup.procs; exec python ...'``, ``launcher``,
+which also takes the cpu cgroup of ``priority``), so the interpreter, the runtime and the model are all charged. Each
+cgroup is named ``edgeprof-<owner pid>-<run>``; ``sweep_orphans`` removes those whose owner is gone, killing any
+worker left inside.
 
 Raspberry Pi OS ships with the memory controller disabled (``cgroup_disable=memory`` on the kernel command line):
 ``detect`` says so and gives the fix instead of silently falling back.

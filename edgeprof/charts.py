@@ -131,14 +131,36 @@ def rolling_median(y, window: int | None = None) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------------- run view
 
+def latency_axis(lat: np.ndarray, steady_from: int = 0) -> tuple[float, float, int]:
+    """(bottom, top, spikes above): a y range that shows the bulk of the latencies, not the few slow ones. The
+    top is 1.5x the 99th percentile of the steady samples (of all samples before steady state), so a 0.13-ms model
+    with a 27-ms first inference is drawn on a 0-0.3 ms axis, not flattened at 0; ``spikes`` counts what lies above."""
+    lat = np.asarray(lat, dtype=float)
+    lat = lat[np.isfinite(lat)]
+    if lat.size == 0:
+        return 0.0, 1.0, 0
+    bulk = lat[steady_from:] if lat.size - steady_from >= 20 else lat
+    top = float(np.percentile(bulk, 99)) * 1.5 if bulk.size >= 20 else float(bulk.max()) * 1.1
+    top = max(top, float(np.median(bulk)) * 1.2, 1e-6)
+    return 0.0, top, int((lat > top).sum())
+
+
 def latency_timeline(t_s, latency_ms, *, warmup: tuple[float, float] | None = None,
                      load: tuple[float, float] | None = None, title: str = "Latency per inference",
-                     max_points: int = LIVE_POINTS, height: int = 320) -> go.Figure:
-    """Each inference's latency over time with a rolling median; the load and warm-up phases shaded."""
+                     max_points: int = LIVE_POINTS, height: int = 340, log: bool = False,
+                     status: str | None = None, steady_from: int = 0) -> go.Figure:
+    """Each inference's latency over time with a rolling median; the load and warm-up phases shaded.
+
+    The y axis shows the bulk (``latency_axis``) on a linear scale, or every sample on a log scale (``log``); slower
+    spikes above a clipped axis are counted in the axis title, not drawn over the plot. ``status`` says what an
+    empty chart means: a run that ended without an inference is not "waiting" for one.
+    """
     t_s = np.asarray(t_s, dtype=float)
     lat = np.asarray(latency_ms, dtype=float)
     if t_s.size == 0:
-        return empty_figure(title, "waiting for the first inference...", height)
+        ended = status not in (None, "starting", "running")
+        return empty_figure(title, "no inference was made: the run ended before its first one" if ended
+                            else "waiting for the first inference...", height)
     fig = go.Figure()
     d = decimate(t_s, lat, max_points)
     if d["bucketed"]:
@@ -155,21 +177,33 @@ def latency_timeline(t_s, latency_ms, *, warmup: tuple[float, float] | None = No
         med = rolling_median(lat)
     fig.add_trace(go.Scatter(x=d["x"], y=med, mode="lines", name="rolling median", line={"color": COLORS[1], "width": 2.5}))
     shapes, notes = [], []
-    for span, fill, label in ((load, LOAD_FILL, "load"), (warmup, WARMUP_FILL, "warm-up")):
+    for row, (span, fill, label) in enumerate(((load, LOAD_FILL, "load"), (warmup, WARMUP_FILL, "warm-up"))):
         if span and span[1] is not None and span[0] is not None and span[1] > span[0]:
             shape, note = _vspan(span[0], span[1], fill, label)
+            note["y"] = 1 - 0.09 * row  # one label under the other: a short load and warm-up never overlap
             shapes.append(shape)
             notes.append(note)
-    yaxis = {"title": {"text": "latency (ms)"}}
-    if lat.size > 20:  # a few huge spikes (or the first inference) must not flatten the bulk: clip the axis
-        bulk = float(np.percentile(d["hi"], 99)) if d["bucketed"] else float(np.percentile(lat, 99))
-        top = max(bulk, float(np.nanmax(med))) * 1.5
-        if top < float(lat.max()):
-            yaxis["range"] = [0, top]
-            notes.append({"text": "slower spikes above the axis", "showarrow": False, "xref": "paper",
-                          "yref": "paper", "x": 1, "y": 1.02, "xanchor": "right", "font": {"size": 11, "color": "#868e96"}})
-    _layout(fig, title, "latency (ms)", height=height, shapes=shapes, annotations=notes)
-    fig.update_layout(yaxis=yaxis)
+    y_title = "latency (ms, log scale)" if log else "latency (ms)"
+    yaxis: dict = {"title": {"text": y_title}}
+    if log:
+        yaxis["type"] = "log"
+    else:
+        lo, hi, above = latency_axis(lat, steady_from)
+        if above:
+            yaxis["range"] = [lo, hi]
+            yaxis["title"]["text"] = f"latency (ms); {above:,} slower above the axis"
+        else:
+            yaxis["rangemode"] = "tozero"
+    _layout(fig, title, y_title, height=height, shapes=shapes, annotations=notes)
+    linear = {"yaxis.type": "linear", "yaxis.title.text": yaxis["title"]["text"] if not log else "latency (ms)"}
+    linear.update({"yaxis.range": yaxis["range"]} if "range" in yaxis else {"yaxis.autorange": True})
+    fig.update_layout(yaxis=yaxis, updatemenus=[{
+        "type": "buttons", "direction": "right", "x": 1, "y": 1.16, "xanchor": "right", "yanchor": "bottom",
+        "showactive": True, "active": 1 if log else 0, "pad": {"r": 0, "t": 0}, "font": {"size": 12},
+        "buttons": [{"label": "linear", "method": "relayout", "args": [linear]},
+                    {"label": "log scale", "method": "relayout",
+                     "args": [{"yaxis.type": "log", "yaxis.autorange": True,
+                               "yaxis.title.text": "latency (ms, log scale)"}]}]}])
     return fig
 
 
@@ -202,27 +236,58 @@ def cpu_figure(tel: pd.DataFrame, *, title: str = "CPU", height: int = 300, stop
     return _layout(fig, title, "CPU (%)", height=height, **stop_marks(stops, _sources(tel, ("cpu.",))))
 
 
-def memory_figure(tel: pd.DataFrame, cap_mb: float | None = None, *, title: str = "Memory", height: int = 300) -> go.Figure:
-    """System RAM used, the worker's RSS, the memory charged to its cap, and the cap as a dashed line."""
+def memory_figure(tel: pd.DataFrame, cap_mb: float | None = None, *, title: str = "Memory", height: int = 300,
+                  peak_charged_mb: float | None = None, killed_at_s: float | None = None,
+                  stops: dict | None = None) -> go.Figure:
+    """The worker's memory against its cap: charged to the cap (what the kernel limits), the worker's RSS (which
+    also counts shared libraries other processes loaded first, so it may sit above the cap without a kill), system
+    RAM used on the right axis, the cap as a dashed line.
+
+    ``peak_charged_mb`` is the kernel's own peak (the cgroup's high-water mark): 10 Hz samples miss the last spike
+    before an OOM kill, so it is marked as a point; ``killed_at_s`` marks the moment of an OOM kill. The axis always
+    shows the cap and every line.
+    """
     if tel is None or tel.empty or not tel["metric"].astype(str).str.startswith("mem.").any():
         return empty_figure(title, "no memory samples yet", height)
     fig = go.Figure()
-    _lines(fig, tel, [("mem.worker_rss_mb", "worker RSS"), ("mem.charged_mb", "charged to the cap")], width=3)
+    _lines(fig, tel, [("mem.charged_mb", "charged to the cap"), ("mem.worker_rss_mb", "worker RSS")], width=3)
     used = tel[tel["metric"] == "mem.used_mb"]
     if not used.empty:
         x, y = with_gaps(used["t_s"].to_numpy(), used["value"].to_numpy())
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="system RAM used (right axis)",
                                  line={"width": 1.5, "color": "#868e96"}, yaxis="y2"))
-        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "system used (MB)", "showgrid": False})
-    extra = {}
+        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "system used (MB)", "showgrid": False,
+                                  "tickformat": ",.0f"})
+    worker = tel[tel["metric"].isin(["mem.charged_mb", "mem.worker_rss_mb"])]["value"]
+    tops = [float(worker.max()) if len(worker) else 0.0, float(cap_mb or 0), float(peak_charged_mb or 0)]
+    shapes, notes = [], []
     if cap_mb:
         cap = float(cap_mb)
-        extra["shapes"] = [{"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": cap, "y1": cap,
-                            "line": {"dash": "dash", "color": "#c92a2a", "width": 2}}]
-        extra["annotations"] = [{"text": f"cap {cap:g} MB", "xref": "paper", "yref": "y", "x": 0, "y": cap,
-                                 "xanchor": "left", "yanchor": "bottom", "showarrow": False,
-                                 "font": {"color": "#c92a2a", "size": 12}}]
-    return _layout(fig, title, "worker memory (MB)", height=height, **extra)
+        shapes.append({"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": cap, "y1": cap,
+                       "line": {"dash": "dash", "color": "#c92a2a", "width": 2}})
+        notes.append({"text": f"limit {fmt_mb(cap)}", "xref": "paper", "yref": "y", "x": 0, "y": cap,
+                      "xanchor": "left", "yanchor": "bottom", "showarrow": False, "font": {"color": "#c92a2a", "size": 12}})
+    if killed_at_s is not None:
+        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": killed_at_s, "x1": killed_at_s, "y0": 0,
+                       "y1": 1, "line": {"color": "#c92a2a", "width": 2}})
+        notes.append({"text": "OOM-killed", "x": killed_at_s, "y": 1, "xref": "x", "yref": "paper", "xanchor": "right",
+                      "yanchor": "top", "showarrow": False, "font": {"color": "#c92a2a", "size": 13}})
+    if peak_charged_mb:
+        charged = tel[tel["metric"] == "mem.charged_mb"]
+        x = killed_at_s if killed_at_s is not None else (float(charged["t_s"].max()) if len(charged) else 0.0)
+        fig.add_trace(go.Scatter(x=[x], y=[float(peak_charged_mb)], mode="markers", name="peak charged (kernel)",
+                                 marker={"symbol": "x", "size": 12, "color": "#c92a2a"}))
+    _layout(fig, title, "worker memory (MB)", height=height, shapes=shapes, annotations=notes)
+    fig.update_layout(yaxis={"title": {"text": "worker memory (MB)"}, "range": [0, max(tops) * 1.15 or 1],
+                             "tickformat": ",.0f"})
+    return fig
+
+
+def fmt_mb(mb: float | None) -> str:
+    """``94.863`` -> ``95 MB``, ``9.62`` -> ``9.6 MB``, ``1536`` -> ``1,536 MB``; None -> ``-``."""
+    if mb is None or not np.isfinite(mb):
+        return "-"
+    return f"{mb:,.0f} MB" if abs(mb) >= 10 else f"{mb:.1f} MB"
 
 
 def gpu_figure(tel: pd.DataFrame, *, title: str = "GPU", height: int = 300, stops: dict | None = None) -> go.Figure | None:
@@ -255,9 +320,10 @@ def thermal_figure(tel: pd.DataFrame, *, title: str = "Temperature and frequency
         return None
     names = tel["metric"].astype(str)
     temps = sorted(m for m in names.unique() if m.startswith("temp.") or (m.startswith("gpu") and m.endswith("temp_c")))
-    has_freq = (names == "cpu.freq_mhz").any()
-    if not temps and not has_freq:
-        return None
+    freq = tel.loc[names == "cpu.freq_mhz", "value"]
+    has_freq = len(freq) > 0
+    if not temps and (not has_freq or float(freq.max() - freq.min()) < 1.0):
+        return None  # no sensor, and a frequency that never moved (a VM reports its nominal one): nothing to plot
     fig = go.Figure()
     _lines(fig, tel, [(m, m.replace("temp.", "").replace("_c", " C")) for m in temps], width=2.5)
     if has_freq:
@@ -265,7 +331,10 @@ def thermal_figure(tel: pd.DataFrame, *, title: str = "Temperature and frequency
         x, y = with_gaps(part["t_s"].to_numpy(), part["value"].to_numpy())
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="CPU frequency (MHz, right)",
                                  line={"dash": "dot", "color": "#495057"}, yaxis="y2"))
-        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "MHz", "showgrid": False})
+        lo, hi = float(freq.min()), float(freq.max())
+        pad = max(50.0, 0.05 * hi)  # a steady frequency gets a readable range, not ticks of 1,999.5
+        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "MHz", "showgrid": False,
+                                  "range": [max(0.0, lo - pad), hi + pad], "tickformat": ",.0f"})
     return _layout(fig, title, "temperature (C)" if temps else "", height=height,
                    **stop_marks(stops, _sources(tel, ("temp.", "cpu.freq"))))
 

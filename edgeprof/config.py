@@ -216,6 +216,17 @@ class RunConfig:
             return 1
         return PRESETS[self.preset][1]
 
+    def estimate_seconds(self, latency_s: float) -> float:
+        """A rough wall-clock estimate of a run of a model whose inferences take ``latency_s``: loading (~2 s),
+        warm-up ("auto": at least 40 inferences, at most 30 s), then the steady state, the longer of the minimum
+        time and the minimum number of inferences. What a page says before Start; never a measurement."""
+        warm = min(30.0, max(40 * latency_s, 0.1)) if self.warmup == "auto" else int(self.warmup) * latency_s
+        if self.iterations is not None and self.duration_s is None:
+            steady = self.iterations * latency_s
+        else:
+            steady = max(self.min_duration_s, self.min_iterations * latency_s)
+        return 2.0 + warm + steady
+
     def effective_timeout_s(self) -> float:
         """A wall-clock bound for the whole run: a capped model can thrash on evicted pages for minutes."""
         if self.timeout_s is not None:

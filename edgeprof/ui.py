@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from . import paths
+from . import charts, paths
 from .errors import EdgeprofError
 from .run.live import LiveBuffer
 from .run.summary import phase_starts
@@ -214,6 +214,27 @@ def source_stops(sources: list | None, t0_ns: int | None = None) -> dict:
     return out
 
 
+def thermal_reason(tel: pd.DataFrame) -> str:
+    """Why there is no temperature/frequency chart: no sensor, and a frequency that never moved (said with its value)."""
+    freq = tel.loc[tel["metric"].astype(str) == "cpu.freq_mhz", "value"] if tel is not None and len(tel) else []
+    if len(freq):
+        return (f"No temperature sensor is readable on this device, and its CPU frequency stayed at "
+                f"{float(freq.median()):,.0f} MHz (a virtual machine reports its nominal one): nothing to plot.")
+    return "No temperature or CPU-frequency sensor is readable on this device."
+
+
+def newest_run(store) -> dict | None:
+    """The newest stored run's summary (for a page that has no run of its own to show), or None."""
+    try:
+        df = store.list_runs(limit=1)
+        run = store.get_run(str(df.iloc[0]["run_id"])) if len(df) else None
+    except EdgeprofError:
+        return None
+    if run is None:
+        return None
+    return run.get("summary") or {"run_id": run["run_id"], "status": run["status"], "error": run.get("reason")}
+
+
 def gpu_reason(sources: list | None) -> str:
     """Why there is no GPU telemetry, from the sampler's probe status (list of dicts: name, available, reason)."""
     for s in sources or []:
@@ -316,9 +337,10 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
                      f"(95% CI {_fmt(lat.get('median_ci_low'), 3)} to {_fmt(lat.get('median_ci_high'), 3)} ms), "
                      f"p99 {_fmt(lat.get('p99'), 3)} ms, CoV {_fmt(lat.get('cov'), 3)}.")
     cap = mem.get("requested_mb")
-    capt = f"{cap:g} MB via {mem.get('mechanism')}" if cap else "none"
-    lines.append(f"Memory: peak charged {_fmt(mem.get('peak_charged_mb'), 1, ' MB')}, peak worker RSS "
-                 f"{_fmt(mem.get('peak_rss_mb'), 1, ' MB')}; cap {capt}.")
+    limit = f"{charts.fmt_mb(cap)} ({mem.get('mechanism')})" if cap else "none"
+    lines.append(f"Memory: peak charged {charts.fmt_mb(mem.get('peak_charged_mb'))} (the footprint the limit acts on), "
+                 f"peak worker RSS {charts.fmt_mb(mem.get('peak_rss_mb'))} (also counts shared libraries); limit "
+                 f"{limit}.")
     if cpu:
         cores = f" of {cpu['cores']} cores" if cpu.get("cores") else ""
         others = f", other processes {_fmt(cpu.get('others_mean_pct'), 0, '%')}" if cpu.get("others_mean_pct") is not None else ""
@@ -342,26 +364,80 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
         page_link("pages/2_Runs.py", label="Open this run in Runs", query={"run_id": rid})
 
 
-def footprint_hint(store, model: str, precision: str | None, runtime: str, threads: int) -> str | None:
-    """The variant's measured footprint from its newest stored ok run (any thread count when this one has none)."""
+MEMORY_LIMIT_HELP = (
+    "The most memory the model may use, as the kernel counts it: what the runtime allocates plus the model file's "
+    "pages it reads (the memory *charged* to the run). A run that needs more is killed by the kernel (an OOM kill), "
+    "which is recorded as a result. With *no limit* the run still measures how much it needed: its footprint.")
+
+
+def footprint_hint(store, model: str, precision: str | None, runtime: str, threads: int) -> str:
+    """What a student needs to choose a memory limit: this variant's footprint here (peak charged memory of its
+    newest ok run without a binding limit), which number that is, and why worker RSS can be higher."""
+    from .study.runner import NON_BINDING, charges_memory  # the footprint rule studies use
+
     try:
-        df = store.ok_runs(model, precision, runtime, threads) if precision else store.list_runs(
-            model=model, status="ok", runtime=runtime, threads=threads)
-        if df.empty:
-            df = store.list_runs(model=model, precision=precision, status="ok", runtime=runtime, limit=50)
+        df = store.list_runs(model=model, precision=precision, status="ok", runtime=runtime, threads=threads,
+                             limit=50) if precision else store.list_runs(model=model, status="ok", runtime=runtime,
+                                                                           threads=threads, limit=50)
     except EdgeprofError:
-        return None
-    for row in df.to_dict("records"):
-        charged, rss = row.get("peak_charged_mb"), row.get("peak_rss_mb")
-        parts = []
-        if charged is not None and np.isfinite(charged):
-            parts.append(f"peak charged {charged:.0f} MB")
-        if rss is not None and np.isfinite(rss):
-            parts.append(f"peak worker RSS {rss:.0f} MB")
-        if parts:
-            return f"Measured footprint of this variant (run {row['run_id'][-6:]}): " + ", ".join(parts) + \
-                ". A limit below it will likely OOM-kill the run."
-    return None
+        return ""
+    if not charges_memory():
+        rss = df[df["memory_limit_mb"].isna() & df["peak_rss_mb"].notna()]
+        if rss.empty:
+            return "Peak memory not measured yet for this variant: run it once with **no limit**."
+        return (f"This variant's peak worker RSS here: **{charts.fmt_mb(rss.iloc[0]['peak_rss_mb'])}**. This device has "
+                "no memory cgroup, so a limit here bounds address space, which runtimes reserve far more of than they "
+                "use: expect a run to fail well above that figure.")
+    df = df[df["peak_charged_mb"].notna()]
+    free = df[df["memory_limit_mb"].isna() | (df["memory_limit_mb"] >= NON_BINDING * df["peak_charged_mb"])]
+    if free.empty:
+        return ("Footprint not measured yet for this variant: run it once with **no limit** (it still measures the "
+                "memory it needs), then choose a limit relative to that.")
+    row = free.iloc[0]
+    rss = row.get("peak_rss_mb")
+    extra = (f" Worker RSS ({charts.fmt_mb(rss)}) also counts shared libraries that other processes had loaded "
+             "already, so it can sit above a limit the run stays within." if rss and np.isfinite(rss)
+             and rss > row["peak_charged_mb"] else "")
+    return (f"This variant's footprint here: **{charts.fmt_mb(row['peak_charged_mb'])}** charged at its peak (run "
+            f"…{str(row['run_id'])[-6:]}, no binding limit). A limit below that will likely OOM-kill the run.{extra}")
+
+
+def duration_words(store, model: str, precision: str | None, runtime: str, threads: int, preset: str,
+                   duration_s: float | None) -> str:
+    """How long a run will take, honestly: a preset is a minimum time AND a minimum number of inferences, plus
+    warm-up and loading; with this variant's measured latency the estimate says which one dominates."""
+    from .config import RunConfig
+
+    cfg = RunConfig(model=model, preset=preset, duration_s=duration_s or None)
+    try:
+        df = store.list_runs(model=model, precision=precision, status="ok", runtime=runtime, threads=threads, limit=5) \
+            if precision else store.list_runs(model=model, status="ok", runtime=runtime, threads=threads, limit=5)
+    except EdgeprofError:
+        df = None
+    rule = (f"at least {cfg.min_duration_s:g} s of steady state and {cfg.min_iterations:,} inferences, after "
+            "loading and warm-up")
+    if df is None or df.empty or pd.isna(df.iloc[0]["p50_ms"]):
+        return f"A run measures {rule}."
+    p50_s = float(df.iloc[0]["p50_ms"]) / 1000
+    est = cfg.estimate_seconds(p50_s)
+    why = (f": {cfg.min_iterations:,} inferences of ~{fmt_ms(p50_s * 1000)} take longer than {cfg.min_duration_s:g} s"
+           if cfg.min_iterations * p50_s > cfg.min_duration_s else "")
+    return f"A run measures {rule}: about {fmt_duration(est)} for this variant here{why}."
+
+
+def fmt_duration(seconds: float) -> str:
+    """``75`` -> ``1 min 15 s``, ``8.4`` -> ``8 s``."""
+    s = int(round(seconds))
+    return f"{s // 60} min {s % 60} s" if s >= 60 else f"{s} s"
+
+
+@st.cache_resource(show_spinner=False)
+def execution_providers() -> list[str]:
+    """The ONNX Runtime execution providers this build has (cpu, cuda, tensorrt): the only ones a page offers."""
+    from .runtimes import available_runtimes
+
+    ort = next((s for s in available_runtimes() if s.name == "onnxruntime"), None)
+    return list(ort.providers) if ort is not None and ort.available else ["cpu"]
 
 
 # ------------------------------------------------------------------------------------------------------- uploads

@@ -97,9 +97,13 @@ def test_run_page_runs_digits_and_stores_it(db):
     assert {"Load", "First inference", "Warm-up", "p50 latency", "p90 latency", "Throughput"} <= set(labels)
     runs = Store(db).list_runs()
     assert len(runs) == 1 and runs.iloc[0]["status"] == "ok" and runs.iloc[0]["model"] == "digits-cnn"
-    # the measured footprint now shows as a hint next to the memory limit
+    # the measured footprint (a run with no limit measures it too) now shows next to the memory limit, saying which
+    # number it is
     at.run()
-    assert "Measured footprint of this variant" in texts(at)
+    shown = texts(at)
+    assert "This variant's footprint here: **" in shown and "MB** charged at its peak" in shown, shown
+    assert "A limit below that will likely OOM-kill the run." in shown
+    assert at.selectbox(key="memory_limit").help.startswith("The most memory the model may use, as the kernel counts")
 
 
 def test_run_page_inputs_panel_says_what_is_fed_and_takes_shapes_and_values(db, edgeprof_home):

@@ -101,6 +101,7 @@ class RunHandle:
         self._loaded: Loaded | None = None
         self._stderr_tail: deque = deque(maxlen=40)
         self._deadline = float("inf")
+        self._exit_ns: int | None = None
 
     # -- public ---------------------------------------------------------------------------------------------------
     @property
@@ -282,6 +283,7 @@ class RunHandle:
                 except (EOFError, OSError):
                     eof = True  # the worker closed its end: it has exited or is exiting
             if proc.poll() is not None:
+                self._exit_ns = time.monotonic_ns()
                 with contextlib.suppress(EOFError, OSError):
                     while not eof and conn.poll(0):
                         self._on_message(conn.recv())
@@ -398,6 +400,7 @@ class RunHandle:
             worker_max_rss_mb=done.max_rss_mb if done else None, worker_major_faults=done.major_faults if done else None,
             error_detail=failed.detail if failed else None, device=self.device,
             telemetry_sources=self.telemetry_status, notes=notes, fp32_p50_ms=self._fp32_p50(),
+            worker_exit_ns=self._exit_ns,
         )
 
     def _fp32_p50(self) -> float | None:

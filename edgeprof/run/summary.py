@@ -60,6 +60,7 @@ class RunFacts:
     telemetry_sources: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     fp32_p50_ms: float | None = None
+    worker_exit_ns: int | None = None  # when the parent saw the worker end (an OOM kill's moment, on the chart)
 
 
 def _mean(values) -> float | None:
@@ -152,7 +153,7 @@ def build_summary(f: RunFacts) -> dict:
         cap_hit=bool(mem.get("oom_kill_count")) if mem.get("mechanism") in ("cgroup1", "cgroup2") else None,
         warmup_capped=warm_reason if warm_reason in ("max_iterations", "max_seconds") else None,
         cpu_others_pct=others, cpu_busy_pct=busy,
-    ) if status == "ok" else []
+    ) if status in ("ok", "stopped") else []  # a stopped run's numbers can be suspect too (CoV 110%)
 
     backend = dict(f.backend or {})
     return {
@@ -175,6 +176,7 @@ def build_summary(f: RunFacts) -> dict:
         "steady_s": steady_s,
         "throughput_ips": stats.throughput(summary.n, steady_s) if steady_s else None,
         "iterations_total": int(len(lat_ns)),
+        "worker_exit_s": None if f.worker_exit_ns is None else round((f.worker_exit_ns - f.started_ns) / 1e9, 3),
         "memory": {
             "requested_mb": mem.get("requested_mb"), "mechanism": mem.get("mechanism"),
             "mechanism_note": mem.get("reason"), "peak_charged_mb": peak_charged, "peak_rss_mb": peak_rss,

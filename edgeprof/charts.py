@@ -399,6 +399,60 @@ def scatter_fit(x, y, *, x_label: str, y_label: str, hover: list | None = None, 
     return _layout(fig, title, y_label, x_label, height=360)
 
 
+def memory_effect_figure(points: pd.DataFrame, *, title: str = "Does less memory make inference slower?") -> go.Figure:
+    """Latency relative to the same variant without a limit (y, log) against the limit as a multiple of the variant's
+    footprint (x, log), one colour per variant. Runs without a limit sit apart at the right ("no limit"); killed
+    runs are crosses on the top edge at their limit; y = 1 is "as fast as without a limit", x = 1 the footprint."""
+    pts = points if points is not None else pd.DataFrame()
+    capped = pts[pts["factor"].notna()] if len(pts) else pts
+    if capped.empty:
+        return empty_figure(title, "no capped run next to a run of the same variant without a limit")
+    fig = go.Figure()
+    ok = capped[(capped["status"] == "ok") & capped["relative_p50"].notna()]
+    top = float(np.nanmax(ok["relative_p50"])) * 1.6 if len(ok) else 2.0
+    top = max(top, 1.5)
+    right = float(capped["factor"].max()) * 1.8
+    for i, (variant, part) in enumerate(pts.groupby("variant", sort=True)):
+        color = COLORS[i % len(COLORS)]
+        good = part[(part["status"] == "ok") & part["relative_p50"].notna()]
+        x = np.where(good["factor"].notna(), good["factor"], right)
+        fig.add_trace(go.Scatter(x=x, y=good["relative_p50"], mode="markers", name=variant, text=good["label"],
+                                 hoverinfo="text", marker={"size": 10, "color": color, "opacity": 0.85}))
+        dead = part[part["factor"].notna() & part["status"].isin(["oom_killed", "timed_out"])]
+        if len(dead):
+            fig.add_trace(go.Scatter(x=dead["factor"], y=[top / 1.15] * len(dead), mode="markers", showlegend=False,
+                                     text=dead["label"], hoverinfo="text",
+                                     marker={"symbol": "x", "size": 12, "color": color}))
+    lo = min(float(capped["factor"].min()) / 1.3, 0.8)
+    shapes = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": 1, "y1": 1,
+               "line": {"dash": "dot", "color": "#868e96"}},
+              {"type": "line", "xref": "x", "x0": 1, "x1": 1, "yref": "paper", "y0": 0, "y1": 1,
+               "line": {"dash": "dot", "color": "#c92a2a"}},
+              {"type": "line", "xref": "x", "x0": right / 1.35, "x1": right / 1.35, "yref": "paper", "y0": 0, "y1": 1,
+               "line": {"color": "#ced4da"}}]
+    notes = [{"text": "footprint", "x": 1, "y": 0, "xref": "x", "yref": "paper", "showarrow": False,
+              "xanchor": "left", "yanchor": "bottom", "font": {"color": "#c92a2a", "size": 12}},
+             {"text": "as fast as without a limit", "x": 0, "y": 1, "xref": "paper", "yref": "y", "showarrow": False,
+              "xanchor": "left", "yanchor": "bottom", "font": {"color": "#868e96", "size": 12}},
+             {"text": "killed (OOM) or timed out", "x": 0, "y": top / 1.15, "xref": "paper", "yref": "y",
+              "showarrow": False, "xanchor": "left", "yanchor": "bottom", "font": {"color": "#868e96", "size": 12}}]
+    ticks = [v for v in (0.5, 0.75, 1, 1.25, 1.5, 2, 3, 4, 8) if lo <= v < right / 1.35]
+    bottom = min(0.8, float(np.nanmin(pts["relative_p50"])) / 1.2) if pts["relative_p50"].notna().any() else 0.8
+    yticks = [v for v in (0.1, 0.2, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64) if bottom <= v <= top]
+    _layout(fig, title, Y_RELATIVE, "memory limit / the variant's footprint (x)", height=460, shapes=shapes,
+            annotations=notes)
+    fig.update_layout(
+        xaxis={"type": "log", "range": [np.log10(lo), np.log10(right * 1.25)], "tickvals": ticks + [right],
+               "ticktext": [f"{v:g}x" for v in ticks] + ["no limit"],
+               "title": {"text": "memory limit / the variant's footprint (x)"}},
+        yaxis={"type": "log", "range": [np.log10(bottom), np.log10(top)], "tickvals": yticks,
+               "ticktext": [f"{v:g}x" for v in yticks], "title": {"text": Y_RELATIVE}})
+    return fig
+
+
+Y_RELATIVE = "p50 / p50 without a limit (x)"
+
+
 def windowed_figure(wdf: pd.DataFrame, metric: str, *, metric_label: str | None = None) -> go.Figure:
     """Latency median per window (left) and a telemetry metric's mean per window (right) over one run."""
     title = "Latency and utilization over time windows"

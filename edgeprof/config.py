@@ -16,6 +16,7 @@ RUNTIMES = ("onnx", "tflite")
 INTERPRETERS = ("litert", "tflite-runtime")
 PROVIDERS = ("cpu", "cuda", "tensorrt")
 PRECISION_BITS = {"fp32": 32, "fp16": 16, "int8-dynamic": 8, "int8-static": 8, "int16x8": 16}
+NON_BINDING = 1.5  # a memory limit this many times a run's charged peak did not shape it: that peak is the footprint
 STATUSES = ("running", "ok", "oom_killed", "crashed", "timed_out", "stopped", "failed", "interrupted")
 
 # name: (minimum steady-state seconds, minimum steady-state iterations)

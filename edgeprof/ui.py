@@ -52,6 +52,16 @@ VARIABLES = {
     "threads": "threads",
 }
 COLUMN_LABELS = {v: k for k, v in VARIABLES.items()}
+# telemetry metrics in words (a pattern's {} takes the name in the metric); anything else shows as it is stored
+METRIC_LABELS = [
+    (r"cpu\.total_pct", "device CPU busy (%)"), (r"cpu\.worker_pct", "worker CPU (% of one core)"),
+    (r"cpu\.others_pct", "other processes' CPU (% of one core)"), (r"cpu\.core(\d+)_pct", "core {} busy (%)"),
+    (r"cpu\.freq_mhz", "CPU frequency (MHz)"), (r"mem\.used_mb", "system RAM used (MB)"),
+    (r"mem\.available_mb", "system RAM available (MB)"), (r"mem\.worker_rss_mb", "worker RSS (MB)"),
+    (r"mem\.charged_mb", "memory charged to the run (MB)"), (r"swap\.used_mb", "swap used (MB)"),
+    (r"temp\.(.+)_c", "temperature {} (C)"), (r"gpu(\d+)\.(?:util|load)_pct", "GPU {} utilization (%)"),
+    (r"gpu(\d+)\.mem_used_mb", "GPU {} memory (MB)"), (r"power\.(.+)_w", "power {} (W)"),
+]
 
 
 # ------------------------------------------------------------------------------------------------------- store
@@ -214,6 +224,28 @@ def source_stops(sources: list | None, t0_ns: int | None = None) -> dict:
     return out
 
 
+def metric_label(metric: str) -> str:
+    """A telemetry metric in words: ``cpu.worker_pct`` -> ``worker CPU (% of one core)``."""
+    import re
+
+    for pattern, label in METRIC_LABELS:
+        m = re.fullmatch(pattern, metric)
+        if m:
+            return label.format(*(g.replace("_", " ") for g in m.groups()))
+    return metric
+
+
+def footprint_table(footprints: pd.DataFrame) -> pd.DataFrame:
+    """questions.MemoryEffect.footprints as a student reads it: units in the cells, "not measured" for a gap."""
+    fp = footprints.reset_index()
+    return pd.DataFrame({
+        "variant": fp["variant"],
+        "footprint": [charts.fmt_mb(v) if pd.notna(v) else "not measured (no run without a limit in a cgroup)"
+                      for v in fp["footprint_mb"]],
+        "p50 without a limit": [fmt_ms(v) if pd.notna(v) else "no run without a limit" for v in fp["uncapped_p50_ms"]],
+    })
+
+
 def thermal_reason(tel: pd.DataFrame) -> str:
     """Why there is no temperature/frequency chart: no sensor, and a frequency that never moved (said with its value)."""
     freq = tel.loc[tel["metric"].astype(str) == "cpu.freq_mhz", "value"] if tel is not None and len(tel) else []
@@ -373,7 +405,8 @@ MEMORY_LIMIT_HELP = (
 def footprint_hint(store, model: str, precision: str | None, runtime: str, threads: int) -> str:
     """What a student needs to choose a memory limit: this variant's footprint here (peak charged memory of its
     newest ok run without a binding limit), which number that is, and why worker RSS can be higher."""
-    from .study.runner import NON_BINDING, charges_memory  # the footprint rule studies use
+    from .config import NON_BINDING
+    from .study.runner import charges_memory
 
     try:
         df = store.list_runs(model=model, precision=precision, status="ok", runtime=runtime, threads=threads,

@@ -175,6 +175,7 @@ def test_runs_page_lists_shows_exports_and_deletes_with_confirmation(db):
 def test_correlations_page_shows_table_and_small_n_note(db):
     make_runs(db, 3)
     at = page("3_Correlations.py")
+    at.radio(key="corr_mode").set_value("across runs").run()
     table = at.dataframe[0].value
     assert {"Pearson r", "Spearman rho", "95% CI low", "n", "note"} <= set(table.columns)
     assert "n is too small" in texts(at)
@@ -184,11 +185,39 @@ def test_correlations_page_shows_table_and_small_n_note(db):
     at.radio(key="corr_mode").set_value("over time inside one run").run()
     at.selectbox(key="corr_run").select(long_run["run_id"]).run()
     assert not at.exception, at.exception
-    assert "windows** of 0.5 s over the steady state of this run" in texts(at)
+    assert "windows** of 0.25 s over the steady state of this run" in texts(at)  # 3 s of steady state / 40, at least
     (windowed,) = [f for f in figures(at) if f["layout"]["title"]["text"] == "Latency and utilization over time windows"]
     assert windowed["layout"]["xaxis"]["title"]["text"] == "window start (s)"
     assert windowed["layout"]["yaxis"]["title"]["text"] == "latency (ms)"
-    assert windowed["layout"]["yaxis2"]["title"]["text"] == at.selectbox(key="corr_metric").value
+    assert windowed["layout"]["yaxis2"]["title"]["text"] == "worker CPU (% of one core)"  # words, not cpu.worker_pct
+    assert at.selectbox(key="corr_metric").value == "cpu.worker_pct"
+
+
+@pytest.mark.skipif(not __import__("helpers").cgroup_writable(), reason="footprints need a memory cgroup")
+def test_correlations_answers_the_memory_question_on_a_small_study(db):
+    """A tiny study (digits-cnn fp32 and int8-static: no limit, 2x and 1.25x footprint, 2 repetitions): the default
+    view sets each capped run against its own variant and says what that shows, with n."""
+    from edgeprof import study
+
+    cfg = study.StudyConfig(name="mem", models=["digits-cnn"], precisions=["fp32", "int8-static"],
+                            memory_limits=["none", "2x", "1.25x"], repetitions=2, duration_s=0.3, warmup=5,
+                            cooldown_s=0)
+    study.run_study(cfg, Store(db))
+    at = page("3_Correlations.py")
+    assert at.radio(key="corr_mode").value == "does less memory slow inference?"
+    (fig,) = [f for f in figures(at) if f["layout"]["title"]["text"] == "Does less memory make inference slower?"]
+    assert fig["layout"]["xaxis"]["title"]["text"] == "memory limit / the variant's footprint (x)"
+    assert fig["layout"]["yaxis"]["title"]["text"] == "p50 / p50 without a limit (x)"
+    assert "no limit" in fig["layout"]["xaxis"]["ticktext"] and "2x" in fig["layout"]["xaxis"]["ticktext"]
+    assert {t["name"] for t in fig["data"] if t.get("name")} >= {"digits-cnn fp32 onnx t2", "digits-cnn int8-static onnx t2"}
+    sentence = next(m.value for m in at.markdown if "n = 8 runs of 2 variant(s)" in m.value)
+    assert sentence.startswith(("No evidence that less memory makes inference slower here",
+                                "Yes: here a tighter memory limit makes inference slower",
+                                "Here latency falls as the limit tightens"))
+    footprints = at.dataframe[0].value
+    assert list(footprints.columns) == ["variant", "footprint", "p50 without a limit"]
+    assert footprints["footprint"].str.fullmatch(r"\d+ MB").all(), footprints
+    assert footprints["p50 without a limit"].str.endswith(("ms", "\u00b5s")).all()
 
 
 def test_compare_page_with_two_runs(db):

@@ -27,12 +27,11 @@ def _layout(fig: go.Figure, title: str, y_title: str, x_title: str = "time (s)",
             **extra) -> go.Figure:
     """One update_layout call with plain dicts: live pages rebuild figures twice a second and plotly's per-property
     validation (templates, add_vrect) is the costly part, so no template here (Streamlit's theme styles the chart)."""
-    fig.update_layout(
-        title={"text": title, "x": 0.01, "font": {"size": 17}}, height=height,
-        margin={"l": 60, "r": 20, "t": 45, "b": 45}, legend={"orientation": "h", "y": -0.25, "x": 0},
-        xaxis={"title": {"text": x_title}}, yaxis={"title": {"text": y_title}}, font={"size": 14}, uirevision="keep",
-        **extra,
-    )
+    layout = {"title": {"text": title, "x": 0.01, "font": {"size": 17}}, "height": height,
+              "margin": {"l": 60, "r": 20, "t": 45, "b": 45}, "legend": {"orientation": "h", "y": -0.25, "x": 0},
+              "xaxis": {"title": {"text": x_title}}, "yaxis": {"title": {"text": y_title}}, "font": {"size": 14},
+              "uirevision": "keep"}
+    fig.update_layout(**{**layout, **extra})
     return fig
 
 
@@ -483,12 +482,20 @@ def latency_cdf(series: dict[str, np.ndarray], *, title: str = "Latency distribu
     if not series or all(len(v) == 0 for v in series.values()):
         return empty_figure(title, "no steady-state latency samples")
     fig = go.Figure()
+    lows, highs = [], []
     for i, (name, values) in enumerate(series.items()):
         x, q = _quantile_curve(np.asarray(values, dtype=float))
         if x.size:
             fig.add_trace(go.Scatter(x=x, y=q, mode="lines", name=name, line={"width": 2.5, "color": COLORS[i % len(COLORS)]}))
+            lows.append(float(np.percentile(x, 1)))
+            highs.append(float(np.percentile(x, 99)))
     fig.update_yaxes(range=[0, 1])
-    return _layout(fig, title, "share of inferences at or below", "latency (ms)", height=360)
+    log = bool(lows) and min(lows) > 0 and max(highs) / min(lows) > 10  # one slow run must not crush the others
+    _layout(fig, title, "share of inferences at or below", "latency (ms, log scale)" if log else "latency (ms)",
+            height=380, legend={"orientation": "h", "y": -0.3, "x": 0})
+    if log:
+        fig.update_xaxes(type="log")
+    return fig
 
 
 def latency_box(series: dict[str, np.ndarray], *, title: str = "Latency (box: quartiles, whiskers: 1.5 IQR)") -> go.Figure:
@@ -505,9 +512,14 @@ def latency_box(series: dict[str, np.ndarray], *, title: str = "Latency (box: qu
         iqr = q3 - q1
         lo = float(v[v >= q1 - 1.5 * iqr].min())
         hi = float(v[v <= q3 + 1.5 * iqr].max())
-        fig.add_trace(go.Box(name=name, q1=[q1], median=[med], q3=[q3], lowerfence=[lo], upperfence=[hi],
-                             mean=[float(v.mean())], x=[name], marker_color=COLORS[i % len(COLORS)], boxpoints=False))
-    return _layout(fig, title, "latency (ms)", "", height=360)
+        label = "<br>".join(name.split(" · ", 2)) if len(name) > 24 else name  # tick labels wrap, never collide
+        fig.add_trace(go.Box(name=label, q1=[q1], median=[med], q3=[q3], lowerfence=[lo], upperfence=[hi],
+                             mean=[float(v.mean())], x=[label], marker_color=COLORS[i % len(COLORS)], boxpoints=False))
+    _layout(fig, title, "latency (ms)", "", height=380, showlegend=False)
+    if fig.data and min(t.lowerfence[0] for t in fig.data) > 0 and \
+            max(t.upperfence[0] for t in fig.data) / min(t.lowerfence[0] for t in fig.data) > 10:
+        fig.update_yaxes(type="log", title={"text": "latency (ms, log scale)"})
+    return fig
 
 
 def telemetry_overlay(frames: dict[str, pd.DataFrame], metric: str, *, label: str | None = None) -> go.Figure:

@@ -40,8 +40,34 @@ def steady_latency(store, run_ids: list[str], max_samples: int = MAX_SAMPLES, se
     return out
 
 
-def compare_runs(store, runs: pd.DataFrame, chosen: list[str], baseline: str, names: dict[str, str]) -> Comparison:
-    """Runs side by side; ``runs`` is ``store.list_runs`` output, ``names`` a short name per run id."""
+def run_name(row: dict, model_label=None) -> str:
+    """What tells two runs apart in a legend: model, precision, runtime, memory limit, threads, the run id's end."""
+    model = (model_label or (lambda m: str(m).rsplit("/", 1)[-1]))(str(row.get("model")))
+    cap = row.get("memory_limit_mb")
+    limit = "no limit" if cap is None or pd.isna(cap) else f"limit {cap:,.0f} MB"
+    return (f"{model} {row.get('precision')} · {row.get('runtime')} · {limit} · {int(row.get('threads') or 0)} threads"
+            f" · …{str(row.get('run_id'))[-4:]}")
+
+
+CONFIG = ["model", "precision", "runtime", "threads", "memory_limit_mb"]
+
+
+def same_config(runs: pd.DataFrame, **config) -> pd.DataFrame:
+    """The runs whose configuration is exactly ``config`` (CONFIG keys; memory_limit_mb None means no limit): devices
+    are compared on identical settings, never pooled across runtimes, limits or threads."""
+    keep = pd.Series(True, index=runs.index)
+    for key, value in config.items():
+        col = runs[key]
+        keep &= col.isna() if value is None or (isinstance(value, float) and np.isnan(value)) else col == value
+    return runs[keep]
+
+
+def compare_runs(store, runs: pd.DataFrame, chosen: list[str], baseline: str, names: dict[str, str] | None = None,
+                 model_label=None) -> Comparison:
+    """Runs side by side; ``runs`` is ``store.list_runs`` output; ``names`` a name per run id (default:
+    :func:`run_name`)."""
+    by_id = runs.set_index("run_id")
+    names = names or {rid: run_name({**by_id.loc[rid].to_dict(), "run_id": rid}, model_label) for rid in chosen}
     samples = steady_latency(store, chosen)
     table = runs.set_index("run_id").loc[chosen]
     table.index = [names[r] for r in chosen]
@@ -65,19 +91,23 @@ def compare_devices(store, runs: pd.DataFrame, baseline: str | None = None) -> C
 
 
 def summary_table(c: Comparison, n_boot: int = 2000) -> pd.DataFrame:
-    """One row per group: SUMMARY columns, the p50 ratio to the baseline and its bootstrap 95% CI (as text)."""
+    """One row per group: the p50 ratio to the baseline and its bootstrap 95% CI (as text; the baseline row says
+    "baseline"), then SUMMARY columns. The ratio comes first: it is what the comparison is for."""
     rows = []
     base = c.groups.get(c.baseline, np.asarray([]))
     for name, values in c.groups.items():
         row = c.table.loc[name]
-        ratio = stats.ratio_of_medians(values, base, n_boot=n_boot) if len(values) and len(base) else None
         out = {c.kind: name}
+        if name == c.baseline:
+            out["p50 ratio vs baseline"], out["ratio 95% CI"] = 1.0, "baseline"
+        else:
+            ratio = stats.ratio_of_medians(values, base, n_boot=n_boot) if len(values) and len(base) else None
+            out["p50 ratio vs baseline"] = ratio.ratio if ratio else None
+            out["ratio 95% CI"] = (f"{ratio.ci_low:.3f} to {ratio.ci_high:.3f}" if ratio and ratio.ci_low is not None
+                                   else "-")
         if c.kind == "device":
             out["runs"] = len(c.members[name])
         for col, label in SUMMARY.items():
             out[label] = row.get(col)
-        out["p50 ratio vs baseline"] = ratio.ratio if ratio else None
-        out["ratio 95% CI"] = (f"{ratio.ci_low:.3f} to {ratio.ci_high:.3f}" if ratio and ratio.ci_low is not None
-                               else "-")
         rows.append(out)
     return pd.DataFrame(rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from edgeprof import charts, compare, ui
@@ -36,18 +37,28 @@ if mode == "runs":
         st.info("Pick two to four runs.")
         st.stop()
     baseline = st.selectbox("Baseline", chosen, key="cmp_baseline", format_func=labels.get)
-    short = {rid: f"{ui.model_label(str(runs.set_index('run_id').loc[rid, 'model']))} "
-                  f"{runs.set_index('run_id').loc[rid, 'precision']} ..{rid[-4:]}" for rid in chosen}
-    cmp = compare.compare_runs(store, runs, chosen, baseline, short)
+    cmp = compare.compare_runs(store, runs, chosen, baseline, model_label=ui.model_label)
 else:
-    c1, c2, c3 = st.columns(3)
-    hosts = sorted(runs["hostname"].dropna().astype(str).unique())
+    st.caption("Devices are compared on identical settings: the same model, precision, runtime, threads and memory "
+               "limit; a device's runs of those settings are pooled.")
+    c1, c2, c3, c4, c5 = st.columns(5)
     models = sorted(runs["model"].dropna().astype(str).unique())
     model = c1.selectbox("Model", models, key="cmp_model", format_func=lambda m: ui.model_label(m))
-    precs = sorted(runs.loc[runs["model"] == model, "precision"].dropna().astype(str).unique())
-    prec = c2.selectbox("Precision", precs, key="cmp_precision")
-    devices = c3.multiselect("Devices (2 to 4)", hosts, default=hosts[:4], key="cmp_devices", max_selections=4)
-    sel = runs[(runs["model"] == model) & (runs["precision"] == prec) & runs["hostname"].isin(devices)]
+    pool = runs[runs["model"] == model]
+    prec = c2.selectbox("Precision", sorted(pool["precision"].dropna().astype(str).unique()), key="cmp_precision")
+    pool = pool[pool["precision"] == prec]
+    runtime = c3.selectbox("Runtime", sorted(pool["runtime"].dropna().astype(str).unique()), key="cmp_runtime")
+    pool = pool[pool["runtime"] == runtime]
+    threads = c4.selectbox("Threads", sorted(pool["threads"].dropna().astype(int).unique()), key="cmp_threads")
+    pool = pool[pool["threads"] == threads]
+    limits = sorted({None if pd.isna(v) else float(v) for v in pool["memory_limit_mb"]}, key=lambda v: (v is not None, v))
+    limit = c5.selectbox("Memory limit", limits, key="cmp_limit",
+                         format_func=lambda v: "no limit" if v is None else f"{v:,.0f} MB")
+    sel = compare.same_config(runs, model=model, precision=prec, runtime=runtime, threads=threads,
+                              memory_limit_mb=limit)
+    hosts = sorted(sel["hostname"].dropna().astype(str).unique())
+    devices = st.multiselect("Devices (2 to 4)", hosts, default=hosts[:4], key="cmp_devices", max_selections=4)
+    sel = sel[sel["hostname"].isin(devices)]
     if sel["hostname"].nunique() < 2:
         st.info("These filters leave fewer than two devices with runs. Import runs from another device on the "
                 "**Runs** page (export there, import here), or compare single runs instead.")
@@ -61,8 +72,11 @@ right.plotly_chart(charts.latency_box(cmp.groups), key="cmp_box")
 summary = compare.summary_table(cmp)
 st.subheader("Summary")
 st.dataframe(summary, hide_index=True, key="cmp_table",
-             column_config={c: st.column_config.NumberColumn(format="%.4f") for c in
-                            ("p50 (ms)", "p90 (ms)", "p99 (ms)", "mean (ms)", "p50 ratio vs baseline")})
+             column_config={**{c: st.column_config.NumberColumn(format="%.3f") for c in
+                               ("p50 (ms)", "p90 (ms)", "p99 (ms)", "mean (ms)", "p50 ratio vs baseline")},
+                            **{c: st.column_config.NumberColumn(format="%.0f") for c in
+                               ("load (ms)", "warm-up (ms)", "worker CPU (%)", "peak RAM (MB)", "n")},
+                            "inf/s": st.column_config.NumberColumn(format="%.1f")})
 
 st.subheader("Telemetry")
 metric = st.selectbox("Metric", list(OVERLAY), key="cmp_metric", format_func=OVERLAY.get)

@@ -224,8 +224,12 @@ def test_compare_page_with_two_runs(db):
     make_runs(db, 2)
     at = page("4_Compare.py")
     table = at.dataframe[0].value
-    assert len(table) == 2 and "p50 ratio vs baseline" in table.columns
+    assert len(table) == 2 and list(table.columns[:3]) == ["run", "p50 ratio vs baseline", "ratio 95% CI"]
     assert abs(table["p50 ratio vs baseline"].iloc[0] - 1.0) < 1e-9  # the baseline against itself
+    assert table["ratio 95% CI"].iloc[0] == "baseline" and " to " in table["ratio 95% CI"].iloc[1]
+    assert all(" · onnx · no limit · " in name and " threads · …" in name for name in table["run"])
+    (cdf,) = [f for f in figures(at) if f["layout"]["title"]["text"] == "Latency distribution (CDF)"]
+    assert {t["name"] for t in cdf["data"]} == set(table["run"])
     at.selectbox(key="cmp_metric").select("mem.worker_rss_mb").run()
     assert not at.exception, at.exception
     (overlay,) = [f for f in figures(at) if f["layout"]["title"]["text"] == "worker RSS (MB) over time"]

@@ -74,10 +74,12 @@ for f in rep["findings"]:
 st.header("Utilization against latency")
 st.caption("Pearson r with its 95% CI, p and n, and Spearman rho, over ok runs; 'within variant' divides each value "
            "by its variant's median, which removes the differences between models.")
-st.dataframe(rep["correlations"], hide_index=True, key="report_correlations")
+st.dataframe(report.correlations_for_people(rep["correlations"]), hide_index=True, key="report_correlations")
 
 st.header("Figures")
 for name, title in report.FIGURES.items():
     if name in rep["figures"]:
         st.subheader(title)
         st.image(rep["figures"][name])
+    else:
+        st.caption(f"{title}: not drawn, {report.WHY_NOT_DRAWN.get(name, 'nothing to draw')}.")

@@ -126,5 +126,12 @@ def test_html_report_from_a_synthetic_table(tmp_path):
     assert all(b[:8] == b"\x89PNG\r\n\x1a\n" for b in figs.values())
     page = report.render_html({"study_id": "s1", "status": "done"}, df, findings, report.correlation_table(df), figs)
     assert "id='findings'" in page and page.count("data:image/png;base64,") == len(figs)
+    assert ".png'>" not in page  # the downloaded page links to no PNG file it does not contain
     for f in findings:
         assert f.verdict in page
+    table = report.correlations_for_people(report.correlation_table(df))
+    assert list(table.columns) == ["metric", "runs compared", "n", "Pearson r", "95% CI", "p", "Spearman rho", "note"]
+    assert "None" not in page and "nan" not in table.to_string()
+    assert all(p == "< 0.001" or p == "–" or float(p) >= 0.001 for p in table["p"])  # never 0.000000008
+    one = df[df["model"] == df["model"].iloc[0]]
+    assert "latency_by_size.png" not in report.render_figures(one)  # one model: no size to compare

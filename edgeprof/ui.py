@@ -148,21 +148,57 @@ def runs_frame(store, **filters) -> pd.DataFrame:
     return df
 
 
+def limit_words(mb) -> str:
+    """A run's memory limit as a person reads it: ``no limit`` or ``256 MB``."""
+    return "no limit" if mb is None or pd.isna(mb) else charts.fmt_mb(float(mb))
+
+
+def runs_table(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The Runs page's table and its column formats: words for columns, "no limit" for an empty limit, the model by
+    the name it was uploaded with, numbers as numbers (empty where not measured, never "None")."""
+    num = lambda col: pd.to_numeric(df[col], errors="coerce").astype(float)  # noqa: E731
+    table = pd.DataFrame({
+        "started (UTC)": pd.to_datetime(df["created_at"]), "device": df["hostname"],
+        "model": [model_label(str(m)) for m in df["model"]], "precision": df["precision"], "runtime": df["runtime"],
+        "threads": df["threads"], "memory limit": [limit_words(v) for v in df["memory_limit_mb"]],
+        "status": df["status"], "p50 (ms)": num("p50_ms"), "p90 (ms)": num("p90_ms"),
+        "inferences/s": num("throughput_ips"), "peak charged (MB)": num("peak_charged_mb"),
+        "peak RSS (MB)": num("peak_rss_mb"), "run": df["run_id"],
+    })
+    config = {"started (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+              "status": st.column_config.TextColumn(width="medium"),
+              "p50 (ms)": st.column_config.NumberColumn(format="%.3f"),
+              "p90 (ms)": st.column_config.NumberColumn(format="%.3f"),
+              "inferences/s": st.column_config.NumberColumn(format="%.1f"),
+              "peak charged (MB)": st.column_config.NumberColumn(format="%.0f"),
+              "peak RSS (MB)": st.column_config.NumberColumn(format="%.0f")}
+    return table, config
+
+
 def filter_runs(df: pd.DataFrame, key: str, *, default_status: list[str] | None = None, dates: bool = True) -> pd.DataFrame:
-    """Filter widgets (device, model, precision, status, dates) in one row; returns the filtered frame."""
+    """Filter widgets (device, model, precision, runtime, memory limit, status, dates) in two rows; returns the
+    filtered frame."""
     if df.empty:
         return df
-    cols = st.columns(5 if dates else 4)
+    cols = st.columns(4) + st.columns(3 if dates else 2)
     hosts = sorted(df["hostname"].dropna().astype(str).unique()) if "hostname" in df else []
     models = sorted(df["model"].dropna().astype(str).unique())
     precisions = sorted(df["precision"].dropna().astype(str).unique())
     statuses = sorted(df["status"].dropna().astype(str).unique())
     dev = cols[0].multiselect("Device", hosts, key=f"{key}_device", placeholder="all devices")
-    mod = cols[1].multiselect("Model", models, key=f"{key}_model", format_func=lambda m: Path(m).name, placeholder="all models")
+    mod = cols[1].multiselect("Model", models, key=f"{key}_model", format_func=model_label, placeholder="all models")
     pre = cols[2].multiselect("Precision", precisions, key=f"{key}_precision", placeholder="all")
+    run = cols[3].multiselect("Runtime", sorted(df["runtime"].dropna().astype(str).unique()), key=f"{key}_runtime",
+                              placeholder="all")
+    limits = sorted({limit_words(v) for v in df["memory_limit_mb"]}, key=lambda w: (w != "no limit", len(w), w))
+    lim = cols[4].multiselect("Memory limit", limits, key=f"{key}_limit", placeholder="any limit")
     default = [s for s in (default_status or []) if s in statuses]
-    sta = cols[3].multiselect("Status", statuses, default=default, key=f"{key}_status", placeholder="any status")
+    sta = cols[5].multiselect("Status", statuses, default=default, key=f"{key}_status", placeholder="any status")
     out = df
+    if run:
+        out = out[out["runtime"].astype(str).isin(run)]
+    if lim:
+        out = out[[limit_words(v) in lim for v in out["memory_limit_mb"]]]
     if dev:
         out = out[out["hostname"].astype(str).isin(dev)]
     if mod:
@@ -174,7 +210,7 @@ def filter_runs(df: pd.DataFrame, key: str, *, default_status: list[str] | None 
     if dates:
         created = pd.to_datetime(df["created_at"])
         lo, hi = created.min().date(), created.max().date()
-        picked = cols[4].date_input("Date (UTC)", value=(lo, hi), key=f"{key}_dates")
+        picked = cols[6].date_input("Date (UTC)", value=(lo, hi), key=f"{key}_dates")
         if isinstance(picked, (tuple, list)) and len(picked) == 2:
             start = datetime.combine(picked[0], time.min)
             end = datetime.combine(picked[1], time.min) + timedelta(days=1)
@@ -528,11 +564,14 @@ def uploaded_models() -> list[str]:
 
 
 def model_label(model: str) -> str:
-    names = st.session_state.get("upload_names", {})
+    """A model as people know it: a bundled name, or an upload by the name it was uploaded with."""
+    from .models.catalog import upload_names
+
+    names = {**upload_names(), **st.session_state.get("upload_names", {})}
     if model in names:
         return f"{names[model]} (uploaded)"
     if os.sep in model or "/" in model:
-        return f"{Path(model).name} (uploaded)"
+        return Path(model).name
     return model
 
 

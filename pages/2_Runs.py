@@ -13,9 +13,6 @@ from edgeprof.errors import EdgeprofError
 from edgeprof.run import active_runs
 from edgeprof.store.bundle import export_runs, import_bundle
 
-TABLE_COLUMNS = ["created_at", "hostname", "model", "precision", "runtime", "threads", "memory_limit_mb", "status",
-                 "p50_ms", "p90_ms", "throughput_ips", "peak_charged_mb", "peak_rss_mb", "run_id"]
-
 store = ui.page_setup("Runs")
 
 try:
@@ -47,12 +44,8 @@ if runs.empty:
 
 shown = ui.filter_runs(runs, "runs")
 st.caption(f"{len(shown)} of {len(runs)} runs")
-table = shown[[c for c in TABLE_COLUMNS if c in shown.columns]].rename(columns={"hostname": "device"})
-st.dataframe(table, hide_index=True, key="runs_table",
-             column_config={"model": st.column_config.TextColumn("model"),
-                            "p50_ms": st.column_config.NumberColumn("p50 (ms)", format="%.4f"),
-                            "p90_ms": st.column_config.NumberColumn("p90 (ms)", format="%.4f"),
-                            "throughput_ips": st.column_config.NumberColumn("inf/s", format="%.0f")})
+table, formats = ui.runs_table(shown)
+st.dataframe(table, hide_index=True, key="runs_table", column_config=formats)
 
 labels = dict(zip(shown["run_id"], shown["label"], strict=True))
 ids = list(labels)

@@ -138,6 +138,18 @@ def test_run_page_inputs_panel_says_what_is_fed_and_takes_shapes_and_values(db, 
     assert stored["config"]["input_shapes"] == {"input": [1, 512]} and stored["config"]["input_fills"] == {"sr": 16000}
 
 
+def test_an_uploaded_model_keeps_its_name_in_history(db, edgeprof_home):
+    from edgeprof.models.catalog import add_upload
+
+    data = (ROOT / "models" / "digits-cnn" / "digits-cnn-fp32.onnx").read_bytes()
+    stored = add_upload(data, "my digits.onnx")
+    assert stored.name != "my digits.onnx"  # stored by hash
+    res = runner.start_run(RunConfig(model=str(stored), duration_s=0.2, iterations=20), db).wait(60)
+    assert res["status"] == "ok"
+    at = page("2_Runs.py")  # a new session: the name comes from the uploads folder, not this session's memory
+    assert list(at.dataframe[0].value["model"]) == ["my digits.onnx (uploaded)"]
+
+
 def test_second_session_attaches_and_a_second_start_is_refused(db):
     first = page("1_Run.py")
     start_digits(first, 30.0)
@@ -156,7 +168,13 @@ def test_second_session_attaches_and_a_second_start_is_refused(db):
 def test_runs_page_lists_shows_exports_and_deletes_with_confirmation(db):
     ids = make_runs(db, 2)
     at = page("2_Runs.py")
-    assert len(at.dataframe[0].value) == 2
+    table = at.dataframe[0].value
+    assert len(table) == 2
+    assert list(table.columns) == ["started (UTC)", "device", "model", "precision", "runtime", "threads", "memory limit",
+                                   "status", "p50 (ms)", "p90 (ms)", "inferences/s", "peak charged (MB)",
+                                   "peak RSS (MB)", "run"]
+    assert set(table["memory limit"]) == {"no limit"} and set(table["status"]) == {"ok"}
+    assert "Runtime" in [m.label for m in at.multiselect] and "Memory limit" in [m.label for m in at.multiselect]
     at.selectbox(key="show_run").select(ids[0]).run()
     assert not at.exception, at.exception
     assert "finished normally" in texts(at)

@@ -237,7 +237,8 @@ def cmd_devices(args) -> int:
         print_json(rep)
         return 0
     d = rep["device"]
-    print(f"device   {d.get('model')} ({d.get('machine')}), {d.get('cpu_model') or d.get('cpu')}, "
+    board = d.get("model") or f"{d.get('hostname')} (no board or product name readable)"
+    print(f"device   {board} ({d.get('machine')}), {d.get('cpu_model') or d.get('cpu')}, "
           f"{d.get('cores') or d.get('cpu_count')} cores, {d.get('os')}")
     for r in rep["runtimes"]:
         extra = f" providers: {', '.join(r['execution_providers'])}" if r["execution_providers"] else ""

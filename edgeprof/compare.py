@@ -90,6 +90,27 @@ def compare_devices(store, runs: pd.DataFrame, baseline: str | None = None) -> C
     return Comparison(groups, members, table, baseline if baseline in groups else next(iter(groups)), "device")
 
 
+def ratio_sentences(summary: pd.DataFrame, kind: str = "run") -> list[str]:
+    """Each group against the baseline in words: faster or slower, by how much, with the interval, and "no clear
+    difference" where the interval holds 1."""
+    base = summary.loc[summary["ratio 95% CI"] == "baseline", kind]
+    if base.empty:
+        return []
+    out = []
+    for row in summary[summary["ratio 95% CI"] != "baseline"].to_dict("records"):
+        r, ci = row["p50 ratio vs baseline"], row["ratio 95% CI"]
+        if r is None or pd.isna(r):
+            out.append(f"**{row[kind]}**: no steady-state samples to compare.")
+            continue
+        lo, hi = (float(v) for v in ci.split(" to ")) if " to " in ci else (np.nan, np.nan)
+        if lo <= 1 <= hi:
+            verdict = "no clear difference from the baseline"
+        else:
+            verdict = f"{1 / r:.2f}x as fast as the baseline" if r < 1 else f"{r:.2f}x as slow as the baseline"
+        out.append(f"**{row[kind]}**: median latency {r:.2f}x the baseline's ({verdict}; 95% CI {ci}).")
+    return out
+
+
 def summary_table(c: Comparison, n_boot: int = 2000) -> pd.DataFrame:
     """One row per group: the p50 ratio to the baseline and its bootstrap 95% CI (as text; the baseline row says
     "baseline"), then SUMMARY columns. The ratio comes first: it is what the comparison is for."""

@@ -344,9 +344,12 @@ def fmt_ms(v) -> str:
 
 
 def fmt_rate(v) -> str:
+    """Inferences a second: ``0.79/s``, ``12/s``, ``3,456/s``, ``45.6k/s``."""
     if v is None or not np.isfinite(v):
         return "-"
-    return f"{v / 1000:.1f}k/s" if v >= 10_000 else f"{v:.0f}/s"
+    if v >= 10_000:
+        return f"{v / 1000:.1f}k/s"
+    return f"{v:,.0f}/s" if v >= 10 else f"{v:.2g}/s"
 
 
 def headline(figures: dict) -> None:

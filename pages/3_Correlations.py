@@ -69,7 +69,7 @@ if mode == MODES[0]:
     st.plotly_chart(charts.memory_effect_figure(effect.points), key="corr_memory")
     st.markdown(effect.sentence)
     if len(effect.footprints):
-        st.dataframe(ui.footprint_table(effect.footprints), hide_index=True, key="corr_footprints")
+        st.table(ui.footprint_table(effect.footprints).set_index("variant"))
 elif mode == MODES[1]:
     st.caption("Does latency go with precision, memory or CPU load? r near +1 or -1: a strong straight-line relation; "
                "near 0: none. Spearman rho looks at rank order only, so it also catches curved relations. "

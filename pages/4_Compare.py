@@ -71,6 +71,8 @@ left.plotly_chart(charts.latency_cdf(cmp.groups), key="cmp_cdf")
 right.plotly_chart(charts.latency_box(cmp.groups), key="cmp_box")
 summary = compare.summary_table(cmp)
 st.subheader("Summary")
+for line in compare.ratio_sentences(summary, cmp.kind):
+    st.markdown(line)
 st.dataframe(summary, hide_index=True, key="cmp_table",
              column_config={**{c: st.column_config.NumberColumn(format="%.3f") for c in
                                ("p50 (ms)", "p90 (ms)", "p99 (ms)", "mean (ms)", "p50 ratio vs baseline")},

@@ -181,3 +181,12 @@ def test_live_buffer_tail_matches_a_plain_concatenation_and_old_views_never_chan
     for got, want in views:  # every view handed out still shows what it showed then
         np.testing.assert_array_equal(got[0], want)
     assert tail.cols[0].size <= 2 * keep
+
+
+def test_numbers_read_the_same_everywhere():
+    from edgeprof import ui
+
+    assert [ui.fmt_rate(v) for v in (0.79, 12.4, 3456.0, 45_600.0, None)] == ["0.79/s", "12/s", "3,456/s", "45.6k/s",
+                                                                              "-"]
+    assert [ui.fmt_ms(v) for v in (0.0334, 4.567, 135.2, 12_345.0)] == ["33.4 \u00b5s", "4.57 ms", "135 ms", "12.3 s"]
+    assert ui.limit_words(None) == "no limit" and ui.limit_words(94.863) == "95 MB"

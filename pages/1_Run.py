@@ -224,6 +224,7 @@ def draw(h, view: dict, *, final: bool) -> None:
         st.plotly_chart(view["cpu"], key="chart_cpu", config={"displayModeBar": False})
     with right:
         st.plotly_chart(view["memory"], key="chart_mem", config={"displayModeBar": False})
+        st.caption(ui.MEMORY_CHART_NOTE)
     left, right = st.columns(2)
     with left:
         if view["gpu"] is None:

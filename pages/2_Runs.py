@@ -84,7 +84,12 @@ if show:
         left, right = st.columns(2)
         stops = ui.source_stops(summary.get("telemetry_sources"), t0)
         left.plotly_chart(charts.cpu_figure(tframe, stops=stops), key="run_cpu")
-        right.plotly_chart(charts.memory_figure(tframe, run.get("memory_limit_mb")), key="run_mem")
+        mem = summary.get("memory") or {}
+        exit_ns = summary.get("worker_exit_ns")
+        right.plotly_chart(charts.memory_figure(
+            tframe, run.get("memory_limit_mb"), peak_charged_mb=mem.get("peak_charged_mb"),
+            killed_at_s=(exit_ns - t0) / 1e9 if exit_ns and run.get("status") == "oom_killed" else None), key="run_mem")
+        right.caption(ui.MEMORY_CHART_NOTE)
         gfig, tfig = charts.gpu_figure(tframe, stops=stops), charts.thermal_figure(tframe, stops=stops)
         left, right = st.columns(2)
         if gfig is None:
@@ -92,7 +97,7 @@ if show:
         else:
             left.plotly_chart(gfig, key="run_gpu")
         if tfig is None:
-            right.info("No temperature or CPU-frequency sensor was readable on this device.")
+            right.info(ui.thermal_reason(tframe))
         else:
             right.plotly_chart(tfig, key="run_thermal")
     with st.expander("Full run document (JSON)"):

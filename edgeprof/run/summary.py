@@ -177,6 +177,7 @@ def build_summary(f: RunFacts) -> dict:
         "throughput_ips": stats.throughput(summary.n, steady_s) if steady_s else None,
         "iterations_total": int(len(lat_ns)),
         "worker_exit_s": None if f.worker_exit_ns is None else round((f.worker_exit_ns - f.started_ns) / 1e9, 3),
+        "worker_exit_ns": f.worker_exit_ns,  # on the samples' clock (time.monotonic_ns), for charts of stored runs
         "memory": {
             "requested_mb": mem.get("requested_mb"), "mechanism": mem.get("mechanism"),
             "mechanism_note": mem.get("reason"), "peak_charged_mb": peak_charged, "peak_rss_mb": peak_rss,

@@ -130,15 +130,16 @@ def show_error(exc: BaseException, what: str = "") -> None:
 # ------------------------------------------------------------------------------------------------------- runs
 
 def run_label(row) -> str:
+    """A run in a picker: when, what (model, precision, runtime, limit, threads), how it ended, its p50, its id's end."""
     created = row.get("created_at")
     when = pd.Timestamp(created).strftime("%m-%d %H:%M:%S") if created is not None and not pd.isna(created) else "?"
     p50 = row.get("p50_ms")
-    lat = f", p50 {p50:.3f} ms" if p50 is not None and not pd.isna(p50) else ""
-    cap = row.get("memory_limit_mb")
-    capt = f", cap {cap:g} MB" if cap is not None and not pd.isna(cap) else ""
-    model = Path(str(row.get("model"))).name if row.get("model") else "?"
+    lat = f", p50 {fmt_ms(p50)}" if p50 is not None and not pd.isna(p50) else ""
+    model = model_label(str(row.get("model"))) if row.get("model") else "?"
+    threads = f" · {int(row['threads'])} threads" if row.get("threads") is not None and not pd.isna(row["threads"]) else ""
     rid = str(row["run_id"])[-6:]
-    return f"{when} {model} {row.get('precision')} {row.get('runtime')}{capt} [{row.get('status')}{lat}] {rid}"
+    return (f"{when} {model} {row.get('precision')} · {row.get('runtime')} · {limit_words(row.get('memory_limit_mb'))}"
+            f"{threads} [{row.get('status')}{lat}] …{rid}")
 
 
 def runs_frame(store, **filters) -> pd.DataFrame:

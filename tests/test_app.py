@@ -232,7 +232,7 @@ def test_correlations_answers_the_memory_question_on_a_small_study(db):
     assert sentence.startswith(("No evidence that less memory makes inference slower here",
                                 "Yes: here a tighter memory limit makes inference slower",
                                 "Here latency falls as the limit tightens"))
-    footprints = at.dataframe[0].value
+    footprints = at.table[0].value.reset_index()
     assert list(footprints.columns) == ["variant", "footprint", "p50 without a limit"]
     assert footprints["footprint"].str.fullmatch(r"\d+ MB").all(), footprints
     assert footprints["p50 without a limit"].str.endswith(("ms", "\u00b5s")).all()

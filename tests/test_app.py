@@ -93,6 +93,9 @@ def test_run_page_runs_digits_and_stores_it(db):
     assert "ep-live" in texts(at), "the live view did not appear"
     follow(at)
     assert "finished normally" in texts(at)
+    # the interval says what it covers, and what to do for one that covers reruns
+    assert "**within this run only**" in texts(at) and "Another run (a new process) can land outside it" in texts(at)
+    assert "`--repeat 3`" in texts(at)
     labels = [m.label for m in at.metric]
     assert {"Load", "First inference", "Warm-up", "p50 latency", "p90 latency", "Throughput"} <= set(labels)
     runs = Store(db).list_runs()

@@ -98,8 +98,9 @@ class LatencySummary:
     """Latency distribution of one run, in milliseconds. Fields are None where they cannot be computed.
 
     ``median_ci_low``/``median_ci_high`` and ``p90_ci_low``/``p90_ci_high`` are 95% intervals *within this run*
-    (:func:`within_run_interval`, from ``ci_batches`` consecutive batches): how far the median or p90 could move had
-    this same process measured for longer. Variation between runs (another process, another start) is not in them.
+    (:func:`within_run_interval`, from ``ci_batches`` consecutive batches): the uncertainty from the noise inside this
+    run, had the device kept behaving as it did during it. Variation between runs (another process, another start)
+    and drift beyond the run are not in them.
     """
 
     n: int
@@ -201,7 +202,9 @@ def within_run_interval(latency_ms: Any, percent: float = 50.0, *, confidence: f
     the interval free of the small-batch bias of a percentile.
 
     The interval is about this run only: a run in another process (another start, memory layout, frequency,
-    neighbours) can land well outside it. :func:`across_runs` makes the interval that includes that.
+    neighbours) can land well outside it, and so can a later stretch of the same process when the device's load
+    changes (no within-run method can see a change that has not happened yet). :func:`across_runs` makes the
+    interval that includes that.
     """
     x = _finite(latency_ms)  # a copy: reordered below
     k = sections(x.size, batches)
@@ -569,15 +572,9 @@ def windowed(latency_df: pd.DataFrame, telemetry_df: pd.DataFrame, window_s: flo
 # 5. Across runs, ratios, the noise floor; 6. throughput
 # --------------------------------------------------------------------------------------------------------------
 
-#: What an interval covers, in the words the summary, the pages and the CLI use.
+#: What an interval covers: the noise inside one run, or the spread between separate runs.
 SCOPE_WITHIN_RUN = "within-run"
 SCOPE_RUNS = "runs"
-SCOPE_WORDS = {
-    SCOPE_WITHIN_RUN: "within this run: how far the median could move had this same process measured longer; "
-                      "a rerun in a new process can land outside it",
-    SCOPE_RUNS: "between runs: from the spread of separate runs (each its own process, load and warm-up), so a "
-                "rerun is expected inside it",
-}
 SINGLE_RUN = "single run: no between-run uncertainty"
 
 

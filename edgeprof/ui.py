@@ -351,8 +351,8 @@ def interval_words(lat: dict) -> str:
         f" (p90: {_fmt(ci90[0], 3)} to {_fmt(ci90[1], 3)} ms)" if ci90 else "")
     if lat.get("ci_scope") == "runs":
         return text + f", **between {lat.get('n_runs')} runs**: a rerun is expected inside it."
-    return text + (", **within this run only**: how far the median could move had this same process measured "
-                   "longer. Another run (a new process) can land outside it; to know how far, repeat the run "
+    return text + (", **within this run only**: the uncertainty from the noise inside this run, had the device kept "
+                   "behaving as it did. Another run (a new process) can land outside it; to know how far, repeat the run "
                    "(`--repeat 3`) or compare with `edgeprof compare`.")
 
 

@@ -18,7 +18,6 @@ caller watch each run and return True to stop the group after it.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -141,24 +140,20 @@ def run_interleaved(cfg_a: RunConfig, cfg_b: RunConfig, store: Store | str | Pat
     return doc
 
 
-def noise_floor_config(model: str = NOISE_FLOOR_MODEL, duration_s: float = NOISE_FLOOR_DURATION_S, threads: int = 2) -> RunConfig:
+def noise_floor_config(model: str = NOISE_FLOOR_MODEL, duration_s: float = NOISE_FLOOR_DURATION_S,
+                       threads: int = 2) -> RunConfig:
     """The configuration a noise-floor measurement runs: a bundled model, short steady state, tagged as such."""
     return RunConfig(model=model, precision="fp32", runtime="onnx", threads=threads, duration_s=duration_s,
                      tags={"purpose": "noise_floor"})
 
 
-def measure_noise_floor(store: Store | str | Path | None, *, model: str = NOISE_FLOOR_MODEL, runs: int = NOISE_FLOOR_RUNS,
-                        duration_s: float = NOISE_FLOOR_DURATION_S, threads: int = 2,
+def measure_noise_floor(store: Store | str | Path | None, *, model: str = NOISE_FLOOR_MODEL,
+                        runs: int = NOISE_FLOOR_RUNS, duration_s: float = NOISE_FLOOR_DURATION_S, threads: int = 2,
                         on_run: OnRun | None = None) -> dict:
     """Measure this device's noise floor now: ``runs`` separate runs (>= 3) of ``model`` for ``duration_s`` s of
-    steady state each (about 5 x 3 s with the defaults). Returns the group document with ``floor_pct`` (None when
-    fewer than 3 runs finished ok) and ``floor_note``; stored, so pages read the latest with
-    ``Store.latest_noise_floor``."""
+    steady state each (about 5 x 4 s with the defaults). Returns the group document with ``floor_pct`` (None when
+    fewer than 3 runs finished ok; a floor from 3 of 5 ok runs is kept, its group ``partial``) and ``floor_note``;
+    stored, so pages read the latest with ``Store.latest_noise_floor``."""
     _check_repeat(runs, 3)
     cfg = noise_floor_config(model, duration_s, threads)
     return run_repeated(cfg, store, runs, kind="noise_floor", on_run=on_run)
-
-
-def replace(cfg: RunConfig, **changes) -> RunConfig:
-    """``cfg`` with some settings changed, validated again (B of a comparison from A and ``--vs`` settings)."""
-    return dataclasses.replace(cfg, **changes)

@@ -795,19 +795,22 @@ class Store:
             return con.execute(sql, params).df()
 
     def latest_noise_floor(self, device_id: str | None = None) -> dict | None:
-        """The newest finished noise-floor measurement (of ``device_id``, else of any device): its result document
-        (``floor_pct``, ``runs``, ``model``, ...) with ``measured_at`` (UTC) and ``device_id``; None if none."""
-        where = "kind = 'noise_floor' AND status = 'ok' AND result IS NOT NULL"
+        """The newest noise-floor measurement that gave a floor (of ``device_id``, else of any device): its result
+        document (``floor_pct``, ``latency_ms.run_p50``, ``model``, ...) with ``measured_at`` (UTC) and ``device_id``;
+        None if none."""
+        where = "kind = 'noise_floor' AND result IS NOT NULL"
         params: list = []
         if device_id is not None:
             where += " AND device_id = ?"
             params.append(device_id)
         with self._reading() as con:
-            row = con.execute(f"SELECT result, finished_at, device_id FROM run_groups WHERE {where}"
-                              " ORDER BY finished_at DESC LIMIT 1", params).fetchone()
-        if row is None:
-            return None
-        return {**json.loads(row[0]), "measured_at": row[1], "device_id": row[2]}
+            rows = con.execute(f"SELECT result, finished_at, device_id FROM run_groups WHERE {where}"
+                               " ORDER BY finished_at DESC LIMIT 20", params).fetchall()
+        for result, finished, device in rows:  # the newest with a floor (a run or two may have failed)
+            doc = json.loads(result)
+            if doc.get("floor_pct") is not None:
+                return {**doc, "measured_at": finished, "device_id": device}
+        return None
 
 
 # ---------------------------------------------------------------------------------------------------------------

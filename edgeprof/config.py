@@ -26,6 +26,12 @@ PRESETS = {
     "long": (600.0, 1000),
 }
 
+# A device's noise floor (run.repeat.measure_noise_floor): this many short runs of this bundled model, each its own
+# process, tell how far apart two runs of one configuration land on the device right now.
+NOISE_FLOOR_MODEL = "digits-cnn"
+NOISE_FLOOR_RUNS = 5
+NOISE_FLOOR_DURATION_S = 2.0
+
 
 def bits_of(precision: str | None) -> int | None:
     """Bits per weight of a precision (fp32 32, fp16 16, int8-* 8, int16x8 16); None when unknown (mixed, a file's

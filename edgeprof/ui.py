@@ -405,9 +405,9 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
     cpu = result.get("cpu") or {}
     lines = []
     if lat.get("n"):
-        lines.append(f"**{lat['n']:,}** steady-state inferences; median {_fmt(lat.get('p50'), 3)} ms "
-                     f"(95% CI {_fmt(lat.get('median_ci_low'), 3)} to {_fmt(lat.get('median_ci_high'), 3)} ms), "
+        lines.append(f"**{lat['n']:,}** steady-state inferences; median {_fmt(lat.get('p50'), 3)} ms, "
                      f"p99 {_fmt(lat.get('p99'), 3)} ms, CoV {_fmt(lat.get('cov'), 3)}.")
+        lines.append(interval_words(lat))
     cap = mem.get("requested_mb")
     limit = f"{charts.fmt_mb(cap)} ({mem.get('mechanism')})" if cap else "none"
     lines.append(f"Memory: peak charged {charts.fmt_mb(mem.get('peak_charged_mb'))} (the footprint the limit acts on), "
@@ -434,6 +434,20 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
         st.caption("Notes: " + "; ".join(notes) + ".")
     if rid:
         page_link("pages/2_Runs.py", label="Open this run in Runs", query={"run_id": rid})
+
+
+def interval_words(lat: dict) -> str:
+    """The run's 95% interval of the median and p90 with what it covers, in words a student can act on."""
+    ci50, ci90 = lat.get("p50_ci"), lat.get("p90_ci")
+    if not ci50:
+        return f"No interval: {lat.get('ci_note') or 'too few samples'}."
+    text = f"95% interval of the median {_fmt(ci50[0], 3)} to {_fmt(ci50[1], 3)} ms" + (
+        f" (p90: {_fmt(ci90[0], 3)} to {_fmt(ci90[1], 3)} ms)" if ci90 else "")
+    if lat.get("ci_scope") == "runs":
+        return text + f", **between {lat.get('n_runs')} runs**: a rerun is expected inside it."
+    return text + (", **within this run only**: the uncertainty from the noise inside this run, had the device kept "
+                   "behaving as it did. Another run (a new process) can land outside it; to know how far, repeat the run "
+                   "(`--repeat 3`) or compare with `edgeprof compare`.")
 
 
 MEMORY_LIMIT_HELP = (

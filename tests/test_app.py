@@ -93,6 +93,9 @@ def test_run_page_runs_digits_and_stores_it(db):
     assert "ep-live" in texts(at), "the live view did not appear"
     follow(at)
     assert "finished normally" in texts(at)
+    # the interval says what it covers, and what to do for one that covers reruns
+    assert "**within this run only**" in texts(at) and "Another run (a new process) can land outside it" in texts(at)
+    assert "`--repeat 3`" in texts(at)
     labels = [m.label for m in at.metric]
     assert {"Load", "First inference", "Warm-up", "p50 latency", "p90 latency", "Throughput"} <= set(labels)
     runs = Store(db).list_runs()
@@ -242,9 +245,13 @@ def test_compare_page_with_two_runs(db):
     make_runs(db, 2)
     at = page("4_Compare.py")
     table = at.dataframe[0].value
-    assert len(table) == 2 and list(table.columns[:3]) == ["run", "p50 ratio vs baseline", "ratio 95% CI"]
-    assert abs(table["p50 ratio vs baseline"].iloc[0] - 1.0) < 1e-9  # the baseline against itself
-    assert table["ratio 95% CI"].iloc[0] == "baseline" and " to " in table["ratio 95% CI"].iloc[1]
+    assert list(table.columns[:5]) == ["run", "p50 ratio vs baseline", "ratio 95% interval", "interval covers",
+                                       "difference"]
+    assert len(table) == 2 and abs(table["p50 ratio vs baseline"].iloc[0] - 1.0) < 1e-9  # the baseline itself
+    assert table["ratio 95% interval"].iloc[0] == "baseline" and " to " in table["ratio 95% interval"].iloc[1]
+    assert table["interval covers"].iloc[1] == "within these runs only (single run: no between-run uncertainty)"
+    said = next(m.value for m in at.markdown if "time per inference than the baseline" in m.value)
+    assert said.startswith("- Digits-cnn") or said.startswith("- digits-cnn"), said
     assert all(" · onnx · no limit · " in name and " threads · …" in name for name in table["run"])
     (cdf,) = [f for f in figures(at) if f["layout"]["title"]["text"] == "Latency distribution (CDF)"]
     assert {t["name"] for t in cdf["data"]} == set(table["run"])

@@ -70,10 +70,11 @@ class RunHandle:
     """
 
     def __init__(self, cfg: RunConfig, store: Store | str | Path | None = None, *, study_id: str | None = None,
-                 run_id: str | None = None, lock: bool = True):
+                 run_id: str | None = None, lock: bool = True, group_id: str | None = None):
         self.config = cfg
         self.run_id = run_id or new_run_id()
         self.study_id = study_id
+        self.group_id = group_id
         self.status = "starting"
         self.phase = "preparing"
         self.reason: str | None = None
@@ -210,13 +211,15 @@ class RunHandle:
             variant = resolve_variant(cfg.model, cfg.precision, cfg.runtime, progress=self._note)
         except EdgeprofError:
             store.insert_run(self.run_id, self.device_id, cfg.to_dict(), software_versions(), meta,
-                             study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node())
+                             study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node(),
+                             group_id=self.group_id)
             raise
         self.variant = variant
         meta = {"name": variant.model or cfg.model, "precision": variant.precision, "runtime": variant.format,
                 "path": str(variant.path), "sha256": variant.sha256, "size_bytes": variant.size_bytes}
         store.insert_run(self.run_id, self.device_id, cfg.to_dict(), software_versions(), meta,
-                         study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node())
+                         study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node(),
+                             group_id=self.group_id)
         self._cap = limits.create(cfg.memory_limit_mb, self.run_id, swap=cfg.swap)
 
     def _note(self, message: str) -> None:

@@ -163,6 +163,8 @@ def _export_selects() -> dict[str, str]:
         "studies": f"SELECT * FROM studies WHERE study_id IN (SELECT study_id FROM runs WHERE run_id IN {ids})"
                    " ORDER BY study_id",
         "study_cells": f"SELECT * FROM study_cells WHERE run_id IN {ids} ORDER BY study_id, cell_key",
+        "run_groups": f"SELECT * FROM run_groups WHERE group_id IN (SELECT group_id FROM runs WHERE run_id IN {ids})"
+                      " ORDER BY group_id",
     }
 
 

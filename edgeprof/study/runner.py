@@ -23,14 +23,13 @@ from datetime import datetime
 from pathlib import Path
 
 from .. import paths
-from ..config import RunConfig
+from ..config import NON_BINDING, RunConfig
 from ..errors import EdgeprofError, UsageError
 from ..locks import HolderLock
 from .config import MemLimit, StudyConfig, input_names, stored_config
 from .plan import FAILED_STATUSES, FINAL_STATUSES, Cell, calibration_key, order_limits, plan, variant_order
 
 BUSY_WAIT_S = 300.0  # how long a cell waits for a device held by another run before the study gives up
-NON_BINDING = 1.5  # a cap this many times a run's charged peak did not shape it: the peak is the footprint
 
 
 class StudyBusy(EdgeprofError):

@@ -50,16 +50,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(home: Path, db: Path):
-    """`streamlit run app.py` on a free local port; always terminated (then killed) on exit."""
+def streamlit_server(home: Path, db: Path, root: Path = ROOT):
+    """`streamlit run app.py` of the checkout at ``root`` on a free local port; always terminated (then killed) on
+    exit. ``root``: another tree of the code (bench/bench_observer.py runs an older one beside this one)."""
     port = free_port()
     env = {"MALLOC_ARENA_MAX": "2", **os.environ,  # as scripts/app.sh starts it
-           "EDGEPROF_HOME": str(home), "EDGEPROF_DB": str(db), "PYTHONPATH": str(ROOT)}
+           "EDGEPROF_HOME": str(home), "EDGEPROF_DB": str(db), "PYTHONPATH": str(root)}
     log = open(home / "streamlit.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
          "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 40

@@ -248,3 +248,20 @@ def test_booth_mode_hides_tracebacks(booth):
         assert config.get_option("client.showErrorDetails") == "type"
     finally:
         config.set_option("client.showErrorDetails", old)
+
+
+def test_uploads_and_the_noise_floor_are_for_staff(booth):
+    """The Models page's upload and the Compare page's noise-floor measurement (it keeps the device busy and changes
+    every comparison's verdicts): a visitor reads why in a sentence, staff get the controls."""
+    models = _page("5_Models.py", "visitor")
+    assert ("Uploading models is for staff at this booth: visitors run the bundled ones; ask staff, or unlock with the "
+            "admin password in the sidebar (Staff).") in _everything(models)
+    assert not models.get("file_uploader")
+    assert _page("5_Models.py", "admin").get("file_uploader")
+    compare = _page("4_Compare.py", "visitor")
+    assert ("Measuring the noise floor is for staff at this booth; ask staff, or unlock with the admin password in "
+            "the sidebar (Staff).") in _everything(compare)
+    assert not [b for b in compare.button if b.key == "cmp_noise_floor"]
+    staff = _page("4_Compare.py", "admin")
+    assert staff.button(key="cmp_noise_floor").label == "Measure this device's noise floor now (about 20 s)"
+    assert "Measuring the noise floor is for staff" not in _everything(staff)

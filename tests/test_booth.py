@@ -121,7 +121,7 @@ def no_live_runs():
 
 def test_visitor_run_form_is_bounded_says_so_and_shows_no_server_path(booth, tmp_path):
     at = _page("1_Run.py", "visitor")
-    assert at.selectbox(key="preset").options == ["quick (~10 s)", "standard (~60 s)"]
+    assert at.selectbox(key="preset").options == ["quick (10 s, 50 inferences)", "standard (60 s, 200 inferences)"]
     assert at.number_input(key="duration_s").max == 60.0
     shown = _everything(at)
     assert ("At this booth, visitors run one bundled model at a time for at most a minute of measuring (the quick or "
@@ -130,7 +130,7 @@ def test_visitor_run_form_is_bounded_says_so_and_shows_no_server_path(booth, tmp
     assert not at.get("file_uploader") and "Upload your own model" not in [e.label for e in at.expander]
     assert "Database:" not in shown and str(tmp_path) not in shown
     staff = _page("1_Run.py", "admin")
-    assert "long (10 min)" in staff.selectbox(key="preset").options
+    assert "long (10 min, 1,000 inferences)" in staff.selectbox(key="preset").options
     assert any(c.value.startswith("Database: `") for c in staff.sidebar.caption)
     assert staff.get("file_uploader") and staff.number_input(key="duration_s").max == 3600.0
 

@@ -32,7 +32,7 @@ def test_visitor_sees_the_booth_rules_and_no_server_path(tmp_path, monkeypatch):
         box = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text("Duration", exact=True)).first
         box.click()
         options = page.get_by_role("option").all_inner_texts()
-        assert options == ["quick (~10 s)", "standard (~60 s)"], options
+        assert options == ["quick (10 s, 50 inferences)", "standard (60 s, 200 inferences)"], options
         page.keyboard.press("Escape")
 
         page.get_by_role("link", name="Study").first.click()  # in the same session: a new page load asks again

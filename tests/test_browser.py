@@ -151,6 +151,11 @@ def make_runs(db: Path) -> None:
 
 
 def test_live_run_in_the_browser(tmp_path, monkeypatch):
+    """The live view draws and keeps refreshing. CPU priority off: with it, the page gets only what the worker leaves,
+    which on this shared machine (other users keep the second core busy) was no redraw at all during the run, while
+    the test asks about drawing. What priority costs the page is measured side by side by bench/bench_observer.py
+    (redraws/s, before and after), and the priority itself by tests/test_priority.py."""
+    monkeypatch.setenv("EDGEPROF_CPU_PRIORITY", "off")  # the server (and so the worker) inherits it
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("EDGEPROF_HOME", str(home))  # one data directory (and device lock) for this test and the server

@@ -79,7 +79,7 @@ class Limits:
         return cls(max_bytes=int(mb * MB))
 
 
-def shown(value, limit: int = 80) -> str:
+def shown(value, limit: int = 300) -> str:
     """``repr`` of a value from outside, cut to ``limit`` characters, for a message."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 4] + "...'"

@@ -86,7 +86,7 @@ def export_runs(store: Store, run_ids: Iterable[str] | None, out_path: str | os.
             work.with_suffix(".zip.part").unlink()
     return out
 
-def import_bundle(store: Store, path: str | os.PathLike, limits: Limits | None = None) -> list[str]:
+def import_bundle(store: Store, path: str | os.PathLike, limits: Limits | None = None, name: str | None = None) -> list[str]:
     """Add the runs of a bundle made by :meth:`export_runs`; returns the ids of the runs it added.
 
     Idempotent: runs already present (same id) are skipped with their samples, as are devices, studies and
@@ -95,11 +95,13 @@ def import_bundle(store: Store, path: str | os.PathLike, limits: Limits | None =
     A bundle is data from outside (edgeprof.untrusted): the manifest may name only plain files inside the bundle,
     which are copied into a private folder within ``limits`` (``Limits.from_env()``: 4 GiB, $EDGEPROF_MAX_BUNDLE_MB)
     and checked (store.checks) before anything is stored. Anything else is a BundleError (exit 2) whose one sentence
-    names the entry; the database is left as it was.
+    names the entry; the database is left as it was. ``name`` is what messages call the bundle (an uploaded file's
+    name; the path by default).
     """
     limits = limits or Limits.from_env()
-    with open_box(path, limits) as box, staging_dir() as stage:
-        manifest = _read_manifest(box)
+    shown_as = name or str(Path(path).expanduser())
+    with open_box(path, limits, label=f"the bundle {shown_as}") as box, staging_dir() as stage:
+        manifest = _read_manifest(box, shown_as)
         fmt = manifest["file_format"]
         files = {}
         for table in TABLES:
@@ -203,9 +205,8 @@ def _export_selects() -> dict[str, str]:
     }
 
 
-def _read_manifest(box: Box) -> dict:
+def _read_manifest(box: Box, src: str) -> dict:
     """The manifest, checked: its format and versions, a file name and a row count per known table."""
-    src = box.path
     if not box.exists("manifest.json"):
         raise BundleError(f"{src} is not an edgeprof bundle: it has no manifest.json.",
                           "Pass the directory or .zip made by export.")

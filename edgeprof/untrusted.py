@@ -328,7 +328,8 @@ class ZipBox(Box):
                                                                     "import it.")
         members: dict[str, zipfile.ZipInfo] = {}
         for info in infos:
-            name = info.filename[:-1] if info.is_dir() else info.filename
+            folder = info.filename.endswith("/")  # not is_dir(): it raises IndexError on an empty name (fuzzing)
+            name = info.filename[:-1] if folder else info.filename
             why = unsafe_reason(name)
             if why:
                 raise self.refuse(f"it holds an entry {shown(info.filename)}, {why}")
@@ -348,7 +349,7 @@ class ZipBox(Box):
     def _open(self, name: str, what: str) -> Iterator:
         self.check_name(name, what)
         info = self.members.get(name)
-        if info is None or info.is_dir():
+        if info is None or info.filename.endswith("/"):
             raise self.refuse(f"it lacks {shown(name)}", "Export it again.")
         try:
             fh = self.zf.open(info)

@@ -291,7 +291,9 @@ def test_a_member_bigger_than_its_header_says_is_refused_as_damaged(box):
 
 @pytest.mark.parametrize("entry, why", [("../evil.parquet", "which climbs out of it with '..'"),
                                         ("/abs.parquet", "which is an absolute path"),
-                                        ("sub/../../x", "which climbs out of it with '..'")])
+                                        ("sub/../../x", "which climbs out of it with '..'"),
+                                        ("", "which is empty"),  # found by fuzzing: zipfile's is_dir() raised
+                                        ("/", "which is empty")])
 def test_a_zip_entry_with_a_bad_name_is_refused(box, entry, why):
     z = zip_folder(box.bundle, box.root / "evil.zip")
     with zipfile.ZipFile(z, "a") as zf:

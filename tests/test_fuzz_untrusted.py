@@ -13,6 +13,7 @@ The cases that found bugs are fixed examples in tests/test_untrusted.py.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -214,7 +215,8 @@ TEXT_COLUMNS = {"runs": ["run_id", "device_id", "study_id", "status", "notes", "
 @given(data=st.data())
 def test_fuzz_table_values(lab, data):
     """One column of one table set to a hostile value (any text, ids aimed at the database's own run, very long text,
-    NULL, a number), in Parquet or CSV: refused, or imported with only the bundle's runs."""
+    NULL, a number) and perhaps renamed (any text, which a CSV header carries into SQL), in Parquet or CSV: refused, or
+    imported with only the bundle's runs."""
     bundle = fresh_bundle(lab)
     table = data.draw(st.sampled_from(sorted(TEXT_COLUMNS)), "table")
     column = data.draw(st.sampled_from(TEXT_COLUMNS[table]), "column")
@@ -222,11 +224,17 @@ def test_fuzz_table_values(lab, data):
                                 st.sampled_from(["{", "[]", "null", "0" * 32, "../x", "s1';--"]), st.integers()),
                       "value")
     fmt = data.draw(st.sampled_from(["parquet", "csv"]), "format")
+    rename = data.draw(st.none() | st.text(min_size=1, max_size=30) | st.sampled_from(
+        ["x'); SELECT 1; --", "a\nb", "Run_ID", "interpreter", "run_id"]), "new column name")
     f = bundle / f"{table}.parquet"
     with duckdb.connect() as con:
         con.execute(f"CREATE TABLE t AS SELECT * FROM read_parquet('{f}')")
         con.execute(f"ALTER TABLE t ALTER \"{column}\" SET DATA TYPE VARCHAR")
         con.execute(f"UPDATE t SET \"{column}\" = ?", [None if value is None else str(value)])
+        if rename is not None and "\0" not in rename:
+            quoted = '"' + rename.replace('"', '""') + '"'
+            with contextlib.suppress(duckdb.Error):  # a name the table already has
+                con.execute(f"ALTER TABLE t RENAME \"{column}\" TO {quoted}")
         if fmt == "parquet":
             con.execute(f"COPY t TO '{f}' (FORMAT parquet)")
         else:

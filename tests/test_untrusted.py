@@ -56,7 +56,7 @@ class Canary:
 @dataclass
 class Layout:
     root: Path
-    bundle: Path        # a good folder bundle of two runs
+    bundle: Path        # a good folder bundle of two runs, made as one group
     secret: Path        # outside the bundle: private_runs.parquet (six other runs), model.onnx
     db: Path            # the database imported into; it holds one run of its own
     own_run: str
@@ -82,6 +82,10 @@ def make_layout(root: Path, template: Layout | None = None) -> Layout:
     root.mkdir(parents=True, exist_ok=True)
     src = Store(root / "src.duckdb")
     ids = [make_run(src, n=30), make_run(src, status="oom_killed", n=30)]
+    group = src.create_group(new_run_id(), "repeat", config={"repeat": 2})  # so bundles carry run_groups (schema 6)
+    with src._writing() as con:
+        con.execute("UPDATE runs SET group_id = ?", [group])
+    src.finish_group(group, "partial", {"latency_ms": {"p50": 7.0}})
     bundle = export_runs(src, ids, root / "bundle")
     other = Store(root / "other.duckdb")
     others = [make_run(other, n=5) for _ in range(6)]

@@ -1,4 +1,4 @@
-"""Booth (LAN) mode: a password before any page works, and read-only history unless an admin password is given.
+"""Booth (LAN) mode: a password before any page works, and what a visitor may do unless an admin password is given.
 
 Off by default: the app binds 127.0.0.1 and whoever can reach it owns the device. To serve a LAN or a demo booth:
 
@@ -8,6 +8,11 @@ or put ``password`` / ``admin_password`` under ``[edgeprof]`` in ``.streamlit/se
 win. Passwords are compared with ``hmac.compare_digest`` on their SHA-256 digests, so the comparison takes the same
 time whatever the input and whatever its length. A server bound to a non-loopback address with no password refuses to
 show any page.
+
+Roles: staff (``admin``; everyone when booth mode is off, as the server is then only reachable from this machine) may
+do everything. A ``visitor`` runs one bundled model at a time for a bounded time (``visitor_refusal``), may stop the
+runs started in their own browser session and browses history; studies, stopping other people's runs and studies,
+uploading, deleting, importing and exporting are for staff, and no server path is shown (``redact``).
 """
 
 from __future__ import annotations
@@ -16,10 +21,17 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 
 ENV_PASSWORD = "EDGEPROF_PASSWORD"
 ENV_ADMIN = "EDGEPROF_ADMIN_PASSWORD"
+VISITOR_PRESETS = ("quick", "standard")  # ~10 s and ~60 s of steady state; "long" (10 min) is for staff
+VISITOR_MAX_S = 60.0  # a visitor's duration override, in seconds of steady state
+VISITOR_RULE = ("At this booth, visitors run one bundled model at a time for at most a minute of measuring (the quick "
+                "or standard duration, or an override up to 60 s). Studies, longer runs, uploads and stopping other "
+                "people's runs are for staff (admin password in the sidebar, under Staff).")
+STAFF_HINT = "ask staff, or unlock with the admin password in the sidebar (Staff)"
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,48 @@ def role(s: BoothSettings, given: str | None, given_admin: str | None) -> str | 
     return None
 
 
+def visitor_refusal(model: str, bundled, preset: str | None, duration_s: float | None,
+                    iterations: int | None = None) -> str | None:
+    """Why a visitor may not start this run (one sentence that says what to pick instead), or None when they may.
+    ``bundled``: the bundled model names. Bounded in seconds of steady state: a preset's minimum iteration count
+    never stretches a bundled model past it (the slowest bundled variant takes ~85 ms an inference here)."""
+    if model not in set(bundled):
+        return f"Running an uploaded model is for staff at this booth: pick a bundled model, or {STAFF_HINT}."
+    if iterations is not None:
+        return f"Visitors run for a set time, not a number of iterations: pick quick or standard, or {STAFF_HINT}."
+    if duration_s is not None and duration_s > VISITOR_MAX_S:
+        return (f"Visitors measure for at most {VISITOR_MAX_S:g} s: set a duration up to {VISITOR_MAX_S:g} s "
+                f"(or 0 for the preset), or {STAFF_HINT}.")
+    if duration_s is None and preset not in VISITOR_PRESETS:
+        return f"The {preset} duration is for staff at this booth: pick quick or standard, or {STAFF_HINT}."
+    return None
+
+
+# an absolute path: starts after a space, a quote, a bracket, '=' or the start of the text (not inside a URL)
+_PATH = re.compile(r"(?:(?<=^)|(?<=[\s'\"`(\[{=:]))(?:/[^\s/'\"`:,;()\[\]{}<>]+)+/?")
+
+
+def redact_paths(text: str) -> str:
+    """Every absolute path in ``text`` cut to its last part (``/root/.local/share/edgeprof/runs.duckdb`` ->
+    ``…/runs.duckdb``): what a visitor reads says which file, never where the server keeps it."""
+    def last(m: re.Match) -> str:
+        name = m.group(0).rstrip("/").rsplit("/", 1)[-1]
+        return f"…/{name}"
+
+    return _PATH.sub(last, text)
+
+
+def redact(obj):
+    """``redact_paths`` over every string in a JSON-like document (dicts, lists, strings; other values as they are)."""
+    if isinstance(obj, str):
+        return redact_paths(obj)
+    if isinstance(obj, dict):
+        return {k: redact(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact(v) for v in obj]
+    return obj
+
+
 # -- Streamlit glue -----------------------------------------------------------------------------------------------
 
 def _secrets() -> dict:
@@ -88,6 +142,9 @@ def gate() -> str:
 
     s = settings(secrets=_secrets())
     address = st.get_option("server.address")
+    if s.enabled and st.get_option("client.showErrorDetails") != "type":
+        # an uncaught error shows its type, never a traceback full of the server's paths (the console has it all)
+        st.set_option("client.showErrorDetails", "type")
     if not s.enabled and not is_loopback(address):
         st.error(f"This server listens on {address} but has no password. Set {ENV_PASSWORD} (and {ENV_ADMIN} for staff) "
                  "and restart, or bind it to 127.0.0.1.")
@@ -112,10 +169,33 @@ def gate() -> str:
 
 
 def can_modify() -> bool:
-    """Delete, import and upload are for admins; in booth mode a visitor may run models and look at history."""
+    """Staff: delete, import, export, upload, studies, stopping anyone's run. In booth mode a visitor may run bundled
+    models for a bounded time, stop their own runs and look at history."""
     import streamlit as st
 
     return st.session_state.get("edgeprof_role", "admin") == "admin"
+
+
+is_admin = can_modify
+
+
+def remember_start(run_id: str) -> None:
+    """Note a run started from this browser session: its visitor may stop it."""
+    import streamlit as st
+
+    st.session_state.setdefault("edgeprof_my_runs", set()).add(run_id)
+
+
+def may_stop(run_id: str) -> bool:
+    """Staff may stop any run; a visitor only one started from their own browser session."""
+    import streamlit as st
+
+    return can_modify() or run_id in st.session_state.get("edgeprof_my_runs", set())
+
+
+def for_viewer(obj):
+    """``obj`` as this session may see it: unchanged for staff, without server paths for a visitor (``redact``)."""
+    return obj if can_modify() else redact(obj)
 
 
 def admin_unlock() -> None:

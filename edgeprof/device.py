@@ -1,8 +1,13 @@
 """What this device is and what it can measure: the platform, the runtimes and execution providers a run will use,
 each telemetry source (or why it is off) and the memory-cap mechanism. The ``devices`` command prints it; pages can
-show it."""
+show it. Also whether a browser watching the dashboard runs on this device (it then competes with the model for
+the CPU)."""
 
 from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
 
 
 def onnx_providers(providers: list[str] | None, arch: str, gpu: str | None, checkout: bool) -> dict:
@@ -25,9 +30,10 @@ def device_report() -> dict:
     from .install import gpu_seen
     from .runtimes import available_runtimes
     from .telemetry import probe_all, static_info
-    from .worker import limits
+    from .worker import limits, priority
 
     mech = limits.detect()
+    prio = priority.detect(mech)
     runtimes = available_runtimes()
     ort = next(s for s in runtimes if s.name == "onnxruntime")
     checkout = paths.BUNDLED_ROOT == paths.REPO_ROOT and (paths.REPO_ROOT / "scripts" / "setup.sh").is_file()
@@ -39,4 +45,44 @@ def device_report() -> dict:
                                          gpu_seen(), checkout),
         "telemetry": [s._asdict() for s in probe_all()],
         "memory_cap": mech.to_dict(),
+        "cpu_priority": {"kind": prio.kind, "parent": prio.parent, "reason": prio.reason},
     }
+
+
+def own_addresses() -> set[str]:
+    """Every IP address of this device's network interfaces (loopback included), as text."""
+    import psutil
+
+    out = set()
+    with contextlib.suppress(OSError):
+        for addrs in psutil.net_if_addrs().values():
+            for a in addrs:
+                if a.family in (socket.AF_INET, socket.AF_INET6):
+                    out.add(a.address.split("%", 1)[0])  # fe80::1%eth0 -> fe80::1
+    return out
+
+
+def lan_addresses(own: set[str]) -> list[str]:
+    """The addresses another machine could reach this one at: IPv4, not loopback or link-local, sorted."""
+    out = []
+    for text in own:
+        with contextlib.suppress(ValueError):
+            ip = ipaddress.ip_address(text)
+            if ip.version == 4 and not (ip.is_loopback or ip.is_link_local):
+                out.append(text)
+    return sorted(out)
+
+
+def client_on_device(client: str | None, own: set[str]) -> bool:
+    """Whether a browser that connects from ``client`` runs on this device: no address (Streamlit gives none for
+    loopback), a loopback address, or one of this device's own addresses. Pure: tests pass addresses."""
+    if not client:
+        return True
+    text = client.strip().split("%", 1)[0]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return text == "localhost"
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback or str(ip) in own or text in own

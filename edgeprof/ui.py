@@ -21,6 +21,7 @@ from . import charts, paths
 from .errors import EdgeprofError
 from .run.live import LiveBuffer
 from .run.summary import phase_starts
+from .worker.priority import describe as describe_priority
 
 UPLOAD_CAP_MB = 200  # matches server.maxUploadSize in .streamlit/config.toml; upload_cap_mb() is the one in force
 PAGES = {  # page file -> (title, icon); pages/6_Study.py and pages/7_Report.py are picked up when present
@@ -85,10 +86,12 @@ def _store_for(path: str):
 
 def get_store():
     """The run database, or a page-stopping st.error that says what to do."""
+    from . import auth
+
     try:
         return _store_for(str(db_path()))
     except EdgeprofError as exc:
-        st.error(f"Cannot open the run database: {exc}")
+        st.error(auth.for_viewer(f"Cannot open the run database: {exc}"))
         st.info("Set EDGEPROF_DB to a writable file path and restart the dashboard.")
         st.stop()
 
@@ -96,8 +99,9 @@ def get_store():
 def sidebar() -> None:
     from . import auth
 
-    with st.sidebar:
-        st.caption(f"Database: `{db_path()}`")
+    if auth.can_modify():  # a server path is for staff only
+        with st.sidebar:
+            st.caption(f"Database: `{db_path()}`")
     auth.admin_unlock()
 
 
@@ -123,8 +127,11 @@ def page_link(page: str, label: str, query: dict | None = None) -> None:
 
 
 def show_error(exc: BaseException, what: str = "") -> None:
+    """An error in one sentence; a visitor in booth mode reads it without the server's paths."""
+    from . import auth
+
     prefix = f"{what}: " if what else ""
-    st.error(prefix + str(exc))
+    st.error(auth.for_viewer(prefix + str(exc)))
 
 
 # ------------------------------------------------------------------------------------------------------- runs
@@ -388,7 +395,11 @@ STATUS_WORDS = {
 
 
 def render_summary(result: dict, *, run_id: str | None = None) -> None:
-    """The end-of-run block: status in words, headline numbers, memory, flags in plain words, a link to Runs."""
+    """The end-of-run block: status in words, headline numbers, memory, flags in plain words, a link to Runs. A
+    visitor in booth mode reads it without the server's paths (an error or a note may name a file)."""
+    from . import auth
+
+    result = auth.for_viewer(result)
     status = result.get("status")
     rid = run_id or result.get("run_id")
     words = f"Run `{rid}` {STATUS_WORDS.get(status, status)}."
@@ -413,6 +424,8 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
     lines.append(f"Memory: peak charged {charts.fmt_mb(mem.get('peak_charged_mb'))} (the footprint the limit acts on), "
                  f"peak worker RSS {charts.fmt_mb(mem.get('peak_rss_mb'))} (also counts shared libraries); limit "
                  f"{limit}.")
+    if result.get("cpu_priority"):  # none: an older run, or the worker never started
+        lines.append(f"Worker CPU priority: {describe_priority(result.get('cpu_priority'))}.")
     if cpu:
         cores = f" of {cpu['cores']} cores" if cpu.get("cores") else ""
         others = f", other processes {_fmt(cpu.get('others_mean_pct'), 0, '%')}" if cpu.get("others_mean_pct") is not None else ""
@@ -529,6 +542,46 @@ def execution_providers() -> list[str]:
 
     ort = next((s for s in available_runtimes() if s.name == "onnxruntime"), None)
     return list(ort.providers) if ort is not None and ort.available else ["cpu"]
+
+
+# ------------------------------------------------------------------------------------------------------- viewer
+
+@st.cache_resource(show_spinner=False, ttl=60)
+def _own_addresses() -> frozenset:
+    from .device import own_addresses
+
+    return frozenset(own_addresses())
+
+
+def viewer_address() -> str | None:
+    """The browser's address as the server sees it (None: loopback, as Streamlit reports it); behind a proxy on this
+    device, the first hop of X-Forwarded-For."""
+    with contextlib.suppress(Exception):  # no client context (a bare script run)
+        forwarded = st.context.headers.get("X-Forwarded-For")
+        if isinstance(forwarded, str) and forwarded:
+            return forwarded.split(",")[0].strip()
+    ip = st.context.ip_address
+    return ip if isinstance(ip, str) else None  # AppTest's client is a mock: it runs on this machine
+
+
+def on_device_warning() -> bool:
+    """Before Start: say so when the browser runs on the device being measured, and how to watch from another
+    machine. Returns whether it was shown."""
+    from .device import client_on_device, lan_addresses
+
+    client, own = viewer_address(), set(_own_addresses())
+    if not client_on_device(client, own):
+        return False
+    port = st.get_option("server.port")
+    lan = lan_addresses(own)
+    where = " or ".join(f"`http://{a}:{port}`" for a in lan[:2]) if lan else f"`http://<this device's address>:{port}`"
+    st.warning(f"**This browser runs on the device being measured** (it connects from {client or 'this machine'}). "
+               "Drawing the live charts takes CPU that the model needs: edgeprof gives the model CPU priority where "
+               "the system allows it (each run's summary says how), but its numbers can still come out slower. "
+               "To watch from another machine, start the app with `--server.address 0.0.0.0` and a password "
+               f"(README, \"A demo booth or a LAN\") and open {where} there; or start runs from the command line "
+               "and look at them here afterwards.")
+    return True
 
 
 # ------------------------------------------------------------------------------------------------------- uploads

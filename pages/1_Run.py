@@ -14,7 +14,7 @@ import time
 import numpy as np
 import streamlit as st
 
-from edgeprof import charts, run, study, ui
+from edgeprof import auth, charts, run, study, ui
 from edgeprof.config import INTERPRETERS, PRECISIONS, PRESETS, RunConfig
 from edgeprof.errors import EdgeprofError
 from edgeprof.runtimes.inputs import parse_given
@@ -34,6 +34,7 @@ PRESET_WORDS = {"quick": "quick (10 s, 50 inferences)", "standard": "standard (6
                 "long": "long (10 min, 1,000 inferences)"}
 
 store = ui.page_setup()
+staff = auth.can_modify()  # booth visitors: bundled models, a bounded duration, stop only their own runs
 st.title("Run a model")
 st.caption("Pick a model and a precision, cap its memory, and watch latency and the hardware live. "
            "One run at a time per device.")
@@ -54,24 +55,25 @@ def watched_handle():
 
 # ------------------------------------------------------------------------------------------------ the form
 
-def _model_options() -> list[str]:
+def _bundled() -> list[str]:
     from edgeprof.models.catalog import model_names
 
     try:
-        names = model_names()
+        return model_names()
     except EdgeprofError as exc:
         ui.show_error(exc, "The bundled model list cannot be read")
-        names = []
-    return names + ui.uploaded_models()
+        return []
 
 
-with st.expander("Upload your own model (.onnx or .tflite)", expanded=False):
-    stored = ui.model_uploader("Model file", "run_upload")
-    if stored is not None:
-        st.session_state["model"] = str(stored[0])
-        st.success(f"Stored {stored[1]}; it is selected below.")
+if staff:
+    with st.expander("Upload your own model (.onnx or .tflite)", expanded=False):
+        stored = ui.model_uploader("Model file", "run_upload")
+        if stored is not None:
+            st.session_state["model"] = str(stored[0])
+            st.success(f"Stored {stored[1]}; it is selected below.")
 
-options = _model_options()
+bundled = _bundled()
+options = bundled + (ui.uploaded_models() if staff else [])
 if not options:
     st.info("No models found: restore the bundled ones with `git checkout models`, or upload a .onnx / .tflite file above.")
     st.stop()
@@ -102,11 +104,15 @@ provider = c6.selectbox("Execution provider", [AUTO, *ui.execution_providers()],
                         help="Where ONNX Runtime runs the model: only the providers this build has are listed.")
 threads = c7.number_input("Threads", min_value=1, max_value=max(4, 2 * (os.cpu_count() or 2)), value=2, step=1,
                           key="threads")
-preset = c8.selectbox("Duration", list(PRESETS), key="preset", format_func=lambda p: PRESET_WORDS.get(p, p),
+preset = c8.selectbox("Duration", list(PRESETS) if staff else list(auth.VISITOR_PRESETS), key="preset",
+                      format_func=lambda p: PRESET_WORDS.get(p, p),
                       help="The minimum steady-state time and number of inferences; loading and warm-up come first.")
 with st.expander("Advanced", expanded=False):
     duration_s = st.number_input("Duration override (s of steady state; 0 = use the preset)", min_value=0.0,
-                                 max_value=3600.0, value=0.0, step=1.0, key="duration_s")
+                                 max_value=3600.0 if staff else auth.VISITOR_MAX_S, value=0.0, step=1.0,
+                                 key="duration_s")
+if not staff:
+    st.caption(auth.VISITOR_RULE)
 shape_texts, fill_texts = ui.inputs_panel(model, None if precision == AS_FILE else precision, runtime)
 
 
@@ -114,10 +120,14 @@ variant_precision = None if precision == AS_FILE else precision
 st.caption(ui.footprint_hint(store, model, variant_precision, runtime, int(threads)))
 st.caption(ui.duration_words(store, model, variant_precision, runtime, int(threads), preset, float(duration_s) or None))
 
+ui.on_device_warning()
 handle = watched_handle()
 b1, b2, _ = st.columns([1, 1, 6])
 start = b1.button("Start run", key="start", type="primary")
-if start:
+refusal = None if staff or not start else auth.visitor_refusal(model, bundled, preset, duration_s or None)
+if refusal:
+    st.error(refusal)
+elif start:
     try:
         input_shapes, input_fills = parse_given(shape_texts, fill_texts)
         cfg = RunConfig(  # fp32 for a file "as in the file": a user's file runs as it is, and the run records what it is
@@ -129,18 +139,24 @@ if start:
             duration_s=float(duration_s) if duration_s else None,
         )
         handle = run.start_run(cfg, store)
+        auth.remember_start(handle.run_id)
         st.session_state["watch_run"] = handle.run_id
     except run.DeviceBusy as exc:
         holder = exc.holder_id or "another run"
         if run.get_handle(holder) is not None:
-            st.error(f"One run at a time: this device is busy with run {holder}; watch it below or stop it.")
+            st.error(f"One run at a time: this device is busy with run {holder}; watch it below"
+                     + (" or stop it." if auth.may_stop(holder) else ": it ends by itself within its set duration."))
         else:  # held by another process, e.g. `python -m edgeprof run`
             st.error(f"One run at a time: this device is busy with run {holder}, started outside this dashboard "
                      "(e.g. from the command line); wait for it to finish or stop it there (Ctrl-C).")
     except EdgeprofError as exc:
         ui.show_error(exc, "The run could not start")
 
-if handle is not None and not handle.finished and b2.button("Stop", key="stop"):
+if handle is not None and not handle.finished and not auth.may_stop(handle.run_id):
+    by = f"study {handle.study_id}" if handle.study_id else "another browser session"
+    st.caption(f"Run {handle.run_id} was started by {by}: only whoever started it, or staff, can stop it. It ends by "
+               "itself within its set duration.")
+elif handle is not None and not handle.finished and b2.button("Stop", key="stop"):
     handle.stop()
     st.info(f"Stopping run {handle.run_id}: the worker finishes its current inference and exits.")
 
@@ -207,7 +223,7 @@ def draw(h, view: dict, *, final: bool) -> None:
             note = view["notes"][-1]
             if view["phase"] == "preparing" and note.startswith(("fp16", "int8")):
                 note += " (a quantized model is made on first use, then cached)"
-            st.caption(note)
+            st.caption(auth.for_viewer(note))
     # machine-readable state for tests and the dashboard benchmark
     st.markdown(f'<div class="ep-live" data-run="{html.escape(h.run_id)}" data-seq="{view["n"]}" '
                 f'data-newest-wall="{newest or 0:.6f}" data-render-wall="{time.time():.6f}" '
@@ -219,6 +235,11 @@ def draw(h, view: dict, *, final: bool) -> None:
                 "below.")
     else:
         st.plotly_chart(view["latency"], key="chart_latency", config=LATENCY_TOOLBAR)
+    if final:
+        draw_telemetry(view)
+
+
+def draw_telemetry(view: dict) -> None:
     left, right = st.columns(2)
     with left:
         st.plotly_chart(view["cpu"], key="chart_cpu", config={"displayModeBar": False})
@@ -254,6 +275,15 @@ def live_view(run_id: str) -> None:
         st.rerun()  # the whole page: the summary replaces the live view and Stop goes away
 
 
+@st.fragment(run_every=TELEMETRY_REFRESH_S)
+def live_telemetry(run_id: str) -> None:
+    """The telemetry charts, in a fragment of their own: they change once a second (``build_view``), and redrawing
+    them with every latency refresh cost the server a serialization of four unchanged figures each time."""
+    h = run.get_handle(run_id)
+    if h is not None and not h.finished:
+        draw_telemetry(ui.shared_view(h, build_view, max_age_s=LIVE_REFRESH_S * 0.8))
+
+
 @st.fragment(run_every=FOLLOW_S)
 def follow_study(watched_id: str | None) -> None:
     """While a study runs in this server, a page showing no live run (none yet, or the cell that just ended) attaches
@@ -275,6 +305,7 @@ elif handle is None:
                     key="chart_latency_idle", config={"displayModeBar": False})
 elif not handle.finished:
     live_view(handle.run_id)
+    live_telemetry(handle.run_id)
 else:
     view = ui.shared_view(handle, build_view, max_age_s=LIVE_REFRESH_S * 0.8)
     result = handle.result or {"run_id": handle.run_id, "status": handle.status, "error": handle.reason}

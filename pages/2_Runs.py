@@ -23,7 +23,8 @@ except EdgeprofError as exc:
 
 admin = auth.can_modify()
 if not admin:
-    st.info("History is read-only in booth mode: delete and import need the admin password (sidebar, Staff).")
+    st.info("History is read-only in booth mode: delete, import and export (a bundle carries the server's file paths) "
+            "need the admin password (sidebar, Staff).")
 with st.expander("Import a bundle (.zip exported from edgeprof)", expanded=runs.empty and admin):
     bundle = st.file_uploader("Bundle", type=["zip"], key="import_bundle")
     if st.button("Import", key="import", disabled=bundle is None or not admin) and bundle is not None and admin:
@@ -101,7 +102,7 @@ if show:
         else:
             right.plotly_chart(tfig, key="run_thermal")
     with st.expander("Full run document (JSON)"):
-        st.json(run, expanded=False)
+        st.json(auth.for_viewer(run), expanded=False)
 
 # ------------------------------------------------------------------------------------------------ delete / export
 st.subheader("Delete or export")
@@ -136,7 +137,7 @@ if pending:
 if st.session_state.get("flash"):
     st.success(st.session_state.pop("flash"))
 
-if c2.button("Export selected", key="export", disabled=not selected):
+if c2.button("Export selected", key="export", disabled=not selected or not admin) and admin:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "edgeprof-runs.zip"
         try:

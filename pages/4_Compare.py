@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from edgeprof import charts, compare, run, ui
+from edgeprof import auth, charts, compare, run, ui
 from edgeprof.config import NOISE_FLOOR_MODEL, NOISE_FLOOR_RUNS
 from edgeprof.errors import EdgeprofError
 
@@ -20,7 +20,9 @@ def noise_floor_block(floor: dict | None) -> None:
                "measure again when the device's load changes.")
     if st.session_state.get("cmp_floor_done"):
         st.success(st.session_state.pop("cmp_floor_done"))
-    if st.button("Measure this device's noise floor now (about 20 s)", key="cmp_noise_floor"):
+    if not auth.can_modify():  # it keeps the device busy and changes every comparison's verdicts
+        st.caption(f"Measuring the noise floor is for staff at this booth; {auth.STAFF_HINT}.")
+    elif st.button("Measure this device's noise floor now (about 20 s)", key="cmp_noise_floor"):
         try:
             with st.spinner(f"Measuring: {NOISE_FLOOR_RUNS} short runs of {NOISE_FLOOR_MODEL}, each its own "
                             "process..."):

@@ -7,7 +7,7 @@ import os
 import pandas as pd
 import streamlit as st
 
-from edgeprof import ui
+from edgeprof import auth, ui
 from edgeprof.errors import EdgeprofError
 from edgeprof.models import catalog
 
@@ -99,6 +99,9 @@ if names:
                 st.caption(" → ".join(steps))
 
 st.subheader("Upload a model")
-stored = ui.model_uploader(".onnx or .tflite", "model_upload")
-if stored is not None:
-    st.success(f"Stored {stored[1]} as {stored[0].name}; pick it on the Run page.")
+if not auth.can_modify():
+    st.info(f"Uploading models is for staff at this booth: visitors run the bundled ones; {auth.STAFF_HINT}.")
+else:
+    stored = ui.model_uploader(".onnx or .tflite", "model_upload")
+    if stored is not None:
+        st.success(f"Stored {stored[1]} as {stored[0].name}; pick it on the Run page.")

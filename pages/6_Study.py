@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from edgeprof import study, ui
+from edgeprof import auth, study, ui
 from edgeprof.errors import EdgeprofError
 
 REFRESH_S = 1.0
@@ -24,6 +24,9 @@ cooldown_s = 1.0
 """
 
 store = ui.page_setup()
+staff = auth.can_modify()
+STAFF_ONLY = ("Studies are for staff at this booth: a study runs many models one after another, for minutes to hours, "
+              f"and keeps the device busy for everyone; {auth.STAFF_HINT}. Single runs are on the Run page.")
 st.title("Study")
 st.caption("A study runs every combination of models, precisions, runtimes, memory limits and threads, one cell "
            "after another, and can be resumed if it is interrupted. The Report page tests the paper's claims on it.")
@@ -85,7 +88,9 @@ with st.container(border=True):
     except EdgeprofError as exc:
         cfg = None
         ui.show_error(exc, "This study description is not valid")
-    if st.button("Start study", key="study_start", type="primary", disabled=cfg is None):
+    if not staff:
+        st.info(STAFF_ONLY)
+    if st.button("Start study", key="study_start", type="primary", disabled=cfg is None or not staff) and staff:
         if running:
             st.error(f"One study at a time: study {handle.study_id} is running; wait for it or stop it below.")
         else:
@@ -111,22 +116,24 @@ def progress_view() -> None:
     if p.get("eta_s") is not None and not h.finished:
         text += f" · about {_fmt_s(p['eta_s'])} left"
     st.markdown(f"**Study `{h.study_id}`**")
-    st.progress(min(1.0, p["done"] / total), text=text)
+    st.progress(min(1.0, p["done"] / total), text=auth.for_viewer(text))
     if p.get("last"):
         last = p["last"]
         lat = f", p50 {last['p50_ms']:.3f} ms" if last.get("p50_ms") is not None else ""
-        st.caption(f"Last cell: {last['key']} → {last['status']}{lat}")
+        st.caption(auth.for_viewer(f"Last cell: {last['key']} → {last['status']}{lat}"))
     if p.get("failed"):
         st.warning(f"{p['failed']} cells failed (no run record, or the run ended failed).")
     if p.get("message") and not h.finished:
-        st.caption(p["message"])
+        st.caption(auth.for_viewer(p["message"]))
     if not h.finished:
-        if st.button("Stop study", key="study_stop"):
+        if not staff:
+            st.caption(f"Only staff can stop a study; {auth.STAFF_HINT}.")
+        elif st.button("Stop study", key="study_stop"):
             h.stop()
             st.info("Stopping: the current run is stopped, and the study can be resumed later.")
         return
     if h.error:
-        st.error(f"Study {h.study_id} ended with an error: {h.error}")
+        st.error(auth.for_viewer(f"Study {h.study_id} ended with an error: {h.error}"))
     elif p["done"] >= p["total"]:
         st.success(f"Study {h.study_id} is done: {p['done']} cells, {p['failed']} failed.")
         ui.page_link("pages/7_Report.py", "Open its report", {"study": h.study_id})
@@ -156,7 +163,7 @@ else:
     if resumable:
         c1, c2 = st.columns([3, 1])
         pick = c1.selectbox("Unfinished study", resumable, key="study_resume_pick")
-        if c2.button("Resume", key="study_resume", disabled=running):
+        if c2.button("Resume", key="study_resume", disabled=running or not staff) and staff:
             try:
                 start(study.resolve_config(store, study_id=pick), study_id=pick)
                 st.rerun()

@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from edgeprof import run as runner
 from edgeprof.config import RunConfig
 from edgeprof.store import Store
+from edgeprof.worker import priority
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,8 +67,11 @@ def follow(at: AppTest, timeout: float = 60) -> None:
 
 
 def start_digits(at: AppTest, duration_s: float) -> None:
+    """One thread: the worker has CPU priority (worker/priority.py), so a run on every core would leave this test
+    process, which plays the server and the browser, almost nothing until the run ends."""
     at.selectbox(key="model").select("digits-cnn")
     at.selectbox(key="precision").select("fp32")
+    at.number_input(key="threads").set_value(1)
     at.number_input(key="duration_s").set_value(duration_s)
     at.button(key="start").click().run()
     assert not at.exception, at.exception
@@ -100,6 +104,11 @@ def test_run_page_runs_digits_and_stores_it(db):
     assert {"Load", "First inference", "Warm-up", "p50 latency", "p90 latency", "Throughput"} <= set(labels)
     runs = Store(db).list_runs()
     assert len(runs) == 1 and runs.iloc[0]["status"] == "ok" and runs.iloc[0]["model"] == "digits-cnn"
+    # how the worker was put ahead of the page's own work, as the run recorded it
+    prio = Store(db).get_run(runs.iloc[0]["run_id"])["summary"]["cpu_priority"]
+    kind = priority.detect().kind
+    assert (prio["mechanism"].startswith(kind) if kind != "off" else prio.get("unavailable")), prio
+    assert f"Worker CPU priority: {priority.describe(prio)}." in texts(at)
     # the measured footprint (a run with no limit measures it too) now shows next to the memory limit, saying which
     # number it is
     at.run()

@@ -50,16 +50,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(home: Path, db: Path):
-    """`streamlit run app.py` on a free local port; always terminated (then killed) on exit."""
+def streamlit_server(home: Path, db: Path, root: Path = ROOT):
+    """`streamlit run app.py` of the checkout at ``root`` on a free local port; always terminated (then killed) on
+    exit. ``root``: another tree of the code (bench/bench_observer.py runs an older one beside this one)."""
     port = free_port()
     env = {"MALLOC_ARENA_MAX": "2", **os.environ,  # as scripts/app.sh starts it
-           "EDGEPROF_HOME": str(home), "EDGEPROF_DB": str(db), "PYTHONPATH": str(ROOT)}
+           "EDGEPROF_HOME": str(home), "EDGEPROF_DB": str(db), "PYTHONPATH": str(root)}
     log = open(home / "streamlit.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
          "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 40
@@ -112,10 +113,15 @@ def wait_for_app(page) -> None:
 
 
 def prepare_run(page, url: str, duration_s: float) -> None:
-    """Open the Run page, pick digits-cnn and set the duration override, ready for Start run."""
+    """Open the Run page, pick digits-cnn on one thread and set the duration override, ready for Start run. One
+    thread: the worker has CPU priority (worker/priority.py), and on every core of a small machine it would leave the
+    server and this browser too little to refresh the live view (bench/bench_observer.py measures that case)."""
     page.goto(url)
     page.get_by_role("button", name="Start run").wait_for()
     select_option(page, "Model", "digits-cnn")
+    threads = page.get_by_label("Threads")
+    threads.fill("1")
+    threads.press("Enter")
     page.get_by_text("Advanced", exact=True).click()
     field = page.get_by_label("Duration override (s of steady state; 0 = use the preset)")
     field.fill(str(duration_s))
@@ -145,6 +151,11 @@ def make_runs(db: Path) -> None:
 
 
 def test_live_run_in_the_browser(tmp_path, monkeypatch):
+    """The live view draws and keeps refreshing. CPU priority off: with it, the page gets only what the worker leaves,
+    which on this shared machine (other users keep the second core busy) was no redraw at all during the run, while
+    the test asks about drawing. What priority costs the page is measured side by side by bench/bench_observer.py
+    (redraws/s, before and after), and the priority itself by tests/test_priority.py."""
+    monkeypatch.setenv("EDGEPROF_CPU_PRIORITY", "off")  # the server (and so the worker) inherits it
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("EDGEPROF_HOME", str(home))  # one data directory (and device lock) for this test and the server

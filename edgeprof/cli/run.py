@@ -397,6 +397,8 @@ def cmd_devices(args) -> int:
         print(f"telemetry {t['name']:<14} {'yes' if t['available'] else 'no ':<4} {t['reason']}")
     m = rep["memory_cap"]
     print(f"memory cap {m['kind']}: {m['reason']}")
+    c = rep["cpu_priority"]
+    print(f"cpu priority {c['kind']}: {c['reason']}")
     print(noise_floor_text(rep["noise_floor"], args.prog))
     return 0
 

@@ -7,6 +7,8 @@ import json
 import math
 import sys
 
+from ..worker.priority import describe as describe_priority
+
 
 def _plain(obj):
     """JSON has no NaN: missing numbers (NaN from pandas, numpy scalars) become null or plain Python numbers."""
@@ -90,6 +92,7 @@ def run_summary(r: dict, details: bool = False) -> str:
         f"   peak charged {fmt(mem.get('peak_charged_mb'), ' MB', 1)}   peak worker RSS "
         f"{fmt(mem.get('peak_rss_mb'), ' MB', 1)}   OOM-killed {mem.get('oom_killed')}"
         f"   major faults {mem.get('major_faults')}",
+        f"  CPU priority {describe_priority(r.get('cpu_priority'))}",
     ]
     gpu = r.get("gpu")
     lines.append("  GPU          " + (f"util mean {fmt(gpu.get('util_mean_pct'), '%', 1)}, memory peak "

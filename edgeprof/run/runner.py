@@ -30,7 +30,7 @@ from ..config import RunConfig
 from ..errors import EdgeprofError, UsageError
 from ..locks import HolderLock
 from ..store import Store, new_run_id
-from ..worker import limits
+from ..worker import limits, priority
 from ..worker.messages import Batch, Done, Failed, Loaded, Phase, WorkerSpec
 from .recorder import Recorder
 from .summary import RunFacts, build_summary
@@ -93,6 +93,7 @@ class RunHandle:
         self._done = threading.Event()
         self._proc: subprocess.Popen | None = None
         self._cap: limits.MemoryCap | None = None
+        self._priority: priority.CpuPriority | None = None
         self._sampler = None
         self._killed_for: str | None = None
         self._device_lock = DeviceLock() if lock else None
@@ -175,7 +176,8 @@ class RunHandle:
             store = self._open_store()
             self._prepare(store)
             writer = threading.Thread(target=self._recorder.writer, args=(writer_stop,), daemon=True)
-            writer.start()
+            writer.start()  # before the next line: the database writes are not measurement, they keep their priority
+            self._priority.join_thread()  # this thread receives the worker's batches; threads it starts inherit this
             sampler = self._start_sampler()
             self._spawn()
             sampler.set_worker_pid(self._proc.pid)
@@ -221,6 +223,7 @@ class RunHandle:
                          study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node(),
                              group_id=self.group_id)
         self._cap = limits.create(cfg.memory_limit_mb, self.run_id, swap=cfg.swap)
+        self._priority = priority.create(self.run_id, self._cap)
 
     def _note(self, message: str) -> None:
         with self._lock:
@@ -232,7 +235,8 @@ class RunHandle:
         sources = default_sources()
         if self._cap is not None and self._cap.path is not None:
             sources.append(_cgroup_source(self._cap))
-        self._sampler = Sampler(sources, hz=self.config.sample_hz, sink=self._recorder.add_telemetry).start()
+        self._sampler = Sampler(sources, hz=self.config.sample_hz, sink=self._recorder.add_telemetry,
+                                on_start=self._priority.join_thread).start()
         return self._sampler
 
     def _spawn(self) -> None:
@@ -248,7 +252,9 @@ class RunHandle:
         from multiprocessing.connection import Connection
 
         self._conn = Connection(read_fd, writable=False)
-        cmd = [*cap.launcher(), sys.executable, "-m", "edgeprof.worker.child", str(write_fd)]
+        prio = self._priority
+        cmd = [*limits.launcher(cap.procs_file(), prio.procs_file()), sys.executable, "-m", "edgeprof.worker.child",
+               str(write_fd)]
         env = dict(os.environ)
         pythonpath = paths.worker_pythonpath(env)
         if pythonpath is not None:
@@ -257,6 +263,7 @@ class RunHandle:
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                       pass_fds=(write_fd,), env=env, start_new_session=True)
         os.close(write_fd)
+        prio.apply(self._proc.pid)  # niceness, where no cgroup weights it: before the spec, so before anything is timed
         threading.Thread(target=self._read_stderr, daemon=True).start()
         try:
             self._proc.stdin.write(pickle.dumps(spec))
@@ -403,6 +410,7 @@ class RunHandle:
             worker_max_rss_mb=done.max_rss_mb if done else None, worker_major_faults=done.major_faults if done else None,
             error_detail=failed.detail if failed else None, device=self.device,
             telemetry_sources=self.telemetry_status, notes=notes, fp32_p50_ms=self._fp32_p50(),
+            cpu_priority=self._priority.report() if self._priority is not None else None,
             worker_exit_ns=self._exit_ns,
         )
 
@@ -437,6 +445,9 @@ class RunHandle:
             if self.result is None:
                 self.result = {"run_id": self.run_id, "status": "failed", "error": self.reason}
         finally:
+            if self._priority is not None:
+                with contextlib.suppress(OSError):
+                    self._priority.remove()
             if self._cap is not None:
                 with contextlib.suppress(OSError):
                     self._cap.remove()

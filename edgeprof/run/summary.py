@@ -37,7 +37,8 @@ class RunFacts:
     source, metric, value, unit); ``phases``: (phase, t_ns, reason) events, "load" first; ``memory``: the cap's
     report (``MemoryCap.report``); ``variant``: the resolved file (model, precision, format, path, size_bytes) or None
     when resolving failed; ``backend``: ``RuntimeInfo.to_dict()`` from the worker; ``fp32_p50_ms``: the latest FP32
-    run of the same model, runtime, threads and device, for the INT8-slower flag.
+    run of the same model, runtime, threads and device, for the INT8-slower flag; ``cpu_priority``: the worker's CPU
+    priority (``CpuPriority.report``: ``{"mechanism", "kind", "note"}`` or ``{"unavailable": why}``).
     """
 
     run_id: str
@@ -60,6 +61,7 @@ class RunFacts:
     telemetry_sources: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     fp32_p50_ms: float | None = None
+    cpu_priority: dict | None = None
     worker_exit_ns: int | None = None  # when the parent saw the worker end (an OOM kill's moment, on the chart)
 
 
@@ -193,6 +195,7 @@ def build_summary(f: RunFacts) -> dict:
             "freq_mean_mhz": _mean(by_metric.get("cpu.freq_mhz", [])),
             "governor": governor,
         },
+        "cpu_priority": dict(f.cpu_priority) if f.cpu_priority else None,
         "gpu": {"util_mean_pct": _mean(gpu_util), "util_peak_pct": _max(gpu_util), "mem_peak_mb": _max(gpu_mem)}
         if (gpu_util or gpu_mem) else None,
         "temp_max_c": _max(temps),

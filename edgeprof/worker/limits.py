@@ -5,9 +5,10 @@ counts); exceeding it gets the worker OOM-killed, which is a result to record. R
 resident memory: runtimes reserve far more than they touch (ONNX Runtime needs ~236 MB of address space to start an
 85 MB model here), so it is labelled as such and only used when no cgroup can be made.
 
-The worker joins its cgroup before Python starts (``sh -c 'echo $$ > cgroup.procs; exec python ...'``), so the
-interpreter, the runtime and the model are all charged. Each cgroup is named ``edgeprof-<owner pid>-<run>``;
-``sweep_orphans`` removes those whose owner is gone, killing any worker left inside.
+The worker joins its cgroup before Python starts (``sh -c 'echo $$ > cgroup.procs; exec python ...'``, ``launcher``,
+which also takes the cpu cgroup of ``priority``), so the interpreter, the runtime and the model are all charged. Each
+cgroup is named ``edgeprof-<owner pid>-<run>``; ``sweep_orphans`` removes those whose owner is gone, killing any
+worker left inside.
 
 Raspberry Pi OS ships with the memory controller disabled (``cgroup_disable=memory`` on the kernel command line):
 ``detect`` says so and gives the fix instead of silently falling back.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import time
 from dataclasses import asdict, dataclass
@@ -112,10 +114,11 @@ class MemoryCap:
     def kind(self) -> str:
         return self.mechanism.kind if self.requested_mb else "none"
 
+    def procs_file(self) -> Path | None:
+        return None if self.path is None else self.path / "cgroup.procs"
+
     def launcher(self) -> list[str]:
-        if self.path is None:
-            return []
-        return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.path / "cgroup.procs")]
+        return launcher(self.procs_file())
 
     def rlimit_bytes(self) -> int | None:
         if self.requested_mb and self.kind == "rlimit_as":
@@ -166,27 +169,55 @@ class MemoryCap:
         return out
 
     def kill_all(self) -> None:
-        text = self._read("cgroup.procs") or ""
-        for pid in text.split():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(pid), signal.SIGKILL)
+        if self.path is not None:
+            kill_all(self.path)
 
     def remove(self, timeout: float = 5.0) -> None:
         """Remove the cgroup; any process still inside is killed first (a cgroup with tasks cannot be removed)."""
-        if self.path is None or not self.path.exists():
+        if self.path is not None:
+            remove_cgroup(self.path, timeout)
+
+
+def launcher(*procs_files: Path | None) -> list[str]:
+    """The command prefix that puts the worker into its cgroups before Python starts: a shell writes its own pid
+    into each ``cgroup.procs`` (the memory one, and the cpu one of cgroup v1), then execs the worker's command."""
+    files = [p for p in procs_files if p is not None]
+    if not files:
+        return []
+    script = " && ".join(f"echo $$ > {shlex.quote(str(p))}" for p in files) + ' && exec "$@"'
+    return ["/bin/sh", "-c", script, "edgeprof-worker"]
+
+
+def kill_all(path: Path) -> None:
+    """SIGKILL every process in the cgroup at ``path``, never this one (cgroup v1 lists a process in cgroup.procs
+    when any of its threads is in the group, and the runner puts its sampler thread in the run's cpu cgroup)."""
+    try:
+        text = (path / "cgroup.procs").read_text()
+    except OSError:
+        return
+    for pid in text.split():
+        if int(pid) == os.getpid():
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(int(pid), signal.SIGKILL)
+
+
+def remove_cgroup(path: Path, timeout: float = 5.0) -> None:
+    """Remove a cgroup; any process still inside is killed first (a cgroup with tasks cannot be removed)."""
+    if not path.exists():
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            path.rmdir()
             return
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.path.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                self.kill_all()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        except FileNotFoundError:
+            return
+        except OSError:
+            kill_all(path)
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def create(requested_mb: float | None, run_id: str, *, swap: bool = True, mechanism: Mechanism | None = None) -> MemoryCap:
@@ -231,18 +262,20 @@ def sweep_orphans(mechanism: Mechanism | None = None) -> list[str]:
     mech = mechanism or detect()
     if mech.parent is None:
         return []
+    return sweep_cgroups(Path(mech.parent))
+
+
+def sweep_cgroups(parent: Path) -> list[str]:
+    """Remove the edgeprof cgroups under ``parent`` whose owner (the pid in the name) is gone; returns their names."""
     removed = []
-    for child in Path(mech.parent).glob(PREFIX + "*"):
+    for child in parent.glob(PREFIX + "*"):
         try:
             owner = int(child.name[len(PREFIX):].split("-", 1)[0])
         except ValueError:
             continue
-        if owner != os.getpid() and pid_alive(owner):
+        if owner == os.getpid() or pid_alive(owner):
             continue
-        if owner == os.getpid():
-            continue
-        cap = MemoryCap(None, mech, child)
         with contextlib.suppress(OSError):
-            cap.remove()
+            remove_cgroup(child)
             removed.append(child.name)
     return removed

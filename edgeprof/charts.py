@@ -10,6 +10,7 @@ Telemetry frames are long form with at least ``t_s`` (seconds on the run's clock
 from __future__ import annotations
 
 import re
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -498,6 +499,12 @@ def latency_cdf(series: dict[str, np.ndarray], *, title: str = "Latency distribu
     return fig
 
 
+def _wrapped(name: str, width: int = 18) -> str:
+    """A run or group label as short lines (one per " · " part, a long part wrapped at spaces), so tick labels of
+    several boxes side by side in a half-width column stay level and never collide."""
+    return "<br>".join(line for part in name.split(" · ") for line in textwrap.wrap(part, width) or [part])
+
+
 def latency_box(series: dict[str, np.ndarray], *, title: str = "Latency (box: quartiles, whiskers: 1.5 IQR)") -> go.Figure:
     """Box plots from precomputed quartiles, so a million samples per run send five numbers each to the browser."""
     if not series or all(len(v) == 0 for v in series.values()):
@@ -512,10 +519,11 @@ def latency_box(series: dict[str, np.ndarray], *, title: str = "Latency (box: qu
         iqr = q3 - q1
         lo = float(v[v >= q1 - 1.5 * iqr].min())
         hi = float(v[v <= q3 + 1.5 * iqr].max())
-        label = "<br>".join(name.split(" · ", 2)) if len(name) > 24 else name  # tick labels wrap, never collide
+        label = _wrapped(name) if len(name) > 24 else name
         fig.add_trace(go.Box(name=label, q1=[q1], median=[med], q3=[q3], lowerfence=[lo], upperfence=[hi],
                              mean=[float(v.mean())], x=[label], marker_color=COLORS[i % len(COLORS)], boxpoints=False))
     _layout(fig, title, "latency (ms)", "", height=380, showlegend=False)
+    fig.update_xaxes(tickangle=0)  # wrapped labels read level; rotated ones took half the chart's height
     if fig.data and min(t.lowerfence[0] for t in fig.data) > 0 and \
             max(t.upperfence[0] for t in fig.data) / min(t.lowerfence[0] for t in fig.data) > 10:
         fig.update_yaxes(type="log", title={"text": "latency (ms, log scale)"})

@@ -107,6 +107,11 @@ def test_compare_figures():
     assert len(cdf.data) == 2 and len(cdf.data[0].x) <= 400
     box = charts.latency_box(series)
     assert len(box.data) == 2 and box.data[1].median[0] == 0.6
+    long = "11-30 22:28:43 efficientnet-lite0 int8-dynamic · onnx · no limit · 2 threads · …7ca344"
+    box = charts.latency_box({long: np.array([1.0, 2.0])})
+    assert box.data[0].x[0].split("<br>") == ["11-30 22:28:43", "efficientnet-lite0", "int8-dynamic", "onnx", "no limit",
+                                              "2 threads", "…7ca344"]
+    assert box.layout.xaxis.tickangle == 0  # level labels, not rotated ones
     tel = tel_frame()
     ov = charts.telemetry_overlay({"a": tel, "b": tel}, "cpu.total_pct")
     assert len(ov.data) == 2

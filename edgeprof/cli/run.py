@@ -290,6 +290,9 @@ def cmd_devices(args) -> int:
         print(f"telemetry {t['name']:<14} {'yes' if t['available'] else 'no ':<4} {t['reason']}")
     m = rep["memory_cap"]
     print(f"memory cap {m['kind']}: {m['reason']}")
+    p = rep["memory_pressure"]
+    print(f"memory pressure {p['scope']}: {p['where']}" if "scope" in p else f"memory pressure unavailable: "
+          f"{p['unavailable']}")
     return 0
 
 

@@ -28,7 +28,8 @@ STUDIES_DIR = paths.STUDIES_DIR
 STUDY_PRESETS = ("quick", "paper")
 CELL_OVERHEAD_S = 3.0  # spawn, import, load and warm-up on top of the measured seconds; used for estimates only
 _KEYS = ("name", "description", "models", "precisions", "runtimes", "memory_limits", "threads", "repetitions",
-         "duration_s", "iterations", "run_preset", "warmup", "timeout_s", "cooldown_s", "sample_hz", "inputs")
+         "duration_s", "iterations", "run_preset", "warmup", "timeout_s", "cooldown_s", "sample_hz", "inputs",
+         "profile_ops")
 _INPUT_KEYS = ("input_shapes", "input_fills")
 _MEM_RE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>x|mb|MB|)\s*$")
 
@@ -165,6 +166,7 @@ class StudyConfig:
     description: str = ""
     # per model: {"input_shapes": {input: "1x512"}, "input_fills": {input: 16000}}, as --shape/--fill of `run`
     inputs: dict = field(default_factory=dict)
+    profile_ops: bool = False  # each cell also profiles operators after its steady phase (--profile-ops of `run`)
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -208,6 +210,8 @@ class StudyConfig:
         set_(self, "sample_hz", check_number("sample_hz", self.sample_hz, 0.1))
         if not isinstance(self.description, str):
             raise ConfigError("description must be text.")
+        if not isinstance(self.profile_ops, bool):
+            raise ConfigError(f"profile_ops must be true or false, got {self.profile_ops!r}.")
 
     # -- construction ---------------------------------------------------------------------------------------------
     @classmethod

@@ -246,6 +246,27 @@ def test_energy_per_inference_from_the_best_sensor():
     assert "no steady phase" in energy_summary({"power.rapl_w": [1.0]}, None, 0, cpu, [])["unavailable"]
 
 
+def test_energy_from_the_captured_jtop_and_nvidia_smi_formats():
+    """The sources' own rows, from the Jetson and NVML fixtures, are what the energy figure uses."""
+    from types import SimpleNamespace
+
+    from test_telemetry import A2, fake_pynvml
+
+    from edgeprof.telemetry import jetson, nvml
+
+    attrs = json.loads((DATA / "telemetry" / "jetson-orin-nano" / "jtop-attributes.json").read_text())
+    rows = values(jetson.rows_from_jtop(SimpleNamespace(**attrs)))
+    doc = energy_summary({m: [v] for m, v in rows.items()}, 1.0, 100, {"execution_provider": "cuda"}, [])
+    assert doc["avg_power_w"] == pytest.approx(7.425) and doc["scope"] == "board"  # VDD_IN, 7425 mW
+    assert doc["mj_per_inference"] == pytest.approx(74.25)
+    src = nvml.NvmlSource(pynvml=fake_pynvml(A2))
+    assert src.probe()[0]
+    got = values(src.read())
+    doc = energy_summary({m: [v] for m, v in got.items()}, 1.0, 100, {"execution_provider": "cuda"}, [])
+    assert doc["avg_power_w"] == pytest.approx(52.37) and doc["source"] == "NVML gpu0 power"
+    src.close()
+
+
 # ------------------------------------------------------------------------------------------- operator profiles
 
 def test_ort_profile_from_captured_traces():

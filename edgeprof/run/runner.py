@@ -220,7 +220,7 @@ class RunHandle:
                 "path": str(variant.path), "sha256": variant.sha256, "size_bytes": variant.size_bytes}
         store.insert_run(self.run_id, self.device_id, cfg.to_dict(), software_versions(), meta,
                          study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node())
-        self._cap = limits.create(cfg.memory_limit_mb, self.run_id, swap=cfg.swap)
+        self._cap = limits.create(cfg.memory_limit_mb, self.run_id, swap=cfg.swap, psi=True)
 
     def _note(self, message: str) -> None:
         with self._lock:

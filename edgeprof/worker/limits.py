@@ -249,9 +249,10 @@ def _psi_group(run_id: str, parent: Path | None) -> Path | None:
 
 
 def create(requested_mb: float | None, run_id: str, *, swap: bool = True, mechanism: Mechanism | None = None,
-           psi: Path | None | bool = True) -> MemoryCap:
+           psi: Path | None | bool = False) -> MemoryCap:
     """Create the cap for one run. No cap requested: a MemoryCap of kind ``none``. ``psi``: True to make the worker a
-    PSI group where the cap has none (``psi_parent()``), a directory to make it under, False/None for none."""
+    PSI group where the cap has none (under ``psi_parent()``; the runner asks for one), a directory to make it under,
+    False/None for none."""
     mech = mechanism or detect()
     parent = psi_parent() if psi is True else (psi or None)
     if not requested_mb:

@@ -25,7 +25,7 @@ PKG = ROOT / "edgeprof"
 LAYERS = {
     "base": ["errors", "paths", "locks", "heap", "install", "config"],
     "platform": ["runtimes", "telemetry", "worker", "models"],
-    "data": ["store", "stats", "charts", "device", "compare", "ops"],
+    "data": ["store", "stats", "charts", "device", "compare", "questions", "ops"],
     "run": ["run"],
     "study": ["study"],
     "front": ["ui", "auth", "cli", "__main__"],

@@ -67,9 +67,10 @@ def test_forced_rlimit(monkeypatch):
     assert limits.detect().kind == "rlimit_as"
 
 
-def test_no_cap_requested():
+def test_no_cap_requested_without_a_cgroup(monkeypatch):
+    monkeypatch.setenv("EDGEPROF_MEMORY_MECHANISM", "rlimit_as")
     cap = limits.create(None, "x")
-    assert cap.kind == "none" and cap.launcher() == [] and cap.rlimit_bytes() is None
+    assert cap.kind == "none" and cap.launcher() == [] and cap.rlimit_bytes() is None and cap.path is None
     assert cap.pressure_path() is None and cap.stat_path() is None and cap.join_psi(1) is None
 
 
@@ -81,18 +82,34 @@ def test_a_worker_gets_a_psi_group_of_its_own_and_it_is_removed():
         cap = limits.create(requested, f"psi{requested}", psi=True)
         child = subprocess.Popen(["sleep", "30"])
         try:
-            if cap.kind == "cgroup2":  # the cap's own cgroup keeps the worker's PSI
+            if cap.mechanism.kind == "cgroup2":  # the cap's own cgroup keeps the worker's PSI
                 assert cap.psi_path is None and cap.pressure_path() == cap.path / "memory.pressure"
                 continue
             assert cap.psi_path.parent == limits.psi_parent() and cap.pressure_path().is_file()
             assert cap.join_psi(child.pid) is None
             assert str(child.pid) in (cap.psi_path / "cgroup.procs").read_text().split()
-            assert (cap.stat_path() is None) == (requested is None)
+            assert (cap.stat_path() is None) == (cap.path is None)  # a run without a limit has a cgroup too
         finally:
             cap.remove()  # kills what is still inside, as after a run
             child.kill()
             child.wait(10)
         assert not cap.psi_path.exists()
+
+
+@requires_cgroup
+def test_no_cap_requested_still_accounts_the_footprint():
+    """No limit, but a cgroup of its own (with no limit): the run's charged memory is measured all the same."""
+    cap = limits.create(None, "nolimit")
+    try:
+        assert cap.kind == "none" and cap.rlimit_bytes() is None and cap.path.is_dir()
+        assert cap.launcher()[:2] == ["/bin/sh", "-c"] and "no memory limit" in cap.mechanism.reason
+        limit = cap.path / ("memory.limit_in_bytes" if cap.mechanism.kind == "cgroup1" else "memory.max")
+        assert limit.read_text().strip() in ("max", str(2**63 - 4096), str(2**63 - 1)) or int(limit.read_text()) > 2**40
+        report = cap.report()
+        assert report["mechanism"] == "none" and report["requested_mb"] is None and report["oom_kill_count"] == 0
+    finally:
+        cap.remove()
+    assert not cap.path.exists()
 
 
 @requires_cgroup

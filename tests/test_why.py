@@ -507,3 +507,8 @@ def test_the_report_has_a_why_table_and_a_pressure_figure():
     assert "Energy per inference: unavailable: no power sensor on this device." in page
     assert "pressure_vs_memory.png" in report.FIGURES
     assert report.render_figures(df)["pressure_vs_memory.png"][:4] == b"\x89PNG"
+    old = df.assign(mem_pressure_some_pct=np.nan)  # runs stored before edgeprof read PSI: no empty figure, a reason
+    assert "pressure_vs_memory.png" not in report.render_figures(old)
+    page = report.render_html({"study_id": "s1", "status": "done"}, old, report.evaluate_claims(old),
+                              report.correlation_table(old), report.render_figures(old))
+    assert "not drawn, no cell recorded memory pressure" in page

@@ -70,10 +70,11 @@ class RunHandle:
     """
 
     def __init__(self, cfg: RunConfig, store: Store | str | Path | None = None, *, study_id: str | None = None,
-                 run_id: str | None = None, lock: bool = True):
+                 run_id: str | None = None, lock: bool = True, group_id: str | None = None):
         self.config = cfg
         self.run_id = run_id or new_run_id()
         self.study_id = study_id
+        self.group_id = group_id
         self.status = "starting"
         self.phase = "preparing"
         self.reason: str | None = None
@@ -105,6 +106,7 @@ class RunHandle:
         self._profiling = False  # the worker completed its steady phase and profiles operators now
         self._mem_at_done: dict | None = None  # the cap's report before the profile phase
         self._op_profile: dict | None = None
+        self._exit_ns: int | None = None
 
     # -- public ---------------------------------------------------------------------------------------------------
     @property
@@ -213,13 +215,15 @@ class RunHandle:
             variant = resolve_variant(cfg.model, cfg.precision, cfg.runtime, progress=self._note)
         except EdgeprofError:
             store.insert_run(self.run_id, self.device_id, cfg.to_dict(), software_versions(), meta,
-                             study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node())
+                             study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node(),
+                             group_id=self.group_id)
             raise
         self.variant = variant
         meta = {"name": variant.model or cfg.model, "precision": variant.precision, "runtime": variant.format,
                 "path": str(variant.path), "sha256": variant.sha256, "size_bytes": variant.size_bytes}
         store.insert_run(self.run_id, self.device_id, cfg.to_dict(), software_versions(), meta,
-                         study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node())
+                         study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node(),
+                         group_id=self.group_id)
         self._cap = limits.create(cfg.memory_limit_mb, self.run_id, swap=cfg.swap, psi=True)
 
     def _note(self, message: str) -> None:
@@ -236,7 +240,7 @@ class RunHandle:
         if cap is not None:
             pressure, stat = cap.pressure_path(), cap.stat_path()
             self._psi = MemoryPressureSource(str(pressure) if pressure else None, str(stat) if stat else None,
-                                             cap.kind)
+                                             cap.mechanism.kind)
             sources.append(self._psi)
         self._sampler = Sampler(sources, hz=self.config.sample_hz, sink=self._recorder.add_telemetry).start()
         return self._sampler
@@ -296,6 +300,7 @@ class RunHandle:
                 except (EOFError, OSError):
                     eof = True  # the worker closed its end: it has exited or is exiting
             if proc.poll() is not None:
+                self._exit_ns = time.monotonic_ns()
                 with contextlib.suppress(EOFError, OSError):
                     while not eof and conn.poll(0):
                         self._on_message(conn.recv())
@@ -423,6 +428,7 @@ class RunHandle:
             op_profile=self._profile_result(mem) if self.config.profile_ops else None,
             memory_pressure=self._psi.describe() if self._psi is not None else
             {"unavailable": "the run ended before its worker started"},
+            worker_exit_ns=self._exit_ns,
         )
 
     def _profile_result(self, mem: dict) -> dict:

@@ -141,13 +141,14 @@ class MemoryCap:
         """The worker's own ``memory.pressure``: its PSI group's, else the cap's under cgroup v2; None otherwise."""
         if self.psi_path is not None:
             return self.psi_path / "memory.pressure"
-        if self.path is not None and self.kind == "cgroup2":
+        if self.path is not None and self.mechanism.kind == "cgroup2":
             return self.path / "memory.pressure"
         return None
 
     def stat_path(self) -> Path | None:
         """The cap's ``memory.stat`` (faults, refaults, the anonymous/file split); None without a memory cgroup."""
-        return self.path / "memory.stat" if self.path is not None and self.kind in ("cgroup1", "cgroup2") else None
+        return self.path / "memory.stat" if self.path is not None and self.mechanism.kind in ("cgroup1", "cgroup2") \
+            else None
 
     def join_psi(self, pid: int) -> str | None:
         """Move ``pid`` into the PSI group; None when it is there (or there is none), else why it could not."""
@@ -177,7 +178,7 @@ class MemoryCap:
         return {k: int(v) for k, v in (line.split() for line in text.splitlines() if line.count(" ") == 1)}
 
     def current_bytes(self) -> int | None:
-        name = "memory.current" if self.kind == "cgroup2" else "memory.usage_in_bytes"
+        name = "memory.current" if self.mechanism.kind == "cgroup2" else "memory.usage_in_bytes"
         text = self._read(name)
         return int(text) if text else None
 
@@ -188,7 +189,7 @@ class MemoryCap:
         if self.path is None:
             return out
         stat = self._stat()
-        if self.kind == "cgroup1":
+        if self.mechanism.kind == "cgroup1":
             peak = self._read("memory.max_usage_in_bytes")
             oom = dict(line.split() for line in (self._read("memory.oom_control") or "").splitlines() if " " in line)
             out["oom_kill_count"] = int(oom.get("oom_kill", 0))
@@ -250,14 +251,24 @@ def _psi_group(run_id: str, parent: Path | None) -> Path | None:
 
 def create(requested_mb: float | None, run_id: str, *, swap: bool = True, mechanism: Mechanism | None = None,
            psi: Path | None | bool = False) -> MemoryCap:
-    """Create the cap for one run. No cap requested: a MemoryCap of kind ``none``. ``psi``: True to make the worker a
-    PSI group where the cap has none (under ``psi_parent()``; the runner asks for one), a directory to make it under,
-    False/None for none."""
+    """Create the cap for one run. No cap requested: a MemoryCap of kind ``none``, still in a cgroup of its own (with
+    no limit) where one can be made, so the kernel accounts the memory it charges: a run without a limit measures the
+    variant's footprint (peak charged) too, which is what a student needs to choose a limit. ``psi``: True to make the
+    worker a PSI group where the cap has none (under ``psi_parent()``; the runner asks for one), a directory to make it
+    under, False/None for none."""
     mech = mechanism or detect()
     parent = psi_parent() if psi is True else (psi or None)
+    cgroup = mech.kind in ("cgroup1", "cgroup2")
     if not requested_mb:
-        return MemoryCap(None, Mechanism("none", None, "no memory limit requested"), psi_path=_psi_group(run_id, parent))
-    if mech.kind not in ("cgroup1", "cgroup2"):
+        if not cgroup:
+            return MemoryCap(None, Mechanism("none", None, "no memory limit requested"),
+                             psi_path=_psi_group(run_id, parent))
+        path = Path(mech.parent) / f"{PREFIX}{os.getpid()}-{run_id}"
+        path.mkdir()
+        note = f"no memory limit; charged memory accounted in a {mech.kind} cgroup with no limit"
+        return MemoryCap(None, Mechanism(mech.kind, mech.parent, note), path,
+                         None if mech.kind == "cgroup2" else _psi_group(run_id, parent))
+    if not cgroup:
         return MemoryCap(requested_mb, mech, psi_path=_psi_group(run_id, parent))
     path = Path(mech.parent) / f"{PREFIX}{os.getpid()}-{run_id}"
     path.mkdir()

@@ -32,6 +32,12 @@ class ConfigError(UsageError):
     """A RunConfig or StudyConfig that fails validation."""
 
 
+class BundleError(UsageError):
+    """Data from outside that edgeprof refuses to read: a run bundle (folder or zip) or another device's object that
+    names a file outside itself, is bigger than the limits, or is not shaped as edgeprof writes it. Nothing of it
+    was stored. A usage error (exit 2): the input given is wrong, not this device."""
+
+
 class ModelError(EdgeprofError):
     """A model file that is missing, unreadable, truncated or unsupported."""
 

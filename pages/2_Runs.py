@@ -31,7 +31,7 @@ with st.expander("Import a bundle (.zip exported from edgeprof)", expanded=runs.
             path = Path(tmp) / "bundle.zip"
             path.write_bytes(bundle.getvalue())
             try:
-                added = import_bundle(store, path)
+                added = import_bundle(store, path, name=bundle.name)
             except EdgeprofError as exc:
                 ui.show_error(exc, "Import failed")
             else:

@@ -3,7 +3,8 @@ its own, the library never imports the CLI or Streamlit, and the worker imports 
 
 Every import counts, also the ones inside functions (a lazy import is still a dependency). The layers, bottom up:
 
-  base      errors, paths, locks, heap, install, config      what everything may use
+  base      errors, paths, locks, heap, install, config,     what everything may use
+            untrusted
   platform  runtimes, telemetry, worker, models              the device, the runtimes, the worker process
   data      store, stats, charts, device, compare, ops       the database and pure computations on numbers
   run       run                                              one run from request to stored result
@@ -23,7 +24,7 @@ from helpers import ROOT
 
 PKG = ROOT / "edgeprof"
 LAYERS = {
-    "base": ["errors", "paths", "locks", "heap", "install", "config"],
+    "base": ["errors", "paths", "locks", "heap", "install", "config", "untrusted"],
     "platform": ["runtimes", "telemetry", "worker", "models"],
     "data": ["store", "stats", "charts", "device", "compare", "questions", "ops"],
     "run": ["run"],

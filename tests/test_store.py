@@ -15,7 +15,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from edgeprof.errors import StorageError
+from edgeprof.errors import BundleError, StorageError
 from edgeprof.store import MIGRATIONS, SCHEMA_VERSION, TABLES, Store, new_run_id
 from edgeprof.store.bundle import export_runs, import_bundle
 from edgeprof.store.schema import WHY_COLUMNS
@@ -373,10 +373,10 @@ def test_export_of_unknown_runs_and_import_of_non_bundles(store, tmp_path):
         export_runs(store, ["nope"], tmp_path / "x")
     assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".edgeprof-export-*"))
     (tmp_path / "junk").mkdir()
-    with pytest.raises(StorageError, match="not an edgeprof bundle"):
+    with pytest.raises(BundleError, match="not an edgeprof bundle: it has no manifest.json"):
         import_bundle(store, tmp_path / "junk")
     (tmp_path / "junk.zip").write_text("not a zip")
-    with pytest.raises(StorageError, match="not a readable bundle"):
+    with pytest.raises(BundleError, match="junk.zip is refused: it is not a readable zip file"):
         import_bundle(store, tmp_path / "junk.zip")
 
 

@@ -238,17 +238,20 @@ def test_a_study_runs_a_users_model_with_the_inputs_it_needs(tmp_path):
     model = str(vad_like(tmp_path / "vad.onnx"))
     base = {"name": "vad", "models": [model], "memory_limits": ["none"], "duration_s": 0.3, "warmup": 5,
             "cooldown_s": 0}
+    mine = {"allowed_paths": [tmp_path]}  # the file is outside the data directory: given as with --allow-path
     with pytest.raises(ConfigError, match="inputs names model 'other.onnx', which is not in the study's models"):
-        study.StudyConfig.from_dict({**base, "inputs": {"other.onnx": {"input_fills": {"sr": 1}}}})
+        study.StudyConfig.from_dict({**base, "inputs": {"other.onnx": {"input_fills": {"sr": 1}}}}, **mine)
     with pytest.raises(ConfigError, match="may hold only input_shapes and input_fills"):
-        study.StudyConfig.from_dict({**base, "inputs": {model: {"shape": {"input": "1x512"}}}})
+        study.StudyConfig.from_dict({**base, "inputs": {model: {"shape": {"input": "1x512"}}}}, **mine)
     with pytest.raises(ConfigError, match="nor a .onnx or .tflite file that exists"):
-        study.StudyConfig.from_dict({**base, "models": [str(tmp_path / "missing.onnx")]})
+        study.StudyConfig.from_dict({**base, "models": [str(tmp_path / "missing.onnx")]}, **mine)
     text = f"""name = "vad"\nmodels = ["{model}"]\nmemory_limits = ["none"]\nduration_s = 0.3\nwarmup = 5
 cooldown_s = 0\n[inputs."{model}"]\ninput_shapes = {{ input = "1x512" }}\ninput_fills = {{ sr = 16000 }}\n"""
-    cfg = study.StudyConfig.from_toml(text)
+    with pytest.raises(ConfigError, match="is outside the data directory .* the only places a study file may name"):
+        study.StudyConfig.from_toml(text)
+    cfg = study.StudyConfig.from_toml(text, **mine)
     assert cfg.inputs == {model: {"input_shapes": {"input": [1, 512]}, "input_fills": {"sr": 16000}}}
-    assert study.StudyConfig.from_dict(cfg.to_dict()) == cfg
+    assert study.StudyConfig.from_dict(cfg.to_dict(), **mine) == cfg
     store = Store(tmp_path / "runs.duckdb")
     assert study.run_study(cfg, store, study_id="vad-1") == {"study_id": "vad-1", "cells": 1, "done": 1, "failed": 0}
     run = store.get_run(store.cells("vad-1").iloc[0]["run_id"])

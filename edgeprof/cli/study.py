@@ -23,6 +23,9 @@ def register(sub) -> None:
     src.add_argument("--preset", choices=("quick", "paper"), help="a bundled study (studies/<name>.toml)")
     src.add_argument("--file", metavar="STUDY.toml", help="a study description in TOML")
     p.add_argument("--study-id", metavar="ID", help="resume this study (or give a new study this id)")
+    p.add_argument("--allow-path", action="append", default=[], metavar="PATH",
+                   help="a model file or folder outside the data directory that the study file (or a resumed "
+                        "study's stored settings) may name; repeatable")
     p.add_argument("--duration", type=float, metavar="S", help="steady-state seconds per cell (overrides the study's)")
     p.add_argument("--iterations", type=int, metavar="N", help="minimum steady-state iterations per cell")
     p.add_argument("--cooldown", type=float, metavar="S", help="seconds of rest between cells")
@@ -73,7 +76,8 @@ def cmd_study(args) -> int:
 
     store = open_store(args.db)
     cfg = resolve_config(store, preset=args.preset, file=args.file, study_id=args.study_id,
-                         duration_s=args.duration, cooldown_s=args.cooldown, iterations=args.iterations)
+                         duration_s=args.duration, cooldown_s=args.cooldown, iterations=args.iterations,
+                         allowed_paths=args.allow_path)
     runner = StudyRunner(cfg, store, study_id=args.study_id, progress=_Printer(args.quiet))
     if not args.quiet:
         print(f"study {runner.study_id}: {cfg.n_cells} cells ({len(cfg.variants)} variants x "
@@ -111,7 +115,8 @@ def cmd_studies(args) -> int:
         print(f"no studies yet: start one with `{args.prog} study --preset quick`")
     else:
         for r in rows:
-            print(f"{r['study_id']:<40} {r['status']:<12} {r['done']}/{r['cells']} done, {r['failed']} failed"
+            cells = "?" if r["cells"] is None else r["cells"]
+            print(f"{r['study_id']:<40} {r['status']:<12} {r['done']}/{cells} done, {r['failed']} failed"
                   + ("  (resumable)" if r["resumable"] else ""))
     return 0
 

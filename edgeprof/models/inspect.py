@@ -172,7 +172,9 @@ def _check_graph_complete(p: Path, graph) -> None:
 
 
 def _external_data(p: Path, model) -> tuple[list[str], list[str]]:
-    """Return (locations, missing) of initializers kept in external files, relative to the model's folder."""
+    """Return (locations, missing) of initializers kept in external files, relative to the model's folder. A location
+    that is absolute, climbs with '..', or resolves (through a symbolic link) outside the model's folder counts as
+    missing: the runtime would read that file, and a model must not make edgeprof read outside its folder."""
     from onnx import TensorProto
 
     locations = set()
@@ -181,10 +183,12 @@ def _external_data(p: Path, model) -> tuple[list[str], list[str]]:
             for entry in init.external_data:
                 if entry.key == "location":
                     locations.add(entry.value)
+    folder = p.parent.resolve()
     missing = []
     for loc in sorted(locations):
-        target = (p.parent / loc).resolve()
-        if Path(loc).is_absolute() or ".." in Path(loc).parts or not target.is_file():
+        target = (p.parent / loc).resolve()  # a link is followed: one leading out of the folder is refused
+        if Path(loc).is_absolute() or ".." in Path(loc).parts or not target.is_relative_to(folder) \
+                or not target.is_file():
             missing.append(loc)
     return sorted(locations), missing
 

@@ -4,7 +4,6 @@ file per table, plus ``manifest.json``): ``export_runs(store, ...)`` writes one,
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import shutil
@@ -16,8 +15,10 @@ from pathlib import Path
 import duckdb
 
 from .. import __version__
-from ..errors import StorageError
-from .schema import FILL_CPU_OTHERS, NO_LIMIT_IS_NULL, RENAMED_COLUMNS, SCHEMA_VERSION, TABLES
+from ..errors import BundleError, StorageError
+from ..untrusted import ENV_MAX_MB, MB, Box, Limits, open_box, shown, staging_dir
+from . import checks
+from .schema import FILL_CPU_OTHERS, NO_LIMIT_IS_NULL, SCHEMA_VERSION, TABLES
 from .store import Store, _listify, _utcnow
 
 BUNDLE_FORMAT = "edgeprof-bundle"
@@ -85,59 +86,47 @@ def export_runs(store: Store, run_ids: Iterable[str] | None, out_path: str | os.
             work.with_suffix(".zip.part").unlink()
     return out
 
-def import_bundle(store: Store, path: str | os.PathLike) -> list[str]:
+def import_bundle(store: Store, path: str | os.PathLike, limits: Limits | None = None, name: str | None = None) -> list[str]:
     """Add the runs of a bundle made by :meth:`export_runs`; returns the ids of the runs it added.
 
     Idempotent: runs already present (same id) are skipped with their samples, as are devices, studies and
     cells that exist. Runs keep their ids and devices. Everything lands in one transaction.
+
+    A bundle is data from outside (edgeprof.untrusted): the manifest may name only plain files inside the bundle,
+    which are copied into a private folder within ``limits`` (``Limits.from_env()``: 4 GiB, $EDGEPROF_MAX_BUNDLE_MB)
+    and checked (store.checks) before anything is stored. Anything else is a BundleError (exit 2) whose one sentence
+    names the entry; the database is left as it was. ``name`` is what messages call the bundle (an uploaded file's
+    name; the path by default).
     """
-    src = Path(path).expanduser()
-    if not src.exists():
-        raise StorageError(f"there is no bundle at {src}.", "Pass the directory or .zip made by export.")
-    with contextlib.ExitStack() as stack:
-        if src.is_file():
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeprof-import-")))
-            try:
-                with zipfile.ZipFile(src) as zf:
-                    zf.extractall(tmp)
-            except (zipfile.BadZipFile, OSError) as err:
-                raise StorageError(f"{src} is not a readable bundle ({err}).",
-                                   "Pass the directory or .zip made by export.") from None
-            src_dir = tmp
-        else:
-            src_dir = src
-        manifest = _read_manifest(src_dir, src)
+    limits = limits or Limits.from_env()
+    shown_as = name or str(Path(path).expanduser())
+    with open_box(path, limits, label=f"the bundle {shown_as}") as box, staging_dir() as stage:
+        manifest = _read_manifest(box, shown_as)
         fmt = manifest["file_format"]
+        files = {}
+        for table in TABLES:
+            entry = manifest["tables"].get(table)
+            if entry is not None:
+                files[table] = stage / f"{table}.{fmt}"
+                box.copy(entry["file"], files[table], what=f"its {table} table is")
+        types, required = _table_types(store)
+        sources = _check_bundle(box, manifest, files, fmt, types, required, stage, limits)
         with store._writing() as con:
-            types = {t: dict(con.execute(
-                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?"
-                " AND table_schema = 'main' AND table_catalog = current_database() ORDER BY ordinal_position",
-                [t]).fetchall()) for t in TABLES}
-            sources = {}
-            for table, entry in manifest["tables"].items():
-                if table not in TABLES:
-                    continue
-                file = src_dir / entry["file"]
-                if not file.is_file():
-                    raise StorageError(f"the bundle {src} lacks {entry['file']}.", "Export it again.")
-                sources[table] = _bundle_source(con, file, fmt, types[table])
-            if "runs" not in sources:
-                raise StorageError(f"the bundle {src} has no runs table.", "Export it again.")
-            runs_src = sources["runs"][1]
+            runs_src = sources["runs"].sql
             new_ids = [r[0] for r in con.execute(
                 f"SELECT run_id FROM {runs_src} WHERE run_id NOT IN (SELECT run_id FROM runs) ORDER BY run_id"
             ).fetchall()]
             for table in TABLES:
                 if table not in sources:
                     continue
-                cols, source = sources[table]
-                col_sql = ", ".join(cols)
+                src = sources[table]
+                col_sql = ", ".join(f'"{c}"' for c in src.columns)
                 if table in ("runs", "latency", "telemetry"):
                     if new_ids:
-                        con.execute(f"INSERT INTO {table} ({col_sql}) SELECT {col_sql} FROM {source}"
+                        con.execute(f"INSERT INTO {table} ({col_sql}) SELECT {col_sql} FROM {src.sql}"
                                     " WHERE run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
                 else:
-                    con.execute(f"INSERT INTO {table} ({col_sql}) SELECT {col_sql} FROM {source}"
+                    con.execute(f"INSERT INTO {table} ({col_sql}) SELECT {col_sql} FROM {src.sql}"
                                 " ON CONFLICT DO NOTHING")
             if new_ids:  # a bundle from schema 2 lacks the column its summaries can fill
                 con.execute(FILL_CPU_OTHERS + " AND run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
@@ -145,6 +134,58 @@ def import_bundle(store: Store, path: str | os.PathLike) -> list[str]:
                     con.execute(sql + " AND run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
     return new_ids
 
+
+def _table_types(store: Store) -> tuple[dict[str, dict[str, str]], dict[str, set[str]]]:
+    """{table: {column: SQL type}} and {table: NOT NULL columns} of the store's tables."""
+    with store._reading() as con:
+        rows = con.execute(
+            "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns"
+            " WHERE table_schema = 'main' AND table_catalog = current_database() ORDER BY table_name, ordinal_position"
+        ).fetchall()
+    types: dict[str, dict[str, str]] = {t: {} for t in TABLES}
+    required: dict[str, set[str]] = {t: set() for t in TABLES}
+    for table, column, sql_type, nullable in rows:
+        if table in types:
+            types[table][column] = sql_type
+            if nullable == "NO":
+                required[table].add(column)
+    return types, required
+
+
+def _check_bundle(box: Box, manifest: dict, files: dict[str, Path], fmt: str, types: dict, required: dict,
+                  stage: Path, limits: Limits) -> dict[str, checks.Source]:
+    """Every table file read and checked in a private in-memory DuckDB (store.checks); the sources to insert from."""
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        con.execute(f"SET temp_directory = '{_sql_str(stage / 'spill')}'")
+        sources = {t: checks.table_source(con, f, fmt, t, types[t], box.refuse, _CSV_NULL) for t, f in files.items()}
+        rows = text = 0
+        run_ids: list[str] = []
+        for table in ("runs", *[t for t in TABLES if t != "runs"]):
+            if table not in sources:
+                continue
+            expected = manifest["tables"][table]["rows"]
+            if fmt == "parquet":
+                held = checks.parquet_rows(con, files[table], table, box.refuse)
+                if held != expected:
+                    raise box.refuse(f"its manifest promises {expected} rows of {table} and the file holds {held}")
+            if rows + expected > limits.max_rows:
+                raise box.refuse(f"it holds more than {limits.max_rows} rows")
+            facts = checks.check_table(con, sources[table], types[table], required[table], box.refuse,
+                                       expected_rows=expected, belongs=table != "runs")
+            if table == "runs":
+                run_ids = checks.remember_runs(con, sources[table])
+            rows += facts.rows
+            text += facts.text_chars
+            if text > limits.max_bytes:
+                raise box.refuse(f"its tables unpack to more than {limits.max_bytes // MB} MB of text",
+                                 f"Set {ENV_MAX_MB} to a larger number of MB to import it.")
+        listed = manifest.get("run_ids")
+        if listed is not None and sorted(listed) != run_ids:
+            raise box.refuse("its manifest lists other runs than its runs table holds")
+        return sources
+    finally:
+        con.close()
 
 
 def _sql_str(path: Path) -> str:
@@ -168,45 +209,41 @@ def _export_selects() -> dict[str, str]:
     }
 
 
-def _read_manifest(src_dir: Path, src: Path) -> dict:
+def _read_manifest(box: Box, src: str) -> dict:
+    """The manifest, checked: its format and versions, a file name and a row count per known table."""
+    if not box.exists("manifest.json"):
+        raise BundleError(f"{src} is not an edgeprof bundle: it has no manifest.json.",
+                          "Pass the directory or .zip made by export.")
     try:
-        manifest = json.loads((src_dir / "manifest.json").read_text())
-    except (OSError, ValueError) as err:
-        raise StorageError(f"{src} is not an edgeprof bundle: its manifest.json is missing or unreadable ({err}).",
-                           "Pass the directory or .zip made by export.") from None
+        manifest = json.loads(box.read("manifest.json", what="its manifest is"))
+    except (ValueError, RecursionError):
+        raise BundleError(f"{src} is not an edgeprof bundle: its manifest.json is not JSON.",
+                          "Pass the directory or .zip made by export.") from None
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        raise StorageError(f"{src} is not an edgeprof bundle.", "Pass the directory or .zip made by export.")
-    newer = int(manifest.get("bundle_version", 0)) > BUNDLE_VERSION
-    if newer or int(manifest.get("schema_version", 0)) > SCHEMA_VERSION:
-        raise StorageError(f"the bundle {src} was written by a newer edgeprof ({manifest.get('edgeprof_version')}).",
-                           "Upgrade edgeprof to import it.")
+        raise BundleError(f"{src} is not an edgeprof bundle.", "Pass the directory or .zip made by export.")
+    versions = {k: manifest.get(k) for k in ("bundle_version", "schema_version")}
+    for key, value in versions.items():
+        if type(value) is not int or value < 1:
+            raise box.refuse(f"its manifest has the {key} {shown(value)}, which is not a whole number from 1")
+    if versions["bundle_version"] > BUNDLE_VERSION or versions["schema_version"] > SCHEMA_VERSION:
+        raise BundleError(f"the bundle {src} was written by a newer edgeprof ({shown(manifest.get('edgeprof_version'))}).",
+                          "Upgrade edgeprof to import it.")
     if manifest.get("file_format") not in ("parquet", "csv"):
-        raise StorageError(f"the bundle {src} has an unknown file format {manifest.get('file_format')!r}.")
+        raise box.refuse(f"its manifest has the file format {shown(manifest.get('file_format'))}, not parquet or csv")
+    tables = manifest.get("tables")
+    if not isinstance(tables, dict) or not isinstance(tables.get("runs"), dict):
+        raise box.refuse("its manifest lists no runs table")
+    for table in TABLES:
+        entry = tables.get(table)
+        if entry is None:
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+            raise box.refuse(f"its manifest gives no file for the {table} table")
+        rows = entry.get("rows")
+        if type(rows) is not int or rows < 0:
+            raise box.refuse(f"its manifest has the row count {shown(rows)} for the {table} table, which is not a "
+                             "whole number")
+    listed = manifest.get("run_ids")
+    if listed is not None and (not isinstance(listed, list) or not all(isinstance(i, str) for i in listed)):
+        raise box.refuse("its manifest's run_ids is not a list of run ids")
     return manifest
-
-
-def _bundle_source(con: duckdb.DuckDBPyConnection, file: Path, fmt: str,
-                   types: dict[str, str]) -> tuple[list[str], str]:
-    """The columns shared by the file and the table, and a FROM clause that reads the file with the table's types.
-
-    Columns the file lacks (a bundle from an older schema) are left to their defaults; extra ones are ignored.
-    """
-    if fmt == "parquet":
-        names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{_sql_str(file)}')").fetchall()]
-        return _columns(names, types, f"read_parquet('{_sql_str(file)}')")
-    with open(file, newline="", encoding="utf-8") as fh:
-        names = next(csv.reader(fh), [])
-    columns = ", ".join(f"'{n}': '{types.get(n, 'VARCHAR')}'" for n in names)
-    source = (f"read_csv('{_sql_str(file)}', header = true, auto_detect = false, columns = {{{columns}}},"
-              f" nullstr = '{_CSV_NULL}', allow_quoted_nulls = false, quote = '\"', escape = '\"', delim = ',')")
-    return _columns(names, types, source)
-
-
-def _columns(names: list[str], types: dict[str, str], source: str) -> tuple[list[str], str]:
-    """The columns to insert and a FROM clause naming them as the table does: a bundle from schema < 4 has
-    ``interpreter`` and ``provider`` (RENAMED_COLUMNS), which the select renames."""
-    renamed = {old: new for old, new in RENAMED_COLUMNS.items() if old in names and new in types and new not in names}
-    if renamed:
-        source = f"(SELECT * RENAME ({', '.join(f'{o} AS {n}' for o, n in renamed.items())}) FROM {source})"
-        names = [renamed.get(c, c) for c in names]
-    return [c for c in names if c in types], source

@@ -3,6 +3,12 @@ the bundled presets (``studies/<name>.toml``), and the config a study is run or 
 
 A study is described by a preset or a TOML file of the same format (docs/studies.md). The resolved config is stored
 with the study, so a resumed study runs exactly the grid it started with.
+
+A study file, a page's TOML text and a stored config (which may have come in with a bundle) are input from outside:
+a model path in them must lie in the data directory (uploads are there) or the bundled models folder, or under a path
+the user gave on this command line (``--allow-path``, passed here as ``allowed_paths``); the path is checked before
+anything looks at it (:func:`check_model_paths`). Giving ``--file X.toml`` trusts the file's settings, not every path
+in it. A StudyConfig built in Python is trusted like the rest of the caller's code.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from .. import paths
 from ..config import PRECISIONS, RUNTIMES, check_input_fills, check_input_shapes, check_number
 from ..config import PRESETS as RUN_PRESETS
 from ..errors import ConfigError, EdgeprofError, UsageError
+from ..untrusted import within
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,11 +33,13 @@ else:  # pragma: no cover
 
 STUDIES_DIR = paths.STUDIES_DIR
 STUDY_PRESETS = ("quick", "paper")
+MAX_STUDY_FILE_BYTES = 1024 * 1024
 CELL_OVERHEAD_S = 3.0  # spawn, import, load and warm-up on top of the measured seconds; used for estimates only
 _KEYS = ("name", "description", "models", "precisions", "runtimes", "memory_limits", "threads", "repetitions",
          "duration_s", "iterations", "run_preset", "warmup", "timeout_s", "cooldown_s", "sample_hz", "inputs",
          "profile_ops")
 _INPUT_KEYS = ("input_shapes", "input_fills")
+STUDY_ID_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"  # as store.checks.STUDY_ID: what new_study_id makes
 _MEM_RE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>x|mb|MB|)\s*$")
 
 # ------------------------------------------------------------------------------------------------ memory limits
@@ -145,6 +154,30 @@ def _bundled_models() -> tuple[str, ...]:
     return tuple(model_names())
 
 
+def model_roots(allowed_paths=()) -> list[Path]:
+    """Where a model path from a study file may lie: the data directory, the bundled models, and ``allowed_paths``."""
+    return [paths.data_dir(), paths.MODELS_DIR, *(Path(p) for p in allowed_paths)]
+
+
+def check_model_paths(models, allowed_paths=()) -> None:
+    """Refuse a model path (not a bundled name) outside :func:`model_roots` with a ConfigError, before any file is
+    looked at: the check is lexical first (edgeprof.untrusted.within), then with links resolved."""
+    if not isinstance(models, (list, tuple)):
+        return  # a single name or "all": the config's own checks judge it
+    bundled = _bundled_models()
+    roots = model_roots(allowed_paths)
+    for m in models:
+        if not isinstance(m, str) or m in bundled or not (m.lower().endswith((".onnx", ".tflite")) or "/" in m
+                                                            or os.sep in m):
+            continue
+        if "\0" in m or not within(m, roots):
+            raise ConfigError(
+                f"models: {m!r} is outside the data directory ({paths.data_dir()}) and the bundled models "
+                f"({paths.MODELS_DIR}), the only places a study file may name.",
+                "Upload the model (Models page) and name its stored path, or give the file or its folder on the "
+                "command line with --allow-path.")
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     """A study's grid and how each cell is measured. Lists may be given as ``"all"`` (resolved when built)."""
@@ -215,32 +248,41 @@ class StudyConfig:
 
     # -- construction ---------------------------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, doc: dict) -> StudyConfig:
+    def from_dict(cls, doc: dict, *, allowed_paths=()) -> StudyConfig:
+        """A config from settings that came from outside: model paths must lie in :func:`model_roots`."""
         if not isinstance(doc, dict):
             raise ConfigError("a study description must be a table of settings.")
-        unknown = sorted(set(doc) - set(_KEYS))
+        unknown = sorted(map(str, set(doc) - set(_KEYS)))
         if unknown:
             raise ConfigError(f"unknown study setting(s) {', '.join(unknown)}; allowed: {', '.join(_KEYS)}.")
         if "name" not in doc:
             raise ConfigError("a study needs a name (name = \"my-study\").")
+        check_model_paths(doc.get("models"), allowed_paths)
         return cls(**doc)
 
     @classmethod
-    def from_toml(cls, text: str, *, source: str = "the study file") -> StudyConfig:
+    def from_toml(cls, text: str, *, source: str = "the study file", allowed_paths=()) -> StudyConfig:
+        if not isinstance(text, str):
+            raise ConfigError(f"{source} is not text.")
         try:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source} is not valid TOML ({exc}).", "See docs/studies.md for the format.") from None
-        return cls.from_dict(doc)
+        except RecursionError:
+            raise ConfigError(f"{source} nests tables too deeply.", "See docs/studies.md for the format.") from None
+        return cls.from_dict(doc, allowed_paths=allowed_paths)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> StudyConfig:
+    def from_file(cls, path: str | os.PathLike, *, allowed_paths=()) -> StudyConfig:
         p = Path(path)
         try:
-            text = p.read_text()
-        except OSError as exc:
-            raise UsageError(f"cannot read the study file {p}: {exc.strerror or exc}.") from None
-        return cls.from_toml(text, source=str(p))
+            if p.stat().st_size > MAX_STUDY_FILE_BYTES:
+                raise UsageError(f"the study file {p} is over {MAX_STUDY_FILE_BYTES // 1024} KiB; a study file is a "
+                                 "few lines of TOML.")
+            text = p.read_text(encoding="utf-8")
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read the study file {p}: {getattr(exc, 'strerror', None) or exc}.") from None
+        return cls.from_toml(text, source=str(p), allowed_paths=allowed_paths)
 
     def to_dict(self) -> dict:
         doc = asdict(self)
@@ -311,31 +353,45 @@ def preset_text(name: str) -> str:
     return preset_path(name).read_text()
 
 
-def stored_config(doc) -> StudyConfig | None:
-    """The StudyConfig stored with a study (a JSON string or dict), or None if it cannot be read."""
+def _stored_settings(doc) -> dict | None:
     import json
 
-    if doc is None:
-        return None
     if isinstance(doc, str):
         try:
             doc = json.loads(doc)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
     if not isinstance(doc, dict):
         return None
-    doc = {k: v for k, v in doc.items() if k in _KEYS}
+    return {k: v for k, v in doc.items() if k in _KEYS}
+
+
+def stored_config(doc, allowed_paths=()) -> StudyConfig | None:
+    """The StudyConfig stored with a study (a JSON string or dict), or None if it cannot be read or names a model
+    outside :func:`model_roots` (stored settings may have come in with a bundle: they are checked like a file)."""
+    settings = _stored_settings(doc)
+    if settings is None:
+        return None
     try:
-        return StudyConfig.from_dict(doc)
+        return StudyConfig.from_dict(settings, allowed_paths=allowed_paths)
     except EdgeprofError:
         return None
 
 
+def check_study_id(study_id: str) -> str:
+    """A study id a user gives (``--study-id``): the shape ``study.runner.new_study_id`` makes and bundles carry."""
+    if not isinstance(study_id, str) or not re.fullmatch(STUDY_ID_RE, study_id):
+        raise UsageError(f"study id {study_id!r} must be 1-128 letters, digits, '-', '_' or '.', starting with a letter "
+                         "or digit.")
+    return study_id
+
+
 def resolve_config(store, *, preset: str | None = None, file: str | None = None, toml_text: str | None = None,
                    study_id: str | None = None, duration_s: float | None = None, cooldown_s: float | None = None,
-                   iterations: int | None = None) -> StudyConfig:
+                   iterations: int | None = None, allowed_paths=()) -> StudyConfig:
     """The config to run: the named preset / file / text with overrides; for a resumed study (its id exists) its
-    stored config (a given preset or file must describe the same grid)."""
+    stored config (a given preset or file must describe the same grid). Model paths in the file, the text or the
+    stored config must lie in :func:`model_roots` (``allowed_paths``: those the user gave on the command line)."""
     given = [x for x in (preset, file, toml_text) if x]
     if len(given) > 1:
         raise UsageError("give one of a preset, a file or TOML text.")
@@ -343,18 +399,24 @@ def resolve_config(store, *, preset: str | None = None, file: str | None = None,
     if preset:
         cfg = load_preset(preset)
     elif file:
-        cfg = StudyConfig.from_file(file)
+        cfg = StudyConfig.from_file(file, allowed_paths=allowed_paths)
     elif toml_text:
-        cfg = StudyConfig.from_toml(toml_text)
+        cfg = StudyConfig.from_toml(toml_text, allowed_paths=allowed_paths)
     stored = None
     if study_id:
         studies = store.list_studies()
         row = studies[studies["study_id"] == study_id] if not studies.empty else studies
         if len(row):
-            stored = stored_config(row.iloc[0]["config"])
-            if stored is None:
+            settings = _stored_settings(row.iloc[0]["config"])
+            if settings is None:
                 raise UsageError(f"study {study_id} has no readable stored settings.", "Start a new study.")
-        elif cfg is None:
+            try:
+                stored = StudyConfig.from_dict(settings, allowed_paths=allowed_paths)
+            except EdgeprofError as exc:
+                raise UsageError(f"study {study_id}'s stored settings cannot be used: {exc.message}", exc.hint) from None
+        else:
+            check_study_id(study_id)
+        if stored is None and cfg is None:
             raise UsageError(f"there is no study {study_id} in {store.path}.",
                              "List studies with `python -m edgeprof studies`, or give --preset / --file to start it.")
     if stored is not None:

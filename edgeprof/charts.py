@@ -545,3 +545,51 @@ def telemetry_overlay(frames: dict[str, pd.DataFrame], metric: str, *, label: st
     if not fig.data:
         return empty_figure(title, f"none of these runs recorded {metric}")
     return _layout(fig, title, label or metric, height=320)
+
+
+# ------------------------------------------------------------------------------ why it is slow (operators, pressure)
+
+def op_profile_figure(profile: dict | None, *, top: int = 12, title: str = "Time per operator type") -> go.Figure:
+    """One run's operator profile (``runtimes.profile``): ms per inference of each operator type, slowest on top,
+    the rest summed as "other"; a blank chart that says why when there is no profile."""
+    if not profile or "unavailable" in profile or not profile.get("by_type"):
+        why = (profile or {}).get("unavailable") or "no operator profile (run with --profile-ops)"
+        return empty_figure(title, why[:90] + ("..." if len(why) > 90 else ""), 260)
+    rows = profile["by_type"]
+    shown, rest = rows[:top], rows[top:]
+    names = [r["op_type"] for r in shown] + ([f"other ({len(rest)} types)"] if rest else [])
+    ms = [r["ms_per_inference"] for r in shown] + ([sum(r["ms_per_inference"] for r in rest)] if rest else [])
+    shares = [r["share"] for r in shown] + ([sum(r["share"] for r in rest)] if rest else [])
+    fig = go.Figure(go.Bar(x=ms[::-1], y=names[::-1], orientation="h", marker_color=COLORS[0],
+                           text=[f"{100 * s:.0f}%" for s in shares[::-1]], textposition="outside"))
+    return _layout(fig, title, "", "ms per inference (median over the profiled inferences)",
+                   height=max(260, 28 * len(names) + 90), showlegend=False)
+
+
+def op_compare_figure(table: pd.DataFrame, name_a: str, name_b: str, *, top: int = 10,
+                      title: str = "Time per operator type, side by side") -> go.Figure:
+    """Two runs' operator types (``ops.op_table``) as paired horizontal bars, largest change on top."""
+    if table is None or table.empty:
+        return empty_figure(title, "no operator profiles to compare", 260)
+    t = table.head(top).iloc[::-1]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=t["ms_a"], y=t["op_type"], orientation="h", name=name_a, marker_color=COLORS[0]))
+    fig.add_trace(go.Bar(x=t["ms_b"], y=t["op_type"], orientation="h", name=name_b, marker_color=COLORS[1]))
+    return _layout(fig, title, "", "ms per inference", height=max(280, 34 * len(t) + 110), barmode="group")
+
+
+def pressure_figure(tel: pd.DataFrame, *, title: str = "Memory pressure", height: int = 300) -> go.Figure:
+    """Share of time stalled on memory (PSI some / full, %) and major faults per second (right axis)."""
+    if tel is None or tel.empty or not tel["metric"].astype(str).str.startswith("mem.pressure").any():
+        return empty_figure(title, "no pressure-stall information recorded", height)
+    fig = go.Figure()
+    _lines(fig, tel, [("mem.pressure_some_pct", "some task stalled (%)"),
+                      ("mem.pressure_full_pct", "all tasks stalled (%)")], width=2.5)
+    faults = tel[tel["metric"] == "mem.major_faults_per_s"]
+    if not faults.empty:
+        x, y = with_gaps(faults["t_s"].to_numpy(), faults["value"].to_numpy())
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="major faults/s (right)", yaxis="y2",
+                                 line={"width": 1.5, "dash": "dot", "color": COLORS[2]}))
+        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "major faults/s", "showgrid": False})
+    fig.update_layout(yaxis={"range": [0, 100]})
+    return _layout(fig, title, "time stalled (%)", height=height)

@@ -23,6 +23,21 @@ def onnx_providers(providers: list[str] | None, arch: str, gpu: str | None, chec
             "gpu": gpu, "hint": hint}
 
 
+def memory_pressure(mech, parent, system_readable: bool) -> dict:
+    """Where a run's memory pressure will come from: the worker's own cgroup (``scope`` cgroup, ``where`` the v2
+    directory its PSI group is made under, or the cap's own v2 group), else the system's file (``scope`` system),
+    else {"unavailable": why}. Pure: tests pass what the probes found."""
+    from .telemetry.memory import PROC_PRESSURE_MEMORY
+
+    if mech.kind == "cgroup2":
+        return {"scope": "cgroup", "where": f"memory.pressure of the cap's cgroup under {mech.parent}"}
+    if parent is not None:
+        return {"scope": "cgroup", "where": f"memory.pressure of a group of the worker's own under {parent}"}
+    if system_readable:
+        return {"scope": "system", "where": f"{PROC_PRESSURE_MEMORY} (system-wide: every process counts)"}
+    return {"unavailable": f"the kernel gives no pressure-stall information ({PROC_PRESSURE_MEMORY} cannot be read)"}
+
+
 def device_report() -> dict:
     import platform
 
@@ -46,6 +61,7 @@ def device_report() -> dict:
         "telemetry": [s._asdict() for s in probe_all()],
         "memory_cap": mech.to_dict(),
         "cpu_priority": {"kind": prio.kind, "parent": prio.parent, "reason": prio.reason},
+        "memory_pressure": memory_pressure(mech, limits.psi_parent(), _readable(PSI_SYSTEM)),
     }
 
 
@@ -86,3 +102,14 @@ def client_on_device(client: str | None, own: set[str]) -> bool:
     if ip.version == 6 and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     return ip.is_loopback or str(ip) in own or text in own
+
+
+PSI_SYSTEM = "/proc/pressure/memory"
+
+
+def _readable(path: str) -> bool:
+    try:
+        with open(path) as fh:
+            return bool(fh.read())
+    except OSError:
+        return False

@@ -51,6 +51,11 @@ VARIABLES = {
     "throughput (inf/s)": "throughput_ips",
     "load (ms)": "load_ms",
     "threads": "threads",
+    "energy per inference (mJ)": "energy_mj_per_inference",
+    "mean power (W)": "avg_power_w",
+    "memory pressure, some stalled (% of time)": "mem_pressure_some_pct",
+    "memory pressure, all stalled (% of time)": "mem_pressure_full_pct",
+    "major page faults (/s)": "major_faults_per_s",
 }
 COLUMN_LABELS = {v: k for k, v in VARIABLES.items()}
 # telemetry metrics in words (a pattern's {} takes the name in the metric); anything else shows as it is stored
@@ -447,6 +452,106 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
         st.caption("Notes: " + "; ".join(notes) + ".")
     if rid:
         page_link("pages/2_Runs.py", label="Open this run in Runs", query={"run_id": rid})
+
+
+WHY_METRICS = ["mem.pressure_some_pct", "mem.pressure_full_pct", "mem.major_faults_per_s"]
+
+
+def why_lines(result: dict) -> list[str]:
+    """Markdown lines on why a run is slow: memory pressure with faults and the charged split, energy per inference,
+    the operator profile's coverage. Each says what it could not measure and why."""
+    mem = result.get("memory") or {}
+    lines = []
+    pressure = mem.get("pressure")
+    if isinstance(pressure, dict):
+        if "unavailable" in pressure:
+            lines.append(f"**Memory pressure**: unavailable ({pressure['unavailable']}).")
+        else:
+            whose = "in the worker's cgroup" if pressure.get("scope") == "cgroup" else \
+                "system-wide (every process on the device counts)"
+            parts = [f"some task stalled on memory {_fmt(pressure.get('some_pct'), 1, '%')} of the measured time, "
+                     f"all tasks {_fmt(pressure.get('full_pct'), 1, '%')} ({whose})",
+                     f"major faults {_fmt(mem.get('major_faults_per_s'), 0, '/s')}"]
+            if mem.get("refaults_per_s") is not None:
+                parts.append(f"refaults {_fmt(mem.get('refaults_per_s'), 0, '/s')}")
+            if mem.get("anon_mb") is not None:
+                parts.append(f"charged memory {_fmt(mem.get('anon_mb'), 1, ' MB')} anonymous and "
+                             f"{_fmt(mem.get('file_mb'), 1, ' MB')} file pages")
+            lines.append("**Memory pressure**: " + "; ".join(parts) + ".")
+    energy = result.get("energy")
+    if isinstance(energy, dict):
+        if "unavailable" in energy:
+            lines.append(f"**Energy**: unavailable ({energy['unavailable']}).")
+        else:
+            lines.append(f"**Energy**: {_fmt(energy.get('mj_per_inference'), 3, ' mJ')} per inference at "
+                         f"{_fmt(energy.get('avg_power_w'), 2, ' W')} mean power over the steady phase "
+                         f"({energy.get('source')}" + (f"; {energy['note']}" if energy.get("note") else "") + ").")
+    prof = result.get("op_profile")
+    if isinstance(prof, dict):
+        if "unavailable" in prof:
+            lines.append(f"**Operator profile**: unavailable ({prof['unavailable']}).")
+        else:
+            cov = prof.get("coverage")
+            lines.append(f"**Operator profile**: {prof.get('inferences')} inferences profiled after the measurement; "
+                         f"operators sum to {_fmt(prof.get('op_total_ms'), 3, ' ms')}"
+                         + (f", {100 * cov:.0f}% of the steady p50" if cov is not None else "") + ".")
+    return lines
+
+
+def render_why(result: dict, store=None) -> None:
+    """The Run page's "why" block: pressure, energy and operator lines, the operator chart and the pressure over
+    time (read back from the store)."""
+    lines = why_lines(result)
+    if not lines:
+        return
+    from . import charts
+
+    with st.expander("Why is it slow: operators, memory pressure, energy", expanded=True):
+        st.markdown("  \n".join(lines))
+        prof = result.get("op_profile")
+        if isinstance(prof, dict) and "unavailable" not in prof:
+            st.plotly_chart(charts.op_profile_figure(prof), key="why_ops", config={"displayModeBar": False})
+            st.caption("Each bar: median ms per inference of that operator type over the profiled inferences, and "
+                       "its share of the operator total. The profile phase runs after the steady phase, so the "
+                       "latencies above were measured without the profiler.")
+        elif prof is None:
+            st.caption("Tick **Profile operators** (Advanced) before starting a run to see where its time goes.")
+        rid = result.get("run_id")
+        if store is not None and rid:
+            try:
+                tel = store.telemetry(rid, metrics=WHY_METRICS)
+            except EdgeprofError:
+                tel = None
+            if tel is not None and not tel.empty:
+                t0 = int(tel["t_ns"].min())
+                st.plotly_chart(charts.pressure_figure(telemetry_frame(tel, t0)), key="why_pressure",
+                                config={"displayModeBar": False})
+
+
+def op_comparison(store, run_a: str, run_b: str, labels: dict | None = None, key: str = "ops") -> None:
+    """Two runs' operator profiles side by side (``ops.compare_profiles``): the chart, the sentence under it, the
+    table; an info box that says what to do when a run has no profile."""
+    from . import charts
+    from .ops import compare_profiles
+
+    try:
+        runs = [store.get_run(r) for r in (run_a, run_b)]
+        cmp = compare_profiles(*runs)
+    except EdgeprofError as exc:
+        st.info(str(exc))
+        return
+    st.plotly_chart(charts.op_compare_figure(cmp.table, cmp.name_a, cmp.name_b), key=f"{key}_chart")
+    st.markdown(f"**{cmp.sentence}**")
+    cov = [f"{name} {100 * c:.0f}%" for name, c in zip((cmp.name_a, cmp.name_b), cmp.coverage, strict=True)
+           if c is not None]
+    if cov:
+        st.caption("Operator times are medians per inference over each run's profile phase (after its steady "
+                   f"phase); they add up to {', '.join(cov)} of the steady p50.")
+    table = cmp.table.rename(columns={"op_type": "operator", "ms_a": f"ms {cmp.name_a}", "ms_b": f"ms {cmp.name_b}",
+                                      "ratio": "ratio", "diff_ms": "difference (ms)",
+                                      "share_of_difference": "share of the difference"})
+    st.dataframe(table, hide_index=True, key=f"{key}_table",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns[1:]})
 
 
 def interval_words(lat: dict) -> str:

@@ -111,6 +111,10 @@ with st.expander("Advanced", expanded=False):
     duration_s = st.number_input("Duration override (s of steady state; 0 = use the preset)", min_value=0.0,
                                  max_value=3600.0 if staff else auth.VISITOR_MAX_S, value=0.0, step=1.0,
                                  key="duration_s")
+    profile_ops = st.checkbox("Profile operators after the measurement", key="profile_ops",
+                              help="After the steady phase, a separate phase of inferences runs under ONNX Runtime's "
+                                   "profiler and says where the time goes per operator; the measured latencies are "
+                                   "not touched. TFLite has no profiler the app can use.")
 if not staff:
     st.caption(auth.VISITOR_RULE)
 shape_texts, fill_texts = ui.inputs_panel(model, None if precision == AS_FILE else precision, runtime)
@@ -136,7 +140,7 @@ elif start:
             tflite_interpreter=None if interpreter == AUTO or runtime != "tflite" else interpreter,
             execution_provider=None if provider == AUTO or runtime != "onnx" else provider,
             threads=int(threads), memory_limit_mb=memory or None, preset=preset,
-            duration_s=float(duration_s) if duration_s else None,
+            duration_s=float(duration_s) if duration_s else None, profile_ops=bool(profile_ops),
         )
         handle = run.start_run(cfg, store)
         auth.remember_start(handle.run_id)
@@ -210,7 +214,7 @@ def draw(h, view: dict, *, final: bool) -> None:
     newest = view["newest"]
     age = (time.time() - newest) if newest else None
     phase_words = {"preparing": "preparing the model", "first": "first inference", "warmup": "warming up",
-                   "steady": "measuring steady state"}
+                   "steady": "measuring steady state", "profile": "profiling operators (after the measurement)"}
     if not final:
         line = f"Run `{h.run_id}` ({ui.model_label(h.config.model)}, {h.config.precision}): **{view['status']}**, " \
                f"{phase_words.get(view['phase'], view['phase'])} · {view['n']:,} inferences"
@@ -310,6 +314,7 @@ else:
     view = ui.shared_view(handle, build_view, max_age_s=LIVE_REFRESH_S * 0.8)
     result = handle.result or {"run_id": handle.run_id, "status": handle.status, "error": handle.reason}
     ui.render_summary(result)
+    ui.render_why(result, store)
     draw(handle, view, final=True)
 
 if (handle is None or handle.finished) and study.active_study() is not None:

@@ -127,6 +127,16 @@ st.dataframe(summary, hide_index=True, key="cmp_table",
                             "inf/s": st.column_config.NumberColumn(format="%.1f")})
 noise_floor_block(floor)
 
+if cmp.kind == "run":
+    st.subheader("Where the time goes: operators")
+    op_ids = [members[0] for members in cmp.members.values()]
+    names = dict(zip(op_ids, cmp.members, strict=True))
+    o1, o2 = st.columns(2)
+    op_a = o1.selectbox("Reference run", op_ids, key="cmp_ops_a", format_func=names.get,
+                        index=op_ids.index(baseline) if baseline in op_ids else 0)
+    op_b = o2.selectbox("Run to explain", [r for r in op_ids if r != op_a], key="cmp_ops_b", format_func=names.get)
+    ui.op_comparison(store, op_a, op_b, key="cmp_ops")
+
 st.subheader("Telemetry")
 metric = st.selectbox("Metric", list(OVERLAY), key="cmp_metric", format_func=OVERLAY.get)
 frames = {}

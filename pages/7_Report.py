@@ -41,7 +41,7 @@ def build(db: str, study_id: str, version: tuple) -> dict:
     figures = report.render_figures(rep["frame"])
     page = report.render_html(rep["meta"], rep["frame"], rep["findings"], rep["correlations"], figures)
     return {"findings": [f.to_dict() for f in rep["findings"]], "correlations": rep["correlations"],
-            "overview": report.overview(rep["frame"]), "figures": figures, "html": page,
+            "overview": report.overview(rep["frame"]), "figures": figures, "html": page, "why": rep["why"],
             "uncertainty": rep["meta"]["uncertainty"]}
 
 
@@ -77,6 +77,11 @@ st.header("Utilization against latency")
 st.caption("Pearson r with its 95% CI, p and n, and Spearman rho, over ok runs; 'within variant' divides each value "
            "by its variant's median, which removes the differences between models.")
 st.dataframe(report.correlations_for_people(rep["correlations"]), hide_index=True, key="report_correlations")
+
+st.header("Why: memory pressure, energy, operators")
+st.caption("Per variant and limit: the share of the measured time some (or all) tasks stalled on memory, major "
+           "faults per second, energy per inference and the slowest operators (cells run with profile_ops = true).")
+st.dataframe(rep["why"], hide_index=True, key="report_why")
 
 st.header("Figures")
 for name, title in report.FIGURES.items():

@@ -6,7 +6,7 @@ Every import counts, also the ones inside functions (a lazy import is still a de
   base      errors, paths, locks, heap, install, config,     what everything may use
             untrusted
   platform  runtimes, telemetry, worker, models              the device, the runtimes, the worker process
-  data      store, stats, charts, device, compare            the database and pure computations on numbers
+  data      store, stats, charts, device, compare, ops       the database and pure computations on numbers
   run       run                                              one run from request to stored result
   study     study                                            grids of runs and their report
   front     ui, auth, cli, __main__                          Streamlit helpers and the command line
@@ -26,7 +26,7 @@ PKG = ROOT / "edgeprof"
 LAYERS = {
     "base": ["errors", "paths", "locks", "heap", "install", "config", "untrusted"],
     "platform": ["runtimes", "telemetry", "worker", "models"],
-    "data": ["store", "stats", "charts", "device", "compare", "questions"],
+    "data": ["store", "stats", "charts", "device", "compare", "questions", "ops"],
     "run": ["run"],
     "study": ["study"],
     "front": ["ui", "auth", "cli", "__main__"],

@@ -6,7 +6,8 @@ They run in document order against one scratch data directory (EDGEPROF_HOME), i
 points at this interpreter's environment, with the environment's `bin` first on PATH (so `python` and `edgeprof`
 are the project's, as in an activated venv). What may differ from the text, and only this:
 
-* placeholders that the prose explains (STUDY_ID) take the id an earlier command made;
+* placeholders that the prose explains (STUDY_ID) take the id an earlier command made; RUN_A and RUN_B, the two
+  newest runs with an operator profile (older first), which the commands before them made;
 * a long command is shortened through its own flags (`run --duration 2`, `compare --duration 1`,
   `study --duration 0.3 --cooldown 0`),
   appended, so argparse's last value wins and every other flag stays as written;
@@ -132,6 +133,14 @@ def _newest_study(env) -> str | None:
     return None if df.empty else str(df.iloc[0]["study_id"])
 
 
+def _newest_profiled_runs(env, n: int = 2) -> list[str]:
+    from edgeprof.store import Store
+
+    df = Store(Path(env["EDGEPROF_HOME"]) / "runs.duckdb").list_runs()
+    df = df[df["op_profile"].notna()]
+    return list(df["run_id"].head(n))[::-1]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -183,6 +192,10 @@ def test_documented_command_runs_as_written(scratch, where, cmd):
         study = _newest_study(env)
         assert study, f"{where}: `{cmd}` needs a study made by an earlier command"
         cmd = cmd.replace("STUDY_ID", study)
+    if "RUN_A" in cmd:
+        runs = _newest_profiled_runs(env)
+        assert len(runs) == 2, f"{where}: `{cmd}` needs two runs with an operator profile made by earlier commands"
+        cmd = cmd.replace("RUN_A", runs[0]).replace("RUN_B", runs[1])
     words = shlex.split(m["args"])
     line = cmd + "".join(f" {shlex.quote(w)}" for w in SHORTEN.get(words[0], []))
     r = subprocess.run(["bash", "-c", line], cwd=scratch["cwd"], env=env, capture_output=True, text=True, timeout=900)

@@ -71,6 +71,29 @@ def test_no_cap_requested_without_a_cgroup(monkeypatch):
     monkeypatch.setenv("EDGEPROF_MEMORY_MECHANISM", "rlimit_as")
     cap = limits.create(None, "x")
     assert cap.kind == "none" and cap.launcher() == [] and cap.rlimit_bytes() is None and cap.path is None
+    assert cap.pressure_path() is None and cap.stat_path() is None and cap.join_psi(1) is None
+
+
+@pytest.mark.skipif(limits.psi_parent() is None, reason="no writable cgroup v2 hierarchy here for a PSI group")
+def test_a_worker_gets_a_psi_group_of_its_own_and_it_is_removed():
+    import subprocess
+
+    for requested in (None, 64):
+        cap = limits.create(requested, f"psi{requested}", psi=True)
+        child = subprocess.Popen(["sleep", "30"])
+        try:
+            if cap.mechanism.kind == "cgroup2":  # the cap's own cgroup keeps the worker's PSI
+                assert cap.psi_path is None and cap.pressure_path() == cap.path / "memory.pressure"
+                continue
+            assert cap.psi_path.parent == limits.psi_parent() and cap.pressure_path().is_file()
+            assert cap.join_psi(child.pid) is None
+            assert str(child.pid) in (cap.psi_path / "cgroup.procs").read_text().split()
+            assert (cap.stat_path() is None) == (cap.path is None)  # a run without a limit has a cgroup too
+        finally:
+            cap.remove()  # kills what is still inside, as after a run
+            child.kill()
+            child.wait(10)
+        assert not cap.psi_path.exists()
 
 
 @requires_cgroup

@@ -121,6 +121,7 @@ def test_correlation_table_has_pearson_with_ci_and_spearman():
 
 def test_html_report_from_a_synthetic_table(tmp_path):
     df = synth(reps=1)
+    df["mem_pressure_some_pct"] = df["p50_ms"].notna() * 10.0  # PSI, which every run records now
     findings = report.evaluate_claims(df)
     figs = report.render_figures(df)
     assert set(figs) == set(report.FIGURES)

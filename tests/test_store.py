@@ -18,6 +18,7 @@ import pytest
 from edgeprof.errors import BundleError, StorageError
 from edgeprof.store import MIGRATIONS, SCHEMA_VERSION, TABLES, Store, new_run_id
 from edgeprof.store.bundle import export_runs, import_bundle
+from edgeprof.store.schema import WHY_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 V1_FIXTURE = REPO / "tests" / "data" / "store" / "v1.duckdb"
@@ -145,6 +146,8 @@ def test_migration_5_stores_no_limit_as_no_limit(tmp_path):
                        summary = '{"memory": {"requested_mb": 24105, "mechanism": "cgroup1"}}'""")
         con.execute("DROP TABLE run_groups")  # back to schema 4: undo migration 6 too
         con.execute("ALTER TABLE runs DROP COLUMN group_id")
+        for col in WHY_COLUMNS:  # and the migration after it (why a run is slow)
+            con.execute(f"ALTER TABLE runs DROP COLUMN {col}")
         con.execute("DELETE FROM schema_version WHERE version >= 5")
     store = Store(db)
     assert store.schema_version() == SCHEMA_VERSION

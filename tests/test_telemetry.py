@@ -89,7 +89,8 @@ class FakeVcgencmd:
         self.calls.append(args)
         if self.fail:
             raise self.fail
-        name = {"get_throttled": "get_throttled", "measure_temp": "measure_temp", "measure_clock": "measure_clock_arm"}
+        name = {"get_throttled": "get_throttled", "measure_temp": "measure_temp", "measure_clock": "measure_clock_arm",
+                "pmic_read_adc": "pmic_read_adc_pi4"}  # a Pi 4's firmware has no PMIC ADC command
         return (VCGENCMD / f"{name[args[1]]}.txt").read_text()
 
 
@@ -114,7 +115,7 @@ def test_rpi_source_on_fake_tree():
     assert first["throttle.under_voltage_now"] == 1.0 and first["throttle.freq_capped_now"] == 0.0
     second = values(src.read())  # get_throttled is rate-limited: sysfs values only
     assert set(second) == {"temp.soc_c", "cpu.arm_freq_mhz"}
-    assert runner.calls == [["vcgencmd", "get_throttled"], ["vcgencmd", "get_throttled"]]
+    assert runner.calls == [["vcgencmd", "get_throttled"], ["vcgencmd", "pmic_read_adc"], ["vcgencmd", "get_throttled"]]
 
 
 def test_rpi_source_without_vcgencmd_and_vcgencmd_fallbacks():
@@ -575,7 +576,7 @@ def test_platform_choice_and_static_info_from_fake_trees():
     assert telemetry.platform_kind(MISSING, MISSING, MISSING) == "generic"
     assert [s.name for s in telemetry.default_sources("rpi")] == ["host", "rpi"]
     assert [s.name for s in telemetry.default_sources("jetson")] == ["host", "jetson"]
-    assert [s.name for s in telemetry.default_sources("generic")] == ["host", "nvml"]
+    assert [s.name for s in telemetry.default_sources("generic")] == ["host", "nvml", "rapl"]
     info = telemetry.static_info(
         model_path=model,
         dmi_path=MISSING,

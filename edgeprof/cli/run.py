@@ -61,6 +61,9 @@ def _run_options(p) -> None:
                         "otherwise, and a symbolic dimension takes one value across all inputs)")
     p.add_argument("--fill", action="append", default=[], metavar="NAME=VALUE",
                    help="set every element of an input, e.g. --fill sr=16000 (repeatable; random data otherwise)")
+    p.add_argument("--profile-ops", action="store_true",
+                   help="after the measured steady phase, profile a separate phase of inferences per operator "
+                        "(ONNX Runtime's profiler; the measured latencies are not touched)")
     db_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -110,6 +113,17 @@ def register(sub) -> None:
     db_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("ops", help="two runs' per-operator profiles side by side",
+                       description="Set two runs' operator profiles (made with `run --profile-ops`) side by side by "
+                                   "operator type: ms per inference in each, their ratio and each operator's share of "
+                                   "the difference, with one sentence that says why RUN_B is slower or faster.")
+    p.add_argument("run_a", metavar="RUN_A", help="the reference run (e.g. the fp32 one)")
+    p.add_argument("run_b", metavar="RUN_B", help="the run to explain (e.g. the int8 one)")
+    p.add_argument("--top", type=int, default=15, help="at most this many operator types in the table (default 15)")
+    db_arg(p)
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.set_defaults(func=cmd_ops)
 
     p = sub.add_parser("devices", help="what this device is and what it can measure",
                        description="Say what this device is, which runtimes and execution providers a run will use, "
@@ -168,6 +182,7 @@ def config_from_args(args) -> RunConfig:
         duration_s=args.duration, iterations=args.iterations, warmup=args.warmup, timeout_s=args.timeout,
         preset=args.preset, sample_hz=args.sample_hz, swap=not args.no_swap,
         input_shapes=_pairs(args.shape, parse_shape), input_fills=_pairs(args.fill, parse_fill),
+        profile_ops=bool(args.profile_ops),
     )
     if cfg.timeout_s is not None and cfg.timeout_s <= cfg.min_duration_s:
         raise UsageError(f"--timeout {cfg.timeout_s:g} is not longer than the {cfg.min_duration_s:g} s of steady state "
@@ -354,6 +369,27 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_ops(args) -> int:
+    from ..ops import compare_profiles
+    from .text import ops_table
+
+    store = open_store(args.db)
+    runs = []
+    for rid in (args.run_a, args.run_b):
+        run = store.get_run(rid)
+        if run is None:
+            raise UsageError(f"there is no run {rid} in {store.path}.", f"List runs with `{args.prog} runs`.")
+        runs.append(run)
+    cmp = compare_profiles(*runs, prog=args.prog)
+    if args.json:
+        print_json({"run_a": args.run_a, "run_b": args.run_b, "name_a": cmp.name_a, "name_b": cmp.name_b,
+                    "sentence": cmp.sentence, "coverage": {"a": cmp.coverage[0], "b": cmp.coverage[1]},
+                    "by_type": cmp.table.to_dict(orient="records")})
+    else:
+        print(ops_table(cmp, top=args.top))
+    return 0
+
+
 def cmd_devices(args) -> int:
     from ..device import device_report
     from ..errors import EdgeprofError
@@ -399,6 +435,9 @@ def cmd_devices(args) -> int:
     print(f"memory cap {m['kind']}: {m['reason']}")
     c = rep["cpu_priority"]
     print(f"cpu priority {c['kind']}: {c['reason']}")
+    p = rep["memory_pressure"]
+    print(f"memory pressure {p['scope']}: {p['where']}" if "scope" in p else f"memory pressure unavailable: "
+          f"{p['unavailable']}")
     print(noise_floor_text(rep["noise_floor"], args.prog))
     return 0
 

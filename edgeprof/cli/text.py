@@ -94,6 +94,7 @@ def run_summary(r: dict, details: bool = False) -> str:
         f"   major faults {mem.get('major_faults')}",
         f"  CPU priority {describe_priority(r.get('cpu_priority'))}",
     ]
+    lines.extend(why_lines(r))
     gpu = r.get("gpu")
     lines.append("  GPU          " + (f"util mean {fmt(gpu.get('util_mean_pct'), '%', 1)}, memory peak "
                                       f"{fmt(gpu.get('mem_peak_mb'), ' MB', 0)}" if gpu else
@@ -113,6 +114,68 @@ def run_summary(r: dict, details: bool = False) -> str:
         lines.append("  details (the runtime's own message):")
         lines.extend(f"    {line}" for line in str(r["error_detail"]).strip().splitlines()[:40])
     return "\n".join(lines)
+
+
+def why_lines(r: dict) -> list[str]:
+    """The lines on why a run is slow: memory pressure and faults, energy per inference, the operator profile."""
+    mem = r.get("memory") or {}
+    lines = []
+    pressure = mem.get("pressure")
+    if isinstance(pressure, dict):
+        if "unavailable" in pressure:
+            text = f"unavailable: {pressure['unavailable']}"
+        else:
+            scope = "the worker's cgroup" if pressure.get("scope") == "cgroup" else "system-wide: every process counts"
+            text = (f"some {fmt(pressure.get('some_pct'), '%', 1)}  full {fmt(pressure.get('full_pct'), '%', 1)} "
+                    f"of the steady phase stalled on memory ({scope})")
+        extra = [f"major faults {rate(mem.get('major_faults_per_s'))}"]
+        if mem.get("refaults_per_s") is not None:
+            extra.append(f"refaults {rate(mem.get('refaults_per_s'))}")
+        if mem.get("anon_mb") is not None or mem.get("file_mb") is not None:
+            extra.append(f"charged anon {fmt(mem.get('anon_mb'), ' MB', 1)} / file {fmt(mem.get('file_mb'), ' MB', 1)}")
+        lines.append(f"  pressure     {text}; " + ", ".join(extra))
+    energy = r.get("energy")
+    if isinstance(energy, dict):
+        if "unavailable" in energy:
+            lines.append(f"  energy       unavailable: {energy['unavailable']}")
+        else:
+            lines.append(f"  energy       {fmt(energy.get('mj_per_inference'), ' mJ', 3)} per inference at "
+                         f"{fmt(energy.get('avg_power_w'), ' W', 2)} mean power ({energy.get('source')})"
+                         + (f"; {energy['note']}" if energy.get("note") else ""))
+    prof = r.get("op_profile")
+    if isinstance(prof, dict):
+        if "unavailable" in prof:
+            lines.append(f"  op profile   unavailable: {prof['unavailable']}")
+        else:
+            top = ", ".join(f"{t['op_type']} {fmt(t['ms_per_inference'], ' ms', 3)} ({100 * t['share']:.0f}%)"
+                            for t in (prof.get("by_type") or [])[:5])
+            cov = prof.get("coverage")
+            lines.append(f"  op profile   {top}; operators sum to {fmt(prof.get('op_total_ms'), ' ms', 3)} = "
+                         f"{fmt(None if cov is None else 100 * cov, '%', 0)} of p50 ({prof.get('inferences')} "
+                         "profiled inferences after the steady phase)")
+    return lines
+
+
+def rate(value) -> str:
+    """Events per second, grouped: ``2400.3`` -> ``2,400/s``; None -> ``-``."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:,.0f}/s" if value >= 10 else f"{value:.1f}/s"
+
+
+def ops_table(cmp, top: int = 15) -> str:
+    """``ops``: the sentence, then the operator types side by side (an ``ops.OpComparison``)."""
+    rows = [[r.op_type, fmt(r.ms_a, "", 3), fmt(r.ms_b, "", 3), "-" if r.ratio is None or r.ratio != r.ratio
+             else f"{r.ratio:.2f}x", f"{r.diff_ms:+.3f}", "-" if r.share_of_difference is None
+             or r.share_of_difference != r.share_of_difference else f"{100 * r.share_of_difference:.0f}%"]
+            for r in cmp.table.head(max(1, top)).itertuples()]
+    head = [cmp.sentence, ""]
+    body = table(rows, ["operator", f"ms {cmp.name_a}", f"ms {cmp.name_b}", "ratio", "diff ms", "share of diff"])
+    cov = [f"{name}: {100 * c:.0f}%" for name, c in zip((cmp.name_a, cmp.name_b), cmp.coverage, strict=True)
+           if c is not None]
+    foot = [f"(operator times per inference, median over the profiled inferences; they sum to "
+            f"{', '.join(cov)} of each run's steady p50)"] if cov else []
+    return "\n".join(head + [body] + foot)
 
 
 def _gpu_reason(r: dict) -> str:

@@ -31,7 +31,7 @@ from ..errors import EdgeprofError, UsageError
 from ..locks import HolderLock
 from ..store import Store, new_run_id
 from ..worker import limits, priority
-from ..worker.messages import Batch, Done, Failed, Loaded, Phase, WorkerSpec
+from ..worker.messages import Batch, Done, Failed, Loaded, OpProfile, Phase, WorkerSpec
 from .recorder import Recorder
 from .summary import RunFacts, build_summary
 
@@ -103,6 +103,10 @@ class RunHandle:
         self._loaded: Loaded | None = None
         self._stderr_tail: deque = deque(maxlen=40)
         self._deadline = float("inf")
+        self._psi = None  # the run's MemoryPressureSource
+        self._profiling = False  # the worker completed its steady phase and profiles operators now
+        self._mem_at_done: dict | None = None  # the cap's report before the profile phase
+        self._op_profile: dict | None = None
         self._exit_ns: int | None = None
 
     # -- public ---------------------------------------------------------------------------------------------------
@@ -214,15 +218,15 @@ class RunHandle:
         except EdgeprofError:
             store.insert_run(self.run_id, self.device_id, cfg.to_dict(), software_versions(), meta,
                              study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node(),
-                             group_id=self.group_id)
+                         group_id=self.group_id)
             raise
         self.variant = variant
         meta = {"name": variant.model or cfg.model, "precision": variant.precision, "runtime": variant.format,
                 "path": str(variant.path), "sha256": variant.sha256, "size_bytes": variant.size_bytes}
         store.insert_run(self.run_id, self.device_id, cfg.to_dict(), software_versions(), meta,
                          study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node(),
-                             group_id=self.group_id)
-        self._cap = limits.create(cfg.memory_limit_mb, self.run_id, swap=cfg.swap)
+                         group_id=self.group_id)
+        self._cap = limits.create(cfg.memory_limit_mb, self.run_id, swap=cfg.swap, psi=True)
         self._priority = priority.create(self.run_id, self._cap)
 
     def _note(self, message: str) -> None:
@@ -230,11 +234,17 @@ class RunHandle:
             self.notes.append(message)
 
     def _start_sampler(self):
-        from ..telemetry import Sampler, default_sources
+        from ..telemetry import MemoryPressureSource, Sampler, default_sources
 
         sources = default_sources()
-        if self._cap is not None and self._cap.path is not None:
-            sources.append(_cgroup_source(self._cap))
+        cap = self._cap
+        if cap is not None and cap.path is not None:
+            sources.append(_cgroup_source(cap))
+        if cap is not None:
+            pressure, stat = cap.pressure_path(), cap.stat_path()
+            self._psi = MemoryPressureSource(str(pressure) if pressure else None, str(stat) if stat else None,
+                                             cap.mechanism.kind)
+            sources.append(self._psi)
         self._sampler = Sampler(sources, hz=self.config.sample_hz, sink=self._recorder.add_telemetry,
                                 on_start=self._priority.join_thread).start()
         return self._sampler
@@ -247,6 +257,7 @@ class RunHandle:
             min_duration_s=cfg.min_duration_s, min_iterations=cfg.min_iterations,
             exact_iterations=cfg.iterations is not None and cfg.duration_s is None,
             rlimit_as_bytes=cap.rlimit_bytes(), input_shapes=dict(cfg.input_shapes), input_fills=dict(cfg.input_fills),
+            profile_ops=cfg.profile_ops,
         )
         read_fd, write_fd = os.pipe()
         from multiprocessing.connection import Connection
@@ -264,6 +275,9 @@ class RunHandle:
                                       pass_fds=(write_fd,), env=env, start_new_session=True)
         os.close(write_fd)
         prio.apply(self._proc.pid)  # niceness, where no cgroup weights it: before the spec, so before anything is timed
+        why = cap.join_psi(self._proc.pid)  # PSI only: joining a few ms after the start misses nothing measured
+        if why and self._psi is not None:
+            self._psi.fall_back(why)
         threading.Thread(target=self._read_stderr, daemon=True).start()
         try:
             self._proc.stdin.write(pickle.dumps(spec))
@@ -334,6 +348,14 @@ class RunHandle:
             self._recorder.add_phase("load", msg.t_ns - msg.load_ns, "")
         elif isinstance(msg, Done):
             self._done_msg = msg
+            if self.config.profile_ops and msg.reason == "completed":
+                self._profiling = True
+                if self._cap is not None:
+                    self._mem_at_done = self._cap.report()
+                with contextlib.suppress(ProcessLookupError):
+                    self._proc.send_signal(signal.SIGUSR1)  # the peak is read: the worker may profile now
+        elif isinstance(msg, OpProfile):
+            self._op_profile = msg.profile
         elif isinstance(msg, Failed):
             self._failed = msg
 
@@ -358,8 +380,8 @@ class RunHandle:
         proc = self._proc
         rc = proc.returncode if proc is not None else None
         stopped = self._stop_requested.is_set()
-        if self._done_msg is not None:
-            if self._done_msg.reason == "stopped" or stopped:
+        if self._done_msg is not None:  # a stop, kill or timeout in the profile phase ends only the profile
+            if self._done_msg.reason == "stopped" or (stopped and not self._profiling):
                 return "stopped", "stopped by the user"
             return "ok", None
         if (mem.get("oom_kill_count") or 0) > 0:
@@ -411,8 +433,28 @@ class RunHandle:
             error_detail=failed.detail if failed else None, device=self.device,
             telemetry_sources=self.telemetry_status, notes=notes, fp32_p50_ms=self._fp32_p50(),
             cpu_priority=self._priority.report() if self._priority is not None else None,
+            op_profile=self._profile_result(mem) if self.config.profile_ops else None,
+            memory_pressure=self._psi.describe() if self._psi is not None else
+            {"unavailable": "the run ended before its worker started"},
             worker_exit_ns=self._exit_ns,
         )
+
+    def _profile_result(self, mem: dict) -> dict:
+        """The worker's profile, or why there is none (the phase never started, or the worker died in it)."""
+        if self._op_profile is not None:
+            return self._op_profile
+        if self._done_msg is None or self._done_msg.reason != "completed":
+            return {"unavailable": "the run did not complete its steady phase, so no profile phase ran"}
+        final = mem.get("profile_phase") or {}
+        if (final.get("oom_kill_count") or 0) > (mem.get("oom_kill_count") or 0):
+            return {"unavailable": f"the worker was OOM-killed while profiling: the profiling session did not fit "
+                                   f"under the {mem.get('requested_mb'):g} MB cap (the measured run was complete)"}
+        if self._killed_for == "timeout":
+            return {"unavailable": "the run's wall-clock timeout ended the profile phase"}
+        if self._stop_requested.is_set():
+            return {"unavailable": "stopped during the profile phase"}
+        rc = self._proc.returncode if self._proc is not None else None
+        return {"unavailable": f"the worker ended during the profile phase (exit status {rc}){self._stderr_hint()}"}
 
     def _fp32_p50(self) -> float | None:
         """p50 of the latest ok FP32 run of this model, runtime and threads on this device: the INT8 flag's reference."""
@@ -432,6 +474,9 @@ class RunHandle:
             mem = self._cap.report() if self._cap is not None else {
                 "requested_mb": self.config.memory_limit_mb, "mechanism": "none", "peak_charged_mb": None,
                 "oom_kill_count": None, "major_faults": None, "swap_peak_mb": None, "reason": "not started"}
+            if self._mem_at_done is not None:  # the measured run's memory; the profile phase's apart
+                mem = {**self._mem_at_done, "profile_phase": {k: mem.get(k) for k in
+                                                              ("peak_charged_mb", "oom_kill_count", "major_faults")}}
             status, reason = self._decide_status(mem)
             recorder, store = self._recorder, self._recorder.store
             recorder.flush()

@@ -11,6 +11,13 @@ Summary version 2 (``store.schema.SUMMARY_VERSION``) names the runtime and the l
 ``runtime`` is ``onnx`` or ``tflite`` (as in the run's config), ``backend`` is {name: onnxruntime | litert |
 tflite-runtime, version, execution_provider (ONNX Runtime) or delegate (TFLite), threads}.
 ``store.schema.upgrade_summary`` reads a version-1 document (``format`` and a ``runtime`` block).
+
+Why a run is slow, in new keys: ``op_profile`` (a per-operator profile from a phase AFTER the steady state, only when
+asked for: ``runtimes.profile``; its ``coverage`` is the sum of operator times over the steady p50), under
+``memory``: ``pressure`` (PSI over the steady phase: ``some_pct``, ``full_pct``, ``scope`` cgroup | system),
+``major_faults_per_s``, ``refaults_per_s``, ``anon_mb`` and ``file_mb`` (the charged memory's split), and ``energy``
+(``mj_per_inference``, ``avg_power_w``, ``source``, ``scope``). A figure that cannot be had is ``{"unavailable":
+why}``, never a made-up number. A run's profile phase is left out of every other figure (its telemetry too).
 """
 
 from __future__ import annotations
@@ -27,6 +34,15 @@ from ..worker.messages import PHASE_CODES
 
 _GPU_UTIL = re.compile(r"^gpu\d+\.(util|load)_pct$")
 _GPU_MEM = re.compile(r"^gpu\d+\.mem_used_mb$")
+_GPU_POWER = re.compile(r"^gpu\d+\.power_w$")
+# Power metrics that cover the whole board, best first: (metric, what it measures, scope)
+BOARD_POWER = (
+    ("power.total_w", "jtop: the board's input rail (VDD_IN; POM_5V_IN on a Nano)", "board"),
+    ("power.pmic_total_w", "Raspberry Pi 5 PMIC: the sum of its rails (not the 5 V input's losses or USB devices)",
+     "board rails"),
+)
+CPU_POWER = ("power.rapl_w", "Intel RAPL: CPU package and DRAM (psys where the platform has it)", "cpu")
+GPU_PROVIDERS = ("cuda", "tensorrt")
 
 
 @dataclass
@@ -62,6 +78,8 @@ class RunFacts:
     notes: list = field(default_factory=list)
     fp32_p50_ms: float | None = None
     cpu_priority: dict | None = None
+    op_profile: dict | None = None  # the worker's profile document when one was asked for (runtimes.profile)
+    memory_pressure: dict | None = None  # MemoryPressureSource.describe(): {"scope", "path"} or {"unavailable"}
     worker_exit_ns: int | None = None  # when the parent saw the worker end (an OOM kill's moment, on the chart)
 
 
@@ -114,8 +132,9 @@ def build_summary(f: RunFacts) -> dict:
     times = timings(phases, load_ns=f.load_ns, first_latency_ns=int(first[0]) if len(first) else None,
                     warmup_latency_ms=float(warm.sum()) if len(warm) else None)
 
-    # telemetry over the steady window (or the whole run if it never got there)
-    tel = f.telemetry
+    # telemetry over the steady window (or the whole run if it never got there); a profile phase is no part of it
+    profile_at = phase_starts(phases).get("profile")
+    tel = f.telemetry if profile_at is None else [r for r in f.telemetry if r[0] < profile_at]
     rows = tel
     if steady_idx:
         lo, hi = t_ns[steady_idx[0]], t_ns[steady_idx[1]]
@@ -184,6 +203,9 @@ def build_summary(f: RunFacts) -> dict:
             "oom_killed": status == "oom_killed", "oom_kill_count": mem.get("oom_kill_count"),
             "major_faults": mem.get("major_faults") if mem.get("major_faults") is not None else f.worker_major_faults,
             "swap_peak_mb": mem.get("swap_peak_mb"),
+            **pressure_summary(by_metric, f.memory_pressure),
+            **({"profile_phase": mem["profile_phase"]} if any(v is not None for v in
+                                                              (mem.get("profile_phase") or {}).values()) else {}),
         },
         "cpu": {
             "system_mean_pct": busy,
@@ -198,6 +220,8 @@ def build_summary(f: RunFacts) -> dict:
         "cpu_priority": dict(f.cpu_priority) if f.cpu_priority else None,
         "gpu": {"util_mean_pct": _mean(gpu_util), "util_peak_pct": _max(gpu_util), "mem_peak_mb": _max(gpu_mem)}
         if (gpu_util or gpu_mem) else None,
+        "energy": energy_summary(by_metric, steady_s, summary.n, backend, f.telemetry_sources),
+        "op_profile": profile_summary(f.op_profile, summary.p50),
         "temp_max_c": _max(temps),
         "throttled": throttled,
         "backend": {"name": backend.get("name"), "version": backend.get("version"),
@@ -212,6 +236,86 @@ def build_summary(f: RunFacts) -> dict:
         "config": cfg.to_dict(),
         "device": f.device,
     }
+
+
+def pressure_summary(by_metric: dict, described: dict | None) -> dict:
+    """The ``memory`` keys on memory pressure over the steady phase: ``pressure`` ({"some_pct", "full_pct", "scope",
+    "source"} or {"unavailable": why}), ``major_faults_per_s``, ``refaults_per_s``, ``anon_mb``, ``file_mb`` (means
+    over the steady phase; None where not measured). ``described``: the source's ``describe()``."""
+    out = {"major_faults_per_s": _mean(by_metric.get("mem.major_faults_per_s", [])),
+           "refaults_per_s": _mean(by_metric.get("mem.refaults_per_s", [])),
+           "anon_mb": _mean(by_metric.get("mem.anon_mb", [])), "file_mb": _mean(by_metric.get("mem.file_mb", []))}
+    described = described or {"unavailable": "not measured (a run stored before edgeprof read memory pressure)"}
+    some = by_metric.get("mem.pressure_some_pct", [])
+    if "unavailable" in described:
+        out["pressure"] = {"unavailable": described["unavailable"]}
+    elif not some:
+        out["pressure"] = {"unavailable": "no pressure reading fell in the measured phase (it was shorter than two "
+                                          "telemetry ticks)"}
+    else:
+        doc = {"some_pct": _mean(some), "full_pct": _mean(by_metric.get("mem.pressure_full_pct", [])),
+               "scope": described.get("scope"), "source": described.get("path")}
+        if doc["scope"] == "system":
+            doc["note"] = "system-wide: every process on the device counts, not only the worker"
+        if described.get("note"):
+            doc["note"] = (doc.get("note", "") + "; " if doc.get("note") else "") + described["note"]
+        out["pressure"] = doc
+    return out
+
+
+def energy_summary(by_metric: dict, steady_s: float | None, n: int, backend: dict, sources: list) -> dict:
+    """Energy per inference over the steady phase: the mean power of the best sensor that covers what the run used,
+    times the steady phase's length, over its inferences. {"mj_per_inference", "avg_power_w", "source", "scope",
+    "readings"} or {"unavailable": why}. The sensor sees everything on its rail (idle power, other processes):
+    compare runs on one device, not devices with each other."""
+    if not n or not steady_s:
+        return {"unavailable": "the run has no steady phase to divide energy over"}
+    used_gpu = str(backend.get("execution_provider") or "") in GPU_PROVIDERS
+    gpu = [(m, vs) for m, vs in by_metric.items() if _GPU_POWER.match(m) and vs]
+    parts: list[tuple[float, str, int]] = []
+    scope = None
+    for metric, label, where in BOARD_POWER:
+        if by_metric.get(metric):
+            parts, scope = [(_mean(by_metric[metric]), label, len(by_metric[metric]))], where
+            break
+    if not parts:
+        metric, label, where = CPU_POWER
+        if by_metric.get(metric):
+            parts.append((_mean(by_metric[metric]), label, len(by_metric[metric])))
+            scope = where
+        if used_gpu and gpu:
+            parts.extend((_mean(vs), f"NVML {m.split('.')[0]} power", len(vs)) for m, vs in gpu)
+            scope = "cpu + gpu" if scope else "gpu"
+    if not parts:
+        if gpu and not used_gpu:
+            return {"unavailable": "only the GPU's power is measured here (NVML) and this run ran on the CPU, whose "
+                                   "power no sensor here reads (Intel RAPL needs root and bare metal)"}
+        why = "; ".join(f"{s.get('name')}: {s.get('reason')}" for s in sources or []
+                        if s.get("name") in ("rapl", "nvml", "jetson", "rpi") and not s.get("available"))
+        return {"unavailable": "no power sensor on this device" + (f" ({why})" if why else "")}
+    watts = sum(p for p, _, _ in parts)
+    doc = {"mj_per_inference": watts * steady_s / n * 1000.0, "avg_power_w": watts,
+           "source": " + ".join(label for _, label, _ in parts), "scope": scope,
+           "readings": min(k for _, _, k in parts)}
+    if scope == "gpu":
+        doc["note"] = "the GPU's power only: the CPU's share is not measured here"
+    elif scope == "cpu" and used_gpu:
+        doc["note"] = "the CPU's power only: the GPU's is not measured here"
+    return doc
+
+
+def profile_summary(profile: dict | None, p50_ms: float | None) -> dict | None:
+    """The worker's operator profile with ``coverage``: the sum of operator times over the steady p50 (how much of
+    the measured latency the profile accounts for), and ``run_vs_p50``: the profiled inferences' own median over the
+    steady p50 (the profiler's overhead and the second session's drift). None when no profile was asked for."""
+    if profile is None or "unavailable" in profile:
+        return profile
+    doc = dict(profile)
+    if p50_ms:
+        doc["coverage"] = doc.get("op_total_ms", 0.0) / p50_ms
+        if doc.get("run_ms"):
+            doc["run_vs_p50"] = doc["run_ms"] / p50_ms
+    return doc
 
 
 def _pair(low, high) -> list | None:

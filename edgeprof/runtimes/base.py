@@ -99,6 +99,15 @@ class Session:
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def profile_unavailable(self) -> str | None:
+        """Why this backend cannot profile operators (None: it can, with ``op_profile``)."""
+        return "this runtime has no per-operator profiler"
+
+    def op_profile(self, feeds: list[np.ndarray], budget, stop=lambda: False) -> dict:
+        """A per-operator profile of ``budget`` more inferences (``runtimes.profile``), or {"unavailable": why}.
+        May replace the session it profiles: call it after the measured inferences only. ``stop()`` ends it early."""
+        return {"unavailable": self.profile_unavailable() or "not implemented"}
+
     def close(self) -> None:
         pass
 

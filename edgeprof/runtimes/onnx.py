@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import ModelError, RuntimeUnavailable
 from .base import RuntimeInfo, RuntimeStatus, Session, TensorSpec, onnx_spec
 from .inputs import UNSUPPORTED_DTYPES
+from .profile import ProfileBudget, ort_profile, read_trace_events
 
 PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -96,13 +97,10 @@ class OnnxSession(Session):
                 f"(available: {', '.join(ort.get_available_providers())}).",
                 "Choose the cpu execution provider, or install onnxruntime-gpu built for this device (README: Devices).",
             )
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.log_severity_level = 3
+        opts = self._options(ort, threads)
         chain = [wanted] + (["CUDAExecutionProvider"] if provider == "tensorrt" else []) + ["CPUExecutionProvider"]
         chain = list(dict.fromkeys(chain))
+        self._path, self._threads, self._chain = str(path), threads, chain
         try:
             self._sess = ort.InferenceSession(str(path), sess_options=opts, providers=chain)
         except Exception as exc:  # ORT raises its own pybind classes; turn each into one sentence
@@ -120,6 +118,57 @@ class OnnxSession(Session):
         self._ort_values = any(o.dtype in UNSUPPORTED_DTYPES or o.kind != "tensor" and o.kind != "sequence"
                                for o in self.outputs)
         self._ortvalue = ort.OrtValue if self._ort_values else None
+
+    @staticmethod
+    def _options(ort, threads: int):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
+        return opts
+
+    def profile_unavailable(self) -> str | None:
+        return None
+
+    def op_profile(self, feeds: list[np.ndarray], budget: ProfileBudget | None = None, stop=lambda: False) -> dict:
+        """ONNX Runtime's profiler can only be switched on when a session is created, so the measured session is
+        closed first (a second copy of the model must fit under the memory cap) and a second one of the same file,
+        with the same options plus ``enable_profiling``, runs the budget's inferences; the trace it writes into a
+        temporary folder is aggregated (``runtimes.profile.ort_profile``) and deleted. This session then runs on
+        the profiling session."""
+        import gc
+        import shutil
+        import tempfile
+        import time
+
+        budget = budget or ProfileBudget()
+        ort = _ort()
+        self._sess = None
+        gc.collect()
+        folder = tempfile.mkdtemp(prefix="edgeprof-profile-")
+        try:
+            opts = self._options(ort, self._threads)
+            opts.enable_profiling = True
+            opts.profile_file_prefix = str(Path(folder) / "ort")
+            self._sess = ort.InferenceSession(self._path, sess_options=opts, providers=self._chain)
+            for _ in range(budget.warmup_runs):
+                self.run(feeds)
+            n, t0 = 0, time.monotonic()
+            while n < budget.max_runs and not stop():
+                self.run(feeds)
+                n += 1
+                if n >= budget.min_runs and time.monotonic() - t0 >= budget.max_s:
+                    break
+            trace = self._sess.end_profiling()
+            doc = ort_profile(read_trace_events(trace), budget.warmup_runs,
+                              source=f"onnxruntime {ort.__version__} profiler (enable_profiling), a second session "
+                                     "of the same file and options, after the steady phase")
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        if stop() and "unavailable" not in doc:
+            doc["note"] = f"stopped early: {doc['inferences']} profiled inferences"
+        return doc
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         if self._ort_values:

@@ -23,6 +23,16 @@ INTERPRETERS = {
     "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
     "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime"),
 }
+# What was looked for, and why it is not used (ai-edge-litert 2.3.0, tflite-runtime 2.14): see docs/architecture.md.
+TFLITE_NO_PROFILER = {
+    "litert": ("ai-edge-litert {version} has no per-operator profiler that Python can reach: its Interpreter and "
+               "CompiledModel classes expose none, its bundled benchmark script times whole inferences only, and its "
+               "profiling_info proto is the output format of LiteRT's C++ benchmark tool, which the wheel does not "
+               "ship (libLiteRt.so's profiler C API is for CompiledModel only and does not export the call that "
+               "switches profiling on)"),
+    "tflite-runtime": ("tflite-runtime {version}'s Python Interpreter has no per-operator profiler (TFLite's op "
+                       "profiling lives in its C++ benchmark tool, which the wheel does not ship)"),
+}
 OPTIONAL_FIX = ("It is optional: install it with `pip install -r requirements-tflite-runtime.txt` (Python <= 3.11; "
                 "it holds numpy below 2), or choose the TFLite interpreter litert (--tflite-interpreter litert).")
 
@@ -156,6 +166,9 @@ class TfliteSession(Session):
             interp.set_tensor(d["index"], x)
         interp.invoke()
         return [interp.get_tensor(d["index"]) for d in self._out]
+
+    def profile_unavailable(self) -> str | None:
+        return TFLITE_NO_PROFILER.get(self._name, TFLITE_NO_PROFILER["litert"]).format(version=self._version)
 
     def close(self) -> None:
         self._interp = None

@@ -166,6 +166,22 @@ _RUN_GROUPS = [
     "ALTER TABLE runs ADD COLUMN group_id TEXT",
 ]
 
+# Why a run is slow (summary keys op_profile, memory.pressure, memory.major_faults_per_s, energy): the profile as a
+# JSON column of its own (the `ops` command and the Compare page read it without the whole summary), the figures as
+# columns the Correlations page and the study report set against latency.
+WHY_COLUMNS = {  # column -> (type, JSON path in the summary)
+    "op_profile": ("JSON", "$.op_profile"),
+    "mem_pressure_some_pct": ("DOUBLE", "$.memory.pressure.some_pct"),
+    "mem_pressure_full_pct": ("DOUBLE", "$.memory.pressure.full_pct"),
+    "major_faults_per_s": ("DOUBLE", "$.memory.major_faults_per_s"),
+    "energy_mj_per_inference": ("DOUBLE", "$.energy.mj_per_inference"),
+    "avg_power_w": ("DOUBLE", "$.energy.avg_power_w"),
+}
+_WHY = [f"ALTER TABLE runs ADD COLUMN {col} {kind}" for col, (kind, _) in WHY_COLUMNS.items()] + [
+    f"UPDATE runs SET {col} = " + (f"json_extract(summary, '{path}')" if kind == "JSON" else
+                                   f"TRY_CAST(json_extract_string(summary, '{path}') AS DOUBLE)")
+    + f" WHERE {col} IS NULL AND summary IS NOT NULL" for col, (kind, path) in WHY_COLUMNS.items()]
+
 # (description, statements or a callable taking the connection). Append only.
 MIGRATIONS: list[tuple[str, Sequence[str] | Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema: devices, runs, latency, telemetry, studies, study_cells", _V1),
@@ -174,15 +190,16 @@ MIGRATIONS: list[tuple[str, Sequence[str] | Callable[[duckdb.DuckDBPyConnection]
     ("runs.interpreter -> tflite_interpreter, runs.provider -> execution_provider", _V4),
     ("no limit stored as no limit (study cells 'none' held the device's RAM)", NO_LIMIT_IS_NULL),
     ("run_groups (repeated runs, interleaved comparisons, noise floors) and runs.group_id", _RUN_GROUPS),
+    ("runs.op_profile, mem_pressure_some_pct/full_pct, major_faults_per_s, energy_mj_per_inference, avg_power_w "
+     "(filled from the summary)", _WHY),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 TABLES = ("devices", "runs", "latency", "telemetry", "studies", "study_cells", "run_groups")
 LATENCY_COLUMNS = ("seq", "t_ns", "latency_ns", "phase")
 TELEMETRY_COLUMNS = ("t_ns", "source", "metric", "value", "unit")
-JSON_RUN_COLUMNS = ("config", "software", "summary", "flags", "tags")
+JSON_RUN_COLUMNS = ("config", "software", "summary", "flags", "tags", "op_profile")
 GROUP_KINDS = ("repeat", "compare", "noise_floor")
-
 
 
 # The summary document (runs.summary) has its own version: 2 names the runtime ("onnx" | "tflite", as in the config)

@@ -874,6 +874,12 @@ def _flatten_summary(s: dict) -> dict:
         "temp_max_c": _num(s.get("temp_max_c")), "mem_mechanism": _get(s, "memory", "mechanism"),
         "oom_killed": None if oom is None else bool(oom),
         "flags": _json(flags) if flags is not None else None,
+        "op_profile": _json(s.get("op_profile")) if isinstance(s.get("op_profile"), dict) else None,
+        "mem_pressure_some_pct": _num(_get(s, "memory", "pressure", "some_pct")),
+        "mem_pressure_full_pct": _num(_get(s, "memory", "pressure", "full_pct")),
+        "major_faults_per_s": _num(_get(s, "memory", "major_faults_per_s")),
+        "energy_mj_per_inference": _num(_get(s, "energy", "mj_per_inference")),
+        "avg_power_w": _num(_get(s, "energy", "avg_power_w")),
         **{k: v for k, v in (("tflite_interpreter", _tflite_interpreter(s)),
                              ("execution_provider", _get(s, "backend", "execution_provider"))) if v is not None},
     }

@@ -36,7 +36,8 @@ STUDY_PRESETS = ("quick", "paper")
 MAX_STUDY_FILE_BYTES = 1024 * 1024
 CELL_OVERHEAD_S = 3.0  # spawn, import, load and warm-up on top of the measured seconds; used for estimates only
 _KEYS = ("name", "description", "models", "precisions", "runtimes", "memory_limits", "threads", "repetitions",
-         "duration_s", "iterations", "run_preset", "warmup", "timeout_s", "cooldown_s", "sample_hz", "inputs")
+         "duration_s", "iterations", "run_preset", "warmup", "timeout_s", "cooldown_s", "sample_hz", "inputs",
+         "profile_ops")
 _INPUT_KEYS = ("input_shapes", "input_fills")
 STUDY_ID_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"  # as store.checks.STUDY_ID: what new_study_id makes
 _MEM_RE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>x|mb|MB|)\s*$")
@@ -198,6 +199,7 @@ class StudyConfig:
     description: str = ""
     # per model: {"input_shapes": {input: "1x512"}, "input_fills": {input: 16000}}, as --shape/--fill of `run`
     inputs: dict = field(default_factory=dict)
+    profile_ops: bool = False  # each cell also profiles operators after its steady phase (--profile-ops of `run`)
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -241,6 +243,8 @@ class StudyConfig:
         set_(self, "sample_hz", check_number("sample_hz", self.sample_hz, 0.1))
         if not isinstance(self.description, str):
             raise ConfigError("description must be text.")
+        if not isinstance(self.profile_ops, bool):
+            raise ConfigError(f"profile_ops must be true or false, got {self.profile_ops!r}.")
 
     # -- construction ---------------------------------------------------------------------------------------------
     @classmethod

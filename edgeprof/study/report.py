@@ -63,7 +63,15 @@ FRAME_COLUMNS = ["cell_key", "cell_status", "run_id", "status", "rep", "model", 
                  "mem", "mem_kind", "mem_factor", "memory_limit_mb", "mem_value", "footprint_mb", "bits", "variant",
                  "model_size_mb", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "cov", "n", "cpu_system_mean_pct",
                  "cpu_worker_mean_pct", "peak_ram_mb", "gpu_util_mean_pct", "warmup_ms", "load_ms",
-                 "first_inference_ms", "temp_max_c", "throttled", "major_faults"]
+                 "first_inference_ms", "temp_max_c", "throttled", "major_faults", "mem_pressure_some_pct",
+                 "mem_pressure_full_pct", "pressure_scope", "major_faults_per_s", "energy_mj_per_inference",
+                 "energy_source", "top_ops"]
+WHY = {  # column -> label, for the "why" table and its figure
+    "mem_pressure_some_pct": "some stalled on memory (%)",
+    "mem_pressure_full_pct": "all stalled on memory (%)",
+    "major_faults_per_s": "major faults/s",
+    "energy_mj_per_inference": "energy (mJ/inference)",
+}
 
 
 # =============================================================================================== 1. the frame
@@ -115,7 +123,8 @@ def study_frame(store, study_id: str) -> pd.DataFrame:
         return pd.DataFrame(columns=FRAME_COLUMNS)
     keep = ["run_id", "status", "memory_limit_mb", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "cov", "n",
             "cpu_system_mean_pct", "cpu_worker_mean_pct", "peak_ram_mb", "gpu_util_mean_pct",
-            "warmup_ms", "load_ms", "first_inference_ms", "temp_max_c", "tags", "summary"]
+            "warmup_ms", "load_ms", "first_inference_ms", "temp_max_c", "mem_pressure_some_pct",
+            "mem_pressure_full_pct", "major_faults_per_s", "energy_mj_per_inference", "tags", "summary"]
     runs = runs[[c for c in keep if c in runs.columns]] if not runs.empty else pd.DataFrame(columns=keep)
     df = df.merge(runs, on="run_id", how="left")
     df["status"] = df["status"].where(df["status"].notna(), df["cell_status"])
@@ -124,6 +133,9 @@ def study_frame(store, study_id: str) -> pd.DataFrame:
     df["footprint_mb"] = tags.map(lambda t: t.get("footprint_mb"))
     df["throttled"] = summ.map(lambda s: s.get("throttled"))
     df["major_faults"] = summ.map(lambda s: (s.get("memory") or {}).get("major_faults"))
+    df["pressure_scope"] = summ.map(lambda s: ((s.get("memory") or {}).get("pressure") or {}).get("scope"))
+    df["energy_source"] = summ.map(_energy_source)
+    df["top_ops"] = summ.map(_top_ops)
     kinds = df["mem"].map(_mem_kind)
     df["mem_kind"] = kinds.map(lambda k: k[0])
     df["mem_factor"] = kinds.map(lambda k: k[1] if k[0] == "factor" else None)
@@ -133,6 +145,21 @@ def study_frame(store, study_id: str) -> pd.DataFrame:
     df["model_size_mb"] = df["model"].map(sizes)
     df = df.drop(columns=[c for c in ("tags", "summary") if c in df.columns])
     return normalise_frame(df)
+
+
+def _energy_source(s: dict) -> str | None:
+    e = s.get("energy")
+    if not isinstance(e, dict):
+        return None
+    return e.get("source") if "unavailable" not in e else f"unavailable: {e['unavailable']}"
+
+
+def _top_ops(s: dict, n: int = 3) -> str | None:
+    """``"ConvInteger 61%, Mul 7%, DynamicQuantizeLinear 6%"`` from a summary's operator profile; None without."""
+    prof = s.get("op_profile")
+    if not isinstance(prof, dict) or not prof.get("by_type"):
+        return None
+    return ", ".join(f"{t['op_type']} {100 * t['share']:.0f}%" for t in prof["by_type"][:n])
 
 
 def normalise_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -153,7 +180,7 @@ def normalise_frame(df: pd.DataFrame) -> pd.DataFrame:
     lim = pd.to_numeric(df["memory_limit_mb"], errors="coerce")
     df["mem_value"] = np.where(df["mem_kind"] == "none", np.inf, lim)
     for col in ("p50_ms", "cpu_system_mean_pct", "cpu_worker_mean_pct", "peak_ram_mb", "gpu_util_mean_pct",
-                "warmup_ms", "model_size_mb"):
+                "warmup_ms", "model_size_mb", *WHY):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     return df[FRAME_COLUMNS]
 
@@ -309,10 +336,17 @@ def claim_memory_latency(df: pd.DataFrame, floor_pct: float | None = None) -> Fi
         c = _spearman(np.where(np.isinf(g["mem_value"]), 1e12, g["mem_value"]), g["p50_ms"])
         r = _ratio(g[g["mem_value"] == g["mem_value"].min()]["p50_ms"], g[g["mem_value"] == g["mem_value"].max()]["p50_ms"])
         died = df[(df["variant"] == var) & df["status"].isin(DIED)]
+        tight = g[g["mem_value"] == g["mem_value"].min()]
         groups.append({"variant": var, "n": int(len(g)), "limits": int(levels), "spearman_rho": c.spearman_r,
                        "p": c.spearman_p, "p50_tightest_ok_over_most_generous": r.ratio,
                        "95% interval": _interval_text(r),
-                       "tightest_ok_limit": g.loc[g["mem_value"].idxmin(), "mem"], "died_below": int(len(died))})
+                       "tightest_ok_limit": g.loc[g["mem_value"].idxmin(), "mem"], "died_below": int(len(died)),
+                       "some_stalled_pct_tightest": _median(tight["mem_pressure_some_pct"]),
+                       "full_stalled_pct_tightest": _median(tight["mem_pressure_full_pct"]),
+                       "major_faults_per_s_tightest": _median(tight["major_faults_per_s"]),
+                       "some_stalled_pct_most_generous": _median(
+                           g[g["mem_value"] == g["mem_value"].max()]["mem_pressure_some_pct"]),
+                       "pressure_scope": next(iter(tight["pressure_scope"].dropna()), None)})
         if levels >= 2:
             pooled.append(g)
             spread.append(r)
@@ -334,11 +368,40 @@ def claim_memory_latency(df: pd.DataFrame, floor_pct: float | None = None) -> Fi
                 f"most generous limit) = {_fmt(corr.spearman_r)}, p = {_fmt_p(corr.spearman_p)}, n = {corr.n} runs "
                 f"in {len(pooled)} variants; p50 at the tightest limit that still ran over p50 at the most generous: "
                 f"median {_fmt(float(np.median(ratios)))}x, higher in {rose} of {len(ratios)} variants. "
-                f"{len(all_died)} cells died (OOM-killed, timed out or crashed) at limits below their footprint.")
+                f"{len(all_died)} cells died (OOM-killed, timed out or crashed) at limits below their footprint."
+                + pressure_evidence(groups))
     return Finding("memory_latency", claim, verdict, evidence,
                    {"spearman_rho": corr.spearman_r, "p": corr.spearman_p, "n": corr.n, "variants": len(pooled),
                     "median_ratio": float(np.median(ratios)), "variants_higher": rose, "died": int(len(all_died))},
                    groups, caution)
+
+
+def _median(values) -> float | None:
+    v = pd.to_numeric(pd.Series(values), errors="coerce").dropna()
+    return float(v.median()) if len(v) else None
+
+
+def pressure_evidence(groups: list[dict]) -> str:
+    """The mechanism behind the memory claim, from the variant whose p50 rose most at its tightest limit: e.g.
+    " At 1x footprint (efficientnet-lite0 int8-dynamic onnx t2), p50 rose 9.8x while 61% of the time some task
+    stalled on memory (48% all tasks) and major faults ran at 2,400/s, against 0% at the most generous limit." """
+    rows = [g for g in groups if g.get("limits", 0) >= 2 and g.get("some_stalled_pct_tightest") is not None
+            and g.get("p50_tightest_ok_over_most_generous")]
+    if not rows:
+        if any(g.get("limits", 0) >= 2 for g in groups):
+            return (" No memory-pressure figures were recorded for these runs (runs made before edgeprof read the "
+                    "kernel's pressure-stall information, or a kernel without it).")
+        return ""
+    g = max(rows, key=lambda r: r["p50_tightest_ok_over_most_generous"])
+    scope = " (system-wide PSI: every process on the device counts)" if g.get("pressure_scope") == "system" else ""
+    full = g.get("full_stalled_pct_tightest")
+    faults = g.get("major_faults_per_s_tightest")
+    base = g.get("some_stalled_pct_most_generous")
+    return (f" At {g['tightest_ok_limit']} ({g['variant']}), p50 rose {_fmt(g['p50_tightest_ok_over_most_generous'])}x "
+            f"while {g['some_stalled_pct_tightest']:.0f}% of the time some task stalled on memory"
+            + (f" ({full:.0f}% all tasks)" if full is not None else "") + scope
+            + (f"; major faults {faults:,.0f}/s" if faults is not None else "")
+            + (f", against {base:.0f}% stalled at the most generous limit" if base is not None else "") + ".")
 
 
 def _cpu_memory(df: pd.DataFrame, claim_id: str, claim: str, sign: int, testable: bool, why: str) -> Finding:
@@ -725,13 +788,16 @@ def _warmup_figure(df: pd.DataFrame) -> bytes:
 FIGURES = {
     "latency_vs_memory.png": "Latency (p50) against memory limit, per variant",
     "cpu_vs_memory.png": "System CPU utilization against memory limit, per variant",
+    "pressure_vs_memory.png": "Time stalled on memory (PSI some) against memory limit, per variant",
     "latency_by_precision.png": "Latency by precision",
     "latency_by_size.png": "Latency by model size",
     "warmup_by_variant.png": "Warm-up time by variant",
 }
 
 
-WHY_NOT_DRAWN = {"latency_by_size.png": "this study has one model, so there is no size to compare"}
+WHY_NOT_DRAWN = {"latency_by_size.png": "this study has one model, so there is no size to compare",
+                 "pressure_vs_memory.png": "no cell recorded memory pressure (runs made before edgeprof read the "
+                                           "kernel's pressure-stall information, or a kernel without it)"}
 
 
 def render_figures(df: pd.DataFrame) -> dict[str, bytes]:
@@ -743,6 +809,9 @@ def render_figures(df: pd.DataFrame) -> dict[str, bytes]:
         "latency_by_precision.png": _precision_figure(df),
         "warmup_by_variant.png": _warmup_figure(df),
     }
+    if "mem_pressure_some_pct" in df and df["mem_pressure_some_pct"].notna().any():
+        out["pressure_vs_memory.png"] = _by_memory_figure(df, "mem_pressure_some_pct",
+                                                          "some task stalled on memory (%)", logy=False, ylim=(0, 105))
     if df["model"].nunique() >= 2:  # one model has no size to compare
         out["latency_by_size.png"] = _size_figure(df)
     return out
@@ -805,6 +874,7 @@ def render_html(meta: dict, df: pd.DataFrame, findings: list[Finding], corr: pd.
                  "p and n, and Spearman rho, over ok runs. 'all runs' mixes variants (what the paper reports, "
                  "dominated by model differences); 'within variant' divides each value by its variant's median.</p>")
     parts.append(_table(correlations_for_people(corr)))
+    parts.extend(why_html(df))
     parts.append("<h2 id='figures'>Figures</h2>")
     for name, title in FIGURES.items():
         if name in figures:
@@ -818,6 +888,44 @@ def render_html(meta: dict, df: pd.DataFrame, findings: list[Finding], corr: pd.
     parts.append("<h2 id='cells'>Cells</h2><details><summary>all cells</summary>"
                  + _table(normalise_frame(df)[cols]) + "</details></body></html>")
     return "\n".join(parts)
+
+
+def why_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per variant and memory limit (medians over repetitions): p50 beside the memory pressure, major faults, energy
+    per inference and the slowest operator types: the figures that say why a cell is slow."""
+    df = normalise_frame(df)
+    ran = df[df["p50_ms"].notna() | df["mem_pressure_some_pct"].notna()]
+    if ran.empty:
+        return pd.DataFrame(columns=["variant", "limit", "status", "p50 (ms)", *WHY.values(), "slowest operators"])
+    rows = []
+    for (var, mem), g in ran.groupby(["variant", "mem"], sort=False):
+        row = {"variant": var, "limit": mem, "status": ", ".join(sorted(set(map(str, g["status"])))),
+               "p50 (ms)": _median(g["p50_ms"])}
+        row.update({label: _median(g[col]) for col, label in WHY.items()})
+        row["slowest operators"] = next(iter(g["top_ops"].dropna()), None)
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    order = ran.drop_duplicates(["variant", "mem"]).set_index(["variant", "mem"])["mem_value"]
+    out["_v"] = [order.get((v, m)) for v, m in zip(out["variant"], out["limit"], strict=True)]
+    return out.sort_values(["variant", "_v"], ascending=[True, False]).drop(columns="_v").reset_index(drop=True)
+
+
+def why_html(df: pd.DataFrame) -> list[str]:
+    """The report's section on why cells are slow: memory pressure, faults, energy and operators per cell."""
+    df = normalise_frame(df)
+    parts = ["<h2 id='why'>Why: memory pressure, energy, operators</h2>",
+             "<p>Per variant and limit (medians over repetitions): the share of the measured time in which some "
+             "(or all) tasks stalled on memory (the kernel's pressure-stall information), major page faults per "
+             "second, energy per inference and the slowest operator types (cells run with profile_ops = true).</p>"]
+    scopes = set(df["pressure_scope"].dropna())
+    if "system" in scopes:
+        parts.append("<p class='caution'>Some pressure figures are system-wide (no per-cgroup PSI on this device): "
+                     "every process on the device counts in them.</p>")
+    energy = df["energy_source"].dropna()
+    if len(energy) and energy.str.startswith("unavailable").all():
+        parts.append(f"<p>Energy per inference: {html.escape(energy.iloc[0])}.</p>")
+    parts.append(_table(why_table(df)))
+    return parts
 
 
 def study_meta(store, study_id: str) -> dict:
@@ -850,7 +958,7 @@ def build_report(store, study_id: str) -> dict:
     meta["noise_floor"] = floor
     meta["uncertainty"] = uncertainty_words(df, floor)
     return {"meta": meta, "frame": df, "findings": evaluate_claims(df, floor_pct=(floor or {}).get("floor_pct")),
-            "correlations": correlation_table(df)}
+            "correlations": correlation_table(df), "why": why_table(df)}
 
 
 def write_report(store, study_id: str, out_dir: str | Path) -> Path:
@@ -867,7 +975,8 @@ def write_report(store, study_id: str, out_dir: str | Path) -> Path:
     rep["frame"].to_csv(out / "runs.csv", index=False)
     doc = {"study_id": study_id, "overview": overview(rep["frame"]),
            "findings": [f.to_dict() for f in rep["findings"]],
-           "correlations": _jsonable(rep["correlations"].to_dict(orient="records"))}
+           "correlations": _jsonable(rep["correlations"].to_dict(orient="records")),
+           "why": _jsonable(rep["why"].to_dict(orient="records"))}
     (out / "findings.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
     index = out / "index.html"
     index.write_text(render_html(rep["meta"], rep["frame"], rep["findings"], rep["correlations"], figures, links=True))

@@ -295,7 +295,8 @@ class StudyRunner:
                          duration_s=cfg.duration_s, iterations=cfg.iterations, preset=cfg.run_preset,
                          warmup=cfg.warmup, timeout_s=cfg.timeout_s, sample_hz=cfg.sample_hz,
                          tags={"study_id": self.study_id, "cell": key, **tags},
-                         input_shapes=given.get("input_shapes", {}), input_fills=given.get("input_fills", {}))
+                         input_shapes=given.get("input_shapes", {}), input_fills=given.get("input_fills", {}),
+                         profile_ops=cfg.profile_ops)
 
     def _start_and_wait(self, key: str, var, mb, tags) -> tuple[str, str | None, dict | None]:
         from ..run import DeviceBusy, start_run

@@ -4,7 +4,11 @@ The platform is decided here and only here (``default_sources``):
 
 * Raspberry Pi (device-tree model "Raspberry Pi ...")  -> host + rpi
 * Jetson (L4T release file or "nvidia,tegra" device tree) -> host + jetson   (the iGPU is not an NVML device)
-* anything else                                         -> host + nvml      (nvml switches itself off without a GPU)
+* anything else                                         -> host + nvml + rapl (each switches itself off when absent)
+
+Energy: jtop's board input on a Jetson, the PMIC's rails on a Raspberry Pi 5 (``rpi``), Intel RAPL (``power``) and
+NVML's GPU power elsewhere. Memory pressure (``memory``) is made per run by the runner, which knows the worker's
+cgroup.
 
 Every source probes once and says why it is off; see ``probe_all``.
 """
@@ -19,7 +23,9 @@ from . import host, jetson, rpi
 from .base import Source, SourceStatus
 from .host import HostSource
 from .jetson import JetsonSource
+from .memory import MemoryPressureSource
 from .nvml import NvmlSource
+from .power import RaplSource
 from .rpi import RpiSource, memory_cgroup_disabled
 from .sampler import Sampler
 
@@ -30,7 +36,9 @@ OS_RELEASE_PATH = "/etc/os-release"
 __all__ = [
     "HostSource",
     "JetsonSource",
+    "MemoryPressureSource",
     "NvmlSource",
+    "RaplSource",
     "RpiSource",
     "Sampler",
     "Source",
@@ -63,7 +71,7 @@ def default_sources(kind: str | None = None) -> list[Source]:
         return [HostSource(), RpiSource()]
     if kind == "jetson":
         return [HostSource(), JetsonSource()]
-    return [HostSource(), NvmlSource()]
+    return [HostSource(), NvmlSource(), RaplSource()]
 
 
 def probe_all(sources: list[Source] | None = None) -> list[SourceStatus]:

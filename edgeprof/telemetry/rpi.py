@@ -20,6 +20,12 @@ bit   meaning
 19    soft temperature limit has occurred
 ====  ==========================================
 
+On a Raspberry Pi 5, ``vcgencmd pmic_read_adc`` reads the PMIC's ADC: one line per rail and quantity,
+``  VDD_CORE_A current(7)=0.75012000A`` and ``  VDD_CORE_V volt(15)=0.86173300V`` (the numbers in brackets are ADC
+channels, not rails: a rail's current and voltage are paired by its name). ``EXT5V_V`` (the 5 V input) and ``BATT_V``
+have a voltage but no current, so the sum of rail powers leaves out the 5 V input's own losses and what USB devices
+draw: it is the board's rails, not the wall. Earlier Pis have no such ADC (the command fails there).
+
 Raspberry Pi OS ships with the memory cgroup controller disabled (``cgroup_disable=memory`` on the kernel command
 line), which stops edgeprof from capping a worker's memory; ``memory_cgroup_disabled`` detects it and names the fix.
 """
@@ -85,6 +91,33 @@ def parse_measure_clock(text: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
+_PMIC_LINE = re.compile(r"^\s*(?P<rail>\S+)_(?P<kind>[AV])\s+(?:current|volt)\(\d+\)=(?P<value>[-+0-9.eE]+|nan)[AV]\s*$")
+
+
+def parse_pmic_adc(text: str) -> dict[str, dict[str, float]]:
+    """``vcgencmd pmic_read_adc`` -> {rail: {"A": amperes, "V": volts}}; a value that is not a number is left out."""
+    rails: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        m = _PMIC_LINE.match(line)
+        if not m:
+            continue
+        try:
+            value = float(m["value"])
+        except ValueError:
+            continue
+        if value == value:  # not nan
+            rails.setdefault(m["rail"], {})[m["kind"]] = value
+    return rails
+
+
+def pmic_power_w(rails: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Watts per rail that has both a current and a voltage, and their sum under ``"total"`` (empty when none has)."""
+    out = {rail: q["A"] * q["V"] for rail, q in rails.items() if "A" in q and "V" in q}
+    if out:
+        out["total"] = sum(out.values())
+    return out
+
+
 def parse_model(raw: str | None) -> str | None:
     """The device-tree model string without its trailing NUL."""
     if not raw:
@@ -128,7 +161,8 @@ def run_command(args: list[str], timeout: float = 2.0) -> str:
 
 
 class RpiSource(Source):
-    """SoC temperature and ARM clock from sysfs every tick; vcgencmd throttling flags at most once a second."""
+    """SoC temperature and ARM clock from sysfs every tick; vcgencmd throttling flags at most once a second; on a Pi 5
+    the PMIC's rail powers (``power.pmic_total_w``, ``power.pmic_vdd_core_w``) at most every ``pmic_interval_s``."""
 
     name = "rpi"
 
@@ -140,6 +174,7 @@ class RpiSource(Source):
         runner: Runner | None = None,
         vcgencmd: str = "vcgencmd",
         throttled_interval_s: float = 1.0,
+        pmic_interval_s: float = 0.5,
     ):
         super().__init__()
         self.model_path = model_path
@@ -148,6 +183,9 @@ class RpiSource(Source):
         self.runner: Runner = runner or run_command
         self.vcgencmd = vcgencmd
         self.throttled_interval_s = throttled_interval_s
+        self.pmic_interval_s = pmic_interval_s
+        self._pmic = False
+        self._last_pmic: float | None = None
         self.model: str | None = None
         self._vc: str | None = None  # resolved vcgencmd path when usable
         self._temp: HeldFile | None = None  # sysfs files held open from probe on
@@ -181,6 +219,12 @@ class RpiSource(Source):
             except (OSError, ValueError, subprocess.SubprocessError) as exc:
                 self._vc = None
                 vc_note = f"vcgencmd failed ({exc}); add the user to the video group for throttling flags"
+            if self._vc is not None:
+                try:
+                    self._pmic = "total" in pmic_power_w(parse_pmic_adc(self._vcgencmd("pmic_read_adc")))
+                except (OSError, subprocess.SubprocessError):
+                    self._pmic = False
+                vc_note += ", PMIC rail power" if self._pmic else ", no PMIC ADC (a Pi 5 has one: no power figures)"
         found = [name for name, ok in (("sysfs temp", self._temp), ("sysfs cpufreq", self._freq)) if ok]
         return True, f"{self.model}; {', '.join(found + [vc_note])}"
 
@@ -198,6 +242,16 @@ class RpiSource(Source):
         if self._vc is not None and (self._last_throttled is None or now - self._last_throttled >= self.throttled_interval_s):
             self._last_throttled = now
             rows.extend(self._vc_rows())
+        if self._pmic and (self._last_pmic is None or now - self._last_pmic >= self.pmic_interval_s):
+            self._last_pmic = now
+            try:
+                watts = pmic_power_w(parse_pmic_adc(self._vcgencmd("pmic_read_adc")))
+            except (OSError, subprocess.SubprocessError):
+                watts = {}
+            if "total" in watts:
+                rows.append(("power.pmic_total_w", watts["total"], "W"))
+            if "VDD_CORE" in watts:
+                rows.append(("power.pmic_vdd_core_w", watts["VDD_CORE"], "W"))
         return rows
 
     def close(self) -> None:

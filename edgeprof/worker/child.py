@@ -21,11 +21,17 @@ from array import array
 
 _stop = False
 _phase = "load"
+_go = False  # the parent's SIGUSR1: it has read what the profile phase must not change
 
 
 def _on_term(signum, frame):
     global _stop
     _stop = True
+
+
+def _on_go(signum, frame):
+    global _go
+    _go = True
 
 
 def _die_with_parent() -> None:
@@ -163,6 +169,37 @@ def run(spec, conn) -> None:
     else:
         why = loop("steady", lambda n, lat, el: n >= min_n and el >= min_ns)
     conn.send(Done(mono(), seq, "completed" if why == "done" else "stopped", _max_rss_mb(), _major_faults()))
+    if spec.profile_ops and why == "done":
+        _profile_phase(session, feeds, conn)
+
+
+def _profile_phase(session, feeds, conn) -> None:
+    """Profile operators after everything measured was sent (``runtimes.profile``). A failure here is the profile's,
+    not the run's: it becomes ``{"unavailable": why}``."""
+    from ..runtimes.profile import ProfileBudget
+    from .messages import PROFILE_ACK_WAIT_S, PROFILE_PHASE, OpProfile, Phase
+
+    mono = time.monotonic_ns
+    reason = session.profile_unavailable()
+    if reason is None:
+        deadline = time.monotonic() + PROFILE_ACK_WAIT_S
+        while not _go and not _stop and time.monotonic() < deadline:
+            time.sleep(0.001)
+    if _stop:
+        conn.send(OpProfile(mono(), {"unavailable": "the run was stopped before its profile phase"}))
+        return
+    _set_phase(PROFILE_PHASE)
+    conn.send(Phase(PROFILE_PHASE, mono(), "" if _go or reason else "no acknowledgement from the parent"))
+    if reason is not None:
+        conn.send(OpProfile(mono(), {"unavailable": reason}))
+        return
+    try:
+        doc = session.op_profile(feeds, ProfileBudget(), stop=lambda: _stop)
+    except MemoryError:
+        doc = {"unavailable": "memory ran out while profiling (the profiling session did not fit)"}
+    except Exception as exc:  # the runtime's own error: the profile is unavailable, the measured run stands
+        doc = {"unavailable": f"the profiler failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
+    conn.send(OpProfile(mono(), doc))
 
 
 def _is_memory(text: str) -> bool:
@@ -196,6 +233,7 @@ def _input_error(plan, exc: Exception, what: str):
 
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGUSR1, _on_go)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the parent's to handle
     _die_with_parent()
     from multiprocessing.connection import Connection

@@ -10,6 +10,12 @@ which also takes the cpu cgroup of ``priority``), so the interpreter, the runtim
 cgroup is named ``edgeprof-<owner pid>-<run>``; ``sweep_orphans`` removes those whose owner is gone, killing any
 worker left inside.
 
+Pressure-stall information (PSI) is kept per cgroup only in a cgroup v2 hierarchy. Under cgroup v2 the cap's own
+cgroup has ``memory.pressure``; elsewhere (cgroup v1, a hybrid machine, no cap, RLIMIT_AS) the worker also joins a
+group of its own in a v2 hierarchy when one is mounted and writable (``/sys/fs/cgroup`` itself, or the hybrid
+``/sys/fs/cgroup/unified``): PSI is a core file of every v2 cgroup, present without the memory controller, so the
+worker's stalls are its own, not the whole system's. That group limits nothing.
+
 Raspberry Pi OS ships with the memory controller disabled (``cgroup_disable=memory`` on the kernel command line):
 ``detect`` says so and gives the fix instead of silently falling back.
 """
@@ -64,6 +70,19 @@ def _writable_dir(path: Path) -> bool:
     return path.is_dir() and os.access(path, os.W_OK)
 
 
+def psi_parent(root: Path = CGROUP_ROOT, proc_self_cgroup: Path = PROC_SELF_CGROUP) -> Path | None:
+    """The writable cgroup v2 directory (this process's own group) under which a worker's PSI group can be made:
+    in the unified hierarchy at ``root`` (pure v2) or ``root/unified`` (hybrid); None when there is none."""
+    for v2root in (root, root / "unified"):
+        if not (v2root / "cgroup.controllers").exists():
+            continue
+        own = _own_cgroup(None, proc_self_cgroup) or "/"
+        base = v2root / own.lstrip("/")
+        if _writable_dir(base) and (base / "memory.pressure").exists():
+            return base
+    return None
+
+
 def detect(root: Path = CGROUP_ROOT, proc_self_cgroup: Path = PROC_SELF_CGROUP, proc_cgroups: Path = PROC_CGROUPS,
            cmdline: Path = PROC_CMDLINE) -> Mechanism:
     """The best mechanism here. ``EDGEPROF_MEMORY_MECHANISM=rlimit_as`` forces the fallback (to compare, or to test)."""
@@ -109,6 +128,7 @@ class MemoryCap:
     requested_mb: float | None
     mechanism: Mechanism
     path: Path | None = None
+    psi_path: Path | None = None  # a v2 group for the worker's pressure-stall information, when the cap has none
 
     @property
     def kind(self) -> str:
@@ -119,6 +139,29 @@ class MemoryCap:
 
     def launcher(self) -> list[str]:
         return launcher(self.procs_file())
+
+    def pressure_path(self) -> Path | None:
+        """The worker's own ``memory.pressure``: its PSI group's, else the cap's under cgroup v2; None otherwise."""
+        if self.psi_path is not None:
+            return self.psi_path / "memory.pressure"
+        if self.path is not None and self.mechanism.kind == "cgroup2":
+            return self.path / "memory.pressure"
+        return None
+
+    def stat_path(self) -> Path | None:
+        """The cap's ``memory.stat`` (faults, refaults, the anonymous/file split); None without a memory cgroup."""
+        return self.path / "memory.stat" if self.path is not None and self.mechanism.kind in ("cgroup1", "cgroup2") \
+            else None
+
+    def join_psi(self, pid: int) -> str | None:
+        """Move ``pid`` into the PSI group; None when it is there (or there is none), else why it could not."""
+        if self.psi_path is None:
+            return None
+        try:
+            (self.psi_path / "cgroup.procs").write_text(str(pid))
+        except OSError as exc:
+            return f"the worker could not join {self.psi_path} ({exc.strerror or exc})"
+        return None
 
     def rlimit_bytes(self) -> int | None:
         if self.requested_mb and self.kind == "rlimit_as":
@@ -169,13 +212,16 @@ class MemoryCap:
         return out
 
     def kill_all(self) -> None:
-        if self.path is not None:
-            kill_all(self.path)
+        for path in (self.path, self.psi_path):
+            if path is not None:
+                kill_all(path)
 
     def remove(self, timeout: float = 5.0) -> None:
-        """Remove the cgroup; any process still inside is killed first (a cgroup with tasks cannot be removed)."""
-        if self.path is not None:
-            remove_cgroup(self.path, timeout)
+        """Remove the cgroups (the memory one, and the PSI one where made); any process still inside is killed first
+        (a cgroup with tasks cannot be removed)."""
+        for path in (self.path, self.psi_path):
+            if path is not None:
+                remove_cgroup(path, timeout)
 
 
 def launcher(*procs_files: Path | None) -> list[str]:
@@ -220,21 +266,40 @@ def remove_cgroup(path: Path, timeout: float = 5.0) -> None:
             time.sleep(0.05)
 
 
-def create(requested_mb: float | None, run_id: str, *, swap: bool = True, mechanism: Mechanism | None = None) -> MemoryCap:
+def _psi_group(run_id: str, parent: Path | None) -> Path | None:
+    """A v2 group of the worker's own for its pressure-stall information (it limits nothing); None when none can be
+    made (the run then reads the system's PSI, labelled so)."""
+    if parent is None:
+        return None
+    path = parent / f"{PREFIX}{os.getpid()}-{run_id}"
+    try:
+        path.mkdir()
+    except OSError:
+        return None
+    return path
+
+
+def create(requested_mb: float | None, run_id: str, *, swap: bool = True, mechanism: Mechanism | None = None,
+           psi: Path | None | bool = False) -> MemoryCap:
     """Create the cap for one run. No cap requested: a MemoryCap of kind ``none``, still in a cgroup of its own (with
     no limit) where one can be made, so the kernel accounts the memory it charges: a run without a limit measures the
-    variant's footprint (peak charged) too, which is what a student needs to choose a limit."""
+    variant's footprint (peak charged) too, which is what a student needs to choose a limit. ``psi``: True to make the
+    worker a PSI group where the cap has none (under ``psi_parent()``; the runner asks for one), a directory to make it
+    under, False/None for none."""
     mech = mechanism or detect()
+    parent = psi_parent() if psi is True else (psi or None)
     cgroup = mech.kind in ("cgroup1", "cgroup2")
     if not requested_mb:
         if not cgroup:
-            return MemoryCap(None, Mechanism("none", None, "no memory limit requested"))
+            return MemoryCap(None, Mechanism("none", None, "no memory limit requested"),
+                             psi_path=_psi_group(run_id, parent))
         path = Path(mech.parent) / f"{PREFIX}{os.getpid()}-{run_id}"
         path.mkdir()
         note = f"no memory limit; charged memory accounted in a {mech.kind} cgroup with no limit"
-        return MemoryCap(None, Mechanism(mech.kind, mech.parent, note), path)
+        return MemoryCap(None, Mechanism(mech.kind, mech.parent, note), path,
+                         None if mech.kind == "cgroup2" else _psi_group(run_id, parent))
     if not cgroup:
-        return MemoryCap(requested_mb, mech)
+        return MemoryCap(requested_mb, mech, psi_path=_psi_group(run_id, parent))
     path = Path(mech.parent) / f"{PREFIX}{os.getpid()}-{run_id}"
     path.mkdir()
     limit = str(int(requested_mb * 1024 * 1024))
@@ -254,15 +319,15 @@ def create(requested_mb: float | None, run_id: str, *, swap: bool = True, mechan
     except OSError:
         path.rmdir()
         raise
-    return MemoryCap(requested_mb, mech, path)
+    psi_path = None if mech.kind == "cgroup2" else _psi_group(run_id, parent)
+    return MemoryCap(requested_mb, mech, path, psi_path)
 
 
 def sweep_orphans(mechanism: Mechanism | None = None) -> list[str]:
     """Remove edgeprof cgroups whose owning process is gone, killing workers left inside. Returns their names."""
     mech = mechanism or detect()
-    if mech.parent is None:
-        return []
-    return sweep_cgroups(Path(mech.parent))
+    parents = [Path(p) for p in dict.fromkeys(x for x in (mech.parent, psi_parent()) if x is not None)]
+    return [name for parent in parents for name in sweep_cgroups(parent)]
 
 
 def sweep_cgroups(parent: Path) -> list[str]:

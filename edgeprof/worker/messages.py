@@ -2,7 +2,11 @@
 
 Parent -> worker: one pickled ``WorkerSpec`` on stdin (the resolved file, runtime, limits and inputs; never the
 ``RunConfig``); then SIGTERM to stop.
-Worker -> parent, on a dedicated pipe: Loaded, Phase, Batch..., then exactly one of Done or Failed.
+Worker -> parent, on a dedicated pipe: Loaded, Phase, Batch..., then exactly one of Done or Failed. A run that asked
+for a per-operator profile goes on after a completed Done: the worker waits for the parent's SIGUSR1 (the parent has
+read the cap's peak memory, so the profile phase does not count in it; ``PROFILE_ACK_WAIT_S`` at most), sends
+Phase("profile") and then exactly one OpProfile. Everything measured was sent before Done; nothing after it is a
+latency sample.
 All ``t_ns`` are ``time.monotonic_ns()``, the clock the parent's sampler uses too, so samples line up.
 
 The phases of a run's inferences live here and only here: ``PHASES`` in order, ``PHASE_CODES`` their int8 codes (the
@@ -16,6 +20,8 @@ from dataclasses import dataclass, field
 
 PHASES = ("first", "warmup", "steady")  # of the latency samples; "load" is a span before them, not a sample phase
 PHASE_CODES = {name: i for i, name in enumerate(PHASES)}
+PROFILE_PHASE = "profile"  # after the steady phase, only in runs that asked for an operator profile; no samples
+PROFILE_ACK_WAIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class WorkerSpec:
     batch_interval_s: float = 0.1
     warmup_max_iterations: int = 1000
     warmup_max_s: float = 30.0
+    profile_ops: bool = False  # a per-operator profile phase after the steady phase (runtimes.profile)
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,14 @@ class Done:
     reason: str  # "completed" or "stopped"
     max_rss_mb: float
     major_faults: int
+
+
+@dataclass(frozen=True)
+class OpProfile:
+    """The per-operator profile (``runtimes.profile.ort_profile``'s document, or {"unavailable": why})."""
+
+    t_ns: int
+    profile: dict
 
 
 @dataclass(frozen=True)

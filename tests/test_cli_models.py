@@ -136,3 +136,14 @@ def test_user_fp32_onnx_fidelity_warns_about_random_data(tmp_path):
     rows = json.loads(proc.stdout)
     assert [r["precision"] for r in rows] == ["fp32", "fp16", "int8-dynamic", "int8-static"]
     assert "random data" in rows[-1]["note"] and all(r["accuracy"] is None for r in rows)
+
+
+def test_a_reader_that_closes_the_pipe_gets_no_error(tmp_path):
+    """`edgeprof models | head -1`: the reader closing the pipe early is not an error to print."""
+    env = {**os.environ, "EDGEPROF_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "edgeprof", "models"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # closed before edgeprof writes a line
+    stderr = proc.stderr.read()
+    assert proc.wait(120) == 141
+    assert "error" not in stderr and "Traceback" not in stderr, stderr

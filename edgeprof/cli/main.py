@@ -9,6 +9,7 @@ traceback. Commands print one JSON document on stdout with ``--json`` and human 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -55,6 +56,9 @@ def main(argv: list[str] | None = None, prog: str = MODULE_PROG) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `edgeprof ops ... | head`: the reader has what it wanted; the shell's code for SIGPIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 141
     except Exception as exc:  # the last resort: still one line unless --debug
         if debug:
             traceback.print_exc()

@@ -10,6 +10,13 @@ import sys
 from ..worker.priority import describe as describe_priority
 
 
+def limit_text(mem: dict) -> str:
+    """``limit 256 MB via cgroup-v1``, or ``no limit`` (a limit of none has no mechanism to name)."""
+    if mem.get("requested_mb") is None:
+        return "no limit"
+    return f"limit {fmt(mem.get('requested_mb'), ' MB', 0)} via {mem.get('mechanism')}"
+
+
 def _plain(obj):
     """JSON has no NaN: missing numbers (NaN from pandas, numpy scalars) become null or plain Python numbers."""
     if isinstance(obj, dict):
@@ -88,7 +95,7 @@ def run_summary(r: dict, details: bool = False) -> str:
         f"{fmt(cpu.get('system_peak_pct'), '%', 1)} (all cores)   worker mean {fmt(cpu.get('worker_mean_pct'), '%', 1)}"
         f" peak {fmt(cpu.get('worker_peak_pct'), '%', 1)}   others mean {fmt(cpu.get('others_mean_pct'), '%', 1)}"
         " (one core = 100%)",
-        f"  memory       cap {fmt(mem.get('requested_mb'), ' MB', 0)} via {mem.get('mechanism')}"
+        f"  memory       {limit_text(mem)}"
         f"   peak charged {fmt(mem.get('peak_charged_mb'), ' MB', 1)}   peak worker RSS "
         f"{fmt(mem.get('peak_rss_mb'), ' MB', 1)}   OOM-killed {mem.get('oom_killed')}"
         f"   major faults {mem.get('major_faults')}",

@@ -1,4 +1,4 @@
-"""CLI commands for runs: ``run``, ``runs``, ``show``, ``devices``, ``export``, ``import``.
+"""CLI commands for runs: ``run``, ``runs`` (also ``--fleet``), ``show``, ``devices`` (alias ``device``), ``export``, ``import``.
 
 Exit codes: 0 the run finished ok; 3 the run was recorded with another status; 2 usage errors; 1 anything else.
 """
@@ -63,20 +63,27 @@ def register(sub) -> None:
     p.add_argument("--model", help="only runs of this model (a bundled name or the path a run used)")
     p.add_argument("--status", help="only runs with this status (ok, oom_killed, failed, ...)")
     p.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
+    p.add_argument("--fleet", metavar="URL", help="list every device's runs pushed to URL (s3://BUCKET/PREFIX or a "
+                                                  "folder) instead of this database's")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("show", help="show one stored run",
                        description="Show one stored run: its result, the notes on what it was fed, its flags and, for "
                                    "a run that failed, the runtime's own message.")
-    p.add_argument("run_id")
+    p.add_argument("run_id", help="the run's id (see `runs`)")
     db_arg(p)
+    p.add_argument("--fleet", metavar="URL", help="read the run from the fleet at URL instead of this database")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("devices", help="what this device is and what it can measure",
-                       description="Say what this device is, which runtimes and execution providers a run will use, "
-                                   "which telemetry sources work (or why not) and how memory is capped.")
+    p = sub.add_parser("devices", aliases=["device"], help="what this device is and what it can measure; its name",
+                       description="Say which device this is (its fleet id and name), which runtimes and execution "
+                                   "providers a run will use, which telemetry sources work (or why not) and how "
+                                   "memory is capped. `device` is the same command.")
+    p.add_argument("--name", help="set this device's name (default: the hostname); runs made from now on carry it")
+    p.add_argument("--fleet", metavar="URL", help="also say how DuckDB reads the fleet at URL (httpfs or fsspec) and "
+                                                  "how many devices and runs it holds (default: $EDGEPROF_FLEET)")
     db_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=cmd_devices)
@@ -202,13 +209,20 @@ def _follow(handle, quiet: bool) -> None:
 
 
 def cmd_runs(args) -> int:
-    store = open_store(args.db)
-    df = store.list_runs(model=args.model, status=args.status, limit=args.limit)
-    cols = ["run_id", "created_at", "status", "model", "precision", "runtime", "threads", "memory_limit_mb",
-            "p50_ms", "p90_ms", "peak_charged_mb"]
+    if args.fleet:
+        from ..store.fleet import list_runs
+
+        df = list_runs(args.fleet, model=args.model, status=args.status, limit=args.limit)
+    else:
+        store = open_store(args.db)
+        df = store.list_runs(model=args.model, status=args.status, limit=args.limit)
+    cols = ["run_id", "created_at", "device_name", "status", "model", "precision", "runtime", "threads",
+            "memory_limit_mb", "p50_ms", "p90_ms", "peak_charged_mb"]
     df = df[[c for c in cols if c in df.columns]]
     if args.json:
         print_json(df.to_dict(orient="records"))
+    elif df.empty and args.fleet:
+        print(f"no runs at {args.fleet} yet: push this device's with `{args.prog} push {args.fleet}`")
     elif df.empty:
         print(f"no runs stored yet: start one with `{args.prog} run --model digits-cnn`")
     else:
@@ -217,10 +231,19 @@ def cmd_runs(args) -> int:
 
 
 def cmd_show(args) -> int:
-    store = open_store(args.db)
-    run = store.get_run(args.run_id)
-    if run is None:
-        raise UsageError(f"there is no run {args.run_id} in {store.path}.", f"List runs with `{args.prog} runs`.")
+    if args.fleet:
+        from ..store.fleet import Fleet
+
+        with Fleet(args.fleet) as fleet:
+            run = fleet.get_run(args.run_id)
+        if run is None:
+            raise UsageError(f"there is no run {args.run_id} at {args.fleet}.",
+                             f"List them with `{args.prog} runs --fleet {args.fleet}`.")
+    else:
+        store = open_store(args.db)
+        run = store.get_run(args.run_id)
+        if run is None:
+            raise UsageError(f"there is no run {args.run_id} in {store.path}.", f"List runs with `{args.prog} runs`.")
     if args.json:
         print_json(run)
     else:
@@ -230,12 +253,21 @@ def cmd_show(args) -> int:
 
 
 def cmd_devices(args) -> int:
-    from ..device import device_report
+    from ..device import device_report, identity, set_name
 
-    rep = device_report()
+    ident = set_name(args.name) if args.name else identity()
+    rep = {"identity": ident._asdict(), **device_report()}
+    fleet = _fleet_facts(args.fleet)
+    if fleet:
+        rep["fleet"] = fleet
     if args.json:
         print_json(rep)
         return 0
+    print(f"name     {ident.device_name} (device id {ident.device_id})"
+          + ("" if args.name else f"; rename with `{args.prog} devices --name NAME`"))
+    if fleet:
+        print(f"fleet    {fleet['url']}: {fleet['devices']} devices, {fleet['runs']} runs, read by DuckDB through "
+              f"{fleet['engine']}" + (f"; {fleet['pending']} runs still being pushed" if fleet["pending"] else ""))
     d = rep["device"]
     print(f"device   {d.get('model')} ({d.get('machine')}), {d.get('cpu_model') or d.get('cpu')}, "
           f"{d.get('cores') or d.get('cpu_count')} cores, {d.get('os')}")
@@ -255,6 +287,19 @@ def cmd_devices(args) -> int:
     m = rep["memory_cap"]
     print(f"memory cap {m['kind']}: {m['reason']}")
     return 0
+
+
+def _fleet_facts(url: str | None) -> dict | None:
+    """What ``devices`` says about the fleet: how DuckDB reads it (httpfs, fsspec or folder) and what it holds."""
+    from ..store.fleet import Fleet, fleet_url
+
+    url = fleet_url(url)
+    if not url:
+        return None
+    with Fleet(url) as fleet:
+        lst = fleet.listing
+        return {"url": url, "engine": fleet.engine, "devices": len(set(lst.runs.values()) | set(lst.devices)),
+                "runs": len(lst.runs), "pending": lst.pending}
 
 
 def cmd_export(args) -> int:

@@ -139,12 +139,24 @@ _V4 = [
 ]
 RENAMED_COLUMNS = {"interpreter": "tflite_interpreter", "provider": "execution_provider"}  # in bundles of schema < 4
 
+FILL_DEVICE_NAME = ("UPDATE runs SET device_name = (SELECT coalesce(d.device_name, d.hostname) FROM devices d"
+                    " WHERE d.device_id = runs.device_id) WHERE device_name IS NULL")
+_DEVICE_NAME = [
+    # A fleet shows runs of many devices: each device has a human name (`edgeprof device --name`, default the
+    # hostname), and each run keeps the name its device had when it ran. Older rows take the hostname.
+    "ALTER TABLE devices ADD COLUMN device_name TEXT",
+    "UPDATE devices SET device_name = hostname",
+    "ALTER TABLE runs ADD COLUMN device_name TEXT",
+    FILL_DEVICE_NAME,
+]
+
 # (description, statements or a callable taking the connection). Append only.
 MIGRATIONS: list[tuple[str, Sequence[str] | Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema: devices, runs, latency, telemetry, studies, study_cells", _V1),
     ("runs.notes and runs.tags (filled from config.tags)", _V2),
     ("runs.cpu_others_mean_pct (filled from summary.cpu.others_mean_pct)", _V3),
     ("runs.interpreter -> tflite_interpreter, runs.provider -> execution_provider", _V4),
+    ("devices.device_name and runs.device_name (filled from the hostname)", _DEVICE_NAME),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

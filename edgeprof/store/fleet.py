@@ -1,0 +1,501 @@
+"""The fleet: each device pushes its finished runs to one object store (or shared folder) as immutable Parquet files,
+and any device reads every device's runs there with DuckDB, in place.
+
+Layout under the fleet URL (``s3://bucket/prefix`` or a folder), one partition per device, so no two devices ever
+write the same object and no object is rewritten once written (``device.json`` is rewritten only by its own device)::
+
+    device=<device_id>/device.json                  the device's manifest: id, name, hardware, layout version
+    device=<device_id>/latency/<run_id>.parquet     the run's latency samples (table ``latency``)
+    device=<device_id>/telemetry/<run_id>.parquet   its telemetry (table ``telemetry``)
+    device=<device_id>/study_cells/<run_id>.parquet the study cells it filled (table ``study_cells``; often empty)
+    device=<device_id>/studies/<study_id>.parquet   the study's row, written once (table ``studies``)
+    device=<device_id>/runs/<run_id>.parquet        the run's row (table ``runs``): written LAST, the run's marker
+
+A reader lists the prefix once and shows a run only when its marker is there, and the marker is written after every
+other object of the run: a push killed half-way leaves objects without a marker, which no reader shows and the next
+push writes again (same bytes, same names) before writing the marker. S3 makes an object visible only once its upload
+completed; in a folder each file is written under a dot-name and renamed into place. So a push is idempotent (runs
+whose marker is there are skipped, found by listing: nothing local is ever marked pushed) and resumable.
+
+Objects there are data from outside (``untrusted.py``): a reader accepts only the names above (anything else under
+the prefix is refused, with its name), puts only those names, built here of hex digits, into SQL, and checks the
+tables with ``store.checks`` (id shapes, known statuses and phases, text lengths, each row in the file its name says)
+before a row is shown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from .. import __version__
+from ..errors import BundleError
+from ..untrusted import shown, staging_dir
+from . import checks
+from .remote import FleetError, Target, faults, filesystem, parse_url
+from .schema import MIGRATIONS, SCHEMA_VERSION, upgrade_summary
+from .store import _DERIVED, Store
+
+FLEET_FORMAT = "edgeprof-fleet"
+LAYOUT_VERSION = 1
+RUN_TABLES = ("latency", "telemetry", "study_cells")  # written before the marker, one file per run
+_HEX16, _HEX32 = r"[0-9a-f]{16}", r"[0-9a-f]{32}"
+_NAME = re.compile(rf"device=(?P<device>{_HEX16})/(?:(?P<table>runs|latency|telemetry|study_cells)/(?P<run>{_HEX32})"
+                   rf"|studies/(?P<study>{checks.STUDY_ID})|(?P<manifest>device))\.(?:parquet|json)")
+_TEMP = re.compile(rf"device={_HEX16}/(?:[a-z_]+/)?\.[A-Za-z0-9_.=-]+\.part-[0-9]+")
+_SELECTS = {
+    "runs": "SELECT * FROM runs WHERE run_id = ?",
+    "latency": "SELECT * FROM latency WHERE run_id = ? ORDER BY seq",
+    "telemetry": "SELECT * FROM telemetry WHERE run_id = ? ORDER BY t_ns, source, metric",
+    "study_cells": "SELECT * FROM study_cells WHERE run_id = ? ORDER BY study_id, cell_key",
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Push
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def push(store: Store, url: str, *, on_object: Callable[[str], None] | None = None) -> dict:
+    """Push every finished run of ``store`` whose marker is not at ``url`` yet; returns {"pushed": n, "skipped": m,
+    "url", "objects", "bytes", "seconds", "run_ids": [pushed ids]}.
+
+    Runs go to their own device's partition (a run imported from another device's bundle goes to that device's).
+    ``on_object(name)`` is called after each object is in place (progress; tests inject faults there). Raises
+    UsageError for a malformed URL and FleetError (one sentence, what to do) for a store that cannot be reached or
+    written; what was in place before stays, and a run without its marker is pushed again next time.
+    """
+    target = parse_url(url)
+    started = time.monotonic()
+    with store._reading() as con:
+        runs = con.execute("SELECT run_id, device_id, study_id FROM runs WHERE status <> 'running' "
+                           "AND device_id IS NOT NULL ORDER BY run_id").fetchall()
+        devices = {r[0]: r for r in con.execute(
+            "SELECT device_id, device_name, hostname, machine, model, cpu, cores, ram_mb, os FROM devices").fetchall()}
+    fs = filesystem(target)
+    stats = {"objects": 0, "bytes": 0}
+    pushed: list[str] = []
+    with faults(target, "push to"):
+        _check_root(fs, target)
+        by_device: dict[str, list[tuple[str, str | None]]] = {}
+        for run_id, device_id, study_id in runs:
+            by_device.setdefault(device_id, []).append((run_id, study_id))
+        present: dict[str, set[str]] = {}
+        studies_there: dict[str, set[str]] = {}
+        for device_id in by_device:
+            names = _ls_names(fs, target.join(f"device={device_id}"))
+            present[device_id] = {n[:-8] for n in _ls_names(fs, target.join(f"device={device_id}", "runs"))
+                                  if n.endswith(".parquet")} if "runs" in names else set()
+            studies_there[device_id] = {n[:-8] for n in _ls_names(fs, target.join(f"device={device_id}", "studies"))
+                                        if n.endswith(".parquet")} if "studies" in names else set()
+            if "device.json" not in names or _manifest_changed(fs, target, device_id, devices.get(device_id)):
+                _put_bytes(fs, target, f"device={device_id}/device.json",
+                           _manifest(device_id, devices.get(device_id)), stats, on_object)
+        with staging_dir() as stage:
+            for device_id, items in by_device.items():
+                for run_id, study_id in items:
+                    if run_id in present[device_id]:
+                        continue
+                    _push_run(store, fs, target, stage, device_id, run_id, study_id, studies_there[device_id],
+                              stats, on_object)
+                    pushed.append(run_id)
+    return {"pushed": len(pushed), "skipped": len(runs) - len(pushed), "url": target.url, **stats,
+            "seconds": round(time.monotonic() - started, 3), "run_ids": pushed}
+
+
+def _check_root(fs, target: Target) -> None:
+    if target.kind == "s3":
+        fs.ls(target.bucket, detail=False)  # NoSuchBucket, credentials and the endpoint are judged here
+        return
+    root = Path(target.root)
+    if not root.is_dir():
+        if not root.parent.is_dir():
+            raise FleetError(f"cannot push to {target.url}: neither the folder nor its parent {root.parent} exists.",
+                             "Create the folder (or mount the shared folder) first.")
+        root.mkdir(exist_ok=True)
+
+
+def _ls_names(fs, path: str) -> set[str]:
+    try:
+        return {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)}
+    except FileNotFoundError as err:
+        if "bucket" in str(err).lower():
+            raise
+        return set()
+
+
+def _manifest(device_id: str, row: tuple | None) -> bytes:
+    keys = ("device_id", "device_name", "hostname", "machine", "model", "cpu", "cores", "ram_mb", "os")
+    info = dict(zip(keys, row, strict=True)) if row else {"device_id": device_id}
+    doc = {"format": FLEET_FORMAT, "layout_version": LAYOUT_VERSION, "schema_version": SCHEMA_VERSION,
+           "edgeprof_version": __version__, **info}
+    return (json.dumps(doc, indent=2, default=str) + "\n").encode()
+
+
+def _manifest_changed(fs, target: Target, device_id: str, row: tuple | None) -> bool:
+    try:
+        old = json.loads(fs.cat_file(target.join(f"device={device_id}", "device.json"))[: 64 * 1024])
+    except (ValueError, FileNotFoundError):
+        return True
+    new = json.loads(_manifest(device_id, row))
+    return {k: old.get(k) for k in ("device_name", "layout_version")} != \
+        {k: new.get(k) for k in ("device_name", "layout_version")}
+
+
+def _push_run(store: Store, fs, target: Target, stage: Path, device_id: str, run_id: str, study_id: str | None,
+              studies_there: set[str], stats: dict, on_object) -> None:
+    files: list[tuple[str, Path]] = []
+    with store._reading() as con:
+        for table in (*RUN_TABLES, "runs"):
+            local = stage / f"{table}-{run_id}.parquet"
+            con.execute(f"COPY ({_SELECTS[table]}) TO '{_sql_str(local)}' (FORMAT parquet)", [run_id])
+            files.append((f"device={device_id}/{table}/{run_id}.parquet", local))
+        if study_id and study_id not in studies_there and re.fullmatch(checks.STUDY_ID, study_id):
+            local = stage / f"study-{run_id}.parquet"
+            con.execute(f"COPY (SELECT * FROM studies WHERE study_id = ?) TO '{_sql_str(local)}' (FORMAT parquet)",
+                        [study_id])
+            files.insert(0, (f"device={device_id}/studies/{study_id}.parquet", local))
+            studies_there.add(study_id)
+    for name, local in files:  # the runs row last: it is the marker
+        _put_file(fs, target, name, local, stats, on_object)
+        local.unlink()
+
+
+def _put_file(fs, target: Target, name: str, local: Path, stats: dict, on_object) -> None:
+    remote = target.join(name)
+    if target.kind == "s3":
+        fs.put_file(str(local), remote)
+    else:
+        folder = Path(remote).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{Path(remote).name}.part-{os.getpid()}"
+        shutil.copyfile(local, tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, remote)
+    stats["objects"] += 1
+    stats["bytes"] += local.stat().st_size
+    if on_object:
+        on_object(name)
+
+
+def _put_bytes(fs, target: Target, name: str, data: bytes, stats: dict, on_object) -> None:
+    with staging_dir() as stage:
+        local = stage / "object"
+        local.write_bytes(data)
+        _put_file(fs, target, name, local, stats, on_object)
+
+
+def _sql_str(path: Path | str) -> str:
+    return str(path).replace("'", "''")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Read
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Listing:
+    """What is under a fleet prefix: complete runs {run_id: device_id}, studies {(device, study_id)}, device
+    manifests, and runs whose push has not finished (data without a marker) or whose data is missing."""
+
+    runs: dict[str, str] = field(default_factory=dict)
+    studies: list[tuple[str, str]] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
+    pending: int = 0
+    objects: int = 0
+
+
+class Fleet:
+    """Every device's runs at a fleet URL, queried by DuckDB over the Parquet objects in place.
+
+    ``engine`` says how DuckDB reaches them: ``httpfs`` (DuckDB's own S3 reader, where the extension loads), ``fsspec``
+    (s3fs registered with DuckDB, as on machines that cannot fetch DuckDB extensions) or ``folder``. The views
+    ``runs``, ``latency``, ``telemetry``, ``studies`` and ``study_cells`` of :meth:`sql` cover complete runs only.
+    """
+
+    def __init__(self, url: str, *, engine: str | None = None):
+        self.target = parse_url(url)
+        self.fs = filesystem(self.target)
+        self.con = duckdb.connect(config={"threads": max(1, min(4, os.cpu_count() or 1))})
+        self.engine = self._attach(engine or os.environ.get("EDGEPROF_FLEET_ENGINE"))
+        self._types, self._required = _schema_types(self.con)
+        self._checked: set[str] = set()
+        with faults(self.target, "read"):
+            self.listing = self._list()
+        self._views()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- engine and listing -------------------------------------------------------------------------------------
+
+    def _attach(self, wanted: str | None) -> str:
+        if self.target.kind == "folder":
+            return "folder"
+        if wanted != "fsspec" and _httpfs(self.con):
+            return "httpfs"
+        if wanted == "httpfs":
+            raise FleetError("DuckDB's httpfs extension cannot be loaded here.",
+                             "Unset EDGEPROF_FLEET_ENGINE to read the fleet through s3fs.")
+        self.con.register_filesystem(self.fs)
+        return "fsspec"
+
+    def _list(self) -> Listing:
+        root = self.target.root
+        if self.target.kind == "s3":
+            self.fs.ls(self.target.bucket, detail=False)
+        elif not Path(root).is_dir():
+            raise FleetError(f"cannot read {self.target.url}: the folder does not exist.",
+                             "Check the path (or mount the shared folder).")
+        names = sorted(p[len(root) + 1:] for p in self.fs.find(root) if p.startswith(root + "/"))
+        out = Listing(objects=len(names))
+        data: dict[str, set[str]] = {}
+        markers: dict[str, str] = {}
+        for rel in names:
+            m = _NAME.fullmatch(rel)
+            if m is None:
+                if _TEMP.fullmatch(rel):
+                    continue  # a file a push is writing right now (folders only)
+                raise BundleError(f"the fleet at {self.target.url} holds {shown(rel)}, which edgeprof does not write "
+                                  "there.", "Remove it, or give a prefix that only edgeprof pushes to.")
+            if m["manifest"]:
+                out.devices.append(m["device"])
+            elif m["study"]:
+                out.studies.append((m["device"], m["study"]))
+            elif m["table"] == "runs":
+                if m["run"] in markers:
+                    raise BundleError(f"the fleet at {self.target.url} holds the run {m['run']} under two devices.",
+                                      "Remove one of device=.../runs/" + m["run"] + ".parquet.")
+                markers[m["run"]] = m["device"]
+            else:
+                data.setdefault(f"{m['device']}/{m['run']}", set()).add(m["table"])
+        for run_id, device_id in markers.items():
+            have = data.pop(f"{device_id}/{run_id}", set())
+            if have != set(RUN_TABLES):
+                lacking = sorted(set(RUN_TABLES) - have)[0]
+                raise BundleError(f"the fleet at {self.target.url} holds the run {run_id} without its {lacking} "
+                                  f"object (device={device_id}/{lacking}/{run_id}.parquet).",
+                                  f"Delete device={device_id}/runs/{run_id}.parquet and push again from that device.")
+            out.runs[run_id] = device_id
+        out.pending = len(data)
+        return out
+
+    def _files(self, table: str) -> list[str]:
+        if table == "studies":
+            return [self.target.uri_of(self.target.join(f"device={d}", "studies", f"{s}.parquet"))
+                    for d, s in self.listing.studies]
+        return [self.target.uri_of(self.target.join(f"device={d}", table, f"{r}.parquet"))
+                for r, d in sorted(self.listing.runs.items())]
+
+    def _views(self) -> None:
+        for table in ("runs", *RUN_TABLES, "studies"):
+            files = self._files(table)
+            cols = self._types[table]
+            if not files:
+                select = ", ".join(f"CAST(NULL AS {t}) AS \"{c}\"" for c, t in cols.items())
+                self.con.execute(f"CREATE OR REPLACE VIEW fleet_{table} AS SELECT {select} WHERE false")
+                self._checked.add(table)
+                continue
+            listed = ", ".join(f"'{_sql_str(f)}'" for f in files)
+            reader = f"read_parquet([{listed}], union_by_name = true, filename = true)"
+            with self._reading(table):
+                names = [r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
+            for n in names:
+                if n != "filename" and not checks.COLUMN_NAME.fullmatch(n):
+                    raise self._refuse(f"its {table} objects have a column named {shown(n)}, which is not a column "
+                                       "name edgeprof writes")
+            shared = [c for c in cols if c in names]
+            select = ", ".join(f'CAST("{c}" AS {cols[c]}) AS "{c}"' if c in shared else f'CAST(NULL AS {cols[c]}) AS "{c}"'
+                               for c in cols)
+            self.con.execute(f"CREATE OR REPLACE VIEW fleet_{table}_raw AS SELECT {select}, filename FROM {reader}")
+            self.con.execute(f"CREATE OR REPLACE VIEW fleet_{table} AS SELECT * EXCLUDE (filename) "
+                             f"FROM fleet_{table}_raw")
+        self._check("runs")
+
+    def _refuse(self, detail: str, hint: str | None = None, raw: str = "") -> BundleError:
+        return BundleError(f"the fleet at {self.target.url} cannot be read: {detail}.",
+                           hint or "Delete that device's objects and push again from it, or give another prefix.", raw)
+
+    @contextlib.contextmanager
+    def _reading(self, table: str):
+        """DuckDB's and the store's errors while reading ``table``'s objects as one sentence; a damaged or
+        half-written object is named (found by reading the objects one by one, only on that path)."""
+        try:
+            with faults(self.target, "read"):
+                yield
+        except duckdb.Error as err:
+            bad = self._first_unreadable(table)
+            if bad:
+                raise self._refuse(f"the object {shown(bad)} is not a readable Parquet file (half-written or "
+                                   "damaged)", "Delete it and push again from its device.", str(err)) from None
+            raise self._refuse(f"its {table} objects do not read as edgeprof's {table} table", raw=str(err)) from None
+
+    def _first_unreadable(self, table: str) -> str | None:
+        for f in self._files(table):
+            try:
+                self.con.execute(f"SELECT count(*) FROM parquet_metadata('{_sql_str(f)}')").fetchone()
+            except duckdb.Error:
+                return f.removeprefix("s3://").removeprefix(self.target.root + "/")
+        return None
+
+    def _check(self, table: str) -> None:
+        """store.checks on the union of ``table``'s objects, and each row in the object its name gives."""
+        if table in self._checked:
+            return
+        types = self._types[table]
+        required = self._required.get(table, set())
+        src = checks.Source(table, list(types), f"fleet_{table}")
+        with self._reading(table):
+            checks.check_table(self.con, src, types, required, self._refuse, belongs=False)
+            key = {"runs": "run_id", "latency": "run_id", "telemetry": "run_id", "study_cells": "run_id",
+                   "studies": "study_id"}[table]
+            wrong = self.con.execute(
+                f"SELECT filename, \"{key}\" FROM fleet_{table}_raw WHERE regexp_extract(filename, "
+                f"'/([^/]+)\\.parquet$', 1) IS DISTINCT FROM \"{key}\"" + (
+                    " OR regexp_extract(filename, 'device=([0-9a-f]{16})/', 1) IS DISTINCT FROM device_id"
+                    if table == "runs" else "") + " LIMIT 1").fetchone()
+            if table == "runs" and wrong is None:
+                extra = self.con.execute("SELECT filename FROM fleet_runs_raw GROUP BY filename HAVING count(*) > 1 "
+                                         "LIMIT 1").fetchone()
+                if extra:
+                    raise self._refuse(f"the object {shown(_rel(extra[0], self.target))} holds more than one run")
+        if wrong is not None:
+            raise self._refuse(f"the object {shown(_rel(wrong[0], self.target))} holds rows of {shown(wrong[1])}, "
+                               "not of the run or device its name gives")
+        self._checked.add(table)
+
+    # -- queries ------------------------------------------------------------------------------------------------
+
+    def sql(self, query: str, params: list | None = None) -> pd.DataFrame:
+        """Run ``query`` over the checked views ``fleet_runs``, ``fleet_latency``, ``fleet_telemetry``,
+        ``fleet_studies``, ``fleet_study_cells`` (each checked before its first use)."""
+        for table in ("runs", *RUN_TABLES, "studies"):
+            if f"fleet_{table}" in query:
+                self._check(table)
+        with self._reading("runs"):
+            return self.con.execute(query, params or []).df()
+
+    def runs(self, *, model: str | None = None, status: str | None = None, device: str | None = None,
+             limit: int | None = None) -> pd.DataFrame:
+        """Every device's complete runs, newest first, as ``Store.list_runs`` gives them (with ``device_name`` and
+        the derived ``peak_ram_mb``, ``bits``, ``model_size_mb``)."""
+        where, params = [], []
+        for column, value in (("model", model), ("status", status)):
+            if value is not None:
+                where.append(f"r.{column} = ?")
+                params.append(value)
+        if device is not None:
+            where.append("(r.device_id = ? OR r.device_name = ?)")
+            params += [device, device]
+        sql = f"SELECT r.*, r.device_name AS hostname, {_DERIVED} FROM fleet_runs r"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY r.created_at DESC, r.run_id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self.sql(sql, params)
+
+    def get_run(self, run_id: str) -> dict | None:
+        """One run as ``Store.get_run`` gives it (JSON columns parsed, ``device`` with id and name), or None."""
+        df = self.sql("SELECT * FROM fleet_runs WHERE run_id = ?", [run_id])
+        if df.empty:
+            return None
+        run = {k: (None if _isna(v) else v) for k, v in df.iloc[0].to_dict().items()}
+        for key in ("config", "software", "summary", "flags", "tags"):
+            if isinstance(run.get(key), str):
+                run[key] = json.loads(run[key])
+        run["summary"] = upgrade_summary(run.get("summary"))
+        run["device"] = {"device_id": run.get("device_id"), "device_name": run.get("device_name")}
+        return run
+
+
+def _isna(v) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _rel(filename: str, target: Target) -> str:
+    return filename.removeprefix("s3://").removeprefix(target.root + "/")
+
+
+def _schema_types(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, dict[str, str]], dict[str, set[str]]]:
+    """{table: {column: SQL type}} and {table: NOT NULL columns} of this edgeprof's schema, made by running
+    MIGRATIONS in a scratch schema of ``con``."""
+    con.execute("CREATE SCHEMA scratch_schema")
+    con.execute("USE scratch_schema")
+    for _description, steps in MIGRATIONS:
+        if callable(steps):
+            steps(con)
+        else:
+            for sql in steps:
+                con.execute(sql)
+    rows = con.execute("SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
+                       "WHERE table_schema = 'scratch_schema' ORDER BY table_name, ordinal_position").fetchall()
+    con.execute("USE main")
+    types: dict[str, dict[str, str]] = {}
+    required: dict[str, set[str]] = {}
+    for table, column, sql_type, nullable in rows:
+        types.setdefault(table, {})[column] = sql_type
+        if nullable == "NO":
+            required.setdefault(table, set()).add(column)
+    return types, required
+
+
+def _httpfs(con: duckdb.DuckDBPyConnection) -> bool:
+    """Load DuckDB's httpfs (never installed from here) and give it the standard AWS variables as a secret; False
+    where it cannot load or the credentials are only in a profile (then s3fs reads them)."""
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not key or not secret:
+        return False
+    try:
+        con.execute("LOAD httpfs")
+    except duckdb.Error:
+        return False
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    parts = [f"KEY_ID '{_sql_str(key)}'", f"SECRET '{_sql_str(secret)}'", f"REGION '{_sql_str(region)}'"]
+    if os.environ.get("AWS_SESSION_TOKEN"):
+        parts.append(f"SESSION_TOKEN '{_sql_str(os.environ['AWS_SESSION_TOKEN'])}'")
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        parts += [f"ENDPOINT '{_sql_str(host.rstrip('/'))}'", "URL_STYLE 'path'",
+                  f"USE_SSL {'true' if scheme == 'https' else 'false'}"]
+    try:
+        con.execute(f"CREATE SECRET edgeprof_fleet (TYPE s3, {', '.join(parts)})")
+    except duckdb.Error:
+        return False
+    return True
+
+
+def fleet_url(explicit: str | None = None) -> str | None:
+    """The fleet URL in use: ``explicit``, else ``$EDGEPROF_FLEET``, else None (no fleet)."""
+    from .remote import ENV_FLEET
+
+    return explicit or os.environ.get(ENV_FLEET) or None
+
+
+def list_runs(url: str, **filters) -> pd.DataFrame:
+    """Every device's runs at ``url`` (``Fleet.runs``), opened and closed in one call (the pages' entry)."""
+    with Fleet(url) as fleet:
+        return fleet.runs(**filters)
+

@@ -339,21 +339,30 @@ class Fleet:
         """DuckDB's and the store's errors while reading ``table``'s objects as one sentence; a damaged or
         half-written object is named (found by reading the objects one by one, only on that path)."""
         try:
-            with faults(self.target, "read"):
-                yield
+            yield
         except duckdb.Error as err:
-            bad = self._first_unreadable(table)
+            with faults(self.target, "read"):
+                bad = self._first_unreadable(table)
             if bad:
                 raise self._refuse(f"the object {shown(bad)} is not a readable Parquet file (half-written or "
                                    "damaged)", "Delete it and push again from its device.", str(err)) from None
             raise self._refuse(f"its {table} objects do not read as edgeprof's {table} table", raw=str(err)) from None
 
     def _first_unreadable(self, table: str) -> str | None:
+        """The first of ``table``'s objects whose Parquet footer pyarrow cannot read, read through the filesystem so
+        that a network fault is said as one (``faults``) and not as a damaged object."""
+        import pyarrow.lib
+        import pyarrow.parquet as pq
+
         for f in self._files(table):
+            path = f.removeprefix("s3://")
             try:
-                self.con.execute(f"SELECT count(*) FROM parquet_metadata('{_sql_str(f)}')").fetchone()
-            except duckdb.Error:
-                return f.removeprefix("s3://").removeprefix(self.target.root + "/")
+                with self.fs.open(path, "rb") as fh:
+                    pq.ParquetFile(fh).metadata  # noqa: B018 (reads the footer)
+            except (pyarrow.lib.ArrowException, ValueError, OSError) as err:
+                if isinstance(err, OSError) and not isinstance(err, pyarrow.lib.ArrowException):
+                    raise
+                return path.removeprefix(self.target.root + "/")
         return None
 
     def _check(self, table: str) -> None:
@@ -364,7 +373,6 @@ class Fleet:
         required = self._required.get(table, set())
         src = checks.Source(table, list(types), f"fleet_{table}")
         with self._reading(table):
-            checks.check_table(self.con, src, types, required, self._refuse, belongs=False)
             key = {"runs": "run_id", "latency": "run_id", "telemetry": "run_id", "study_cells": "run_id",
                    "studies": "study_id"}[table]
             wrong = self.con.execute(
@@ -380,6 +388,8 @@ class Fleet:
         if wrong is not None:
             raise self._refuse(f"the object {shown(_rel(wrong[0], self.target))} holds rows of {shown(wrong[1])}, "
                                "not of the run or device its name gives")
+        with self._reading(table):
+            checks.check_table(self.con, src, types, required, self._refuse, belongs=False)
         self._checked.add(table)
 
     # -- queries ------------------------------------------------------------------------------------------------

@@ -218,11 +218,22 @@ class Listing:
 
 
 class Fleet:
-    """Every device's runs at a fleet URL, queried by DuckDB over the Parquet objects in place.
+    """Every device's runs at a fleet URL, queried by DuckDB over the Parquet objects.
 
-    ``engine`` says how DuckDB reaches them: ``httpfs`` (DuckDB's own S3 reader, where the extension loads), ``fsspec``
-    (s3fs registered with DuckDB, as on machines that cannot fetch DuckDB extensions) or ``folder``. The views
-    ``runs``, ``latency``, ``telemetry``, ``studies`` and ``study_cells`` of :meth:`sql` cover complete runs only.
+    ``engine`` says how DuckDB reaches them:
+
+    - ``httpfs``: DuckDB's own S3 reader, in place, where the extension loads (it is never downloaded from here) and
+      the credentials are in the AWS variables;
+    - ``cache`` (the default without httpfs): s3fs fetches the objects a query needs, many at once, into the cache
+      folder (``paths.cache_dir()/fleet/...``), and DuckDB reads those copies. Objects never change once their run's
+      marker is there, so a copy of the listed size is the object, and a later read fetches only new ones;
+    - ``fsspec`` (``EDGEPROF_FLEET_ENGINE=fsspec``): s3fs registered with DuckDB (``register_filesystem``), in place.
+      Measured against the S3 emulator: DuckDB reads files one at a time through it, each open costing several
+      HEAD/GET round trips under the GIL, ~8x slower than the cache's concurrent fetch (bench/bench_fleet.py);
+    - ``folder``: a folder path, read in place.
+
+    The views ``fleet_runs``, ``fleet_latency``, ``fleet_telemetry``, ``fleet_studies`` and ``fleet_study_cells`` of
+    :meth:`sql` cover complete runs only, and each is checked (store.checks) before its first use.
     """
 
     def __init__(self, url: str, *, engine: str | None = None):
@@ -232,9 +243,12 @@ class Fleet:
         self.engine = self._attach(engine or os.environ.get("EDGEPROF_FLEET_ENGINE"))
         self._types, self._required = _schema_types(self.con)
         self._checked: set[str] = set()
+        self._viewed: set[str] = set()
+        self._sizes: dict[str, int] = {}
+        self.cache = _cache_root(self.target) if self.engine == "cache" else None
         with faults(self.target, "read"):
             self.listing = self._list()
-        self._views()
+        self._view("runs")
 
     def close(self) -> None:
         self.con.close()
@@ -255,8 +269,10 @@ class Fleet:
         if wanted == "httpfs":
             raise FleetError("DuckDB's httpfs extension cannot be loaded here.",
                              "Unset EDGEPROF_FLEET_ENGINE to read the fleet through s3fs.")
-        self.con.register_filesystem(self.fs)
-        return "fsspec"
+        if wanted == "fsspec":
+            self.con.register_filesystem(self.fs)
+            return "fsspec"
+        return "cache"
 
     def _list(self) -> Listing:
         root = self.target.root
@@ -265,7 +281,10 @@ class Fleet:
         elif not Path(root).is_dir():
             raise FleetError(f"cannot read {self.target.url}: the folder does not exist.",
                              "Check the path (or mount the shared folder).")
-        names = sorted(p[len(root) + 1:] for p in self.fs.find(root) if p.startswith(root + "/"))
+        found = self.fs.find(root, detail=True)
+        self._sizes = {p[len(root) + 1:]: int(info.get("size") or 0) for p, info in found.items()
+                       if p.startswith(root + "/") and info.get("type") != "directory"}
+        names = sorted(self._sizes)
         out = Listing(objects=len(names))
         data: dict[str, set[str]] = {}
         markers: dict[str, str] = {}
@@ -298,37 +317,53 @@ class Fleet:
         out.pending = len(data)
         return out
 
-    def _files(self, table: str) -> list[str]:
+    def _names(self, table: str) -> list[str]:
+        """The object names (relative to the prefix) that hold ``table`` for the complete runs."""
         if table == "studies":
-            return [self.target.uri_of(self.target.join(f"device={d}", "studies", f"{s}.parquet"))
-                    for d, s in self.listing.studies]
-        return [self.target.uri_of(self.target.join(f"device={d}", table, f"{r}.parquet"))
-                for r, d in sorted(self.listing.runs.items())]
+            return [f"device={d}/studies/{s}.parquet" for d, s in self.listing.studies]
+        return [f"device={d}/{table}/{r}.parquet" for r, d in sorted(self.listing.runs.items())]
 
-    def _views(self) -> None:
-        for table in ("runs", *RUN_TABLES, "studies"):
-            files = self._files(table)
-            cols = self._types[table]
-            if not files:
-                select = ", ".join(f"CAST(NULL AS {t}) AS \"{c}\"" for c, t in cols.items())
-                self.con.execute(f"CREATE OR REPLACE VIEW fleet_{table} AS SELECT {select} WHERE false")
-                self._checked.add(table)
-                continue
-            listed = ", ".join(f"'{_sql_str(f)}'" for f in files)
-            reader = f"read_parquet([{listed}], union_by_name = true, filename = true)"
-            with self._reading(table):
-                names = [r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
-            for n in names:
-                if n != "filename" and not checks.COLUMN_NAME.fullmatch(n):
-                    raise self._refuse(f"its {table} objects have a column named {shown(n)}, which is not a column "
-                                       "name edgeprof writes")
-            shared = [c for c in cols if c in names]
-            select = ", ".join(f'CAST("{c}" AS {cols[c]}) AS "{c}"' if c in shared else f'CAST(NULL AS {cols[c]}) AS "{c}"'
-                               for c in cols)
-            self.con.execute(f"CREATE OR REPLACE VIEW fleet_{table}_raw AS SELECT {select}, filename FROM {reader}")
-            self.con.execute(f"CREATE OR REPLACE VIEW fleet_{table} AS SELECT * EXCLUDE (filename) "
-                             f"FROM fleet_{table}_raw")
-        self._check("runs")
+    def _files(self, table: str) -> list[str]:
+        """What DuckDB reads for ``table``: the objects themselves (httpfs, fsspec, folder) or their local copies
+        (cache), fetched here when missing."""
+        names = self._names(table)
+        if self.cache is None:
+            return [self.target.uri_of(self.target.join(n)) for n in names]
+        missing = [n for n in names if not _same_size(self.cache / n, self._sizes.get(n))]
+        if missing:
+            for n in missing:
+                (self.cache / n).parent.mkdir(parents=True, exist_ok=True)
+            with faults(self.target, "read"):
+                self.fs.get([self.target.join(n) for n in missing], [str(self.cache / n) for n in missing])
+        return [str(self.cache / n) for n in names]
+
+    def _view(self, table: str) -> None:
+        """Create the views ``fleet_<table>`` (and ``_raw`` with each row's object) once, and check them."""
+        if table in self._viewed:
+            return
+        self._viewed.add(table)
+        files = self._files(table)
+        cols = self._types[table]
+        if not files:
+            select = ", ".join(f"CAST(NULL AS {t}) AS \"{c}\"" for c, t in cols.items())
+            self.con.execute(f"CREATE OR REPLACE VIEW fleet_{table} AS SELECT {select} WHERE false")
+            self._checked.add(table)
+            return
+        listed = ", ".join(f"'{_sql_str(f)}'" for f in files)
+        reader = f"read_parquet([{listed}], union_by_name = true, filename = true)"
+        with self._reading(table):
+            names = [r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
+        for n in names:
+            if n != "filename" and not checks.COLUMN_NAME.fullmatch(n):
+                raise self._refuse(f"its {table} objects have a column named {shown(n)}, which is not a column "
+                                   "name edgeprof writes")
+        shared = [c for c in cols if c in names]
+        select = ", ".join(f'CAST("{c}" AS {cols[c]}) AS "{c}"' if c in shared else f'CAST(NULL AS {cols[c]}) AS "{c}"'
+                           for c in cols)
+        self.con.execute(f"CREATE OR REPLACE VIEW fleet_{table}_raw AS SELECT {select}, filename FROM {reader}")
+        self.con.execute(f"CREATE OR REPLACE VIEW fleet_{table} AS SELECT * EXCLUDE (filename) "
+                         f"FROM fleet_{table}_raw")
+        self._check(table)
 
     def _refuse(self, detail: str, hint: str | None = None, raw: str = "") -> BundleError:
         return BundleError(f"the fleet at {self.target.url} cannot be read: {detail}.",
@@ -354,15 +389,15 @@ class Fleet:
         import pyarrow.lib
         import pyarrow.parquet as pq
 
-        for f in self._files(table):
-            path = f.removeprefix("s3://")
+        for name in self._names(table):
+            path = self.target.join(name)
             try:
                 with self.fs.open(path, "rb") as fh:
                     pq.ParquetFile(fh).metadata  # noqa: B018 (reads the footer)
             except (pyarrow.lib.ArrowException, ValueError, OSError) as err:
                 if isinstance(err, OSError) and not isinstance(err, pyarrow.lib.ArrowException):
                     raise
-                return path.removeprefix(self.target.root + "/")
+                return name
         return None
 
     def _check(self, table: str) -> None:
@@ -399,7 +434,7 @@ class Fleet:
         ``fleet_studies``, ``fleet_study_cells`` (each checked before its first use)."""
         for table in ("runs", *RUN_TABLES, "studies"):
             if f"fleet_{table}" in query:
-                self._check(table)
+                self._view(table)
         with self._reading("runs"):
             return self.con.execute(query, params or []).df()
 
@@ -445,7 +480,26 @@ def _isna(v) -> bool:
 
 
 def _rel(filename: str, target: Target) -> str:
-    return filename.removeprefix("s3://").removeprefix(target.root + "/")
+    """An object's name under the prefix, from the path DuckDB read (the object or its cached copy)."""
+    at = filename.rfind("/device=")
+    return filename[at + 1:] if at >= 0 else filename
+
+
+def _same_size(path: Path, size: int | None) -> bool:
+    try:
+        return size is not None and path.stat().st_size == size
+    except OSError:
+        return False
+
+
+def _cache_root(target: Target) -> Path:
+    """Where copies of a fleet's objects are kept: objects are immutable once their run's marker is written, so a
+    copy of the listed size is the object."""
+    import hashlib
+
+    from ..paths import cache_dir
+
+    return cache_dir() / "fleet" / hashlib.sha256(target.uri.encode()).hexdigest()[:16]
 
 
 def _schema_types(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, dict[str, str]], dict[str, set[str]]]:

@@ -131,9 +131,37 @@ def run_label(row) -> str:
     return f"{when} {model} {row.get('precision')} {row.get('runtime')}{capt} [{row.get('status')}{lat}] {rid}"
 
 
-def runs_frame(store, **filters) -> pd.DataFrame:
-    """store.list_runs (with its derived columns: bits, model size in MB, peak RAM) plus a label for pickers."""
-    df = store.list_runs(**filters)
+def fleet_choice(key: str) -> str | None:
+    """With ``EDGEPROF_FLEET`` set, a "this device / the fleet" choice; the fleet URL when the fleet is chosen."""
+    from .store.fleet import fleet_url
+
+    url = fleet_url()
+    if not url:
+        return None
+    scope = st.radio("Runs of", ["this device", "the fleet"], horizontal=True, key=key,
+                     help=f"the fleet: every device's runs pushed to {url} (EDGEPROF_FLEET)")
+    return url if scope == "the fleet" else None
+
+
+@st.cache_data(ttl=30, show_spinner="Reading the fleet...")
+def _fleet_runs(url: str) -> pd.DataFrame:
+    from .store.fleet import list_runs
+
+    return list_runs(url)
+
+
+def fleet_run(url: str, run_id: str) -> dict | None:
+    """One run of the fleet (``Fleet.get_run``)."""
+    from .store.fleet import Fleet
+
+    with Fleet(url) as fleet:
+        return fleet.get_run(run_id)
+
+
+def runs_frame(store, fleet: str | None = None, **filters) -> pd.DataFrame:
+    """store.list_runs (with its derived columns: bits, model size in MB, peak RAM) plus a label for pickers; with
+    ``fleet`` (a URL), every device's runs there instead (``hostname`` is then each run's device name)."""
+    df = _fleet_runs(fleet).copy() if fleet else store.list_runs(**filters)
     df["label"] = [run_label(r) for r in df.to_dict("records")] if len(df) else pd.Series(dtype=str)
     return df
 

@@ -310,3 +310,28 @@ def test_runs_carry_their_device_name(devices):
     assert set(df["device_id"]) == {ident["device_id"]}
     rows = json.loads(edgeprof(devices["pi-07"], "runs", "--json").stdout)
     assert {r["device_name"] for r in rows} == {"pi-07"}
+
+
+def test_runs_page_offers_this_device_or_the_fleet(devices, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    folder = tmp_path / "fleet"
+    folder.mkdir()
+    for home in devices.values():
+        push_json(home, str(folder), {})
+    monkeypatch.setenv("EDGEPROF_FLEET", str(folder))
+    monkeypatch.setenv("EDGEPROF_DB", str(devices["pi-07"] / "runs.duckdb"))
+    at = AppTest.from_file(str(ROOT / "pages" / "2_Runs.py"), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.radio(key="runs_scope").value == "this device"
+    assert len(at.dataframe[0].value) == 2
+    at.radio(key="runs_scope").set_value("the fleet").run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert sorted(table["device"]) == ["jetson-02", "pi-07", "pi-07"]
+    rid = next(iter(run_ids(devices["jetson-02"])))
+    at.selectbox(key="show_run").select(rid).run()
+    assert not at.exception, at.exception
+    assert "finished normally" in "\n".join(str(m.value) for m in at.markdown + at.success + at.caption + at.info)
+    assert not at.get("plotly_chart") and not at.button, "delete and export act on this device's runs only"

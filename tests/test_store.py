@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from edgeprof.errors import BundleError, StorageError
-from edgeprof.store import SCHEMA_VERSION, TABLES, Store, new_run_id
+from edgeprof.store import MIGRATIONS, SCHEMA_VERSION, TABLES, Store, new_run_id
 from edgeprof.store.bundle import export_runs, import_bundle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,12 +78,12 @@ def file_digest(path: Path) -> str:
 
 def test_new_database_has_every_table_at_the_current_version(tmp_path):
     store = Store(tmp_path / "sub" / "dir" / "runs.duckdb")
-    assert store.schema_version() == SCHEMA_VERSION == 4
+    assert store.schema_version() == SCHEMA_VERSION == len(MIGRATIONS)
     with duckdb.connect(str(store.path), read_only=True) as con:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         versions = con.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
     assert set(TABLES) | {"schema_version"} <= tables
-    assert versions == [(1,), (2,), (3,), (4,)]
+    assert versions == [(i,) for i in range(1, len(MIGRATIONS) + 1)]
     Store(store.path)  # opening again is a no-op
     assert store.schema_version() == SCHEMA_VERSION
 

@@ -27,12 +27,11 @@ def _layout(fig: go.Figure, title: str, y_title: str, x_title: str = "time (s)",
             **extra) -> go.Figure:
     """One update_layout call with plain dicts: live pages rebuild figures twice a second and plotly's per-property
     validation (templates, add_vrect) is the costly part, so no template here (Streamlit's theme styles the chart)."""
-    fig.update_layout(
-        title={"text": title, "x": 0.01, "font": {"size": 17}}, height=height,
-        margin={"l": 60, "r": 20, "t": 45, "b": 45}, legend={"orientation": "h", "y": -0.25, "x": 0},
-        xaxis={"title": {"text": x_title}}, yaxis={"title": {"text": y_title}}, font={"size": 14}, uirevision="keep",
-        **extra,
-    )
+    layout = {"title": {"text": title, "x": 0.01, "font": {"size": 17}}, "height": height,
+              "margin": {"l": 60, "r": 20, "t": 45, "b": 45}, "legend": {"orientation": "h", "y": -0.25, "x": 0},
+              "xaxis": {"title": {"text": x_title}}, "yaxis": {"title": {"text": y_title}}, "font": {"size": 14},
+              "uirevision": "keep"}
+    fig.update_layout(**{**layout, **extra})
     return fig
 
 
@@ -131,14 +130,36 @@ def rolling_median(y, window: int | None = None) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------------- run view
 
+def latency_axis(lat: np.ndarray, steady_from: int = 0) -> tuple[float, float, int]:
+    """(bottom, top, spikes above): a y range that shows the bulk of the latencies, not the few slow ones. The
+    top is 1.5x the 99th percentile of the steady samples (of all samples before steady state), so a 0.13-ms model
+    with a 27-ms first inference is drawn on a 0-0.3 ms axis, not flattened at 0; ``spikes`` counts what lies above."""
+    lat = np.asarray(lat, dtype=float)
+    lat = lat[np.isfinite(lat)]
+    if lat.size == 0:
+        return 0.0, 1.0, 0
+    bulk = lat[steady_from:] if lat.size - steady_from >= 20 else lat
+    top = float(np.percentile(bulk, 99)) * 1.5 if bulk.size >= 20 else float(bulk.max()) * 1.1
+    top = max(top, float(np.median(bulk)) * 1.2, 1e-6)
+    return 0.0, top, int((lat > top).sum())
+
+
 def latency_timeline(t_s, latency_ms, *, warmup: tuple[float, float] | None = None,
                      load: tuple[float, float] | None = None, title: str = "Latency per inference",
-                     max_points: int = LIVE_POINTS, height: int = 320) -> go.Figure:
-    """Each inference's latency over time with a rolling median; the load and warm-up phases shaded."""
+                     max_points: int = LIVE_POINTS, height: int = 340, log: bool = False,
+                     status: str | None = None, steady_from: int = 0) -> go.Figure:
+    """Each inference's latency over time with a rolling median; the load and warm-up phases shaded.
+
+    The y axis shows the bulk (``latency_axis``) on a linear scale, or every sample on a log scale (``log``); slower
+    spikes above a clipped axis are counted in the axis title, not drawn over the plot. ``status`` says what an
+    empty chart means: a run that ended without an inference is not "waiting" for one.
+    """
     t_s = np.asarray(t_s, dtype=float)
     lat = np.asarray(latency_ms, dtype=float)
     if t_s.size == 0:
-        return empty_figure(title, "waiting for the first inference...", height)
+        ended = status not in (None, "starting", "running")
+        return empty_figure(title, "no inference was made: the run ended before its first one" if ended
+                            else "waiting for the first inference...", height)
     fig = go.Figure()
     d = decimate(t_s, lat, max_points)
     if d["bucketed"]:
@@ -155,21 +176,33 @@ def latency_timeline(t_s, latency_ms, *, warmup: tuple[float, float] | None = No
         med = rolling_median(lat)
     fig.add_trace(go.Scatter(x=d["x"], y=med, mode="lines", name="rolling median", line={"color": COLORS[1], "width": 2.5}))
     shapes, notes = [], []
-    for span, fill, label in ((load, LOAD_FILL, "load"), (warmup, WARMUP_FILL, "warm-up")):
+    for row, (span, fill, label) in enumerate(((load, LOAD_FILL, "load"), (warmup, WARMUP_FILL, "warm-up"))):
         if span and span[1] is not None and span[0] is not None and span[1] > span[0]:
             shape, note = _vspan(span[0], span[1], fill, label)
+            note["y"] = 1 - 0.09 * row  # one label under the other: a short load and warm-up never overlap
             shapes.append(shape)
             notes.append(note)
-    yaxis = {"title": {"text": "latency (ms)"}}
-    if lat.size > 20:  # a few huge spikes (or the first inference) must not flatten the bulk: clip the axis
-        bulk = float(np.percentile(d["hi"], 99)) if d["bucketed"] else float(np.percentile(lat, 99))
-        top = max(bulk, float(np.nanmax(med))) * 1.5
-        if top < float(lat.max()):
-            yaxis["range"] = [0, top]
-            notes.append({"text": "slower spikes above the axis", "showarrow": False, "xref": "paper",
-                          "yref": "paper", "x": 1, "y": 1.02, "xanchor": "right", "font": {"size": 11, "color": "#868e96"}})
-    _layout(fig, title, "latency (ms)", height=height, shapes=shapes, annotations=notes)
-    fig.update_layout(yaxis=yaxis)
+    y_title = "latency (ms, log scale)" if log else "latency (ms)"
+    yaxis: dict = {"title": {"text": y_title}}
+    if log:
+        yaxis["type"] = "log"
+    else:
+        lo, hi, above = latency_axis(lat, steady_from)
+        if above:
+            yaxis["range"] = [lo, hi]
+            yaxis["title"]["text"] = f"latency (ms); {above:,} slower above the axis"
+        else:
+            yaxis["rangemode"] = "tozero"
+    _layout(fig, title, y_title, height=height, shapes=shapes, annotations=notes)
+    linear = {"yaxis.type": "linear", "yaxis.title.text": yaxis["title"]["text"] if not log else "latency (ms)"}
+    linear.update({"yaxis.range": yaxis["range"]} if "range" in yaxis else {"yaxis.autorange": True})
+    fig.update_layout(yaxis=yaxis, updatemenus=[{
+        "type": "buttons", "direction": "right", "x": 1, "y": 1.16, "xanchor": "right", "yanchor": "bottom",
+        "showactive": True, "active": 1 if log else 0, "pad": {"r": 0, "t": 0}, "font": {"size": 12},
+        "buttons": [{"label": "linear", "method": "relayout", "args": [linear]},
+                    {"label": "log scale", "method": "relayout",
+                     "args": [{"yaxis.type": "log", "yaxis.autorange": True,
+                               "yaxis.title.text": "latency (ms, log scale)"}]}]}])
     return fig
 
 
@@ -202,27 +235,58 @@ def cpu_figure(tel: pd.DataFrame, *, title: str = "CPU", height: int = 300, stop
     return _layout(fig, title, "CPU (%)", height=height, **stop_marks(stops, _sources(tel, ("cpu.",))))
 
 
-def memory_figure(tel: pd.DataFrame, cap_mb: float | None = None, *, title: str = "Memory", height: int = 300) -> go.Figure:
-    """System RAM used, the worker's RSS, the memory charged to its cap, and the cap as a dashed line."""
+def memory_figure(tel: pd.DataFrame, cap_mb: float | None = None, *, title: str = "Memory", height: int = 300,
+                  peak_charged_mb: float | None = None, killed_at_s: float | None = None,
+                  stops: dict | None = None) -> go.Figure:
+    """The worker's memory against its cap: charged to the cap (what the kernel limits), the worker's RSS (which
+    also counts shared libraries other processes loaded first, so it may sit above the cap without a kill), system
+    RAM used on the right axis, the cap as a dashed line.
+
+    ``peak_charged_mb`` is the kernel's own peak (the cgroup's high-water mark): 10 Hz samples miss the last spike
+    before an OOM kill, so it is marked as a point; ``killed_at_s`` marks the moment of an OOM kill. The axis always
+    shows the cap and every line.
+    """
     if tel is None or tel.empty or not tel["metric"].astype(str).str.startswith("mem.").any():
         return empty_figure(title, "no memory samples yet", height)
     fig = go.Figure()
-    _lines(fig, tel, [("mem.worker_rss_mb", "worker RSS"), ("mem.charged_mb", "charged to the cap")], width=3)
+    _lines(fig, tel, [("mem.charged_mb", "charged to the cap"), ("mem.worker_rss_mb", "worker RSS")], width=3)
     used = tel[tel["metric"] == "mem.used_mb"]
     if not used.empty:
         x, y = with_gaps(used["t_s"].to_numpy(), used["value"].to_numpy())
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="system RAM used (right axis)",
                                  line={"width": 1.5, "color": "#868e96"}, yaxis="y2"))
-        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "system used (MB)", "showgrid": False})
-    extra = {}
+        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "system used (MB)", "showgrid": False,
+                                  "tickformat": ",.0f"})
+    worker = tel[tel["metric"].isin(["mem.charged_mb", "mem.worker_rss_mb"])]["value"]
+    tops = [float(worker.max()) if len(worker) else 0.0, float(cap_mb or 0), float(peak_charged_mb or 0)]
+    shapes, notes = [], []
     if cap_mb:
         cap = float(cap_mb)
-        extra["shapes"] = [{"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": cap, "y1": cap,
-                            "line": {"dash": "dash", "color": "#c92a2a", "width": 2}}]
-        extra["annotations"] = [{"text": f"cap {cap:g} MB", "xref": "paper", "yref": "y", "x": 0, "y": cap,
-                                 "xanchor": "left", "yanchor": "bottom", "showarrow": False,
-                                 "font": {"color": "#c92a2a", "size": 12}}]
-    return _layout(fig, title, "worker memory (MB)", height=height, **extra)
+        shapes.append({"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": cap, "y1": cap,
+                       "line": {"dash": "dash", "color": "#c92a2a", "width": 2}})
+        notes.append({"text": f"limit {fmt_mb(cap)}", "xref": "paper", "yref": "y", "x": 0, "y": cap,
+                      "xanchor": "left", "yanchor": "bottom", "showarrow": False, "font": {"color": "#c92a2a", "size": 12}})
+    if killed_at_s is not None:
+        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": killed_at_s, "x1": killed_at_s, "y0": 0,
+                       "y1": 1, "line": {"color": "#c92a2a", "width": 2}})
+        notes.append({"text": "OOM-killed", "x": killed_at_s, "y": 1, "xref": "x", "yref": "paper", "xanchor": "right",
+                      "yanchor": "top", "showarrow": False, "font": {"color": "#c92a2a", "size": 13}})
+    if peak_charged_mb:
+        charged = tel[tel["metric"] == "mem.charged_mb"]
+        x = killed_at_s if killed_at_s is not None else (float(charged["t_s"].max()) if len(charged) else 0.0)
+        fig.add_trace(go.Scatter(x=[x], y=[float(peak_charged_mb)], mode="markers", name="peak charged (kernel)",
+                                 marker={"symbol": "x", "size": 12, "color": "#c92a2a"}))
+    _layout(fig, title, "worker memory (MB)", height=height, shapes=shapes, annotations=notes)
+    fig.update_layout(yaxis={"title": {"text": "worker memory (MB)"}, "range": [0, max(tops) * 1.15 or 1],
+                             "tickformat": ",.0f"})
+    return fig
+
+
+def fmt_mb(mb: float | None) -> str:
+    """``94.863`` -> ``95 MB``, ``9.62`` -> ``9.6 MB``, ``1536`` -> ``1,536 MB``; None -> ``-``."""
+    if mb is None or not np.isfinite(mb):
+        return "-"
+    return f"{mb:,.0f} MB" if abs(mb) >= 10 else f"{mb:.1f} MB"
 
 
 def gpu_figure(tel: pd.DataFrame, *, title: str = "GPU", height: int = 300, stops: dict | None = None) -> go.Figure | None:
@@ -255,9 +319,10 @@ def thermal_figure(tel: pd.DataFrame, *, title: str = "Temperature and frequency
         return None
     names = tel["metric"].astype(str)
     temps = sorted(m for m in names.unique() if m.startswith("temp.") or (m.startswith("gpu") and m.endswith("temp_c")))
-    has_freq = (names == "cpu.freq_mhz").any()
-    if not temps and not has_freq:
-        return None
+    freq = tel.loc[names == "cpu.freq_mhz", "value"]
+    has_freq = len(freq) > 0
+    if not temps and (not has_freq or float(freq.max() - freq.min()) < 1.0):
+        return None  # no sensor, and a frequency that never moved (a VM reports its nominal one): nothing to plot
     fig = go.Figure()
     _lines(fig, tel, [(m, m.replace("temp.", "").replace("_c", " C")) for m in temps], width=2.5)
     if has_freq:
@@ -265,7 +330,10 @@ def thermal_figure(tel: pd.DataFrame, *, title: str = "Temperature and frequency
         x, y = with_gaps(part["t_s"].to_numpy(), part["value"].to_numpy())
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="CPU frequency (MHz, right)",
                                  line={"dash": "dot", "color": "#495057"}, yaxis="y2"))
-        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "MHz", "showgrid": False})
+        lo, hi = float(freq.min()), float(freq.max())
+        pad = max(50.0, 0.05 * hi)  # a steady frequency gets a readable range, not ticks of 1,999.5
+        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "MHz", "showgrid": False,
+                                  "range": [max(0.0, lo - pad), hi + pad], "tickformat": ",.0f"})
     return _layout(fig, title, "temperature (C)" if temps else "", height=height,
                    **stop_marks(stops, _sources(tel, ("temp.", "cpu.freq"))))
 
@@ -330,6 +398,60 @@ def scatter_fit(x, y, *, x_label: str, y_label: str, hover: list | None = None, 
     return _layout(fig, title, y_label, x_label, height=360)
 
 
+def memory_effect_figure(points: pd.DataFrame, *, title: str = "Does less memory make inference slower?") -> go.Figure:
+    """Latency relative to the same variant without a limit (y, log) against the limit as a multiple of the variant's
+    footprint (x, log), one colour per variant. Runs without a limit sit apart at the right ("no limit"); killed
+    runs are crosses on the top edge at their limit; y = 1 is "as fast as without a limit", x = 1 the footprint."""
+    pts = points if points is not None else pd.DataFrame()
+    capped = pts[pts["factor"].notna()] if len(pts) else pts
+    if capped.empty:
+        return empty_figure(title, "no capped run next to a run of the same variant without a limit")
+    fig = go.Figure()
+    ok = capped[(capped["status"] == "ok") & capped["relative_p50"].notna()]
+    top = float(np.nanmax(ok["relative_p50"])) * 1.6 if len(ok) else 2.0
+    top = max(top, 1.5)
+    right = float(capped["factor"].max()) * 1.8
+    for i, (variant, part) in enumerate(pts.groupby("variant", sort=True)):
+        color = COLORS[i % len(COLORS)]
+        good = part[(part["status"] == "ok") & part["relative_p50"].notna()]
+        x = np.where(good["factor"].notna(), good["factor"], right)
+        fig.add_trace(go.Scatter(x=x, y=good["relative_p50"], mode="markers", name=variant, text=good["label"],
+                                 hoverinfo="text", marker={"size": 10, "color": color, "opacity": 0.85}))
+        dead = part[part["factor"].notna() & part["status"].isin(["oom_killed", "timed_out"])]
+        if len(dead):
+            fig.add_trace(go.Scatter(x=dead["factor"], y=[top / 1.15] * len(dead), mode="markers", showlegend=False,
+                                     text=dead["label"], hoverinfo="text",
+                                     marker={"symbol": "x", "size": 12, "color": color}))
+    lo = min(float(capped["factor"].min()) / 1.3, 0.8)
+    shapes = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": 1, "y1": 1,
+               "line": {"dash": "dot", "color": "#868e96"}},
+              {"type": "line", "xref": "x", "x0": 1, "x1": 1, "yref": "paper", "y0": 0, "y1": 1,
+               "line": {"dash": "dot", "color": "#c92a2a"}},
+              {"type": "line", "xref": "x", "x0": right / 1.35, "x1": right / 1.35, "yref": "paper", "y0": 0, "y1": 1,
+               "line": {"color": "#ced4da"}}]
+    notes = [{"text": "footprint", "x": 1, "y": 0, "xref": "x", "yref": "paper", "showarrow": False,
+              "xanchor": "left", "yanchor": "bottom", "font": {"color": "#c92a2a", "size": 12}},
+             {"text": "as fast as without a limit", "x": 0, "y": 1, "xref": "paper", "yref": "y", "showarrow": False,
+              "xanchor": "left", "yanchor": "bottom", "font": {"color": "#868e96", "size": 12}},
+             {"text": "killed (OOM) or timed out", "x": 0, "y": top / 1.15, "xref": "paper", "yref": "y",
+              "showarrow": False, "xanchor": "left", "yanchor": "bottom", "font": {"color": "#868e96", "size": 12}}]
+    ticks = [v for v in (0.5, 0.75, 1, 1.25, 1.5, 2, 3, 4, 8) if lo <= v < right / 1.35]
+    bottom = min(0.8, float(np.nanmin(pts["relative_p50"])) / 1.2) if pts["relative_p50"].notna().any() else 0.8
+    yticks = [v for v in (0.1, 0.2, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64) if bottom <= v <= top]
+    _layout(fig, title, Y_RELATIVE, "memory limit / the variant's footprint (x)", height=460, shapes=shapes,
+            annotations=notes)
+    fig.update_layout(
+        xaxis={"type": "log", "range": [np.log10(lo), np.log10(right * 1.25)], "tickvals": ticks + [right],
+               "ticktext": [f"{v:g}x" for v in ticks] + ["no limit"],
+               "title": {"text": "memory limit / the variant's footprint (x)"}},
+        yaxis={"type": "log", "range": [np.log10(bottom), np.log10(top)], "tickvals": yticks,
+               "ticktext": [f"{v:g}x" for v in yticks], "title": {"text": Y_RELATIVE}})
+    return fig
+
+
+Y_RELATIVE = "p50 / p50 without a limit (x)"
+
+
 def windowed_figure(wdf: pd.DataFrame, metric: str, *, metric_label: str | None = None) -> go.Figure:
     """Latency median per window (left) and a telemetry metric's mean per window (right) over one run."""
     title = "Latency and utilization over time windows"
@@ -360,12 +482,20 @@ def latency_cdf(series: dict[str, np.ndarray], *, title: str = "Latency distribu
     if not series or all(len(v) == 0 for v in series.values()):
         return empty_figure(title, "no steady-state latency samples")
     fig = go.Figure()
+    lows, highs = [], []
     for i, (name, values) in enumerate(series.items()):
         x, q = _quantile_curve(np.asarray(values, dtype=float))
         if x.size:
             fig.add_trace(go.Scatter(x=x, y=q, mode="lines", name=name, line={"width": 2.5, "color": COLORS[i % len(COLORS)]}))
+            lows.append(float(np.percentile(x, 1)))
+            highs.append(float(np.percentile(x, 99)))
     fig.update_yaxes(range=[0, 1])
-    return _layout(fig, title, "share of inferences at or below", "latency (ms)", height=360)
+    log = bool(lows) and min(lows) > 0 and max(highs) / min(lows) > 10  # one slow run must not crush the others
+    _layout(fig, title, "share of inferences at or below", "latency (ms, log scale)" if log else "latency (ms)",
+            height=380, legend={"orientation": "h", "y": -0.3, "x": 0})
+    if log:
+        fig.update_xaxes(type="log")
+    return fig
 
 
 def latency_box(series: dict[str, np.ndarray], *, title: str = "Latency (box: quartiles, whiskers: 1.5 IQR)") -> go.Figure:
@@ -382,9 +512,14 @@ def latency_box(series: dict[str, np.ndarray], *, title: str = "Latency (box: qu
         iqr = q3 - q1
         lo = float(v[v >= q1 - 1.5 * iqr].min())
         hi = float(v[v <= q3 + 1.5 * iqr].max())
-        fig.add_trace(go.Box(name=name, q1=[q1], median=[med], q3=[q3], lowerfence=[lo], upperfence=[hi],
-                             mean=[float(v.mean())], x=[name], marker_color=COLORS[i % len(COLORS)], boxpoints=False))
-    return _layout(fig, title, "latency (ms)", "", height=360)
+        label = "<br>".join(name.split(" · ", 2)) if len(name) > 24 else name  # tick labels wrap, never collide
+        fig.add_trace(go.Box(name=label, q1=[q1], median=[med], q3=[q3], lowerfence=[lo], upperfence=[hi],
+                             mean=[float(v.mean())], x=[label], marker_color=COLORS[i % len(COLORS)], boxpoints=False))
+    _layout(fig, title, "latency (ms)", "", height=380, showlegend=False)
+    if fig.data and min(t.lowerfence[0] for t in fig.data) > 0 and \
+            max(t.upperfence[0] for t in fig.data) / min(t.lowerfence[0] for t in fig.data) > 10:
+        fig.update_yaxes(type="log", title={"text": "latency (ms, log scale)"})
+    return fig
 
 
 def telemetry_overlay(frames: dict[str, pd.DataFrame], metric: str, *, label: str | None = None) -> go.Figure:

@@ -16,6 +16,7 @@ RUNTIMES = ("onnx", "tflite")
 INTERPRETERS = ("litert", "tflite-runtime")
 PROVIDERS = ("cpu", "cuda", "tensorrt")
 PRECISION_BITS = {"fp32": 32, "fp16": 16, "int8-dynamic": 8, "int8-static": 8, "int16x8": 16}
+NON_BINDING = 1.5  # a memory limit this many times a run's charged peak did not shape it: that peak is the footprint
 STATUSES = ("running", "ok", "oom_killed", "crashed", "timed_out", "stopped", "failed", "interrupted")
 
 # name: (minimum steady-state seconds, minimum steady-state iterations)
@@ -24,6 +25,12 @@ PRESETS = {
     "standard": (60.0, 200),
     "long": (600.0, 1000),
 }
+
+# A device's noise floor (run.repeat.measure_noise_floor): this many short runs of this bundled model, each its own
+# process, tell how far apart two runs of one configuration land on the device right now.
+NOISE_FLOOR_MODEL = "digits-cnn"
+NOISE_FLOOR_RUNS = 5
+NOISE_FLOOR_DURATION_S = 2.0
 
 
 def bits_of(precision: str | None) -> int | None:
@@ -215,6 +222,17 @@ class RunConfig:
         if self.duration_s is not None:
             return 1
         return PRESETS[self.preset][1]
+
+    def estimate_seconds(self, latency_s: float) -> float:
+        """A rough wall-clock estimate of a run of a model whose inferences take ``latency_s``: loading (~2 s),
+        warm-up ("auto": at least 40 inferences, at most 30 s), then the steady state, the longer of the minimum
+        time and the minimum number of inferences. What a page says before Start; never a measurement."""
+        warm = min(30.0, max(40 * latency_s, 0.1)) if self.warmup == "auto" else int(self.warmup) * latency_s
+        if self.iterations is not None and self.duration_s is None:
+            steady = self.iterations * latency_s
+        else:
+            steady = max(self.min_duration_s, self.min_iterations * latency_s)
+        return 2.0 + warm + steady
 
     def effective_timeout_s(self) -> float:
         """A wall-clock bound for the whole run: a capped model can thrash on evicted pages for minutes."""

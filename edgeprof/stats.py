@@ -40,17 +40,26 @@ __all__ = [
     "Correlation",
     "Flag",
     "LatencySummary",
-    "RatioOfMedians",
-        "correlate",
+    "AcrossRuns",
+    "Ratio",
+    "across_runs",
+    "below_floor",
+    "correlate",
     "correlation_matrix",
     "detect_warmup",
+    "floor_words",
     "median_ci",
     "median_ci_ranks",
-    "ratio_of_medians",
+    "noise_floor_pct",
+    "ratio_across_runs",
+    "ratio_within_runs",
+    "ratio_words",
+    "sections",
     "summarize_latency",
     "suspect_flags",
     "throughput",
     "windowed",
+    "within_run_interval",
 ]
 
 #: Below this many samples no distribution-free 95% CI for the median exists (0.5**5 * 2 > 0.05).
@@ -86,7 +95,13 @@ def _f(x: Any) -> float | None:
 
 @dataclass(frozen=True)
 class LatencySummary:
-    """Latency distribution of one run, in milliseconds. Fields are None where they cannot be computed."""
+    """Latency distribution of one run, in milliseconds. Fields are None where they cannot be computed.
+
+    ``median_ci_low``/``median_ci_high`` and ``p90_ci_low``/``p90_ci_high`` are 95% intervals *within this run*
+    (:func:`within_run_interval`, from ``ci_batches`` consecutive batches): the uncertainty from the noise inside this
+    run, had the device kept behaving as it did during it. Variation between runs (another process, another start)
+    and drift beyond the run are not in them.
+    """
 
     n: int
     p50: float | None = None
@@ -100,17 +115,20 @@ class LatencySummary:
     max: float | None = None
     median_ci_low: float | None = None
     median_ci_high: float | None = None
+    p90_ci_low: float | None = None
+    p90_ci_high: float | None = None
+    ci_batches: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int] | None:
-    """1-based ranks (j, k) so that [x_(j), x_(k)] covers the population median with >= ``confidence``.
+    """1-based ranks (j, k) so that [x_(j), x_(k)] covers the population median with >= ``confidence``, for
+    INDEPENDENT draws (one value per process, say; not consecutive latencies of one run, which are autocorrelated).
 
-    The number of samples below the true median is Binomial(n, 1/2) whatever the distribution, so the
-    interval is exact (conservative by the binomial's discreteness) and needs no normality: latency
-    distributions are skewed and multi-modal, so a mean +- t*s interval would lie.
+    The number of draws below the true median is Binomial(n, 1/2) whatever the distribution, so the interval is
+    exact (conservative by the binomial's discreteness) and needs no normality.
     Returns None when n is too small for any pair of order statistics to reach the confidence.
     """
     if n < 1:
@@ -123,7 +141,8 @@ def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int] | None:
 
 
 def median_ci(values: Any, confidence: float = 0.95) -> tuple[float, float] | None:
-    """Distribution-free CI for the median from binomial order statistics; None when n is too small."""
+    """Distribution-free CI for the median of independent draws from binomial order statistics; None when n is too
+    small. ``bench/bench_ci_methods.py`` shows it undercovers on a run's consecutive latencies."""
     x = np.sort(_finite(values))
     ranks = median_ci_ranks(x.size, confidence)
     if ranks is None:
@@ -132,24 +151,93 @@ def median_ci(values: Any, confidence: float = 0.95) -> tuple[float, float] | No
     return float(x[j - 1]), float(x[k - 1])
 
 
-def summarize_latency(latency_ms: Any) -> LatencySummary:
-    """Percentiles (linear interpolation), mean, std (ddof=1), CoV, range and a median CI of latencies in ms.
+#: The within-run interval splits a run into at most this many consecutive batches ... Fewer, longer batches hold
+#: more correlation (AR(1) phi 0.9, 400 samples: 20 batches covered 85% of the true medians, 10 covered 91%, 5 93%)
+#: but widen the interval through t's degrees of freedom (5 batches: ~25% wider than 10 on independent samples);
+#: bench/bench_ci_methods.py measured both.
+SECTIONS = 10
+#: ... of at least this many samples each; with fewer than MIN_SECTIONS such batches there is no interval.
+SECTION_MIN_SAMPLES = 10
+MIN_SECTIONS = 5
 
-    Non-finite values are dropped. Empty input gives n=0 and None everywhere; std/cov need n >= 2 and the
-    median CI needs n >= 6.
+
+def _t(confidence: float, df: float) -> float:
+    return float(_st.t.ppf(0.5 + confidence / 2.0, df))
+
+
+def sections(n: int, batches: int = SECTIONS) -> int:
+    """How many consecutive batches a run of ``n`` samples is split into for its within-run interval (0: none)."""
+    k = min(int(batches), n // SECTION_MIN_SAMPLES)
+    return k if k >= MIN_SECTIONS else 0
+
+
+def _batch_quantiles(x: np.ndarray, percents: list[float], k: int) -> np.ndarray:
+    """(k, len(percents)) percentiles of k consecutive, equal batches of the time-ordered ``x``, which it REORDERS
+    within each batch (partitioned in place: no copy of a 10-M-sample run; the batches stay where they are)."""
+    edges = (np.arange(k + 1) * x.size) // k
+    return np.array([np.percentile(x[edges[i]:edges[i + 1]], percents, overwrite_input=True) for i in range(k)],
+                    dtype=float).reshape(k, len(percents))
+
+
+def _section_halfwidth(batch_q: np.ndarray, confidence: float) -> np.ndarray:
+    """Half-widths, one per column of ``batch_q`` (k batch estimates): t(k-1) * sd / sqrt(k)."""
+    k = batch_q.shape[0]
+    return _t(confidence, k - 1) * batch_q.std(axis=0, ddof=1) / math.sqrt(k)
+
+
+def within_run_interval(latency_ms: Any, percent: float = 50.0, *, confidence: float = 0.95,
+                        batches: int = SECTIONS) -> tuple[float, float] | None:
+    """A ``confidence`` interval of the ``percent``-th percentile of ONE run's latencies, given in time order, that
+    stays valid when consecutive latencies are correlated. None when the run is too short (see :func:`sections`).
+
+    Sectioning (Asmussen & Glynn 2007, ch. IV.5; Nakayama 2014 for quantiles): split the series into k consecutive
+    batches, take the percentile of each, and centre a Student-t interval with k-1 degrees of freedom on the
+    percentile of the whole run: ``q_all +- t(k-1) * sd(q_batch) / sqrt(k)``. Consecutive latencies share the
+    processor's frequency, cache and neighbours' load, so they are not independent draws; batches long against that
+    memory are nearly independent, and the spread of their percentiles carries the correlation the binomial
+    interval ignores. Why this and not a block bootstrap (measured in ``bench/bench_ci_methods.py``): both cover
+    about 95% on autocorrelated series, but a moving-block bootstrap resamples the whole run hundreds of times
+    (seconds for a 10-M-sample run) while sectioning reads each sample once (~0.2 s for 10 M samples), and it needs
+    no block length to tune. Centring on the whole run's percentile (not the mean of the batch percentiles) keeps
+    the interval free of the small-batch bias of a percentile.
+
+    The interval is about this run only: a run in another process (another start, memory layout, frequency,
+    neighbours) can land well outside it, and so can a later stretch of the same process when the device's load
+    changes (no within-run method can see a change that has not happened yet). :func:`across_runs` makes the
+    interval that includes that.
     """
-    x = _finite(latency_ms)  # a copy this function owns: sorted in place, never another full-size temporary
+    x = _finite(latency_ms)  # a copy: reordered below
+    k = sections(x.size, batches)
+    if k == 0:
+        return None
+    half = float(_section_halfwidth(_batch_quantiles(x, [percent], k), confidence)[0])
+    centre = float(np.percentile(x, percent, overwrite_input=True))
+    return max(centre - half, float(x.min())), min(centre + half, float(x.max()))
+
+
+def summarize_latency(latency_ms: Any) -> LatencySummary:
+    """Percentiles (linear interpolation), mean, std (ddof=1), CoV, range, and 95% intervals of the median and p90
+    within this run (:func:`within_run_interval`) of latencies in ms, **given in time order**.
+
+    Non-finite values are dropped. Empty input gives n=0 and None everywhere; std/cov need n >= 2 and the intervals
+    ``SECTION_MIN_SAMPLES * MIN_SECTIONS`` samples. One copy of the input, no full sort (percentiles by partition,
+    in place): ~0.5 s for 10 M samples on a 2-core x86 (bench/bench_ci_methods.py).
+    """
+    x = _finite(latency_ms)  # a copy this function owns, reordered in place below
     n = int(x.size)
     if n == 0:
         return LatencySummary(n=0)
-    x.sort()
-    ranks = median_ci_ranks(n)
-    lo, hi = float(x[0]), float(x[-1])
-    ci = (float(x[ranks[0] - 1]), float(x[ranks[1] - 1])) if ranks else (None, None)
+    k = sections(n)
+    batch_q = _batch_quantiles(x, [50.0, 90.0], k) if k else None  # reorders x within each batch only
+    lo, hi = float(x.min()), float(x.max())
     mean = float(x.mean())
     std = _std(x, mean) if n >= 2 else None
     cov = std / mean if std is not None and mean > 0 else None
     p50, p90, p95, p99 = (float(v) for v in np.percentile(x, [50, 90, 95, 99], overwrite_input=True))  # reorders x
+    ci: list[float | None] = [None] * 4
+    if batch_q is not None:
+        h50, h90 = _section_halfwidth(batch_q, 0.95)
+        ci = [max(p50 - h50, lo), min(p50 + h50, hi), max(p90 - h90, lo), min(p90 + h90, hi)]
     return LatencySummary(
         n=n,
         p50=p50,
@@ -161,8 +249,11 @@ def summarize_latency(latency_ms: Any) -> LatencySummary:
         cov=cov,
         min=lo,
         max=hi,
-        median_ci_low=ci[0],
-        median_ci_high=ci[1],
+        median_ci_low=_f(ci[0]),
+        median_ci_high=_f(ci[1]),
+        p90_ci_low=_f(ci[2]),
+        p90_ci_high=_f(ci[3]),
+        ci_batches=k or None,
     )
 
 
@@ -478,17 +569,71 @@ def windowed(latency_df: pd.DataFrame, telemetry_df: pd.DataFrame, window_s: flo
 
 
 # --------------------------------------------------------------------------------------------------------------
-# 5. Ratio of medians, 6. throughput
+# 5. Across runs, ratios, the noise floor; 6. throughput
 # --------------------------------------------------------------------------------------------------------------
+
+#: What an interval covers: the noise inside one run, or the spread between separate runs.
+SCOPE_WITHIN_RUN = "within-run"
+SCOPE_RUNS = "runs"
+SINGLE_RUN = "single run: no between-run uncertainty"
 
 
 @dataclass(frozen=True)
-class RatioOfMedians:
-    """median(a) / median(b) with a percentile-bootstrap CI; None where undefined (empty input, median(b) 0)."""
+class AcrossRuns:
+    """One figure (e.g. p50, ms) over ``n`` separate runs: ``center`` is the median of the runs' values, [low, high]
+    the ``confidence`` interval between runs (None with fewer than 2 runs), ``spread`` the standard deviation of the
+    log values (about the relative spread between runs: 0.03 = 3%)."""
+
+    n: int
+    center: float | None
+    low: float | None
+    high: float | None
+    spread: float | None
+    confidence: float = 0.95
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _logs(values: Any) -> np.ndarray:
+    x = _finite(values)
+    return np.log(x[x > 0])
+
+
+def across_runs(values: Any, confidence: float = 0.95) -> AcrossRuns:
+    """The interval of a figure between separate runs (one value per run, e.g. each run's median latency).
+
+    Runs are separate processes, so their values are independent draws (the sample each run measured is not). The
+    interval is Student's t on the logs of the values (exp of mean(log) +- t(n-1) * sd(log) / sqrt(n)), widened if
+    needed to hold the median of the values it is reported with: latency is positive and its run-to-run spread is
+    multiplicative (a busy neighbour slows a run by a share), so logs make the spread symmetric, and t is exact for
+    log-normal run effects at any n >= 2, where no distribution-free interval exists below 6 runs (the binomial
+    interval of :func:`median_ci` needs n >= 6). Non-positive and non-finite values are dropped.
+    """
+    v = _finite(values)
+    v = v[v > 0]
+    n = int(v.size)
+    if n == 0:
+        return AcrossRuns(0, None, None, None, None, confidence)
+    center = float(np.median(v))
+    if n < 2:
+        return AcrossRuns(n, center, None, None, None, confidence)
+    logs = np.log(v)
+    sd = float(logs.std(ddof=1))
+    half = _t(confidence, n - 1) * sd / math.sqrt(n)
+    m = float(logs.mean())
+    return AcrossRuns(n, center, min(math.exp(m - half), center), max(math.exp(m + half), center), sd, confidence)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """a / b (e.g. median latencies) with a ``confidence`` interval and its ``scope``: "runs" (between separate
+    runs) or "within-run" (single runs: only the noise inside each run). Fields None where undefined."""
 
     ratio: float | None
-    ci_low: float | None
-    ci_high: float | None
+    low: float | None
+    high: float | None
+    scope: str | None
     n_a: int
     n_b: int
     confidence: float = 0.95
@@ -496,52 +641,112 @@ class RatioOfMedians:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-
-def _bootstrap_median_draws(sorted_x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Medians of ``n_boot`` bootstrap resamples, drawn exactly without materialising the resamples.
-
-    The resample median (lower median, the ceil(n/2)-th order statistic) is <= x_(j) exactly when at least
-    ceil(n/2) of the n draws land among the j smallest values, i.e. P(rank <= j) = P(Binom(n, j/n) >=
-    ceil(n/2)). Inverting that CDF gives the same distribution as resampling, in O(n + n_boot) instead of
-    O(n * n_boot), so it stays cheap for millions of latency samples.
-    """
-    n = sorted_x.size
-    m = (n + 1) // 2
-    cdf = _st.binom.sf(m - 1, n, np.arange(1, n + 1) / n)
-    cdf[-1] = 1.0
-    ranks = np.searchsorted(cdf, rng.random(n_boot), side="left")
-    return sorted_x[np.minimum(ranks, n - 1)]
+    @property
+    def excludes_one(self) -> bool:
+        """True when the interval says a and b differ (it lies wholly above or below 1)."""
+        return self.low is not None and self.high is not None and (self.low > 1.0 or self.high < 1.0)
 
 
-def ratio_of_medians(a: Any, b: Any, *, confidence: float = 0.95, n_boot: int = 4000, seed: int = 0) -> RatioOfMedians:
-    """median(a) / median(b) with a seeded percentile-bootstrap CI (a and b resampled independently).
+def _ratio_interval(ratio: float, d: float, se: float, df: float, confidence: float) -> tuple[float, float]:
+    half = _t(confidence, df) * se if se > 0 else 0.0
+    return min(math.exp(d - half), ratio), max(math.exp(d + half), ratio)
 
-    Used to state e.g. "edgeprof's loop is 1.02x (1.01-1.03) the bare loop": the ratio of medians is
-    robust to spikes, the bootstrap needs no distributional assumption, and the fixed seed makes reports
-    reproducible. NaN/inf are dropped; the CI needs at least 2 samples on each side.
-    """
-    xa = np.sort(_finite(a))
-    xb = np.sort(_finite(b))
-    na, nb = int(xa.size), int(xb.size)
+
+def ratio_across_runs(a: Any, b: Any, *, paired: bool = False, confidence: float = 0.95) -> Ratio:
+    """median(a) / median(b) of per-run values (e.g. run medians of two configurations) with an interval between
+    runs: Student's t on the difference of log means, paired when run i of a and run i of b were made side by side
+    (an interleaved comparison, where drift falls on both), else Welch's. Needs 2 runs on each side (2 pairs); the
+    interval is widened if needed to hold the ratio it is reported with."""
+    la, lb = _logs(a), _logs(b)
+    na, nb = int(la.size), int(lb.size)
     if na == 0 or nb == 0:
-        return RatioOfMedians(None, None, None, na, nb, confidence)
-    mb = float(np.median(xb))
-    if mb == 0:
-        return RatioOfMedians(None, None, None, na, nb, confidence)
-    ratio = float(np.median(xa)) / mb
-    if na < 2 or nb < 2:
-        return RatioOfMedians(ratio, None, None, na, nb, confidence)
-    rng = np.random.default_rng(seed)
-    da = _bootstrap_median_draws(xa, n_boot, rng)
-    db = _bootstrap_median_draws(xb, n_boot, rng)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = da / db
-    r = r[np.isfinite(r)]
-    if r.size == 0:
-        return RatioOfMedians(ratio, None, None, na, nb, confidence)
-    alpha = 1.0 - confidence
-    lo, hi = np.quantile(r, [alpha / 2.0, 1.0 - alpha / 2.0])
-    return RatioOfMedians(ratio, float(lo), float(hi), na, nb, confidence)
+        return Ratio(None, None, None, None, na, nb, confidence)
+    ratio = float(np.median(np.exp(la)) / np.median(np.exp(lb)))
+    if paired and na == nb and na >= 2:
+        diff = la - lb
+        d, se, df = float(diff.mean()), float(diff.std(ddof=1)) / math.sqrt(na), na - 1
+    elif na >= 2 and nb >= 2:
+        va, vb = float(la.var(ddof=1)) / na, float(lb.var(ddof=1)) / nb
+        d, se = float(la.mean() - lb.mean()), math.sqrt(va + vb)
+        df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1)) if va + vb > 0 else na + nb - 2
+    else:
+        return Ratio(ratio, None, None, None, na, nb, confidence)
+    low, high = _ratio_interval(ratio, d, se, df, confidence)
+    return Ratio(ratio, low, high, SCOPE_RUNS, na, nb, confidence)
+
+
+def _log_section(x: np.ndarray, batches: int) -> tuple[float, float, int] | None:
+    """(log median, its standard error by sectioning, degrees of freedom) of one time-ordered run."""
+    k = sections(x.size, batches)
+    if k == 0 or not np.all(x > 0):
+        return None
+    q = _batch_quantiles(x, [50.0], k)[:, 0]
+    med = float(np.median(x))
+    return math.log(med), float(q.std(ddof=1)) / math.sqrt(k) / med, k - 1
+
+
+def ratio_within_runs(a: Any, b: Any, *, confidence: float = 0.95, batches: int = SECTIONS) -> Ratio:
+    """median(a) / median(b) of two SINGLE runs' latencies (each in time order) with an interval that holds only the
+    noise inside each run (sectioning, as :func:`within_run_interval`, combined on the log scale with Welch's
+    degrees of freedom). Scope "within-run": two reruns can differ by more; say so wherever it is shown."""
+    xa, xb = _finite(a), _finite(b)
+    na, nb = int(xa.size), int(xb.size)
+    if na == 0 or nb == 0 or np.median(xb) <= 0:
+        return Ratio(None, None, None, None, na, nb, confidence)
+    ratio = float(np.median(xa) / np.median(xb))
+    sa, sb = _log_section(xa, batches), _log_section(xb, batches)
+    if sa is None or sb is None:
+        return Ratio(ratio, None, None, None, na, nb, confidence)
+    va, vb = sa[1] ** 2, sb[1] ** 2
+    df = (va + vb) ** 2 / (va**2 / sa[2] + vb**2 / sb[2]) if va + vb > 0 else sa[2] + sb[2]
+    low, high = _ratio_interval(ratio, sa[0] - sb[0], math.sqrt(va + vb), df, confidence)
+    return Ratio(ratio, low, high, SCOPE_WITHIN_RUN, na, nb, confidence)
+
+
+def noise_floor_pct(run_values: Any, confidence: float = 0.95) -> float | None:
+    """The device's noise floor, in %: how far apart two single runs of the same configuration land ``confidence``
+    of the time, from ``n`` runs of one configuration (their medians). A difference between two single runs smaller
+    than this is not distinguishable from rerunning. It is the prediction interval of a log ratio of two new runs:
+    ``exp(t(n-1) * sd(log) * sqrt(2)) - 1``. None with fewer than 3 runs."""
+    logs = _logs(run_values)
+    if logs.size < 3:
+        return None
+    half = _t(confidence, logs.size - 1) * float(logs.std(ddof=1)) * math.sqrt(2.0)
+    return 100.0 * (math.exp(half) - 1.0)
+
+
+def below_floor(ratio: float | None, floor_pct: float | None) -> bool:
+    """True when a ratio's difference from 1 (either way: 0.9 and 1/0.9 alike) is under the noise floor."""
+    if ratio is None or floor_pct is None or ratio <= 0:
+        return False
+    return abs(math.log(ratio)) < math.log1p(floor_pct / 100.0)
+
+
+def floor_words(floor_pct: float) -> str:
+    return f"differences under {floor_pct:.0f}% are not distinguishable on this device right now"
+
+
+def ratio_words(r: Ratio, floor_pct: float | None = None, *, subject: str = "it",
+                reference: str = "the baseline") -> str:
+    """One sentence a student can act on: how much more or less time ``subject`` takes per inference than
+    ``reference``, the interval with its scope, and whether the difference is distinguishable (between runs: the
+    interval excludes 1; single runs: larger than the device's noise floor ``floor_pct``, when one was measured)."""
+    if r.ratio is None:
+        return f"no ratio: {subject} or {reference} has no latency"
+    pct = abs(r.ratio - 1.0) * 100.0
+    how = (f"{subject} takes {pct:.0f}% {'less' if r.ratio < 1 else 'more'} time per inference than {reference}"
+           if pct >= 0.5 else f"{subject} takes the same time per inference as {reference}")
+    if r.scope == SCOPE_RUNS:
+        ci = f"95% interval between runs {r.low:.3f} to {r.high:.3f}"
+        if r.excludes_one:
+            return f"{how} ({ci}): a difference larger than the variation between runs"
+        return f"not distinguishable: {how}, but the {ci} holds 1 (no difference)"
+    text = how + (f" (95% interval within these runs only {r.low:.3f} to {r.high:.3f})" if r.low is not None else "")
+    text += f"; {SINGLE_RUN}"
+    if floor_pct is not None:
+        text += (f"; {floor_words(floor_pct)}" if below_floor(r.ratio, floor_pct) else
+                 f"; larger than this device's noise floor ({floor_pct:.0f}%)")
+    return text
 
 
 def throughput(n: int, seconds: float) -> float | None:

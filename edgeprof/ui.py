@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from . import paths
+from . import charts, paths
 from .errors import EdgeprofError
 from .run.live import LiveBuffer
 from .run.summary import phase_starts
@@ -52,6 +52,16 @@ VARIABLES = {
     "threads": "threads",
 }
 COLUMN_LABELS = {v: k for k, v in VARIABLES.items()}
+# telemetry metrics in words (a pattern's {} takes the name in the metric); anything else shows as it is stored
+METRIC_LABELS = [
+    (r"cpu\.total_pct", "device CPU busy (%)"), (r"cpu\.worker_pct", "worker CPU (% of one core)"),
+    (r"cpu\.others_pct", "other processes' CPU (% of one core)"), (r"cpu\.core(\d+)_pct", "core {} busy (%)"),
+    (r"cpu\.freq_mhz", "CPU frequency (MHz)"), (r"mem\.used_mb", "system RAM used (MB)"),
+    (r"mem\.available_mb", "system RAM available (MB)"), (r"mem\.worker_rss_mb", "worker RSS (MB)"),
+    (r"mem\.charged_mb", "memory charged to the run (MB)"), (r"swap\.used_mb", "swap used (MB)"),
+    (r"temp\.(.+)_c", "temperature {} (C)"), (r"gpu(\d+)\.(?:util|load)_pct", "GPU {} utilization (%)"),
+    (r"gpu(\d+)\.mem_used_mb", "GPU {} memory (MB)"), (r"power\.(.+)_w", "power {} (W)"),
+]
 
 
 # ------------------------------------------------------------------------------------------------------- store
@@ -120,15 +130,16 @@ def show_error(exc: BaseException, what: str = "") -> None:
 # ------------------------------------------------------------------------------------------------------- runs
 
 def run_label(row) -> str:
+    """A run in a picker: when, what (model, precision, runtime, limit, threads), how it ended, its p50, its id's end."""
     created = row.get("created_at")
     when = pd.Timestamp(created).strftime("%m-%d %H:%M:%S") if created is not None and not pd.isna(created) else "?"
     p50 = row.get("p50_ms")
-    lat = f", p50 {p50:.3f} ms" if p50 is not None and not pd.isna(p50) else ""
-    cap = row.get("memory_limit_mb")
-    capt = f", cap {cap:g} MB" if cap is not None and not pd.isna(cap) else ""
-    model = Path(str(row.get("model"))).name if row.get("model") else "?"
+    lat = f", p50 {fmt_ms(p50)}" if p50 is not None and not pd.isna(p50) else ""
+    model = model_label(str(row.get("model"))) if row.get("model") else "?"
+    threads = f" · {int(row['threads'])} threads" if row.get("threads") is not None and not pd.isna(row["threads"]) else ""
     rid = str(row["run_id"])[-6:]
-    return f"{when} {model} {row.get('precision')} {row.get('runtime')}{capt} [{row.get('status')}{lat}] {rid}"
+    return (f"{when} {model} {row.get('precision')} · {row.get('runtime')} · {limit_words(row.get('memory_limit_mb'))}"
+            f"{threads} [{row.get('status')}{lat}] …{rid}")
 
 
 def fleet_choice(key: str) -> str | None:
@@ -166,21 +177,57 @@ def runs_frame(store, fleet: str | None = None, **filters) -> pd.DataFrame:
     return df
 
 
+def limit_words(mb) -> str:
+    """A run's memory limit as a person reads it: ``no limit`` or ``256 MB``."""
+    return "no limit" if mb is None or pd.isna(mb) else charts.fmt_mb(float(mb))
+
+
+def runs_table(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The Runs page's table and its column formats: words for columns, "no limit" for an empty limit, the model by
+    the name it was uploaded with, numbers as numbers (empty where not measured, never "None")."""
+    num = lambda col: pd.to_numeric(df[col], errors="coerce").astype(float)  # noqa: E731
+    table = pd.DataFrame({
+        "started (UTC)": pd.to_datetime(df["created_at"]), "device": df["hostname"],
+        "model": [model_label(str(m)) for m in df["model"]], "precision": df["precision"], "runtime": df["runtime"],
+        "threads": df["threads"], "memory limit": [limit_words(v) for v in df["memory_limit_mb"]],
+        "status": df["status"], "p50 (ms)": num("p50_ms"), "p90 (ms)": num("p90_ms"),
+        "inferences/s": num("throughput_ips"), "peak charged (MB)": num("peak_charged_mb"),
+        "peak RSS (MB)": num("peak_rss_mb"), "run": df["run_id"],
+    })
+    config = {"started (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+              "status": st.column_config.TextColumn(width="medium"),
+              "p50 (ms)": st.column_config.NumberColumn(format="%.3f"),
+              "p90 (ms)": st.column_config.NumberColumn(format="%.3f"),
+              "inferences/s": st.column_config.NumberColumn(format="%.1f"),
+              "peak charged (MB)": st.column_config.NumberColumn(format="%.0f"),
+              "peak RSS (MB)": st.column_config.NumberColumn(format="%.0f")}
+    return table, config
+
+
 def filter_runs(df: pd.DataFrame, key: str, *, default_status: list[str] | None = None, dates: bool = True) -> pd.DataFrame:
-    """Filter widgets (device, model, precision, status, dates) in one row; returns the filtered frame."""
+    """Filter widgets (device, model, precision, runtime, memory limit, status, dates) in two rows; returns the
+    filtered frame."""
     if df.empty:
         return df
-    cols = st.columns(5 if dates else 4)
+    cols = st.columns(4) + st.columns(3 if dates else 2)
     hosts = sorted(df["hostname"].dropna().astype(str).unique()) if "hostname" in df else []
     models = sorted(df["model"].dropna().astype(str).unique())
     precisions = sorted(df["precision"].dropna().astype(str).unique())
     statuses = sorted(df["status"].dropna().astype(str).unique())
     dev = cols[0].multiselect("Device", hosts, key=f"{key}_device", placeholder="all devices")
-    mod = cols[1].multiselect("Model", models, key=f"{key}_model", format_func=lambda m: Path(m).name, placeholder="all models")
+    mod = cols[1].multiselect("Model", models, key=f"{key}_model", format_func=model_label, placeholder="all models")
     pre = cols[2].multiselect("Precision", precisions, key=f"{key}_precision", placeholder="all")
+    run = cols[3].multiselect("Runtime", sorted(df["runtime"].dropna().astype(str).unique()), key=f"{key}_runtime",
+                              placeholder="all")
+    limits = sorted({limit_words(v) for v in df["memory_limit_mb"]}, key=lambda w: (w != "no limit", len(w), w))
+    lim = cols[4].multiselect("Memory limit", limits, key=f"{key}_limit", placeholder="any limit")
     default = [s for s in (default_status or []) if s in statuses]
-    sta = cols[3].multiselect("Status", statuses, default=default, key=f"{key}_status", placeholder="any status")
+    sta = cols[5].multiselect("Status", statuses, default=default, key=f"{key}_status", placeholder="any status")
     out = df
+    if run:
+        out = out[out["runtime"].astype(str).isin(run)]
+    if lim:
+        out = out[[limit_words(v) in lim for v in out["memory_limit_mb"]]]
     if dev:
         out = out[out["hostname"].astype(str).isin(dev)]
     if mod:
@@ -192,7 +239,7 @@ def filter_runs(df: pd.DataFrame, key: str, *, default_status: list[str] | None 
     if dates:
         created = pd.to_datetime(df["created_at"])
         lo, hi = created.min().date(), created.max().date()
-        picked = cols[4].date_input("Date (UTC)", value=(lo, hi), key=f"{key}_dates")
+        picked = cols[6].date_input("Date (UTC)", value=(lo, hi), key=f"{key}_dates")
         if isinstance(picked, (tuple, list)) and len(picked) == 2:
             start = datetime.combine(picked[0], time.min)
             end = datetime.combine(picked[1], time.min) + timedelta(days=1)
@@ -242,6 +289,49 @@ def source_stops(sources: list | None, t0_ns: int | None = None) -> dict:
     return out
 
 
+def metric_label(metric: str) -> str:
+    """A telemetry metric in words: ``cpu.worker_pct`` -> ``worker CPU (% of one core)``."""
+    import re
+
+    for pattern, label in METRIC_LABELS:
+        m = re.fullmatch(pattern, metric)
+        if m:
+            return label.format(*(g.replace("_", " ") for g in m.groups()))
+    return metric
+
+
+def footprint_table(footprints: pd.DataFrame) -> pd.DataFrame:
+    """questions.MemoryEffect.footprints as a student reads it: units in the cells, "not measured" for a gap."""
+    fp = footprints.reset_index()
+    return pd.DataFrame({
+        "variant": fp["variant"],
+        "footprint": [charts.fmt_mb(v) if pd.notna(v) else "not measured (no run without a limit in a cgroup)"
+                      for v in fp["footprint_mb"]],
+        "p50 without a limit": [fmt_ms(v) if pd.notna(v) else "no run without a limit" for v in fp["uncapped_p50_ms"]],
+    })
+
+
+def thermal_reason(tel: pd.DataFrame) -> str:
+    """Why there is no temperature/frequency chart: no sensor, and a frequency that never moved (said with its value)."""
+    freq = tel.loc[tel["metric"].astype(str) == "cpu.freq_mhz", "value"] if tel is not None and len(tel) else []
+    if len(freq):
+        return (f"No temperature sensor is readable on this device, and its CPU frequency stayed at "
+                f"{float(freq.median()):,.0f} MHz (a virtual machine reports its nominal one): nothing to plot.")
+    return "No temperature or CPU-frequency sensor is readable on this device."
+
+
+def newest_run(store) -> dict | None:
+    """The newest stored run's summary (for a page that has no run of its own to show), or None."""
+    try:
+        df = store.list_runs(limit=1)
+        run = store.get_run(str(df.iloc[0]["run_id"])) if len(df) else None
+    except EdgeprofError:
+        return None
+    if run is None:
+        return None
+    return run.get("summary") or {"run_id": run["run_id"], "status": run["status"], "error": run.get("reason")}
+
+
 def gpu_reason(sources: list | None) -> str:
     """Why there is no GPU telemetry, from the sampler's probe status (list of dicts: name, available, reason)."""
     for s in sources or []:
@@ -283,9 +373,12 @@ def fmt_ms(v) -> str:
 
 
 def fmt_rate(v) -> str:
+    """Inferences a second: ``0.79/s``, ``12/s``, ``3,456/s``, ``45.6k/s``."""
     if v is None or not np.isfinite(v):
         return "-"
-    return f"{v / 1000:.1f}k/s" if v >= 10_000 else f"{v:.0f}/s"
+    if v >= 10_000:
+        return f"{v / 1000:.1f}k/s"
+    return f"{v:,.0f}/s" if v >= 10 else f"{v:.2g}/s"
 
 
 def headline(figures: dict) -> None:
@@ -340,13 +433,14 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
     cpu = result.get("cpu") or {}
     lines = []
     if lat.get("n"):
-        lines.append(f"**{lat['n']:,}** steady-state inferences; median {_fmt(lat.get('p50'), 3)} ms "
-                     f"(95% CI {_fmt(lat.get('median_ci_low'), 3)} to {_fmt(lat.get('median_ci_high'), 3)} ms), "
+        lines.append(f"**{lat['n']:,}** steady-state inferences; median {_fmt(lat.get('p50'), 3)} ms, "
                      f"p99 {_fmt(lat.get('p99'), 3)} ms, CoV {_fmt(lat.get('cov'), 3)}.")
+        lines.append(interval_words(lat))
     cap = mem.get("requested_mb")
-    capt = f"{cap:g} MB via {mem.get('mechanism')}" if cap else "none"
-    lines.append(f"Memory: peak charged {_fmt(mem.get('peak_charged_mb'), 1, ' MB')}, peak worker RSS "
-                 f"{_fmt(mem.get('peak_rss_mb'), 1, ' MB')}; cap {capt}.")
+    limit = f"{charts.fmt_mb(cap)} ({mem.get('mechanism')})" if cap else "none"
+    lines.append(f"Memory: peak charged {charts.fmt_mb(mem.get('peak_charged_mb'))} (the footprint the limit acts on), "
+                 f"peak worker RSS {charts.fmt_mb(mem.get('peak_rss_mb'))} (also counts shared libraries); limit "
+                 f"{limit}.")
     if cpu:
         cores = f" of {cpu['cores']} cores" if cpu.get("cores") else ""
         others = f", other processes {_fmt(cpu.get('others_mean_pct'), 0, '%')}" if cpu.get("others_mean_pct") is not None else ""
@@ -370,26 +464,99 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
         page_link("pages/2_Runs.py", label="Open this run in Runs", query={"run_id": rid})
 
 
-def footprint_hint(store, model: str, precision: str | None, runtime: str, threads: int) -> str | None:
-    """The variant's measured footprint from its newest stored ok run (any thread count when this one has none)."""
+def interval_words(lat: dict) -> str:
+    """The run's 95% interval of the median and p90 with what it covers, in words a student can act on."""
+    ci50, ci90 = lat.get("p50_ci"), lat.get("p90_ci")
+    if not ci50:
+        return f"No interval: {lat.get('ci_note') or 'too few samples'}."
+    text = f"95% interval of the median {_fmt(ci50[0], 3)} to {_fmt(ci50[1], 3)} ms" + (
+        f" (p90: {_fmt(ci90[0], 3)} to {_fmt(ci90[1], 3)} ms)" if ci90 else "")
+    if lat.get("ci_scope") == "runs":
+        return text + f", **between {lat.get('n_runs')} runs**: a rerun is expected inside it."
+    return text + (", **within this run only**: the uncertainty from the noise inside this run, had the device kept "
+                   "behaving as it did. Another run (a new process) can land outside it; to know how far, repeat the run "
+                   "(`--repeat 3`) or compare with `edgeprof compare`.")
+
+
+MEMORY_LIMIT_HELP = (
+    "The most memory the model may use, as the kernel counts it: what the runtime allocates plus the model file's "
+    "pages it reads (the memory *charged* to the run). A run that needs more is killed by the kernel (an OOM kill), "
+    "which is recorded as a result. With *no limit* the run still measures how much it needed: its footprint.")
+
+
+MEMORY_CHART_NOTE = ("*Charged* memory is what the limit acts on. Worker RSS also counts shared libraries that other "
+                     "processes had loaded first, so it can sit above the limit without a kill.")
+
+
+def footprint_hint(store, model: str, precision: str | None, runtime: str, threads: int) -> str:
+    """What a student needs to choose a memory limit: this variant's footprint here (peak charged memory of its
+    newest ok run without a binding limit), which number that is, and why worker RSS can be higher."""
+    from .config import NON_BINDING
+    from .study.runner import charges_memory
+
     try:
-        df = store.ok_runs(model, precision, runtime, threads) if precision else store.list_runs(
-            model=model, status="ok", runtime=runtime, threads=threads)
-        if df.empty:
-            df = store.list_runs(model=model, precision=precision, status="ok", runtime=runtime, limit=50)
+        df = store.list_runs(model=model, precision=precision, status="ok", runtime=runtime, threads=threads,
+                             limit=50) if precision else store.list_runs(model=model, status="ok", runtime=runtime,
+                                                                           threads=threads, limit=50)
     except EdgeprofError:
-        return None
-    for row in df.to_dict("records"):
-        charged, rss = row.get("peak_charged_mb"), row.get("peak_rss_mb")
-        parts = []
-        if charged is not None and np.isfinite(charged):
-            parts.append(f"peak charged {charged:.0f} MB")
-        if rss is not None and np.isfinite(rss):
-            parts.append(f"peak worker RSS {rss:.0f} MB")
-        if parts:
-            return f"Measured footprint of this variant (run {row['run_id'][-6:]}): " + ", ".join(parts) + \
-                ". A limit below it will likely OOM-kill the run."
-    return None
+        return ""
+    if not charges_memory():
+        rss = df[df["memory_limit_mb"].isna() & df["peak_rss_mb"].notna()]
+        if rss.empty:
+            return "Peak memory not measured yet for this variant: run it once with **no limit**."
+        return (f"This variant's peak worker RSS here: **{charts.fmt_mb(rss.iloc[0]['peak_rss_mb'])}**. This device has "
+                "no memory cgroup, so a limit here bounds address space, which runtimes reserve far more of than they "
+                "use: expect a run to fail well above that figure.")
+    df = df[df["peak_charged_mb"].notna()]
+    free = df[df["memory_limit_mb"].isna() | (df["memory_limit_mb"] >= NON_BINDING * df["peak_charged_mb"])]
+    if free.empty:
+        return ("Footprint not measured yet for this variant: run it once with **no limit** (it still measures the "
+                "memory it needs), then choose a limit relative to that.")
+    row = free.iloc[0]
+    rss = row.get("peak_rss_mb")
+    extra = (f" Worker RSS ({charts.fmt_mb(rss)}) also counts shared libraries that other processes had loaded "
+             "already, so it can sit above a limit the run stays within." if rss and np.isfinite(rss)
+             and rss > row["peak_charged_mb"] else "")
+    return (f"This variant's footprint here: **{charts.fmt_mb(row['peak_charged_mb'])}** charged at its peak (run "
+            f"…{str(row['run_id'])[-6:]}, no binding limit). A limit below that will likely OOM-kill the run.{extra}")
+
+
+def duration_words(store, model: str, precision: str | None, runtime: str, threads: int, preset: str,
+                   duration_s: float | None) -> str:
+    """How long a run will take, honestly: a preset is a minimum time AND a minimum number of inferences, plus
+    warm-up and loading; with this variant's measured latency the estimate says which one dominates."""
+    from .config import RunConfig
+
+    cfg = RunConfig(model=model, preset=preset, duration_s=duration_s or None)
+    try:
+        df = store.list_runs(model=model, precision=precision, status="ok", runtime=runtime, threads=threads, limit=5) \
+            if precision else store.list_runs(model=model, status="ok", runtime=runtime, threads=threads, limit=5)
+    except EdgeprofError:
+        df = None
+    rule = (f"at least {cfg.min_duration_s:g} s of steady state and {cfg.min_iterations:,} inferences, after "
+            "loading and warm-up")
+    if df is None or df.empty or pd.isna(df.iloc[0]["p50_ms"]):
+        return f"A run measures {rule}."
+    p50_s = float(df.iloc[0]["p50_ms"]) / 1000
+    est = cfg.estimate_seconds(p50_s)
+    why = (f": {cfg.min_iterations:,} inferences of ~{fmt_ms(p50_s * 1000)} take longer than {cfg.min_duration_s:g} s"
+           if cfg.min_iterations * p50_s > cfg.min_duration_s else "")
+    return f"A run measures {rule}: about {fmt_duration(est)} for this variant here{why}."
+
+
+def fmt_duration(seconds: float) -> str:
+    """``75`` -> ``1 min 15 s``, ``8.4`` -> ``8 s``."""
+    s = int(round(seconds))
+    return f"{s // 60} min {s % 60} s" if s >= 60 else f"{s} s"
+
+
+@st.cache_resource(show_spinner=False)
+def execution_providers() -> list[str]:
+    """The ONNX Runtime execution providers this build has (cpu, cuda, tensorrt): the only ones a page offers."""
+    from .runtimes import available_runtimes
+
+    ort = next((s for s in available_runtimes() if s.name == "onnxruntime"), None)
+    return list(ort.providers) if ort is not None and ort.available else ["cpu"]
 
 
 # ------------------------------------------------------------------------------------------------------- uploads
@@ -447,11 +614,14 @@ def uploaded_models() -> list[str]:
 
 
 def model_label(model: str) -> str:
-    names = st.session_state.get("upload_names", {})
+    """A model as people know it: a bundled name, or an upload by the name it was uploaded with."""
+    from .models.catalog import upload_names
+
+    names = {**upload_names(), **st.session_state.get("upload_names", {})}
     if model in names:
         return f"{names[model]} (uploaded)"
     if os.sep in model or "/" in model:
-        return f"{Path(model).name} (uploaded)"
+        return Path(model).name
     return model
 
 

@@ -10,23 +10,28 @@ from __future__ import annotations
 import html
 import os
 import time
-from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from edgeprof import charts, run, study, ui
-from edgeprof.config import INTERPRETERS, PRECISIONS, PRESETS, PROVIDERS, RunConfig
+from edgeprof.config import INTERPRETERS, PRECISIONS, PRESETS, RunConfig
 from edgeprof.errors import EdgeprofError
 from edgeprof.runtimes.inputs import parse_given
+from edgeprof.worker.messages import PHASE_CODES
 
+STEADY = PHASE_CODES["steady"]
 LIVE_REFRESH_S = 0.25  # the fragment period; the browser redraw (~0.1-0.3 s on 2 cores) paces it to ~3 refreshes a second
 FIRST_POINT_WAIT_S = 1.5
 TELEMETRY_REFRESH_S = 1.0  # telemetry charts: the sampler adds a point every 0.1 s; redrawing them at 4 Hz buys little
+LATENCY_TOOLBAR = {"displayModeBar": True, "displaylogo": False,
+                   "modeBarButtonsToRemove": ["select2d", "lasso2d", "toImage", "autoScale2d"]}
 FOLLOW_S = 0.5  # while a study runs in this server, how often a page with no live run looks for its next run
 MEMORY_LIMITS = [0, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024]
 AUTO = "auto"
 AS_FILE = "as in the file"
-PRESET_WORDS = {"quick": "quick (~10 s)", "standard": "standard (~60 s)", "long": "long (10 min)"}
+PRESET_WORDS = {"quick": "quick (10 s, 50 inferences)", "standard": "standard (60 s, 200 inferences)",
+                "long": "long (10 min, 1,000 inferences)"}
 
 store = ui.page_setup()
 st.title("Run a model")
@@ -87,24 +92,27 @@ else:
                                   "quantized at run time; static: calibrated ahead).")
     runtime = c3.selectbox("Runtime", ["onnx", "tflite"], key="runtime",
                            format_func=lambda r: {"onnx": "ONNX Runtime", "tflite": "TFLite"}[r])
-memory = c4.selectbox("Memory limit (MB)", MEMORY_LIMITS, key="memory_limit",
+memory = c4.selectbox("Memory limit (MB)", MEMORY_LIMITS, key="memory_limit", help=ui.MEMORY_LIMIT_HELP,
                       format_func=lambda v: "no limit" if not v else f"{v} MB")
 
 c5, c6, c7, c8 = st.columns(4)
 interpreter = c5.selectbox("TFLite interpreter", [AUTO, *INTERPRETERS], key="interpreter", disabled=runtime != "tflite")
-provider = c6.selectbox("Execution provider", [AUTO, *PROVIDERS], key="provider", disabled=runtime != "onnx")
+provider = c6.selectbox("Execution provider", [AUTO, *ui.execution_providers()], key="provider",
+                        disabled=runtime != "onnx",
+                        help="Where ONNX Runtime runs the model: only the providers this build has are listed.")
 threads = c7.number_input("Threads", min_value=1, max_value=max(4, 2 * (os.cpu_count() or 2)), value=2, step=1,
                           key="threads")
-preset = c8.selectbox("Duration", list(PRESETS), key="preset", format_func=lambda p: PRESET_WORDS.get(p, p))
+preset = c8.selectbox("Duration", list(PRESETS), key="preset", format_func=lambda p: PRESET_WORDS.get(p, p),
+                      help="The minimum steady-state time and number of inferences; loading and warm-up come first.")
 with st.expander("Advanced", expanded=False):
     duration_s = st.number_input("Duration override (s of steady state; 0 = use the preset)", min_value=0.0,
                                  max_value=3600.0, value=0.0, step=1.0, key="duration_s")
 shape_texts, fill_texts = ui.inputs_panel(model, None if precision == AS_FILE else precision, runtime)
 
 
-hint = ui.footprint_hint(store, model, None if precision == AS_FILE else precision, runtime, int(threads))
-if hint:
-    st.caption(hint)
+variant_precision = None if precision == AS_FILE else precision
+st.caption(ui.footprint_hint(store, model, variant_precision, runtime, int(threads)))
+st.caption(ui.duration_words(store, model, variant_precision, runtime, int(threads), preset, float(duration_s) or None))
 
 handle = watched_handle()
 b1, b2, _ = st.columns([1, 1, 6])
@@ -147,29 +155,36 @@ def build_view(h, buf: ui.LiveBuffer, prev: dict | None) -> dict:
     The latency chart changes with every batch; the telemetry charts only get a new 10 Hz sample or so, so they are
     rebuilt once a second. An unchanged figure is the same object, which the browser does not redraw: on a board
     that also runs the model, browser redraws are what limit the refresh rate."""
-    t_ns, lat_ns, _ = buf.arrays()
+    t_ns, lat_ns, codes = buf.arrays()
     t0 = buf.started_ns
     spans = ui.phase_spans(buf.phases, t0)
+    steady = np.flatnonzero(codes == STEADY)
     view = {
         "n": buf.n, "status": buf.status, "phase": buf.phase, "notes": list(buf.notes), "newest": buf.newest_wall(),
         "figures": buf.figures(),
         "latency": charts.latency_timeline((t_ns - t0) / 1e9, lat_ns / 1e6, warmup=spans.get("warmup"),
-                                           load=spans.get("load")),
+                                           load=spans.get("load"), status=buf.status,
+                                           steady_from=int(steady[0]) if steady.size else 0),
     }
     now = time.monotonic()
     if prev is not None and now - prev["tel_at"] < TELEMETRY_REFRESH_S and not h.finished:
-        view.update({k: prev[k] for k in ("cpu", "memory", "gpu", "gpu_reason", "thermal", "tel_at")})
+        view.update({k: prev[k] for k in ("cpu", "memory", "gpu", "gpu_reason", "thermal", "thermal_reason", "tel_at")})
         return view
     tel = ui.telemetry_frame(buf.tel_rows, t0)
     status = getattr(h, "telemetry_status", None)
     stops = ui.source_stops(status, t0)
     gfig = charts.gpu_figure(tel, stops=stops)
+    result = buf.result or {}
+    mem = result.get("memory") or {}
     view.update({
         "cpu": charts.cpu_figure(tel, stops=stops),
-        "memory": charts.memory_figure(tel, buf.memory_limit_mb),
+        "memory": charts.memory_figure(tel, buf.memory_limit_mb, peak_charged_mb=mem.get("peak_charged_mb"),
+                                       killed_at_s=result.get("worker_exit_s") if result.get("status") == "oom_killed"
+                                       else None),
         "gpu": gfig,
         "gpu_reason": None if gfig is not None else ui.gpu_reason(status or ui.probe_status()),
         "thermal": charts.thermal_figure(tel, stops=stops),
+        "thermal_reason": ui.thermal_reason(tel),
         "tel_at": now,
     })
     return view
@@ -181,25 +196,35 @@ def draw(h, view: dict, *, final: bool) -> None:
     phase_words = {"preparing": "preparing the model", "first": "first inference", "warmup": "warming up",
                    "steady": "measuring steady state"}
     if not final:
-        line = f"Run `{h.run_id}` ({Path(h.config.model).name}, {h.config.precision}): **{view['status']}**, " \
+        line = f"Run `{h.run_id}` ({ui.model_label(h.config.model)}, {h.config.precision}): **{view['status']}**, " \
                f"{phase_words.get(view['phase'], view['phase'])} · {view['n']:,} inferences"
         if age is not None:
             line += f" · newest point {max(age, 0):.2f} s old"
+        elif view["phase"] == "preparing":
+            line += f" · {time.monotonic_ns() / 1e9 - h.started_ns / 1e9:.0f} s so far"
         st.markdown(line)
         if view["notes"]:
-            st.caption(view["notes"][-1])
+            note = view["notes"][-1]
+            if view["phase"] == "preparing" and note.startswith(("fp16", "int8")):
+                note += " (a quantized model is made on first use, then cached)"
+            st.caption(note)
     # machine-readable state for tests and the dashboard benchmark
     st.markdown(f'<div class="ep-live" data-run="{html.escape(h.run_id)}" data-seq="{view["n"]}" '
                 f'data-newest-wall="{newest or 0:.6f}" data-render-wall="{time.time():.6f}" '
                 f'data-status="{html.escape(str(view["status"]))}"></div>', unsafe_allow_html=True)
     if not final:
         ui.headline(view["figures"])
-    st.plotly_chart(view["latency"], key="chart_latency", config={"displayModeBar": False})
+    if final and view["n"] == 0:
+        st.info("This run made no inference, so there is no latency to draw; its memory and CPU up to the end are "
+                "below.")
+    else:
+        st.plotly_chart(view["latency"], key="chart_latency", config=LATENCY_TOOLBAR)
     left, right = st.columns(2)
     with left:
         st.plotly_chart(view["cpu"], key="chart_cpu", config={"displayModeBar": False})
     with right:
         st.plotly_chart(view["memory"], key="chart_mem", config={"displayModeBar": False})
+        st.caption(ui.MEMORY_CHART_NOTE)
     left, right = st.columns(2)
     with left:
         if view["gpu"] is None:
@@ -208,7 +233,7 @@ def draw(h, view: dict, *, final: bool) -> None:
             st.plotly_chart(view["gpu"], key="chart_gpu", config={"displayModeBar": False})
     with right:
         if view["thermal"] is None:
-            st.info("No temperature or CPU-frequency sensor is readable on this device.")
+            st.info(view["thermal_reason"])
         else:
             st.plotly_chart(view["thermal"], key="chart_thermal", config={"displayModeBar": False})
 
@@ -238,7 +263,11 @@ def follow_study(watched_id: str | None) -> None:
         st.rerun()
 
 
-if handle is None:
+newest = None if handle is not None else ui.newest_run(store)
+if handle is None and newest is not None:
+    st.subheader("The newest stored run")
+    ui.render_summary(newest)
+elif handle is None:
     st.info("No run yet. Pick **digits-cnn** (tiny, ~0.1 ms per inference) or **efficientnet-lite0** and press "
             "**Start run**; try a different precision or a tight memory limit and compare.")
     # An empty chart now also loads the browser's plotly bundle, so the first live point shows without that delay.

@@ -13,9 +13,6 @@ from edgeprof.errors import EdgeprofError
 from edgeprof.run import active_runs
 from edgeprof.store.bundle import export_runs, import_bundle
 
-TABLE_COLUMNS = ["created_at", "hostname", "model", "precision", "runtime", "threads", "memory_limit_mb", "status",
-                 "p50_ms", "p90_ms", "throughput_ips", "peak_charged_mb", "peak_rss_mb", "run_id"]
-
 store = ui.page_setup("Runs")
 fleet = ui.fleet_choice("runs_scope")
 
@@ -51,12 +48,8 @@ if runs.empty:
 
 shown = ui.filter_runs(runs, "runs")
 st.caption(f"{len(shown)} of {len(runs)} runs")
-table = shown[[c for c in TABLE_COLUMNS if c in shown.columns]].rename(columns={"hostname": "device"})
-st.dataframe(table, hide_index=True, key="runs_table",
-             column_config={"model": st.column_config.TextColumn("model"),
-                            "p50_ms": st.column_config.NumberColumn("p50 (ms)", format="%.4f"),
-                            "p90_ms": st.column_config.NumberColumn("p90 (ms)", format="%.4f"),
-                            "throughput_ips": st.column_config.NumberColumn("inf/s", format="%.0f")})
+table, formats = ui.runs_table(shown)
+st.dataframe(table, hide_index=True, key="runs_table", column_config=formats)
 
 labels = dict(zip(shown["run_id"], shown["label"], strict=True))
 ids = list(labels)
@@ -99,7 +92,12 @@ if show:
         left, right = st.columns(2)
         stops = ui.source_stops(summary.get("telemetry_sources"), t0)
         left.plotly_chart(charts.cpu_figure(tframe, stops=stops), key="run_cpu")
-        right.plotly_chart(charts.memory_figure(tframe, run.get("memory_limit_mb")), key="run_mem")
+        mem = summary.get("memory") or {}
+        exit_ns = summary.get("worker_exit_ns")
+        right.plotly_chart(charts.memory_figure(
+            tframe, run.get("memory_limit_mb"), peak_charged_mb=mem.get("peak_charged_mb"),
+            killed_at_s=(exit_ns - t0) / 1e9 if exit_ns and run.get("status") == "oom_killed" else None), key="run_mem")
+        right.caption(ui.MEMORY_CHART_NOTE)
         gfig, tfig = charts.gpu_figure(tframe, stops=stops), charts.thermal_figure(tframe, stops=stops)
         left, right = st.columns(2)
         if gfig is None:
@@ -107,7 +105,7 @@ if show:
         else:
             left.plotly_chart(gfig, key="run_gpu")
         if tfig is None:
-            right.info("No temperature or CPU-frequency sensor was readable on this device.")
+            right.info(ui.thermal_reason(tframe))
         else:
             right.plotly_chart(tfig, key="run_thermal")
     with st.expander("Full run document (JSON)"):

@@ -1,8 +1,10 @@
-"""Correlations: how run settings and hardware relate to latency, across runs or over time inside one run.
+"""Correlations: does less memory slow inference here, how settings and hardware relate to latency across runs, and
+how latency follows the hardware over time inside one run.
 
-Across runs: one point per run (stats.correlation_matrix: Pearson r with p-value, 95% CI and n, Spearman beside it).
-Within one run: latency and telemetry bucketed into common time windows (stats.windowed), one point per window.
-Only the runs table is read for the first mode, so the page stays fast on a database of millions of samples.
+The memory question pools variants by setting each capped run against its own variant (questions.memory_effect);
+across runs, one point per run (stats.correlation_matrix); inside a run, latency and telemetry in common time
+windows (stats.windowed). The sentence under each chart comes from questions.relation_sentence: a relation only
+where p < 0.05, else "no evidence", always with n.
 """
 
 from __future__ import annotations
@@ -11,20 +13,18 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from edgeprof import charts, stats, ui
+from edgeprof import charts, questions, stats, ui
 from edgeprof.errors import EdgeprofError
 
-DEFAULT_VARS = ["latency p50 (ms)", "latency p90 (ms)", "warm-up (ms)", "CPU system mean (%)", "CPU worker mean (%)",
-                "peak RAM (MB)", "memory limit (MB)", "model size (MB)", "bits"]
-RESULT_COLUMNS = {"x": "x", "y": "y", "n": "n", "pearson_r": "Pearson r", "pearson_p": "p", "ci_low": "95% CI low",
-                  "ci_high": "95% CI high", "spearman_r": "Spearman rho", "spearman_p": "Spearman p", "note": "note"}
+MODES = ["does less memory slow inference?", "across runs", "over time inside one run"]
+DEFAULT_VARS = ["latency p50 (ms)", "CPU worker mean (%)", "CPU system mean (%)", "CPU other processes mean (% of a core)",
+                "peak RAM (MB)", "model size (MB)", "bits", "warm-up (ms)"]
+LATENCY_VARS = ("latency p50 (ms)", "latency p90 (ms)")
+RESULT_COLUMNS = {"x": "x", "y": "y", "n": "n", "pearson_r": "Pearson r", "p": "p", "ci_low": "95% CI low",
+                  "ci_high": "95% CI high", "spearman_r": "Spearman rho", "note": "note"}
 
 store = ui.page_setup("Correlations")
-st.caption("Does latency go with precision, memory or CPU load? r near +1 or -1: a strong straight-line relation; "
-           "near 0: none. Spearman rho looks at rank order only, so it also catches curved relations. "
-           "Correlation is not cause: compare runs that differ in one setting.")
-
-mode = st.radio("Correlate", ["across runs", "over time inside one run"], horizontal=True, key="corr_mode")
+mode = st.radio("Question", MODES, horizontal=True, key="corr_mode")
 
 try:
     runs = ui.runs_frame(store)
@@ -44,19 +44,36 @@ def explain_notes(result: pd.DataFrame, unit: str) -> None:
     if not small.empty:
         st.info(f"n is too small for {len(small)} of {len(result)} pairs: with fewer than {stats.CORRELATION_HINT_N} "
                 f"{unit}, r can swing widely, so read those numbers as a hint. Add {unit} to firm them up.")
-    other = notes[notes["n"] >= stats.CORRELATION_HINT_N]
-    for row in other.itertuples():
-        st.caption(f"{row.x} vs {row.y}: {row.note}")
+    for row in notes[notes["n"] >= stats.CORRELATION_HINT_N].itertuples():
+        st.caption(f"{row.y} vs {row.x}: {row.note}")
 
 
 def result_table(result: pd.DataFrame) -> None:
-    st.dataframe(result.rename(columns=RESULT_COLUMNS), hide_index=True, key="corr_table",
-                 column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                for c in ("Pearson r", "95% CI low", "95% CI high", "Spearman rho")} |
-                 {c: st.column_config.NumberColumn(format="%.2g") for c in ("p", "Spearman p")})
+    shown = result.assign(p=[questions.fmt_p(p) for p in result["pearson_p"]]).rename(columns=RESULT_COLUMNS)
+    st.dataframe(shown[list(RESULT_COLUMNS.values())], hide_index=True, key="corr_table",
+                 column_config={c: st.column_config.NumberColumn(format="%.2f")
+                                for c in ("Pearson r", "95% CI low", "95% CI high", "Spearman rho")})
 
 
-if mode == "across runs":
+def latency_last(x: str, y: str) -> tuple[str, str]:
+    """Latency is the response: it goes on the y axis."""
+    return (y, x) if x in LATENCY_VARS and y not in LATENCY_VARS else (x, y)
+
+
+if mode == MODES[0]:
+    st.caption("Each capped run is set against its own variant (model, precision, runtime, threads): the limit as a "
+               "multiple of the memory that variant needed without a limit (its **footprint**: the peak memory the "
+               "kernel charged), and its p50 latency as a multiple of the same variant's p50 without a limit. So "
+               "a tiny and a large model answer the same question on one chart.")
+    effect = questions.memory_effect(runs)
+    st.plotly_chart(charts.memory_effect_figure(effect.points), key="corr_memory")
+    st.markdown(effect.sentence)
+    if len(effect.footprints):
+        st.table(ui.footprint_table(effect.footprints).set_index("variant"))
+elif mode == MODES[1]:
+    st.caption("Does latency go with precision, memory or CPU load? r near +1 or -1: a strong straight-line relation; "
+               "near 0: none. Spearman rho looks at rank order only, so it also catches curved relations. "
+               "Correlation is not cause: compare runs that differ in one setting.")
     shown = ui.filter_runs(runs, "corr", default_status=["ok"])
     chosen = st.multiselect("Variables", list(ui.VARIABLES), default=DEFAULT_VARS, key="corr_vars")
     if len(chosen) < 2:
@@ -71,38 +88,41 @@ if mode == "across runs":
         data[c] = pd.to_numeric(data[c], errors="coerce")
     renamed = data[cols].rename(columns=ui.COLUMN_LABELS)
     result = stats.correlation_matrix(renamed, chosen, unit="runs")
-    st.markdown(f"**{len(shown)} runs**. Each pair uses the runs where both values were measured (its n); "
-                "a run without a memory limit has no value for *memory limit*.")
+    st.markdown(f"**{len(shown)} runs**. Each pair uses the runs where both values were measured (its n); for "
+                "memory, the question above compares runs fairly (a limit means little without the model's "
+                "footprint).")
     explain_notes(result, "runs")
     result_table(result)
     kind = st.radio("Heatmap", ["Pearson r", "Spearman rho"], horizontal=True, key="corr_heat")
     st.plotly_chart(charts.correlation_heatmap(result, value="pearson_r" if kind == "Pearson r" else "spearman_r"),
                     key="corr_heatmap")
-    pairs = [f"{r.y} vs {r.x}" for r in result.itertuples()]
-    pair = st.selectbox("Scatter plot", pairs, key="corr_pair")
+    pairs = [" vs ".join(reversed(latency_last(r.x, r.y))) for r in result.itertuples()]
+    first = next((i for i, r in enumerate(result.itertuples()) if (r.x in LATENCY_VARS) != (r.y in LATENCY_VARS)), 0)
+    pair = st.selectbox("Scatter plot", pairs, index=first, key="corr_pair")
     if pair:
         row = result.iloc[pairs.index(pair)]
-        st.plotly_chart(charts.scatter_fit(renamed[row["x"]], renamed[row["y"]], x_label=row["x"], y_label=row["y"],
+        x, y = latency_last(row["x"], row["y"])
+        st.plotly_chart(charts.scatter_fit(renamed[x], renamed[y], x_label=x, y_label=y,
                                            color=list(data["precision"].astype(str)), hover=list(data["label"])),
                         key="corr_scatter")
-        r, n = row["pearson_r"], int(row["n"])
-        if r is not None and not np.isnan(r):
-            strength = "strong" if abs(r) >= 0.7 else "moderate" if abs(r) >= 0.4 else "weak"
-            direction = "rises" if r > 0 else "falls"
-            st.markdown(f"Over {n} runs, **{row['y']}** {direction} with **{row['x']}**: {strength} correlation "
-                        f"(r = {r:.2f}, 95% CI {row['ci_low']:.2f} to {row['ci_high']:.2f}, p = {row['pearson_p']:.2g}; "
-                        f"Spearman rho = {row['spearman_r']:.2f}).")
-        elif row["note"]:
-            st.info(f"{row['y']} vs {row['x']}: {row['note']}.")
+        st.markdown(questions.relation_sentence(x, y, row["pearson_r"], row["pearson_p"], int(row["n"]),
+                                                spearman=row["spearman_r"], ci=(row["ci_low"], row["ci_high"])))
 else:
     okruns = runs[runs["status"].isin(["ok", "stopped"])]
     if okruns.empty:
         st.info("No finished runs yet: this mode needs one run with latency samples and telemetry.")
         st.stop()
+    st.caption("One point per time window of a single run: does latency rise when the CPU is busier, the memory "
+               "fuller, the device hotter? A longer run gives more windows.")
+    steady_s = (pd.to_numeric(okruns["n"], errors="coerce") * pd.to_numeric(okruns["p50_ms"], errors="coerce") / 1000)
+    ids = list(okruns.assign(steady_s=steady_s).sort_values("steady_s", ascending=False)["run_id"])
     labels = dict(zip(okruns["run_id"], okruns["label"], strict=True))
     c1, c2 = st.columns([3, 1])
-    rid = c1.selectbox("Run", list(labels), key="corr_run", format_func=labels.get)
-    window_s = c2.number_input("Window (s)", min_value=0.05, max_value=60.0, value=0.5, step=0.25, key="window_s")
+    rid = c1.selectbox("Run (the longest first)", ids, key="corr_run", format_func=labels.get)
+    length = float(steady_s[okruns["run_id"] == rid].iloc[0]) if np.isfinite(steady_s[okruns["run_id"] == rid].iloc[0]) \
+        else 10.0
+    window_s = c2.number_input("Window (s)", min_value=0.05, max_value=60.0, step=0.25, key="window_s",
+                               value=float(max(0.25, round(length / 40, 2))))
     lat = store.latency(rid)
     lat = lat[lat["phase"].astype(str) == "steady"]
     tel = store.telemetry(rid)
@@ -112,14 +132,20 @@ else:
     if wdf.empty or not metrics:
         st.info("This run has too few steady-state windows with telemetry: pick a longer run or a shorter window.")
         st.stop()
-    wide = wdf.rename(columns={"latency_ms_median": "latency median (ms)"})
-    result = stats.correlation_matrix(wide, ["latency median (ms)", *metrics], unit="windows")
+    names = {m: ui.metric_label(m) for m in metrics}
+    wide = wdf.rename(columns={"latency_ms_median": "latency median (ms)", **names})
+    result = stats.correlation_matrix(wide, ["latency median (ms)", *names.values()], unit="windows")
     result = result[result["x"] == "latency median (ms)"].reset_index(drop=True)
     st.markdown(f"**{len(wdf)} windows** of {float(window_s):g} s over the steady state of this run.")
     explain_notes(result, "windows")
     result_table(result)
     default = "cpu.worker_pct" if "cpu.worker_pct" in metrics else metrics[0]
-    metric = st.selectbox("Metric", metrics, index=metrics.index(default), key="corr_metric")
-    st.plotly_chart(charts.windowed_figure(wdf, metric), key="corr_windows")
-    st.plotly_chart(charts.scatter_fit(wdf[metric], wdf["latency_ms_median"], x_label=metric,
+    metric = st.selectbox("Metric", metrics, index=metrics.index(default), key="corr_metric", format_func=names.get)
+    st.plotly_chart(charts.windowed_figure(wdf, metric, metric_label=names[metric]), key="corr_windows")
+    st.plotly_chart(charts.scatter_fit(wdf[metric], wdf["latency_ms_median"], x_label=names[metric],
                                        y_label="latency median (ms)"), key="corr_window_scatter")
+    row = result[result["y"] == names[metric]]
+    if len(row):
+        r = row.iloc[0]
+        st.markdown(questions.relation_sentence(names[metric], "latency median (ms)", r["pearson_r"], r["pearson_p"],
+                                                int(r["n"]), unit="windows", spearman=r["spearman_r"]))

@@ -1,18 +1,45 @@
-"""Compare: two to four runs (or groups of runs by device) side by side, with ratios against a chosen baseline."""
+"""Compare: two to four runs (repeated runs, or groups of runs by device) side by side, with ratios against a chosen
+baseline, the scope of each ratio's interval, and the device's noise floor (measured here on request)."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
-from edgeprof import charts, compare, ui
+from edgeprof import charts, compare, run, ui
+from edgeprof.config import NOISE_FLOOR_MODEL, NOISE_FLOOR_RUNS
 from edgeprof.errors import EdgeprofError
 
 OVERLAY = {"cpu.worker_pct": "worker CPU (%)", "cpu.total_pct": "system CPU (%)", "mem.worker_rss_mb": "worker RSS (MB)",
            "mem.charged_mb": "memory charged to the cap (MB)", "mem.used_mb": "system RAM used (MB)"}
 
+
+def noise_floor_block(floor: dict | None) -> None:
+    """The device's noise floor in words, and a button that measures it now."""
+    st.caption(compare.noise_floor_words(floor), help="Measured with short repeated runs of a bundled model; "
+               "measure again when the device's load changes.")
+    if st.session_state.get("cmp_floor_done"):
+        st.success(st.session_state.pop("cmp_floor_done"))
+    if st.button("Measure this device's noise floor now (about 20 s)", key="cmp_noise_floor"):
+        try:
+            with st.spinner(f"Measuring: {NOISE_FLOOR_RUNS} short runs of {NOISE_FLOOR_MODEL}, each its own "
+                            "process..."):
+                done = run.measure_noise_floor(store)
+            if done.get("floor_pct") is not None:
+                st.session_state["cmp_floor_done"] = f"Measured: {done['floor_note']}."
+                st.rerun()  # the table and the sentences use the new floor
+            else:
+                st.warning(f"Only {done.get('runs_ok')} of {done.get('repeat')} runs finished ok: no noise floor.")
+        except EdgeprofError as exc:
+            ui.show_error(exc, "The noise floor could not be measured")
+
+
 store = ui.page_setup("Compare")
 st.caption("Latency distributions side by side. The ratio column divides each median by the baseline's: "
-           "0.5 means twice as fast, 2.0 twice as slow (95% CI from a bootstrap).")
+           "0.5 means twice as fast, 2.0 twice as slow. Its 95% interval says what it covers: **between runs** "
+           "(from repeated runs: a rerun is expected inside it) or **within these runs only** (single runs: a rerun "
+           "in a new process can land outside it, so compare repeated runs, e.g. `edgeprof compare ... --vs "
+           "precision=fp16`).")
 
 try:
     runs = ui.runs_frame(store)
@@ -22,9 +49,11 @@ except EdgeprofError as exc:
 runs = runs[runs["status"].isin(["ok", "stopped"])]
 if len(runs) < 2:
     st.info("Compare needs at least two finished runs: make them on the **Run** page (e.g. fp32 and int8-static).")
+    noise_floor_block(compare.noise_floor(store))
     st.stop()
 
-mode = st.radio("Compare", ["runs", "groups of runs by device"], horizontal=True, key="cmp_mode")
+mode = st.radio("Compare", ["runs", "repeated runs (--repeat)", "groups of runs by device"], horizontal=True,
+                key="cmp_mode")
 
 
 if mode == "runs":
@@ -36,18 +65,43 @@ if mode == "runs":
         st.info("Pick two to four runs.")
         st.stop()
     baseline = st.selectbox("Baseline", chosen, key="cmp_baseline", format_func=labels.get)
-    short = {rid: f"{ui.model_label(str(runs.set_index('run_id').loc[rid, 'model']))} "
-                  f"{runs.set_index('run_id').loc[rid, 'precision']} ..{rid[-4:]}" for rid in chosen}
-    cmp = compare.compare_runs(store, runs, chosen, baseline, short)
+    cmp = compare.compare_runs(store, runs, chosen, baseline, model_label=ui.model_label)
+elif mode == "repeated runs (--repeat)":
+    choices = compare.group_choices(runs)
+    if len(choices) < 2:
+        st.info("Compare needs two groups of repeated runs: make them on the command line with `edgeprof run ... "
+                "--repeat 3` (once per configuration), or both at once, interleaved, with `edgeprof compare "
+                "--model ... --vs precision=fp16`.")
+        st.stop()
+    gids = list(choices)
+    chosen = st.multiselect("Groups (2 to 4)", gids, default=gids[:2], key="cmp_groups", format_func=choices.get,
+                            max_selections=4)
+    if len(chosen) < 2:
+        st.info("Pick two to four groups.")
+        st.stop()
+    baseline = st.selectbox("Baseline", chosen, key="cmp_baseline_rep", format_func=choices.get)
+    cmp = compare.compare_groups(store, runs, chosen, baseline, {g: choices[g] for g in chosen})
 else:
-    c1, c2, c3 = st.columns(3)
-    hosts = sorted(runs["hostname"].dropna().astype(str).unique())
+    st.caption("Devices are compared on identical settings: the same model, precision, runtime, threads and memory "
+               "limit; a device's runs of those settings are pooled.")
+    c1, c2, c3, c4, c5 = st.columns(5)
     models = sorted(runs["model"].dropna().astype(str).unique())
     model = c1.selectbox("Model", models, key="cmp_model", format_func=lambda m: ui.model_label(m))
-    precs = sorted(runs.loc[runs["model"] == model, "precision"].dropna().astype(str).unique())
-    prec = c2.selectbox("Precision", precs, key="cmp_precision")
-    devices = c3.multiselect("Devices (2 to 4)", hosts, default=hosts[:4], key="cmp_devices", max_selections=4)
-    sel = runs[(runs["model"] == model) & (runs["precision"] == prec) & runs["hostname"].isin(devices)]
+    pool = runs[runs["model"] == model]
+    prec = c2.selectbox("Precision", sorted(pool["precision"].dropna().astype(str).unique()), key="cmp_precision")
+    pool = pool[pool["precision"] == prec]
+    runtime = c3.selectbox("Runtime", sorted(pool["runtime"].dropna().astype(str).unique()), key="cmp_runtime")
+    pool = pool[pool["runtime"] == runtime]
+    threads = c4.selectbox("Threads", sorted(pool["threads"].dropna().astype(int).unique()), key="cmp_threads")
+    pool = pool[pool["threads"] == threads]
+    limits = sorted({None if pd.isna(v) else float(v) for v in pool["memory_limit_mb"]}, key=lambda v: (v is not None, v))
+    limit = c5.selectbox("Memory limit", limits, key="cmp_limit",
+                         format_func=lambda v: "no limit" if v is None else f"{v:,.0f} MB")
+    sel = compare.same_config(runs, model=model, precision=prec, runtime=runtime, threads=threads,
+                              memory_limit_mb=limit)
+    hosts = sorted(sel["hostname"].dropna().astype(str).unique())
+    devices = st.multiselect("Devices (2 to 4)", hosts, default=hosts[:4], key="cmp_devices", max_selections=4)
+    sel = sel[sel["hostname"].isin(devices)]
     if sel["hostname"].nunique() < 2:
         st.info("These filters leave fewer than two devices with runs. Import runs from another device on the "
                 "**Runs** page (export there, import here), or compare single runs instead.")
@@ -58,11 +112,18 @@ else:
 left, right = st.columns(2)
 left.plotly_chart(charts.latency_cdf(cmp.groups), key="cmp_cdf")
 right.plotly_chart(charts.latency_box(cmp.groups), key="cmp_box")
-summary = compare.summary_table(cmp)
+floor = compare.noise_floor(store)
+summary = compare.summary_table(cmp, (floor or {}).get("floor_pct"))
 st.subheader("Summary")
+for sentence in compare.verdicts(cmp, (floor or {}).get("floor_pct")):
+    st.markdown(f"- {sentence[:1].upper()}{sentence[1:]}.")
 st.dataframe(summary, hide_index=True, key="cmp_table",
-             column_config={c: st.column_config.NumberColumn(format="%.4f") for c in
-                            ("p50 (ms)", "p90 (ms)", "p99 (ms)", "mean (ms)", "p50 ratio vs baseline")})
+             column_config={**{c: st.column_config.NumberColumn(format="%.3f") for c in
+                               ("p50 (ms)", "p90 (ms)", "p99 (ms)", "mean (ms)", "p50 ratio vs baseline")},
+                            **{c: st.column_config.NumberColumn(format="%.0f") for c in
+                               ("load (ms)", "warm-up (ms)", "worker CPU (%)", "peak RAM (MB)", "n")},
+                            "inf/s": st.column_config.NumberColumn(format="%.1f")})
+noise_floor_block(floor)
 
 st.subheader("Telemetry")
 metric = st.selectbox("Metric", list(OVERLAY), key="cmp_metric", format_func=OVERLAY.get)

@@ -41,7 +41,8 @@ def build(db: str, study_id: str, version: tuple) -> dict:
     figures = report.render_figures(rep["frame"])
     page = report.render_html(rep["meta"], rep["frame"], rep["findings"], rep["correlations"], figures)
     return {"findings": [f.to_dict() for f in rep["findings"]], "correlations": rep["correlations"],
-            "overview": report.overview(rep["frame"]), "figures": figures, "html": page}
+            "overview": report.overview(rep["frame"]), "figures": figures, "html": page,
+            "uncertainty": rep["meta"]["uncertainty"]}
 
 
 row = by_id[sid]
@@ -61,6 +62,7 @@ st.download_button("Download the HTML report", data=rep["html"], file_name=f"{si
                    key="report_download", type="primary")
 
 st.header("Findings")
+st.caption(rep["uncertainty"])
 for f in rep["findings"]:
     colour = VERDICT_COLOURS.get(f["verdict"], "gray")
     st.markdown(f"**{f['claim']}** :{colour}-badge[{f['verdict']}]")
@@ -74,10 +76,12 @@ for f in rep["findings"]:
 st.header("Utilization against latency")
 st.caption("Pearson r with its 95% CI, p and n, and Spearman rho, over ok runs; 'within variant' divides each value "
            "by its variant's median, which removes the differences between models.")
-st.dataframe(rep["correlations"], hide_index=True, key="report_correlations")
+st.dataframe(report.correlations_for_people(rep["correlations"]), hide_index=True, key="report_correlations")
 
 st.header("Figures")
 for name, title in report.FIGURES.items():
     if name in rep["figures"]:
         st.subheader(title)
         st.image(rep["figures"][name])
+    else:
+        st.caption(f"{title}: not drawn, {report.WHY_NOT_DRAWN.get(name, 'nothing to draw')}.")

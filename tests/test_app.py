@@ -93,13 +93,20 @@ def test_run_page_runs_digits_and_stores_it(db):
     assert "ep-live" in texts(at), "the live view did not appear"
     follow(at)
     assert "finished normally" in texts(at)
+    # the interval says what it covers, and what to do for one that covers reruns
+    assert "**within this run only**" in texts(at) and "Another run (a new process) can land outside it" in texts(at)
+    assert "`--repeat 3`" in texts(at)
     labels = [m.label for m in at.metric]
     assert {"Load", "First inference", "Warm-up", "p50 latency", "p90 latency", "Throughput"} <= set(labels)
     runs = Store(db).list_runs()
     assert len(runs) == 1 and runs.iloc[0]["status"] == "ok" and runs.iloc[0]["model"] == "digits-cnn"
-    # the measured footprint now shows as a hint next to the memory limit
+    # the measured footprint (a run with no limit measures it too) now shows next to the memory limit, saying which
+    # number it is
     at.run()
-    assert "Measured footprint of this variant" in texts(at)
+    shown = texts(at)
+    assert "This variant's footprint here: **" in shown and "MB** charged at its peak" in shown, shown
+    assert "A limit below that will likely OOM-kill the run." in shown
+    assert at.selectbox(key="memory_limit").help.startswith("The most memory the model may use, as the kernel counts")
 
 
 def test_run_page_inputs_panel_says_what_is_fed_and_takes_shapes_and_values(db, edgeprof_home):
@@ -134,6 +141,18 @@ def test_run_page_inputs_panel_says_what_is_fed_and_takes_shapes_and_values(db, 
     assert stored["config"]["input_shapes"] == {"input": [1, 512]} and stored["config"]["input_fills"] == {"sr": 16000}
 
 
+def test_an_uploaded_model_keeps_its_name_in_history(db, edgeprof_home):
+    from edgeprof.models.catalog import add_upload
+
+    data = (ROOT / "models" / "digits-cnn" / "digits-cnn-fp32.onnx").read_bytes()
+    stored = add_upload(data, "my digits.onnx")
+    assert stored.name != "my digits.onnx"  # stored by hash
+    res = runner.start_run(RunConfig(model=str(stored), duration_s=0.2, iterations=20), db).wait(60)
+    assert res["status"] == "ok"
+    at = page("2_Runs.py")  # a new session: the name comes from the uploads folder, not this session's memory
+    assert list(at.dataframe[0].value["model"]) == ["my digits.onnx (uploaded)"]
+
+
 def test_second_session_attaches_and_a_second_start_is_refused(db):
     first = page("1_Run.py")
     start_digits(first, 30.0)
@@ -152,7 +171,13 @@ def test_second_session_attaches_and_a_second_start_is_refused(db):
 def test_runs_page_lists_shows_exports_and_deletes_with_confirmation(db):
     ids = make_runs(db, 2)
     at = page("2_Runs.py")
-    assert len(at.dataframe[0].value) == 2
+    table = at.dataframe[0].value
+    assert len(table) == 2
+    assert list(table.columns) == ["started (UTC)", "device", "model", "precision", "runtime", "threads", "memory limit",
+                                   "status", "p50 (ms)", "p90 (ms)", "inferences/s", "peak charged (MB)",
+                                   "peak RSS (MB)", "run"]
+    assert set(table["memory limit"]) == {"no limit"} and set(table["status"]) == {"ok"}
+    assert "Runtime" in [m.label for m in at.multiselect] and "Memory limit" in [m.label for m in at.multiselect]
     at.selectbox(key="show_run").select(ids[0]).run()
     assert not at.exception, at.exception
     assert "finished normally" in texts(at)
@@ -171,6 +196,7 @@ def test_runs_page_lists_shows_exports_and_deletes_with_confirmation(db):
 def test_correlations_page_shows_table_and_small_n_note(db):
     make_runs(db, 3)
     at = page("3_Correlations.py")
+    at.radio(key="corr_mode").set_value("across runs").run()
     table = at.dataframe[0].value
     assert {"Pearson r", "Spearman rho", "95% CI low", "n", "note"} <= set(table.columns)
     assert "n is too small" in texts(at)
@@ -180,19 +206,55 @@ def test_correlations_page_shows_table_and_small_n_note(db):
     at.radio(key="corr_mode").set_value("over time inside one run").run()
     at.selectbox(key="corr_run").select(long_run["run_id"]).run()
     assert not at.exception, at.exception
-    assert "windows** of 0.5 s over the steady state of this run" in texts(at)
+    assert "windows** of 0.25 s over the steady state of this run" in texts(at)  # 3 s of steady state / 40, at least
     (windowed,) = [f for f in figures(at) if f["layout"]["title"]["text"] == "Latency and utilization over time windows"]
     assert windowed["layout"]["xaxis"]["title"]["text"] == "window start (s)"
     assert windowed["layout"]["yaxis"]["title"]["text"] == "latency (ms)"
-    assert windowed["layout"]["yaxis2"]["title"]["text"] == at.selectbox(key="corr_metric").value
+    assert windowed["layout"]["yaxis2"]["title"]["text"] == "worker CPU (% of one core)"  # words, not cpu.worker_pct
+    assert at.selectbox(key="corr_metric").value == "cpu.worker_pct"
+
+
+@pytest.mark.skipif(not __import__("helpers").cgroup_writable(), reason="footprints need a memory cgroup")
+def test_correlations_answers_the_memory_question_on_a_small_study(db):
+    """A tiny study (digits-cnn fp32 and int8-static: no limit, 2x and 1.25x footprint, 2 repetitions): the default
+    view sets each capped run against its own variant and says what that shows, with n."""
+    from edgeprof import study
+
+    cfg = study.StudyConfig(name="mem", models=["digits-cnn"], precisions=["fp32", "int8-static"],
+                            memory_limits=["none", "2x", "1.25x"], repetitions=2, duration_s=0.3, warmup=5,
+                            cooldown_s=0)
+    study.run_study(cfg, Store(db))
+    at = page("3_Correlations.py")
+    assert at.radio(key="corr_mode").value == "does less memory slow inference?"
+    (fig,) = [f for f in figures(at) if f["layout"]["title"]["text"] == "Does less memory make inference slower?"]
+    assert fig["layout"]["xaxis"]["title"]["text"] == "memory limit / the variant's footprint (x)"
+    assert fig["layout"]["yaxis"]["title"]["text"] == "p50 / p50 without a limit (x)"
+    assert "no limit" in fig["layout"]["xaxis"]["ticktext"] and "2x" in fig["layout"]["xaxis"]["ticktext"]
+    assert {t["name"] for t in fig["data"] if t.get("name")} >= {"digits-cnn fp32 onnx t2", "digits-cnn int8-static onnx t2"}
+    sentence = next(m.value for m in at.markdown if "n = 8 runs of 2 variant(s)" in m.value)
+    assert sentence.startswith(("No evidence that less memory makes inference slower here",
+                                "Yes: here a tighter memory limit makes inference slower",
+                                "Here latency falls as the limit tightens"))
+    footprints = at.table[0].value.reset_index()
+    assert list(footprints.columns) == ["variant", "footprint", "p50 without a limit"]
+    assert footprints["footprint"].str.fullmatch(r"\d+ MB").all(), footprints
+    assert footprints["p50 without a limit"].str.endswith(("ms", "\u00b5s")).all()
 
 
 def test_compare_page_with_two_runs(db):
     make_runs(db, 2)
     at = page("4_Compare.py")
     table = at.dataframe[0].value
-    assert len(table) == 2 and "p50 ratio vs baseline" in table.columns
-    assert abs(table["p50 ratio vs baseline"].iloc[0] - 1.0) < 1e-9  # the baseline against itself
+    assert list(table.columns[:5]) == ["run", "p50 ratio vs baseline", "ratio 95% interval", "interval covers",
+                                       "difference"]
+    assert len(table) == 2 and abs(table["p50 ratio vs baseline"].iloc[0] - 1.0) < 1e-9  # the baseline itself
+    assert table["ratio 95% interval"].iloc[0] == "baseline" and " to " in table["ratio 95% interval"].iloc[1]
+    assert table["interval covers"].iloc[1] == "within these runs only (single run: no between-run uncertainty)"
+    said = next(m.value for m in at.markdown if "time per inference than the baseline" in m.value)
+    assert said.startswith("- Digits-cnn") or said.startswith("- digits-cnn"), said
+    assert all(" · onnx · no limit · " in name and " threads · …" in name for name in table["run"])
+    (cdf,) = [f for f in figures(at) if f["layout"]["title"]["text"] == "Latency distribution (CDF)"]
+    assert {t["name"] for t in cdf["data"]} == set(table["run"])
     at.selectbox(key="cmp_metric").select("mem.worker_rss_mb").run()
     assert not at.exception, at.exception
     (overlay,) = [f for f in figures(at) if f["layout"]["title"]["text"] == "worker RSS (MB) over time"]

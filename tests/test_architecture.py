@@ -26,7 +26,7 @@ PKG = ROOT / "edgeprof"
 LAYERS = {
     "base": ["errors", "paths", "locks", "heap", "install", "config", "untrusted"],
     "platform": ["runtimes", "telemetry", "worker", "models"],
-    "data": ["store", "stats", "charts", "device", "compare"],
+    "data": ["store", "stats", "charts", "device", "compare", "questions"],
     "run": ["run"],
     "study": ["study"],
     "front": ["ui", "auth", "cli", "__main__"],

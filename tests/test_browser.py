@@ -182,7 +182,7 @@ def test_live_run_in_the_browser(tmp_path, monkeypatch):
             shutil.copy(tmp_path / "runs-page.png", SCREENSHOTS / "runs-page.png")
 
         page.goto(f"{url}/Correlations")
-        page.get_by_text("Correlate", exact=True).wait_for()
+        page.get_by_text("across runs", exact=True).click()
         page.get_by_text("4 runs").first.wait_for()
         wait_for_app(page)
         time.sleep(1.0)

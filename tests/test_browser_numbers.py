@@ -105,12 +105,15 @@ def test_nonsense_in_every_number_field_is_refused_and_what_is_used_stays_valid(
         page.goto(f"{url}/Correlations")
         page.get_by_text("over time inside one run", exact=True).click()
         wait_for_app(page)
-        type_into(page, "Window (s)", "0.25")
-        page.get_by_text(re.compile(r"windows of 0\.25 s over the steady state")).wait_for()
+        windows = page.get_by_text(re.compile(r"windows\*{0,2} of [\d.]+ s over the steady state"))
+        default = windows.inner_text()  # the window matched to the run's length
+        type_into(page, "Window (s)", "0.7")
+        page.get_by_text(re.compile(r"windows\*{0,2} of 0\.7 s over the steady state")).wait_for()
         for value in [*OUT_OF_RANGE, "0"]:
             type_into(page, "Window (s)", value)
             assert_no_error(page, f"window <- {value}")
-            assert page.get_by_text(re.compile(r"windows of 0\.25 s over the steady state")).count() == 1, value
+            assert page.get_by_text(re.compile(r"of 0\.7 s over the steady state")).count() == 1, value
         type_into(page, "Window (s)", TEXT)
         assert_no_error(page, "window <- text")
-        page.get_by_text(re.compile(r"windows of 0\.5 s over the steady state")).wait_for()  # the default
+        page.get_by_text(default, exact=True).wait_for()  # the default again
+        assert "0.7 s" not in default

@@ -43,7 +43,25 @@ def test_latency_timeline_shades_load_and_warmup_and_draws_a_median():
     assert sum(len(tr.x) for tr in big.data) <= 5 * 1000
     empty = charts.latency_timeline([], [])
     assert "waiting" in empty.layout.annotations[0].text
+    ended = charts.latency_timeline([], [], status="oom_killed")
+    assert ended.layout.annotations[0].text == "no inference was made: the run ended before its first one"
 
+
+def test_a_fast_model_is_drawn_on_an_axis_that_shows_its_latencies():
+    """digits-cnn: p50 0.134 ms after a 27-ms first inference; the axis shows the bulk, counts the spikes above it,
+    and the load and warm-up labels sit one under the other."""
+    rng = np.random.default_rng(0)
+    lat = np.r_[27.0, rng.normal(0.2, 0.01, 40), rng.normal(0.134, 0.005, 5000)]
+    lat[[500, 2000, 4000]] = 12.0
+    t = np.cumsum(lat) / 1000
+    fig = charts.latency_timeline(t, lat, load=(-0.1, 0.0), warmup=(0.03, 0.04), steady_from=41)
+    lo, hi = fig.layout.yaxis.range
+    assert lo == 0 and 0.14 < hi < 0.3
+    assert fig.layout.yaxis.title.text == "latency (ms); 4 slower above the axis"  # the first and 3 spikes
+    labels = {a.text: a.y for a in fig.layout.annotations}
+    assert labels["load"] != labels["warm-up"]
+    log = charts.latency_timeline(t, lat, log=True)
+    assert log.layout.yaxis.type == "log" and log.layout.yaxis.range is None
 
 def test_telemetry_figures():
     tel = tel_frame()
@@ -51,12 +69,21 @@ def test_telemetry_figures():
     assert {"system", "worker (100 = 1 core)", "core 0", "core 1"} <= {tr.name for tr in cpu.data}
     mem = charts.memory_figure(tel, cap_mb=64)
     assert {"worker RSS", "charged to the cap"} <= {tr.name for tr in mem.data}
-    assert any("cap 64 MB" in (a.text or "") for a in mem.layout.annotations)
+    assert any(a.text == "limit 64 MB" for a in mem.layout.annotations)
+    top = max(float(np.nanmax(tr.y)) for tr in mem.data if tr.yaxis in (None, "y"))
+    assert mem.layout.yaxis.range[1] >= max(64, top)  # the cap and every line on the axis
+    killed = charts.memory_figure(tel, cap_mb=64, peak_charged_mb=64.0, killed_at_s=0.9)
+    assert any(a.text == "OOM-killed" for a in killed.layout.annotations)
+    peak = next(tr for tr in killed.data if tr.name == "peak charged (kernel)")
+    assert list(peak.y) == [64.0] and list(peak.x) == [0.9]
+    assert charts.fmt_mb(94.863) == "95 MB" and charts.fmt_mb(9.62) == "9.6 MB" and charts.fmt_mb(1536) == "1,536 MB"
     assert charts.gpu_figure(tel) is None  # no GPU metric: the page says why instead of a flat line
     gpu = pd.concat([tel, pd.DataFrame({"t_s": [0.0, 0.1], "metric": "gpu0.util_pct", "value": [10.0, 20.0]})])
     assert charts.gpu_figure(gpu) is not None
     assert charts.thermal_figure(tel) is not None
     assert charts.thermal_figure(tel[tel["metric"].str.startswith("cpu.core")]) is None
+    flat = pd.DataFrame({"t_s": np.arange(20) / 10, "metric": "cpu.freq_mhz", "value": 2000.0})
+    assert charts.thermal_figure(flat) is None  # no sensor and a frequency that never moves: no flat line
     assert charts.cpu_figure(tel.iloc[0:0]).layout.annotations  # empty frame: an annotated blank chart
 
 
@@ -154,3 +181,12 @@ def test_live_buffer_tail_matches_a_plain_concatenation_and_old_views_never_chan
     for got, want in views:  # every view handed out still shows what it showed then
         np.testing.assert_array_equal(got[0], want)
     assert tail.cols[0].size <= 2 * keep
+
+
+def test_numbers_read_the_same_everywhere():
+    from edgeprof import ui
+
+    assert [ui.fmt_rate(v) for v in (0.79, 12.4, 3456.0, 45_600.0, None)] == ["0.79/s", "12/s", "3,456/s", "45.6k/s",
+                                                                              "-"]
+    assert [ui.fmt_ms(v) for v in (0.0334, 4.567, 135.2, 12_345.0)] == ["33.4 \u00b5s", "4.57 ms", "135 ms", "12.3 s"]
+    assert ui.limit_words(None) == "no limit" and ui.limit_words(94.863) == "95 MB"

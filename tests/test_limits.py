@@ -67,9 +67,26 @@ def test_forced_rlimit(monkeypatch):
     assert limits.detect().kind == "rlimit_as"
 
 
-def test_no_cap_requested():
+def test_no_cap_requested_without_a_cgroup(monkeypatch):
+    monkeypatch.setenv("EDGEPROF_MEMORY_MECHANISM", "rlimit_as")
     cap = limits.create(None, "x")
-    assert cap.kind == "none" and cap.launcher() == [] and cap.rlimit_bytes() is None
+    assert cap.kind == "none" and cap.launcher() == [] and cap.rlimit_bytes() is None and cap.path is None
+
+
+@requires_cgroup
+def test_no_cap_requested_still_accounts_the_footprint():
+    """No limit, but a cgroup of its own (with no limit): the run's charged memory is measured all the same."""
+    cap = limits.create(None, "nolimit")
+    try:
+        assert cap.kind == "none" and cap.rlimit_bytes() is None and cap.path.is_dir()
+        assert cap.launcher()[:2] == ["/bin/sh", "-c"] and "no memory limit" in cap.mechanism.reason
+        limit = cap.path / ("memory.limit_in_bytes" if cap.mechanism.kind == "cgroup1" else "memory.max")
+        assert limit.read_text().strip() in ("max", str(2**63 - 4096), str(2**63 - 1)) or int(limit.read_text()) > 2**40
+        report = cap.report()
+        assert report["mechanism"] == "none" and report["requested_mb"] is None and report["oom_kill_count"] == 0
+    finally:
+        cap.remove()
+    assert not cap.path.exists()
 
 
 @requires_cgroup

@@ -374,7 +374,9 @@ def test_upload_odd_names_are_harmless(name):
     """Folders and odd characters in a name never reach the file system: the stored name is the content hash."""
     p = catalog.add_upload(tiny_model_bytes(), name)
     assert p.parent == paths.uploads_dir() and p.suffix == ".onnx" and len(p.stem) == 16
-    assert [q.name for q in paths.uploads_dir().iterdir()] == [p.name]
+    assert sorted(q.name for q in paths.uploads_dir().iterdir()) == sorted([p.name, catalog.UPLOAD_NAMES])
+    shown = catalog.upload_names()[str(p)]  # the name it is shown by: its last part, printable, never a path
+    assert "/" not in shown and "\\" not in shown and shown.endswith(".onnx") and shown.isprintable()
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,9 @@ def test_a_bundle_from_either_build_imports_here_unchanged(bundle, tmp_path):
             cols = [r[0] for r in con.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'a' AND table_name = ? "
                 "ORDER BY ordinal_position", [table]).fetchall()]
+            if not cols:  # a table newer than the bundle's schema (run_groups): nothing came, nothing is there
+                assert con.execute(f"SELECT count(*) FROM b.{table}").fetchone()[0] == 0, table
+                continue
             sel = ", ".join(f'"{c}"' for c in cols)
             here = ", ".join(f'"{RENAMED_COLUMNS.get(c, c)}"' for c in cols)  # schema 4 renamed two runs columns
             n = con.execute(f"SELECT count(*) FROM a.{table}").fetchone()[0]

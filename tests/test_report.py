@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from edgeprof import stats
 from edgeprof.study import report
 from edgeprof.study.report import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, TOO_FEW
 
@@ -126,5 +127,46 @@ def test_html_report_from_a_synthetic_table(tmp_path):
     assert all(b[:8] == b"\x89PNG\r\n\x1a\n" for b in figs.values())
     page = report.render_html({"study_id": "s1", "status": "done"}, df, findings, report.correlation_table(df), figs)
     assert "id='findings'" in page and page.count("data:image/png;base64,") == len(figs)
+    assert ".png'>" not in page  # the downloaded page links to no PNG file it does not contain
     for f in findings:
         assert f.verdict in page
+    table = report.correlations_for_people(report.correlation_table(df))
+    assert list(table.columns) == ["metric", "runs compared", "n", "Pearson r", "95% CI", "p", "Spearman rho", "note"]
+    assert "None" not in page and "nan" not in table.to_string()
+    assert all(p == "< 0.001" or p == "–" or float(p) >= 0.001 for p in table["p"])  # never 0.000000008
+    one = df[df["model"] == df["model"].iloc[0]]
+    assert "latency_by_size.png" not in report.render_figures(one)  # one model: no size to compare
+
+
+def test_ratios_carry_their_between_run_interval_and_single_runs_say_they_have_none():
+    f = report.claim_precision_bits(synth(reps=3))
+    row = next(g for g in f.groups if g["group"].startswith("big"))
+    assert row["int8-static/fp32 95% interval"].endswith("(between 3 and 3 runs)")
+    low, high = (float(x) for x in row["int8-static/fp32 95% interval"].split(" (")[0].split(" to "))
+    assert low <= row["int8-static/fp32"] <= high < 1.0
+    single = report.claim_precision_bits(synth(reps=1), floor_pct=50.0)
+    row = next(g for g in single.groups if g["group"].startswith("big"))
+    assert row["fp16/fp32 95% interval"] == "single run: no between-run uncertainty"
+    assert "under this device's noise floor (50%)" in single.caution
+    assert "differences under 50% are not distinguishable on this device right now" in single.caution
+
+
+def test_a_verdict_needs_a_difference_larger_than_the_variation_between_runs():
+    inside = [stats.Ratio(0.95, 0.85, 1.05, "runs", 3, 3), stats.Ratio(0.97, 0.9, 1.04, "runs", 3, 3)]
+    verdict, caution = report._spread_verdict(SUPPORTED, None, inside, -1, None)
+    assert verdict == NOT_SUPPORTED and "no group's difference is larger than the variation between runs" in caution
+    clear = [stats.Ratio(0.5, 0.45, 0.55, "runs", 3, 3), inside[0]]
+    verdict, caution = report._spread_verdict(SUPPORTED, None, clear, -1, None)
+    assert verdict == SUPPORTED and "in 1 of 2 groups only" in caution
+    assert report._spread_verdict(SUPPORTED, None, clear[:1], -1, None) == (SUPPORTED, None)
+
+
+def test_report_says_what_its_intervals_cover():
+    one = report.uncertainty_words(synth(reps=1), None)
+    assert "single run: no between-run uncertainty" in one and "No noise floor was measured" in one
+    three = report.uncertainty_words(synth(reps=3), {"floor_pct": 12.0, "measured_at": "2026-11-30"})
+    assert "between runs" in three and "Differences under 12% are not distinguishable on this device right now" in three
+    df = synth(reps=1)
+    page = report.render_html({"study_id": "s1", "status": "done", "uncertainty": one}, df,
+                              report.evaluate_claims(df), report.correlation_table(df), {})
+    assert "single run: no between-run uncertainty" in page

@@ -83,7 +83,7 @@ def test_new_database_has_every_table_at_the_current_version(tmp_path):
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         versions = con.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
     assert set(TABLES) | {"schema_version"} <= tables
-    assert versions == [(i,) for i in range(1, len(MIGRATIONS) + 1)]
+    assert versions == [(v,) for v in range(1, len(MIGRATIONS) + 1)]
     Store(store.path)  # opening again is a no-op
     assert store.schema_version() == SCHEMA_VERSION
 
@@ -132,6 +132,27 @@ def test_migration_4_renames_the_backend_columns_and_old_summaries_read_in_the_n
     assert run["summary"]["runtime"] == "tflite" and run["summary"]["summary_version"] == 2
     assert run["summary"]["backend"] == {"name": "litert", "version": "2.3.0", "execution_provider": None,
                                          "delegate": "xnnpack", "threads": 2}
+
+
+def test_migration_5_stores_no_limit_as_no_limit(tmp_path):
+    """Study cells "none" stored the device's RAM (24,105 MB here) as their limit: after migration 5 the column and
+    the summary say no limit, and real caps are untouched."""
+    db = tmp_path / "old.duckdb"
+    shutil.copy(V1_FIXTURE, db)
+    Store(db)
+    with duckdb.connect(str(db)) as con:  # a database at schema 4 holding such a run
+        con.execute("""UPDATE runs SET memory_limit_mb = 24105, tags = '{"mem": "none"}',
+                       summary = '{"memory": {"requested_mb": 24105, "mechanism": "cgroup1"}}'""")
+        con.execute("DROP TABLE run_groups")  # back to schema 4: undo migration 6 too
+        con.execute("ALTER TABLE runs DROP COLUMN group_id")
+        con.execute("DELETE FROM schema_version WHERE version >= 5")
+    store = Store(db)
+    assert store.schema_version() == SCHEMA_VERSION
+    run = store.get_run("run-v1")
+    assert run["memory_limit_mb"] is None and "requested_mb" not in run["summary"]["memory"]
+    assert run["summary"]["memory"]["mechanism"] == "cgroup1"
+    capped = make_run(store)
+    assert store.get_run(capped)["memory_limit_mb"] == 256.0
 
 
 def test_database_from_a_newer_edgeprof_is_refused(tmp_path):

@@ -150,6 +150,7 @@ def test_quick_preset_end_to_end_with_report(tmp_path, edgeprof_home):
 
     for name in FIGURES:
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
+        assert f"<a href='{name}'>" in page  # report --out writes the PNGs next to index.html and links them
     findings = json.loads((out / "findings.json").read_text())["findings"]
     assert {f["claim_id"] for f in findings} == {"memory_latency", "cpu_memory_cpu", "cpu_memory_gpu", "model_size",
                                                   "precision_bits"}
@@ -321,7 +322,12 @@ def test_study_page_runs_a_tiny_study_and_report_page_shows_findings(page_db):
     assert "Findings" in [h.value for h in rep.header] and "Figures" in [h.value for h in rep.header]
     from edgeprof.study.report import FIGURES
 
-    assert set(FIGURES.values()) <= {h.value for h in rep.subheader}  # one figure under each
+    drawn = {h.value for h in rep.subheader}
+    assert set(FIGURES.values()) - {"Latency by model size"} <= drawn  # one figure under each
+    assert "Latency by model size" not in drawn  # one model: nothing to compare, and the page says so
+    assert "Latency by model size: not drawn, this study has one model, so there is no size to compare." in text
+    download = rep.get("download_button")[0]
+    assert download.proto.label == "Download the HTML report"
 
 
 def test_report_page_without_studies(page_db):

@@ -25,11 +25,11 @@ import pytest
 from helpers import ROOT, cli_env
 from inotify_simple import INotify
 from inotify_simple import flags as iflags
-from test_store import make_run
+from test_store import CONFIG, DEVICE, META, SOFTWARE, SUMMARY, latency_rows, make_run
 
 from edgeprof import paths
 from edgeprof.errors import BundleError, ConfigError, ModelError, UsageError
-from edgeprof.store import TABLES, Store
+from edgeprof.store import TABLES, Store, new_run_id
 from edgeprof.store.bundle import export_runs, import_bundle
 from edgeprof.untrusted import Limits, safe_member, unsafe_reason, within
 
@@ -56,7 +56,7 @@ class Canary:
 @dataclass
 class Layout:
     root: Path
-    bundle: Path        # a good folder bundle of two runs
+    bundle: Path        # a good folder bundle of two runs, made as one group
     secret: Path        # outside the bundle: private_runs.parquet (six other runs), model.onnx
     db: Path            # the database imported into; it holds one run of its own
     own_run: str
@@ -82,6 +82,10 @@ def make_layout(root: Path, template: Layout | None = None) -> Layout:
     root.mkdir(parents=True, exist_ok=True)
     src = Store(root / "src.duckdb")
     ids = [make_run(src, n=30), make_run(src, status="oom_killed", n=30)]
+    group = src.create_group(new_run_id(), "repeat", config={"repeat": 2})  # so bundles carry run_groups (schema 6)
+    with src._writing() as con:
+        con.execute("UPDATE runs SET group_id = ?", [group])
+    src.finish_group(group, "partial", {"latency_ms": {"p50": 7.0}})
     bundle = export_runs(src, ids, root / "bundle")
     other = Store(root / "other.duckdb")
     others = [make_run(other, n=5) for _ in range(6)]
@@ -365,6 +369,58 @@ def test_tables_that_are_not_as_edgeprof_writes_them_are_refused(box, table, sel
     carry (here: a run already in the database, which the bundle would extend)."""
     rewrite(box.bundle, table, select.format(own=box.own_run))
     assert_refused(box, lambda: import_bundle(Store(box.db), box.bundle), needle.format(own=box.own_run))
+
+
+def grouped_bundle(root: Path) -> tuple[Path, str, list[str]]:
+    """A folder bundle of two runs made as one group (``run --repeat 2`` stores them so): (bundle, group id, run ids)."""
+    src = Store(root / "grouped.duckdb")
+    gid = src.create_group(new_run_id(), "repeat", config={"repeat": 2})
+    dev = src.upsert_device(DEVICE)
+    ids = []
+    for _ in range(2):
+        rid = src.insert_run(None, dev, CONFIG, SOFTWARE, META, group_id=gid)
+        src.append_latency(rid, latency_rows(5))
+        src.finish_run(rid, "ok", "finished", SUMMARY)
+        ids.append(rid)
+    src.finish_group(gid, "ok", {"latency_ms": {"p50": 7.0}}, device_id=dev)
+    return export_runs(src, ids, root / "grouped-bundle"), gid, ids
+
+
+def test_a_bundle_with_a_group_of_runs_passes_the_checks(box, tmp_path):
+    """Groups (run_groups, runs.group_id: schema 6) are checked like the rest and imported with their runs."""
+    bundle, gid, ids = grouped_bundle(tmp_path)
+    store = Store(box.db)
+    assert sorted(import_bundle(store, bundle)) == sorted(ids)
+    group = store.get_group(gid)
+    assert group["status"] == "ok" and sorted(group["run_ids"]) == sorted(ids)
+    assert box.canary.touched() == []
+
+
+@pytest.mark.parametrize("table, select, needle", [
+    ("run_groups", "SELECT * REPLACE ('../g' AS group_id) FROM t",
+     "its run_groups table has the group_id '../g', which is not 32 hex digits (a group id)"),
+    ("run_groups", "SELECT * REPLACE ('{other}' AS group_id) FROM t",
+     "its run_groups table has rows of the group_id '{other}', which none of its runs has"),
+    ("run_groups", "SELECT * REPLACE ('sweep' AS kind) FROM t",
+     "its run_groups table has the kind 'sweep', which is not one of: repeat, compare, noise_floor"),
+    ("run_groups", "SELECT * REPLACE ('done' AS status) FROM t",
+     "its run_groups table has the status 'done', which is not one of: running, ok, partial, failed, stopped"),
+    ("run_groups", "SELECT * FROM t UNION ALL SELECT * FROM t", "its run_groups table lists the same group_id twice"),
+    ("runs", "SELECT * REPLACE ('x' || group_id AS group_id) FROM t",
+     "its runs table has the group_id 'x"),
+])
+def test_groups_that_are_not_as_edgeprof_writes_them_are_refused(box, tmp_path, table, select, needle):
+    bundle, _, _ = grouped_bundle(tmp_path)
+    other = new_run_id()
+    rewrite(bundle, table, select.format(other=other))
+    assert_refused(box, lambda: import_bundle(Store(box.db), bundle), needle.format(other=other))
+
+
+def test_the_group_statuses_checked_are_the_ones_groups_are_stored_with():
+    from edgeprof.run.summary import GROUP_STATUSES
+    from edgeprof.store import checks
+
+    assert ("running", *GROUP_STATUSES) == checks.GROUP_STATUSES
 
 
 def test_row_counts_must_match_the_manifest(box):

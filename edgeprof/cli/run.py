@@ -13,11 +13,24 @@ from pathlib import Path
 import numpy as np
 
 from .. import paths
-from ..config import INTERPRETERS, PRECISIONS, PRESETS, PROVIDERS, RUNTIMES, RunConfig
+from ..config import (
+    INTERPRETERS,
+    NOISE_FLOOR_MODEL,
+    NOISE_FLOOR_RUNS,
+    PRECISIONS,
+    PRESETS,
+    PROVIDERS,
+    RUNTIMES,
+    RunConfig,
+)
 from ..errors import UsageError
-from .text import print_json, run_summary
+from .text import comparison_text, group_text, noise_floor_text, print_json, run_summary
 
 EXIT_OTHER_STATUS = 3
+#: The settings ``compare --vs KEY=VALUE`` may change for B, and the RunConfig field each sets.
+VS_KEYS = {"model": "model", "precision": "precision", "runtime": "runtime", "threads": "threads",
+           "memory-limit": "memory_limit_mb", "execution-provider": "execution_provider",
+           "tflite-interpreter": "tflite_interpreter"}
 
 
 def db_arg(p) -> None:
@@ -25,11 +38,8 @@ def db_arg(p) -> None:
                                                 "directory)")
 
 
-def register(sub) -> None:
-    p = sub.add_parser("run", help="run one model under a memory cap and record it",
-                       description="Run a model in an isolated worker under an optional memory cap, measure load, "
-                                   "first inference, warm-up and steady-state latency with hardware telemetry, and "
-                                   "store the run.")
+def _run_options(p) -> None:
+    """The options that describe one run configuration (``run`` and ``compare``)."""
     p.add_argument("--model", required=True, help="a bundled model name (see `models`) or a path to .onnx / .tflite")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="fp32 (default), fp16, int8-dynamic or int8-static; a file of your own runs as it is unless "
@@ -54,7 +64,34 @@ def register(sub) -> None:
     db_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run one model under a memory cap and record it",
+                       description="Run a model in an isolated worker under an optional memory cap, measure load, "
+                                   "first inference, warm-up and steady-state latency with hardware telemetry, and "
+                                   "store the run. With --repeat N, make N runs one after another, each its own "
+                                   "process with its own load and warm-up, and report the median of the run medians "
+                                   "with a 95%% interval between runs (a single run's interval covers only that "
+                                   "run).")
+    _run_options(p)
+    p.add_argument("--repeat", default="1", metavar="N",
+                   help="make N separate runs (each stored, linked by a group id) and report the median of their "
+                        "medians with a 95%% interval between runs; --json then prints one document with the group "
+                        "result and each run under `runs` (default 1)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compare", help="compare two configurations, runs interleaved",
+                       description="Run configuration A (the run options) and B (A with the --vs changes) N times "
+                                   "each, interleaved A B, B A, A B, ... so a drift of the machine's speed falls on "
+                                   "both, and report B over A (ratio of the medians of the run medians) with a 95%% "
+                                   "interval between runs and whether the difference is distinguishable. Exits 0 "
+                                   "when every run finished ok, 3 otherwise.")
+    _run_options(p)
+    p.add_argument("--vs", action="append", default=[], metavar="KEY=VALUE", required=True,
+                   help="what B changes, repeatable: " + ", ".join(VS_KEYS) + " (e.g. --vs precision=fp16)")
+    p.add_argument("--repeat", default="3", metavar="N", help="runs of each configuration (default 3)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("runs", help="list stored runs",
                        description="List the stored runs, newest first: status, model, precision, runtime, threads, "
@@ -78,14 +115,20 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("devices", aliases=["device"], help="what this device is and what it can measure; its name",
-                       description="Say which device this is (its fleet id and name), which runtimes and execution "
-                                   "providers a run will use, which telemetry sources work (or why not) and how "
-                                   "memory is capped. `device` is the same command.")
+                       description="Say which device this is (its fleet id and name), what it is, which runtimes and "
+                                   "execution providers a run will use, which telemetry sources work (or why not), "
+                                   "how memory is capped, and its latest noise floor: how far apart two runs of the "
+                                   "same thing land here (--noise-floor measures it now). `device` is the same "
+                                   "command.")
     p.add_argument("--name", help="set this device's name (default: the hostname); runs made from now on carry it")
-    p.add_argument("--fleet", metavar="URL", help="also say how DuckDB reads the fleet at URL (httpfs or fsspec) and "
-                                                  "how many devices and runs it holds (default: $EDGEPROF_FLEET)")
+    p.add_argument("--fleet", metavar="URL", help="also say how DuckDB reads the fleet at URL (httpfs, or copies "
+                                                  "fetched by s3fs) and how many devices and runs it holds (default: "
+                                                  "$EDGEPROF_FLEET)")
     db_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.add_argument("--noise-floor", action="store_true",
+                   help=f"measure the noise floor now: {NOISE_FLOOR_RUNS} short runs of "
+                        f"{NOISE_FLOOR_MODEL} (about {NOISE_FLOOR_RUNS * 4} s), stored for the Compare page and reports")
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("export", help="export runs as a Parquet or CSV bundle",
@@ -156,28 +199,65 @@ def _check_model_arg(model: str) -> None:
     raise UsageError(f"{model!r} is not a bundled model ({', '.join(names)}) or a path to a .onnx or .tflite file.")
 
 
-def cmd_run(args) -> int:
-    from ..run import start_run
+def _repeat_arg(text: str, option: str = "--repeat") -> int:
+    from ..config import check_number
 
-    cfg = config_from_args(args)
-    _check_model_arg(cfg.model)
-    store = open_store(args.db)
-    handle = start_run(cfg, store)
+    return int(check_number(option, text, 1, integer=True))
+
+
+def _watch(args, total: int, label=None):
+    """``on_run`` for a group of runs: a progress header per run, the run followed as a single run is, and Ctrl-C
+    (or SIGTERM) stopping the run in progress and the runs after it."""
+    def on_run(i: int, handle) -> bool:
+        if not args.quiet:
+            what = f" ({label(i)})" if label else ""
+            print(f"run {i + 1}/{total}{what}: {handle.run_id}", file=sys.stderr, flush=True)
+        return _follow_stoppable(handle, quiet=args.quiet or False)
+    return on_run
+
+
+def _follow_stoppable(handle, quiet: bool) -> bool:
+    """Follow a run; True when the user stopped it (Ctrl-C or SIGTERM), so no further run starts."""
+    stopped = []
     previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, lambda *_: handle.stop())
+    signal.signal(signal.SIGTERM, lambda *_: (stopped.append(True), handle.stop()))
     try:
-        _follow(handle, quiet=args.quiet or False)
+        _follow(handle, quiet=quiet)
     except KeyboardInterrupt:
         print("\nstopping...", file=sys.stderr)
+        stopped.append(True)
         handle.stop()
         handle.wait()
     finally:
         signal.signal(signal.SIGTERM, previous)
+    return bool(stopped)
+
+
+def cmd_run(args) -> int:
+    from ..run import run_repeated, start_run
+
+    cfg = config_from_args(args)
+    repeat = _repeat_arg(args.repeat)
+    _check_model_arg(cfg.model)
+    store = open_store(args.db)
+    if repeat > 1:
+        doc = run_repeated(cfg, store, repeat, on_run=_watch(args, repeat))
+        if args.json:
+            print_json(doc)
+        else:
+            print(group_text(doc))
+        return _group_exit(doc, args)
+    handle = start_run(cfg, store)
+    _follow_stoppable(handle, quiet=args.quiet or False)
     result = handle.result or {"run_id": handle.run_id, "status": handle.status, "error": handle.reason}
     if args.json:
         print_json(result)
     else:
         print(run_summary(result))
+    return _run_exit(result, args)
+
+
+def _run_exit(result: dict, args) -> int:
     if result.get("storage_error"):
         print(f"error: run {result.get('run_id')} ended {result.get('status')} but was not fully stored: "
               f"{result['storage_error']}", file=sys.stderr)
@@ -188,6 +268,52 @@ def cmd_run(args) -> int:
               file=sys.stderr)
         return EXIT_OTHER_STATUS
     return 0
+
+
+def _group_exit(doc: dict, args) -> int:
+    """0 when every run finished ok; 1 when a run was not fully stored or a later run could not start (the device
+    was taken between runs); 3 when a run ended with another status or the user stopped the group."""
+    codes = [_run_exit(m, args) for m in doc.get("runs") or []]
+    if doc.get("error"):
+        print(f"error: group {doc.get('group_id')} ended {doc.get('status')} after {len(codes)} runs: "
+              f"{doc['error']}", file=sys.stderr)
+        return 1
+    if 1 in codes:
+        return 1
+    return 0 if doc.get("status") == "ok" else EXIT_OTHER_STATUS
+
+
+def _vs_config(cfg: RunConfig, pairs: list[str]) -> RunConfig:
+    """B of a comparison: A with the ``--vs KEY=VALUE`` changes, validated as a RunConfig."""
+    import dataclasses
+
+    changes = {}
+    for text in pairs:
+        key, sep, value = text.partition("=")
+        if not sep or key.strip() not in VS_KEYS:
+            raise UsageError(f"--vs {text!r} is not KEY=VALUE with KEY one of: {', '.join(VS_KEYS)}.",
+                             "For example --vs precision=fp16.")
+        changes[VS_KEYS[key.strip()]] = value.strip() or None
+    return dataclasses.replace(cfg, **changes)
+
+
+def cmd_compare(args) -> int:
+    from ..run import run_interleaved
+
+    cfg_a = config_from_args(args)
+    cfg_b = _vs_config(cfg_a, args.vs)
+    repeat = _repeat_arg(args.repeat)
+    for cfg in (cfg_a, cfg_b):
+        _check_model_arg(cfg.model)
+    store = open_store(args.db)
+    order = [s for pair in range(repeat) for s in (("A", "B") if pair % 2 == 0 else ("B", "A"))]
+    doc = run_interleaved(cfg_a, cfg_b, store, repeat,
+                          on_run=_watch(args, 2 * repeat, label=lambda i: order[i] if i < len(order) else "?"))
+    if args.json:
+        print_json(doc)
+    else:
+        print(comparison_text(doc))
+    return _group_exit(doc, args)
 
 
 def _follow(handle, quiet: bool) -> None:
@@ -254,9 +380,25 @@ def cmd_show(args) -> int:
 
 def cmd_devices(args) -> int:
     from ..device import device_report, identity, set_name
+    from ..errors import EdgeprofError
 
     ident = set_name(args.name) if args.name else identity()
+    if args.noise_floor:
+        from ..run import measure_noise_floor
+
+        args.quiet = args.json
+        doc = measure_noise_floor(open_store(args.db), on_run=_watch(args, NOISE_FLOOR_RUNS))
+        if doc.get("floor_pct") is None:
+            print(f"error: the noise floor could not be measured: {doc.get('runs_ok')} of {doc.get('repeat')} runs "
+                  f"finished ok{' (' + doc['error'] + ')' if doc.get('error') else ''}; it needs 3.", file=sys.stderr)
+            return EXIT_OTHER_STATUS
     rep = {"identity": ident._asdict(), **device_report()}
+    rep["noise_floor"] = None
+    if args.noise_floor or (Path(args.db) if args.db else paths.default_db()).exists():
+        try:  # a database this build cannot open must not hide what the device is
+            rep["noise_floor"] = open_store(args.db).latest_noise_floor(ident.device_id)
+        except EdgeprofError as exc:
+            print(f"note: the noise floor cannot be read: {exc}", file=sys.stderr)
     fleet = _fleet_facts(args.fleet)
     if fleet:
         rep["fleet"] = fleet
@@ -269,7 +411,8 @@ def cmd_devices(args) -> int:
         print(f"fleet    {fleet['url']}: {fleet['devices']} devices, {fleet['runs']} runs, read by DuckDB through "
               f"{fleet['engine']}" + (f"; {fleet['pending']} runs still being pushed" if fleet["pending"] else ""))
     d = rep["device"]
-    print(f"device   {d.get('model')} ({d.get('machine')}), {d.get('cpu_model') or d.get('cpu')}, "
+    board = d.get("model") or f"{d.get('hostname')} (no board or product name readable)"
+    print(f"device   {board} ({d.get('machine')}), {d.get('cpu_model') or d.get('cpu')}, "
           f"{d.get('cores') or d.get('cpu_count')} cores, {d.get('os')}")
     for r in rep["runtimes"]:
         extra = f" providers: {', '.join(r['execution_providers'])}" if r["execution_providers"] else ""
@@ -286,6 +429,7 @@ def cmd_devices(args) -> int:
         print(f"telemetry {t['name']:<14} {'yes' if t['available'] else 'no ':<4} {t['reason']}")
     m = rep["memory_cap"]
     print(f"memory cap {m['kind']}: {m['reason']}")
+    print(noise_floor_text(rep["noise_floor"], args.prog))
     return 0
 
 

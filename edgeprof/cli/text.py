@@ -81,8 +81,7 @@ def run_summary(r: dict, details: bool = False) -> str:
         f"  latency ms   p50 {fmt(lat.get('p50'), '', 3)}  p90 {fmt(lat.get('p90'), '', 3)}"
         f"  p95 {fmt(lat.get('p95'), '', 3)}  p99 {fmt(lat.get('p99'), '', 3)}  mean {fmt(lat.get('mean'), '', 3)}"
         f"  std {fmt(lat.get('std'), '', 3)}  CoV {fmt(lat.get('cov'), '', 3)}  n {lat.get('n')}",
-        f"  median 95% CI [{fmt(lat.get('median_ci_low'), '', 3)}, {fmt(lat.get('median_ci_high'), '', 3)}] ms"
-        f"   throughput {fmt(r.get('throughput_ips'), ' inf/s', 1)}",
+        f"  interval     {interval_text(lat)}   throughput {fmt(r.get('throughput_ips'), ' inf/s', 1)}",
         f"  CPU          device busy mean {fmt(cpu.get('system_mean_pct'), '%', 1)} peak "
         f"{fmt(cpu.get('system_peak_pct'), '%', 1)} (all cores)   worker mean {fmt(cpu.get('worker_mean_pct'), '%', 1)}"
         f" peak {fmt(cpu.get('worker_peak_pct'), '%', 1)}   others mean {fmt(cpu.get('others_mean_pct'), '%', 1)}"
@@ -118,3 +117,67 @@ def _gpu_reason(r: dict) -> str:
         if s.get("name") in ("nvml", "jetson") and not s.get("available"):
             return s.get("reason", "unavailable")
     return "no GPU source"
+
+
+SCOPE_TEXT = {"within-run": "within this run only; a rerun can land outside it",
+              "runs": "between runs; a rerun is expected inside it"}
+
+
+def _ci(ci) -> str:
+    return "-" if not ci or None in ci else f"{ci[0]:.3f} to {ci[1]:.3f}"
+
+
+def interval_text(lat: dict) -> str:
+    """``p50 95% interval 7.1 to 7.3 ms (within this run only; ...)``: every interval printed with its scope."""
+    if not lat.get("p50_ci"):
+        return f"p50 95% interval - ({lat.get('ci_note') or 'too few samples'})"
+    text = f"p50 95% interval {_ci(lat.get('p50_ci'))} ms, p90 {_ci(lat.get('p90_ci'))} ms"
+    return text + f" ({SCOPE_TEXT.get(lat.get('ci_scope'), lat.get('ci_scope'))})"
+
+
+def group_text(doc: dict) -> str:
+    """The human form of ``run --repeat N``: one line per run, then the median of the run medians with the interval
+    between runs."""
+    lat = doc.get("latency_ms") or {}
+    lines = [f"group {doc.get('group_id')}: {doc.get('status')}, {doc.get('runs_ok')} of {doc.get('repeat')} runs ok"
+             + (f" ({doc['error']})" if doc.get("error") else ""),
+             f"  model        {doc.get('model')} {doc.get('precision')} {doc.get('runtime')}"]
+    for i, m in enumerate(doc.get("runs") or []):
+        ml = m.get("latency_ms") or {}
+        lines.append(f"  run {i + 1:<8} {m.get('run_id')}  {m.get('status'):<10} p50 {fmt(ml.get('p50'), ' ms', 3)}"
+                     f"  within-run interval {_ci(ml.get('p50_ci'))} ms")
+    lines.append(f"  latency ms   p50 {fmt(lat.get('p50'), '', 3)} (median of {lat.get('n_runs')} run medians)  "
+                 f"p90 {fmt(lat.get('p90'), '', 3)}  between-run spread {fmt(lat.get('between_run_spread_pct'), '%', 1)}")
+    lines.append(f"  interval     {interval_text(lat)}")
+    for flag in doc.get("flags") or []:
+        lines.append(f"  ! {flag}")
+    return "\n".join(lines)
+
+
+def comparison_text(doc: dict) -> str:
+    """The human form of ``compare``: each configuration's median of run medians with its interval, B over A with
+    its interval, and the verdict."""
+    lines = [f"comparison {doc.get('group_id')}: {doc.get('status')}, {doc.get('pairs')} of {doc.get('repeat')} "
+             "pairs ok, run interleaved A B, B A, ..." + (f" ({doc['error']})" if doc.get("error") else "")]
+    for side in ("a", "b"):
+        g = doc.get(side) or {}
+        lat = g.get("latency_ms") or {}
+        cfg = g.get("config") or {}
+        lines.append(f"  {side.upper()}  {g.get('model')} {g.get('precision')} {g.get('runtime')} t{cfg.get('threads')}"
+                     f"  p50 {fmt(lat.get('p50'), ' ms', 3)}  runs {', '.join(fmt(v, '', 3) for v in lat.get('run_p50') or [])}")
+        lines.append(f"     {interval_text(lat)}")
+    r = doc.get("ratio_b_over_a") or {}
+    lines.append(f"  B/A p50 {fmt(r.get('p50'), '', 3)}  95% interval {_ci(r.get('ci'))}"
+                 f" ({'between runs, paired' if r.get('ci_scope') == 'runs' else 'none: single run'})")
+    lines.append(f"  verdict: {doc.get('verdict')}")
+    return "\n".join(lines)
+
+
+def noise_floor_text(floor: dict | None, prog: str = "edgeprof") -> str:
+    """``noise floor 12% (measured ...)``, or how to measure it."""
+    if not floor or floor.get("floor_pct") is None:
+        return f"noise floor not measured on this device yet: `{prog} devices --noise-floor` (about 20 s)"
+    when = floor.get("measured_at")
+    when = when.strftime("%Y-%m-%d %H:%M UTC") if hasattr(when, "strftime") else str(when)
+    return (f"noise floor {floor['floor_pct']:.0f}%: differences under it are not distinguishable on this device "
+            f"(measured {when}, {(floor.get('latency_ms') or {}).get('n_runs')} runs of {floor.get('model')})")

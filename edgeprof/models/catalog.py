@@ -393,4 +393,43 @@ def add_upload(data: bytes, filename: str, max_bytes: int = MAX_UPLOAD_BYTES) ->
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    _remember_name(folder, target.name, filename)
     return target
+
+
+UPLOAD_NAMES = "names.json"  # in the uploads folder: stored file name -> the name it was uploaded with
+
+
+def upload_names() -> dict[str, str]:
+    """{stored path: the file name it was uploaded with}, so history shows ``vad.onnx``, not ``570975ced86d0ee9.onnx``."""
+    folder = paths.uploads_dir()
+    index = folder / UPLOAD_NAMES
+    try:
+        stamp = (str(index), index.stat().st_mtime_ns)
+    except OSError:
+        return {}
+    if _NAMES_CACHE.get("stamp") != stamp:  # read once per change: a table labels every row with it
+        try:
+            doc = json.loads(index.read_text())
+        except (OSError, ValueError):
+            doc = {}
+        names = {str(folder / k): str(v) for k, v in doc.items() if isinstance(v, str)} if isinstance(doc, dict) else {}
+        _NAMES_CACHE.update(stamp=stamp, names=names)
+    return dict(_NAMES_CACHE["names"])
+
+
+_NAMES_CACHE: dict = {}
+
+
+def _remember_name(folder: Path, stored: str, original: str) -> None:
+    """Record the original name next to the stored file (atomic replace: a crash never leaves half a file)."""
+    try:
+        doc = json.loads((folder / UPLOAD_NAMES).read_text())
+        doc = doc if isinstance(doc, dict) else {}
+    except (OSError, ValueError):
+        doc = {}
+    doc[stored] = original
+    fd, tmp = tempfile.mkstemp(prefix=".names-", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f, indent=1)
+    os.replace(tmp, folder / UPLOAD_NAMES)

@@ -70,10 +70,11 @@ class RunHandle:
     """
 
     def __init__(self, cfg: RunConfig, store: Store | str | Path | None = None, *, study_id: str | None = None,
-                 run_id: str | None = None, lock: bool = True):
+                 run_id: str | None = None, lock: bool = True, group_id: str | None = None):
         self.config = cfg
         self.run_id = run_id or new_run_id()
         self.study_id = study_id
+        self.group_id = group_id
         self.status = "starting"
         self.phase = "preparing"
         self.reason: str | None = None
@@ -101,6 +102,7 @@ class RunHandle:
         self._loaded: Loaded | None = None
         self._stderr_tail: deque = deque(maxlen=40)
         self._deadline = float("inf")
+        self._exit_ns: int | None = None
 
     # -- public ---------------------------------------------------------------------------------------------------
     @property
@@ -211,13 +213,15 @@ class RunHandle:
             variant = resolve_variant(cfg.model, cfg.precision, cfg.runtime, progress=self._note)
         except EdgeprofError:
             store.insert_run(self.run_id, self.device_id, cfg.to_dict(), software_versions(), meta,
-                             study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node())
+                             study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node(),
+                             group_id=self.group_id)
             raise
         self.variant = variant
         meta = {"name": variant.model or cfg.model, "precision": variant.precision, "runtime": variant.format,
                 "path": str(variant.path), "sha256": variant.sha256, "size_bytes": variant.size_bytes}
         store.insert_run(self.run_id, self.device_id, cfg.to_dict(), software_versions(), meta,
-                         study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node())
+                         study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node(),
+                             group_id=self.group_id)
         self._cap = limits.create(cfg.memory_limit_mb, self.run_id, swap=cfg.swap)
 
     def _note(self, message: str) -> None:
@@ -284,6 +288,7 @@ class RunHandle:
                 except (EOFError, OSError):
                     eof = True  # the worker closed its end: it has exited or is exiting
             if proc.poll() is not None:
+                self._exit_ns = time.monotonic_ns()
                 with contextlib.suppress(EOFError, OSError):
                     while not eof and conn.poll(0):
                         self._on_message(conn.recv())
@@ -400,6 +405,7 @@ class RunHandle:
             worker_max_rss_mb=done.max_rss_mb if done else None, worker_major_faults=done.major_faults if done else None,
             error_detail=failed.detail if failed else None, device=self.device,
             telemetry_sources=self.telemetry_status, notes=notes, fp32_p50_ms=self._fp32_p50(),
+            worker_exit_ns=self._exit_ns,
         )
 
     def _fp32_p50(self) -> float | None:

@@ -60,6 +60,7 @@ class RunFacts:
     telemetry_sources: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     fp32_p50_ms: float | None = None
+    worker_exit_ns: int | None = None  # when the parent saw the worker end (an OOM kill's moment, on the chart)
 
 
 def _mean(values) -> float | None:
@@ -152,7 +153,7 @@ def build_summary(f: RunFacts) -> dict:
         cap_hit=bool(mem.get("oom_kill_count")) if mem.get("mechanism") in ("cgroup1", "cgroup2") else None,
         warmup_capped=warm_reason if warm_reason in ("max_iterations", "max_seconds") else None,
         cpu_others_pct=others, cpu_busy_pct=busy,
-    ) if status == "ok" else []
+    ) if status in ("ok", "stopped") else []  # a stopped run's numbers can be suspect too (CoV 110%)
 
     backend = dict(f.backend or {})
     return {
@@ -169,12 +170,12 @@ def build_summary(f: RunFacts) -> dict:
         **times,
         "warmup_iterations": int(len(warm)),
         "warmup_reason": warm_reason,
-        "latency_ms": {k: getattr(summary, k) for k in
-                       ("p50", "p90", "p95", "p99", "mean", "std", "cov", "n", "median_ci_low", "median_ci_high",
-                        "min", "max")},
+        "latency_ms": latency_block(summary),
         "steady_s": steady_s,
         "throughput_ips": stats.throughput(summary.n, steady_s) if steady_s else None,
         "iterations_total": int(len(lat_ns)),
+        "worker_exit_s": None if f.worker_exit_ns is None else round((f.worker_exit_ns - f.started_ns) / 1e9, 3),
+        "worker_exit_ns": f.worker_exit_ns,  # on the samples' clock (time.monotonic_ns), for charts of stored runs
         "memory": {
             "requested_mb": mem.get("requested_mb"), "mechanism": mem.get("mechanism"),
             "mechanism_note": mem.get("reason"), "peak_charged_mb": peak_charged, "peak_rss_mb": peak_rss,
@@ -210,6 +211,30 @@ def build_summary(f: RunFacts) -> dict:
     }
 
 
+def _pair(low, high) -> list | None:
+    return None if low is None or high is None else [low, high]
+
+
+def latency_block(summary: stats.LatencySummary) -> dict:
+    """The summary's ``latency_ms`` of one run: percentiles and the 95% intervals of p50 and p90 *within this run*
+    (``p50_ci``/``p90_ci`` = [low, high], ``ci_scope`` "within-run", ``ci_note`` saying that run-to-run variation is
+    not in them). ``median_ci_low``/``median_ci_high`` repeat ``p50_ci`` for readers of summary version 2."""
+    out = {k: getattr(summary, k) for k in ("p50", "p90", "p95", "p99", "mean", "std", "cov", "n", "median_ci_low",
+                                            "median_ci_high", "min", "max")}
+    out.update({
+        "p50_ci": _pair(summary.median_ci_low, summary.median_ci_high),
+        "p90_ci": _pair(summary.p90_ci_low, summary.p90_ci_high),
+        "ci_scope": stats.SCOPE_WITHIN_RUN,
+        "ci_method": None if summary.ci_batches is None else
+        f"sectioning: {summary.ci_batches} consecutive batches, Student t (valid for autocorrelated samples)",
+        "ci_note": "95% intervals within this run only: variation between runs (a new process, another start) is "
+                   "not in them; run with --repeat N for an interval between runs"
+        if summary.ci_batches else f"too few samples for an interval (fewer than "
+                                   f"{stats.MIN_SECTIONS * stats.SECTION_MIN_SAMPLES})",
+    })
+    return out
+
+
 def coverage(tel: list, window, statuses: list, started_ns: int) -> dict:
     """For each source that did not report over the whole measured window (it stopped, or started late): the part
     of the window its figures cover, in seconds after the run started. Figures from such a source describe only
@@ -238,3 +263,118 @@ def coverage(tel: list, window, statuses: list, started_ns: int) -> dict:
             doc["stopped_s"], doc["reason"] = stopped[src]["stopped_s"], stopped[src].get("reason")
         out[src] = doc
     return out
+
+
+# ------------------------------------------------------------------------------------------- groups of runs (pure)
+
+GROUP_STATUSES = ("ok", "partial", "failed", "stopped")
+
+
+def _ok_members(members: list[dict]) -> list[dict]:
+    return [m for m in members if m.get("status") == "ok" and (m.get("latency_ms") or {}).get("p50") is not None]
+
+
+def group_latency(members: list[dict]) -> dict:
+    """``latency_ms`` of runs of one configuration made as separate processes: ``p50``/``p90`` the median of the ok
+    runs' values, ``p50_ci``/``p90_ci`` 95% intervals between them (``stats.across_runs``; ``ci_scope`` "runs") with
+    two or more ok runs; with one, that run's own interval (``ci_scope`` "within-run") and a note that says there is
+    no between-run uncertainty. ``run_p50``/``run_p90`` list the runs' values in the order they ran."""
+    ok = _ok_members(members)
+    p50s = [m["latency_ms"]["p50"] for m in ok]
+    p90s = [m["latency_ms"].get("p90") for m in ok]
+    p50 = stats.across_runs(p50s)
+    p90 = stats.across_runs([v for v in p90s if v is not None])
+    if p50.n >= 2:
+        scope, ci50, ci90 = stats.SCOPE_RUNS, [p50.low, p50.high], _pair(p90.low, p90.high)
+        method = f"Student t on the logs of the {p50.n} run values ({p50.n - 1} degrees of freedom)"
+        note = (f"95% intervals between {p50.n} runs, each its own process with its own load and warm-up, so a rerun "
+                "is expected inside them; p50 is the median of the run medians")
+    elif p50.n == 1:
+        lat = ok[0]["latency_ms"]
+        scope, ci50, ci90 = stats.SCOPE_WITHIN_RUN, lat.get("p50_ci"), lat.get("p90_ci")
+        method = lat.get("ci_method")
+        note = f"{stats.SINGLE_RUN} (one ok run); its interval is within that run only"
+    else:
+        scope, ci50, ci90, method, note = None, None, None, None, "no run finished ok: no latency"
+    return {
+        "p50": p50.center, "p90": p90.center, "p50_ci": ci50, "p90_ci": ci90, "ci_scope": scope,
+        "median_ci_low": ci50[0] if ci50 else None, "median_ci_high": ci50[1] if ci50 else None,
+        "n_runs": p50.n, "run_p50": p50s, "run_p90": p90s,
+        "between_run_spread_pct": None if p50.spread is None else 100.0 * p50.spread,
+        "ci_method": method, "ci_note": note,
+    }
+
+
+def group_status(members: list[dict], requested: int, stopped: bool = False) -> str:
+    """ok: every requested run finished ok; stopped: the user stopped it; failed: no run ok; partial otherwise."""
+    ok = len(_ok_members(members))
+    if stopped:
+        return "stopped"
+    if ok == requested and len(members) == requested:
+        return "ok"
+    return "failed" if ok == 0 else "partial"
+
+
+def group_summary(group_id: str | None, kind: str, members: list[dict], *, requested: int, stopped: bool = False,
+                  error: str | None = None) -> dict:
+    """The result document of ``requested`` runs of one configuration (``members``: their summaries, in the order
+    they ran): what ``run --repeat N --json`` prints. Each member keeps its own summary under ``runs``; the figures
+    on top are across them (:func:`group_latency`)."""
+    ok = _ok_members(members)
+    first = ok[0] if ok else (members[0] if members else {})
+    flags: dict[str, list] = {}  # code -> [first message, runs that raised it]
+    for m in members:
+        for code, fl in zip(m.get("flag_codes") or [], m.get("flags") or [], strict=False):
+            flags.setdefault(code, [fl, 0])[1] += 1
+    tput = [m["throughput_ips"] for m in ok if m.get("throughput_ips") is not None]
+    return {
+        "group_id": group_id, "kind": kind, "status": group_status(members, requested, stopped), "error": error,
+        "repeat": requested, "runs_ok": len(ok), "runs_made": len(members),
+        "model": first.get("model"), "precision": first.get("precision"), "runtime": first.get("runtime"),
+        "backend": first.get("backend"), "config": first.get("config"),
+        "latency_ms": group_latency(members),
+        "throughput_ips": float(np.median(tput)) if tput else None,
+        "flags": [f"{fl} (in {n} of {len(members)} runs)" if len(members) > 1 else fl for fl, n in flags.values()],
+        "flag_codes": list(flags),
+        "run_ids": [m.get("run_id") for m in members],
+        "runs": members,
+    }
+
+
+def comparison_summary(group_id: str | None, a: list[dict], b: list[dict], *, requested: int, stopped: bool = False,
+                       error: str | None = None, floor_pct: float | None = None) -> dict:
+    """Two configurations run interleaved (A B, B A, A B ...): each side's group result (without its member
+    summaries, which are under ``runs`` in the order they ran), and B over A, the ratio of the medians of the run
+    medians, with a paired interval between runs (run i of A and run i of B ran side by side, so drift falls on
+    both) and a sentence that says whether the difference is distinguishable."""
+    side_a = group_summary(None, "compare", a, requested=requested, stopped=stopped)
+    side_b = group_summary(None, "compare", b, requested=requested, stopped=stopped)
+    pairs = [(x, y) for x, y in zip(a, b, strict=False) if _ok_members([x]) and _ok_members([y])]
+    ratio = stats.ratio_across_runs([y["latency_ms"]["p50"] for _, y in pairs],
+                                    [x["latency_ms"]["p50"] for x, _ in pairs], paired=True)
+    order = [m for pair in zip(a, b, strict=False) for m in pair] + a[len(b):] + b[len(a):]
+    statuses = [side_a["status"], side_b["status"]]
+    return {
+        "group_id": group_id, "kind": "compare",
+        "status": "stopped" if stopped else ("ok" if statuses == ["ok", "ok"] else
+                                             "failed" if not pairs else "partial"),
+        "error": error, "repeat": requested, "pairs": len(pairs),
+        "a": {k: v for k, v in side_a.items() if k not in ("runs", "group_id", "kind")},
+        "b": {k: v for k, v in side_b.items() if k not in ("runs", "group_id", "kind")},
+        "ratio_b_over_a": {"p50": ratio.ratio, "ci": _pair(ratio.low, ratio.high),
+                           "ci_scope": ratio.scope, "paired": True},
+        "verdict": stats.ratio_words(ratio, floor_pct, subject="B", reference="A"),
+        "runs": order,
+    }
+
+
+def noise_floor_summary(group: dict) -> dict:
+    """A noise-floor group's result: ``floor_pct`` (``stats.noise_floor_pct`` of the run medians: two single runs
+    of one configuration differ by less than this 95% of the time) with the runs it came from."""
+    lat = group["latency_ms"]
+    floor = stats.noise_floor_pct(lat["run_p50"])
+    return {**group, "floor_pct": floor,
+            "floor_note": None if floor is None else
+            f"differences under {floor:.0f}% are not distinguishable on this device right now "
+            f"({lat['n_runs']} runs of {group.get('model')}: medians "
+            + ", ".join(f"{v:.3f}" for v in lat["run_p50"]) + " ms)"}

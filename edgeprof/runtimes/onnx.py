@@ -50,7 +50,7 @@ def best_provider() -> str:
 
 INT8_CONV_MISSING = ("int8-dynamic ONNX models use ConvInteger with int8 weights, which ONNX Runtime {version} cannot run "
                      "(it needs 1.24 or newer; 1.23.2 is the last release for Python 3.10).")
-INT8_CONV_FIX = ("Choose int8-static, or the TFLite int8-dynamic variant (--runtime tflite), or use Python 3.11+ with the "
+INT8_CONV_FIX = ("Choose int8-static, or the TFLite int8-dynamic variant (runtime tflite), or use Python 3.11+ with the "
                  "newer ONNX Runtime.")
 
 
@@ -94,7 +94,7 @@ class OnnxSession(Session):
             raise RuntimeUnavailable(
                 f"execution provider {provider!r} is not available in this ONNX Runtime build "
                 f"(available: {', '.join(ort.get_available_providers())}).",
-                "Choose --execution-provider cpu, or install onnxruntime-gpu built for this device.",
+                "Choose the cpu execution provider, or install onnxruntime-gpu built for this device (README: Devices).",
             )
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads

@@ -24,7 +24,7 @@ INTERPRETERS = {
     "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime"),
 }
 OPTIONAL_FIX = ("It is optional: install it with `pip install -r requirements-tflite-runtime.txt` (Python <= 3.11; "
-                "it holds numpy below 2), or use --tflite-interpreter litert.")
+                "it holds numpy below 2), or choose the TFLite interpreter litert (--tflite-interpreter litert).")
 
 
 def _version(dist: str) -> str | None:
@@ -42,8 +42,8 @@ def blocker(name: str, installed: str | None, numpy_version: str) -> tuple[str, 
         return "tflite-runtime is not installed.", OPTIONAL_FIX
     if int(numpy_version.split(".")[0]) >= 2:
         return (f"tflite-runtime {installed} needs numpy < 2 (numpy {numpy_version} is installed).",
-                "Use --tflite-interpreter litert, or install it in an environment of its own with "
-                "`pip install -r requirements.txt -r requirements-tflite-runtime.txt`.")
+                "Choose the TFLite interpreter litert (--tflite-interpreter litert), or install it in an environment of "
+                "its own with `pip install -r requirements.txt -r requirements-tflite-runtime.txt`.")
     return None
 
 
@@ -167,7 +167,7 @@ def _explain(path: Path, name: str, version: str, exc: Exception) -> tuple[str, 
     text = " ".join(str(exc).split())[:300]
     other = next((n for n in INTERPRETERS if n != name), None)
     if "Didn't find op for builtin opcode" in text or "Op builtin_code out of range" in text:
-        hint = ("Choose --tflite-interpreter litert (ai-edge-litert), or convert with an older TensorFlow."
+        hint = ("Choose the TFLite interpreter litert (--tflite-interpreter litert), or convert with an older TensorFlow."
                 if name != "litert" else "Convert it with an older TensorFlow, or upgrade ai-edge-litert.")
         return (f"{path.name} needs a newer TFLite interpreter than {name} {version} ({text}).", hint)
     if "custom op" in text.lower():
@@ -177,5 +177,6 @@ def _explain(path: Path, name: str, version: str, exc: Exception) -> tuple[str, 
         )
     if "Model provided has model identifier" in text or "Could not open" in text or "flatbuffer" in text.lower():
         return (f"{path.name} is not a valid TFLite model ({text}).", "Convert or copy the model again.")
-    hint = f"Check the file, or try --tflite-interpreter {other}." if other else "Check the file."
+    hint = (f"Check the file, or try the TFLite interpreter {other} (--tflite-interpreter {other})." if other
+            else "Check the file.")
     return (f"{name} {version} could not load {path.name}: {text}", hint)

@@ -18,7 +18,7 @@ from .. import __version__
 from ..errors import BundleError, StorageError
 from ..untrusted import ENV_MAX_MB, MB, Box, Limits, open_box, shown, staging_dir
 from . import checks
-from .schema import FILL_CPU_OTHERS, FILL_DEVICE_NAME, SCHEMA_VERSION, TABLES
+from .schema import FILL_CPU_OTHERS, FILL_DEVICE_NAME, NO_LIMIT_IS_NULL, SCHEMA_VERSION, TABLES
 from .store import Store, _listify, _utcnow
 
 BUNDLE_FORMAT = "edgeprof-bundle"
@@ -130,6 +130,8 @@ def import_bundle(store: Store, path: str | os.PathLike, limits: Limits | None =
                                 " ON CONFLICT DO NOTHING")
             if new_ids:  # a bundle from schema 2 lacks the column its summaries can fill
                 con.execute(FILL_CPU_OTHERS + " AND run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
+                for sql in NO_LIMIT_IS_NULL:  # a bundle from schema < 5 stored "none" cells with the RAM as limit
+                    con.execute(sql + " AND run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
                 con.execute(FILL_DEVICE_NAME + " AND run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
     return new_ids
 
@@ -203,6 +205,8 @@ def _export_selects() -> dict[str, str]:
         "studies": f"SELECT * FROM studies WHERE study_id IN (SELECT study_id FROM runs WHERE run_id IN {ids})"
                    " ORDER BY study_id",
         "study_cells": f"SELECT * FROM study_cells WHERE run_id IN {ids} ORDER BY study_id, cell_key",
+        "run_groups": f"SELECT * FROM run_groups WHERE group_id IN (SELECT group_id FROM runs WHERE run_id IN {ids})"
+                      " ORDER BY group_id",
     }
 
 

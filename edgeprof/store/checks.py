@@ -6,13 +6,13 @@ the store's table (the columns both have, cast to the table's types; a schema-3 
 :func:`check_table` scans it once, in any DuckDB connection (a private in-memory one keeps the store free), for:
 
 - rows: the count the manifest promised, and no NULL where the table has NOT NULL;
-- ids of the shape edgeprof makes (:data:`ID_SHAPES`): run ids are 32 hex digits (``store.new_run_id``), device ids 16
-  (``store.device_id_for``), study ids what ``study.runner.new_study_id`` makes or a user gives with ``--study-id``;
+- ids of the shape edgeprof makes (:data:`ID_SHAPES`): run ids and group ids are 32 hex digits (``store.new_run_id``),
+  device ids 16 (``store.device_id_for``), study ids what ``study.runner.new_study_id`` makes or a user gives with ``--study-id``;
   keys listed once;
-- known values where pages rely on them (``runs.status``, ``latency.phase``);
+- known values where pages rely on them (``runs.status``, ``latency.phase``, ``run_groups.kind`` and ``status``);
 - text of sane length (:func:`text_cap`), and the text of all tables together under the box's byte budget;
-- rows that belong: samples, telemetry and study cells only of the bundle's own runs, devices and studies only those
-  its runs name (``bundle_runs``, made from the checked runs table by :func:`remember_runs`).
+- rows that belong: samples, telemetry and study cells only of the bundle's own runs, devices, studies and groups of
+  runs only those its runs name (``bundle_runs``, made from the checked runs table by :func:`remember_runs`).
 
 Each failure is the caller's ``refuse(detail)`` (a BundleError naming the box); DuckDB's own text never heads it.
 """
@@ -30,12 +30,13 @@ import duckdb
 from ..config import STATUSES
 from ..errors import BundleError
 from ..untrusted import shown
-from .schema import PHASES, RENAMED_COLUMNS
+from .schema import GROUP_KINDS, PHASES, RENAMED_COLUMNS
 
 Refuse = Callable[..., BundleError]
 
 RUN_ID = r"[0-9a-f]{32}"
 DEVICE_ID = r"[0-9a-f]{16}"
+GROUP_ID = RUN_ID  # store.new_run_id makes both
 STUDY_ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
 COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
 MAX_COLUMNS = 256
@@ -43,23 +44,31 @@ SHORT_TEXT = 1024
 LONG_TEXT = 64 * 1024
 JSON_TEXT = 4 * 1024 * 1024
 _LONG = {"reason", "notes", "model", "model_path", "cpu", "name", "cell_key"}
-_SHAPE_WORDS = {RUN_ID: "32 hex digits (a run id)", DEVICE_ID: "16 hex digits (a device id)",
-                STUDY_ID: "1-128 letters, digits, '-', '_' or '.' (a study id)"}
+# the statuses a group of runs is stored with: "running" while it is made, then run.summary.GROUP_STATUSES (a layer
+# above, so named here; tests/test_untrusted.py checks that the two agree)
+GROUP_STATUSES = ("running", "ok", "partial", "failed", "stopped")
+_SHAPE_WORDS = {"run_id": "32 hex digits (a run id)", "group_id": "32 hex digits (a group id)",
+                "device_id": "16 hex digits (a device id)",
+                "study_id": "1-128 letters, digits, '-', '_' or '.' (a study id)"}  # by column
 
 # table -> column -> pattern; a NULL is judged by the table's NOT NULL, not here
 ID_SHAPES: dict[str, dict[str, str]] = {
-    "runs": {"run_id": RUN_ID, "device_id": DEVICE_ID, "study_id": STUDY_ID},
+    "runs": {"run_id": RUN_ID, "device_id": DEVICE_ID, "study_id": STUDY_ID, "group_id": GROUP_ID},
     "devices": {"device_id": DEVICE_ID},
     "studies": {"study_id": STUDY_ID},
     "study_cells": {"study_id": STUDY_ID, "run_id": RUN_ID},
     "latency": {"run_id": RUN_ID},
     "telemetry": {"run_id": RUN_ID},
+    "run_groups": {"group_id": GROUP_ID, "device_id": DEVICE_ID},
 }
-KNOWN_VALUES: dict[str, dict[str, tuple[str, ...]]] = {"runs": {"status": STATUSES}, "latency": {"phase": PHASES}}
-KEYS = {"runs": ("run_id",), "devices": ("device_id",), "studies": ("study_id",), "study_cells": ("study_id", "cell_key")}
+KNOWN_VALUES: dict[str, dict[str, tuple[str, ...]]] = {"runs": {"status": STATUSES}, "latency": {"phase": PHASES},
+                                                       "run_groups": {"kind": GROUP_KINDS, "status": GROUP_STATUSES}}
+KEYS = {"runs": ("run_id",), "devices": ("device_id",), "studies": ("study_id",), "study_cells": ("study_id", "cell_key"),
+        "run_groups": ("group_id",)}
 # table -> column -> the bundle_runs column it must be found in
 BELONGS = {"latency": {"run_id": "run_id"}, "telemetry": {"run_id": "run_id"}, "study_cells": {"run_id": "run_id"},
-           "devices": {"device_id": "device_id"}, "studies": {"study_id": "study_id"}}
+           "devices": {"device_id": "device_id"}, "studies": {"study_id": "study_id"},
+           "run_groups": {"group_id": "group_id"}}
 ALWAYS = {"study_cells": ("run_id",)}  # columns a bundle's rows must carry although the table allows NULL
 
 
@@ -184,8 +193,8 @@ def check_table(con: duckdb.DuckDBPyConnection, src: Source, types: dict[str, st
         if c in cols:
             bad = f"NOT regexp_full_match({_q(c)}, '{pattern}')"
             add([f"count(*) FILTER (WHERE {bad})", f"min({_q(c)}) FILTER (WHERE {bad})"],
-                lambda v, c=c, p=pattern: _fail(v[0], refuse, f"its {table} table has the {c} {shown(v[1])}, which is "
-                                                              f"not {_SHAPE_WORDS[p]} as edgeprof makes them"))
+                lambda v, c=c: _fail(v[0], refuse, f"its {table} table has the {c} {shown(v[1])}, which is "
+                                                              f"not {_SHAPE_WORDS[c]} as edgeprof makes them"))
     for c, allowed in KNOWN_VALUES.get(table, {}).items():
         if c in cols:
             listed = ", ".join(f"'{a}'" for a in allowed)
@@ -226,9 +235,9 @@ def check_table(con: duckdb.DuckDBPyConnection, src: Source, types: dict[str, st
 
 
 def remember_runs(con: duckdb.DuckDBPyConnection, runs: Source) -> list[str]:
-    """Make the temporary table ``bundle_runs`` (run_id, device_id, study_id) of a checked runs source; returns the
-    run ids, sorted."""
-    cols = {c: (_q(c) if c in runs.columns else "NULL") for c in ("run_id", "device_id", "study_id")}
+    """Make the temporary table ``bundle_runs`` (run_id, device_id, study_id, group_id) of a checked runs source; a
+    column the runs file lacks (a bundle from an older schema) is NULL. Returns the run ids, sorted."""
+    cols = {c: (_q(c) if c in runs.columns else "NULL") for c in ("run_id", "device_id", "study_id", "group_id")}
     con.execute("CREATE OR REPLACE TEMP TABLE bundle_runs AS SELECT "
                 + ", ".join(f"CAST({v} AS VARCHAR) AS {k}" for k, v in cols.items()) + f" FROM {runs.sql}")
     return [r[0] for r in con.execute("SELECT run_id FROM bundle_runs ORDER BY run_id").fetchall()]

@@ -139,6 +139,33 @@ _V4 = [
 ]
 RENAMED_COLUMNS = {"interpreter": "tflite_interpreter", "provider": "execution_provider"}  # in bundles of schema < 4
 
+NO_LIMIT_IS_NULL = [
+    # Study cells with limit "none" ran under a non-binding cap of the device's RAM and stored it as their limit
+    # (24,105 MB beside real caps of 29-256 MB); no limit is stored as no limit, in the column and the summary.
+    """UPDATE runs SET memory_limit_mb = NULL,
+           summary = CASE WHEN summary IS NULL THEN NULL
+                          ELSE json_merge_patch(summary, '{"memory": {"requested_mb": null}}') END
+       WHERE json_extract_string(tags, '$.mem') = 'none'""",
+]
+
+_RUN_GROUPS = [
+    # Runs made together as one measurement: `run --repeat N` (kind "repeat"), an interleaved comparison of two
+    # configurations (kind "compare") and a device's noise-floor measurement (kind "noise_floor"). Each member run
+    # keeps its own row in runs, linked by runs.group_id; the group's result (median of the run medians, the
+    # interval between runs, the noise floor) is its own document.
+    """CREATE TABLE run_groups (
+        group_id    TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        device_id   TEXT,
+        created_at  TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP,
+        status      TEXT NOT NULL,
+        config      JSON,
+        result      JSON
+    )""",
+    "ALTER TABLE runs ADD COLUMN group_id TEXT",
+]
+
 FILL_DEVICE_NAME = ("UPDATE runs SET device_name = (SELECT coalesce(d.device_name, d.hostname) FROM devices d"
                     " WHERE d.device_id = runs.device_id) WHERE device_name IS NULL")
 _DEVICE_NAME = [
@@ -156,14 +183,17 @@ MIGRATIONS: list[tuple[str, Sequence[str] | Callable[[duckdb.DuckDBPyConnection]
     ("runs.notes and runs.tags (filled from config.tags)", _V2),
     ("runs.cpu_others_mean_pct (filled from summary.cpu.others_mean_pct)", _V3),
     ("runs.interpreter -> tflite_interpreter, runs.provider -> execution_provider", _V4),
+    ("no limit stored as no limit (study cells 'none' held the device's RAM)", NO_LIMIT_IS_NULL),
+    ("run_groups (repeated runs, interleaved comparisons, noise floors) and runs.group_id", _RUN_GROUPS),
     ("devices.device_name and runs.device_name (filled from the hostname)", _DEVICE_NAME),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-TABLES = ("devices", "runs", "latency", "telemetry", "studies", "study_cells")
+TABLES = ("devices", "runs", "latency", "telemetry", "studies", "study_cells", "run_groups")
 LATENCY_COLUMNS = ("seq", "t_ns", "latency_ns", "phase")
 TELEMETRY_COLUMNS = ("t_ns", "source", "metric", "value", "unit")
 JSON_RUN_COLUMNS = ("config", "software", "summary", "flags", "tags")
+GROUP_KINDS = ("repeat", "compare", "noise_floor")
 
 
 
@@ -173,12 +203,33 @@ JSON_RUN_COLUMNS = ("config", "software", "summary", "flags", "tags")
 SUMMARY_VERSION = 2
 
 
+#: How a run stored before intervals had a scope computed its median interval (read into ``ci_method``).
+OLD_CI_METHOD = ("binomial order statistics, assuming independent samples (edgeprof before scoped intervals): too "
+                 "narrow when consecutive latencies are correlated")
+
+
 def upgrade_summary(doc: dict | None) -> dict | None:
     """A stored summary in the current shape: version 1 (before SUMMARY_VERSION) had ``format`` for the runtime and a
-    ``runtime`` block {name, version, provider, threads} for the backend. Runs stored by older edgeprof versions and
-    bundles from other devices are read through this, so pages and the CLI see one shape."""
-    if not isinstance(doc, dict) or doc.get("summary_version", 1) >= SUMMARY_VERSION:
+    ``runtime`` block {name, version, provider, threads} for the backend; a summary without ``latency_ms.ci_scope``
+    (before scoped intervals) gets ``p50_ci`` from its median interval, labelled with the method that made it. Runs
+    stored by older edgeprof versions and bundles from other devices are read through this, so pages and the CLI
+    see one shape."""
+    if not isinstance(doc, dict):
         return doc
+    if doc.get("summary_version", 1) < SUMMARY_VERSION:
+        doc = _upgrade_v1(doc)
+    lat = doc.get("latency_ms")
+    if isinstance(lat, dict) and "ci_scope" not in lat:
+        low, high = lat.get("median_ci_low"), lat.get("median_ci_high")
+        doc = {**doc, "latency_ms": {
+            **lat, "p50_ci": None if low is None or high is None else [low, high], "p90_ci": None,
+            "ci_scope": "within-run", "ci_method": OLD_CI_METHOD,
+            "ci_note": "interval within this run only, computed as if its samples were independent: narrower than "
+                       "it should be, and variation between runs is not in it"}}
+    return doc
+
+
+def _upgrade_v1(doc: dict) -> dict:
     doc = dict(doc)
     old = doc.get("runtime") if isinstance(doc.get("runtime"), dict) else {}
     name, provider = old.get("name"), old.get("provider")

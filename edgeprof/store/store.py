@@ -56,6 +56,7 @@ from ..errors import StorageError
 from ..locks import pid_alive
 from .schema import (
     FILL_DEVICE_NAME,
+    GROUP_KINDS,
     JSON_RUN_COLUMNS,
     LATENCY_COLUMNS,
     MIGRATIONS,
@@ -452,8 +453,10 @@ class Store:
 
     def insert_run(self, run_id: str | None, device_id: str | None, config: dict, software: dict | None = None,
                    model_meta: dict | None = None, *, study_id: str | None = None, owner_pid: int | None = None,
-                   owner_host: str | None = None, created_at: datetime | None = None) -> str:
+                   owner_host: str | None = None, created_at: datetime | None = None,
+                   group_id: str | None = None) -> str:
         """Create a run with status ``running``; returns its id (a new time-sortable one when ``run_id`` is None).
+        ``group_id`` links it to the runs made with it (:meth:`create_group`).
 
         ``config`` is ``RunConfig.to_dict()``; ``model_meta`` is what was resolved when the run started: path, sha256,
         size_bytes, runtime, tflite_interpreter, execution_provider (each falls back to the config). ``owner_pid``/``owner_host``
@@ -476,6 +479,7 @@ class Store:
             "owner_pid": os.getpid() if owner_pid is None else int(owner_pid),
             "owner_host": owner_host or socket.gethostname(),
             "tags": _json(cfg.get("tags")) if cfg.get("tags") is not None else None,
+            "group_id": group_id,
         }
         cols = ", ".join(row)
         marks = ", ".join("?" for _ in row)
@@ -567,15 +571,19 @@ class Store:
         return done
 
     def delete_runs(self, run_ids: Iterable[str]) -> int:
-        """Delete runs with their samples, telemetry and study cells; returns how many runs were deleted."""
+        """Delete runs with their samples, telemetry and study cells, and the finished groups left without runs;
+        returns how many runs were deleted."""
         ids = _listify(run_ids) or []
         if not ids:
             return 0
         with self._writing() as con:
             for table in ("latency", "telemetry", "study_cells"):
                 con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?::TEXT[]))", [ids])
-            return len(con.execute("DELETE FROM runs WHERE run_id IN (SELECT unnest(?::TEXT[])) RETURNING run_id",
-                                   [ids]).fetchall())
+            n = len(con.execute("DELETE FROM runs WHERE run_id IN (SELECT unnest(?::TEXT[])) RETURNING run_id",
+                                [ids]).fetchall())
+            con.execute("DELETE FROM run_groups WHERE status <> 'running' AND group_id NOT IN "
+                        "(SELECT group_id FROM runs WHERE group_id IS NOT NULL)")
+            return n
 
     # -- queries ------------------------------------------------------------------------------------------------
 
@@ -738,6 +746,76 @@ class Store:
                 """SELECT s.*, count(c.cell_key) AS n_cells, count(c.cell_key) FILTER (WHERE c.status = 'ok') AS n_ok
                    FROM studies s LEFT JOIN study_cells c USING (study_id)
                    GROUP BY ALL ORDER BY s.created_at DESC, s.study_id""").df()
+
+
+    # -- groups of runs -----------------------------------------------------------------------------------------
+
+    def create_group(self, group_id: str, kind: str, device_id: str | None = None, config: dict | None = None) -> str:
+        """Record a group of runs made as one measurement (``kind``: repeat | compare | noise_floor), status
+        ``running``; its runs name it in ``insert_run(group_id=...)``."""
+        if kind not in GROUP_KINDS:
+            raise StorageError(f"group kind {kind!r} is not one of: {', '.join(GROUP_KINDS)}.")
+        with self._writing() as con:
+            con.execute("INSERT INTO run_groups VALUES (?, ?, ?, ?, NULL, 'running', ?, NULL)",
+                        [group_id, kind, device_id, _utcnow(), _json(config)])
+        return group_id
+
+    def finish_group(self, group_id: str, status: str, result: dict | None, *, device_id: str | None = None) -> None:
+        """Store a group's result document, final status (ok | partial | failed | stopped) and the device its runs
+        ran on."""
+        with self._writing() as con:
+            con.execute("UPDATE run_groups SET status = ?, result = ?, finished_at = ?,"
+                        " device_id = coalesce(?, device_id) WHERE group_id = ?",
+                        [status, _json(result), _utcnow(), device_id, group_id])
+
+    def get_group(self, group_id: str) -> dict | None:
+        """One group as a dict (config and result parsed) with ``run_ids``, its runs in the order they were made;
+        None if there is none."""
+        with self._reading() as con:
+            cur = con.execute("SELECT * FROM run_groups WHERE group_id = ?", [group_id])
+            row = cur.fetchone()
+            if row is None:
+                return None
+            group = dict(zip([d[0] for d in cur.description], row, strict=True))
+            group["run_ids"] = [r[0] for r in con.execute(
+                "SELECT run_id FROM runs WHERE group_id = ? ORDER BY created_at, run_id", [group_id]).fetchall()]
+        for key in ("config", "result"):
+            if group.get(key) is not None:
+                group[key] = json.loads(group[key])
+        return group
+
+    def list_groups(self, kind: str | None = None, device_id: str | None = None) -> pd.DataFrame:
+        """Groups of runs, newest first, with ``n_runs``; optionally of one kind and one device."""
+        where, params = [], []
+        if kind is not None:
+            where.append("g.kind = ?")
+            params.append(kind)
+        if device_id is not None:
+            where.append("g.device_id = ?")
+            params.append(device_id)
+        sql = ("SELECT g.*, count(r.run_id) AS n_runs FROM run_groups g LEFT JOIN runs r USING (group_id)"
+               + (" WHERE " + " AND ".join(where) if where else "") +
+               " GROUP BY ALL ORDER BY g.created_at DESC, g.group_id DESC")
+        with self._reading() as con:
+            return con.execute(sql, params).df()
+
+    def latest_noise_floor(self, device_id: str | None = None) -> dict | None:
+        """The newest noise-floor measurement that gave a floor (of ``device_id``, else of any device): its result
+        document (``floor_pct``, ``latency_ms.run_p50``, ``model``, ...) with ``measured_at`` (UTC) and ``device_id``;
+        None if none."""
+        where = "kind = 'noise_floor' AND result IS NOT NULL"
+        params: list = []
+        if device_id is not None:
+            where += " AND device_id = ?"
+            params.append(device_id)
+        with self._reading() as con:
+            rows = con.execute(f"SELECT result, finished_at, device_id FROM run_groups WHERE {where}"
+                               " ORDER BY finished_at DESC LIMIT 20", params).fetchall()
+        for result, finished, device in rows:  # the newest with a floor (a run or two may have failed)
+            doc = json.loads(result)
+            if doc.get("floor_pct") is not None:
+                return {**doc, "measured_at": finished, "device_id": device}
+        return None
 
 
 # ---------------------------------------------------------------------------------------------------------------

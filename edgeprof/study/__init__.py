@@ -20,8 +20,8 @@ from .runner import (
     StudyHandle,
     StudyLock,
     StudyRunner,
-    accounting_cap_mb,
     active_study,
+    charges_memory,
     get_study_handle,
     list_studies,
     new_study_id,
@@ -33,7 +33,7 @@ from .runner import (
 
 __all__ = [
     "FAILED_STATUSES", "FINAL_STATUSES", "STUDY_PRESETS", "Cell", "MemLimit", "Progress", "StudyBusy", "StudyConfig",
-    "StudyHandle", "StudyLock", "StudyRunner", "accounting_cap_mb", "active_study", "calibration_key",
+    "StudyHandle", "StudyLock", "StudyRunner", "charges_memory", "active_study", "calibration_key",
     "get_study_handle", "list_studies", "load_preset", "new_study_id", "order_limits", "parse_cell_key",
     "parse_memory_limit", "plan", "preset_path", "preset_text", "resolve_config", "run_study",
     "start_study_background", "stored_config", "stored_footprint", "this_device_id", "variant_order",

@@ -232,8 +232,52 @@ def _add_caution(caution: str | None, text: str | None) -> str | None:
 def _single_run_caution(pool: pd.DataFrame, cell: list[str]) -> str | None:
     """A caution when every compared point is one run (one repetition): run-to-run noise is not averaged out."""
     if len(pool) and int(pool.groupby(cell).size().max()) == 1:
-        return "each point is a single run (one repetition), so run-to-run noise is not averaged out; use 3 or more"
+        return (f"each point is a single run ({stats.SINGLE_RUN}), so run-to-run noise is not averaged out; use 3 "
+                "or more repetitions")
     return None
+
+
+def _ratio(num: pd.Series, den: pd.Series) -> stats.Ratio:
+    """median(num) / median(den) of two cells' run p50s, with an interval between runs when both cells have 2+ runs
+    (the study's repetitions, each its own process)."""
+    return stats.ratio_across_runs(num, den)
+
+
+def _interval_text(r: stats.Ratio) -> str:
+    if r.scope == stats.SCOPE_RUNS:
+        return f"{r.low:.3g} to {r.high:.3g} (between {r.n_a} and {r.n_b} runs)"
+    return stats.SINGLE_RUN if r.ratio is not None else "n/a"
+
+
+def _between_runs(ratios: list[stats.Ratio], sign: int, floor_pct: float | None) -> tuple[bool | None, str | None]:
+    """Do the per-group differences stand out from the variation between runs? ``sign`` is the claimed direction of
+    ratio - 1. Returns (some group's between-run interval excludes 1 in that direction, or None without repetitions;
+    a caution in words)."""
+    between = [r for r in ratios if r.scope == stats.SCOPE_RUNS]
+    if between:
+        agree = [r for r in between if r.excludes_one and (r.ratio - 1.0) * sign > 0]
+        if len(agree) == len(between):
+            return True, None
+        return bool(agree), (f"between runs (95% intervals from the repetitions) the difference stands out in the "
+                             f"claimed direction in {len(agree)} of {len(between)} groups only")
+    single = [r for r in ratios if r.ratio is not None]
+    if floor_pct is not None and single:
+        under = sum(stats.below_floor(r.ratio, floor_pct) for r in single)
+        if under:
+            return None, (f"{stats.SINGLE_RUN}: in {under} of {len(single)} groups the difference is under this "
+                          f"device's noise floor ({floor_pct:.0f}%), and {stats.floor_words(floor_pct)}")
+    return None, None
+
+
+def _spread_verdict(verdict: str, caution: str | None, ratios: list[stats.Ratio], sign: int,
+                    floor_pct: float | None) -> tuple[str, str | None]:
+    """A verdict that holds up against the variation between runs: "supported" needs, where the study has
+    repetitions, at least one group whose between-run interval excludes no difference in the claimed direction."""
+    stands_out, text = _between_runs(ratios, sign, floor_pct)
+    if verdict == SUPPORTED and stands_out is False:
+        verdict = NOT_SUPPORTED
+        text = f"{text}: no group's difference is larger than the variation between runs"
+    return verdict, _add_caution(caution, text)
 
 
 def _rank_within(df: pd.DataFrame, by: list[str], column: str) -> pd.Series:
@@ -255,22 +299,23 @@ def _generous_mask(df: pd.DataFrame) -> pd.Series:
     return df["mem_value"] == top
 
 
-def claim_memory_latency(df: pd.DataFrame) -> Finding:
+def claim_memory_latency(df: pd.DataFrame, floor_pct: float | None = None) -> Finding:
     claim = "A smaller memory allocation leads to a higher latency."
     df = normalise_frame(df)
     ok = _ok(df)
-    groups, pooled = [], []
+    groups, pooled, spread = [], [], []
     for var, g in ok.groupby("variant"):
         levels = g["mem_value"].nunique()
         c = _spearman(np.where(np.isinf(g["mem_value"]), 1e12, g["mem_value"]), g["p50_ms"])
-        top = g[g["mem_value"] == g["mem_value"].max()]["p50_ms"].median()
-        low = g[g["mem_value"] == g["mem_value"].min()]["p50_ms"].median()
+        r = _ratio(g[g["mem_value"] == g["mem_value"].min()]["p50_ms"], g[g["mem_value"] == g["mem_value"].max()]["p50_ms"])
         died = df[(df["variant"] == var) & df["status"].isin(DIED)]
         groups.append({"variant": var, "n": int(len(g)), "limits": int(levels), "spearman_rho": c.spearman_r,
-                       "p": c.spearman_p, "p50_tightest_ok_over_most_generous": low / top if top else None,
+                       "p": c.spearman_p, "p50_tightest_ok_over_most_generous": r.ratio,
+                       "95% interval": _interval_text(r),
                        "tightest_ok_limit": g.loc[g["mem_value"].idxmin(), "mem"], "died_below": int(len(died))})
         if levels >= 2:
             pooled.append(g)
+            spread.append(r)
     all_died = df[df["status"].isin(DIED)]
     if not pooled:
         return Finding("memory_latency", claim, TOO_FEW, "no variant has ok runs at two or more memory limits.",
@@ -282,6 +327,7 @@ def claim_memory_latency(df: pd.DataFrame) -> Finding:
     corr = _spearman(rank, norm)
     verdict, caution = _decide(corr, -1, len(pooled), "memory limit")
     caution = _add_caution(caution, _single_run_caution(pool, ["variant", "mem"]))
+    verdict, caution = _spread_verdict(verdict, caution, spread, +1, floor_pct)
     ratios = [r["p50_tightest_ok_over_most_generous"] for r in groups if r["limits"] >= 2]
     rose = sum(1 for r in ratios if r and r > 1)
     evidence = (f"pooled Spearman rho between the memory limit (ranked within each variant) and p50 (relative to the "
@@ -353,7 +399,7 @@ def claim_cpu_memory_gpu(df: pd.DataFrame, gpu: bool | None = None) -> Finding:
                                 "such as the Jetson Nano.")
 
 
-def claim_model_size(df: pd.DataFrame) -> Finding:
+def claim_model_size(df: pd.DataFrame, floor_pct: float | None = None) -> Finding:
     claim = "A smaller model gives a lower latency."
     df = normalise_frame(df)
     ok = _ok(df)
@@ -363,17 +409,19 @@ def claim_model_size(df: pd.DataFrame) -> Finding:
         return Finding("model_size", claim, NOT_TESTABLE, f"the study has {len(models)} model(s); comparing sizes "
                                                           "needs two or more.")
     by = ["precision", "runtime", "threads", "mem"]
-    groups, pooled = [], []
+    groups, pooled, spread = [], [], []
     for key, g in ok.groupby(by):
         med = g.groupby("model").agg(p50=("p50_ms", "median"), size=("model_size_mb", "first")).sort_values("size")
         if len(med) < 2:
             continue
         pooled.append(g)
         monotone = bool(np.all(np.diff(med["p50"].to_numpy()) > 0))
+        r = _ratio(g[g["model"] == med.index[-1]]["p50_ms"], g[g["model"] == med.index[0]]["p50_ms"])
+        spread.append(r)
         groups.append({"group": " ".join(map(str, key)), "smallest": med.index[0], "largest": med.index[-1],
                        "size_ratio": float(med["size"].iloc[-1] / med["size"].iloc[0]),
                        "p50_ratio_largest_over_smallest": float(med["p50"].iloc[-1] / med["p50"].iloc[0]),
-                       "latency_rises_with_size": monotone})
+                       "95% interval": _interval_text(r), "latency_rises_with_size": monotone})
     if not pooled:
         return Finding("model_size", claim, TOO_FEW, "no precision/runtime/limit has ok runs of two or more models.",
                        {"n": int(len(ok))})
@@ -383,6 +431,7 @@ def claim_model_size(df: pd.DataFrame) -> Finding:
     corr = _spearman(rank, norm)
     verdict, caution = _decide(corr, +1, len(pooled), "model size")
     caution = _add_caution(caution, _single_run_caution(pool, [*by, "model"]))
+    verdict, caution = _spread_verdict(verdict, caution, spread, +1, floor_pct)
     held = sum(r["latency_rises_with_size"] for r in groups)
     if verdict == SUPPORTED and held < len(groups):
         caution = _add_caution(caution, f"latency rose with size in {held} of {len(groups)} groups only")
@@ -396,14 +445,14 @@ def claim_model_size(df: pd.DataFrame) -> Finding:
                     "groups_higher": held, "median_ratio": float(np.median(ratios))}, groups, caution)
 
 
-def claim_precision_bits(df: pd.DataFrame) -> Finding:
+def claim_precision_bits(df: pd.DataFrame, floor_pct: float | None = None) -> Finding:
     claim = "Fewer bits give a lower latency; more bits on the same model a higher latency."
     df = normalise_frame(df)
     ok = _ok(df)
     if df["bits"].nunique() < 2:
         return Finding("precision_bits", claim, NOT_TESTABLE, "the study has one precision; comparing bits needs two.")
     by = ["model", "runtime", "threads", "mem"]
-    groups, pooled = [], []
+    groups, pooled, spread = [], [], []
     for key, g in ok.groupby(by):
         if g["bits"].nunique() < 2:
             continue
@@ -413,7 +462,10 @@ def claim_precision_bits(df: pd.DataFrame) -> Finding:
         if "fp32" in med:
             for p in ("fp16", "int8-dynamic", "int8-static"):
                 if p in med:
+                    r = _ratio(g[g["precision"] == p]["p50_ms"], g[g["precision"] == "fp32"]["p50_ms"])
+                    spread.append(r)
                     row[f"{p}/fp32"] = float(med[p] / med["fp32"])
+                    row[f"{p}/fp32 95% interval"] = _interval_text(r)
         groups.append(row)
     if not pooled:
         return Finding("precision_bits", claim, TOO_FEW, "no model/runtime/limit has ok runs at two or more precisions.",
@@ -424,6 +476,7 @@ def claim_precision_bits(df: pd.DataFrame) -> Finding:
     corr = _spearman(pool["bits"], norm)
     verdict, caution = _decide(corr, +1, len(pooled), "precision")
     caution = _add_caution(caution, _single_run_caution(pool, [*by, "precision"]))
+    verdict, caution = _spread_verdict(verdict, caution, spread, -1, floor_pct)
     per_model = {}
     for m, g in pool.groupby("model"):
         med = g.groupby("precision")["p50_ms"].median()
@@ -445,11 +498,35 @@ def claim_precision_bits(df: pd.DataFrame) -> Finding:
                    groups, caution)
 
 
-def evaluate_claims(df: pd.DataFrame, gpu: bool | None = None) -> list[Finding]:
-    """Every claim's finding, in the paper's order. ``gpu`` None: inferred from GPU telemetry in the frame."""
+def evaluate_claims(df: pd.DataFrame, gpu: bool | None = None, floor_pct: float | None = None) -> list[Finding]:
+    """Every claim's finding, in the paper's order. ``gpu`` None: inferred from GPU telemetry in the frame.
+    ``floor_pct``: the device's noise floor, which judges the differences of single-run studies (with repetitions,
+    the latency verdicts need a difference larger than the variation between runs)."""
     gpu = has_gpu(df) if gpu is None else gpu
-    return [claim_memory_latency(df), claim_cpu_memory_cpu(df, gpu), claim_cpu_memory_gpu(df, gpu),
-            claim_model_size(df), claim_precision_bits(df)]
+    return [claim_memory_latency(df, floor_pct), claim_cpu_memory_cpu(df, gpu), claim_cpu_memory_gpu(df, gpu),
+            claim_model_size(df, floor_pct), claim_precision_bits(df, floor_pct)]
+
+
+def uncertainty_words(df: pd.DataFrame, floor: dict | None) -> str:
+    """What the report's intervals and verdicts can support, in words: repetitions or single runs, and the device's
+    noise floor."""
+    df = normalise_frame(df)
+    ok = _ok(df)
+    reps = int(ok.groupby(["variant", "mem"]).size().max()) if len(ok) else 0
+    if reps >= 2:
+        text = (f"Each cell ran up to {reps} times, each run its own process: the 95% intervals of the ratios are "
+                "between runs, and a latency verdict is 'supported' only where a difference is larger than the "
+                "variation between runs.")
+    else:
+        text = (f"Each cell ran once ({stats.SINGLE_RUN}): a ratio between two single runs can move by the "
+                "device's noise floor on a rerun; run the study with 3 or more repetitions.")
+    if floor and floor.get("floor_pct") is not None:
+        when = floor.get("measured_at")
+        when = when.strftime("%Y-%m-%d %H:%M UTC") if hasattr(when, "strftime") else str(when)
+        text += f" {stats.floor_words(floor['floor_pct']).capitalize()} (noise floor measured {when})."
+    else:
+        text += " No noise floor was measured on this device (`edgeprof devices --noise-floor`)."
+    return text
 
 
 def correlation_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -475,6 +552,25 @@ def correlation_table(df: pd.DataFrame) -> pd.DataFrame:
                          "spearman_p": c.spearman_p, "note": c.note})
     return pd.DataFrame(rows, columns=["metric", "scope", "n", "pearson_r", "pearson_p", "ci_low", "ci_high",
                                        "spearman_r", "spearman_p", "note"])
+
+
+def correlations_for_people(corr: pd.DataFrame) -> pd.DataFrame:
+    """The correlation table as a student reads it: words for column names, "–" for what could not be computed, p
+    as 0.03 or < 0.001, the CI as one cell."""
+    from ..questions import fmt_p
+
+    def num(v, fmt="{:.2f}"):
+        return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)
+
+    return pd.DataFrame({
+        "metric": corr["metric"], "runs compared": corr["scope"], "n": corr["n"],
+        "Pearson r": [num(v) for v in corr["pearson_r"]],
+        "95% CI": [f"{num(a)} to {num(b)}" if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)
+                   else "–" for a, b in zip(corr["ci_low"], corr["ci_high"], strict=True)],
+        "p": [fmt_p(v) for v in corr["pearson_p"]],
+        "Spearman rho": [num(v) for v in corr["spearman_r"]],
+        "note": [n if isinstance(n, str) and n else "" for n in corr["note"]],
+    })
 
 
 def overview(df: pd.DataFrame) -> dict:
@@ -555,6 +651,9 @@ def _by_memory_figure(df: pd.DataFrame, column: str, ylabel: str, logy: bool,
 
 
 def _precision_figure(df: pd.DataFrame) -> bytes:
+    """"Is INT8 faster than FP32?" at a glance: each precision's p50 as a multiple of the same model's FP32 p50 (same
+    runtime and threads, most generous limit), bars on a linear axis from 0 with the ratio written on each bar and
+    a line at 1 ("as fast as FP32"). Bars of raw milliseconds on a log axis made 9.9 vs 7.0 ms look 10x."""
     plt = _plt()
     ok = _ok(df)
     gen = ok[_generous_mask(ok)] if len(ok) else ok
@@ -563,14 +662,19 @@ def _precision_figure(df: pd.DataFrame) -> bytes:
     groups = sorted(gen.groupby(["model", "runtime", "threads"]).groups) if len(gen) else []
     width = 0.8 / max(1, len(precs))
     for i, p in enumerate(precs):
-        vals = [gen[(gen["model"] == m) & (gen["runtime"] == r) & (gen["threads"] == t) & (gen["precision"] == p)]
-                ["p50_ms"].median() for m, r, t in groups]
-        ax.bar(np.arange(len(groups)) + i * width, vals, width, label=p)
+        vals = []
+        for m, r, t in groups:
+            g = gen[(gen["model"] == m) & (gen["runtime"] == r) & (gen["threads"] == t)]
+            ref = g.loc[g["precision"] == "fp32", "p50_ms"].median()
+            vals.append(g.loc[g["precision"] == p, "p50_ms"].median() / ref if ref and np.isfinite(ref) else np.nan)
+        bars = ax.bar(np.arange(len(groups)) + i * width, vals, width, label=p)
+        ax.bar_label(bars, labels=["" if not np.isfinite(v) else f"{v:.2f}x" for v in vals], fontsize=7)
+    ax.axhline(1, color="#666", lw=1, ls="--")
     ax.set_xticks(np.arange(len(groups)) + width * (len(precs) - 1) / 2)
     ax.set_xticklabels([f"{m}\n{r} t{t}" for m, r, t in groups], fontsize=8)
-    ax.set_yscale("log")
-    ax.set_ylabel("p50 latency (ms), most generous limit")
-    ax.set_title("Latency by precision", fontsize=10)
+    ax.set_ylim(0, None)
+    ax.set_ylabel("p50 / the same model's FP32 p50")
+    ax.set_title("Latency by precision, relative to FP32 (below 1: faster)", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
@@ -627,16 +731,21 @@ FIGURES = {
 }
 
 
+WHY_NOT_DRAWN = {"latency_by_size.png": "this study has one model, so there is no size to compare"}
+
+
 def render_figures(df: pd.DataFrame) -> dict[str, bytes]:
     """PNG bytes of each figure, by file name (see FIGURES)."""
     df = normalise_frame(df)
-    return {
+    out = {
         "latency_vs_memory.png": _by_memory_figure(df, "p50_ms", "p50 latency (ms)", logy=True),
         "cpu_vs_memory.png": _by_memory_figure(df, "cpu_system_mean_pct", "system CPU (%)", logy=False, ylim=(0, 105)),
         "latency_by_precision.png": _precision_figure(df),
-        "latency_by_size.png": _size_figure(df),
         "warmup_by_variant.png": _warmup_figure(df),
     }
+    if df["model"].nunique() >= 2:  # one model has no size to compare
+        out["latency_by_size.png"] = _size_figure(df)
+    return out
 
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -665,8 +774,9 @@ def _table(df: pd.DataFrame) -> str:
 
 
 def render_html(meta: dict, df: pd.DataFrame, findings: list[Finding], corr: pd.DataFrame,
-                figures: dict[str, bytes]) -> str:
-    """One self-contained HTML page: the figures are embedded as base64 PNGs."""
+                figures: dict[str, bytes], *, links: bool = False) -> str:
+    """One self-contained HTML page: the figures are embedded as base64 PNGs. ``links`` adds a link to each PNG
+    file (``write_report`` writes them next to index.html; a page downloaded on its own has none to link to)."""
     ov = overview(df)
     esc = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>edgeprof study {esc(meta['study_id'])}</title>"
@@ -678,7 +788,8 @@ def render_html(meta: dict, df: pd.DataFrame, findings: list[Finding], corr: pd.
              f"study status {esc(str(meta.get('status')))}. Generated by edgeprof {esc(meta.get('version', ''))}.</p>",
              "<h2 id='findings'>Findings</h2>",
              "<p>Each claim of the paper, tested on this device's runs. A verdict is reached on the pooled Spearman "
-             f"rho (p &lt; {ALPHA}) after normalising within the group the claim holds fixed; see docs/studies.md.</p>"]
+             f"rho (p &lt; {ALPHA}) after normalising within the group the claim holds fixed; see docs/studies.md.</p>",
+             f"<p class='caution'>{esc(meta.get('uncertainty') or uncertainty_words(df, None))}</p>"]
     for f in findings:
         cls = f.verdict.replace(" ", "-")
         parts.append(f"<h3>{esc(f.claim)}</h3><p><span class='v {cls}'>{esc(f.verdict)}</span> {esc(f.evidence)}</p>")
@@ -693,13 +804,15 @@ def render_html(meta: dict, df: pd.DataFrame, findings: list[Finding], corr: pd.
     parts.append("<h2 id='correlations'>Utilization against latency</h2><p>Pearson r with its 95% CI (Fisher z), "
                  "p and n, and Spearman rho, over ok runs. 'all runs' mixes variants (what the paper reports, "
                  "dominated by model differences); 'within variant' divides each value by its variant's median.</p>")
-    parts.append(_table(corr))
+    parts.append(_table(correlations_for_people(corr)))
     parts.append("<h2 id='figures'>Figures</h2>")
     for name, title in FIGURES.items():
         if name in figures:
             data = base64.b64encode(figures[name]).decode()
             parts.append(f"<h3>{esc(title)}</h3><img alt='{esc(title)}' src='data:image/png;base64,{data}'>"
-                         f"<p><a href='{name}'>{name}</a></p>")
+                         + (f"<p><a href='{name}'>{name}</a></p>" if links else ""))
+        else:
+            parts.append(f"<p>{esc(title)}: not drawn, {esc(WHY_NOT_DRAWN.get(name, 'nothing to draw'))}.</p>")
     cols = ["cell_key", "status", "memory_limit_mb", "p50_ms", "p90_ms", "cpu_system_mean_pct", "cpu_worker_mean_pct",
             "peak_ram_mb", "warmup_ms", "run_id"]
     parts.append("<h2 id='cells'>Cells</h2><details><summary>all cells</summary>"
@@ -717,21 +830,27 @@ def study_meta(store, study_id: str) -> dict:
     r = row.iloc[0]
     cfg = json.loads(r["config"]) if isinstance(r["config"], str) else (r["config"] or {})
     runs = store.list_runs(study_id=study_id, limit=1)
-    device = None
+    device = device_id = None
     if not runs.empty:
+        device_id = runs.iloc[0]["device_id"]
         run = store.get_run(str(runs.iloc[0]["run_id"]))
         d = (run or {}).get("device") or {}
         device = ", ".join(str(x) for x in (d.get("hostname"), d.get("model"), d.get("cpu"),
                                             f"{d.get('cores')} cores" if d.get("cores") else None) if x)
     return {"study_id": study_id, "name": r["name"], "status": r["status"], "description": cfg.get("description"),
-            "config": cfg, "device": device, "version": __version__}
+            "config": cfg, "device": device, "device_id": device_id, "version": __version__}
 
 
 def build_report(store, study_id: str) -> dict:
-    """Everything the report shows: meta, frame, findings, correlation table (no figures)."""
+    """Everything the report shows: meta (with the device's latest ``noise_floor`` and ``uncertainty`` in words),
+    frame, findings, correlation table (no figures)."""
     meta = study_meta(store, study_id)
     df = study_frame(store, study_id)
-    return {"meta": meta, "frame": df, "findings": evaluate_claims(df), "correlations": correlation_table(df)}
+    floor = store.latest_noise_floor(meta["device_id"]) if meta.get("device_id") else None
+    meta["noise_floor"] = floor
+    meta["uncertainty"] = uncertainty_words(df, floor)
+    return {"meta": meta, "frame": df, "findings": evaluate_claims(df, floor_pct=(floor or {}).get("floor_pct")),
+            "correlations": correlation_table(df)}
 
 
 def write_report(store, study_id: str, out_dir: str | Path) -> Path:
@@ -751,5 +870,5 @@ def write_report(store, study_id: str, out_dir: str | Path) -> Path:
            "correlations": _jsonable(rep["correlations"].to_dict(orient="records"))}
     (out / "findings.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
     index = out / "index.html"
-    index.write_text(render_html(rep["meta"], rep["frame"], rep["findings"], rep["correlations"], figures))
+    index.write_text(render_html(rep["meta"], rep["frame"], rep["findings"], rep["correlations"], figures, links=True))
     return index

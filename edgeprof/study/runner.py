@@ -23,14 +23,13 @@ from datetime import datetime
 from pathlib import Path
 
 from .. import paths
-from ..config import RunConfig
+from ..config import NON_BINDING, RunConfig
 from ..errors import EdgeprofError, UsageError
 from ..locks import HolderLock
 from .config import MemLimit, StudyConfig, input_names, stored_config
 from .plan import FAILED_STATUSES, FINAL_STATUSES, Cell, calibration_key, order_limits, plan, variant_order
 
 BUSY_WAIT_S = 300.0  # how long a cell waits for a device held by another run before the study gives up
-NON_BINDING = 1.5  # a cap this many times a run's charged peak did not shape it: the peak is the footprint
 
 
 class StudyBusy(EdgeprofError):
@@ -48,16 +47,12 @@ class StudyLock(HolderLock):
 
 # ------------------------------------------------------------------------------------------------ footprints
 
-def accounting_cap_mb() -> float | None:
-    """A cap that never binds but makes the kernel account the run's charged memory: the device's whole RAM.
-    None where no memory cgroup can be made (then a "none" cell runs truly uncapped and the footprint is RSS)."""
+def charges_memory() -> bool:
+    """True where runs go into a memory cgroup, so a run without a limit still measures its charged footprint
+    (``worker.limits.create``); without one, a "none" cell runs uncapped and the footprint is its peak RSS."""
     from ..worker import limits
 
-    if limits.detect().kind not in ("cgroup1", "cgroup2"):
-        return None
-    import psutil
-
-    return float(psutil.virtual_memory().total // 2**20)
+    return limits.detect().kind in ("cgroup1", "cgroup2")
 
 
 def this_device_id() -> str:
@@ -69,16 +64,16 @@ def this_device_id() -> str:
 
 def stored_footprint(store, variant: tuple[str, str, str, int], device_id: str | None, *,
                      charged: bool = True, study_id: str | None = None) -> tuple[float, str, str] | None:
-    """(MB, run id, kind) from an ok run of ``variant`` on this device under a non-binding cap (the cap at least
-    NON_BINDING times the peak it charged), or, without cgroups (``charged=False``), an uncapped run's peak RSS.
+    """(MB, run id, kind) from an ok run of ``variant`` on this device without a binding limit (no limit, or a cap at
+    least NON_BINDING times the peak it charged), or, without cgroups (``charged=False``), an uncapped run's peak RSS.
 
     The first such run of ``study_id`` wins (so every repetition and a resumed study use the same footprint), else
     the newest on the device."""
     model, precision, runtime, threads = variant
     df = store.ok_runs(model, precision, runtime, threads, device_id=device_id)
     if charged:
-        df = df[df["peak_charged_mb"].notna() & df["memory_limit_mb"].notna()]
-        df = df[df["memory_limit_mb"] >= NON_BINDING * df["peak_charged_mb"]]
+        df = df[df["peak_charged_mb"].notna()]
+        df = df[df["memory_limit_mb"].isna() | (df["memory_limit_mb"] >= NON_BINDING * df["peak_charged_mb"])]
         col, kind = "peak_charged_mb", "charged"
     else:
         df = df[df["memory_limit_mb"].isna() & df["peak_rss_mb"].notna()]
@@ -219,7 +214,7 @@ class StudyRunner:
 
     def _run_grid(self) -> None:
         cfg = self.cfg
-        self._cap = accounting_cap_mb()
+        self._charged = charges_memory()
         self._device_id = this_device_id()
         self._ran_any = False
         for rep in range(cfg.repetitions):
@@ -244,7 +239,7 @@ class StudyRunner:
 
     def _footprint_mb(self, var) -> float | None:
         if var not in self.footprints:
-            found = stored_footprint(self.store, var, self._device_id, charged=self._cap is not None,
+            found = stored_footprint(self.store, var, self._device_id, charged=self._charged,
                                      study_id=self.study_id)
             if found is not None:
                 self.footprints[var] = found
@@ -262,7 +257,7 @@ class StudyRunner:
         key = calibration_key(var)
         self._before_run()
         self._note(f"calibrating {'/'.join(map(str, var))}: measuring its footprint without a binding limit")
-        status, run_id, _ = self._start_and_wait(key, var, self._cap, {"calibration": True})
+        status, run_id, _ = self._start_and_wait(key, var, None, {"calibration": True})
         if status == "ok":
             self._footprint_mb(var)
 
@@ -280,8 +275,7 @@ class StudyRunner:
         elif lim.kind == "mb":
             mb = lim.value
         else:
-            mb = self._cap  # non-binding: accounts the footprint, never limits
-            tags["accounting_cap_mb"] = mb
+            mb = None  # no limit; the runner still accounts the charged footprint where a cgroup can be made
         self._before_run()
         self.progress.current = f"{cell.key} ({'none' if lim.kind == 'none' else f'{mb:.1f} MB'})"
         self._emit()

@@ -135,7 +135,7 @@ class MemoryCap:
         return {k: int(v) for k, v in (line.split() for line in text.splitlines() if line.count(" ") == 1)}
 
     def current_bytes(self) -> int | None:
-        name = "memory.current" if self.kind == "cgroup2" else "memory.usage_in_bytes"
+        name = "memory.current" if self.mechanism.kind == "cgroup2" else "memory.usage_in_bytes"
         text = self._read(name)
         return int(text) if text else None
 
@@ -146,7 +146,7 @@ class MemoryCap:
         if self.path is None:
             return out
         stat = self._stat()
-        if self.kind == "cgroup1":
+        if self.mechanism.kind == "cgroup1":
             peak = self._read("memory.max_usage_in_bytes")
             oom = dict(line.split() for line in (self._read("memory.oom_control") or "").splitlines() if " " in line)
             out["oom_kill_count"] = int(oom.get("oom_kill", 0))
@@ -190,11 +190,19 @@ class MemoryCap:
 
 
 def create(requested_mb: float | None, run_id: str, *, swap: bool = True, mechanism: Mechanism | None = None) -> MemoryCap:
-    """Create the cap for one run. No cap requested: a MemoryCap of kind ``none``."""
+    """Create the cap for one run. No cap requested: a MemoryCap of kind ``none``, still in a cgroup of its own (with
+    no limit) where one can be made, so the kernel accounts the memory it charges: a run without a limit measures the
+    variant's footprint (peak charged) too, which is what a student needs to choose a limit."""
     mech = mechanism or detect()
+    cgroup = mech.kind in ("cgroup1", "cgroup2")
     if not requested_mb:
-        return MemoryCap(None, Mechanism("none", None, "no memory limit requested"))
-    if mech.kind not in ("cgroup1", "cgroup2"):
+        if not cgroup:
+            return MemoryCap(None, Mechanism("none", None, "no memory limit requested"))
+        path = Path(mech.parent) / f"{PREFIX}{os.getpid()}-{run_id}"
+        path.mkdir()
+        note = f"no memory limit; charged memory accounted in a {mech.kind} cgroup with no limit"
+        return MemoryCap(None, Mechanism(mech.kind, mech.parent, note), path)
+    if not cgroup:
         return MemoryCap(requested_mb, mech)
     path = Path(mech.parent) / f"{PREFIX}{os.getpid()}-{run_id}"
     path.mkdir()

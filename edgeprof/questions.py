@@ -1,0 +1,120 @@
+"""The student's questions, answered from stored runs in a sentence that says how sure the answer is.
+
+* ``memory_effect``: does less memory make inference slower here? Each capped run is set against its variant's
+  footprint (the cap as a multiple of the memory the variant needed without a limit) and its latency against the
+  same variant's latency without a limit, so variants of any size and speed pool into one answer.
+* ``relation_sentence``: what a correlation says in words, a null result as "no evidence", always with n.
+
+Pure: frames of ``Store.list_runs`` in, frames and sentences out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+from .config import NON_BINDING
+
+VARIANT = ["model", "precision", "runtime", "threads"]
+ALPHA = 0.05
+
+
+@dataclass
+class MemoryEffect:
+    """``points``: one row per run with ``variant``, ``factor`` (limit / footprint; NaN without a limit),
+    ``relative_p50`` (p50 / the variant's p50 without a limit), ``status`` and ``label``; ``footprints``: per variant
+    its footprint (MB) and uncapped p50 (ms); the pooled Spearman rho (factor vs relative p50 over the capped ok runs),
+    its p and n; ``sentence``: the answer in words."""
+
+    points: pd.DataFrame
+    footprints: pd.DataFrame
+    rho: float | None
+    p: float | None
+    n: int
+    variants: int
+    killed: int
+    sentence: str
+
+
+def _variant_label(row) -> str:
+    model = str(row["model"]).rsplit("/", 1)[-1]
+    return f"{model} {row['precision']} {row['runtime']} t{int(row['threads'])}"
+
+
+def memory_effect(runs: pd.DataFrame) -> MemoryEffect:
+    """Answer "does less memory make inference slower here?" from runs (``Store.list_runs`` rows, any statuses)."""
+    cols = ["variant", "factor", "relative_p50", "p50_ms", "memory_limit_mb", "status", "run_id", "label"]
+    if runs is None or runs.empty:
+        return MemoryEffect(pd.DataFrame(columns=cols), pd.DataFrame(), None, None, 0, 0, 0, _too_few(0, 0))
+    df = runs[runs["status"].isin(["ok", "oom_killed", "timed_out"])].copy()
+    df["variant"] = [_variant_label(r) for r in df.to_dict("records")]
+    free = df[(df["status"] == "ok") & df["peak_charged_mb"].notna()
+              & (df["memory_limit_mb"].isna() | (df["memory_limit_mb"] >= NON_BINDING * df["peak_charged_mb"]))]
+    uncapped = df[(df["status"] == "ok") & df["memory_limit_mb"].isna()]
+    fp = pd.DataFrame({"footprint_mb": free.groupby("variant")["peak_charged_mb"].median(),
+                       "uncapped_p50_ms": uncapped.groupby("variant")["p50_ms"].median()})
+    df = df.join(fp, on="variant")
+    capped = df["memory_limit_mb"].notna()
+    df["factor"] = np.where(capped, df["memory_limit_mb"] / df["footprint_mb"], np.nan)
+    df["relative_p50"] = df["p50_ms"] / df["uncapped_p50_ms"]
+    df["label"] = [f"{r['variant']}: " + ("no limit" if not np.isfinite(r["factor"]) else
+                                          f"limit {r['memory_limit_mb']:,.0f} MB = {r['factor']:.2f}x footprint")
+                   + f", {r['status']}" for r in df.to_dict("records")]
+    points = df[(capped & df["factor"].notna()) | (~capped & df["uncapped_p50_ms"].notna())][cols]
+    tested = points[points["factor"].notna() & (points["status"] == "ok") & points["relative_p50"].notna()]
+    killed = int((points["factor"].notna() & points["status"].isin(["oom_killed", "timed_out"])).sum())
+    n, nvar = len(tested), tested["variant"].nunique()
+    if n < 3 or tested["factor"].nunique() < 2:
+        return MemoryEffect(points, fp, None, None, n, nvar, killed, _too_few(n, killed))
+    c = stats.correlate(tested["factor"], tested["relative_p50"], unit="runs")
+    rho, p = c.spearman_r, c.spearman_p
+    return MemoryEffect(points, fp, rho, p, n, nvar, killed, _memory_sentence(tested, rho, p, n, nvar, killed))
+
+
+def _too_few(n: int, killed: int) -> str:
+    dead = f" ({killed} capped runs were killed or timed out, which says the limit was below what they need)" \
+        if killed else ""
+    return (f"Not enough to answer yet: {n} capped run(s) that finished next to a run of the same variant without "
+            f"a limit{dead}. Run a variant with no limit and at 2x, 1.25x and 1x its footprint: the Study page's "
+            "quick preset does exactly that.")
+
+
+def _memory_sentence(tested: pd.DataFrame, rho: float, p: float, n: int, nvar: int, killed: int) -> str:
+    tight = tested[tested["factor"] <= 1.1]
+    at_fp = (f" At about 1x its footprint a variant's p50 was {tight['relative_p50'].median():.1f}x its p50 without a "
+             "limit (median)." if len(tight) else "")
+    dead = f" {killed} capped run(s) were OOM-killed or timed out (not in these numbers)." if killed else ""
+    stat = f"Spearman rho = {rho:.2f}, p = {fmt_p(p)}, n = {n} runs of {nvar} variant(s)"
+    if p >= ALPHA or rho is None:
+        return (f"No evidence that less memory makes inference slower here: latency relative to the same variant "
+                f"without a limit does not follow the limit ({stat}).{at_fp}{dead}")
+    if rho < 0:
+        return (f"Yes: here a tighter memory limit makes inference slower. Latency relative to the same variant "
+                f"without a limit rises as the limit falls towards the footprint ({stat}).{at_fp}{dead}")
+    return (f"Here latency falls as the limit tightens ({stat}), the opposite of what memory pressure does: look for "
+            f"something else that changed between those runs (a cold start, another process).{at_fp}{dead}")
+
+
+def fmt_p(p: float | None) -> str:
+    """A p value a student can read: 0.83, 0.03, < 0.001."""
+    if p is None or not np.isfinite(p):
+        return "-"
+    return "< 0.001" if p < 0.001 else f"{p:.2g}" if p < 0.1 else f"{p:.2f}"
+
+
+def relation_sentence(x: str, y: str, r: float | None, p: float | None, n: int, *, unit: str = "runs",
+                      spearman: float | None = None, ci: tuple | None = None) -> str:
+    """``y`` against ``x`` in words: a relation only where p < 0.05, else "no evidence of a relation"; always n."""
+    if r is None or not np.isfinite(r) or p is None or not np.isfinite(p):
+        return f"{y} vs {x}: not enough varying pairs to say anything (n = {n} {unit})."
+    rank = f", Spearman rho = {spearman:.2f}" if spearman is not None and np.isfinite(spearman) else ""
+    band = f", 95% CI {ci[0]:.2f} to {ci[1]:.2f}" if ci and all(v is not None and np.isfinite(v) for v in ci) else ""
+    stat = f"r = {r:.2f}{band}, p = {fmt_p(p)}, n = {n} {unit}{rank}"
+    if p >= ALPHA:
+        return f"No evidence of a relation between **{y}** and **{x}** ({stat})."
+    strength = "strongly" if abs(r) >= 0.7 else "moderately" if abs(r) >= 0.4 else "weakly"
+    direction = "rises" if r > 0 else "falls"
+    return f"**{y}** {strength} {direction} with **{x}** ({stat}). Correlation is not cause."

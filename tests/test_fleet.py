@@ -341,3 +341,43 @@ def test_runs_page_offers_this_device_or_the_fleet(devices, tmp_path, monkeypatc
     assert "finished normally" in "\n".join(shown)
     assert not at.get("plotly_chart") and [b.key for b in at.button] == ["import"], \
         "delete and export act on this device's runs only"
+
+
+def test_finished_studies_and_groups_go_once_with_their_device(devices, tmp_path):
+    """A study and a group of runs are pushed once they finished, into the device's partition, and read back."""
+    import duckdb
+
+    from edgeprof.store import Store, new_run_id
+    from edgeprof.store.fleet import Fleet, push
+
+    home = tmp_path / "home"
+    shutil.copytree(devices["pi-07"], home)
+    store = Store(home / "runs.duckdb")
+    ids = sorted(run_ids(home))
+    store.create_study("lab-study-1", "quick", {"models": ["digits-cnn"]})
+    store.set_cell("lab-study-1", "digits-cnn/fp32", ids[0], "ok")
+    group = new_run_id()
+    device_id = json.loads((home / "device.json").read_text())["device_id"]
+    store.create_group(group, "repeat", device_id=device_id, config={"repeat": 2})
+    with duckdb.connect(str(store.path)) as con:
+        con.execute("UPDATE runs SET study_id = 'lab-study-1' WHERE run_id = ?", [ids[0]])
+        con.execute("UPDATE runs SET group_id = ? WHERE run_id IN (SELECT unnest(?::TEXT[]))", [group, ids])
+    folder = tmp_path / "fleet"
+    folder.mkdir()
+    first = push(store, str(folder))
+    assert first["pushed"] == 2
+    assert not list(folder.glob("device=*/studies/*")) and not list(folder.glob("device=*/run_groups/*")), \
+        "a study or group still running is not pushed"
+    store.set_study_status("lab-study-1", "done")
+    store.finish_group(group, "ok", {"median_ms": 0.03}, device_id=device_id)
+    second = push(store, str(folder))
+    assert (second["pushed"], second["skipped"], second["objects"]) == (0, 2, 2)
+    assert push(store, str(folder))["objects"] == 0
+    with Fleet(str(folder)) as fleet:
+        studies = fleet.sql("SELECT study_id, status FROM fleet_studies")
+        cells = fleet.sql("SELECT study_id, run_id FROM fleet_study_cells")
+        groups = fleet.sql("SELECT g.group_id, g.status, count(*) AS runs FROM fleet_run_groups g "
+                           "JOIN fleet_runs r USING (group_id) GROUP BY ALL")
+    assert studies.to_dict("records") == [{"study_id": "lab-study-1", "status": "done"}]
+    assert cells.to_dict("records") == [{"study_id": "lab-study-1", "run_id": ids[0]}]
+    assert groups.to_dict("records") == [{"group_id": group, "status": "ok", "runs": 2}]

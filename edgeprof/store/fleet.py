@@ -8,7 +8,8 @@ write the same object and no object is rewritten once written (``device.json`` i
     device=<device_id>/latency/<run_id>.parquet     the run's latency samples (table ``latency``)
     device=<device_id>/telemetry/<run_id>.parquet   its telemetry (table ``telemetry``)
     device=<device_id>/study_cells/<run_id>.parquet the study cells it filled (table ``study_cells``; often empty)
-    device=<device_id>/studies/<study_id>.parquet   the study's row, written once (table ``studies``)
+    device=<device_id>/studies/<study_id>.parquet   a finished study's row, written once (table ``studies``)
+    device=<device_id>/run_groups/<group_id>.parquet a finished group of runs, written once (table ``run_groups``)
     device=<device_id>/runs/<run_id>.parquet        the run's row (table ``runs``): written LAST, the run's marker
 
 A reader lists the prefix once and shows a run only when its marker is there, and the marker is written after every
@@ -51,7 +52,13 @@ LAYOUT_VERSION = 1
 RUN_TABLES = ("latency", "telemetry", "study_cells")  # written before the marker, one file per run
 _HEX16, _HEX32 = r"[0-9a-f]{16}", r"[0-9a-f]{32}"
 _NAME = re.compile(rf"device=(?P<device>{_HEX16})/(?:(?P<table>runs|latency|telemetry|study_cells)/(?P<run>{_HEX32})"
-                   rf"|studies/(?P<study>{checks.STUDY_ID})|(?P<manifest>device))\.(?:parquet|json)")
+                   rf"|(?P<once>studies|run_groups)/(?P<key>{checks.STUDY_ID})|(?P<manifest>device))\.(?:parquet|json)")
+# tables of one row per key, written once by the device whose runs name them, when they are no longer running
+ONCE = {"studies": ("study_id", "SELECT DISTINCT s.study_id FROM runs r JOIN studies s USING (study_id) WHERE "
+                                "r.device_id = ? AND r.status <> 'running' AND s.status <> 'running'"),
+        "run_groups": ("group_id", "SELECT DISTINCT g.group_id FROM runs r JOIN run_groups g USING (group_id) WHERE "
+                                   "r.device_id = ? AND r.status <> 'running' AND g.status <> 'running'")}
+_KEY_SHAPE = {"studies": checks.STUDY_ID, "run_groups": _HEX32}
 _TEMP = re.compile(rf"device={_HEX16}/(?:[a-z_]+/)?\.[A-Za-z0-9_.=-]+\.part-[0-9]+")
 _SELECTS = {
     "runs": "SELECT * FROM runs WHERE run_id = ?",
@@ -78,8 +85,11 @@ def push(store: Store, url: str, *, on_object: Callable[[str], None] | None = No
     target = parse_url(url)
     started = time.monotonic()
     with store._reading() as con:
-        runs = con.execute("SELECT run_id, device_id, study_id FROM runs WHERE status <> 'running' "
+        runs = con.execute("SELECT run_id, device_id FROM runs WHERE status <> 'running' "
                            "AND device_id IS NOT NULL ORDER BY run_id").fetchall()
+        once = {(table, d): [r[0] for r in con.execute(sql, [d]).fetchall()
+                             if re.fullmatch(_KEY_SHAPE[table], str(r[0]))]
+                for d in {r[1] for r in runs} for table, (_key, sql) in ONCE.items()}
         devices = {r[0]: r for r in con.execute(
             "SELECT device_id, device_name, hostname, machine, model, cpu, cores, ram_mb, os FROM devices").fetchall()}
     fs = filesystem(target)
@@ -87,28 +97,29 @@ def push(store: Store, url: str, *, on_object: Callable[[str], None] | None = No
     pushed: list[str] = []
     with faults(target, "push to"):
         _check_root(fs, target)
-        by_device: dict[str, list[tuple[str, str | None]]] = {}
-        for run_id, device_id, study_id in runs:
-            by_device.setdefault(device_id, []).append((run_id, study_id))
-        present: dict[str, set[str]] = {}
-        studies_there: dict[str, set[str]] = {}
+        by_device: dict[str, list[str]] = {}
+        for run_id, device_id in runs:
+            by_device.setdefault(device_id, []).append(run_id)
+        there: dict[tuple[str, str], set[str]] = {}
         for device_id in by_device:
             names = _ls_names(fs, target.join(f"device={device_id}"))
-            present[device_id] = {n[:-8] for n in _ls_names(fs, target.join(f"device={device_id}", "runs"))
-                                  if n.endswith(".parquet")} if "runs" in names else set()
-            studies_there[device_id] = {n[:-8] for n in _ls_names(fs, target.join(f"device={device_id}", "studies"))
-                                        if n.endswith(".parquet")} if "studies" in names else set()
+            for table in ("runs", *ONCE):
+                there[table, device_id] = {n[:-8] for n in _ls_names(fs, target.join(f"device={device_id}", table))
+                                           if n.endswith(".parquet")} if table in names else set()
             if "device.json" not in names or _manifest_changed(fs, target, device_id, devices.get(device_id)):
                 _put_bytes(fs, target, f"device={device_id}/device.json",
                            _manifest(device_id, devices.get(device_id)), stats, on_object)
         with staging_dir() as stage:
             for device_id, items in by_device.items():
-                for run_id, study_id in items:
-                    if run_id in present[device_id]:
+                for run_id in items:
+                    if run_id in there["runs", device_id]:
                         continue
-                    _push_run(store, fs, target, stage, device_id, run_id, study_id, studies_there[device_id],
-                              stats, on_object)
+                    _push_run(store, fs, target, stage, device_id, run_id, stats, on_object)
                     pushed.append(run_id)
+                for table, (key, _sql) in ONCE.items():
+                    for value in once[table, device_id]:
+                        if value not in there[table, device_id]:
+                            _push_once(store, fs, target, stage, device_id, table, key, value, stats, on_object)
     return {"pushed": len(pushed), "skipped": len(runs) - len(pushed), "url": target.url, **stats,
             "seconds": round(time.monotonic() - started, 3), "run_ids": pushed}
 
@@ -152,20 +163,23 @@ def _manifest_changed(fs, target: Target, device_id: str, row: tuple | None) -> 
         {k: new.get(k) for k in ("device_name", "layout_version")}
 
 
-def _push_run(store: Store, fs, target: Target, stage: Path, device_id: str, run_id: str, study_id: str | None,
-              studies_there: set[str], stats: dict, on_object) -> None:
+def _push_once(store: Store, fs, target: Target, stage: Path, device_id: str, table: str, key: str, value: str,
+               stats: dict, on_object) -> None:
+    local = stage / f"{table}-{value}.parquet"
+    with store._reading() as con:
+        con.execute(f"COPY (SELECT * FROM {table} WHERE {key} = ?) TO '{_sql_str(local)}' (FORMAT parquet)", [value])
+    _put_file(fs, target, f"device={device_id}/{table}/{value}.parquet", local, stats, on_object)
+    local.unlink()
+
+
+def _push_run(store: Store, fs, target: Target, stage: Path, device_id: str, run_id: str, stats: dict,
+              on_object) -> None:
     files: list[tuple[str, Path]] = []
     with store._reading() as con:
         for table in (*RUN_TABLES, "runs"):
             local = stage / f"{table}-{run_id}.parquet"
             con.execute(f"COPY ({_SELECTS[table]}) TO '{_sql_str(local)}' (FORMAT parquet)", [run_id])
             files.append((f"device={device_id}/{table}/{run_id}.parquet", local))
-        if study_id and study_id not in studies_there and re.fullmatch(checks.STUDY_ID, study_id):
-            local = stage / f"study-{run_id}.parquet"
-            con.execute(f"COPY (SELECT * FROM studies WHERE study_id = ?) TO '{_sql_str(local)}' (FORMAT parquet)",
-                        [study_id])
-            files.insert(0, (f"device={device_id}/studies/{study_id}.parquet", local))
-            studies_there.add(study_id)
     for name, local in files:  # the runs row last: it is the marker
         _put_file(fs, target, name, local, stats, on_object)
         local.unlink()
@@ -207,11 +221,11 @@ def _sql_str(path: Path | str) -> str:
 
 @dataclass
 class Listing:
-    """What is under a fleet prefix: complete runs {run_id: device_id}, studies {(device, study_id)}, device
-    manifests, and runs whose push has not finished (data without a marker) or whose data is missing."""
+    """What is under a fleet prefix: complete runs {run_id: device_id}, studies and groups {table: [(device, key)]},
+    device manifests, and how many runs have data without a marker (a push under way or cut off)."""
 
     runs: dict[str, str] = field(default_factory=dict)
-    studies: list[tuple[str, str]] = field(default_factory=list)
+    once: dict[str, list[tuple[str, str]]] = field(default_factory=lambda: {t: [] for t in ONCE})
     devices: list[str] = field(default_factory=list)
     pending: int = 0
     objects: int = 0
@@ -232,7 +246,8 @@ class Fleet:
       HEAD/GET round trips under the GIL, ~8x slower than the cache's concurrent fetch (bench/bench_fleet.py);
     - ``folder``: a folder path, read in place.
 
-    The views ``fleet_runs``, ``fleet_latency``, ``fleet_telemetry``, ``fleet_studies`` and ``fleet_study_cells`` of
+    The views ``fleet_runs``, ``fleet_latency``, ``fleet_telemetry``, ``fleet_studies``, ``fleet_study_cells`` and
+    ``fleet_run_groups`` of
     :meth:`sql` cover complete runs only, and each is checked (store.checks) before its first use.
     """
 
@@ -297,8 +312,11 @@ class Fleet:
                                   "there.", "Remove it, or give a prefix that only edgeprof pushes to.")
             if m["manifest"]:
                 out.devices.append(m["device"])
-            elif m["study"]:
-                out.studies.append((m["device"], m["study"]))
+            elif m["once"]:
+                if m["once"] == "run_groups" and not re.fullmatch(_HEX32, m["key"]):
+                    raise BundleError(f"the fleet at {self.target.url} holds {shown(rel)}, which edgeprof does not "
+                                      "write there.", "Remove it, or give a prefix that only edgeprof pushes to.")
+                out.once[m["once"]].append((m["device"], m["key"]))
             elif m["table"] == "runs":
                 if m["run"] in markers:
                     raise BundleError(f"the fleet at {self.target.url} holds the run {m['run']} under two devices.",
@@ -319,8 +337,8 @@ class Fleet:
 
     def _names(self, table: str) -> list[str]:
         """The object names (relative to the prefix) that hold ``table`` for the complete runs."""
-        if table == "studies":
-            return [f"device={d}/studies/{s}.parquet" for d, s in self.listing.studies]
+        if table in ONCE:
+            return [f"device={d}/{table}/{k}.parquet" for d, k in self.listing.once[table]]
         return [f"device={d}/{table}/{r}.parquet" for r, d in sorted(self.listing.runs.items())]
 
     def _files(self, table: str) -> list[str]:
@@ -409,7 +427,7 @@ class Fleet:
         src = checks.Source(table, list(types), f"fleet_{table}")
         with self._reading(table):
             key = {"runs": "run_id", "latency": "run_id", "telemetry": "run_id", "study_cells": "run_id",
-                   "studies": "study_id"}[table]
+                   "studies": "study_id", "run_groups": "group_id"}[table]
             wrong = self.con.execute(
                 f"SELECT filename, \"{key}\" FROM fleet_{table}_raw WHERE regexp_extract(filename, "
                 f"'/([^/]+)\\.parquet$', 1) IS DISTINCT FROM \"{key}\"" + (
@@ -431,9 +449,9 @@ class Fleet:
 
     def sql(self, query: str, params: list | None = None) -> pd.DataFrame:
         """Run ``query`` over the checked views ``fleet_runs``, ``fleet_latency``, ``fleet_telemetry``,
-        ``fleet_studies``, ``fleet_study_cells`` (each checked before its first use)."""
-        for table in ("runs", *RUN_TABLES, "studies"):
-            if f"fleet_{table}" in query:
+        ``fleet_studies``, ``fleet_study_cells``, ``fleet_run_groups`` (each checked before its first use)."""
+        for table in ("runs", *RUN_TABLES, *ONCE):
+            if re.search(rf"\bfleet_{table}\b", query):
                 self._view(table)
         with self._reading("runs"):
             return self.con.execute(query, params or []).df()

@@ -109,7 +109,35 @@ def page_setup(title: str | None = None):
     sidebar()
     if title:
         st.title(title)
-    return get_store()
+    store = get_store()
+    fleet_push(store)
+    return store
+
+
+@st.cache_resource
+def _auto_push():
+    from .store.fleet import AutoPush
+
+    return AutoPush()
+
+
+def fleet_push(store) -> None:
+    """With ``EDGEPROF_FLEET`` set, push finished runs there in the background (queued while it is unreachable), and
+    say in the sidebar how the last push went."""
+    from .store.fleet import fleet_url
+
+    url = fleet_url()
+    if not url or store is None:
+        return
+    try:
+        state = _auto_push().poke(store, url)
+    except Exception as exc:  # the store busy or unreadable: the page itself says so
+        state = {"ok": False, "error": str(exc)}
+    if state.get("ok"):
+        st.sidebar.caption(f"Fleet: runs pushed to {url} (last push sent {state['pushed']}).")
+    elif state:
+        st.sidebar.caption(f"Fleet: the last push did not reach {url}; it is queued and tried again. "
+                           f"({state['error']})")
 
 
 def page_link(page: str, label: str, query: dict | None = None) -> None:

@@ -381,3 +381,32 @@ def test_finished_studies_and_groups_go_once_with_their_device(devices, tmp_path
     assert studies.to_dict("records") == [{"study_id": "lab-study-1", "status": "done"}]
     assert cells.to_dict("records") == [{"study_id": "lab-study-1", "run_id": ids[0]}]
     assert groups.to_dict("records") == [{"group_id": group, "status": "ok", "runs": 2}]
+
+
+def test_dashboard_push_is_queued_while_the_store_is_down(devices, s3, monkeypatch):
+    """AutoPush (the dashboard's, with EDGEPROF_FLEET set): a push that cannot reach the store is kept and sent once
+    the store answers again; with nothing new finished, no push starts."""
+    from edgeprof.store import Store
+    from edgeprof.store.fleet import AutoPush, Fleet
+
+    class Quick(AutoPush):
+        RETRY_S = 0.0
+
+    store = Store(devices["jetson-02"] / "runs.duckdb")
+    url = "s3://lab-runs/dashboard"
+    pusher = Quick()
+    for k, v in s3_env(f"http://127.0.0.1:{_closed_port()}").items():
+        monkeypatch.setenv(k, v)
+    pusher.poke(store, url)
+    state = pusher.wait(60)
+    assert state["ok"] is False and "does not answer" in state["error"]
+    for k, v in s3["env"].items():
+        monkeypatch.setenv(k, v)
+    pusher.poke(store, url)
+    state = pusher.wait(60)
+    assert state["ok"] is True and state["pushed"] == 1
+    with Fleet(url) as fleet:
+        assert set(fleet.runs()["run_id"]) == run_ids(devices["jetson-02"])
+    first = pusher._thread
+    pusher.poke(store, url)
+    assert pusher._thread is first, "nothing new finished: no push"

@@ -581,3 +581,66 @@ def list_runs(url: str, **filters) -> pd.DataFrame:
     with Fleet(url) as fleet:
         return fleet.runs(**filters)
 
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pushing from the dashboard
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class AutoPush:
+    """Pushes after runs and studies from a long-lived process (the dashboard, with ``EDGEPROF_FLEET`` set): each
+    :meth:`poke` (every page render) pushes in a background thread when a run finished since the last good push,
+    and while the store is unreachable keeps that push queued, retried after 30 s doubling up to 10 min. The push
+    itself decides what is missing (``push``), so a queued push loses nothing whatever happened meanwhile."""
+
+    RETRY_S, RETRY_MAX_S = 30.0, 600.0
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._thread = None
+        self._done: tuple | None = None
+        self._retry_at = 0.0
+        self._delay = self.RETRY_S
+        self.state: dict = {}
+
+    def poke(self, store: Store, url: str) -> dict:
+        """Start a push if one is due; returns the state: {} before the first, else {"ok", "at", "pushed" or
+        "error", "retry_in_s"}."""
+        import threading
+
+        with store._reading() as con:
+            key = (url, str(store.path), *con.execute(
+                "SELECT count(*), max(finished_at) FROM runs WHERE status <> 'running'").fetchone())
+        with self._lock:
+            busy = self._thread is not None and self._thread.is_alive()
+            if busy or key == self._done or time.monotonic() < self._retry_at or not key[2]:
+                return dict(self.state)
+            self._thread = threading.Thread(target=self._push, args=(store, url, key), name="edgeprof-fleet-push",
+                                            daemon=True)
+            self._thread.start()
+            return dict(self.state)
+
+    def wait(self, timeout: float | None = None) -> dict:
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return dict(self.state)
+
+    def _push(self, store: Store, url: str, key: tuple) -> None:
+        from ..errors import EdgeprofError
+
+        try:
+            res = push(store, url)
+        except EdgeprofError as exc:
+            with self._lock:
+                self._retry_at = time.monotonic() + self._delay
+                self.state = {"ok": False, "at": time.time(), "error": str(exc), "retry_in_s": self._delay}
+                self._delay = min(self._delay * 2, self.RETRY_MAX_S)
+            return
+        with self._lock:
+            self._done = key
+            self._delay = self.RETRY_S
+            self.state = {"ok": True, "at": time.time(), "pushed": res["pushed"], "url": res["url"]}

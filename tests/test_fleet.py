@@ -410,3 +410,43 @@ def test_dashboard_push_is_queued_while_the_store_is_down(devices, s3, monkeypat
     first = pusher._thread
     pusher.poke(store, url)
     assert pusher._thread is first, "nothing new finished: no push"
+
+
+STUDY_TOML = """name = "fleet-pair"
+description = "digits-cnn fp32 and int8-static, no cap, two repetitions"
+models = ["digits-cnn"]
+precisions = ["fp32", "int8-static"]
+runtimes = ["onnx"]
+memory_limits = ["none"]
+threads = [2]
+repetitions = 2
+duration_s = 0.3
+cooldown_s = 0
+"""
+
+
+def test_one_study_on_two_devices_gets_one_report(devices, tmp_path):
+    """The same study file run on two devices, pushed, and read as one report: verdicts per device and each
+    variant's latency ratio between the devices with its interval between runs."""
+    folder = tmp_path / "fleet"
+    folder.mkdir()
+    study = tmp_path / "pair.toml"
+    study.write_text(STUDY_TOML)
+    homes = {}
+    for name in ("pi-07", "jetson-02"):
+        home = tmp_path / name
+        shutil.copytree(devices[name], home)
+        edgeprof(home, "study", "--file", str(study), "--study-id", "lab-pair", "--quiet")
+        push_json(home, str(folder), {})
+        homes[name] = home
+    out = tmp_path / "report"
+    doc = json.loads(edgeprof(tmp_path / "reader", "report", "fleet-pair", "--fleet", str(folder), "--out", str(out),
+                              "--baseline", "jetson-02", "--json").stdout)
+    assert [d["device_name"] for d in doc["devices"]] == ["jetson-02", "pi-07"]
+    assert all(set(c) >= {"claim", "jetson-02", "pi-07"} for c in doc["claims"])
+    variants = {r["variant"] for r in doc["ratios"]}
+    assert len(variants) == 2 and all(r["device_name"] == "pi-07" and r["baseline"] == "jetson-02" for r in doc["ratios"])
+    assert all(r["n_runs"] == 2 and r["n_baseline"] == 2 and r["ratio"] > 0 for r in doc["ratios"])
+    assert all(r["low"] <= r["ratio"] <= r["high"] for r in doc["ratios"]), "2 runs a side give an interval"
+    page = (out / "index.html").read_text()
+    assert "Study fleet-pair on 2 devices" in page and "Latency against jetson-02, per variant" in page

@@ -145,6 +145,8 @@ def test_migration_5_stores_no_limit_as_no_limit(tmp_path):
                        summary = '{"memory": {"requested_mb": 24105, "mechanism": "cgroup1"}}'""")
         con.execute("DROP TABLE run_groups")  # back to schema 4: undo migration 6 too
         con.execute("ALTER TABLE runs DROP COLUMN group_id")
+        con.execute("ALTER TABLE runs DROP COLUMN device_name")  # and the device names (after 6)
+        con.execute("ALTER TABLE devices DROP COLUMN device_name")
         con.execute("DELETE FROM schema_version WHERE version >= 5")
     store = Store(db)
     assert store.schema_version() == SCHEMA_VERSION

@@ -425,6 +425,12 @@ class Fleet:
         types = self._types[table]
         required = self._required.get(table, set())
         src = checks.Source(table, list(types), f"fleet_{table}")
+        unique = None
+        if table in ("studies", "study_cells"):  # one study file run on several devices: keys are per device
+            unique = ("fleet_device", *checks.KEYS[table])
+            src = checks.Source(table, list(types), f"(SELECT * EXCLUDE (filename), regexp_extract(filename, "
+                                                    f"'device=([0-9a-f]{{16}})/', 1) AS fleet_device "
+                                                    f"FROM fleet_{table}_raw)")
         with self._reading(table):
             key = {"runs": "run_id", "latency": "run_id", "telemetry": "run_id", "study_cells": "run_id",
                    "studies": "study_id", "run_groups": "group_id"}[table]
@@ -442,7 +448,7 @@ class Fleet:
             raise self._refuse(f"the object {shown(_rel(wrong[0], self.target))} holds rows of {shown(wrong[1])}, "
                                "not of the run or device its name gives")
         with self._reading(table):
-            checks.check_table(self.con, src, types, required, self._refuse, belongs=False)
+            checks.check_table(self.con, src, types, required, self._refuse, belongs=False, key=unique)
         self._checked.add(table)
 
     # -- queries ------------------------------------------------------------------------------------------------

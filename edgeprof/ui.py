@@ -189,6 +189,30 @@ def _fleet_runs(url: str) -> pd.DataFrame:
     return list_runs(url)
 
 
+class FleetSamples:
+    """Samples of the fleet's runs where a page reads them from the store (``latency``, ``telemetry``)."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def latency(self, run_id, **kw) -> pd.DataFrame:
+        from .store.fleet import Fleet
+
+        with Fleet(self.url) as fleet:
+            return fleet.latency(run_id, **kw)
+
+    def telemetry(self, run_id, **kw) -> pd.DataFrame:
+        from .store.fleet import Fleet
+
+        with Fleet(self.url) as fleet:
+            return fleet.telemetry(run_id, **kw)
+
+
+def samples(store, fleet: str | None):
+    """Where a page reads latency and telemetry: the store, or the fleet at ``fleet``."""
+    return FleetSamples(fleet) if fleet else store
+
+
 def fleet_run(url: str, run_id: str) -> dict | None:
     """One run of the fleet (``Fleet.get_run``)."""
     from .store.fleet import Fleet

@@ -450,3 +450,31 @@ def test_one_study_on_two_devices_gets_one_report(devices, tmp_path):
     assert all(r["low"] <= r["ratio"] <= r["high"] for r in doc["ratios"]), "2 runs a side give an interval"
     page = (out / "index.html").read_text()
     assert "Study fleet-pair on 2 devices" in page and "Latency against jetson-02, per variant" in page
+
+
+def test_compare_and_correlations_pages_read_the_fleet(devices, tmp_path, monkeypatch):
+    """Compare's "groups of runs by device" sets the two devices of the fleet side by side (their samples read from
+    the fleet's objects), and Correlations reads one fleet run's samples."""
+    from streamlit.testing.v1 import AppTest
+
+    folder = tmp_path / "fleet"
+    folder.mkdir()
+    for home in devices.values():
+        push_json(home, str(folder), {})
+    monkeypatch.setenv("EDGEPROF_FLEET", str(folder))
+    monkeypatch.setenv("EDGEPROF_DB", str(tmp_path / "empty.duckdb"))
+    at = AppTest.from_file(str(ROOT / "pages" / "4_Compare.py"), default_timeout=90)
+    at.run()
+    at.radio(key="cmp_scope").set_value("the fleet").run()
+    at.radio(key="cmp_mode").set_value("groups of runs by device").run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert len(table) == 2 and "jetson-02" in table.to_string() and "pi-07" in table.to_string()
+    at = AppTest.from_file(str(ROOT / "pages" / "3_Correlations.py"), default_timeout=90)
+    at.run()
+    at.radio(key="corr_scope").set_value("the fleet").run()
+    assert not at.exception, at.exception
+    modes = at.radio(key="corr_mode").options
+    at.radio(key="corr_mode").set_value(modes[-1]).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="corr_run").value in run_ids(devices["pi-07"]) | run_ids(devices["jetson-02"])

@@ -482,6 +482,23 @@ class Fleet:
             sql += f" LIMIT {int(limit)}"
         return self.sql(sql, params)
 
+    def latency(self, run_id: str | list[str]) -> pd.DataFrame:
+        """Latency samples of one run or several, as ``Store.latency`` gives them (by run and seq)."""
+        ids = [run_id] if isinstance(run_id, str) else list(run_id)
+        return self.sql("SELECT * FROM fleet_latency WHERE run_id IN (SELECT unnest(?::TEXT[])) ORDER BY run_id, seq",
+                        [ids])
+
+    def telemetry(self, run_id: str | list[str], metrics: str | list[str] | None = None,
+                  source: str | list[str] | None = None) -> pd.DataFrame:
+        """Telemetry rows of one run or several, optionally only some metrics/sources, as ``Store.telemetry``."""
+        sql, params = "SELECT * FROM fleet_telemetry WHERE run_id IN (SELECT unnest(?::TEXT[]))", [
+            [run_id] if isinstance(run_id, str) else list(run_id)]
+        for column, value in (("metric", metrics), ("source", source)):
+            if value is not None:
+                sql += f" AND {column} IN (SELECT unnest(?::TEXT[]))"
+                params.append([value] if isinstance(value, str) else list(value))
+        return self.sql(sql + " ORDER BY run_id, t_ns, source, metric", params)
+
     def get_run(self, run_id: str) -> dict | None:
         """One run as ``Store.get_run`` gives it (JSON columns parsed, ``device`` with id and name), or None."""
         df = self.sql("SELECT * FROM fleet_runs WHERE run_id = ?", [run_id])

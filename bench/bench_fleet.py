@@ -7,10 +7,14 @@ the Parquet objects as `runs --fleet` reads it, and the push of one run with 100
 For each device count D (one prefix each, written in the layout `push` writes, straight from DuckDB, not through
 `push`, so that writing 10,000 runs takes minutes, not hours):
 
-1. open: list the prefix, check every name and the runs table (store.checks), i.e. what `runs --fleet` does first;
+1. open: list the prefix, check every name, fetch the runs objects and check the runs table (store.checks), i.e.
+   what `runs --fleet` does first;
 2. runs list: `Fleet.runs()` (every device's runs, newest first, with device_name);
 3. correlation: per device, the correlation across its runs between CPU used by other processes and the run's median
-   latency computed from every latency row (DuckDB over all latency objects).
+   latency computed from every latency row (fetching and checking every latency object, then DuckDB over them).
+
+Each is timed cold (nothing cached) and warm (a second reader: the objects are in the cache, so the listing, the
+checks and DuckDB remain).
 
 Times grow with D; the table prints each time and its ratio to the smallest D side by side, measured in one process
 one after the other. Then one run with 100,000 samples is pushed to the emulator and to a folder. The machine is
@@ -160,18 +164,19 @@ def main(argv: list[str] | None = None) -> int:
             wrote = time.perf_counter() - t0
             r = time_reads(f"s3://{BUCKET}/d{d}")
             assert r["runs"] == d * runs and r["devices"] == d, r
+            warm = time_reads(f"s3://{BUCKET}/d{d}")  # the objects are in the cache now: listing and DuckDB only
+            r.update({f"warm_{k}": warm[k] for k in ("open", "list", "corr")})
             rows.append((d, objects, wrote, r))
             print(f"  wrote {d} devices ({objects} objects) in {wrote:.1f} s", flush=True)
         base = rows[0]
         print(f"\nDuckDB reads the objects through: {rows[0][3]['engine']}")
-        head = f"{'devices':>7} {'runs':>6} {'lat rows':>9} {'open s':>8} {'x':>5} {'list s':>7} {'x':>5} " \
-               f"{'corr s':>7} {'x':>5}"
-        print(head)
+        keys = ("open", "list", "corr", "warm_open", "warm_list", "warm_corr")
+        print(f"{'devices':>7} {'runs':>6} {'lat rows':>9} " + " ".join(f"{k + ' s':>11} {'x':>5}" for k in keys))
         for d, _objects, _wrote, r in rows:
             def ratio(key, r=r):
                 return r[key] / base[3][key] if base[3][key] else float("nan")
-            print(f"{d:>7} {d * runs:>6} {d * runs * args.samples:>9} {r['open']:>8.2f} {ratio('open'):>5.1f} "
-                  f"{r['list']:>7.2f} {ratio('list'):>5.1f} {r['corr']:>7.2f} {ratio('corr'):>5.1f}")
+            print(f"{d:>7} {d * runs:>6} {d * runs * args.samples:>9} "
+                  + " ".join(f"{r[k]:>11.2f} {ratio(k):>5.1f}" for k in keys))
         print(f"(x: time / time at {base[0]} devices; device count grows {counts[-1] / counts[0]:.0f}x)")
 
         s3_push = push_one(fs, f"s3://{BUCKET}/push", args.push_samples, work)

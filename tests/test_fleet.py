@@ -301,7 +301,7 @@ def test_device_identity_is_made_once_and_renamed(tmp_path):
     assert renamed == first._replace(device_name="pi-07") and identity(tmp_path) == renamed
     r = edgeprof(tmp_path, "devices", "--name", "a/b", check=False)
     assert "is not 1-64 printable characters" in one_sentence(r, 2)
-    out = json.loads(edgeprof(tmp_path, "device", "--json").stdout)
+    out = json.loads(edgeprof(tmp_path, "devices", "--json").stdout)
     assert out["identity"] == {"device_id": first.device_id, "device_name": "pi-07"}
 
 

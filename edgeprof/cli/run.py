@@ -1,4 +1,4 @@
-"""CLI commands for runs: ``run``, ``runs`` (also ``--fleet``), ``show``, ``devices`` (alias ``device``), ``export``, ``import``.
+"""CLI commands for runs: ``run``, ``runs`` (also ``--fleet``), ``show``, ``devices`` (also ``--name``), ``export``, ``import``.
 
 Exit codes: 0 the run finished ok; 3 the run was recorded with another status; 2 usage errors; 1 anything else.
 """
@@ -114,12 +114,11 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("devices", aliases=["device"], help="what this device is and what it can measure; its name",
+    p = sub.add_parser("devices", help="what this device is and what it can measure; its name",
                        description="Say which device this is (its fleet id and name), what it is, which runtimes and "
                                    "execution providers a run will use, which telemetry sources work (or why not), "
                                    "how memory is capped, and its latest noise floor: how far apart two runs of the "
-                                   "same thing land here (--noise-floor measures it now). `device` is the same "
-                                   "command.")
+                                   "same thing land here (--noise-floor measures it now).")
     p.add_argument("--name", help="set this device's name (default: the hostname); runs made from now on carry it")
     p.add_argument("--fleet", metavar="URL", help="also say how DuckDB reads the fleet at URL (httpfs, or copies "
                                                   "fetched by s3fs) and how many devices and runs it holds (default: "

@@ -169,7 +169,7 @@ _RUN_GROUPS = [
 FILL_DEVICE_NAME = ("UPDATE runs SET device_name = (SELECT coalesce(d.device_name, d.hostname) FROM devices d"
                     " WHERE d.device_id = runs.device_id) WHERE device_name IS NULL")
 _DEVICE_NAME = [
-    # A fleet shows runs of many devices: each device has a human name (`edgeprof device --name`, default the
+    # A fleet shows runs of many devices: each device has a human name (`edgeprof devices --name`, default the
     # hostname), and each run keeps the name its device had when it ran. Older rows take the hostname.
     "ALTER TABLE devices ADD COLUMN device_name TEXT",
     "UPDATE devices SET device_name = hostname",

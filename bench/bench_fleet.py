@@ -178,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{d:>7} {d * runs:>6} {d * runs * args.samples:>9} "
                   + " ".join(f"{r[k]:>11.2f} {ratio(k):>5.1f}" for k in keys))
         print(f"(x: time / time at {base[0]} devices; device count grows {counts[-1] / counts[0]:.0f}x)")
+        os.environ["EDGEPROF_FLEET_ENGINE"] = "fsspec"  # s3fs registered with DuckDB, reading in place
+        reg = time_reads(f"s3://{BUCKET}/d{base[0]}")
+        os.environ.pop("EDGEPROF_FLEET_ENGINE")
+        print(f"at {base[0]} devices, DuckDB through s3fs registered with it (EDGEPROF_FLEET_ENGINE=fsspec): open "
+              f"{reg['open']:.2f} s, list {reg['list']:.2f} s, corr {reg['corr']:.2f} s; the cache, cold: "
+              f"{base[3]['open']:.2f} / {base[3]['list']:.2f} / {base[3]['corr']:.2f} s")
 
         s3_push = push_one(fs, f"s3://{BUCKET}/push", args.push_samples, work)
         folder = work / "folder-fleet"

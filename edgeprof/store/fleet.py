@@ -243,7 +243,8 @@ class Fleet:
       marker is there, so a copy of the listed size is the object, and a later read fetches only new ones;
     - ``fsspec`` (``EDGEPROF_FLEET_ENGINE=fsspec``): s3fs registered with DuckDB (``register_filesystem``), in place.
       Measured against the S3 emulator: DuckDB reads files one at a time through it, each open costing several
-      HEAD/GET round trips under the GIL, ~8x slower than the cache's concurrent fetch (bench/bench_fleet.py);
+      HEAD/GET round trips under the GIL: 23x slower to open and 41x slower for a query over every latency
+      object than the cache, cold, at 10 devices x 20 runs (bench/bench_fleet.py);
     - ``folder``: a folder path, read in place.
 
     The views ``fleet_runs``, ``fleet_latency``, ``fleet_telemetry``, ``fleet_studies``, ``fleet_study_cells`` and

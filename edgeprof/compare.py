@@ -203,10 +203,9 @@ def verdicts(c: Comparison, floor_pct: float | None = None) -> list[str]:
 def noise_floor(store, device_id: str | None = None) -> dict | None:
     """The latest noise floor measured on this device (``Store.latest_noise_floor``), None if none yet."""
     if device_id is None:
-        from .store import device_id_for
-        from .telemetry import static_info
+        from .device import identity
 
-        device_id = device_id_for(static_info())
+        device_id = identity().device_id  # what every run started here carries
     return store.latest_noise_floor(device_id)
 
 

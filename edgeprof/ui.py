@@ -118,7 +118,35 @@ def page_setup(title: str | None = None):
     sidebar()
     if title:
         st.title(title)
-    return get_store()
+    store = get_store()
+    fleet_push(store)
+    return store
+
+
+@st.cache_resource
+def _auto_push():
+    from .store.fleet import AutoPush
+
+    return AutoPush()
+
+
+def fleet_push(store) -> None:
+    """With ``EDGEPROF_FLEET`` set, push finished runs there in the background (queued while it is unreachable), and
+    say in the sidebar how the last push went."""
+    from .store.fleet import fleet_url
+
+    url = fleet_url()
+    if not url or store is None:
+        return
+    try:
+        state = _auto_push().poke(store, url)
+    except Exception as exc:  # the store busy or unreadable: the page itself says so
+        state = {"ok": False, "error": str(exc)}
+    if state.get("ok"):
+        st.sidebar.caption(f"Fleet: runs pushed to {url} (last push sent {state['pushed']}).")
+    elif state:
+        st.sidebar.caption(f"Fleet: the last push did not reach {url}; it is queued and tried again. "
+                           f"({state['error']})")
 
 
 def page_link(page: str, label: str, query: dict | None = None) -> None:
@@ -154,9 +182,61 @@ def run_label(row) -> str:
             f"{threads} [{row.get('status')}{lat}] …{rid}")
 
 
-def runs_frame(store, **filters) -> pd.DataFrame:
-    """store.list_runs (with its derived columns: bits, model size in MB, peak RAM) plus a label for pickers."""
-    df = store.list_runs(**filters)
+def fleet_choice(key: str) -> str | None:
+    """With ``EDGEPROF_FLEET`` set, a "this device / the fleet" choice; the fleet URL when the fleet is chosen."""
+    from .store.fleet import fleet_url
+
+    url = fleet_url()
+    if not url:
+        return None
+    scope = st.radio("Runs of", ["this device", "the fleet"], horizontal=True, key=key,
+                     help=f"the fleet: every device's runs pushed to {url} (EDGEPROF_FLEET)")
+    return url if scope == "the fleet" else None
+
+
+@st.cache_data(ttl=30, show_spinner="Reading the fleet...")
+def _fleet_runs(url: str) -> pd.DataFrame:
+    from .store.fleet import list_runs
+
+    return list_runs(url)
+
+
+class FleetSamples:
+    """Samples of the fleet's runs where a page reads them from the store (``latency``, ``telemetry``)."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def latency(self, run_id, **kw) -> pd.DataFrame:
+        from .store.fleet import Fleet
+
+        with Fleet(self.url) as fleet:
+            return fleet.latency(run_id, **kw)
+
+    def telemetry(self, run_id, **kw) -> pd.DataFrame:
+        from .store.fleet import Fleet
+
+        with Fleet(self.url) as fleet:
+            return fleet.telemetry(run_id, **kw)
+
+
+def samples(store, fleet: str | None):
+    """Where a page reads latency and telemetry: the store, or the fleet at ``fleet``."""
+    return FleetSamples(fleet) if fleet else store
+
+
+def fleet_run(url: str, run_id: str) -> dict | None:
+    """One run of the fleet (``Fleet.get_run``)."""
+    from .store.fleet import Fleet
+
+    with Fleet(url) as fleet:
+        return fleet.get_run(run_id)
+
+
+def runs_frame(store, fleet: str | None = None, **filters) -> pd.DataFrame:
+    """store.list_runs (with its derived columns: bits, model size in MB, peak RAM) plus a label for pickers; with
+    ``fleet`` (a URL), every device's runs there instead (``hostname`` is then each run's device name)."""
+    df = _fleet_runs(fleet).copy() if fleet else store.list_runs(**filters)
     df["label"] = [run_label(r) for r in df.to_dict("records")] if len(df) else pd.Series(dtype=str)
     return df
 

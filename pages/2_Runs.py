@@ -14,9 +14,10 @@ from edgeprof.run import active_runs
 from edgeprof.store.bundle import export_runs, import_bundle
 
 store = ui.page_setup("Runs")
+fleet = ui.fleet_choice("runs_scope")
 
 try:
-    runs = ui.runs_frame(store)
+    runs = ui.runs_frame(store, fleet=fleet)
 except EdgeprofError as exc:
     ui.show_error(exc, "The runs cannot be read")
     st.stop()
@@ -39,6 +40,9 @@ with st.expander("Import a bundle (.zip exported from edgeprof)", expanded=runs.
                 st.success(f"Imported {len(added)} new run(s)" + ("" if added else " (all were already here)") + ".")
                 runs = ui.runs_frame(store)
 
+if runs.empty and fleet:
+    st.info(f"No runs at {fleet} yet: push them from each device with `edgeprof push {fleet}`.")
+    st.stop()
 if runs.empty:
     st.info("No runs stored yet. Start one on the **Run** page, or import a bundle above.")
     st.stop()
@@ -61,6 +65,10 @@ if st.session_state.get("show_run") not in ids:
     st.session_state.pop("show_run", None)
 show = st.selectbox("Show run", ids, key="show_run", format_func=labels.get, index=None,
                     placeholder="pick a run to see its charts")
+if fleet:  # the fleet's runs: their results here; charts, delete and export act on this device's runs
+    if show:
+        ui.render_summary(ui.fleet_run(fleet, show)["summary"] or {"run_id": show}, run_id=show)
+    st.stop()
 if show:
     run = store.get_run(show)
     summary = (run or {}).get("summary") or {"run_id": show, "status": run.get("status"), "error": run.get("reason")}

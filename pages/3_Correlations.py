@@ -24,10 +24,11 @@ RESULT_COLUMNS = {"x": "x", "y": "y", "n": "n", "pearson_r": "Pearson r", "p": "
                   "ci_high": "95% CI high", "spearman_r": "Spearman rho", "note": "note"}
 
 store = ui.page_setup("Correlations")
+fleet = ui.fleet_choice("corr_scope")
 mode = st.radio("Question", MODES, horizontal=True, key="corr_mode")
 
 try:
-    runs = ui.runs_frame(store)
+    runs = ui.runs_frame(store, fleet=fleet)
 except EdgeprofError as exc:
     ui.show_error(exc, "The runs cannot be read")
     st.stop()
@@ -123,9 +124,9 @@ else:
         else 10.0
     window_s = c2.number_input("Window (s)", min_value=0.05, max_value=60.0, step=0.25, key="window_s",
                                value=float(max(0.25, round(length / 40, 2))))
-    lat = store.latency(rid)
+    lat = ui.samples(store, fleet).latency(rid)
     lat = lat[lat["phase"].astype(str) == "steady"]
-    tel = store.telemetry(rid)
+    tel = ui.samples(store, fleet).telemetry(rid)
     wdf = stats.windowed(lat, tel, window_s=float(window_s))
     metrics = [c for c in wdf.columns if c not in ("window", "t_s", "n_samples", "latency_ms_median")
                and wdf[c].notna().sum() >= 2]

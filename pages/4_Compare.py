@@ -43,8 +43,10 @@ st.caption("Latency distributions side by side. The ratio column divides each me
            "in a new process can land outside it, so compare repeated runs, e.g. `edgeprof compare ... --vs "
            "precision=fp16`).")
 
+fleet = ui.fleet_choice("cmp_scope")
+data = ui.samples(store, fleet)  # latency and telemetry: this device's store, or the fleet's objects
 try:
-    runs = ui.runs_frame(store)
+    runs = ui.runs_frame(store, fleet=fleet)
 except EdgeprofError as exc:
     ui.show_error(exc, "The runs cannot be read")
     st.stop()
@@ -67,7 +69,7 @@ if mode == "runs":
         st.info("Pick two to four runs.")
         st.stop()
     baseline = st.selectbox("Baseline", chosen, key="cmp_baseline", format_func=labels.get)
-    cmp = compare.compare_runs(store, runs, chosen, baseline, model_label=ui.model_label)
+    cmp = compare.compare_runs(data, runs, chosen, baseline, model_label=ui.model_label)
 elif mode == "repeated runs (--repeat)":
     choices = compare.group_choices(runs)
     if len(choices) < 2:
@@ -82,7 +84,7 @@ elif mode == "repeated runs (--repeat)":
         st.info("Pick two to four groups.")
         st.stop()
     baseline = st.selectbox("Baseline", chosen, key="cmp_baseline_rep", format_func=choices.get)
-    cmp = compare.compare_groups(store, runs, chosen, baseline, {g: choices[g] for g in chosen})
+    cmp = compare.compare_groups(data, runs, chosen, baseline, {g: choices[g] for g in chosen})
 else:
     st.caption("Devices are compared on identical settings: the same model, precision, runtime, threads and memory "
                "limit; a device's runs of those settings are pooled.")
@@ -109,7 +111,7 @@ else:
                 "**Runs** page (export there, import here), or compare single runs instead.")
         st.stop()
     baseline_host = st.selectbox("Baseline", sorted(sel["hostname"].unique()), key="cmp_baseline_group")
-    cmp = compare.compare_devices(store, sel, baseline_host)
+    cmp = compare.compare_devices(data, sel, baseline_host)
 
 left, right = st.columns(2)
 left.plotly_chart(charts.latency_cdf(cmp.groups), key="cmp_cdf")
@@ -142,8 +144,8 @@ metric = st.selectbox("Metric", list(OVERLAY), key="cmp_metric", format_func=OVE
 frames = {}
 for name, ids in cmp.members.items():
     rid = ids[0]  # one run per group keeps the overlay readable
-    tel = store.telemetry(rid, metrics=metric)
-    lat0 = store.latency(rid)
+    tel = data.telemetry(rid, metrics=metric)
+    lat0 = data.latency(rid)
     t0 = int(lat0["t_ns"].min()) if not lat0.empty else (int(tel["t_ns"].min()) if not tel.empty else 0)
     frames[name] = ui.telemetry_frame(tel, t0) if not tel.empty else tel
 st.plotly_chart(charts.telemetry_overlay(frames, metric, label=OVERLAY[metric]), key="cmp_overlay")

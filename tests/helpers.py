@@ -46,3 +46,25 @@ def cli_env(**extra) -> dict:
     env["PYTHONPATH"] = str(ROOT)
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+def s3_emulator(env: dict | None = None):
+    """An S3 API on 127.0.0.1 (moto's server mode, in this process, a free port): returns (server, endpoint URL).
+    ``env`` (default os.environ) gets the endpoint and test credentials; the EC2 metadata lookup is switched off so
+    nothing leaves 127.0.0.1."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    target = os.environ if env is None else env
+    target.update(s3_env(endpoint))
+    return server, endpoint
+
+
+def s3_env(endpoint: str) -> dict:
+    """The standard AWS variables for an emulator at ``endpoint``; config files pointed away from the user's."""
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "NO_PROXY": "127.0.0.1"}

@@ -14,7 +14,9 @@ are the project's, as in an activated venv). What may differ from the text, and 
 * the app scripts get `--server.port` (a free port) and are stopped once the server answers;
 * a chain of `python3 -m venv`, `pip install`, `cd` and edgeprof commands (the package install) runs whole, from the
   checkout, as written;
-* `bash scripts/test.sh` is the command CI runs (`.ci/run` executes it), which is running this very test.
+* `bash scripts/test.sh` is the command CI runs (`.ci/run` executes it), which is running this very test;
+* a command with an `s3://BUCKET/...` URL runs against an S3 emulator this test starts on 127.0.0.1 (moto's server
+  mode), given through the standard AWS variables, with that bucket made first.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, s3_emulator
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL = ("sh", "bash", "shell", "console")
@@ -173,9 +175,39 @@ def _run_app(cmd: str, env: dict) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+@pytest.fixture(scope="module")
+def s3_emulated():
+    """An S3 emulator on 127.0.0.1 for the commands that name an s3:// URL: the AWS variables that reach it."""
+    env: dict = {}
+    server, _ = s3_emulator(env)
+    yield env
+    server.stop()
+
+
+def _with_bucket(cmd: str, env: dict, s3_env: dict) -> dict:
+    import s3fs
+
+    bucket = re.search(r"s3://([a-z0-9.-]+)", cmd)[1]
+    saved = {k: os.environ.get(k) for k in s3_env}
+    os.environ.update(s3_env)
+    try:
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
+        if not fs.exists(bucket):
+            fs.mkdir(bucket)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return {**env, **s3_env}
+
+
 @pytest.mark.parametrize("where,cmd", all_commands(), ids=[w for w, _ in all_commands()])
-def test_documented_command_runs_as_written(scratch, where, cmd):
+def test_documented_command_runs_as_written(scratch, where, cmd, request):
     env = scratch["env"]
+    if "s3://" in cmd:
+        env = _with_bucket(cmd, env, request.getfixturevalue("s3_emulated"))
     if cmd.startswith("bash scripts/test.sh"):
         return  # CI runs it: test_ci_runs_the_readme_test_command checks that it is what CI runs
     if APP.match(cmd):

@@ -148,6 +148,8 @@ def test_migration_5_stores_no_limit_as_no_limit(tmp_path):
         con.execute("ALTER TABLE runs DROP COLUMN group_id")
         for col in WHY_COLUMNS:  # and the migration after it (why a run is slow)
             con.execute(f"ALTER TABLE runs DROP COLUMN {col}")
+        con.execute("ALTER TABLE runs DROP COLUMN device_name")  # and the device names (after 6)
+        con.execute("ALTER TABLE devices DROP COLUMN device_name")
         con.execute("DELETE FROM schema_version WHERE version >= 5")
     store = Store(db)
     assert store.schema_version() == SCHEMA_VERSION

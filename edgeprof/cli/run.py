@@ -1,4 +1,4 @@
-"""CLI commands for runs: ``run``, ``runs``, ``show``, ``devices``, ``export``, ``import``.
+"""CLI commands for runs: ``run``, ``runs`` (also ``--fleet``), ``show``, ``devices`` (also ``--name``), ``export``, ``import``.
 
 Exit codes: 0 the run finished ok; 3 the run was recorded with another status; 2 usage errors; 1 anything else.
 """
@@ -103,14 +103,17 @@ def register(sub) -> None:
     p.add_argument("--model", help="only runs of this model (a bundled name or the path a run used)")
     p.add_argument("--status", help="only runs with this status (ok, oom_killed, failed, ...)")
     p.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
+    p.add_argument("--fleet", metavar="URL", help="list every device's runs pushed to URL (s3://BUCKET/PREFIX or a "
+                                                  "folder) instead of this database's")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("show", help="show one stored run",
                        description="Show one stored run: its result, the notes on what it was fed, its flags and, for "
                                    "a run that failed, the runtime's own message.")
-    p.add_argument("run_id")
+    p.add_argument("run_id", help="the run's id (see `runs`)")
     db_arg(p)
+    p.add_argument("--fleet", metavar="URL", help="read the run from the fleet at URL instead of this database")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=cmd_show)
 
@@ -125,11 +128,15 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=cmd_ops)
 
-    p = sub.add_parser("devices", help="what this device is and what it can measure",
-                       description="Say what this device is, which runtimes and execution providers a run will use, "
-                                   "which telemetry sources work (or why not), how memory is capped, and its latest "
-                                   "noise floor: how far apart two runs of the same thing land here (--noise-floor "
-                                   "measures it now).")
+    p = sub.add_parser("devices", help="what this device is and what it can measure; its name",
+                       description="Say which device this is (its fleet id and name), what it is, which runtimes and "
+                                   "execution providers a run will use, which telemetry sources work (or why not), "
+                                   "how memory is capped, and its latest noise floor: how far apart two runs of the "
+                                   "same thing land here (--noise-floor measures it now).")
+    p.add_argument("--name", help="set this device's name (default: the hostname); runs made from now on carry it")
+    p.add_argument("--fleet", metavar="URL", help="also say how DuckDB reads the fleet at URL (httpfs, or copies "
+                                                  "fetched by s3fs) and how many devices and runs it holds (default: "
+                                                  "$EDGEPROF_FLEET)")
     db_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.add_argument("--noise-floor", action="store_true",
@@ -342,13 +349,20 @@ def _follow(handle, quiet: bool) -> None:
 
 
 def cmd_runs(args) -> int:
-    store = open_store(args.db)
-    df = store.list_runs(model=args.model, status=args.status, limit=args.limit)
-    cols = ["run_id", "created_at", "status", "model", "precision", "runtime", "threads", "memory_limit_mb",
-            "p50_ms", "p90_ms", "peak_charged_mb"]
+    if args.fleet:
+        from ..store.fleet import list_runs
+
+        df = list_runs(args.fleet, model=args.model, status=args.status, limit=args.limit)
+    else:
+        store = open_store(args.db)
+        df = store.list_runs(model=args.model, status=args.status, limit=args.limit)
+    cols = ["run_id", "created_at", "device_name", "status", "model", "precision", "runtime", "threads",
+            "memory_limit_mb", "p50_ms", "p90_ms", "peak_charged_mb"]
     df = df[[c for c in cols if c in df.columns]]
     if args.json:
         print_json(df.to_dict(orient="records"))
+    elif df.empty and args.fleet:
+        print(f"no runs at {args.fleet} yet: push this device's with `{args.prog} push {args.fleet}`")
     elif df.empty:
         print(f"no runs stored yet: start one with `{args.prog} run --model digits-cnn`")
     else:
@@ -357,10 +371,19 @@ def cmd_runs(args) -> int:
 
 
 def cmd_show(args) -> int:
-    store = open_store(args.db)
-    run = store.get_run(args.run_id)
-    if run is None:
-        raise UsageError(f"there is no run {args.run_id} in {store.path}.", f"List runs with `{args.prog} runs`.")
+    if args.fleet:
+        from ..store.fleet import Fleet
+
+        with Fleet(args.fleet) as fleet:
+            run = fleet.get_run(args.run_id)
+        if run is None:
+            raise UsageError(f"there is no run {args.run_id} at {args.fleet}.",
+                             f"List them with `{args.prog} runs --fleet {args.fleet}`.")
+    else:
+        store = open_store(args.db)
+        run = store.get_run(args.run_id)
+        if run is None:
+            raise UsageError(f"there is no run {args.run_id} in {store.path}.", f"List runs with `{args.prog} runs`.")
     if args.json:
         print_json(run)
     else:
@@ -391,10 +414,10 @@ def cmd_ops(args) -> int:
 
 
 def cmd_devices(args) -> int:
-    from ..device import device_report
+    from ..device import device_report, identity, set_name
     from ..errors import EdgeprofError
-    from ..store import device_id_for
 
+    ident = set_name(args.name) if args.name else identity()
     if args.noise_floor:
         from ..run import measure_noise_floor
 
@@ -404,16 +427,24 @@ def cmd_devices(args) -> int:
             print(f"error: the noise floor could not be measured: {doc.get('runs_ok')} of {doc.get('repeat')} runs "
                   f"finished ok{' (' + doc['error'] + ')' if doc.get('error') else ''}; it needs 3.", file=sys.stderr)
             return EXIT_OTHER_STATUS
-    rep = device_report()
+    rep = {"identity": ident._asdict(), **device_report()}
     rep["noise_floor"] = None
     if args.noise_floor or (Path(args.db) if args.db else paths.default_db()).exists():
         try:  # a database this build cannot open must not hide what the device is
-            rep["noise_floor"] = open_store(args.db).latest_noise_floor(device_id_for(rep["device"]))
+            rep["noise_floor"] = open_store(args.db).latest_noise_floor(ident.device_id)
         except EdgeprofError as exc:
             print(f"note: the noise floor cannot be read: {exc}", file=sys.stderr)
+    fleet = _fleet_facts(args.fleet)
+    if fleet:
+        rep["fleet"] = fleet
     if args.json:
         print_json(rep)
         return 0
+    print(f"name     {ident.device_name} (device id {ident.device_id})"
+          + ("" if args.name else f"; rename with `{args.prog} devices --name NAME`"))
+    if fleet:
+        print(f"fleet    {fleet['url']}: {fleet['devices']} devices, {fleet['runs']} runs, read by DuckDB through "
+              f"{fleet['engine']}" + (f"; {fleet['pending']} runs still being pushed" if fleet["pending"] else ""))
     d = rep["device"]
     board = d.get("model") or f"{d.get('hostname')} (no board or product name readable)"
     print(f"device   {board} ({d.get('machine')}), {d.get('cpu_model') or d.get('cpu')}, "
@@ -440,6 +471,19 @@ def cmd_devices(args) -> int:
           f"{p['unavailable']}")
     print(noise_floor_text(rep["noise_floor"], args.prog))
     return 0
+
+
+def _fleet_facts(url: str | None) -> dict | None:
+    """What ``devices`` says about the fleet: how DuckDB reads it (httpfs, fsspec or folder) and what it holds."""
+    from ..store.fleet import Fleet, fleet_url
+
+    url = fleet_url(url)
+    if not url:
+        return None
+    with Fleet(url) as fleet:
+        lst = fleet.listing
+        return {"url": url, "engine": fleet.engine, "devices": len(set(lst.runs.values()) | set(lst.devices)),
+                "runs": len(lst.runs), "pending": lst.pending}
 
 
 def cmd_export(args) -> int:

@@ -43,9 +43,14 @@ def register(sub) -> None:
     p = sub.add_parser("report", help="write a study's HTML report with figures and findings",
                        description="Write index.html (figures embedded) plus the PNG figures, runs.csv and "
                                    "findings.json into --out.")
-    p.add_argument("study_id")
+    p.add_argument("study_id", help="the study's id (see `studies`); with --fleet, its id or name on every device")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
     db_arg(p)
+    p.add_argument("--fleet", metavar="URL", help="one report for the devices that ran this study, read from the "
+                                                  "fleet at URL: claim verdicts per device and latency ratios between "
+                                                  "devices per variant (index.html and devices.json)")
+    p.add_argument("--baseline", metavar="DEVICE_NAME", help="with --fleet: the device the others are compared with "
+                                                             "(default: the first by name)")
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
     p.set_defaults(func=cmd_report)
 
@@ -123,6 +128,20 @@ def cmd_studies(args) -> int:
 
 def cmd_report(args) -> int:
     from ..study.report import write_report
+
+    if args.fleet:
+        import json
+
+        from ..store.fleet import Fleet
+        from ..study.across import write_report as write_across
+
+        with Fleet(args.fleet) as fleet:
+            out = write_across(fleet, args.study_id, args.out, baseline=args.baseline)
+        if args.json:
+            print_json(json.loads((out.parent / "devices.json").read_text()))
+        else:
+            print(out)
+        return 0
 
     store = open_store(args.db)
     out = write_report(store, args.study_id, args.out)

@@ -210,7 +210,9 @@ class RunHandle:
         from ..telemetry import static_info
 
         cfg = self.config
-        self.device = static_info()
+        from ..device import identity
+
+        self.device = {**static_info(), **identity()._asdict()}
         self.device_id = store.upsert_device(self.device)
         meta = {"name": cfg.model, "precision": cfg.precision, "runtime": cfg.runtime}
         try:

@@ -18,7 +18,7 @@ from .. import __version__
 from ..errors import BundleError, StorageError
 from ..untrusted import ENV_MAX_MB, MB, Box, Limits, open_box, shown, staging_dir
 from . import checks
-from .schema import FILL_CPU_OTHERS, NO_LIMIT_IS_NULL, SCHEMA_VERSION, TABLES
+from .schema import FILL_CPU_OTHERS, FILL_DEVICE_NAME, NO_LIMIT_IS_NULL, SCHEMA_VERSION, TABLES
 from .store import Store, _listify, _utcnow
 
 BUNDLE_FORMAT = "edgeprof-bundle"
@@ -132,6 +132,7 @@ def import_bundle(store: Store, path: str | os.PathLike, limits: Limits | None =
                 con.execute(FILL_CPU_OTHERS + " AND run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
                 for sql in NO_LIMIT_IS_NULL:  # a bundle from schema < 5 stored "none" cells with the RAM as limit
                     con.execute(sql + " AND run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
+                con.execute(FILL_DEVICE_NAME + " AND run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
     return new_ids
 
 

@@ -170,9 +170,11 @@ class Facts:
 
 
 def check_table(con: duckdb.DuckDBPyConnection, src: Source, types: dict[str, str], required: set[str],
-                refuse: Refuse, *, expected_rows: int | None = None, belongs: bool = True) -> Facts:
+                refuse: Refuse, *, expected_rows: int | None = None, belongs: bool = True,
+                key: tuple[str, ...] | None = None) -> Facts:
     """One scan of ``src`` that checks everything the module docstring lists; returns its rows and characters of
-    text. ``required`` are the table's NOT NULL columns; ``belongs`` needs the ``bundle_runs`` table
+    text. ``required`` are the table's NOT NULL columns; ``key`` replaces the table's key (:data:`KEYS`), and may
+    name a column that only ``src.sql`` has (the fleet's device partition); ``belongs`` needs the ``bundle_runs`` table
     (:func:`remember_runs`) in ``con``."""
     table, cols = src.table, src.columns
     missing = sorted((set(required) | set(ALWAYS.get(table, ()))) - set(cols))
@@ -209,8 +211,8 @@ def check_table(con: duckdb.DuckDBPyConnection, src: Source, types: dict[str, st
                 add([f"count(*) FILTER (WHERE {bad})", f"min({_q(c)}) FILTER (WHERE {bad})"],
                     lambda v, c=c: _fail(v[0], refuse, f"its {table} table has rows of the {c} {shown(v[1])}, which "
                                                        "none of its runs has"))
-    key = KEYS.get(table)
-    if key and set(key) <= set(cols):
+    given, key = key is not None, key if key is not None else KEYS.get(table)
+    if key and (given or set(key) <= set(cols)):
         distinct = f"count(DISTINCT {_q(key[0])})" if len(key) == 1 else \
             f"count(DISTINCT row({', '.join(_q(k) for k in key)}))"
         add([f"count(*) - {distinct}"],

@@ -182,6 +182,18 @@ _WHY = [f"ALTER TABLE runs ADD COLUMN {col} {kind}" for col, (kind, _) in WHY_CO
                                    f"TRY_CAST(json_extract_string(summary, '{path}') AS DOUBLE)")
     + f" WHERE {col} IS NULL AND summary IS NOT NULL" for col, (kind, path) in WHY_COLUMNS.items()]
 
+
+FILL_DEVICE_NAME = ("UPDATE runs SET device_name = (SELECT coalesce(d.device_name, d.hostname) FROM devices d"
+                    " WHERE d.device_id = runs.device_id) WHERE device_name IS NULL")
+_DEVICE_NAME = [
+    # A fleet shows runs of many devices: each device has a human name (`edgeprof devices --name`, default the
+    # hostname), and each run keeps the name its device had when it ran. Older rows take the hostname.
+    "ALTER TABLE devices ADD COLUMN device_name TEXT",
+    "UPDATE devices SET device_name = hostname",
+    "ALTER TABLE runs ADD COLUMN device_name TEXT",
+    FILL_DEVICE_NAME,
+]
+
 # (description, statements or a callable taking the connection). Append only.
 MIGRATIONS: list[tuple[str, Sequence[str] | Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema: devices, runs, latency, telemetry, studies, study_cells", _V1),
@@ -192,6 +204,7 @@ MIGRATIONS: list[tuple[str, Sequence[str] | Callable[[duckdb.DuckDBPyConnection]
     ("run_groups (repeated runs, interleaved comparisons, noise floors) and runs.group_id", _RUN_GROUPS),
     ("runs.op_profile, mem_pressure_some_pct/full_pct, major_faults_per_s, energy_mj_per_inference, avg_power_w "
      "(filled from the summary)", _WHY),
+    ("devices.device_name and runs.device_name (filled from the hostname)", _DEVICE_NAME),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

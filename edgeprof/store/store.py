@@ -55,6 +55,7 @@ from ..config import PRECISION_BITS, STATUSES
 from ..errors import StorageError
 from ..locks import pid_alive
 from .schema import (
+    FILL_DEVICE_NAME,
     GROUP_KINDS,
     JSON_RUN_COLUMNS,
     LATENCY_COLUMNS,
@@ -431,19 +432,22 @@ class Store:
     # -- devices and runs ---------------------------------------------------------------------------------------
 
     def upsert_device(self, info: dict) -> str:
-        """Record (or refresh) a device; ``info`` holds hostname, machine, model, cpu, cores, ram_mb, os, kernel and
-        anything else (kept whole in ``info``). Returns its ``device_id`` (``info['device_id']`` if given)."""
+        """Record (or refresh) a device; ``info`` holds hostname, machine, model, cpu, cores, ram_mb, os, kernel,
+        device_name (default the hostname) and anything else (kept whole in ``info``). Returns its ``device_id``
+        (``info['device_id']`` if given)."""
         device_id = str(info.get("device_id") or device_id_for(info))
         now = _utcnow()
         row = [device_id, info.get("hostname"), info.get("machine"), info.get("model"), info.get("cpu"),
                _int(info.get("cores")), _num(info.get("ram_mb")), info.get("os"), info.get("kernel"), _json(info),
-               now, now]
+               now, now, info.get("device_name") or info.get("hostname")]
         with self._writing() as con:
             con.execute(
-                """INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """INSERT INTO devices (device_id, hostname, machine, model, cpu, cores, ram_mb, os, kernel, info,
+                   first_seen, last_seen, device_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (device_id) DO UPDATE SET hostname = excluded.hostname, machine = excluded.machine,
                    model = excluded.model, cpu = excluded.cpu, cores = excluded.cores, ram_mb = excluded.ram_mb,
-                   os = excluded.os, kernel = excluded.kernel, info = excluded.info, last_seen = excluded.last_seen""",
+                   os = excluded.os, kernel = excluded.kernel, info = excluded.info, last_seen = excluded.last_seen,
+                   device_name = excluded.device_name""",
                 row)
         return device_id
 
@@ -484,6 +488,7 @@ class Store:
                 raise StorageError(f"a run with id {run_id} already exists in {self.path}.",
                                    "Use a new run id (edgeprof.store.new_run_id()).")
             con.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", list(row.values()))
+            con.execute(FILL_DEVICE_NAME + " AND run_id = ?", [run_id])
         return run_id
 
     def append_latency(self, run_id: str, rows: Sequence[tuple] | pd.DataFrame) -> int:
@@ -589,12 +594,12 @@ class Store:
                   threads: int | None = None) -> pd.DataFrame:
         """Runs, newest first, with the device's ``hostname`` and the derived columns every page uses: ``peak_ram_mb``
         (charged memory where a cgroup measured it, else the worker's peak RSS), ``bits`` (of the precision) and
-        ``model_size_mb``. ``device`` matches a device id or a hostname; ``model``, ``precision`` and ``status``
+        ``model_size_mb``. ``device`` matches a device id, a hostname or a device name; ``model``, ``precision`` and ``status``
         take one value or several; ``since``/``until`` bound ``created_at`` (UTC; an aware datetime is converted)."""
         where, params = [], []
         if device is not None:
-            where.append("(r.device_id = ? OR d.hostname = ?)")
-            params += [device, device]
+            where.append("(r.device_id = ? OR d.hostname = ? OR r.device_name = ?)")
+            params += [device, device, device]
         for column, value in (("model", model), ("precision", precision), ("status", status)):
             values = _listify(value)
             if values is not None:

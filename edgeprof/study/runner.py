@@ -56,10 +56,10 @@ def charges_memory() -> bool:
 
 
 def this_device_id() -> str:
-    from ..store import device_id_for
-    from ..telemetry import static_info
+    """The data directory's device id (``device.identity``), which every run started here carries."""
+    from ..device import identity
 
-    return device_id_for(static_info())
+    return identity().device_id
 
 
 def stored_footprint(store, variant: tuple[str, str, str, int], device_id: str | None, *,

@@ -314,8 +314,8 @@ else:
     view = ui.shared_view(handle, build_view, max_age_s=LIVE_REFRESH_S * 0.8)
     result = handle.result or {"run_id": handle.run_id, "status": handle.status, "error": handle.reason}
     ui.render_summary(result)
+    draw(handle, view, final=True)  # the charts the run was watched on stay where they were
     ui.render_why(result, store)
-    draw(handle, view, final=True)
 
 if (handle is None or handle.finished) and study.active_study() is not None:
     follow_study(handle.run_id if handle is not None else None)

@@ -180,8 +180,8 @@ class RunHandle:
             store = self._open_store()
             self._prepare(store)
             writer = threading.Thread(target=self._recorder.writer, args=(writer_stop,), daemon=True)
-            writer.start()  # before the next line: the database writes are not measurement, they keep their priority
-            self._priority.join_thread()  # this thread receives the worker's batches; threads it starts inherit this
+            writer.start()
+            self._priority.join_process()
             sampler = self._start_sampler()
             self._spawn()
             sampler.set_worker_pid(self._proc.pid)
@@ -247,8 +247,7 @@ class RunHandle:
             self._psi = MemoryPressureSource(str(pressure) if pressure else None, str(stat) if stat else None,
                                              cap.mechanism.kind)
             sources.append(self._psi)
-        self._sampler = Sampler(sources, hz=self.config.sample_hz, sink=self._recorder.add_telemetry,
-                                on_start=self._priority.join_thread).start()
+        self._sampler = Sampler(sources, hz=self.config.sample_hz, sink=self._recorder.add_telemetry).start()
         return self._sampler
 
     def _spawn(self) -> None:

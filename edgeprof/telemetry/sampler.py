@@ -9,7 +9,6 @@
 * A source returns rows only for new readings: a tick where it has nothing new adds nothing (no repeated values).
 * A source with ``max_hz`` (jtop: 2 Hz) is read only when its own period has passed.
 * ``cpu_s`` is the thread's own CPU time (``time.thread_time``), so the sampler's cost can be reported.
-* ``on_start`` runs first in the thread (the runner puts the thread in the run's cpu cgroup: ``worker.priority``).
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ class Sampler:
         hz: float = 10.0,
         sink: Callable[[list[SampleRow]], None] | None = None,
         worker_pid: int | None = None,
-        on_start: Callable[[], None] | None = None,
     ):
         if not hz > 0:
             raise ValueError(f"hz must be > 0, got {hz!r}")
@@ -43,7 +41,6 @@ class Sampler:
         self.hz = float(hz)
         self.sink = sink or (lambda rows: None)
         self._worker_pid = worker_pid
-        self._on_start = on_start
         self._disabled: dict[str, str] = {}
         self._stopped_ns: dict[str, int] = {}
         self._stop = threading.Event()
@@ -105,8 +102,6 @@ class Sampler:
     def _run(self) -> None:
         self._cpu0 = time.thread_time()
         try:
-            if self._on_start is not None:
-                self._on_start()
             self._loop()
         except BaseException:  # the loop guards each call; this is the last line of defence
             log.exception("sampler thread stopped unexpectedly")

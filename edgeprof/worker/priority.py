@@ -27,7 +27,6 @@ import contextlib
 import errno
 import math
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,13 +169,16 @@ class CpuPriority:
         return {"mechanism": f"{self.mechanism.kind} {self.setting}", "kind": self.mechanism.kind,
                 "note": self.mechanism.reason}
 
-    def join_thread(self) -> None:
-        """cgroup v1: move the calling thread into the run's cpu cgroup. The runner's sampler and monitor threads join
-        it, so the parts of edgeprof that measure the run keep their share next to the worker instead of being
-        pushed back with everything else (measured: the sampler fell from 10 to 7 Hz on a loaded machine)."""
+    def join_process(self) -> None:
+        """cgroup v1: move this whole process (every thread: the runner's, the sampler's, and in the app the server's)
+        into the run's cpu cgroup until ``remove``. Not single threads: all of a process's Python threads share one
+        GIL, so a thread left behind at a twentieth of the weight was descheduled while holding it and stalled the
+        sampler waiting for it (measured: an efficientnet-lite0 run beside one busy Python thread kept 13 telemetry
+        timestamps with only the runner's threads in the group, 71 with priority off). Threads started while inside
+        inherit the group; ``remove`` moves them all back."""
         if self.owned and self.path is not None:
             with contextlib.suppress(OSError):
-                (self.path / "tasks").write_text(str(threading.get_native_id()))
+                (self.path / "cgroup.procs").write_text(str(os.getpid()))
 
     def _release_own_threads(self) -> None:
         """Move this process's threads that are still in the run's cgroup back to the parent (a cgroup with tasks

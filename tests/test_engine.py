@@ -345,6 +345,7 @@ def test_cli_help_everywhere():
         r = cli(name, "--help")
         assert r.returncode == 0 and r.stdout.startswith(f"usage: python -m edgeprof {name}"), name
         assert p.description.split()[0] in r.stdout
+        assert "%%" not in r.stdout and "%(" not in r.stdout, f"`{name} --help` shows a format escape as written"
 
 
 def test_cli_devices_json():

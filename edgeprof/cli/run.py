@@ -75,7 +75,7 @@ def register(sub) -> None:
                                    "first inference, warm-up and steady-state latency with hardware telemetry, and "
                                    "store the run. With --repeat N, make N runs one after another, each its own "
                                    "process with its own load and warm-up, and report the median of the run medians "
-                                   "with a 95%% interval between runs (a single run's interval covers only that "
+                                   "with a 95% interval between runs (a single run's interval covers only that "
                                    "run).")
     _run_options(p)
     p.add_argument("--repeat", default="1", metavar="N",
@@ -87,7 +87,7 @@ def register(sub) -> None:
     p = sub.add_parser("compare", help="compare two configurations, runs interleaved",
                        description="Run configuration A (the run options) and B (A with the --vs changes) N times "
                                    "each, interleaved A B, B A, A B, ... so a drift of the machine's speed falls on "
-                                   "both, and report B over A (ratio of the medians of the run medians) with a 95%% "
+                                   "both, and report B over A (ratio of the medians of the run medians) with a 95% "
                                    "interval between runs and whether the difference is distinguishable. Exits 0 "
                                    "when every run finished ok, 3 otherwise.")
     _run_options(p)

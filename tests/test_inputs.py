@@ -169,6 +169,7 @@ def test_guessed_inputs_that_fail_get_one_sentence_and_the_flags_make_the_model_
     assert "'state' float32 [2, 1, 128]" in error and "'sr' int64 [] random ids 0..99" in error
     assert "--shape NAME=D1xD2... and --fill NAME=VALUE" in error and "the Inputs panel" in error
     assert "ONNXRuntimeError" not in error and "onnxruntime_src" not in error  # the raw text is in the details
+    assert "(the runtime said: " in error and "Reshape" in error  # the cleaned cause says which node refused
     assert "Reshape" in doc["error_detail"]
     stderr = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(stderr) == 1 and f"show {doc['run_id']}" in stderr[0]

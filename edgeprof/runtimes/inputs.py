@@ -275,8 +275,10 @@ def synthetic_inputs(specs, seed: int = 0, shapes: dict | None = None, fills: di
     return make_feeds(plan, seed), notes
 
 
-def guessed_inputs_failed(plan: FeedPlan, what: str = "the first inference") -> str:
-    """The one sentence for a run that failed on inputs edgeprof chose: what was fed and how to set it."""
+def guessed_inputs_failed(plan: FeedPlan, what: str = "the first inference", cause: str | None = None) -> str:
+    """The one sentence for a run that failed on inputs edgeprof chose: what was fed, the runtime's cleaned cause
+    (``cause``, cut to 200 characters: "idx=500 must be within [-100,99]" tells which input is wrong) and how to set
+    them."""
     example = next((f for f in plan.feeds if f.guessed), None)
     if example is not None:
         letters = iter("NMKLPQ")
@@ -285,6 +287,8 @@ def guessed_inputs_failed(plan: FeedPlan, what: str = "the first inference") -> 
     else:
         example = next((f for f in plan.feeds if f.fill is None and _values_matter(f)), None)
         hint = f", e.g. --fill {example.name}=VALUE" if example is not None else ""
-    return (f"{what} failed on inputs that edgeprof guessed: {plan.describe()}. Say what the model takes with "
+    said = " ".join((cause or "").split()).rstrip(".")
+    said = f" (the runtime said: {said[:200]}{'...' if len(said) > 200 else ''})" if said else ""
+    return (f"{what} failed on inputs that edgeprof guessed: {plan.describe()}{said}. Say what the model takes with "
             f"--shape NAME=D1xD2... and --fill NAME=VALUE{hint} (on the Run page: the Inputs panel); the runtime's own "
             "message is in the run's details.")

@@ -220,9 +220,9 @@ def _input_error(plan, exc: Exception, what: str):
     locale = locale_in(" ".join(raw.split()))
     if locale:
         return InputError(*locale, detail=raw)
-    if plan.guessed:
-        return InputError(guessed_inputs_failed(plan, what), detail=raw)
     cause = exc.message if isinstance(exc, EdgeprofError) else clean_message(raw)
+    if plan.guessed:
+        return InputError(guessed_inputs_failed(plan, what, cause), detail=raw)
     if any(f.fill is None for f in plan.feeds):
         return InputError(f"{what} failed on random inputs ({plan.describe()}): {cause.rstrip('.')}.",
                           "If the model needs particular values, set them with --fill NAME=VALUE (on the Run page: the "

@@ -147,3 +147,14 @@ def test_a_reader_that_closes_the_pipe_gets_no_error(tmp_path):
     stderr = proc.stderr.read()
     assert proc.wait(120) == 141
     assert "error" not in stderr and "Traceback" not in stderr, stderr
+
+
+def test_a_file_that_is_not_a_model_prints_its_reason_not_a_block_of_dashes(tmp_path):
+    bad = tmp_path / "text.onnx"
+    bad.write_text("hello\n")
+    proc = edgeprof(tmp_path, "run", "--model", str(bad), "--db", str(tmp_path / "runs.duckdb"))
+    assert proc.returncode == 3  # a recorded run that failed
+    assert proc.stdout.splitlines()[0].endswith("failed (text.onnx is text, not an ONNX protobuf. Export the model "
+                                                "again with an ONNX exporter.)")
+    assert "None" not in proc.stdout and "latency ms" not in proc.stdout, proc.stdout
+    assert error_lines(proc) == [proc.stderr.strip()]

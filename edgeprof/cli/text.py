@@ -80,10 +80,20 @@ def run_summary(r: dict, details: bool = False) -> str:
     cpu = r.get("cpu") or {}
     be = r.get("backend") or {}
     via = be.get("execution_provider") or be.get("delegate")
-    lines = [
+    head = [
         f"run {r.get('run_id')}: {r.get('status')}" + (f" ({r['error']})" if r.get("error") else ""),
-        f"  model        {r.get('model')} {r.get('precision')} {r.get('runtime')}"
+        "  model        " + " ".join(str(v) for v in (r.get("model"), r.get("precision"), r.get("runtime")) if v)
         + (f"  [{be.get('name')} {be.get('version')}, {via}, {be.get('threads')} threads]" if be.get("name") else ""),
+    ]
+    if r.get("status") != "ok" and not lat.get("n") and r.get("load_ms") is None:
+        # nothing was measured (the model never loaded): a block of dashes would only hide the reason
+        head.extend(f"  note: {note}" for note in r.get("notes") or [])
+        if details and r.get("error_detail"):
+            head.append("  details (the runtime's own message):")
+            head.extend(f"    {line}" for line in str(r["error_detail"]).strip().splitlines()[:40])
+        return "\n".join(head)
+    lines = [
+        *head,
         f"  load         {fmt(r.get('load_ms'), ' ms')}   first inference {fmt(r.get('first_inference_ms'), ' ms')}"
         f"   warm-up {fmt(r.get('warmup_ms'), ' ms', 1)} / {r.get('warmup_iterations')} it"
         f" ({r.get('warmup_reason') or '-'})",
@@ -98,7 +108,7 @@ def run_summary(r: dict, details: bool = False) -> str:
         f"  memory       {limit_text(mem)}"
         f"   peak charged {fmt(mem.get('peak_charged_mb'), ' MB', 1)}   peak worker RSS "
         f"{fmt(mem.get('peak_rss_mb'), ' MB', 1)}   OOM-killed {mem.get('oom_killed')}"
-        f"   major faults {mem.get('major_faults')}",
+        f"   major faults {fmt(mem.get('major_faults'), '', 0)}",
         f"  CPU priority {describe_priority(r.get('cpu_priority'))}",
     ]
     lines.extend(why_lines(r))

@@ -494,7 +494,7 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
         st.warning(words)
     else:
         error = str(result.get("error") or "").strip()
-        st.error(words[:-1] + (f": {error[:1].upper()}{error[1:]}" if error else "."))
+        st.error(words[:-1] + (f": {error}" if error else "."))  # as written: "text.onnx is ..." keeps its name
     headline(summary_figures(result))
     lat = result.get("latency_ms") or {}
     mem = result.get("memory") or {}

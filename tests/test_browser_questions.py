@@ -101,7 +101,7 @@ def test_the_three_questions_read_right_in_the_browser(study_db, monkeypatch):
         assert all(re.fullmatch(r"digits-cnn (fp32|int8-static) · onnx · (no limit|limit \d+ MB) · 2 threads · …\w{4}",
                                 n) for n in cdf["names"]), cdf["names"]
         said = page.get_by_text(re.compile(r"time per inference (than|as) the baseline")).first.inner_text()
-        assert re.fullmatch(r"Digits-cnn .+ takes (\d+% (less|more) time per inference than|the same time per inference "
+        assert re.fullmatch(r"digits-cnn .+ takes (\d+% (less|more) time per inference than|the same time per inference "
                             r"as) the baseline \(95% interval within these runs only [\d.]+ to [\d.]+\); single run: no "
                             r"between-run uncertainty.*\.", said, re.S), said
         page.screenshot(path=str(home / "compare.png"))

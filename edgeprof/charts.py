@@ -29,7 +29,10 @@ def _layout(fig: go.Figure, title: str, y_title: str, x_title: str = "time (s)",
     """One update_layout call with plain dicts: live pages rebuild figures twice a second and plotly's per-property
     validation (templates, add_vrect) is the costly part, so no template here (Streamlit's theme styles the chart)."""
     layout = {"title": {"text": title, "x": 0.01, "font": {"size": 17}}, "height": height,
-              "margin": {"l": 60, "r": 20, "t": 45, "b": 45}, "legend": {"orientation": "h", "y": -0.25, "x": 0},
+              "margin": {"l": 60, "r": 20, "t": 45, "b": 45},
+              # below the x-axis title (at -0.25 the legend sat on it); the toolbar upright at the right edge, so it
+              # never covers buttons or a title at the top
+              "legend": {"orientation": "h", "y": -0.32, "yanchor": "top", "x": 0}, "modebar": {"orientation": "v"},
               "xaxis": {"title": {"text": x_title}}, "yaxis": {"title": {"text": y_title}}, "font": {"size": 14},
               "uirevision": "keep"}
     fig.update_layout(**{**layout, **extra})
@@ -232,7 +235,9 @@ def cpu_figure(tel: pd.DataFrame, *, title: str = "CPU", height: int = 300, stop
         x, y = with_gaps(part["t_s"].to_numpy(), part["value"].to_numpy())
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"core {_CORE.match(m)[1]}",
                                  line={"width": 1, "color": COLORS[(j + 3) % len(COLORS)]}, opacity=0.55))
-    _lines(fig, tel, [("cpu.total_pct", "system"), ("cpu.worker_pct", "worker (100 = 1 core)")], width=3)
+    # two scales on one axis, each named: the device's share of all its cores, the worker's in cores x 100
+    _lines(fig, tel, [("cpu.total_pct", "device (100 = all cores busy)"), ("cpu.worker_pct", "worker (100 = 1 core)")],
+           width=3)
     return _layout(fig, title, "CPU (%)", height=height, **stop_marks(stops, _sources(tel, ("cpu.",))))
 
 

@@ -66,7 +66,7 @@ def test_a_fast_model_is_drawn_on_an_axis_that_shows_its_latencies():
 def test_telemetry_figures():
     tel = tel_frame()
     cpu = charts.cpu_figure(tel)
-    assert {"system", "worker (100 = 1 core)", "core 0", "core 1"} <= {tr.name for tr in cpu.data}
+    assert {"device (100 = all cores busy)", "worker (100 = 1 core)", "core 0", "core 1"} <= {tr.name for tr in cpu.data}
     mem = charts.memory_figure(tel, cap_mb=64)
     assert {"worker RSS", "charged to the cap"} <= {tr.name for tr in mem.data}
     assert any(a.text == "limit 64 MB" for a in mem.layout.annotations)

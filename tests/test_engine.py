@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -270,6 +271,10 @@ def test_cli_run_json(db_path):
     assert r.returncode == 0 and json.loads(r.stdout)["run_id"] == doc["run_id"]
     r = cli("runs", "--db", str(db_path), "--json")
     assert [x["run_id"] for x in json.loads(r.stdout)] == [doc["run_id"]]
+    header, rule, row = cli("runs", "--db", str(db_path)).stdout.splitlines()
+    assert header.split()[:3] == ["run_id", "started", "(UTC)"] and set(rule) == {"-", " "}
+    assert row.startswith(doc["run_id"]) and "NaN" not in row and "None" not in row
+    assert re.search(r" \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", row)  # to the second, no microseconds
 
 
 @requires_cgroup

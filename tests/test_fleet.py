@@ -102,7 +102,7 @@ def _two_devices_one_view(devices, url: str, env: dict, reader: Path) -> None:
     assert all(r["status"] == "ok" and r["p50_ms"] > 0 for r in rows)
 
     text = edgeprof(reader, "runs", "--fleet", url, env=env).stdout
-    assert "device_name" in text and "pi-07" in text and "jetson-02" in text
+    assert text.splitlines()[0].split()[3] == "device" and "pi-07" in text and "jetson-02" in text
     rid = next(iter(run_ids(devices["jetson-02"])))
     shown = json.loads(edgeprof(reader, "show", rid, "--fleet", url, "--json", env=env).stdout)
     assert shown["device"]["device_name"] == "jetson-02" and shown["summary"]["latency_ms"]["n"] > 0

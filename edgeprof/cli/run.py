@@ -24,7 +24,7 @@ from ..config import (
     RunConfig,
 )
 from ..errors import UsageError
-from .text import comparison_text, group_text, noise_floor_text, print_json, run_summary
+from .text import comparison_text, group_text, noise_floor_text, print_json, run_summary, runs_table
 
 EXIT_OTHER_STATUS = 3
 #: The settings ``compare --vs KEY=VALUE`` may change for B, and the RunConfig field each sets.
@@ -366,7 +366,7 @@ def cmd_runs(args) -> int:
     elif df.empty:
         print(f"no runs stored yet: start one with `{args.prog} run --model digits-cnn`")
     else:
-        print(df.to_string(index=False))
+        print(runs_table(df))
     return 0
 
 

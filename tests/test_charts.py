@@ -105,6 +105,11 @@ def test_compare_figures():
     series = {"fp32": np.random.default_rng(0).gamma(2, 1, 10_000), "int8": np.array([0.5, 0.6, 0.7])}
     cdf = charts.latency_cdf(series)
     assert len(cdf.data) == 2 and len(cdf.data[0].x) <= 400
+    rng = np.random.default_rng(1)
+    spiky = {"a": np.r_[rng.normal(0.03, 0.002, 5000), 9.0], "b": np.r_[rng.normal(0.028, 0.002, 5000), 7.5]}
+    cdf = charts.latency_cdf(spiky)  # one 9-ms spike must not squeeze two 0.03-ms curves onto the y axis
+    assert cdf.layout.xaxis.range[1] < 0.05 and cdf.layout.xaxis.type != "log"
+    assert cdf.layout.xaxis.title.text == "latency (ms; up to each run's p99.5)"
     box = charts.latency_box(series)
     assert len(box.data) == 2 and box.data[1].median[0] == 0.6
     long = "11-30 22:28:43 efficientnet-lite0 int8-dynamic · onnx · no limit · 2 threads · …7ca344"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,8 @@ def s3_emulator(env: dict | None = None):
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    # every emulator in one process shares moto's backends: start empty (an earlier test's buckets stayed otherwise)
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
     target = os.environ if env is None else env
     target.update(s3_env(endpoint))
     return server, endpoint

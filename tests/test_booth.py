@@ -225,7 +225,7 @@ def test_visitor_reads_no_server_path_in_history(booth, tmp_path, no_live_runs):
     at.run()
     assert not at.exception, at.exception
     shown = _everything(at)
-    assert "failed: Broken.onnx is not a valid ONNX model" in shown
+    assert "failed: broken.onnx is not a valid ONNX model" in shown
     assert at.dataframe[0].value["model"].tolist() == ["broken.onnx"]
     assert '"model": "\\u2026/broken.onnx"' in at.json[0].value
     assert str(secret) not in shown and str(tmp_path) not in shown

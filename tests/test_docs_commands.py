@@ -188,18 +188,12 @@ def _with_bucket(cmd: str, env: dict, s3_env: dict) -> dict:
     import s3fs
 
     bucket = re.search(r"s3://([a-z0-9.-]+)", cmd)[1]
-    saved = {k: os.environ.get(k) for k in s3_env}
-    os.environ.update(s3_env)
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # s3fs reads the AWS variables from os.environ
+        for k, v in s3_env.items():
+            mp.setenv(k, v)
         fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
         if not fs.exists(bucket):
             fs.mkdir(bucket)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return {**env, **s3_env}
 
 

@@ -57,21 +57,17 @@ def devices(tmp_path_factory):
 def s3(devices):
     env: dict = {}
     server, endpoint = s3_emulator(env)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     import s3fs
 
-    fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
-    fs.mkdir("lab-runs")
-    try:
-        yield {"env": env, "fs": fs, "endpoint": endpoint}
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        server.stop()
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
+        fs.mkdir("lab-runs")
+        try:
+            yield {"env": env, "fs": fs, "endpoint": endpoint}
+        finally:
+            server.stop()
 
 
 def run_ids(home: Path) -> set[str]:

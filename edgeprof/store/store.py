@@ -213,6 +213,13 @@ def _path_lock(path: Path) -> threading.RLock:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _one_row(con, sql: str, params: list) -> dict | None:
+    """The first row of a query as {column: value}, None when there is none."""
+    cur = con.execute(sql, params)
+    row = cur.fetchone()
+    return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
+
+
 class Store:
     """The run database at ``path``; created or migrated to :data:`SCHEMA_VERSION` on construction.
 
@@ -639,14 +646,10 @@ class Store:
     def get_run(self, run_id: str) -> dict | None:
         """One run as a dict, its JSON columns parsed, with its device under ``device``; None if there is none."""
         with self._reading() as con:
-            cur = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
-            row = cur.fetchone()
-            if row is None:
+            run = _one_row(con, "SELECT * FROM runs WHERE run_id = ?", [run_id])
+            if run is None:
                 return None
-            run = dict(zip([d[0] for d in cur.description], row, strict=True))
-            cur = con.execute("SELECT * FROM devices WHERE device_id = ?", [run["device_id"]])
-            dev = cur.fetchone()
-            device = dict(zip([d[0] for d in cur.description], dev, strict=True)) if dev else None
+            device = _one_row(con, "SELECT * FROM devices WHERE device_id = ?", [run["device_id"]])
         for key in JSON_RUN_COLUMNS:
             if run.get(key) is not None:
                 run[key] = json.loads(run[key])
@@ -772,11 +775,9 @@ class Store:
         """One group as a dict (config and result parsed) with ``run_ids``, its runs in the order they were made;
         None if there is none."""
         with self._reading() as con:
-            cur = con.execute("SELECT * FROM run_groups WHERE group_id = ?", [group_id])
-            row = cur.fetchone()
-            if row is None:
+            group = _one_row(con, "SELECT * FROM run_groups WHERE group_id = ?", [group_id])
+            if group is None:
                 return None
-            group = dict(zip([d[0] for d in cur.description], row, strict=True))
             group["run_ids"] = [r[0] for r in con.execute(
                 "SELECT run_id FROM runs WHERE group_id = ? ORDER BY created_at, run_id", [group_id]).fetchall()]
         for key in ("config", "result"):

@@ -180,6 +180,8 @@ class RunConfig:
     input_shapes: dict = field(default_factory=dict)  # {input name: tuple of ints}: --shape NAME=D1xD2...
     input_fills: dict = field(default_factory=dict)  # {input name: int, float, bool or str}: --fill NAME=VALUE
     profile_ops: bool = False  # a per-operator profile after the steady phase (--profile-ops; runtimes.profile)
+    input_file: str | None = None  # a .npy float tensor for the model's one input (a photo, prepared); None: random
+    top_k: int = 0  # > 0: the summary's ``prediction`` holds the first inference's top classes
 
     def __post_init__(self):
         if not isinstance(self.model, str) or not self.model.strip():
@@ -205,6 +207,9 @@ class RunConfig:
             set_(self, "warmup", check_number("warm-up", self.warmup, minimum=0, integer=True, allow_none=False))
         set_(self, "input_shapes", check_input_shapes(self.input_shapes))
         set_(self, "input_fills", check_input_fills(self.input_fills))
+        if self.input_file is not None and (not isinstance(self.input_file, str) or not self.input_file.endswith(".npy")):
+            raise ConfigError(f"input file must be the path of a .npy file, got {self.input_file!r}.")
+        set_(self, "top_k", check_number("top k", self.top_k, minimum=0, integer=True, allow_none=False))
         if not isinstance(self.profile_ops, bool):
             raise ConfigError(f"profile_ops must be true or false, got {self.profile_ops!r}.")
         if self.duration_s is None and self.iterations is None and self.preset is None:

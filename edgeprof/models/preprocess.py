@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import ModelError
-from ..runtimes import TensorSpec
+from ..runtimes.inputs import from_output, to_feed  # noqa: F401  (shared with the worker)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .catalog import ModelInfo
@@ -58,25 +58,32 @@ def channels_of(prep: dict) -> int:
 def load_image(path: str | Path, prep: dict, layout: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
-    short = int(prep.get("resize_short", 256))
-    crop = int(prep.get("crop", 224))
-    mean = np.asarray(prep.get("mean", 127.0), np.float32)
-    std = np.asarray(prep.get("std", 128.0), np.float32)
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            scale = short / min(w, h)
-            nw, nh = max(crop, round(w * scale)), max(crop, round(h * scale))
-            im = im.resize((nw, nh), Image.BILINEAR)
-            left, top = (nw - crop) // 2, (nh - crop) // 2
-            im = im.crop((left, top, left + crop, top + crop))
-            x = np.asarray(im, dtype=np.float32)
+            return image_tensor(im, prep, layout)
     except (OSError, UnidentifiedImageError) as exc:
         raise ModelError(
             f"cannot read image {path} ({exc}).", "Restore the bundled images (git checkout models/images)."
         ) from None
-    x = (x - mean) / std  # HWC
+
+
+def image_tensor(im, prep: dict, layout: str) -> np.ndarray:
+    """A PIL image as the model's float32 input [1, 3, crop, crop] (NCHW) or [1, crop, crop, 3] (NHWC), following
+    the ``imagenet`` preprocessing above. Decodes ``im``: open untrusted bytes with ``showcase.open_photo``."""
+    from PIL import Image
+
+    short = int(prep.get("resize_short", 256))
+    crop = int(prep.get("crop", 224))
+    mean = np.asarray(prep.get("mean", 127.0), np.float32)
+    std = np.asarray(prep.get("std", 128.0), np.float32)
+    im = im.convert("RGB")
+    w, h = im.size
+    scale = short / min(w, h)
+    nw, nh = max(crop, round(w * scale)), max(crop, round(h * scale))
+    im = im.resize((nw, nh), Image.BILINEAR)
+    left, top = (nw - crop) // 2, (nh - crop) // 2
+    im = im.crop((left, top, left + crop, top + crop))
+    x = (np.asarray(im, dtype=np.float32) - mean) / std  # HWC
     if layout == "NCHW":
         x = x.transpose(2, 0, 1)
     return np.ascontiguousarray(x[None], dtype=np.float32)
@@ -86,25 +93,6 @@ def digits_input(pixels: np.ndarray, layout: str, scale: float = 16.0) -> np.nda
     x = np.asarray(pixels, np.float32).reshape(8, 8) / np.float32(scale)
     shape = (1, 1, 8, 8) if layout == "NCHW" else (1, 8, 8, 1)
     return np.ascontiguousarray(x.reshape(shape))
-
-
-def to_feed(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    """Cast a float input to what the session takes: quantize for int8/uint8 inputs, cast for float16."""
-    dtype = np.dtype(spec.dtype)
-    if dtype.kind in "iu" and spec.quantization:
-        scale, zero = spec.quantization
-        info = np.iinfo(dtype)
-        q = np.round(x / np.float32(scale)) + zero
-        return np.clip(q, info.min, info.max).astype(dtype)
-    return x.astype(dtype, copy=False)
-
-
-def from_output(y: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    """Float32 view of an output: dequantized when the output is quantized."""
-    if np.dtype(spec.dtype).kind in "iu" and spec.quantization:
-        scale, zero = spec.quantization
-        return (y.astype(np.float32) - np.float32(zero)) * np.float32(scale)
-    return np.asarray(y, dtype=np.float32)
 
 
 def _digits_arrays(model: ModelInfo) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:

@@ -31,7 +31,7 @@ from ..errors import EdgeprofError, UsageError
 from ..locks import HolderLock
 from ..store import Store, new_run_id
 from ..worker import limits, priority
-from ..worker.messages import Batch, Done, Failed, Loaded, OpProfile, Phase, WorkerSpec
+from ..worker.messages import Batch, Done, Failed, Loaded, OpProfile, Phase, Prediction, WorkerSpec
 from .recorder import Recorder
 from .summary import RunFacts, build_summary
 
@@ -107,6 +107,7 @@ class RunHandle:
         self._profiling = False  # the worker completed its steady phase and profiles operators now
         self._mem_at_done: dict | None = None  # the cap's report before the profile phase
         self._op_profile: dict | None = None
+        self._prediction: list | None = None  # the worker's Prediction.top, when the config asked for top_k
         self._exit_ns: int | None = None
 
     # -- public ---------------------------------------------------------------------------------------------------
@@ -258,7 +259,7 @@ class RunHandle:
             min_duration_s=cfg.min_duration_s, min_iterations=cfg.min_iterations,
             exact_iterations=cfg.iterations is not None and cfg.duration_s is None,
             rlimit_as_bytes=cap.rlimit_bytes(), input_shapes=dict(cfg.input_shapes), input_fills=dict(cfg.input_fills),
-            profile_ops=cfg.profile_ops,
+            profile_ops=cfg.profile_ops, input_file=cfg.input_file, top_k=cfg.top_k,
         )
         read_fd, write_fd = os.pipe()
         from multiprocessing.connection import Connection
@@ -357,6 +358,8 @@ class RunHandle:
                     self._proc.send_signal(signal.SIGUSR1)  # the peak is read: the worker may profile now
         elif isinstance(msg, OpProfile):
             self._op_profile = msg.profile
+        elif isinstance(msg, Prediction):
+            self._prediction = list(msg.top)
         elif isinstance(msg, Failed):
             self._failed = msg
 
@@ -437,7 +440,7 @@ class RunHandle:
             op_profile=self._profile_result(mem) if self.config.profile_ops else None,
             memory_pressure=self._psi.describe() if self._psi is not None else
             {"unavailable": "the run ended before its worker started"},
-            worker_exit_ns=self._exit_ns,
+            worker_exit_ns=self._exit_ns, prediction=self._prediction,
         )
 
     def _profile_result(self, mem: dict) -> dict:

@@ -81,6 +81,7 @@ class RunFacts:
     op_profile: dict | None = None  # the worker's profile document when one was asked for (runtimes.profile)
     memory_pressure: dict | None = None  # MemoryPressureSource.describe(): {"scope", "path"} or {"unavailable"}
     worker_exit_ns: int | None = None  # when the parent saw the worker end (an OOM kill's moment, on the chart)
+    prediction: list | None = None  # [(class index, probability), ...] of the first inference, when asked (top_k)
 
 
 def _mean(values) -> float | None:
@@ -222,6 +223,8 @@ def build_summary(f: RunFacts) -> dict:
         if (gpu_util or gpu_mem) else None,
         "energy": energy_summary(by_metric, steady_s, summary.n, backend, f.telemetry_sources),
         "op_profile": profile_summary(f.op_profile, summary.p50),
+        **({"prediction": [{"index": int(i), "probability": float(p)} for i, p in f.prediction]}
+           if f.prediction is not None else {}),
         "temp_max_c": _max(temps),
         "throttled": throttled,
         "backend": {"name": backend.get("name"), "version": backend.get("version"),

@@ -292,3 +292,39 @@ def guessed_inputs_failed(plan: FeedPlan, what: str = "the first inference", cau
     return (f"{what} failed on inputs that edgeprof guessed: {plan.describe()}{said}. Say what the model takes with "
             f"--shape NAME=D1xD2... and --fill NAME=VALUE{hint} (on the Run page: the Inputs panel); the runtime's own "
             "message is in the run's details.")
+
+
+# ----------------------------------------------------------------------------------------------- real data
+
+
+def to_feed(x: np.ndarray, spec) -> np.ndarray:
+    """Cast a float input to what the session takes: quantize for int8/uint8 inputs, cast for float16."""
+    dtype = np.dtype(spec.dtype)
+    if dtype.kind in "iu" and spec.quantization:
+        scale, zero = spec.quantization
+        info = np.iinfo(dtype)
+        q = np.round(x / np.float32(scale)) + zero
+        return np.clip(q, info.min, info.max).astype(dtype)
+    return x.astype(dtype, copy=False)
+
+
+def from_output(y: np.ndarray, spec) -> np.ndarray:
+    """Float32 view of an output: dequantized when the output is quantized."""
+    if np.dtype(spec.dtype).kind in "iu" and spec.quantization:
+        scale, zero = spec.quantization
+        return (y.astype(np.float32) - np.float32(zero)) * np.float32(scale)
+    return np.asarray(y, dtype=np.float32)
+
+
+def top_classes(y: np.ndarray, spec, k: int = 5) -> list[tuple[int, float]]:
+    """The ``k`` best classes of one output row as ``[(index, probability), ...]``, best first: the output
+    dequantized (``from_output``), then used as it is where it already holds probabilities (non-negative, summing
+    to ~1), else softmaxed (the bundled image classifier writes logits)."""
+    x = from_output(np.asarray(y), spec).astype(np.float64).reshape(-1)
+    if x.size == 0:
+        return []
+    is_probs = (x >= -1e-6).all() and abs(float(x.sum()) - 1.0) <= 0.05
+    p = np.clip(x, 0.0, None) if is_probs else np.exp(x - x.max())
+    p = p / max(float(p.sum()), 1e-12)
+    idx = np.argsort(-p, kind="stable")[:k]
+    return [(int(i), float(p[i])) for i in idx]

@@ -88,9 +88,13 @@ def run(spec, conn) -> None:
     except InputError as exc:
         raise _input_error(plan, exc, "preparing the model") from None
     load_ns = mono() - t0
-    feeds = make_feeds(plan)
-    notes = ["input: random data of the model's input shape and type unless set with --fill (latency does not "
-             "depend on pixel values)", *plan.notes]
+    if spec.input_file:
+        feeds = [_tensor_from_file(spec.input_file, session.inputs)]
+        notes = [f"input: the tensor in {os.path.basename(spec.input_file)} (real data, the same in every inference)"]
+    else:
+        feeds = make_feeds(plan)
+        notes = ["input: random data of the model's input shape and type unless set with --fill (latency does not "
+                 "depend on pixel values)", *plan.notes]
     conn.send(Loaded(mono(), load_ns, session.info.to_dict(), [s.to_dict() for s in session.inputs],
                      [s.to_dict() for s in session.outputs], notes, os.getpid(),
                      sorted(m for m in ("streamlit", "duckdb", "pandas", "scipy") if m in sys.modules)))
@@ -104,12 +108,18 @@ def run(spec, conn) -> None:
     conn.send(Phase("first", mono()))
     t = mono()
     try:
-        run_once(feeds)
+        outputs = run_once(feeds)
     except MemoryError:
         raise
     except Exception as exc:  # the first contact with the inputs: say what was fed and how to change it
         raise _input_error(plan, exc, "the first inference") from None
     conn.send(Batch(0, "first", array("q", [t]), array("q", [mono() - t])))
+    if spec.top_k and outputs:
+        from ..runtimes.inputs import top_classes
+        from .messages import Prediction
+
+        conn.send(Prediction(top_classes(outputs[0], session.outputs[0], spec.top_k)))
+    del outputs
     seq = 1
     interval = int(spec.batch_interval_s * 1e9)
 
@@ -171,6 +181,29 @@ def run(spec, conn) -> None:
     conn.send(Done(mono(), seq, "completed" if why == "done" else "stopped", _max_rss_mb(), _major_faults()))
     if spec.profile_ops and why == "done":
         _profile_phase(session, feeds, conn)
+
+
+def _tensor_from_file(path: str, specs) -> object:
+    """The one input of a one-input model from a .npy float tensor (never unpickled), cast or quantized to what the
+    session takes (``runtimes.inputs.to_feed``). A mismatch is an InputError naming both shapes."""
+    import numpy as np
+
+    from ..errors import InputError
+    from ..runtimes.inputs import to_feed
+
+    if len(specs) != 1:
+        raise InputError(f"an input file feeds a model with one input; this one has {len(specs)}.",
+                         "Run it without an input file (random inputs).")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"the input file {os.path.basename(path)} cannot be read as a tensor.",
+                         "Give a .npy file written by numpy.save.", detail=str(exc)) from None
+    want = tuple(specs[0].shape)
+    if len(want) != x.ndim or any(isinstance(d, int) and d != n for d, n in zip(want, x.shape, strict=True)):
+        raise InputError(f"the input file holds a tensor of shape {list(x.shape)}; the model takes {list(want)}.",
+                         "Prepare the tensor in the model's layout (models.preprocess).")
+    return np.ascontiguousarray(to_feed(x.astype(np.float32, copy=False), specs[0]))
 
 
 def _profile_phase(session, feeds, conn) -> None:

@@ -45,6 +45,8 @@ class WorkerSpec:
     warmup_max_iterations: int = 1000
     warmup_max_s: float = 30.0
     profile_ops: bool = False  # a per-operator profile phase after the steady phase (runtimes.profile)
+    input_file: str | None = None  # a .npy float tensor fed to the model's one input instead of random data
+    top_k: int = 0  # > 0: send the first inference's top classes (Prediction) after its Batch
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,14 @@ class Batch:
     phase: str
     t_ns: array  # start of each inference
     latency_ns: array
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The first inference's ``top`` classes of the first output: ``[(class index, probability), ...]``, best
+    first (probabilities: the output itself where it already is one, else its softmax)."""
+
+    top: list
 
 
 @dataclass(frozen=True)

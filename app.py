@@ -14,12 +14,20 @@ heap.tune()  # before the runs: the server's C heap gives freed sample arrays ba
 # without internet (or a privacy-minded one) should not do
 HERE = Path(__file__).resolve().parent
 st.set_page_config(page_title="edgeprof", page_icon=str(HERE / "assets" / "icon.png"), layout="wide")
-auth.gate()  # booth mode: nothing below runs until the visitor has given the password
+role = auth.gate()  # booth mode: nothing below runs until the visitor has given the password
 
+# A visitor lands on the booth's showcase, staff on the Run page. The default page is served at "/", and Streamlit then
+# answers its own name ("/Run") with "Page not found": a hidden second entry of the same file takes that name.
+default = "0_Booth.py" if role == "visitor" else "1_Run.py"
 pages = []
 for file in sorted((HERE / "pages").glob("[0-9]_*.py")):
     title, icon = ui.PAGES.get(file.name, (file.stem.split("_", 1)[-1].replace("_", " "), None))
-    pages.append(st.Page(f"pages/{file.name}", title=title, icon=icon, default=file.name.startswith("1_")))
+    name = file.stem.split("_", 1)[-1]
+    if file.name == default:
+        pages.append(st.Page(f"pages/{file.name}", title=title, icon=icon, default=True, url_path=f"{name}-home"))
+        pages.append(st.Page(f"pages/{file.name}", title=title, icon=icon, url_path=name, visibility="hidden"))
+    else:
+        pages.append(st.Page(f"pages/{file.name}", title=title, icon=icon))
 
 ui.get_store()  # opens (creating or migrating) the database and marks crashed runs interrupted, once per process
 st.navigation(pages).run()

@@ -25,6 +25,7 @@ from .worker.priority import describe as describe_priority
 
 UPLOAD_CAP_MB = 200  # matches server.maxUploadSize in .streamlit/config.toml; upload_cap_mb() is the one in force
 PAGES = {  # page file -> (title, icon); pages/6_Study.py and pages/7_Report.py are picked up when present
+    "0_Booth.py": ("Try it", ":material/photo_camera:"),
     "1_Run.py": ("Run", ":material/play_circle:"),
     "2_Runs.py": ("Runs", ":material/table_rows:"),
     "3_Correlations.py": ("Correlations", ":material/scatter_plot:"),

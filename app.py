@@ -19,6 +19,8 @@ role = auth.gate()  # booth mode: nothing below runs until the visitor has given
 # A visitor lands on the booth's showcase, staff on the Run page. The default page is served at "/", and Streamlit then
 # answers its own name ("/Run") with "Page not found": a hidden second entry of the same file takes that name.
 default = "0_Booth.py" if role == "visitor" else "1_Run.py"
+if role == "visitor":  # the showcase's one screen gets the whole window; the pages stay one click away (top left)
+    st.set_page_config(initial_sidebar_state="collapsed")
 pages = []
 for file in sorted((HERE / "pages").glob("[0-9]_*.py")):
     title, icon = ui.PAGES.get(file.name, (file.stem.split("_", 1)[-1].replace("_", " "), None))

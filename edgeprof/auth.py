@@ -156,6 +156,8 @@ def gate() -> str:
         st.session_state["edgeprof_role"] = "admin"
         return "admin"
     st.title("edgeprof")
+    st.markdown("edgeprof measures how fast, how small and how accurate AI models run on this device. Enter the "
+                "password given at the booth to try it with a photo of your own.")
     with st.form("login"):
         pw = st.text_input("Password", type="password", key="login_password")
         ok = st.form_submit_button("Enter")

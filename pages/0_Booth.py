@@ -20,7 +20,7 @@ st.markdown(
     """<style>
     .block-container {padding-top: 2.2rem; padding-bottom: 0.5rem;}
     .ep-card-label {font-size: 1.35rem; font-weight: 600; line-height: 1.2; margin: 0.1rem 0 0.2rem 0;}
-    .ep-card-figs {font-size: 0.95rem; line-height: 1.55;}
+    .ep-card-figs {font-size: 0.92rem; line-height: 1.5;}
     </style>""", unsafe_allow_html=True)
 st.markdown("### What does a smaller model cost?")
 st.markdown("Pick a photo and this device names what it shows with the same AI model stored four ways, from full "
@@ -72,7 +72,7 @@ with left:
     st.selectbox("Sample photo", list(samples), index=list(samples).index("Chelsea") if "Chelsea" in samples else 0,
                  key="sample_photo")
     data, caption = chosen_photo()
-    st.toggle("Use this laptop's camera", key="use_camera")
+    st.toggle("Use the camera", key="use_camera")
     image = None
     if data is not None:
         try:
@@ -96,7 +96,7 @@ def refusal(runtime: str) -> str | None:
     return None
 
 
-def card(c: showcase.Card) -> None:
+def card(c: showcase.Card, fp32_ms: float | None) -> None:
     with st.container(border=True):
         st.markdown(f"**{c.title}**")
         if c.error:
@@ -106,7 +106,11 @@ def card(c: showcase.Card) -> None:
         agree = ("same answer as FP32" if c.agrees else "a different answer from FP32") if c.agrees is not None \
             else "the reference"
         mark = "✓ " if c.agrees else ("✗ " if c.agrees is False else "")
-        figs = [f"{ui.fmt_ms(c.p50_ms)} per photo", f"{c.size_mb:.1f} MB model" if c.size_mb else "",
+        speed = ""
+        if fp32_ms and c.p50_ms and c.precision != "fp32":
+            r = fp32_ms / c.p50_ms
+            speed = f" ({r:.1f}x faster)" if r >= 1.05 else (f" ({1 / r:.1f}x slower)" if r <= 0.95 else "")
+        figs = [f"{ui.fmt_ms(c.p50_ms)} per photo{speed}", f"{c.size_mb:.1f} MB model" if c.size_mb else "",
                 f"{c.peak_mb:.0f} MB peak memory" if c.peak_mb else "", f"{mark}{agree}"]
         st.markdown(f'<div class="ep-card-label">{html.escape(c.label or "?")}</div>'
                     f'<div class="ep-card-figs">{html.escape(sure)}<br>'
@@ -123,7 +127,8 @@ with right:
         elif busy is not None:
             st.info(busy.sentence)
         else:
-            with st.status("Running the photo in every precision…", expanded=False) as status:
+            slot = st.empty()
+            with slot.status("Running the photo in every precision…", expanded=False) as status:
                 def progress(i, n, precision):
                     status.update(label=f"Running {showcase.PRECISION_LABELS.get(precision, precision)} "
                                         f"({i + 1} of {n})…")
@@ -133,9 +138,8 @@ with right:
                     status.update(label="Not run", state="error")
                     st.info(auth.for_viewer(str(exc)))
                     result = None
-                else:
-                    status.update(label="Done", state="complete")
             if result is not None:
+                slot.empty()
                 st.session_state["showcase_result"] = (result, caption)
     shown = st.session_state.get("showcase_result")
     if shown is None:
@@ -145,9 +149,10 @@ with right:
         result, what = shown
         st.markdown(f"**{html.escape(result.sentence)}**")
         cols = st.columns(len(result.cards))
+        fp32_ms = next((c.p50_ms for c in result.cards if c.precision == "fp32"), None)
         for col, c in zip(cols, result.cards, strict=True):
             with col:
-                card(c)
+                card(c, fp32_ms)
         backend = next((c.backend for c in result.cards if c.backend), None)
         peak = next((c.peak_source for c in result.cards if c.peak_source), None)
         st.caption(

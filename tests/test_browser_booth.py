@@ -21,6 +21,9 @@ def test_visitor_sees_the_booth_rules_and_no_server_path(tmp_path, monkeypatch):
         page.goto(url)
         page.get_by_label("Password", exact=True).fill("visitors")
         page.get_by_role("button", name="Enter").click()
+        page.get_by_role("button", name="Classify this photo").wait_for()  # a visitor lands on the showcase
+        page.get_by_test_id("stExpandSidebarButton").click()  # collapsed for visitors: the showcase gets the window
+        page.get_by_role("link", name="Run").first.click()
         page.get_by_role("button", name="Start run").wait_for()
         wait_for_app(page)
         page.get_by_text("This browser runs on the device being measured").wait_for()

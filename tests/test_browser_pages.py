@@ -1,0 +1,97 @@
+"""The booth's showcase and every page, opened in headless Chromium the way people open them: a visitor with the
+password goes from the first screen to the card row with one upload and two clicks (Enter, Classify) in a 1280x800
+window, without scrolling; staff open every page by its URL. With EDGEPROF_UPDATE_SCREENSHOTS=1 the screenshots
+replace those in docs/screenshots/ (kept small: 1280x800 PNGs)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from test_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, UPDATE_DOCS, streamlit_server, wait_for_app
+
+from edgeprof import ui
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"needs Chromium at {CHROMIUM}")]
+WINDOW = {"width": 1280, "height": 800}
+
+
+def _page(p):
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    page = browser.new_page(viewport=WINDOW)
+    page.set_default_timeout(60_000)
+    return browser, page
+
+
+def _keep(page, tmp_path: Path, name: str) -> None:
+    page.screenshot(path=str(tmp_path / name))
+    if UPDATE_DOCS:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / name, SCREENSHOTS / name)
+
+
+def test_a_visitor_goes_from_photo_to_card_row_in_two_clicks_without_scrolling(tmp_path, monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("EDGEPROF_PASSWORD", "visitors")
+    monkeypatch.setenv("EDGEPROF_ADMIN_PASSWORD", "staff")
+    with streamlit_server(home, tmp_path / "runs.duckdb") as url, sync_playwright() as p:
+        browser, page = _page(p)
+        try:
+            page.goto(url)
+            page.get_by_text("measures how fast").wait_for()  # the password page says what this is
+            page.get_by_label("Password", exact=True).fill("visitors")
+            page.get_by_role("button", name="Enter").click()  # click 1
+            page.get_by_role("button", name="Classify this photo").wait_for()
+            page.get_by_text("The device is free.").wait_for()
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+                str(ROOT / "models" / "images" / "coffee.jpg"))  # the one upload
+            page.get_by_text("your photo", exact=True).wait_for()
+            wait_for_app(page)
+            page.get_by_role("button", name="Classify this photo").click()  # click 2
+            sentence = page.get_by_text("agreed with FP32").or_(page.get_by_text("where FP32 said")).first
+            sentence.wait_for(timeout=120_000)
+            wait_for_app(page)
+            card = page.get_by_text("INT8 static", exact=True).first
+            card.wait_for()
+            body = page.locator("body").inner_text()
+            for words in ("FP32", "FP16", "per photo", "MB model", "MB peak memory", "same answer as FP32",
+                          "the photo is not kept"):
+                assert words in body, words
+            scroll = page.evaluate("""() => { const m = document.querySelector('[data-testid="stMain"]') ||
+                                                  document.scrollingElement;
+                                               return [m.scrollHeight, m.clientHeight]; }""")
+            assert scroll[0] <= scroll[1] + 2, f"the page scrolls at 1280x800: {scroll}"
+            caption = page.get_by_text("the photo is not kept", exact=False).first.bounding_box()
+            assert caption["y"] + caption["height"] <= WINDOW["height"]
+            assert page.locator('[data-testid="stException"]').count() == 0
+            _keep(page, tmp_path, "booth-page.png")
+        finally:
+            browser.close()
+
+
+def test_every_page_opens_by_its_url(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    home = tmp_path / "home"
+    home.mkdir()
+    names = [Path(f).stem.split("_", 1)[-1] for f in sorted(ui.PAGES) if (ROOT / "pages" / f).exists()]
+    with streamlit_server(home, tmp_path / "runs.duckdb") as url, sync_playwright() as p:
+        browser, page = _page(p)
+        try:
+            for name in names:
+                page.goto(f"{url}/{name}")
+                wait_for_app(page)
+                page.locator('[data-testid="stMainBlockContainer"] h1, [data-testid="stMainBlockContainer"] h3') \
+                    .first.wait_for()
+                body = page.locator("body").inner_text()
+                assert "Page not found" not in body, name
+                assert page.locator('[data-testid="stException"]').count() == 0, name
+                _keep(page, tmp_path, f"{name.lower()}-page.png")
+        finally:
+            browser.close()

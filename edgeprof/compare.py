@@ -114,10 +114,38 @@ def _pooled(store, runs: pd.DataFrame, members: dict[str, list[str]], baseline: 
                       {name: _p50s(runs, ids) for name, ids in members.items()})
 
 
+def device_keys(runs: pd.DataFrame) -> pd.Series:
+    """Each run's device: its ``device_id`` (hostname only where a run has none). Hostnames repeat (every Raspberry
+    Pi is "raspberrypi" until renamed), device ids do not (``device.identity``)."""
+    ids = runs["device_id"] if "device_id" in runs else pd.Series(None, index=runs.index, dtype=object)
+    hosts = runs["hostname"] if "hostname" in runs else pd.Series(None, index=runs.index, dtype=object)
+    return ids.where(ids.notna(), hosts).astype(str)
+
+
+def device_labels(runs: pd.DataFrame) -> dict[str, str]:
+    """device key (:func:`device_keys`) -> what people call the device: its name (``devices --name``; a device is
+    named after its hostname until renamed), else its hostname. Two devices that share a label get the first six
+    digits of their id added, so no two devices ever read alike."""
+    if runs.empty:
+        return {}
+    keys = device_keys(runs)
+    names = runs["device_name"] if "device_name" in runs else pd.Series(None, index=runs.index, dtype=object)
+    hosts = runs["hostname"] if "hostname" in runs else pd.Series(None, index=runs.index, dtype=object)
+    label = {}
+    for key, name, host in zip(keys, names, hosts, strict=True):
+        text = name if isinstance(name, str) and name else (host if isinstance(host, str) and host else key)
+        label.setdefault(key, text)
+    counts = pd.Series(list(label.values())).value_counts()
+    return {k: f"{v} ({k[:6]})" if counts[v] > 1 and k != v else v for k, v in label.items()}
+
+
 def compare_devices(store, runs: pd.DataFrame, baseline: str | None = None) -> Comparison:
-    """The runs of each device (``hostname``) pooled; ``runs`` is already filtered to what should be compared."""
-    members = {host: list(part["run_id"]) for host, part in runs.groupby("hostname")}
-    return _pooled(store, runs, members, baseline, "device")
+    """The runs of each device (by device id, named by :func:`device_labels`) pooled; ``runs`` is already filtered to
+    what should be compared; ``baseline`` is a device key or its label."""
+    labels = device_labels(runs)
+    keys = device_keys(runs)
+    members = {labels[k]: list(runs.loc[keys == k, "run_id"]) for k in sorted(labels, key=labels.get)}
+    return _pooled(store, runs, members, labels.get(baseline, baseline), "device")
 
 
 def compare_groups(store, runs: pd.DataFrame, group_ids: list[str], baseline: str | None = None,

@@ -252,7 +252,7 @@ def runs_table(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     the name it was uploaded with, numbers as numbers (empty where not measured, never "None")."""
     num = lambda col: pd.to_numeric(df[col], errors="coerce").astype(float)  # noqa: E731
     table = pd.DataFrame({
-        "started (UTC)": pd.to_datetime(df["created_at"]), "device": df["hostname"],
+        "started (UTC)": pd.to_datetime(df["created_at"]), "device": _device_column(df),
         "model": [model_label(str(m)) for m in df["model"]], "precision": df["precision"], "runtime": df["runtime"],
         "threads": df["threads"], "memory limit": [limit_words(v) for v in df["memory_limit_mb"]],
         "status": df["status"], "p50 (ms)": num("p50_ms"), "p90 (ms)": num("p90_ms"),
@@ -269,13 +269,23 @@ def runs_table(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     return table, config
 
 
+def _device_column(df: pd.DataFrame) -> pd.Series:
+    """Each run's device as people call it (``compare.device_labels``: its name, by device id)."""
+    from .compare import device_keys, device_labels
+
+    if df.empty:
+        return pd.Series(dtype=str)
+    return device_keys(df).map(device_labels(df))
+
+
 def filter_runs(df: pd.DataFrame, key: str, *, default_status: list[str] | None = None, dates: bool = True) -> pd.DataFrame:
     """Filter widgets (device, model, precision, runtime, memory limit, status, dates) in two rows; returns the
     filtered frame."""
     if df.empty:
         return df
     cols = st.columns(4) + st.columns(3 if dates else 2)
-    hosts = sorted(df["hostname"].dropna().astype(str).unique()) if "hostname" in df else []
+    devices = _device_column(df)
+    hosts = sorted(devices.dropna().astype(str).unique())
     models = sorted(df["model"].dropna().astype(str).unique())
     precisions = sorted(df["precision"].dropna().astype(str).unique())
     statuses = sorted(df["status"].dropna().astype(str).unique())
@@ -294,7 +304,7 @@ def filter_runs(df: pd.DataFrame, key: str, *, default_status: list[str] | None 
     if lim:
         out = out[[limit_words(v) in lim for v in out["memory_limit_mb"]]]
     if dev:
-        out = out[out["hostname"].astype(str).isin(dev)]
+        out = out[devices.loc[out.index].astype(str).isin(dev)]
     if mod:
         out = out[out["model"].astype(str).isin(mod)]
     if pre:

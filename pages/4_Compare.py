@@ -103,15 +103,17 @@ else:
                          format_func=lambda v: "no limit" if v is None else f"{v:,.0f} MB")
     sel = compare.same_config(runs, model=model, precision=prec, runtime=runtime, threads=threads,
                               memory_limit_mb=limit)
-    hosts = sorted(sel["hostname"].dropna().astype(str).unique())
-    devices = st.multiselect("Devices (2 to 4)", hosts, default=hosts[:4], key="cmp_devices", max_selections=4)
-    sel = sel[sel["hostname"].isin(devices)]
-    if sel["hostname"].nunique() < 2:
+    names = compare.device_labels(sel)  # by device id: two boards both called "raspberrypi" stay two devices
+    ids = sorted(names, key=names.get)
+    devices = st.multiselect("Devices (2 to 4)", ids, default=ids[:4], key="cmp_devices", max_selections=4,
+                             format_func=names.get)
+    sel = sel[compare.device_keys(sel).isin(devices)]
+    if compare.device_keys(sel).nunique() < 2:
         st.info("These filters leave fewer than two devices with runs. Import runs from another device on the "
                 "**Runs** page (export there, import here), or compare single runs instead.")
         st.stop()
-    baseline_host = st.selectbox("Baseline", sorted(sel["hostname"].unique()), key="cmp_baseline_group")
-    cmp = compare.compare_devices(data, sel, baseline_host)
+    baseline_device = st.selectbox("Baseline", devices, key="cmp_baseline_group", format_func=names.get)
+    cmp = compare.compare_devices(data, sel, baseline_device)
 
 left, right = st.columns(2)
 left.plotly_chart(charts.latency_cdf(cmp.groups), key="cmp_cdf")

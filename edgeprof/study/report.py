@@ -943,7 +943,9 @@ def study_meta(store, study_id: str) -> dict:
         device_id = runs.iloc[0]["device_id"]
         run = store.get_run(str(runs.iloc[0]["run_id"]))
         d = (run or {}).get("device") or {}
-        device = ", ".join(str(x) for x in (d.get("hostname"), d.get("model"), d.get("cpu"),
+        name, host = d.get("device_name"), d.get("hostname")  # the device's name; its hostname only as a fallback
+        who = f"{name} (host {host})" if name and host and name != host else (name or host)
+        device = ", ".join(str(x) for x in (who, d.get("model"), d.get("cpu"),
                                             f"{d.get('cores')} cores" if d.get("cores") else None) if x)
     return {"study_id": study_id, "name": r["name"], "status": r["status"], "description": cfg.get("description"),
             "config": cfg, "device": device, "device_id": device_id, "version": __version__}

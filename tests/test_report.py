@@ -74,11 +74,37 @@ def test_not_supported_when_the_data_go_the_other_way_or_nowhere():
     assert report.claim_model_size(inverted).verdict == NOT_SUPPORTED
 
 
-def test_saturated_cpu_is_not_supported_with_a_caution():
+def test_saturated_cpu_is_not_testable_here_and_says_why():
     df = synth()
     df.loc[df["status"] == "ok", "cpu_system_mean_pct"] = 100.0
     f = report.claim_cpu_memory_cpu(df)
-    assert f.verdict == NOT_SUPPORTED and "saturated" in (f.caution or "")
+    assert f.verdict == NOT_TESTABLE and f.caution is None
+    assert f.evidence.startswith("Not testable here: the CPU was saturated (95-100%) in every run, so utilization "
+                                 "could not rise or fall with the memory limit"), f.evidence
+    assert "n/a" not in f.evidence and " y " not in f.evidence
+
+
+def test_a_measure_that_did_not_vary_is_named_and_not_testable_here():
+    df = synth()
+    df.loc[df["status"] == "ok", "cpu_system_mean_pct"] = 50.0
+    f = report.claim_cpu_memory_cpu(df)
+    assert f.verdict == NOT_TESTABLE
+    assert f.evidence.startswith("Not testable here: system CPU utilization did not vary across the runs, so there is "
+                                 "no trend to test."), f.evidence
+    assert "rho between the memory limit (ranked within each variant) and system CPU utilization (relative to the " \
+           "most generous limit) undefined" in f.evidence
+    no_sensor = synth()
+    no_sensor["cpu_system_mean_pct"] = float("nan")
+    f = report.claim_cpu_memory_cpu(no_sensor)
+    assert f.verdict == NOT_TESTABLE and "no CPU utilization was recorded in any run" in f.evidence
+
+
+def test_precision_ratios_say_how_they_were_aggregated_and_agree_with_the_figure():
+    df = synth()
+    f = report.claim_precision_bits(df)
+    assert report.RATIO_METHOD in f.evidence and "(n = 3 vs 3)" in f.evidence, f.evidence
+    ratios, counts = report.precision_ratios(df)
+    assert ratios == f.numbers["per_model"] and counts["big"]["fp32"] == 3
 
 
 def test_too_few_data():

@@ -197,6 +197,14 @@ class Finding:
     groups: list = field(default_factory=list)  # per-group rows (dicts)
     caution: str | None = None
 
+    def __post_init__(self):
+        """A claim the data cannot test leads with why (a factor that did not vary, a saturated CPU); an undefined
+        rho is then written as such, not as "n/a"."""
+        if self.verdict == NOT_TESTABLE and self.caution:
+            evidence = self.evidence.replace("= n/a, p = n/a", "undefined")
+            self.evidence = f"Not testable here: {self.caution.rstrip('.')}. {evidence}"
+            self.caution = None
+
     def to_dict(self) -> dict:
         return _jsonable(asdict(self))
 
@@ -231,23 +239,43 @@ def _fmt_p(p) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _p_text(p) -> str:
+    """``p = 0.012`` or ``p < 0.001`` (never "p = <0.001")."""
+    text = _fmt_p(p)
+    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
 def _spearman(x, y) -> stats.Correlation:
     return stats.correlate(x, y)
 
 
-def _decide(corr: stats.Correlation, sign: int, groups_with_levels: int, what: str) -> tuple[str, str | None]:
-    """The verdict from a pooled Spearman rho (``sign`` is the claimed direction) and a caution."""
+def _decide(corr: stats.Correlation, sign: int, groups_with_levels: int, what: str,
+            measure: str = "latency") -> tuple[str, str | None]:
+    """The verdict from a pooled Spearman rho (``sign`` is the claimed direction) and a caution; where rho is
+    undefined (a factor or a measure that did not vary) the data cannot test the claim: "not testable here", and the
+    second value is the reason in words (``what``: the factor, ``measure``: what it should move)."""
     if corr.n < MIN_N or groups_with_levels == 0:
         return TOO_FEW, f"only {corr.n} runs ({groups_with_levels} groups with two or more levels of {what}); " \
                         f"need at least {MIN_N}"
     if corr.spearman_r is None:
-        return NOT_SUPPORTED, corr.note
+        return NOT_TESTABLE, untestable_reason(corr.note, what, measure)
     caution = None
     if corr.n < FEW_N:
         caution = f"only {corr.n} runs: a single run can flip rho; repeat the study with more repetitions"
     if corr.spearman_r * sign > 0 and corr.spearman_p is not None and corr.spearman_p < ALPHA:
         return SUPPORTED, caution
     return NOT_SUPPORTED, caution
+
+
+def untestable_reason(note: str | None, what: str, measure: str) -> str:
+    """``stats.correlate``'s note ("x did not vary: correlation is undefined") in the claim's own words."""
+    text = note or "the correlation is undefined"
+    if "did not vary" in text:
+        names = {"x": what, "y": measure}
+        varied = [names[v] for v in ("x", "y") if f"{v} " in text.split("did not vary")[0] + " "]
+        who = " and ".join(varied) or measure
+        return f"{who} did not vary across the runs, so there is no trend to test"
+    return text
 
 
 def _add_caution(caution: str | None, text: str | None) -> str | None:
@@ -300,6 +328,8 @@ def _spread_verdict(verdict: str, caution: str | None, ratios: list[stats.Ratio]
                     floor_pct: float | None) -> tuple[str, str | None]:
     """A verdict that holds up against the variation between runs: "supported" needs, where the study has
     repetitions, at least one group whose between-run interval excludes no difference in the claimed direction."""
+    if verdict == NOT_TESTABLE:
+        return verdict, caution
     stands_out, text = _between_runs(ratios, sign, floor_pct)
     if verdict == SUPPORTED and stands_out is False:
         verdict = NOT_SUPPORTED
@@ -365,7 +395,7 @@ def claim_memory_latency(df: pd.DataFrame, floor_pct: float | None = None) -> Fi
     ratios = [r["p50_tightest_ok_over_most_generous"] for r in groups if r["limits"] >= 2]
     rose = sum(1 for r in ratios if r and r > 1)
     evidence = (f"pooled Spearman rho between the memory limit (ranked within each variant) and p50 (relative to the "
-                f"most generous limit) = {_fmt(corr.spearman_r)}, p = {_fmt_p(corr.spearman_p)}, n = {corr.n} runs "
+                f"most generous limit) = {_fmt(corr.spearman_r)}, {_p_text(corr.spearman_p)}, n = {corr.n} runs "
                 f"in {len(pooled)} variants; p50 at the tightest limit that still ran over p50 at the most generous: "
                 f"median {_fmt(float(np.median(ratios)))}x, higher in {rose} of {len(ratios)} variants. "
                 f"{len(all_died)} cells died (OOM-killed, timed out or crashed) at limits below their footprint."
@@ -418,6 +448,9 @@ def _cpu_memory(df: pd.DataFrame, claim_id: str, claim: str, sign: int, testable
                        "cpu_max_pct": float(g[col].max())})
         if g["mem_value"].nunique() >= 2:
             pooled.append(g)
+    if not pooled and len(_ok(df)) and ok.empty:
+        return Finding(claim_id, claim, NOT_TESTABLE, "no CPU utilization was recorded in any run (no CPU sensor "
+                       "here), so the claim cannot be tested on this device.", {"n": 0}, groups)
     if not pooled:
         return Finding(claim_id, claim, TOO_FEW, "no variant has ok runs with CPU telemetry at two or more limits.",
                        {"n": int(len(ok))}, groups)
@@ -425,18 +458,18 @@ def _cpu_memory(df: pd.DataFrame, claim_id: str, claim: str, sign: int, testable
     rank = _rank_within(pool, ["variant"], "mem_value")
     norm = _normalise(pool, ["variant"], col, _generous_mask(pool))
     corr = _spearman(rank, norm)
-    verdict, caution = _decide(corr, sign, len(pooled), "memory limit")
+    verdict, caution = _decide(corr, sign, len(pooled), "memory limit", "system CPU utilization")
+    saturated = float(pool[col].min()) >= 95.0
+    if saturated and verdict != TOO_FEW:
+        verdict, caution = NOT_TESTABLE, (
+            "the CPU was saturated (95-100%) in every run, so utilization could not rise or fall with the memory "
+            "limit: other load on the device, or as many threads as cores. Run with fewer threads than cores on an "
+            "otherwise idle device to test it")
     caution = _add_caution(caution, _single_run_caution(pool, ["variant", "mem"]))
     spread = f"system CPU ranged {_fmt(float(pool[col].min()))}-{_fmt(float(pool[col].max()))}%"
     evidence = (f"pooled Spearman rho between the memory limit (ranked within each variant) and system CPU "
                 f"utilization (relative to the most generous limit) = {_fmt(corr.spearman_r)}, "
-                f"p = {_fmt_p(corr.spearman_p)}, n = {corr.n} runs in {len(pooled)} variants; {spread}.")
-    if corr.spearman_r is None:
-        evidence += f" ({corr.note})"
-    if float(pool[col].min()) >= 95.0:
-        caution = _add_caution(caution, "the CPU was saturated (95-100%) in every run, so utilization could not rise: "
-                                        "other load on the device, or as many threads as cores; run with fewer threads "
-                                        "than cores on an otherwise idle device")
+                f"{_p_text(corr.spearman_p)}, n = {corr.n} runs in {len(pooled)} variants; {spread}.")
     return Finding(claim_id, claim, verdict, evidence,
                    {"spearman_rho": corr.spearman_r, "p": corr.spearman_p, "n": corr.n, "variants": len(pooled)},
                    groups, caution)
@@ -502,10 +535,29 @@ def claim_model_size(df: pd.DataFrame, floor_pct: float | None = None) -> Findin
     evidence = (f"p50 of the largest over the smallest model at the same precision, runtime and limit: median "
                 f"{_fmt(float(np.median(ratios)))}x (range {_fmt(min(ratios))}-{_fmt(max(ratios))}), higher in {held} "
                 f"of {len(groups)} groups; pooled Spearman rho between size rank and p50 (relative to the group) = "
-                f"{_fmt(corr.spearman_r)}, p = {_fmt_p(corr.spearman_p)}, n = {corr.n}.")
+                f"{_fmt(corr.spearman_r)}, {_p_text(corr.spearman_p)}, n = {corr.n}.")
     return Finding("model_size", claim, verdict, evidence,
                    {"spearman_rho": corr.spearman_r, "p": corr.spearman_p, "n": corr.n, "groups": len(groups),
                     "groups_higher": held, "median_ratio": float(np.median(ratios))}, groups, caution)
+
+
+RATIO_METHOD = ("median of the run p50s at each model's most generous memory limit over the same median of its fp32 "
+                "runs (n = runs on each side)")
+
+
+def precision_ratios(df: pd.DataFrame) -> tuple[dict, dict]:
+    """({model: {precision: p50 ratio to fp32}}, {model: {precision: n runs}}) of ok runs at the most generous limit,
+    each side the median of its run p50s (``RATIO_METHOD``): the numbers the findings and the precision figure share."""
+    ok = _ok(df if "variant" in df else normalise_frame(df))
+    gen = ok[_generous_mask(ok)] if len(ok) else ok
+    ratios, counts = {}, {}
+    for m, g in gen.groupby("model"):
+        med = g.groupby("precision")["p50_ms"].agg(["median", "size"])
+        if "fp32" in med.index:
+            ratios[m] = {p: float(med.loc[p, "median"] / med.loc["fp32", "median"])
+                         for p in ("fp16", "int8-dynamic", "int8-static") if p in med.index}
+            counts[m] = {p: int(med.loc[p, "size"]) for p in med.index}
+    return ratios, counts
 
 
 def claim_precision_bits(df: pd.DataFrame, floor_pct: float | None = None) -> Finding:
@@ -540,15 +592,12 @@ def claim_precision_bits(df: pd.DataFrame, floor_pct: float | None = None) -> Fi
     verdict, caution = _decide(corr, +1, len(pooled), "precision")
     caution = _add_caution(caution, _single_run_caution(pool, [*by, "precision"]))
     verdict, caution = _spread_verdict(verdict, caution, spread, -1, floor_pct)
-    per_model = {}
-    for m, g in pool.groupby("model"):
-        med = g.groupby("precision")["p50_ms"].median()
-        if "fp32" in med:
-            per_model[m] = {p: float(med[p] / med["fp32"]) for p in ("fp16", "int8-dynamic", "int8-static") if p in med}
-    parts = [f"{m}: " + ", ".join(f"{p}/fp32 {_fmt(v)}" for p, v in r.items()) for m, r in per_model.items()]
+    per_model, counts = precision_ratios(pool)
+    parts = [f"{m}: " + ", ".join(f"{p}/fp32 {_fmt(v)} (n = {counts[m][p]} vs {counts[m]['fp32']})"
+                                  for p, v in r.items()) for m, r in per_model.items()]
     evidence = (f"pooled Spearman rho between bits (32/16/8) and p50 (relative to fp32 of the same model, runtime and "
-                f"limit) = {_fmt(corr.spearman_r)}, p = {_fmt_p(corr.spearman_p)}, n = {corr.n}. p50 ratios per model "
-                f"(median over limits): " + ("; ".join(parts) if parts else "no fp32 reference") + ".")
+                f"limit) = {_fmt(corr.spearman_r)}, {_p_text(corr.spearman_p)}, n = {corr.n}. p50 ratios per model, "
+                f"{RATIO_METHOD}: " + ("; ".join(parts) if parts else "no fp32 reference") + ".")
     faster = [f"{m} {p}" for m, r in per_model.items() for p, v in r.items() if v < 0.95]
     slower = [f"{m} {p}" for m, r in per_model.items() for p, v in r.items() if v > 1.05]
     if verdict == NOT_SUPPORTED and faster and slower:
@@ -725,19 +774,22 @@ def _precision_figure(df: pd.DataFrame) -> bytes:
     groups = sorted(gen.groupby(["model", "runtime", "threads"]).groups) if len(gen) else []
     width = 0.8 / max(1, len(precs))
     for i, p in enumerate(precs):
-        vals = []
+        vals, ns = [], []
         for m, r, t in groups:
             g = gen[(gen["model"] == m) & (gen["runtime"] == r) & (gen["threads"] == t)]
             ref = g.loc[g["precision"] == "fp32", "p50_ms"].median()
             vals.append(g.loc[g["precision"] == p, "p50_ms"].median() / ref if ref and np.isfinite(ref) else np.nan)
+            ns.append(int((g["precision"] == p).sum()))
         bars = ax.bar(np.arange(len(groups)) + i * width, vals, width, label=p)
-        ax.bar_label(bars, labels=["" if not np.isfinite(v) else f"{v:.2f}x" for v in vals], fontsize=7)
+        ax.bar_label(bars, labels=["" if not np.isfinite(v) else f"{v:.2f}x\nn={k}" for v, k in zip(vals, ns, strict=True)],
+                     fontsize=7)
     ax.axhline(1, color="#666", lw=1, ls="--")
     ax.set_xticks(np.arange(len(groups)) + width * (len(precs) - 1) / 2)
     ax.set_xticklabels([f"{m}\n{r} t{t}" for m, r, t in groups], fontsize=8)
     ax.set_ylim(0, None)
-    ax.set_ylabel("p50 / the same model's FP32 p50")
-    ax.set_title("Latency by precision, relative to FP32 (below 1: faster)", fontsize=10)
+    ax.set_ylabel("median run p50 / median FP32 run p50")
+    ax.set_title("Latency by precision at the most generous memory limit, relative to FP32 (below 1: faster; "
+                 "n runs)", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()

@@ -4,6 +4,8 @@
   footprint (the cap as a multiple of the memory the variant needed without a limit) and its latency against the
   same variant's latency without a limit, so variants of any size and speed pool into one answer.
 * ``relation_sentence``: what a correlation says in words, a null result as "no evidence", always with n.
+* ``readable_correlations``: a correlation table a person reads: the variables that did not vary named in one line
+  instead of a row each, no empty cells, and pairs that are correlated by construction marked and put last.
 
 Pure: frames of ``Store.list_runs`` in, frames and sentences out.
 """
@@ -105,6 +107,12 @@ def fmt_p(p: float | None) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.2g}" if p < 0.1 else f"{p:.2f}"
 
 
+def p_words(p: float | None) -> str:
+    """``p = 0.03`` or ``p < 0.001``: the p value in a sentence (never "p = < 0.001")."""
+    text = fmt_p(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
 def relation_sentence(x: str, y: str, r: float | None, p: float | None, n: int, *, unit: str = "runs",
                       spearman: float | None = None, ci: tuple | None = None) -> str:
     """``y`` against ``x`` in words: a relation only where p < 0.05, else "no evidence of a relation"; always n."""
@@ -112,9 +120,78 @@ def relation_sentence(x: str, y: str, r: float | None, p: float | None, n: int, 
         return f"{y} vs {x}: not enough varying pairs to say anything (n = {n} {unit})."
     rank = f", Spearman rho = {spearman:.2f}" if spearman is not None and np.isfinite(spearman) else ""
     band = f", 95% CI {ci[0]:.2f} to {ci[1]:.2f}" if ci and all(v is not None and np.isfinite(v) for v in ci) else ""
-    stat = f"r = {r:.2f}{band}, p = {fmt_p(p)}, n = {n} {unit}{rank}"
+    stat = f"r = {r:.2f}{band}, {p_words(p)}, n = {n} {unit}{rank}"
     if p >= ALPHA:
         return f"No evidence of a relation between **{y}** and **{x}** ({stat})."
     strength = "strongly" if abs(r) >= 0.7 else "moderately" if abs(r) >= 0.4 else "weakly"
     direction = "rises" if r > 0 else "falls"
     return f"**{y}** {strength} {direction} with **{x}** ({stat}). Correlation is not cause."
+
+
+# ------------------------------------------------------------------------------------------- correlation tables
+
+# CPU figures derived from one another: other processes' CPU = device CPU busy x cores - the worker's, so these pairs
+# are correlated by construction (exactly -1 for worker vs others when the device is saturated). Labels of
+# ui.VARIABLES (across runs) and of ui.metric_label (inside a run).
+CPU_SYSTEM = ("CPU system mean (%)", "device CPU busy (%)")
+CPU_WORKER = ("CPU worker mean (%)", "worker CPU (% of one core)")
+CPU_OTHERS = ("CPU other processes mean (% of a core)", "other processes' CPU (% of one core)")
+SATURATED_PCT = 95.0
+
+
+@dataclass
+class CorrelationView:
+    """``table``: one row per pair that could be computed, every cell text (numbers formatted, "–" where a value is
+    undefined), pairs forced by construction last with a note; ``constant``: the variables that did not vary (no
+    correlation with them exists); ``forced``: how many pairs were marked."""
+
+    table: pd.DataFrame
+    constant: list
+    forced: int
+
+
+def _forced(x: str, y: str, saturated: bool) -> str | None:
+    pair = {x, y}
+    if pair & set(CPU_OTHERS) and pair & set(CPU_WORKER + CPU_SYSTEM):
+        why = "by construction: other processes' CPU is the device's busy CPU minus the worker's"
+        return why + ("; the CPU was saturated, so one falls exactly as the other rises" if saturated else "")
+    return None
+
+
+def _did_not_vary(note) -> tuple[bool, bool]:
+    """Which of x, y a stats.correlate note says did not vary."""
+    if not isinstance(note, str) or "did not vary" not in note:
+        return False, False
+    head = note.split("did not vary")[0]
+    return "x" in head.split(), "y" in head.split()
+
+
+def readable_correlations(result: pd.DataFrame, *, system_cpu_pct: pd.Series | None = None) -> CorrelationView:
+    """``stats.correlation_matrix`` output as people read it. ``system_cpu_pct``: the device's busy CPU of the
+    runs or windows, to say when it was saturated (median >= SATURATED_PCT)."""
+    cpu = pd.to_numeric(system_cpu_pct, errors="coerce").dropna() if system_cpu_pct is not None else pd.Series([])
+    saturated = bool(len(cpu)) and float(cpu.median()) >= SATURATED_PCT
+    constant: list[str] = []
+    rows = []
+
+    def num(v, fmt="{:.2f}"):
+        return "–" if v is None or not np.isfinite(v) else fmt.format(v)
+
+    for r in result.itertuples():
+        cx, cy = _did_not_vary(r.note)
+        for name, const in ((r.x, cx), (r.y, cy)):
+            if const and name not in constant:
+                constant.append(name)
+        if cx or cy:
+            continue
+        forced = _forced(r.x, r.y, saturated)
+        note = forced or (r.note if isinstance(r.note, str) else "")
+        ci = "–" if not (np.isfinite(r.ci_low) and np.isfinite(r.ci_high)) else f"{r.ci_low:.2f} to {r.ci_high:.2f}"
+        rows.append({"x": r.x, "y": r.y, "n": str(int(r.n)), "Pearson r": num(r.pearson_r), "p": fmt_p(r.pearson_p),
+                     "95% CI": ci, "Spearman rho": num(r.spearman_r), "note": note, "_forced": forced is not None,
+                     "_strength": -abs(r.pearson_r) if np.isfinite(r.pearson_r) else 0.0})
+    table = pd.DataFrame(rows, columns=["x", "y", "n", "Pearson r", "p", "95% CI", "Spearman rho", "note", "_forced",
+                                        "_strength"])
+    forced = int(table["_forced"].sum()) if len(table) else 0
+    table = table.sort_values(["_forced", "_strength"], kind="stable").drop(columns=["_forced", "_strength"])
+    return CorrelationView(table.reset_index(drop=True), constant, forced)

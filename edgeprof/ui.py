@@ -68,6 +68,14 @@ METRIC_LABELS = [
     (r"mem\.charged_mb", "memory charged to the run (MB)"), (r"swap\.used_mb", "swap used (MB)"),
     (r"temp\.(.+)_c", "temperature {} (C)"), (r"gpu(\d+)\.(?:util|load)_pct", "GPU {} utilization (%)"),
     (r"gpu(\d+)\.mem_used_mb", "GPU {} memory (MB)"), (r"power\.(.+)_w", "power {} (W)"),
+    (r"cpu\.core(\d+)_freq_mhz", "core {} frequency (MHz)"), (r"cpu\.arm_freq_mhz", "CPU frequency (MHz)"),
+    (r"emc\.freq_mhz", "memory controller frequency (MHz)"), (r"emc\.load_pct", "memory controller load (%)"),
+    (r"mem\.anon_mb", "worker anonymous memory (MB)"), (r"mem\.file_mb", "worker file pages (MB)"),
+    (r"mem\.gpu_shared_mb", "GPU shared memory (MB)"), (r"mem\.total_mb", "system RAM total (MB)"),
+    (r"mem\.major_faults_per_s", "major page faults (/s)"), (r"mem\.refaults_per_s", "page refaults (/s)"),
+    (r"mem\.pressure_some_pct", "memory pressure, some stalled (% of time)"),
+    (r"mem\.pressure_full_pct", "memory pressure, all stalled (% of time)"),
+    (r"throttle\.(.+)", "throttling: {}"),
 ]
 
 

@@ -20,8 +20,6 @@ MODES = ["does less memory slow inference?", "across runs", "over time inside on
 DEFAULT_VARS = ["latency p50 (ms)", "CPU worker mean (%)", "CPU system mean (%)", "CPU other processes mean (% of a core)",
                 "peak RAM (MB)", "model size (MB)", "bits", "warm-up (ms)"]
 LATENCY_VARS = ("latency p50 (ms)", "latency p90 (ms)")
-RESULT_COLUMNS = {"x": "x", "y": "y", "n": "n", "pearson_r": "Pearson r", "p": "p", "ci_low": "95% CI low",
-                  "ci_high": "95% CI high", "spearman_r": "Spearman rho", "note": "note"}
 
 store = ui.page_setup("Correlations")
 fleet = ui.fleet_choice("corr_scope")
@@ -38,22 +36,26 @@ if runs.empty:
 
 
 def explain_notes(result: pd.DataFrame, unit: str) -> None:
-    notes = result.dropna(subset=["note"])
-    if notes.empty:
-        return
-    small = notes[notes["n"] < stats.CORRELATION_HINT_N]
+    small = result[(result["n"] < stats.CORRELATION_HINT_N) & (result["n"] >= 3)]
     if not small.empty:
         st.info(f"n is too small for {len(small)} of {len(result)} pairs: with fewer than {stats.CORRELATION_HINT_N} "
                 f"{unit}, r can swing widely, so read those numbers as a hint. Add {unit} to firm them up.")
-    for row in notes[notes["n"] >= stats.CORRELATION_HINT_N].itertuples():
-        st.caption(f"{row.y} vs {row.x}: {row.note}")
 
 
-def result_table(result: pd.DataFrame) -> None:
-    shown = result.assign(p=[questions.fmt_p(p) for p in result["pearson_p"]]).rename(columns=RESULT_COLUMNS)
-    st.dataframe(shown[list(RESULT_COLUMNS.values())], hide_index=True, key="corr_table",
-                 column_config={c: st.column_config.NumberColumn(format="%.2f")
-                                for c in ("Pearson r", "95% CI low", "95% CI high", "Spearman rho")})
+def result_table(result: pd.DataFrame, unit: str, system_cpu=None) -> None:
+    """The pairs a person can read (questions.readable_correlations): what did not vary in one line, forced pairs
+    last and marked, no empty cells."""
+    view = questions.readable_correlations(result, system_cpu_pct=system_cpu)
+    if view.constant:
+        st.caption(f"Did not vary over these {unit}, so no correlation with them exists: "
+                   f"{', '.join(view.constant)}.")
+    if view.forced:
+        st.caption(f"{view.forced} pair(s) are correlated by construction (other processes' CPU is the device's busy "
+                   "CPU minus the worker's): they are listed last and say so.")
+    if view.table.empty:
+        st.info(f"No pair of these variables varied together over these {unit}.")
+        return
+    st.dataframe(view.table, hide_index=True, key="corr_table")
 
 
 def latency_last(x: str, y: str) -> tuple[str, str]:
@@ -93,7 +95,7 @@ elif mode == MODES[1]:
                 "memory, the question above compares runs fairly (a limit means little without the model's "
                 "footprint).")
     explain_notes(result, "runs")
-    result_table(result)
+    result_table(result, "runs", data.get("cpu_system_mean_pct"))
     kind = st.radio("Heatmap", ["Pearson r", "Spearman rho"], horizontal=True, key="corr_heat")
     st.plotly_chart(charts.correlation_heatmap(result, value="pearson_r" if kind == "Pearson r" else "spearman_r"),
                     key="corr_heatmap")
@@ -139,9 +141,10 @@ else:
     result = result[result["x"] == "latency median (ms)"].reset_index(drop=True)
     st.markdown(f"**{len(wdf)} windows** of {float(window_s):g} s over the steady state of this run.")
     explain_notes(result, "windows")
-    result_table(result)
-    default = "cpu.worker_pct" if "cpu.worker_pct" in metrics else metrics[0]
-    metric = st.selectbox("Metric", metrics, index=metrics.index(default), key="corr_metric", format_func=names.get)
+    result_table(result, "windows", wdf.get("cpu.total_pct"))
+    varied = [m for m in metrics if wdf[m].nunique() > 1] or metrics  # a flat line has nothing to show
+    default = "cpu.worker_pct" if "cpu.worker_pct" in varied else varied[0]
+    metric = st.selectbox("Metric", varied, index=varied.index(default), key="corr_metric", format_func=names.get)
     st.plotly_chart(charts.windowed_figure(wdf, metric, metric_label=names[metric]), key="corr_windows")
     st.plotly_chart(charts.scatter_fit(wdf[metric], wdf["latency_ms_median"], x_label=names[metric],
                                        y_label="latency median (ms)"), key="corr_window_scatter")

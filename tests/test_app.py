@@ -208,7 +208,8 @@ def test_correlations_page_shows_table_and_small_n_note(db):
     at = page("3_Correlations.py")
     at.radio(key="corr_mode").set_value("across runs").run()
     table = at.dataframe[0].value
-    assert {"Pearson r", "Spearman rho", "95% CI low", "n", "note"} <= set(table.columns)
+    assert {"Pearson r", "Spearman rho", "95% CI", "n", "note"} <= set(table.columns)
+    assert not table.isna().any().any() and "None" not in table.to_string()  # every cell reads as something
     assert "n is too small" in texts(at)
     long_run = runner.start_run(RunConfig(model="digits-cnn", duration_s=3, sample_hz=20), db).wait(60)
     assert long_run["status"] == "ok"
@@ -222,6 +223,10 @@ def test_correlations_page_shows_table_and_small_n_note(db):
     assert windowed["layout"]["yaxis"]["title"]["text"] == "latency (ms)"
     assert windowed["layout"]["yaxis2"]["title"]["text"] == "worker CPU (% of one core)"  # words, not cpu.worker_pct
     assert at.selectbox(key="corr_metric").value == "cpu.worker_pct"
+    said = texts(at)
+    assert "cpu." not in said and "mem." not in said and " y did not vary" not in said, said  # labels, not names
+    windows = at.dataframe[0].value
+    assert not windows.isna().any().any() and "None" not in windows.to_string()
 
 
 @pytest.mark.skipif(not __import__("helpers").cgroup_writable(), reason="footprints need a memory cgroup")

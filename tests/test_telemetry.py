@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -671,3 +672,21 @@ def test_sampler_keeps_going_when_the_sink_raises():
     assert src.reads >= 3
     with pytest.raises(ValueError):
         telemetry.Sampler([], hz=0)
+
+
+def test_worker_cpu_never_exceeds_all_cores():
+    """CPU times tick in 10 ms: over one short, late tick the rate overshot (499.7% on 2 cores); it is capped at
+    100% per core."""
+    src = host.HostSource(thermal_root=MISSING)
+    src.probe()
+    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 2\nwhile time.time() < end: pass"])
+    try:
+        time.sleep(0.2)
+        src.read(child.pid)
+        src._worker.last_cpu_s -= 1.0  # as if a whole CPU-second had landed in the next millisecond
+        src._worker.last_wall = time.monotonic() - 0.001
+        got = values(src.read(child.pid))
+    finally:
+        child.kill()
+        child.wait()
+    assert got["cpu.worker_pct"] == 100.0 * (os.cpu_count() or 1)

@@ -20,7 +20,8 @@ cold open+read of a proc file costs ~100-150 us of CPU after the thread has slep
   file); a held fd keeps pointing at the original process, so a reused pid cannot be mistaken for the worker.
 
 ``cpu.worker_pct`` is like top's %CPU for the worker's tree: CPU seconds of the worker, its reaped children and
-its live children, per wall second, times 100 (so 250 means two and a half cores busy). The first sample of a
+its live children, per wall second, times 100 (so 250 means two and a half cores busy; never above 100 x cores,
+which the 10-ms granularity of CPU times can overshoot over one short tick). The first sample of a
 worker only sets the baseline, so that metric appears from the second tick on (never a made-up 0).
 """
 
@@ -407,7 +408,10 @@ class HostSource(Source):
             rss += child[2]
         rows: list[Row] = [("mem.worker_rss_mb", rss / _MB, "MB")]
         if worker.last_cpu_s is not None and worker.last_wall is not None and now > worker.last_wall:
-            pct = max(0.0, (cpu_s - worker.last_cpu_s) / (now - worker.last_wall) * 100.0)
+            pct = (cpu_s - worker.last_cpu_s) / (now - worker.last_wall) * 100.0
+            # CPU times come in clock ticks (10 ms): over a 0.1-s tick that a busy sampler ran late or early, the
+            # quotient can exceed what the cores can give (499.7% seen on 2 cores); no process uses more than all
+            pct = min(max(0.0, pct), 100.0 * (os.cpu_count() or 1))
             rows.insert(0, ("cpu.worker_pct", pct, "%"))
         worker.last_cpu_s, worker.last_wall = cpu_s, now
         return rows

@@ -160,3 +160,18 @@ def test_compare_page_compares_repeated_runs_and_measures_the_noise_floor(db_pat
     assert any("Measured: differences under" in s.value for s in at.success)
     text = " ".join(str(c.value) for c in at.caption)
     assert "are not distinguishable on this device right now" in text
+
+
+def test_a_few_runs_interval_never_puts_p90_below_p50_and_says_why_it_is_wide():
+    """Three runs (the issue's case): Student t with 2 degrees of freedom reached below the runs' p50 for p90."""
+    from edgeprof.cli.text import group_text
+    from edgeprof.run.summary import group_latency
+
+    members = [{"status": "ok", "latency_ms": {"p50": p50, "p90": p90}}
+               for p50, p90 in ((0.041, 0.044), (0.043, 0.060), (0.046, 0.049))]
+    lat = group_latency(members)
+    assert lat["ci_scope"] == "runs"
+    assert lat["p90_ci"][0] >= lat["p50_ci"][0]  # a p90 is never below the p50
+    text = group_text({"group_id": "g", "status": "ok", "runs_ok": 3, "repeat": 3, "latency_ms": lat, "runs": []})
+    assert "why so wide  3 runs give Student t 2 degree(s) of freedom" in text
+    assert "p50 0.041 to 0.046 ms, p90 0.044 to 0.060 ms" in text

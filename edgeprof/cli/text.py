@@ -252,6 +252,25 @@ def interval_text(lat: dict) -> str:
     return text + f" ({SCOPE_TEXT.get(lat.get('ci_scope'), lat.get('ci_scope'))})"
 
 
+def wide_interval_text(lat: dict) -> str | None:
+    """Why a between-run interval reaches past every run's own value (few runs: Student t with few degrees of
+    freedom), or None when it stays within them."""
+    if lat.get("ci_scope") != "runs":
+        return None
+    p50s = [v for v in lat.get("run_p50") or [] if v is not None]
+    p90s = [v for v in lat.get("run_p90") or [] if v is not None]
+    ci50, ci90 = lat.get("p50_ci") or [None, None], lat.get("p90_ci") or [None, None]
+    past = any(lo is not None and vals and (lo < min(vals) or hi > max(vals))
+               for (lo, hi), vals in ((ci50, p50s), (ci90, p90s)))
+    if not past:
+        return None
+    n = len(p50s)
+    return (f"{n} runs give Student t {n - 1} degree(s) of freedom, so the 95% intervals reach past the runs' own "
+            f"values (p50 {min(p50s):.3f} to {max(p50s):.3f} ms"
+            + (f", p90 {min(p90s):.3f} to {max(p90s):.3f} ms" if p90s else "")
+            + "): where a rerun may land, not where these runs were; more runs (--repeat 6) narrow them.")
+
+
 def group_text(doc: dict) -> str:
     """The human form of ``run --repeat N``: one line per run, then the median of the run medians with the interval
     between runs."""
@@ -266,6 +285,9 @@ def group_text(doc: dict) -> str:
     lines.append(f"  latency ms   p50 {fmt(lat.get('p50'), '', 3)} (median of {lat.get('n_runs')} run medians)  "
                  f"p90 {fmt(lat.get('p90'), '', 3)}  between-run spread {fmt(lat.get('between_run_spread_pct'), '%', 1)}")
     lines.append(f"  interval     {interval_text(lat)}")
+    wide = wide_interval_text(lat)
+    if wide:
+        lines.append(f"  why so wide  {wide}")
     for flag in doc.get("flags") or []:
         lines.append(f"  ! {flag}")
     return "\n".join(lines)

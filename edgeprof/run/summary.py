@@ -396,6 +396,8 @@ def group_latency(members: list[dict]) -> dict:
     p90 = stats.across_runs([v for v in p90s if v is not None])
     if p50.n >= 2:
         scope, ci50, ci90 = stats.SCOPE_RUNS, [p50.low, p50.high], _pair(p90.low, p90.high)
+        if ci90 and ci90[0] is not None and p50.low is not None and ci90[0] < p50.low:
+            ci90 = [p50.low, ci90[1]]  # a p90 is never below the p50: no lower than the p50's own interval
         method = f"Student t on the logs of the {p50.n} run values ({p50.n - 1} degrees of freedom)"
         note = (f"95% intervals between {p50.n} runs, each its own process with its own load and warm-up, so a rerun "
                 "is expected inside them; p50 is the median of the run medians")

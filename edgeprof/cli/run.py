@@ -32,6 +32,8 @@ VS_KEYS = {"model": "model", "precision": "precision", "runtime": "runtime", "th
            "memory-limit": "memory_limit_mb", "execution-provider": "execution_provider",
            "tflite-interpreter": "tflite_interpreter"}
 
+PREPARING_EVERY_S = 5.0  # while a run prepares (a quantized variant is built), how often to say it still does
+
 
 def db_arg(p) -> None:
     p.add_argument("--db", metavar="PATH", help="DuckDB file (default: $EDGEPROF_DB, else runs.duckdb in the data "
@@ -331,17 +333,26 @@ def cmd_compare(args) -> int:
 
 
 def _follow(handle, quiet: bool) -> None:
-    last = 0.0
+    """A progress line a second while the worker measures; before it starts (a quantized variant being built, a
+    file being read) what is being done, once, and then every PREPARING_EVERY_S: no "n=0" line a second."""
+    last, said, said_at = 0.0, None, 0.0
     while handle.wait(0.25) is None:
         now = time.monotonic()
         if quiet or now - last < 1.0:
             continue
         last = now
+        elapsed = (time.monotonic_ns() - handle.started_ns) / 1e9
         n = handle.count()
         snap = handle.snapshot(since_seq=max(0, n - 200))
+        if n == 0 and snap["status"] == "starting":
+            doing = (snap.get("notes") or ["preparing the model"])[-1]
+            if doing != said or now - said_at >= PREPARING_EVERY_S:
+                still = " (still)" if doing == said else ""
+                print(f"[{elapsed:6.1f}s] preparing: {doing}{still}", file=sys.stderr, flush=True)
+                said, said_at = doing, now
+            continue
         lat = snap["latency_ns"]
         p50 = float(np.median(lat)) / 1e6 if len(lat) else None
-        elapsed = (time.monotonic_ns() - handle.started_ns) / 1e9
         line = f"[{elapsed:6.1f}s] {snap['status']:<8} {snap['phase']:<9} n={n:<7}"
         if p50 is not None:
             line += f" p50(last 200)={p50:.3f} ms"

@@ -316,11 +316,15 @@ def _resolve_path(path: Path, precision: str | None, runtime: str | None, build:
 
 
 def model_inputs(variant: Variant) -> list:
-    """The declared inputs (TensorSpec list) of a resolved variant; a derived ONNX variant not built yet has the
-    inputs of its FP32 parent (quantization keeps the float inputs). Raises ModelError when no file can be read."""
+    """The declared inputs (TensorSpec list) of a resolved variant; a derived ONNX variant not built yet (of a bundled
+    model or of a user's fp32 file) has the inputs of its FP32 parent (quantization keeps the float inputs). Raises
+    ModelError when no file can be read."""
     path = Path(variant.path)
-    if not path.is_file() and variant.format == "onnx" and variant.model in model_names():
-        path = get_model(variant.model).variant("fp32", "onnx").path
+    if not path.is_file() and variant.format == "onnx":
+        if variant.model in model_names():
+            path = get_model(variant.model).variant("fp32", "onnx").path
+        elif Path(variant.model).is_file():  # a user's fp32 file, its quantized variant not built yet
+            path = Path(variant.model)
     return list(inspect_file(path).inputs)
 
 

@@ -1,5 +1,6 @@
-"""The CLI's progress lines while a run prepares (a quantized variant being built): what is being done, said when it
-changes and every few seconds, never "starting preparing n=0" once a second."""
+"""Before a run measures anything: the CLI's progress lines while it prepares (a quantized variant being built), said
+when they change and every few seconds, never "starting preparing n=0" once a second; a variant not built yet shows
+its inputs."""
 
 from __future__ import annotations
 
@@ -37,3 +38,18 @@ def test_preparing_is_said_when_it_changes_not_every_second(capsys, monkeypatch)
     assert [line.split("] ", 1)[1] for line in lines] == ["preparing: int8-static: pre-processing",
                                                           "preparing: int8-static: calibrating"], lines
     assert not any("n=0" in line for line in lines)
+
+
+def test_a_users_file_shows_its_inputs_before_its_int8_variant_is_built(tmp_path):
+    """Choosing int8-static for an uploaded fp32 model said "the model's inputs cannot be read (model file
+    .../cache/....onnx does not exist)" before a run that then worked."""
+    import shutil
+
+    from edgeprof.models.catalog import get_model, model_inputs, resolve_variant
+
+    mine = tmp_path / "mine.onnx"
+    shutil.copy(get_model("digits-cnn").variant("fp32", "onnx").path, mine)
+    variant = resolve_variant(str(mine), "int8-static", None, build=False)
+    assert not variant.path.is_file()
+    (spec,) = model_inputs(variant)
+    assert spec.dtype == "float32" and len(spec.shape) == 4

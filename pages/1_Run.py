@@ -145,6 +145,7 @@ elif start:
         handle = run.start_run(cfg, store)
         auth.remember_start(handle.run_id)
         st.session_state["watch_run"] = handle.run_id
+        st.session_state["just_started"] = handle.run_id
     except run.DeviceBusy as exc:
         holder = exc.holder_id or "another run"
         if run.get_handle(holder) is not None:
@@ -269,7 +270,10 @@ def live_view(run_id: str) -> None:
     if h is None:
         return
     view = ui.shared_view(h, build_view, max_age_s=LIVE_REFRESH_S * 0.8)
-    deadline = time.monotonic() + FIRST_POINT_WAIT_S
+    # In the page run that pressed Start, no wait: that run must end for the previous run's results below to go (a
+    # page run removes what it did not draw only when it ends); the fragment's next tick waits for the first point.
+    started_now = st.session_state.pop("just_started", None) == run_id
+    deadline = time.monotonic() + (0.0 if started_now else FIRST_POINT_WAIT_S)
     while view["n"] == 0 and not h.finished and time.monotonic() < deadline:
         # a run that has just started: draw its first point as soon as it exists rather than at the next tick
         time.sleep(0.02)

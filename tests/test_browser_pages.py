@@ -95,3 +95,42 @@ def test_every_page_opens_by_its_url(tmp_path):
                 _keep(page, tmp_path, f"{name.lower()}-page.png")
         finally:
             browser.close()
+
+
+def test_a_new_run_replaces_the_previous_results_at_once(tmp_path, monkeypatch):
+    """Start, wait for the summary, Start again: the previous run's summary goes while the new run is still going
+    (the page run that pressed Start no longer waits for the first point: 3.6 s to the new run's first drawing and
+    6.1 s to the old summary's end before, 1.1 s and 2.2 s after, on the shared 2-core machine)."""
+    import time
+
+    from playwright.sync_api import sync_playwright
+    from test_browser import LIVE_STATE_JS, start_run
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("EDGEPROF_HOME", str(home))
+    with streamlit_server(home, tmp_path / "runs.duckdb") as url, sync_playwright() as p:
+        browser, page = _page(p)
+        page.set_viewport_size({"width": 1400, "height": 2300})
+        try:
+            start_run(page, url, 1)
+            page.get_by_text("finished normally").wait_for(timeout=60_000)
+            wait_for_app(page)
+            first = page.evaluate(LIVE_STATE_JS.replace("return e ?", "return e ? e.dataset.run : null; return e ?"))
+            field = page.get_by_label("Duration override (s of steady state; 0 = use the preset)")
+            field.fill("6")
+            field.press("Enter")
+            time.sleep(0.5)
+            wait_for_app(page)
+            page.get_by_role("button", name="Start run").click()
+            clicked = time.monotonic()
+            run_js = LIVE_STATE_JS.replace("return e ?", "return e ? e.dataset.run : null; return e ?")
+            page.wait_for_function(f"() => ({run_js})() !== {first!r}", timeout=15_000)
+            new_after = time.monotonic() - clicked
+            page.wait_for_function("() => !document.body.innerText.includes('finished normally')", timeout=15_000)
+            gone_after = time.monotonic() - clicked
+            status = page.evaluate(f"() => (({LIVE_STATE_JS})() || {{}}).status")
+            print(f"new run drawn after {new_after:.2f} s, old summary gone after {gone_after:.2f} s ({status})")
+            assert status in ("starting", "running"), "the previous run's results stayed until the new one ended"
+        finally:
+            browser.close()

@@ -33,7 +33,8 @@ def _layout(fig: go.Figure, title: str, y_title: str, x_title: str = "time (s)",
               # below the x-axis title (at -0.25 the legend sat on it); the toolbar upright at the right edge, so it
               # never covers buttons or a title at the top
               "legend": {"orientation": "h", "y": -0.32, "yanchor": "top", "x": 0}, "modebar": {"orientation": "v"},
-              "xaxis": {"title": {"text": x_title}}, "yaxis": {"title": {"text": y_title}}, "font": {"size": 14},
+              "xaxis": {"title": {"text": x_title}, "automargin": True},
+              "yaxis": {"title": {"text": y_title}, "automargin": True}, "font": {"size": 14},
               "uirevision": "keep"}
     fig.update_layout(**{**layout, **extra})
     return fig
@@ -187,14 +188,16 @@ def latency_timeline(t_s, latency_ms, *, warmup: tuple[float, float] | None = No
             shapes.append(shape)
             notes.append(note)
     y_title = "latency (ms, log scale)" if log else "latency (ms)"
-    yaxis: dict = {"title": {"text": y_title}}
+    yaxis: dict = {"title": {"text": y_title}, "automargin": True}
     if log:
         yaxis["type"] = "log"
     else:
         lo, hi, above = latency_axis(lat, steady_from)
         if above:
             yaxis["range"] = [lo, hi]
-            yaxis["title"]["text"] = f"latency (ms); {above:,} slower above the axis"
+            notes.append({"text": f"▲ {above:,} slower above the axis", "x": 1, "y": 1, "xref": "paper",
+                          "yref": "paper", "xanchor": "right", "yanchor": "top", "showarrow": False,
+                          "font": {"size": 12, "color": "#495057"}})
         else:
             yaxis["rangemode"] = "tozero"
     _layout(fig, title, y_title, height=height, shapes=shapes, annotations=notes)
@@ -425,9 +428,9 @@ def memory_effect_figure(points: pd.DataFrame, *, title: str = "Does less memory
                                  hoverinfo="text", marker={"size": 10, "color": color, "opacity": 0.85}))
         dead = part[part["factor"].notna() & part["status"].isin(["oom_killed", "timed_out"])]
         if len(dead):
-            fig.add_trace(go.Scatter(x=dead["factor"], y=[top / 1.15] * len(dead), mode="markers", showlegend=False,
-                                     text=dead["label"], hoverinfo="text",
-                                     marker={"symbol": "x", "size": 12, "color": color}))
+            fig.add_trace(go.Scatter(x=dead["factor"], y=[top / 1.15] * len(dead), mode="markers",
+                                     name=f"{variant}: killed (OOM) or timed out", text=dead["label"],
+                                     hoverinfo="text", marker={"symbol": "x", "size": 12, "color": color}))
     lo = min(float(capped["factor"].min()) / 1.3, 0.8)
     shapes = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": 1, "y1": 1,
                "line": {"dash": "dot", "color": "#868e96"}},
@@ -505,10 +508,20 @@ def latency_cdf(series: dict[str, np.ndarray], *, title: str = "Latency distribu
         lo, hi = min(lows), max(highs)
         pad = (hi - lo) * 0.03
         if log:
-            fig.update_xaxes(type="log", range=[np.log10(lo) - 0.02, np.log10(hi) + 0.02])
+            fig.update_xaxes(type="log", range=[np.log10(lo) - 0.02, np.log10(hi) + 0.02], **log_ticks(lo, hi))
         else:
             fig.update_xaxes(range=[max(0.0, lo - pad), hi + pad])
     return fig
+
+
+def log_ticks(lo: float, hi: float) -> dict:
+    """Tick values 1, 2, 5 x 10^k within [lo, hi] and their full labels (0.05, 2, 20, 500): plotly's own log axis
+    labels its minor ticks with the leading digit only, so 20 read as "2"."""
+    if not (lo > 0 and hi > lo):
+        return {}
+    vals = [m * 10.0 ** k for k in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+            for m in (1, 2, 5) if lo <= m * 10.0 ** k <= hi]
+    return {"tickvals": vals, "ticktext": [f"{v:g}" for v in vals]} if len(vals) >= 2 else {}
 
 
 def _wrapped(name: str, width: int = 18) -> str:
@@ -538,7 +551,9 @@ def latency_box(series: dict[str, np.ndarray], *, title: str = "Latency (box: qu
     fig.update_xaxes(tickangle=0)  # wrapped labels read level; rotated ones took half the chart's height
     if fig.data and min(t.lowerfence[0] for t in fig.data) > 0 and \
             max(t.upperfence[0] for t in fig.data) / min(t.lowerfence[0] for t in fig.data) > 10:
-        fig.update_yaxes(type="log", title={"text": "latency (ms, log scale)"})
+        bottom = min(t.lowerfence[0] for t in fig.data)
+        top = max(t.upperfence[0] for t in fig.data)
+        fig.update_yaxes(type="log", title={"text": "latency (ms, log scale)"}, **log_ticks(bottom, top))
     return fig
 
 
@@ -602,6 +617,7 @@ def pressure_figure(tel: pd.DataFrame, *, title: str = "Memory pressure", height
         x, y = with_gaps(faults["t_s"].to_numpy(), faults["value"].to_numpy())
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="major faults/s (right)", yaxis="y2",
                                  line={"width": 1.5, "dash": "dot", "color": COLORS[2]}))
-        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "major faults/s", "showgrid": False})
+        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "major faults/s", "showgrid": False,
+                                  "rangemode": "nonnegative", "tickformat": ",.0f"})  # not "-0.54 ... 10.17"
     fig.update_layout(yaxis={"range": [0, 100]})
     return _layout(fig, title, "time stalled (%)", height=height)

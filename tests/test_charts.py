@@ -57,8 +57,9 @@ def test_a_fast_model_is_drawn_on_an_axis_that_shows_its_latencies():
     fig = charts.latency_timeline(t, lat, load=(-0.1, 0.0), warmup=(0.03, 0.04), steady_from=41)
     lo, hi = fig.layout.yaxis.range
     assert lo == 0 and 0.14 < hi < 0.3
-    assert fig.layout.yaxis.title.text == "latency (ms); 4 slower above the axis"  # the first and 3 spikes
+    assert fig.layout.yaxis.title.text == "latency (ms)"  # short: a long title was clipped
     labels = {a.text: a.y for a in fig.layout.annotations}
+    assert "▲ 4 slower above the axis" in labels  # the first and 3 spikes
     assert labels["load"] != labels["warm-up"]
     log = charts.latency_timeline(t, lat, log=True)
     assert log.layout.yaxis.type == "log" and log.layout.yaxis.range is None
@@ -200,3 +201,21 @@ def test_numbers_read_the_same_everywhere():
                                                                               "-"]
     assert [ui.fmt_ms(v) for v in (0.0334, 4.567, 135.2, 12_345.0)] == ["33.4 \u00b5s", "4.57 ms", "135 ms", "12.3 s"]
     assert ui.limit_words(None) == "no limit" and ui.limit_words(94.863) == "95 MB"
+
+
+def test_chart_glitches_seen_in_screenshots_stay_fixed():
+    """Axis titles make room for themselves (automargin); the faults axis never goes below 0; a log axis labels 20 as
+    20; killed runs have a legend entry."""
+    fig = charts.latency_timeline(np.arange(100) / 100, np.full(100, 2.0))
+    assert fig.layout.yaxis.automargin and fig.layout.xaxis.automargin
+    tel = pd.DataFrame({"t_s": [0.0, 0.1, 0.2] * 2, "metric": ["mem.pressure_some_pct"] * 3 + ["mem.major_faults_per_s"] * 3,
+                        "value": [0.0, 1.0, 2.0, 0.0, 5.0, 10.0]})
+    assert charts.pressure_figure(tel).layout.yaxis2.rangemode == "nonnegative"
+    ticks = charts.log_ticks(0.03, 25.0)
+    assert ticks["tickvals"][-2:] == [10.0, 20.0] and ticks["ticktext"][-1] == "20" and ticks["ticktext"][0] == "0.05"
+    box = charts.latency_box({"a": np.full(50, 0.05) + np.arange(50) / 1e4, "b": np.full(50, 20.0) + np.arange(50) / 100})
+    assert "20" in box.layout.yaxis.ticktext
+    pts = pd.DataFrame({"variant": ["v", "v", "v"], "factor": [0.5, 1.5, np.nan], "relative_p50": [np.nan, 1.1, 1.0],
+                        "status": ["oom_killed", "ok", "ok"], "label": ["a", "b", "c"]})
+    names = [t.name for t in charts.memory_effect_figure(pts).data]
+    assert "v: killed (OOM) or timed out" in names

@@ -134,3 +134,31 @@ def test_a_new_run_replaces_the_previous_results_at_once(tmp_path, monkeypatch):
             assert status in ("starting", "running"), "the previous run's results stayed until the new one ended"
         finally:
             browser.close()
+
+
+def test_compare_sets_two_named_devices_of_one_hostname_side_by_side(tmp_path, monkeypatch):
+    """Two boards both called "vm" by their hostname, named pi-03 and pi-07: Compare's "groups of runs by device"
+    shows both by name (it said "These filters leave fewer than two devices with runs")."""
+    from playwright.sync_api import sync_playwright
+    from test_devices_named import two_named_devices
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("EDGEPROF_HOME", str(home))
+    db = two_named_devices.__wrapped__(tmp_path, monkeypatch)
+    with streamlit_server(home, db) as url, sync_playwright() as p:
+        browser, page = _page(p)
+        page.set_viewport_size({"width": 1280, "height": 1600})
+        try:
+            page.goto(f"{url}/Compare")
+            wait_for_app(page)
+            page.get_by_text("groups of runs by device", exact=True).click()
+            page.get_by_text("Summary", exact=True).wait_for()
+            wait_for_app(page)
+            body = page.locator("body").inner_text()
+            assert "fewer than two devices" not in body
+            assert "pi-03" in body and "pi-07" in body
+            assert page.locator('[data-testid="stException"]').count() == 0
+            _keep(page, tmp_path, "compare-page-two-devices.png")
+        finally:
+            browser.close()

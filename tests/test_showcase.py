@@ -176,3 +176,21 @@ def test_staff_still_land_on_the_run_page_and_reach_the_showcase_by_name(tmp_pat
     page = AppTest.from_file(str(ROOT / "pages" / "0_Booth.py"), default_timeout=TIMEOUT).run()
     assert not page.exception, page.exception
     assert "Pick a photo" in _texts(page)
+
+
+def test_the_showcase_says_the_device_is_busy_before_anyone_presses_anything(visitor):
+    from edgeprof.run.runner import DeviceLock
+
+    lock = DeviceLock()
+    lock.acquire("01busy")
+    try:
+        at = AppTest.from_file(str(ROOT / "pages" / "0_Booth.py"), default_timeout=TIMEOUT)
+        at.session_state["edgeprof_role"] = "visitor"
+        at.run()
+        assert not at.exception, at.exception
+        assert "The device is busy with another run: your turn when it ends." in _texts(at)
+        at.button(key="classify").click().run()
+        text = _texts(at)
+        assert "your turn" in text and "Error" not in text and not at.error  # a wait, not a refusal
+    finally:
+        lock.release()

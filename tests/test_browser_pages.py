@@ -1,15 +1,15 @@
 """The booth's showcase and every page, opened in headless Chromium the way people open them: a visitor with the
 password goes from the first screen to the card row with one upload and two clicks (Enter, Classify) in a 1280x800
 window, without scrolling; staff open every page by its URL. With EDGEPROF_UPDATE_SCREENSHOTS=1 the screenshots
-replace those in docs/screenshots/ (kept small: 1280x800 PNGs)."""
+go to docs/screenshots/pages/ (kept small: 1280x800, 256 colours)."""
 
 from __future__ import annotations
 
-import shutil
+import time
 from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, UPDATE_DOCS, streamlit_server, wait_for_app
+from test_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, UPDATE_DOCS, make_runs, streamlit_server, wait_for_app
 
 from edgeprof import ui
 
@@ -27,10 +27,16 @@ def _page(p):
 
 
 def _keep(page, tmp_path: Path, name: str) -> None:
+    """A screenshot in the test's folder; with EDGEPROF_UPDATE_SCREENSHOTS=1 also in docs/screenshots/pages/, as a
+    256-colour PNG (a fifth of the size, text still sharp)."""
     page.screenshot(path=str(tmp_path / name))
     if UPDATE_DOCS:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp_path / name, SCREENSHOTS / name)
+        from PIL import Image
+
+        folder = SCREENSHOTS / "pages"
+        folder.mkdir(parents=True, exist_ok=True)
+        with Image.open(tmp_path / name) as im:
+            im.convert("RGB").quantize(256).save(folder / name, optimize=True)
 
 
 def test_a_visitor_goes_from_photo_to_card_row_in_two_clicks_without_scrolling(tmp_path, monkeypatch):
@@ -75,12 +81,14 @@ def test_a_visitor_goes_from_photo_to_card_row_in_two_clicks_without_scrolling(t
             browser.close()
 
 
-def test_every_page_opens_by_its_url(tmp_path):
+def test_every_page_opens_by_its_url(tmp_path, monkeypatch):
     from playwright.sync_api import sync_playwright
 
     home = tmp_path / "home"
     home.mkdir()
     names = [Path(f).stem.split("_", 1)[-1] for f in sorted(ui.PAGES) if (ROOT / "pages" / f).exists()]
+    monkeypatch.setenv("EDGEPROF_HOME", str(home))
+    make_runs(tmp_path / "runs.duckdb")  # a few stored runs, so Runs, Correlations and Compare show something
     with streamlit_server(home, tmp_path / "runs.duckdb") as url, sync_playwright() as p:
         browser, page = _page(p)
         try:
@@ -89,10 +97,12 @@ def test_every_page_opens_by_its_url(tmp_path):
                 wait_for_app(page)
                 page.locator('[data-testid="stMainBlockContainer"] h1, [data-testid="stMainBlockContainer"] h3') \
                     .first.wait_for()
+                wait_for_app(page)
+                time.sleep(1.5)  # charts and tables paint
                 body = page.locator("body").inner_text()
                 assert "Page not found" not in body, name
                 assert page.locator('[data-testid="stException"]').count() == 0, name
-                _keep(page, tmp_path, f"{name.lower()}-page.png")
+                _keep(page, tmp_path, f"{name.lower()}-page{'-staff' if name == 'Booth' else ''}.png")
         finally:
             browser.close()
 
@@ -101,7 +111,6 @@ def test_a_new_run_replaces_the_previous_results_at_once(tmp_path, monkeypatch):
     """Start, wait for the summary, Start again: the previous run's summary goes while the new run is still going
     (the page run that pressed Start no longer waits for the first point: 3.6 s to the new run's first drawing and
     6.1 s to the old summary's end before, 1.1 s and 2.2 s after, on the shared 2-core machine)."""
-    import time
 
     from playwright.sync_api import sync_playwright
     from test_browser import LIVE_STATE_JS, start_run

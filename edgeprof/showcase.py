@@ -81,7 +81,7 @@ class Busy:
     @property
     def sentence(self) -> str:
         turn = f"your turn in ~{_round_wait(self.wait_s)} s" if self.wait_s is not None else "your turn when it ends"
-        return f"The device is busy with {self.what}: {turn}. This page updates by itself."
+        return f"The device is busy with {self.what}: {turn}."
 
 
 def _round_wait(s: float) -> int:

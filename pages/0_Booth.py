@@ -36,7 +36,7 @@ def busy_line() -> None:
     if busy is None:
         st.caption(":green[●] The device is free.")
     else:
-        st.info(busy.sentence, icon=":material/hourglass_top:")
+        st.info(f"{busy.sentence} This page updates by itself.", icon=":material/hourglass_top:")
 
 
 @st.cache_resource(show_spinner=False)

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import streamlit as st
 
-from edgeprof import auth, charts, run, study, ui
+from edgeprof import auth, charts, run, showcase, study, ui
 from edgeprof.config import INTERPRETERS, PRECISIONS, PRESETS, RunConfig
 from edgeprof.errors import EdgeprofError
 from edgeprof.runtimes.inputs import parse_given
@@ -126,8 +126,12 @@ st.caption(ui.duration_words(store, model, variant_precision, runtime, int(threa
 
 ui.on_device_warning()
 handle = watched_handle()
+# the device's state before anyone presses Start: a run of another process (the CLI, another server) holds it
+busy = showcase.device_busy(store) if handle is None or handle.finished else None
+if busy is not None:
+    st.info(f"{busy.sentence} Start is enabled again when it ends (reload the page).")
 b1, b2, _ = st.columns([1, 1, 6])
-start = b1.button("Start run", key="start", type="primary")
+start = b1.button("Start run", key="start", type="primary", disabled=busy is not None)
 refusal = None if staff or not start else auth.visitor_refusal(model, bundled, preset, duration_s or None)
 if refusal:
     st.error(refusal)

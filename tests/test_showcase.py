@@ -130,7 +130,7 @@ def test_busy_device_is_said_with_the_wait_before_anyone_presses_anything(edgepr
     try:
         busy = showcase.device_busy()
         assert busy.holder.startswith("01abc") and busy.wait_s is None
-        assert busy.sentence == "The device is busy with another run: your turn when it ends. This page updates by itself."
+        assert busy.sentence == "The device is busy with another run: your turn when it ends."
         assert showcase.Busy("x", 18.0, "a run of digits-cnn fp32").sentence.startswith(
             "The device is busy with a run of digits-cnn fp32: your turn in ~20 s.")
     finally:
@@ -192,5 +192,20 @@ def test_the_showcase_says_the_device_is_busy_before_anyone_presses_anything(vis
         at.button(key="classify").click().run()
         text = _texts(at)
         assert "your turn" in text and "Error" not in text and not at.error  # a wait, not a refusal
+    finally:
+        lock.release()
+
+
+def test_the_run_page_says_the_device_is_busy_before_start(tmp_path, monkeypatch):
+    from edgeprof.run.runner import DeviceLock
+
+    monkeypatch.setenv("EDGEPROF_DB", str(tmp_path / "runs.duckdb"))
+    lock = DeviceLock()
+    lock.acquire("01cli")
+    try:
+        at = AppTest.from_file(str(ROOT / "pages" / "1_Run.py"), default_timeout=TIMEOUT).run()
+        assert not at.exception, at.exception
+        assert "The device is busy with another run: your turn when it ends." in _texts(at)
+        assert at.button(key="start").disabled
     finally:
         lock.release()

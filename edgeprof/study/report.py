@@ -396,8 +396,9 @@ def claim_memory_latency(df: pd.DataFrame, floor_pct: float | None = None) -> Fi
     rose = sum(1 for r in ratios if r and r > 1)
     evidence = (f"pooled Spearman rho between the memory limit (ranked within each variant) and p50 (relative to the "
                 f"most generous limit) = {_fmt(corr.spearman_r)}, {_p_text(corr.spearman_p)}, n = {corr.n} runs "
-                f"in {len(pooled)} variants; p50 at the tightest limit that still ran over p50 at the most generous: "
-                f"median {_fmt(float(np.median(ratios)))}x, higher in {rose} of {len(ratios)} variants. "
+                f"in {len(pooled)} variants; p50 at the tightest limit that still ran over p50 at the most generous (each "
+                f"side the median of its runs' p50s): median over {len(ratios)} variants {_fmt(float(np.median(ratios)))}x, "
+                f"higher in {rose} of {len(ratios)}. "
                 f"{len(all_died)} cells died (OOM-killed, timed out or crashed) at limits below their footprint."
                 + pressure_evidence(groups))
     return Finding("memory_latency", claim, verdict, evidence,
@@ -532,8 +533,9 @@ def claim_model_size(df: pd.DataFrame, floor_pct: float | None = None) -> Findin
     if verdict == SUPPORTED and held < len(groups):
         caution = _add_caution(caution, f"latency rose with size in {held} of {len(groups)} groups only")
     ratios = [r["p50_ratio_largest_over_smallest"] for r in groups]
-    evidence = (f"p50 of the largest over the smallest model at the same precision, runtime and limit: median "
-                f"{_fmt(float(np.median(ratios)))}x (range {_fmt(min(ratios))}-{_fmt(max(ratios))}), higher in {held} "
+    evidence = (f"p50 of the largest over the smallest model at the same precision, runtime and limit (each model's "
+                f"median run p50): median over {len(ratios)} groups {_fmt(float(np.median(ratios)))}x "
+                f"(range {_fmt(min(ratios))}-{_fmt(max(ratios))}), higher in {held} "
                 f"of {len(groups)} groups; pooled Spearman rho between size rank and p50 (relative to the group) = "
                 f"{_fmt(corr.spearman_r)}, {_p_text(corr.spearman_p)}, n = {corr.n}.")
     return Finding("model_size", claim, verdict, evidence,

@@ -36,9 +36,10 @@ if runs.empty:
 
 
 def explain_notes(result: pd.DataFrame, unit: str) -> None:
-    small = result[(result["n"] < stats.CORRELATION_HINT_N) & (result["n"] >= 3)]
+    defined = result[~result["note"].fillna("").str.contains("did not vary")]
+    small = defined[(defined["n"] < stats.CORRELATION_HINT_N) & (defined["n"] >= 3)]
     if not small.empty:
-        st.info(f"n is too small for {len(small)} of {len(result)} pairs: with fewer than {stats.CORRELATION_HINT_N} "
+        st.info(f"n is too small for {len(small)} of {len(defined)} pairs: with fewer than {stats.CORRELATION_HINT_N} "
                 f"{unit}, r can swing widely, so read those numbers as a hint. Add {unit} to firm them up.")
 
 

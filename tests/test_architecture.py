@@ -28,7 +28,7 @@ LAYERS = {
     "platform": ["runtimes", "telemetry", "worker", "models"],
     "data": ["store", "stats", "charts", "device", "compare", "questions", "ops"],
     "run": ["run"],
-    "study": ["study"],
+    "study": ["study", "doctor"],
     "front": ["ui", "auth", "cli", "__main__"],
 }
 ORDER = list(LAYERS)

@@ -115,10 +115,8 @@ def operator_rows(operators: Sequence[dict], tensors: dict[str, dict], weights: 
         w = [weights[n] for n in op.get("weights", []) if n in weights]
         w_db = min(w) if w else None
         a_db = worst.get("activation_sqnr_db") if worst else None
-        if worst is not None:
-            local = added_db(min(ins) if ins else None, worst["sqnr_db"])
-        else:
-            local = w_db  # an output nothing quantizes (the model's last operator): its weights are what it loses
+        # an output nothing quantizes (the model's last operator): its weights are what it loses
+        local = added_db(min(ins) if ins else None, worst["sqnr_db"]) if worst is not None else w_db
         rows.append({
             "node": op["node"],
             "op_type": op["op_type"],

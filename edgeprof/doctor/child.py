@@ -368,6 +368,10 @@ def main(argv: list[str]) -> int:
 
     conn = Connection(int(argv[0]), readable=False)
     spec = pickle.load(sys.stdin.buffer)
+    if spec.rlimit_as_bytes:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (spec.rlimit_as_bytes, spec.rlimit_as_bytes))
 
     def say(text: str) -> None:
         with contextlib.suppress(OSError):

@@ -20,6 +20,7 @@ class AnalyseSpec:
     max_inputs: int = 64  # inputs compared tensor by tensor (fidelity in MeasureSpec uses them all)
     mix_sizes: tuple = (1, 2, 4, 8)
     profile_s: float = 1.0
+    rlimit_as_bytes: int | None = None  # set by the parent where no cgroup can cap the child
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class MeasureSpec:
     seconds: float = 2.0
     min_iterations: int = 30
     warmup: int = 10
+    rlimit_as_bytes: int | None = None
 
 
 @dataclass(frozen=True)

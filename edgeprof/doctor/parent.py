@@ -5,6 +5,7 @@ or one sentence. Launched like the run worker (``run.runner``): ``python -m edge
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pickle
 import signal
@@ -34,6 +35,8 @@ def run_isolated(spec, *, memory_mb: float | None = DEFAULT_MEMORY_MB, timeout_s
 
     say = progress or (lambda _t: None)
     cap = limits.create(memory_mb, "doctor-" + uuid.uuid4().hex[:8])
+    if cap.rlimit_bytes():
+        spec = dataclasses.replace(spec, rlimit_as_bytes=cap.rlimit_bytes())
     read_fd, write_fd = os.pipe()
     from multiprocessing.connection import Connection
 

@@ -67,8 +67,8 @@ def ort_profile(events: Iterable[dict], skip_runs: int = 0, source: str = "onnxr
 
     Returns ``{"source", "inferences", "warmup_inferences", "run_ms" (the median inference as the profiler timed it),
     "op_total_ms" (the sum over types), "by_type": [{"op_type", "ms_per_inference", "share", "calls_per_inference",
-    "provider"}], "by_node": [{"node", "op_type", "provider", "ms_per_inference", "share"}] (the TOP_NODES slowest),
-    "providers": {provider: share}}`` (``top_nodes`` None: every node) with times in ms per inference and shares of the operator total; or
+    "provider"}], "by_node": [{"node", "op_type", "provider", "ms_per_inference", "share"}] (``top_nodes`` slowest; None: all),
+    "providers": {provider: share}}`` with times in ms per inference and shares of the operator total; or
     ``{"unavailable": why}`` when the trace holds no profiled inference.
     """
     runs, nodes = [], []

@@ -197,3 +197,53 @@ def test_a_child_that_runs_out_of_its_memory_cap_is_a_sentence_not_a_crash(tmp_p
     with pytest.raises(ModelError) as err:
         diagnose(str(model), data=str(data), memory_mb=24)
     assert "memory" in err.value.message and "the doctor's analysis" in err.value.message
+
+
+# ------------------------------------------------------------------------------------------------------------- page
+
+
+def _models_page(role: str | None = None):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "pages" / "5_Models.py"), default_timeout=600)
+    if role:
+        at.session_state["edgeprof_role"] = role
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_the_models_page_doctor_names_the_operator_and_draws_the_tradeoff(tmp_path, monkeypatch):
+    from edgeprof.models import catalog
+
+    monkeypatch.setenv("EDGEPROF_DB", str(tmp_path / "runs.duckdb"))
+    model, _ = outlier_mlp(tmp_path)
+    stored = catalog.add_upload(model.read_bytes(), "outlier.onnx")
+    at = _models_page()
+    at.selectbox(key="doctor_model").select(str(stored))
+    at.button(key="doctor_run").click().run()
+    assert not at.exception, at.exception
+    said = [str(m.value) for m in at.markdown]
+    assert any(s.startswith("int8-static loses most accuracy in fc2 (SQNR ") for s in said), said
+    assert "**Operators by the noise they add** (worst first)" in said
+    table = next(d.value for d in at.dataframe if "added SQNR (dB)" in d.value.columns)
+    assert table["operator"].iloc[0] == "fc2" and table["runs as (int8)"].iloc[0] == "QGemm"
+    at.button(key="tradeoff_run").click().run()
+    assert not at.exception, at.exception
+    chart = at.get("plotly_chart")[0].proto.spec
+    doc = json.loads(chart)
+    assert doc["layout"]["xaxis"]["title"]["text"] == "p50 latency (ms)"
+    assert any(t.get("name") == "Pareto front" for t in doc["data"]) or len(doc["data"]) >= 2
+    assert any(str(m.value).startswith("Pareto front (latency against top-1 agreement with fp32): ")
+               for m in at.markdown)
+
+
+def test_the_doctor_is_for_staff_at_a_booth(monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGEPROF_DB", str(tmp_path / "runs.duckdb"))
+    monkeypatch.setenv("EDGEPROF_PASSWORD", "visitors")
+    monkeypatch.setenv("EDGEPROF_ADMIN_PASSWORD", "staff")
+    visitor = _models_page("visitor")
+    assert any(str(i.value).startswith("The quantization doctor is for staff at this booth (it keeps the device busy "
+                                       "for minutes); ask staff") for i in visitor.info)
+    assert not [b for b in visitor.button if b.key == "doctor_run"]
+    assert [b for b in _models_page("admin").button if b.key == "doctor_run"]

@@ -247,3 +247,37 @@ def test_the_doctor_is_for_staff_at_a_booth(monkeypatch, tmp_path):
                                        "for minutes); ask staff") for i in visitor.info)
     assert not [b for b in visitor.button if b.key == "doctor_run"]
     assert [b for b in _models_page("admin").button if b.key == "doctor_run"]
+
+
+def test_an_operator_that_adds_little_noise_is_not_called_a_loss():
+    rows = [{"node": "conv", "local_sqnr_db": 43.4}, {"node": "gemm", "local_sqnr_db": 44.0}]
+    assert analysis.error_sentence("int8-static", rows) == (
+        "int8-static loses little accuracy anywhere: every operator adds its noise at 35 dB SQNR or better; the most "
+        "is in conv (43 dB).")
+
+
+def test_keep_fp32_is_for_int8_static_and_reads_as_sorted_names():
+    from edgeprof.config import RunConfig
+    from edgeprof.errors import ConfigError
+
+    assert RunConfig("m.onnx", precision="int8-static", keep_fp32="fc2, fc1").keep_fp32 == ("fc1", "fc2")
+    with pytest.raises(ConfigError, match="--keep-fp32 applies to int8-static only, not fp16"):
+        RunConfig("m.onnx", precision="fp16", keep_fp32=["fc2"])
+
+
+def test_the_chosen_mix_runs_like_any_other_variant_and_says_what_it_kept(tmp_path):
+    from edgeprof.models import quantize
+
+    model, _ = outlier_mlp(tmp_path)
+    home = tmp_path / "home"
+    proc = edgeprof(home, "run", "--model", str(model), "--precision", "int8-static", "--keep-fp32", "fc2",
+                    "--iterations", "50", "--json", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["status"] == "ok" and doc["precision"] == "int8-static" and doc["config"]["keep_fp32"] == ["fc2"]
+    assert ".int8-static-keep1." in doc["model_path"]
+    assert any("kept in fp32: fc2 (a mix of `edgeprof doctor`)" in n for n in doc["notes"])
+    side = quantize.read_sidecar(doc["model_path"])
+    assert side["keep_fp32"] == ["fc2"]
+    proc = edgeprof(home, "run", "--model", str(model), "--precision", "fp16", "--keep-fp32", "fc2")
+    assert proc.returncode == 2 and "--keep-fp32 applies to int8-static only" in proc.stderr

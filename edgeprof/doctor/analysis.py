@@ -31,6 +31,7 @@ MAX_NAMED = 3
 TIME_SHARE = 0.8  # the operator types named in the time sentence cover this share of the int8 model's time
 DEFAULT_MIX_SIZES = (1, 2, 4, 8)
 MAX_DB = 200.0  # what an exact match reads as
+LITTLE_DB = 35.0  # noise 35 dB below the signal (1.8% of its amplitude): int8's rounding at its best is ~40-48 dB
 
 
 class ErrorSums:
@@ -165,6 +166,9 @@ def error_sentence(precision: str, rows: Sequence[dict]) -> str:
     if not ranked:
         return f"{precision} quantized no operator whose error could be measured."
     first = ranked[0]
+    if first["local_sqnr_db"] >= LITTLE_DB:
+        return (f"{precision} loses little accuracy anywhere: every operator adds its noise at {LITTLE_DB:.0f} dB SQNR "
+                f"or better; the most is in {first['node']} ({first['local_sqnr_db']:.0f} dB).")
     named = [f"{first['node']} (SQNR {first['local_sqnr_db']:.0f} dB)"]
     # the next ones only if they are close to the worst: within 6 dB, i.e. at least a quarter of its noise power
     named += [r["node"] for r in ranked[1:MAX_NAMED] if r["local_sqnr_db"] <= first["local_sqnr_db"] + 6.0]

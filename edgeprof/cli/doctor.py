@@ -33,6 +33,7 @@ def register(sub) -> None:
     goal.add_argument("--max-accuracy-drop", metavar="PCT",
                       help="accuracy the mix may lose against fp32, e.g. 1%% (needs labelled data)")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
+    p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per variant measured (default 2)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_doctor)
 
@@ -72,12 +73,14 @@ def cmd_doctor(args) -> int:
     from ..config import parse_shape
     from ..doctor import diagnose
 
+    if args.seconds <= 0:
+        raise UsageError(f"--seconds {args.seconds} must be above 0.")
     if args.target_agreement is not None and not 0.0 < args.target_agreement <= 1.0:
         raise UsageError(f"--target-agreement {args.target_agreement} is outside (0, 1].", "Use e.g. 0.99.")
     shapes = dict(parse_shape(s) for s in args.shape)
     doc = diagnose(args.model, precision=args.precision, data=args.data, shapes=shapes,
                    target_agreement=args.target_agreement, max_accuracy_drop=_drop(args.max_accuracy_drop),
-                   threads=args.threads, progress=_say(args))
+                   threads=args.threads, seconds=args.seconds, progress=_say(args))
     if args.json:
         print_json(doc)
         return 0

@@ -93,12 +93,14 @@ def diagnose(model: str, *, precision: str = "int8-static", data: str | None = N
     doc["memory_mechanism"] = cap.get("mechanism")
     common = {"model": model, "data": data, "input_shapes": dict(shapes or {}), "threads": threads,
               "seconds": seconds}
-    ref_point, ref = _measure("fp32", MeasureSpec(precision="fp32", **common), None, memory_mb, say)
+    ref_point, ref = _measure("fp32", MeasureSpec(precision="fp32", path=doc["fp32_path"], **common), None,
+                              memory_mb, say)
     points = [ref_point]
     if ref is not None:
-        for keep in [(), *[tuple(m["keep_fp32"]) for m in doc["mixes"]]]:
-            points.append(_measure(mix_label(keep), MeasureSpec(precision=precision, keep_fp32=keep, **common),
-                                   ref, memory_mb, say)[0])
+        built = [((), doc["variant_path"]), *[(tuple(m["keep_fp32"]), m["path"]) for m in doc["mixes"]]]
+        for keep, path in built:
+            points.append(_measure(mix_label(keep), MeasureSpec(precision=precision, keep_fp32=keep, path=path,
+                                                                **common), ref, memory_mb, say)[0])
     doc["points"] = points
     doc["target"] = {"top1_agreement": target_agreement, "max_accuracy_drop": max_accuracy_drop}
     mixes = [p for p in points[1:] if p.get("error") is None]

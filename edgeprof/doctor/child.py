@@ -320,15 +320,19 @@ def measure(spec: MeasureSpec, say) -> dict:
     from ..runtimes import open_session
 
     t0 = time.perf_counter()
-    if spec.runtime == "onnx" and spec.precision == "int8-static":  # built from the same calibration as analyse's
+    if spec.path:
+        path = spec.path
+    elif spec.runtime == "onnx" and spec.precision == "int8-static":  # built from the same calibration as analyse's
         base = _fp32_file(spec.model)
         from ..models import quantize
 
         probe = open_session(base.path, runtime="onnx", threads=spec.threads)
         _, _, _, calib = eval_inputs(spec.model, spec.data, probe, spec.input_shapes)
         probe.close()
-        q = quantize.quantize_onnx(base.path, spec.precision, calib=calib, progress=say, keep_fp32=spec.keep_fp32)
-        path = q.path
+        path = quantize.cached_path(base.path, spec.precision, calib, keep_fp32=spec.keep_fp32)
+        if not path.is_file():  # a cache hit costs a hash, not a parse of the model (its memory would count here)
+            path = quantize.quantize_onnx(base.path, spec.precision, calib=calib, progress=say,
+                                          keep_fp32=spec.keep_fp32).path
     else:
         path = catalog.resolve_variant(spec.model, spec.precision, spec.runtime, build=True, progress=say).path
     build_s = time.perf_counter() - t0

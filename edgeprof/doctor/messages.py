@@ -31,6 +31,7 @@ class MeasureSpec:
     precision: str
     runtime: str = "onnx"  # onnx | tflite
     keep_fp32: tuple = ()
+    path: str | None = None  # the file itself, already built (the analysis returns them): nothing to resolve
     data: str | None = None
     input_shapes: dict = field(default_factory=dict)
     threads: int = 2

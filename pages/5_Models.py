@@ -155,10 +155,12 @@ def doctor_section(choices: list[str]) -> None:
         st.markdown("**Operators by int8 time** (slowest first)")
         by_time = ops.set_index("operator").loc[doc["by_time"]].reset_index()
         st.dataframe(by_time[shown], hide_index=True, key="doctor_by_time", column_config=numbers)
-        points = pd.DataFrame(doc["points"])[["label", "p50_ms", "top1_agreement", "accuracy", "peak_mb", "error"]]
+        points = pd.DataFrame(doc["points"]).reindex(columns=["label", "p50_ms", "top1_agreement", "accuracy",
+                                                             "output_sqnr_db", "peak_mb", "error"])
         st.markdown("**Variants measured** (each in its own process; p50 of a bare loop on one input)")
         st.dataframe(points.rename(columns={"label": "variant", "p50_ms": "p50 (ms)", "top1_agreement": "agreement",
-                                            "peak_mb": "peak memory (MB)"}), hide_index=True, key="doctor_points")
+                                            "output_sqnr_db": "output SQNR (dB)", "peak_mb": "peak memory (MB)"}),
+                     hide_index=True, key="doctor_points")
     got = st.session_state.get("tradeoff_result")
     if got and got[0] == model:
         doc = got[1]

@@ -151,7 +151,7 @@ def test_doctor_names_the_operator_int8_must_lose_and_the_mix_that_fixes_it(tmp_
     assert worst["local_sqnr_db"] < 20 < min(r["local_sqnr_db"] for r in doc["operators"][1:])
     assert doc["sentences"][0].startswith("int8-static loses most accuracy in fc2 (SQNR ")
     labels = [p["label"] for p in doc["points"]]
-    assert labels == ["fp32", "int8-static", "int8-static, 1 kept in fp32", "int8-static, 2 kept in fp32"]
+    assert labels == ["fp32", "int8-static", "int8-static (1 kept in fp32)", "int8-static (2 kept in fp32)"]
     plain = doc["points"][1]
     assert plain["top1_agreement"] < 0.99  # int8 as it is loses the classes
     assert doc["points"][2]["keep_fp32"] == ["fc2"]

@@ -8,7 +8,8 @@ variant of a model (both formats, plus the mixes of the last diagnosis) as laten
 Pareto front. Both return plain documents; the CLI (``edgeprof doctor``/``tradeoff``) and the Models page draw them.
 
 Every figure says what it is: fidelity is the share of inputs whose top-1 class agrees with the FP32 model of the same
-format in the same runtime (accuracy where labels ship), latency the median of a bare loop on one input in the
+format in the same runtime (accuracy where labels ship; ``output_sqnr_db``, the model output's SQNR against FP32's,
+moves where 27 images make agreement jump by 1/27), latency the median of a bare loop on one input in the
 variant's own process (``MEASURE_SECONDS``; not a full ``edgeprof run``, whose warm-up detection and telemetry it
 lacks), memory the peak the kernel charged to that process's cgroup (interpreter, runtime, model and inputs).
 """
@@ -36,8 +37,10 @@ def _fidelity(ref: dict, got: dict) -> dict:
     from ..models.fidelity import compare_outputs
 
     m = compare_outputs(ref["outputs"], got["outputs"], got.get("labels"))
+    sums = analysis.ErrorSums()
+    sums.add(ref["outputs"], got["outputs"])
     return {"top1_agreement": m["top1_agreement"], "accuracy": m["accuracy"], "mean_kl": m["mean_kl"],
-            "cosine": m["cosine"], "n": len(got["outputs"])}
+            "cosine": m["cosine"], "output_sqnr_db": sums.sqnr_db, "n": len(got["outputs"])}
 
 
 def _point(label: str, spec: MeasureSpec, doc: dict, report: dict, ref: dict | None) -> dict:
@@ -52,7 +55,8 @@ def _point(label: str, spec: MeasureSpec, doc: dict, report: dict, ref: dict | N
         "iterations": int(len(lat)), "peak_mb": report.get("peak_charged_mb"),
         "memory_mechanism": report.get("mechanism"), "size_mb": doc["size_bytes"] / 1e6,
         "top1_agreement": fid.get("top1_agreement"), "accuracy": fid.get("accuracy"),
-        "mean_kl": fid.get("mean_kl"), "n": fid.get("n"), "backend": doc.get("backend"), "error": None,
+        "mean_kl": fid.get("mean_kl"), "output_sqnr_db": fid.get("output_sqnr_db"), "n": fid.get("n"),
+        "backend": doc.get("backend"), "error": None,
     }
     point["fidelity"] = point["accuracy"] if point["accuracy"] is not None else point["top1_agreement"]
     return point
@@ -69,7 +73,7 @@ def _measure(label: str, spec: MeasureSpec, ref: dict | None, memory_mb, say: Sa
 
 
 def mix_label(keep_fp32) -> str:
-    return f"int8-static, {len(keep_fp32)} kept in fp32" if keep_fp32 else "int8-static"
+    return f"int8-static ({len(keep_fp32)} kept in fp32)" if keep_fp32 else "int8-static"
 
 
 def diagnose(model: str, *, precision: str = "int8-static", data: str | None = None, shapes: dict | None = None,
@@ -219,8 +223,8 @@ def tradeoff(model: str, *, data: str | None = None, threads: int = 2, memory_mb
     front = analysis.pareto_front(points)
     axis = "accuracy" if any(p.get("accuracy") is not None for p in points) else "top-1 agreement with fp32"
     names = [p["label"] for p in front]
-    sentence = (f"Pareto front (latency against {axis}): {', '.join(names)}; every other variant is slower and no "
-                "more faithful than one of these." if names else "No variant could be measured.")
+    sentence = (f"Pareto front (latency against {axis}): {'; '.join(names)}. Every other variant is slower than one "
+                "of these and no more faithful." if names else "No variant could be measured.")
     return {"model": model, "points": points, "front": names, "fidelity_axis": axis, "sentence": sentence,
             "latency": f"median of a {seconds:g}-s bare loop on one input, {threads} threads, one process per variant",
             "memory": "peak charged to the variant's cgroup (interpreter, runtime, model, inputs)"}

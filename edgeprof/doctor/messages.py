@@ -37,7 +37,7 @@ class MeasureSpec:
     threads: int = 2
     tflite_interpreter: str | None = None
     seconds: float = 2.0
-    min_iterations: int = 30
+    min_iterations: int = 50  # stats.sections: 5 batches of 10 at least, or no within-run interval
     warmup: int = 10
     rlimit_as_bytes: int | None = None
 

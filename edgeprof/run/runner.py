@@ -216,7 +216,8 @@ class RunHandle:
         self.device_id = store.upsert_device(self.device)
         meta = {"name": cfg.model, "precision": cfg.precision, "runtime": cfg.runtime}
         try:
-            variant = resolve_variant(cfg.model, cfg.precision, cfg.runtime, progress=self._note)
+            variant = resolve_variant(cfg.model, cfg.precision, cfg.runtime, progress=self._note,
+                                      shapes=dict(cfg.input_shapes), fills=dict(cfg.input_fills))
         except EdgeprofError:
             store.insert_run(self.run_id, self.device_id, cfg.to_dict(), software_versions(), meta,
                              study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node(),

@@ -27,6 +27,7 @@ def register(sub) -> None:
     p.add_argument("model", help="bundled model name or path to an fp32 .onnx file")
     p.add_argument("--precision", required=True, choices=[x for x in PRECISIONS if x != "fp32"],
                    help="the precision to build: fp16, int8-dynamic or int8-static")
+    _input_flags(p, "int8-static calibrates on random inputs of this shape")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_quantize)
 
@@ -47,6 +48,20 @@ def register(sub) -> None:
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_fidelity)
+
+
+def _input_flags(p, why: str) -> None:
+    p.add_argument("--shape", action="append", default=[], metavar="NAME=D1xD2...",
+                   help=f"an input's shape, e.g. --shape input=1x512 (repeatable; {why}), as for run")
+    p.add_argument("--fill", action="append", default=[], metavar="NAME=VALUE",
+                   help="set every element of an input, e.g. --fill sr=16000 (repeatable), as for run")
+
+
+def _inputs(args) -> tuple[dict, dict]:
+    from ..config import parse_fill, parse_shape
+    from .run import _pairs
+
+    return _pairs(args.shape, parse_shape), _pairs(args.fill, parse_fill)
 
 
 def _progress(args):
@@ -106,7 +121,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         res = quantize.quantize_onnx(fp32.path, args.precision, calib=calib, progress=_progress(args))
     else:
         catalog.resolve_variant(args.model, None, "onnx", build=False)  # clear errors for bad paths / bad names
-        res = quantize.quantize_onnx(args.model, args.precision, calib=None, progress=_progress(args))
+        shapes, fills = _inputs(args)
+        res = quantize.quantize_onnx(args.model, args.precision, calib=None, progress=_progress(args), shapes=shapes,
+                                     fills=fills)
     nbytes = res.path.stat().st_size
     if args.json:
         print_json({**res.to_dict(), "size_bytes": nbytes})
@@ -114,6 +131,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     state = "cached (built earlier in" if res.cached else "built in"
     print(f"{res.precision}: {res.path}")
     print(f"  {size(nbytes)}, {state} {res.seconds:.2f} s{')' if res.cached else ''}; {res.method}")
+    print(f"  {quantize.describe_report(res.quantization)}")
     if res.warning:
         print(f"  warning: {res.warning}")
     return 0

@@ -123,6 +123,10 @@ def main(argv: list[str]) -> int:
     from multiprocessing.connection import Connection
 
     _conn = Connection(int(argv[0]), readable=False)
+    if __name__ == "__main__":  # run as a script: targets import the module by its name, so it needs the pipe too
+        from edgeprof.models import isolated
+
+        isolated._conn = _conn
     task: Task = pickle.load(sys.stdin.buffer)
     if task.rlimit_as_bytes:
         import resource
@@ -147,9 +151,10 @@ def main(argv: list[str]) -> int:
 
 
 def check_synthetic_budget(specs, shapes: dict | None, fills: dict | None, model: str,
-                           budget: int = SYNTHETIC_BYTE_BUDGET) -> None:
+                           budget: int = SYNTHETIC_BYTE_BUDGET, fixed_hint: str = "") -> None:
     """Refuse random inputs for ``specs`` (TensorSpec list) whose one feed would take more than ``budget`` bytes, before
-    any is allocated: UsageError naming the biggest input, its size and ``--shape``."""
+    any is allocated: UsageError naming the biggest input, its size and ``--shape`` where a guessed dimension can be
+    set, else ``fixed_hint`` (the model fixes the size, so no --shape can make it smaller)."""
     import numpy as np
 
     from ..errors import UsageError
@@ -172,7 +177,8 @@ def check_synthetic_budget(specs, shapes: dict | None, fills: dict | None, model
     raise UsageError(
         f"input {big.name!r} of {model} is {dims} {big.dtype} ({nbytes / 2**20:,.0f} MB per sample), more than the "
         f"{budget / 2**20:g} MB edgeprof makes random data for.",
-        f"Give a realistic size with --shape {big.name}=..., or real data with --data.",
+        f"Give a realistic size with --shape {big.name}=... (dimensions joined by x)." if big.guessed_dims
+        else f"The model fixes that size, so no --shape can shrink it. {fixed_hint}".strip(),
     )
 
 
@@ -334,8 +340,8 @@ def _outcome(result: list, proc, mem: dict, state: dict, killed_for, timeout_s: 
             cause = "was killed (SIGKILL; no OOM kill was recorded in its cgroup)"
         else:
             cause = f"crashed (signal {sig}, {name})"
-        raise PreparationFailed(f"{tool} {cause} while {what}" + (":" if hint else "."), hint, detail=tail,
-                                kind="crashed", signal=sig)
+        raise PreparationFailed(f"{tool} {cause} while {what}" + (":" if hint and hint[:1].islower() else "."), hint,
+                                detail=tail, kind="crashed", signal=sig)
     raise PreparationFailed(f"{tool} exited with code {rc} without a result while {what}.", hint, detail=tail,
                             kind="crashed")
 

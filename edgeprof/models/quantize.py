@@ -258,7 +258,7 @@ def build_variant(src: Path, precision: str, calib, target: Path, warning: str |
             else:
                 stage(f"making calibration inputs for the int8-static variant of {src.name}",
                       "Give the run's --shape for inputs whose size is not fixed.", "edgeprof")
-                feeds, calib_desc = _calibration_feeds(calib, spec, say, shapes, fills)
+                feeds, calib_desc = _calibration_feeds(calib, spec, say, shapes, fills, src.name)
                 stage(f"calibrating and building the int8-static variant of {src.name}", None, _TOOL[precision])
                 _static(source, out, tmp, feeds, spec, stages, info, say)
         seconds = time.perf_counter() - t0
@@ -413,11 +413,12 @@ def _dynamic(src: Path, out: Path) -> None:
     )
 
 
-def _calibration_feeds(calib, spec, say: Progress, shapes: dict | None = None,
-                       fills: dict | None = None) -> tuple[list[list[np.ndarray]], dict]:
+def _calibration_feeds(calib, spec, say: Progress, shapes: dict | None = None, fills: dict | None = None,
+                       name: str = "the model") -> tuple[list[list[np.ndarray]], dict]:
     if calib is None:
         say(f"int8-static: no calibration images; using {SYNTHETIC_SAMPLES} random inputs")
-        check_synthetic_budget(spec.inputs, shapes, fills, "the model")
+        check_synthetic_budget(spec.inputs, shapes, fills, name,
+                               fixed_hint="Build int8-dynamic or fp16 instead: they need no calibration inputs.")
         feeds = [synthetic_inputs(spec.inputs, seed=i, shapes=shapes, fills=fills)[0] for i in range(SYNTHETIC_SAMPLES)]
         return feeds, {"kind": "synthetic", "samples": SYNTHETIC_SAMPLES, "ident": _calibration_ident(None, shapes, fills),
                        "shape": {k: list(v) for k, v in (shapes or {}).items()} or None,
@@ -479,16 +480,24 @@ def _static(
 
     say(f"int8-static: calibrating on {len(feeds)} inputs and quantizing")
     t = time.perf_counter()
-    quantize_static(
-        str(model_in),
-        str(out),
-        _Reader(),
+    kwargs = dict(
         quant_format=QuantFormat.QDQ,
         per_channel=s["per_channel"],
         activation_type=getattr(QuantType, s["activation_type"]),
         weight_type=getattr(QuantType, s["weight_type"]),
         calibrate_method=getattr(CalibrationMethod, s["calibrate_method"]),
     )
+    try:
+        quantize_static(str(model_in), str(out), _Reader(), **kwargs)
+    except ValueError as exc:
+        # ORT 1.32's per-channel weight-scale adjustment for int32 biases compares whole arrays when a MatMul's bias
+        # is per column (skl2onnx MLPs, tf2onnx and dynamo exports): build again without that adjustment.
+        if "truth value of an array" not in str(exc):
+            raise
+        say("int8-static: ONNX Runtime's bias-scale adjustment failed; quantizing again without it")
+        info["workaround"] = "QDQDisableWeightAdjustForInt32Bias (ORT's adjustment failed on a per-column bias)"
+        quantize_static(str(model_in), str(out), _Reader(), extra_options={"QDQDisableWeightAdjustForInt32Bias": True},
+                        **kwargs)
     stages["calibrate_and_quantize"] = time.perf_counter() - t
 
 

@@ -1,0 +1,78 @@
+"""Tiny ONNX models built in the test, the way other people's tools write them (onnx helper API, skl2onnx)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def mlp(path: Path, inputs: int = 8, hidden: int = 16, outputs: int = 4, *, input_shape=None, seed: int = 0,
+        name: str = "mlp", duplicate_opset: bool = False) -> Path:
+    """MatMul -> Add -> Relu -> MatMul -> Add: logits [batch, outputs]; quantizes at every precision. ``name`` is the
+    graph's name (``crashes-ort`` marks a file for tests/child_path/crash_ort_hook.py); ``duplicate_opset`` writes the
+    default-domain opset import twice, as skl2onnx does."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    inits = [
+        numpy_helper.from_array(rng.normal(size=(inputs, hidden)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.normal(size=(hidden,)).astype(np.float32), "b1"),
+        numpy_helper.from_array(rng.normal(size=(hidden, outputs)).astype(np.float32), "w2"),
+        numpy_helper.from_array(rng.normal(size=(outputs,)).astype(np.float32), "b2"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h0"]),
+        helper.make_node("Add", ["h0", "b1"], ["h1"]),
+        helper.make_node("Relu", ["h1"], ["h2"]),
+        helper.make_node("MatMul", ["h2", "w2"], ["y0"]),
+        helper.make_node("Add", ["y0", "b2"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_shape or ["batch", inputs])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", outputs])], inits)
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("ai.onnx", 17)] if duplicate_opset else [])
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def huge_input(path: Path) -> Path:
+    """A 1x1 Conv whose declared input is 1x3x25000x20000 float32 (6 GB per sample)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((2, 3, 1, 1), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["y"])], "huge",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 25000, 20000])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 25000, 20000])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def skl(path: Path, kind: str) -> Path:
+    """A scikit-learn model converted by skl2onnx (which writes the default-domain opset import twice):
+    ``logreg`` (LogisticRegression: label + ZipMap probabilities), ``linreg`` (LinearRegression: one column),
+    ``mlp_regressor`` (MLPRegressor: MatMul layers, so it quantizes)."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.neural_network import MLPRegressor
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6)).astype(np.float32)
+    if kind == "logreg":
+        est = LogisticRegression(max_iter=200).fit(x, (x[:, 0] + x[:, 1] > 0).astype(int) + (x[:, 2] > 1))
+    elif kind == "linreg":
+        est = LinearRegression().fit(x, x @ np.arange(6, dtype=np.float32) + 3)
+    elif kind == "mlp_regressor":
+        est = MLPRegressor(hidden_layer_sizes=(16,), max_iter=300, random_state=0).fit(x, x[:, 0] * 2 - x[:, 3])
+    else:
+        raise ValueError(kind)
+    onx = to_onnx(est, x[:1], target_opset={"": 17, "ai.onnx.ml": 3})
+    path.write_bytes(onx.SerializeToString())
+    return path

@@ -34,8 +34,9 @@ def register(sub) -> None:
     p = sub.add_parser(
         "fidelity",
         help="compare every variant's outputs with its FP32 parent",
-        description="Top-1 agreement, top-5 overlap, KL divergence, cosine similarity and (where labels "
-        "ship) accuracy of every variant in every available runtime.",
+        description="Every output of every variant against fp32, in every available runtime, with the metric "
+        "that fits it: class scores (top-1 agreement, top-5 overlap, KL divergence, cosine), labels (agreement), "
+        "regression and dense outputs (relative error, max abs error, SQNR dB); accuracy where labels ship.",
     )
     p.add_argument("model", help="bundled model name or path to an fp32 .onnx file")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
@@ -46,6 +47,7 @@ def register(sub) -> None:
         metavar="NAME",
         help="onnx, tflite, onnxruntime, litert or tflite-runtime (repeatable; default all available)",
     )
+    _input_flags(p, "a user's file is compared on random inputs of this shape")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_fidelity)
 
@@ -143,7 +145,9 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
 
     if args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}.")
-    rows = fidelity(args.model, runtimes=args.runtimes, threads=args.threads, progress=_progress(args))
+    shapes, fills = _inputs(args)
+    rows = fidelity(args.model, runtimes=args.runtimes, threads=args.threads, progress=_progress(args), shapes=shapes,
+                    fills=fills)
     if args.json:
         print_json(rows)
         return 0
@@ -153,15 +157,25 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
             r["backend"],
             r["precision"],
             r["n"],
+            r.get("primary") or "",
             fmt(r["top1_agreement"], digits=3),
             fmt(r["top5_overlap"], digits=3),
             fmt(r["mean_kl"], digits=5),
-            fmt(r["cosine"], digits=4),
+            fmt(r["rel_error"], digits=4),
+            fmt(r["sqnr_db"], digits=1),
             fmt(r["accuracy"], digits=3),
         ]
         for r in rows
     ]
-    print(table(body, ["format", "backend", "precision", "n", "top1 agree", "top5 overlap", "mean KL", "cosine", "accuracy"]))
+    print(table(body, ["format", "backend", "precision", "n", "output", "top1 agree", "top5 overlap", "mean KL",
+                       "rel error", "SQNR dB", "accuracy"]))
+    for r in rows:
+        others = [o for o in r.get("outputs", []) if o["output"] != r.get("primary")]
+        if r["precision"] != "fp32" and others:
+            print(f"{r['backend']} {r['precision']}, other outputs: " + "; ".join(_describe_output(o) for o in others))
+    omitted = {f"{o['output']} {k}: {why}" for r in rows for o in r.get("outputs", []) for k, why in o["omitted"].items()}
+    for line in sorted(omitted):
+        print(f"left out: {line}")
     notes = sorted({r["note"] for r in rows if r.get("note")})
     for note in notes:
         print(f"data: {note}")
@@ -169,3 +183,10 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         if r.get("error"):
             print(f"{r['backend']} {r['format']} {r['precision']}: {r['error']}")
     return 0
+
+
+def _describe_output(o: dict) -> str:
+    names = {"label_agreement": "agreement", "top1_agreement": "top-1", "rel_error": "rel error",
+             "max_abs_error": "max abs error", "sqnr_db": "SQNR dB", "mean_kl": "KL", "accuracy": "accuracy"}
+    parts = [f"{label} {fmt(o[k], digits=4)}" for k, label in names.items() if o.get(k) is not None]
+    return f"{o['output']} ({o['kind']}) " + ", ".join(parts)

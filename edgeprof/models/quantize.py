@@ -234,13 +234,16 @@ _TOOL = {
 def build_variant(src: Path, precision: str, calib, target: Path, warning: str | None, shapes: dict, fills: dict,
                   progress: Progress | None = None) -> QuantResult:
     """Build, check, prove and cache one variant; runs inside the isolated child (``quantize_onnx`` starts it)."""
-    from .isolated import stage
+    from .isolated import inside, stage
 
     say = progress or (lambda _msg: None)
+    src, target = Path(src).resolve(), Path(target).resolve()
     spec = inspect_file(src)
     sweep_stale_temp()
     cache = paths.cache_dir()
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=cache))
+    if inside():  # ORT's symbolic shape inference writes sym_shape_infer_temp.onnx into the working directory
+        os.chdir(tmp)
     try:
         out = tmp / "model.onnx"
         stages: dict[str, float] = {}

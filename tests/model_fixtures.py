@@ -76,3 +76,48 @@ def skl(path: Path, kind: str) -> Path:
     onx = to_onnx(est, x[:1], target_opset={"": 17, "ai.onnx.ml": 3})
     path.write_bytes(onx.SerializeToString())
     return path
+
+
+def single_op(path: Path, kind: str) -> Path:
+    """One-operator graphs of the kinds other tools write: ``qlinearconv`` (ORT QOperator, uint8, with the int32
+    bias as last input), ``float64`` (a Gemm in float64), ``bfloat16`` (a MatMul on bfloat16 weights),
+    ``matmulnbits`` (ORT's 4-bit MatMulNBits, com.microsoft)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def const(name, arr):
+        return numpy_helper.from_array(np.asarray(arr), name)
+
+    opsets = [helper.make_opsetid("", 17)]
+    if kind == "qlinearconv":
+        inits = [const("xs", np.float32(0.1)), const("xz", np.uint8(128)), const("w", np.ones((2, 3, 1, 1), np.uint8)),
+                 const("ws", np.float32(0.05)), const("wz", np.uint8(0)), const("ys", np.float32(0.2)),
+                 const("yz", np.uint8(128)), const("b", np.zeros(2, np.int32))]
+        node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"])
+        x = helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 3, 4, 4])
+        y = helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 2, 4, 4])
+    elif kind == "float64":
+        inits = [const("w", np.ones((4, 3), np.float64)), const("b", np.zeros(3, np.float64))]
+        node = helper.make_node("Gemm", ["x", "w", "b"], ["y"])
+        x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, [1, 4])
+        y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, [1, 3])
+    elif kind == "bfloat16":
+        w = helper.make_tensor("w", TensorProto.BFLOAT16, [4, 3], [16256] * 12)  # 1.0 in bfloat16 bits
+        inits = [w]
+        node = helper.make_node("MatMul", ["x", "w"], ["y"])
+        x = helper.make_tensor_value_info("x", TensorProto.BFLOAT16, [1, 4])
+        y = helper.make_tensor_value_info("y", TensorProto.BFLOAT16, [1, 3])
+    elif kind == "matmulnbits":
+        k, n, block = 32, 8, 32
+        inits = [const("qw", np.zeros((n, k // block, block // 2), np.uint8)), const("sc", np.ones(n, np.float32))]
+        node = helper.make_node("MatMulNBits", ["x", "qw", "sc"], ["y"], domain="com.microsoft", K=k, N=n, bits=4,
+                                block_size=block)
+        opsets.append(helper.make_opsetid("com.microsoft", 1))
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])
+    else:
+        raise ValueError(kind)
+    model = helper.make_model(helper.make_graph([node], kind, [x], [y], inits), opset_imports=opsets)
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path

@@ -322,7 +322,11 @@ def _resolve_path(path: Path, precision: str | None, runtime: str | None, build:
         return Variant(str(path), precision, "onnx", res.path, res.path.stat().st_size, None, False, built_with, layout,
                        res.quantization)
     what = f"{spec.precision} {fmt} file"
-    hint = f"Only fp32 ONNX files are quantized on the device; pass --precision {spec.precision}, or leave --precision out."
+    if spec.precision in PRECISIONS:
+        hint = (f"Only fp32 ONNX files are quantized on the device; pass --precision {spec.precision}, or leave "
+                "--precision out.")
+    else:  # a label --precision does not take (mixed, int16x8, int4-weights, fp64, bf16): never suggest it
+        hint = "Only fp32 ONNX files are quantized on the device; leave --precision out to run the file as it is."
     raise UsageError(f"{path.name} is {article(what)} {what}; it cannot be run as {precision}.", hint)
 
 

@@ -74,6 +74,7 @@ def _progress(args):
 
 def cmd_models(args: argparse.Namespace) -> int:
     from ..models.catalog import list_models
+    from ..models.fidelity import fidelity_data
     from ..paths import MANIFEST
 
     models = list_models()
@@ -90,6 +91,9 @@ def cmd_models(args: argparse.Namespace) -> int:
                             "path": str(v.path),
                             "size_bytes": v.size_bytes,
                             "shipped": v.shipped,
+                            "built_with": v.built_with,
+                            "quantization": v.quantization,
+                            "fidelity_data": fidelity_data(m, v),
                         }
                         for v in m.variants
                     ],
@@ -106,10 +110,22 @@ def cmd_models(args: argparse.Namespace) -> int:
             print()
         print(f"{m.name}  ({m.task}, {m.licence})")
         rows = [
-            [v.format, v.precision, size(v.size_bytes), "shipped" if v.shipped else "derived here", v.path] for v in m.variants
+            [v.format, v.precision, size(v.size_bytes), "shipped" if v.shipped else "derived here",
+             _changed(v), v.path] for v in m.variants
         ]
-        print(table(rows, ["format", "precision", "size", "origin", "path"]))
+        print(table(rows, ["format", "precision", "size", "origin", "what quantization changed", "path"]))
+        print(f"fidelity data: {fidelity_data(m, None)}")
     return 0
+
+
+def _changed(v) -> str:
+    from ..models.quantize import describe_report
+
+    if v.precision == "fp32" or v.shipped:
+        return "-" if v.precision == "fp32" else "shipped as built"
+    if v.quantization is None:
+        return "not built yet" if not v.built else describe_report(None)
+    return describe_report(v.quantization).split(";")[0]
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:

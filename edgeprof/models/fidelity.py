@@ -213,6 +213,18 @@ def outputs_of(path: str, fmt: str, interpreter: str | None, threads: int, sourc
         sess.close()
 
 
+def fidelity_data(info, variant=None) -> str:
+    """Where a bundled model's fidelity figures come from, in words (``models --json``'s ``fidelity_data``; the same
+    for every variant of a model: all are compared with fp32 on one set of inputs)."""
+    prep = (info.preprocessing or {}).get("kind")
+    if prep == "digits":
+        return "the bundled digits test split, with labels (accuracy is reported); its first samples calibrate int8-static"
+    if prep == "imagenet":
+        return (f"the {len(info.images)} bundled images, without labels (agreement with fp32, no accuracy); the same "
+                "images calibrate int8-static, so the figures are optimistic for unseen images")
+    return f"{SYNTHETIC_INPUTS} random inputs: " + RANDOM_NOTE.format(n=SYNTHETIC_INPUTS).split(": ", 1)[1]
+
+
 def _compare_all(ref: dict, out: dict) -> list[dict]:
     docs = []
     ref_outs = dict(ref["outputs"])

@@ -121,3 +121,41 @@ def single_op(path: Path, kind: str) -> Path:
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
+
+
+def tiny_cnn(path: Path, size: int = 8, classes: int = 4, seed: int = 0) -> Path:
+    """Conv(3->8, 3x3) -> Relu -> GlobalAveragePool -> Flatten -> Gemm(8->classes) on [1, 3, size, size] images."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array(rng.normal(size=(8, 3, 3, 3)).astype(np.float32), "cw"),
+             numpy_helper.from_array(rng.normal(size=(8,)).astype(np.float32), "cb"),
+             numpy_helper.from_array(rng.normal(size=(classes, 8)).astype(np.float32), "gw"),
+             numpy_helper.from_array(rng.normal(size=(classes,)).astype(np.float32), "gb")]
+    nodes = [helper.make_node("Conv", ["image", "cw", "cb"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "gw", "gb"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, "tiny_cnn",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, size, size])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def image_folder(folder: Path, classes: int = 2, per_class: int = 3, size: int = 12) -> Path:
+    """PNG images in one folder per class (class ids in sorted folder-name order)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for c in range(classes):
+        sub = folder / f"class_{c}"
+        sub.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, size=(size, size + 4, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(sub / f"img{i}.png")
+    return folder

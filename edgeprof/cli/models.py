@@ -28,6 +28,7 @@ def register(sub) -> None:
     p.add_argument("--precision", required=True, choices=[x for x in PRECISIONS if x != "fp32"],
                    help="the precision to build: fp16, int8-dynamic or int8-static")
     _input_flags(p, "int8-static calibrates on random inputs of this shape")
+    _data_flags(p, "int8-static calibration (a fp32 file of your own)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_quantize)
 
@@ -48,6 +49,7 @@ def register(sub) -> None:
         help="onnx, tflite, onnxruntime, litert or tflite-runtime (repeatable; default all available)",
     )
     _input_flags(p, "a user's file is compared on random inputs of this shape")
+    _data_flags(p, "comparing a file of your own (also calibrates its int8-static variant)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_fidelity)
 
@@ -57,6 +59,14 @@ def _input_flags(p, why: str) -> None:
                    help=f"an input's shape, e.g. --shape input=1x512 (repeatable; {why}), as for run")
     p.add_argument("--fill", action="append", default=[], metavar="NAME=VALUE",
                    help="set every element of an input, e.g. --fill sr=16000 (repeatable), as for run")
+
+
+def _data_flags(p, what: str) -> None:
+    p.add_argument("--data", metavar="PATH",
+                   help=f"your data for {what}: a folder of images (labels from class folders or labels.txt) or a "
+                        ".npz of arrays keyed by input name (labels: 'labels')")
+    p.add_argument("--normalise", metavar="MEAN,STD",
+                   help="images become (pixel - MEAN) / STD, pixels 0..255 (default 0,255)")
 
 
 def _inputs(args) -> tuple[dict, dict]:
@@ -140,7 +150,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     else:
         catalog.resolve_variant(args.model, None, "onnx", build=False)  # clear errors for bad paths / bad names
         shapes, fills = _inputs(args)
-        res = quantize.quantize_onnx(args.model, args.precision, calib=None, progress=_progress(args), shapes=shapes,
+        calib = None
+        if args.data and args.precision == "int8-static":
+            from ..models.data import parse_normalise
+
+            calib = quantize.data_calibration(args.data, args.model, parse_normalise(args.normalise))
+        res = quantize.quantize_onnx(args.model, args.precision, calib=calib, progress=_progress(args), shapes=shapes,
                                      fills=fills)
     nbytes = res.path.stat().st_size
     if args.json:
@@ -161,9 +176,15 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
 
     if args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}.")
+    from ..models.catalog import model_names
+    from ..models.data import parse_normalise
+
     shapes, fills = _inputs(args)
+    if args.data and args.model in model_names():
+        raise UsageError(f"--data is for a file of your own; {args.model} is compared on its bundled data.",
+                         "Leave --data out, or pass the path of an fp32 .onnx file.")
     rows = fidelity(args.model, runtimes=args.runtimes, threads=args.threads, progress=_progress(args), shapes=shapes,
-                    fills=fills)
+                    fills=fills, data=args.data, normalise=parse_normalise(args.normalise))
     if args.json:
         print_json(rows)
         return 0

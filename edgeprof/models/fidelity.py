@@ -183,8 +183,9 @@ def outputs_of(path: str, fmt: str, interpreter: str | None, threads: int, sourc
                progress: Callable[[str], None] | None = None) -> dict:
     """Run the model at ``path`` on the inputs ``source`` names and return every output; runs in the isolated child.
 
-    ``source``: ``("bundled", model name)`` (its evaluation data, in the session's layout) or ``("random", shapes,
-    fills, n)``. Returns ``{"version", "outputs": [(name, array [n, ...])], "labels", "note", "data"}``.
+    ``source``: ``("bundled", model name)`` (its evaluation data, in the session's layout), ``("data", path,
+    (mean, std))`` (the user's ``--data``, ``models.data``) or ``("random", shapes, fills, n)``.
+    Returns ``{"version", "outputs": [(name, array [n, ...])], "labels", "note", "data"}``.
     """
     from .isolated import check_synthetic_budget
 
@@ -194,6 +195,11 @@ def outputs_of(path: str, fmt: str, interpreter: str | None, threads: int, sourc
             info = catalog.get_model(source[1])
             data = eval_batches(info, layout_for(sess.inputs[0].shape, channels_of(info.preprocessing)))
             feeds, labels, note, kind = [[x] for x in data.inputs], data.labels, data.note, "bundled"
+        elif source[0] == "data":
+            from . import data as user_data
+
+            got = user_data.load(source[1], sess.inputs, source[2])
+            feeds, labels, note, kind = got.feeds, got.labels, got.description, "data"
         else:
             _, shapes, fills, n = source
             check_synthetic_budget(sess.inputs, shapes, fills, Path(path).name)
@@ -278,17 +284,22 @@ def fidelity(
     progress: Callable[[str], None] | None = None,
     shapes: dict | None = None,
     fills: dict | None = None,
+    data: str | Path | None = None,
+    normalise: tuple[float, float] | None = None,
 ) -> list[dict]:
     """Rows of fidelity metrics for every variant of a bundled model (or an fp32 ONNX file and its quantized
     variants, on random inputs made with ``shapes``/``fills`` as for a run) in every selected runtime. Missing ONNX
     variants are quantized first (cached). Each row: precision, format, backend, version, n, the primary output's
     metrics (``METRIC_KEYS``), ``primary``, ``outputs`` (one ``compare_output`` document per output), ``data``
-    (bundled | random), ``note`` and ``error`` (why that variant has no figures, e.g. its runtime crashed)."""
+    (bundled | data | random), ``note`` and ``error`` (why that variant has no figures, e.g. its runtime crashed).
+    ``data``: a user's file is compared on this data instead (``models.data``; images use ``normalise``), which also
+    calibrates its int8-static variant; labels in it give ``accuracy``."""
     say = progress or (lambda _msg: None)
     chosen = _selected(runtimes)
     if model_name_or_path in catalog.model_names():
         return _bundled(catalog.get_model(model_name_or_path), chosen, threads, say)
-    return _user_file(Path(model_name_or_path), chosen, threads, say, dict(shapes or {}), dict(fills or {}))
+    return _user_file(Path(model_name_or_path), chosen, threads, say, dict(shapes or {}), dict(fills or {}), data,
+                      normalise)
 
 
 def _outputs(v, fmt: str, interp: str | None, threads: int, source: tuple, say) -> dict:
@@ -333,7 +344,8 @@ def _bundled(info, chosen: list[str], threads: int, say) -> list[dict]:
     return rows
 
 
-def _user_file(path: Path, chosen: list[str], threads: int, say, shapes: dict, fills: dict) -> list[dict]:
+def _user_file(path: Path, chosen: list[str], threads: int, say, shapes: dict, fills: dict, data=None,
+               normalise=None) -> list[dict]:
     base = catalog.resolve_variant(str(path), None, None, build=False)
     if base.format != "onnx" or base.precision != "fp32":
         raise UsageError(
@@ -343,21 +355,34 @@ def _user_file(path: Path, chosen: list[str], threads: int, say, shapes: dict, f
         )
     if "onnxruntime" not in chosen:
         raise UsageError(f"{path.name} is an ONNX model; fidelity for it needs the onnxruntime runtime.")
-    source = ("random", shapes, fills, SYNTHETIC_INPUTS)
+    from . import quantize
+
+    calib = None
+    if data is not None:
+        from . import data as user_data
+
+        norm = tuple(normalise or user_data.DEFAULT_NORMALISE)
+        source = ("data", str(user_data.check_path(data)), norm)
+        calib = quantize.data_calibration(data, path, norm)
+    else:
+        source = ("random", shapes, fills, SYNTHETIC_INPUTS)
     ref = _outputs(base, "onnx", None, threads, source, say)  # the fp32 file itself: without it nothing compares
-    version = ref["version"]
+    version, kind = ref["version"], ref["data"]
     n = len(ref["outputs"][0][1]) if ref["outputs"] else 0
-    rows = [_row(base, "onnxruntime", version, n, _compare_all(ref, ref), note=ref["note"], data="random")]
+    rows = [_row(base, "onnxruntime", version, n, _compare_all(ref, ref), note=ref["note"], data=kind)]
     for precision in PRECISIONS[1:]:
         say(f"onnxruntime: onnx {precision}")
         try:
-            v = catalog.resolve_variant(str(path), precision, "onnx", build=True, progress=say, shapes=shapes,
-                                        fills=fills)
+            res = quantize.quantize_onnx(path, precision, calib=calib if precision == "int8-static" else None,
+                                         progress=say, shapes=shapes, fills=fills)
+            v = catalog.Variant(str(path), precision, "onnx", res.path, None, None, False, res.method)
             got = _outputs(v, "onnx", None, threads, source, say)
         except EdgeprofError as exc:
             rows.append({**_row(base, "onnxruntime", version, 0, None), "precision": precision, "error": str(exc)})
             continue
-        extra = "; int8-static calibrated on random data: fidelity means little" if precision == "int8-static" else ""
-        rows.append(_row(v, "onnxruntime", version, n, _compare_all(ref, got), note=ref["note"] + extra,
-                         data="random"))
+        extra = ""
+        if precision == "int8-static":
+            extra = ("; int8-static calibrated on the same data" if calib is not None
+                     else "; int8-static calibrated on random data: fidelity means little")
+        rows.append(_row(v, "onnxruntime", version, n, _compare_all(ref, got), note=ref["note"] + extra, data=kind))
     return rows

@@ -29,6 +29,7 @@ Settings and why:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -119,6 +120,23 @@ class QuantResult:
         doc = asdict(self)
         doc["path"] = str(self.path)
         return doc
+
+
+def data_calibration(data_path: str | Path, src: str | Path, normalise: tuple[float, float] | None = None) -> Calibration:
+    """Calibration over the user's ``--data`` (``models.data``): identified by its files' names, sizes and times,
+    loaded only where the quantization runs (the isolated child)."""
+    from . import data
+
+    path = data.check_path(data_path)
+    norm = tuple(normalise or data.DEFAULT_NORMALISE)
+    return Calibration(ident=data.ident(path, norm), load=functools.partial(_data_feeds, str(path), str(src), norm),
+                       description=f"--data {path.name}")
+
+
+def _data_feeds(data_path: str, src: str, normalise: tuple) -> list[list[np.ndarray]]:
+    from . import data
+
+    return data.load(data_path, inspect_file(src).inputs, normalise).feeds
 
 
 def _calibration_ident(calib, shapes: dict | None = None, fills: dict | None = None) -> str | None:

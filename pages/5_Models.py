@@ -10,6 +10,7 @@ import streamlit as st
 from edgeprof import auth, ui
 from edgeprof.errors import EdgeprofError
 from edgeprof.models import catalog
+from edgeprof.models.fidelity import fidelity_data
 
 QUANT_PRECISIONS = ["fp16", "int8-dynamic", "int8-static"]
 
@@ -23,13 +24,22 @@ except EdgeprofError as exc:
     ui.show_error(exc, "The model catalog cannot be read")
     st.stop()
 
+def changed(v) -> str | None:
+    """What building the variant changed (its quantization report), for derived ONNX variants."""
+    from edgeprof.models.quantize import describe_report
+
+    if v.shipped or v.precision == "fp32":
+        return None
+    return describe_report(v.quantization) if v.built else "not built yet"
+
+
 rows = []
 for m in models:
     for v in m.variants:
         rows.append({"model": m.name, "format": v.format, "precision": v.precision,
                      "size (MB)": None if v.size_bytes is None else v.size_bytes / 1e6,
                      "ready": "yes" if v.built else "quantized on first use", "shipped": v.shipped,
-                     "layout": v.layout, "built with": v.built_with})
+                     "layout": v.layout, "built with": v.built_with, "what quantization changed": changed(v)})
 for path in ui.uploaded_models():
     rows.append({"model": ui.model_label(path), "format": "tflite" if path.endswith(".tflite") else "onnx",
                  "precision": "(from the file)", "size (MB)": os.path.getsize(path) / 1e6,
@@ -42,6 +52,7 @@ else:
 for m in models:
     with st.expander(f"{m.name}: {m.task}"):
         st.markdown(f"{m.description}\n\nSource: {m.source}. Licence: {m.licence}. Input: `{m.input}`.")
+        st.caption(f"Fidelity is measured on {fidelity_data(m)}.")
 
 names = [m.name for m in models]
 
@@ -65,7 +76,8 @@ if names:
                 ui.show_error(exc, "Fidelity failed")
     got = st.session_state.get("fid_result")
     if got and got[0] == fid_model:
-        st.dataframe(pd.DataFrame(got[1]), hide_index=True, key="fid_table",
+        st.dataframe(pd.DataFrame([{k: v for k, v in r.items() if k != "outputs"} for r in got[1]]), hide_index=True,
+                     key="fid_table",
                      column_config={k: st.column_config.NumberColumn(format="%.4f")
                                     for k in ("top1_agreement", "top5_overlap", "mean_kl", "cosine", "accuracy")})
         st.caption("top1_agreement: share of inputs where the variant's top answer equals fp32's. accuracy: against "
@@ -95,6 +107,7 @@ if names:
             size = f"{v.size_bytes / 1e6:.2f} MB" if v.size_bytes else "?"
             st.success(f"{ui.model_label(q_model)} at {q_prec}: {v.path.name} ({size}), {v.built_with}. "
                        "It is ready on the Run page.")
+            st.caption(f"What quantization changed: {changed(v)}.")
             if steps:
                 st.caption(" → ".join(steps))
 

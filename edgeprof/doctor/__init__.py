@@ -27,7 +27,7 @@ from .. import paths
 from ..errors import EdgeprofError
 from . import analysis
 from .messages import AnalyseSpec, MeasureSpec
-from .parent import DEFAULT_MEMORY_MB, run_isolated
+from .parent import run_isolated
 
 MEASURE_SECONDS = 2.0
 Say = Callable[[str], None]
@@ -78,7 +78,7 @@ def mix_label(keep_fp32) -> str:
 
 def diagnose(model: str, *, precision: str = "int8-static", data: str | None = None, shapes: dict | None = None,
              target_agreement: float | None = None, max_accuracy_drop: float | None = None, threads: int = 2,
-             mix_sizes=analysis.DEFAULT_MIX_SIZES, memory_mb: float | None = DEFAULT_MEMORY_MB,
+             mix_sizes=analysis.DEFAULT_MIX_SIZES, memory_mb: float | None = None,
              seconds: float = MEASURE_SECONDS, progress: Say | None = None) -> dict:
     """The doctor's document for ``model`` (a bundled name or an fp32 .onnx path).
 
@@ -92,9 +92,11 @@ def diagnose(model: str, *, precision: str = "int8-static", data: str | None = N
         target_agreement = 0.99
     spec = AnalyseSpec(model=model, precision=precision, data=data, input_shapes=dict(shapes or {}), threads=threads,
                        mix_sizes=tuple(mix_sizes))
-    doc, cap = run_isolated(spec, memory_mb=memory_mb, progress=say, what="the doctor's analysis")
-    doc["analysis_peak_mb"] = cap.get("peak_charged_mb")
-    doc["memory_mechanism"] = cap.get("mechanism")
+    from ..models.isolated import run_isolated as prepare
+
+    doc = prepare("edgeprof.doctor.child:analyse_isolated", spec, progress=say, memory_limit_mb=memory_mb,
+                  what=f"comparing {Path(model).name} with its {precision} variant tensor by tensor",
+                  hint="Give fewer or smaller inputs with --data, or raise the memory cap.")
     common = {"model": model, "data": data, "input_shapes": dict(shapes or {}), "threads": threads,
               "seconds": seconds}
     ref_point, ref = _measure("fp32", MeasureSpec(precision="fp32", path=doc["fp32_path"], **common), None,
@@ -187,7 +189,7 @@ def last_diagnosis(model: str) -> dict | None:
         return None
 
 
-def tradeoff(model: str, *, data: str | None = None, threads: int = 2, memory_mb: float | None = DEFAULT_MEMORY_MB,
+def tradeoff(model: str, *, data: str | None = None, threads: int = 2, memory_mb: float | None = None,
              seconds: float = MEASURE_SECONDS, progress: Say | None = None) -> dict:
     """Every variant of ``model`` (ONNX and TFLite; the mixes of the last ``diagnose``) as a point: p50 latency with
     its within-run interval, fidelity against the FP32 file of the same format (accuracy where labels ship, else

@@ -1,9 +1,11 @@
-"""The doctor's isolated process: everything that opens the user's model runs here, under a memory cap.
+"""The doctor's work on the user's model, always in a capped child process, never in the CLI or the server.
 
-Run as ``python -m edgeprof.doctor.child FD``: it reads one pickled spec from stdin (``AnalyseSpec`` or
-``MeasureSpec``) and sends ``Progress`` messages, then one ``Result`` or ``Failed``, over pipe FD (the same launch as
-``worker.child``: the parent puts it in its cgroup before Python starts, ``worker.limits``). A segfault, a signal or an
-OOM kill here is a sentence in the parent (``doctor.parent``), never a crash of the CLI or the Streamlit server.
+``analyse`` (the tensor-by-tensor comparison, the profiles, building the mixes) runs through the project's isolated
+preparation (``models.isolated.run_isolated``: a crash, OOM kill or timeout there is one sentence naming the step).
+``measure`` (one variant's outputs and latency) runs as ``python -m edgeprof.doctor.child FD`` (one pickled
+``MeasureSpec`` on stdin; ``Progress`` messages, then one ``Result`` or ``Failed``, over pipe FD; launched by
+``doctor.parent`` like the run worker, in a cgroup of its own), because its peak charged memory is one of the figures
+it reports and the isolated preparation does not return its cap's report.
 
 It imports numpy, onnx, onnxruntime (its quantization tools) or the TFLite interpreter, and edgeprof's ``models``,
 ``runtimes`` and this package's pure ``analysis``; never pandas, scipy, duckdb or streamlit.
@@ -46,46 +48,6 @@ def _die_with_parent() -> None:
 # ----------------------------------------------------------------------------------------------------------- inputs
 
 
-def load_data(path: str, input_specs) -> tuple[list[list], object, str]:
-    """Inputs (and labels) from a user's file: ``.npy`` (an array of samples for a one-input model) or ``.npz``
-    (one array per input name, or ``x``; labels as ``y`` or ``labels``). A sample without the batch dimension gets
-    one. Returns (feeds, labels or None, note)."""
-    import numpy as np
-
-    from ..errors import UsageError
-
-    try:
-        if path.endswith(".npz"):
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        else:
-            arrays = {"x": np.load(path, allow_pickle=False)}
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read --data {path} ({' '.join(str(exc).split())[:160]}).",
-                         "Give a .npy array of inputs or a .npz with one array per input name (labels as y).") from None
-    labels = next((np.asarray(arrays.pop(k)).reshape(-1) for k in ("y", "labels") if k in arrays), None)
-    names = [s.name for s in input_specs]
-    if len(names) == 1 and names[0] not in arrays and len(arrays) == 1:
-        arrays = {names[0]: next(iter(arrays.values()))}
-    missing = [n for n in names if n not in arrays]
-    if missing:
-        raise UsageError(f"--data {os.path.basename(path)} has no array for input {', '.join(missing)} "
-                         f"(it has: {', '.join(arrays) or 'none'}).", "Name the arrays after the model's inputs.")
-    n = min(len(arrays[name]) for name in names)
-    feeds = []
-    for i in range(n):
-        feed = []
-        for spec in input_specs:
-            a = np.asarray(arrays[spec.name][i])
-            if a.ndim == len(spec.shape) - 1:
-                a = a[None]
-            feed.append(np.ascontiguousarray(a.astype(np.float32) if a.dtype.kind == "f" else a))
-        feeds.append(feed)
-    if labels is not None and len(labels) < n:
-        labels = None
-    return feeds, labels, f"{n} inputs from {os.path.basename(path)}" + ("" if labels is None else " with labels")
-
-
 def eval_inputs(model: str, data: str | None, session, shapes: dict, limit: int | None = None):
     """(feeds, labels, note, calibration) for ``session``: the user's --data, else a bundled model's own data (its
     calibration set apart), else random inputs. Calibration is what int8-static is built from."""
@@ -94,9 +56,11 @@ def eval_inputs(model: str, data: str | None, session, shapes: dict, limit: int 
     from ..runtimes import synthetic_inputs
 
     if data:
-        feeds, labels, note = load_data(data, session.inputs)
-        calib = feeds
-        note += "; also used to calibrate int8-static"
+        from ..models.data import load
+
+        got = load(data, session.inputs)
+        feeds, labels, calib = got.feeds, got.labels, got.feeds
+        note = f"{got.description}; also used to calibrate int8-static"
     elif model in catalog.model_names():
         info = catalog.get_model(model)
         layout = layout_for(session.inputs[0].shape, channels_of(info.preprocessing))
@@ -199,6 +163,11 @@ def _profile(path: str, feed: dict, threads: int, seconds: float, folder: str) -
         kernel.setdefault(name, row["op_type"])
     doc.pop("by_node", None)
     return ms, kernel, doc
+
+
+def analyse_isolated(spec: AnalyseSpec, progress=None) -> dict:
+    """``analyse`` as a ``models.isolated`` target (the child passes ``progress``)."""
+    return analyse(spec, progress or (lambda _t: None))
 
 
 def analyse(spec: AnalyseSpec, say) -> dict:
@@ -382,7 +351,7 @@ def main(argv: list[str]) -> int:
             conn.send(Progress(text))
 
     try:
-        doc = analyse(spec, say) if isinstance(spec, AnalyseSpec) else measure(spec, say)
+        doc = measure(spec, say)
         conn.send(Result(doc))
         return 0
     except MemoryError:

@@ -21,21 +21,24 @@ from .. import paths
 from ..errors import InputError, ModelError, UsageError
 from ..worker import limits
 
-DEFAULT_MEMORY_MB = 3072.0  # the analysis holds two augmented sessions and one input's every tensor of each
 DEFAULT_TIMEOUT_S = 900.0
 
 
-def run_isolated(spec, *, memory_mb: float | None = DEFAULT_MEMORY_MB, timeout_s: float = DEFAULT_TIMEOUT_S,
+def run_isolated(spec, *, memory_mb: float | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
                  progress: Callable[[str], None] | None = None, what: str = "the doctor") -> tuple[dict, dict]:
-    """Run ``spec`` in its own capped process. Returns (the child's result document, the cap's report:
+    """Run ``spec`` (a ``MeasureSpec``) in its own process under ``memory_mb`` (default: the isolated preparation's
+    cap, ``models.isolated.default_memory_mb``). Returns (the child's result document, the cap's report:
     ``peak_charged_mb``, ``mechanism``, ``oom_kill_count``...). Raises an EdgeprofError whose message is one sentence
     when the child fails, is OOM-killed, dies by a signal or runs past ``timeout_s``; its ``detail`` keeps the raw
     text."""
+    from ..models.isolated import default_memory_mb
     from .messages import Failed, Progress, Result
 
     say = progress or (lambda _t: None)
+    asked = memory_mb is not None
+    memory_mb = memory_mb or default_memory_mb()
     cap = limits.create(memory_mb, "doctor-" + uuid.uuid4().hex[:8])
-    if cap.rlimit_bytes():
+    if asked and cap.rlimit_bytes():  # as models.isolated: an address-space limit only where one was asked for
         spec = dataclasses.replace(spec, rlimit_as_bytes=cap.rlimit_bytes())
     read_fd, write_fd = os.pipe()
     from multiprocessing.connection import Connection

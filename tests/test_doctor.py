@@ -49,7 +49,7 @@ def outlier_mlp(folder: Path, seed: int = 0) -> tuple[Path, Path]:
     onnx.checker.check_model(model)
     path, data = folder / "outlier-fp32.onnx", folder / "outlier-inputs.npy"
     onnx.save(model, str(path))
-    np.save(data, rng.normal(0, 1, (64, 1, 16)).astype(np.float32))
+    np.save(data, rng.normal(0, 1, (64, 16)).astype(np.float32))  # models.data: samples along the first axis
     return path, data
 
 

@@ -23,8 +23,9 @@ def register(sub) -> None:
     p.add_argument("model", help="bundled model name or path to an fp32 .onnx file")
     p.add_argument("--precision", default="int8-static", choices=["int8-static"],
                    help="the quantized variant to examine (int8-static: QDQ, compared tensor by tensor)")
-    p.add_argument("--data", metavar="PATH", help="inputs to compare on and calibrate with: a .npy array of samples, "
-                   "or a .npz with one array per input name (labels as y); default: the model's own data")
+    p.add_argument("--data", metavar="PATH", help="inputs to compare on and calibrate with: a folder of images, a .npy "
+                   "of samples along the first axis, or a .npz keyed by input name (labels as labels or y); default: "
+                   "the model's own data")
     p.add_argument("--shape", action="append", default=[], metavar="NAME=D1xD2...",
                    help="an input's shape for random inputs, e.g. --shape input=1x512 (repeatable)")
     goal = p.add_mutually_exclusive_group()
@@ -45,7 +46,7 @@ def register(sub) -> None:
         "of the same format (accuracy where labels ship), peak charged memory; name the Pareto front.",
     )
     p.add_argument("model", help="bundled model name or path to an fp32 .onnx file")
-    p.add_argument("--data", metavar="PATH", help="inputs for fidelity (.npy or .npz, as for doctor)")
+    p.add_argument("--data", metavar="PATH", help="inputs for fidelity (images, .npy or .npz, as for doctor)")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
     p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per variant (default 2)")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -8,7 +8,7 @@ Every import counts, also the ones inside functions (a lazy import is still a de
   platform  runtimes, telemetry, worker, models              the device, the runtimes, the worker process
   data      store, stats, charts, device, compare, ops       the database and pure computations on numbers
   run       run                                              one run from request to stored result
-  study     study                                            grids of runs and their report
+  study     study, doctor                                    grids of runs and their report; the quantization doctor
   front     ui, auth, cli, __main__                          Streamlit helpers and the command line
 
 Pages (``pages/*.py``, ``app.py``) sit above all of these and may import any library module but never the CLI.

@@ -160,6 +160,10 @@ def test_doctor_names_the_operator_int8_must_lose_and_the_mix_that_fixes_it(tmp_
     assert f"--keep-fp32 {','.join(chosen['keep_fp32'])}" in doc["sentences"][2]
     for p in doc["points"]:
         assert p["error"] is None and p["p50_ms"] > 0 and p["p50_ci"] and p["ci_scope"] == "within-run"
+    ref = doc["points"][0]  # fp32 against itself proves nothing: no agreement or output SQNR shown, fidelity 1
+    assert ref["reference"] and ref["top1_agreement"] is None and ref["output_sqnr_db"] is None
+    assert ref["fidelity"] == 1.0
+    assert plain["output_sqnr_db"] < doc["points"][3]["output_sqnr_db"]
 
 
 def test_doctor_prints_tables_and_sentences_a_person_reads(tmp_path):
@@ -172,7 +176,8 @@ def test_doctor_prints_tables_and_sentences_a_person_reads(tmp_path):
     assert "int8-static loses most accuracy in fc2 (SQNR" in out
     assert "Operators by the noise they add (worst first; 3 quantized):" in out
     assert "added SQNR dB" in out and "Operators by int8 time (slowest first):" in out
-    assert "95% CI (within-run)" in out and "peak MB" in out
+    assert "95% CI (within-run)" in out and "peak MB" in out and "output SQNR dB" in out
+    assert [line.split()[3] for line in out.splitlines() if line.startswith("fp32 ")] == ["reference"]
     assert "Traceback" not in proc.stderr
 
 

@@ -114,7 +114,8 @@ def points_table(points: list[dict], front: list[str] | None = None) -> str:
     for p in points:
         ci = p.get("p50_ci")
         rows.append([p["label"] + (" *" if front and p["label"] in front else ""), fmt(p.get("p50_ms"), "", 3),
-                     f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "-", fmt(p.get("top1_agreement"), "", 3),
+                     f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "-",
+                     "reference" if p.get("reference") else fmt(p.get("top1_agreement"), "", 3),
                      fmt(p.get("accuracy"), "", 3), fmt(p.get("output_sqnr_db"), "", 1), fmt(p.get("peak_mb"), "", 0),
                      p.get("error") or ""])
     return table(rows, ["variant", "p50 ms", "95% CI (within-run)", "agreement", "accuracy", "output SQNR dB",

@@ -48,7 +48,7 @@ def _point(label: str, spec: MeasureSpec, doc: dict, report: dict, ref: dict | N
 
     lat = doc["latency_ms"]
     ci = within_run_interval(lat)
-    fid = _fidelity(ref, doc) if ref is not None else {}
+    fid = _fidelity(doc if ref is None else ref, doc)
     point = {
         "label": label, "format": spec.runtime, "precision": spec.precision, "keep_fp32": list(spec.keep_fp32),
         "p50_ms": float(np.median(lat)), "p50_ci": list(ci) if ci else None, "ci_scope": "within-run",
@@ -58,6 +58,10 @@ def _point(label: str, spec: MeasureSpec, doc: dict, report: dict, ref: dict | N
         "mean_kl": fid.get("mean_kl"), "output_sqnr_db": fid.get("output_sqnr_db"), "n": fid.get("n"),
         "backend": doc.get("backend"), "error": None,
     }
+    if ref is None:  # the reference against itself: agreement 1 and an exact output by construction, so not shown
+        point.update(reference=True, top1_agreement=None, mean_kl=None, output_sqnr_db=None)
+        point["fidelity"] = point["accuracy"] if point["accuracy"] is not None else 1.0
+        return point
     point["fidelity"] = point["accuracy"] if point["accuracy"] is not None else point["top1_agreement"]
     return point
 
@@ -69,7 +73,7 @@ def _measure(label: str, spec: MeasureSpec, ref: dict | None, memory_mb, say: Sa
     except EdgeprofError as exc:
         return {"label": label, "format": spec.runtime, "precision": spec.precision, "keep_fp32": list(spec.keep_fp32),
                 "p50_ms": None, "fidelity": None, "error": exc.message}, None
-    return _point(label, spec, doc, report, ref if ref is not None else doc), doc
+    return _point(label, spec, doc, report, ref), doc
 
 
 def mix_label(keep_fp32) -> str:

@@ -288,3 +288,15 @@ def test_the_chosen_mix_runs_like_any_other_variant_and_says_what_it_kept(tmp_pa
     assert side["keep_fp32"] == ["fc2"]
     proc = edgeprof(home, "run", "--model", str(model), "--precision", "fp16", "--keep-fp32", "fc2")
     assert proc.returncode == 2 and "--keep-fp32 applies to int8-static only" in proc.stderr
+
+
+def test_tradeoff_of_a_tflite_file_is_one_point_without_a_made_up_fidelity(tmp_path):
+    tfl = ROOT / "models" / "digits-cnn" / "digits-cnn-int8-static.tflite"
+    proc = edgeprof(tmp_path / "home", "tradeoff", str(tfl), "--seconds", "0.3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    (point,) = doc["points"]
+    assert point["label"] == "tflite int8-static" and point["p50_ms"] > 0 and point["fidelity"] is None
+    assert point["top1_agreement"] is None and doc["front"] == []
+    assert doc["sentence"].startswith("No Pareto front: digits-cnn-int8-static.tflite is tflite int8-static with no "
+                                      "fp32 parent here")

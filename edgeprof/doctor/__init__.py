@@ -209,8 +209,10 @@ def tradeoff(model: str, *, data: str | None = None, threads: int = 2, memory_mb
         have = {(v.format, v.precision) for v in catalog.get_model(model).variants}
     else:
         v = catalog.resolve_variant(model, None, None, build=False)
+        if v.format != "onnx" or v.precision != "fp32":
+            return _lone_point(model, v, common, memory_mb, say)
         formats = [v.format]
-        have = {(v.format, p) for p in (PRECISIONS if v.format == "onnx" and v.precision == "fp32" else [v.precision])}
+        have = {(v.format, p) for p in PRECISIONS}
     points = []
     for fmt in formats:
         ref_point, ref = _measure(f"{fmt} fp32", MeasureSpec(precision="fp32", runtime=fmt, **common), None,
@@ -231,6 +233,22 @@ def tradeoff(model: str, *, data: str | None = None, threads: int = 2, memory_mb
     names = [p["label"] for p in front]
     sentence = (f"Pareto front (latency against {axis}): {'; '.join(names)}. Every other variant is slower than one "
                 "of these and no more faithful." if names else "No variant could be measured.")
-    return {"model": model, "points": points, "front": names, "fidelity_axis": axis, "sentence": sentence,
+    return _tradeoff_doc(model, points, names, axis, sentence, seconds, threads)
+
+
+def _tradeoff_doc(model, points, front, axis, sentence, seconds, threads) -> dict:
+    return {"model": model, "points": points, "front": front, "fidelity_axis": axis, "sentence": sentence,
             "latency": f"median of a {seconds:g}-s bare loop on one input, {threads} threads, one process per variant",
             "memory": "peak charged to the variant's cgroup (interpreter, runtime, model, inputs)"}
+
+
+def _lone_point(model: str, v, common: dict, memory_mb, say: Say) -> dict:
+    """A compressed file with no fp32 parent here (a .tflite, an int8 .onnx): its latency and memory, no fidelity."""
+    label = f"{v.format} {v.precision}"
+    point, _ = _measure(label, MeasureSpec(precision=v.precision, runtime=v.format, **common), None, memory_mb, say)
+    point.update(reference=False, fidelity=None, accuracy=None)
+    name = Path(model).name
+    sentence = (f"No Pareto front: {name} is {label} with no fp32 parent here, so its fidelity cannot be measured; it is "
+                "one point of latency and memory. Give its fp32 .onnx (or a bundled model name) for the trade-off.")
+    return _tradeoff_doc(model, [point], [], "top-1 agreement with fp32", sentence, common["seconds"],
+                         common["threads"])

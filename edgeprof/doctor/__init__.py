@@ -214,20 +214,26 @@ def tradeoff(model: str, *, data: str | None = None, threads: int = 2, memory_mb
         formats = [v.format]
         have = {(v.format, p) for p in PRECISIONS}
     points = []
+
+    def measure(label: str, precision: str, fmt: str, keep: tuple, ref: dict | None) -> tuple[dict, dict | None]:
+        try:  # built first (quantization runs isolated), so the measured process only opens the file
+            path = catalog.resolve_variant(model, precision, fmt, build=True, progress=say, keep_fp32=keep).path
+        except EdgeprofError as exc:
+            return {"label": label, "format": fmt, "precision": precision, "keep_fp32": list(keep), "p50_ms": None,
+                    "fidelity": None, "error": exc.message}, None
+        spec = MeasureSpec(precision=precision, runtime=fmt, keep_fp32=keep, path=str(path), **common)
+        return _measure(label, spec, ref, memory_mb, say)
+
     for fmt in formats:
-        ref_point, ref = _measure(f"{fmt} fp32", MeasureSpec(precision="fp32", runtime=fmt, **common), None,
-                                  memory_mb, say)
+        ref_point, ref = measure(f"{fmt} fp32", "fp32", fmt, (), None)
         points.append(ref_point)
         for precision in PRECISIONS[1:]:
             if (fmt, precision) in have:
-                points.append(_measure(f"{fmt} {precision}", MeasureSpec(precision=precision, runtime=fmt, **common),
-                                       ref, memory_mb, say)[0])
+                points.append(measure(f"{fmt} {precision}", precision, fmt, (), ref)[0])
         last = last_diagnosis(model) if fmt == "onnx" else None
         for mix in (last or {}).get("mixes") or []:
-            keep = tuple(mix["keep_fp32"])
-            points.append(_measure(f"onnx {mix_label(keep)}", MeasureSpec(precision="int8-static", keep_fp32=keep,
-                                                                         runtime="onnx", **common), ref, memory_mb,
-                                   say)[0])
+            keep = tuple(sorted(mix["keep_fp32"]))
+            points.append(measure(f"onnx {mix_label(keep)}", "int8-static", "onnx", keep, ref)[0])
     front = analysis.pareto_front(points)
     axis = "accuracy" if any(p.get("accuracy") is not None for p in points) else "top-1 agreement with fp32"
     names = [p["label"] for p in front]

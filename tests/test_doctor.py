@@ -116,7 +116,8 @@ def test_the_time_sentence_names_the_kernels_that_hold_most_of_the_time():
                                                                       "ms_per_inference": 1.0},
                {"op_type": "Transpose", "ms_per_inference": 1.0}]
     text = analysis.time_sentence("int8-static", by_type, [{"op_type": "Conv", "ms_per_inference": 12.0}])
-    assert text == "80% of its operator time is in QLinearConv (10 ms per inference against 12 ms in fp32)."
+    assert text == ("80% of its operator time is in QLinearConv (the profiler's sum: 10 ms per inference against 12 ms "
+                    "in fp32).")
 
 
 def test_the_mix_is_the_smallest_that_meets_the_target_or_none():

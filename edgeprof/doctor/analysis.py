@@ -190,7 +190,7 @@ def time_sentence(precision: str, by_type_int8: Sequence[dict], by_type_fp32: Se
     if by_type_fp32:
         fp32_total = sum(r["ms_per_inference"] for r in by_type_fp32)
         if fp32_total > 0:
-            text += f" ({total:.3g} ms per inference against {fp32_total:.3g} ms in fp32)"
+            text += f" (the profiler's sum: {total:.3g} ms per inference against {fp32_total:.3g} ms in fp32)"
     return text + "."
 
 

@@ -252,7 +252,7 @@ _TOOL = {
 def build_variant(src: Path, precision: str, calib, target: Path, warning: str | None, shapes: dict, fills: dict,
                   progress: Progress | None = None) -> QuantResult:
     """Build, check, prove and cache one variant; runs inside the isolated child (``quantize_onnx`` starts it)."""
-    from .isolated import inside, stage
+    from .isolated import in_child, stage
 
     say = progress or (lambda _msg: None)
     src, target = Path(src).resolve(), Path(target).resolve()
@@ -260,7 +260,8 @@ def build_variant(src: Path, precision: str, calib, target: Path, warning: str |
     sweep_stale_temp()
     cache = paths.cache_dir()
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=cache))
-    if inside():  # ORT's symbolic shape inference writes sym_shape_infer_temp.onnx into the working directory
+    previous_cwd = os.getcwd() if in_child() else None
+    if previous_cwd is not None:  # ORT's symbolic shape inference writes sym_shape_infer_temp.onnx into the cwd
         os.chdir(tmp)
     try:
         out = tmp / "model.onnx"
@@ -310,6 +311,8 @@ def build_variant(src: Path, precision: str, calib, target: Path, warning: str |
         os.replace(out, target)  # the model first: its presence is what makes a cache hit
         os.replace(tmp / "model.json", Path(str(target) + ".json"))
     finally:
+        if previous_cwd is not None:
+            os.chdir(previous_cwd)
         shutil.rmtree(tmp, ignore_errors=True)
     return QuantResult(target, seconds, precision, _method(precision), warning, False, report)
 

@@ -240,7 +240,7 @@ def is_path_like(model: str) -> bool:
 
 def resolve_variant(
     model: str, precision: str | None, runtime: str | None, *, build: bool = True, progress: Callable[[str], None] | None = None,
-    shapes: dict | None = None, fills: dict | None = None,
+    shapes: dict | None = None, fills: dict | None = None, data: str | None = None,
 ) -> Variant:
     """The file to run for ``model`` (a bundled name or a path) at ``precision`` in ``runtime``.
 
@@ -249,7 +249,8 @@ def resolve_variant(
     Variant says what it really is. Asking an fp32 ONNX file for another precision quantizes it (random calibration
     data for int8-static, made with ``shapes``/``fills`` as the run's --shape/--fill: the result says so); any other
     mismatch is a UsageError that says what the file is. Quantizing runs in an isolated child (``models.isolated``):
-    its crash is a ``PreparationFailed``.
+    its crash is a ``PreparationFailed``. ``data``: the user's ``--data`` (``models.data``), which int8-static of
+    a user's fp32 file calibrates on instead of random inputs.
     """
     if precision is not None and precision not in PRECISIONS:
         raise UsageError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}.")
@@ -259,7 +260,7 @@ def resolve_variant(
         return _resolve_bundled(get_model(model), precision or "fp32", runtime or "onnx", build, progress)
     if not is_path_like(model) and not Path(model).exists():
         get_model(model)  # raises the UsageError that lists bundled names
-    return _resolve_path(Path(model), precision, runtime, build, progress, shapes, fills)
+    return _resolve_path(Path(model), precision, runtime, build, progress, shapes, fills, data)
 
 
 def _resolve_bundled(info: ModelInfo, precision: str, runtime: str, build: bool, progress) -> Variant:
@@ -286,7 +287,7 @@ def _resolve_bundled(info: ModelInfo, precision: str, runtime: str, build: bool,
 
 
 def _resolve_path(path: Path, precision: str | None, runtime: str | None, build: bool, progress, shapes=None,
-                  fills=None) -> Variant:
+                  fills=None, data=None) -> Variant:
     check_model_file(path)
     fmt = runtime_for(path)
     if runtime is not None and runtime != fmt:
@@ -317,7 +318,8 @@ def _resolve_path(path: Path, precision: str | None, runtime: str | None, build:
                            (side or {}).get("quantization"))
         from . import quantize
 
-        res = quantize.quantize_onnx(path, precision, calib=None, progress=progress, shapes=shapes, fills=fills)
+        calib = quantize.data_calibration(data, path) if data and precision == "int8-static" else None
+        res = quantize.quantize_onnx(path, precision, calib=calib, progress=progress, shapes=shapes, fills=fills)
         built_with = quantize._method(precision) + (f"; {res.warning}" if res.warning else "")
         return Variant(str(path), precision, "onnx", res.path, res.path.stat().st_size, None, False, built_with, layout,
                        res.quantization)

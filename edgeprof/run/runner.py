@@ -219,7 +219,7 @@ class RunHandle:
         meta = {"name": cfg.model, "precision": cfg.precision, "runtime": cfg.runtime}
         try:
             variant = resolve_variant(cfg.model, cfg.precision, cfg.runtime, progress=self._note,
-                                      shapes=dict(cfg.input_shapes), fills=dict(cfg.input_fills))
+                                      shapes=dict(cfg.input_shapes), fills=dict(cfg.input_fills), data=cfg.data)
         except EdgeprofError:
             store.insert_run(self.run_id, self.device_id, cfg.to_dict(), software_versions(), meta,
                              study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node(),
@@ -552,6 +552,10 @@ def check_request(cfg: RunConfig) -> None:
     from ..errors import ModelError
     from ..models.catalog import model_inputs, resolve_variant
 
+    if cfg.data is not None:
+        from ..models.data import check_path
+
+        check_path(cfg.data)
     try:
         variant = resolve_variant(cfg.model, cfg.precision, cfg.runtime, build=False)
     except ModelError:

@@ -184,3 +184,16 @@ def test_isolated_child_imports_nothing_of_the_server():
     out = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[]", out.stderr
     assert isolated.default_memory_mb() >= isolated.MIN_MEMORY_MB
+
+
+def test_a_source_onnx_runtime_cannot_read_is_named_not_its_variant(tmp_path):
+    import onnx
+
+    src = mlp(tmp_path / "tinyconv_ir99.onnx")
+    model = onnx.load(str(src))
+    model.ir_version = 99
+    onnx.save(model, str(src))
+    with pytest.raises(ModelError) as info:
+        quantize.quantize_onnx(src, "int8-dynamic")
+    assert str(info.value).startswith("tinyconv_ir99.onnx has ONNX IR version 99; this ONNX Runtime")
+    assert "[ONNXRuntimeError]" not in str(info.value) and "ONNXRuntimeError" in info.value.detail

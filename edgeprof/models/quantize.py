@@ -280,6 +280,8 @@ def build_variant(src: Path, precision: str, calib, target: Path, warning: str |
                 say("int8-dynamic: quantizing weights to int8")
                 _dynamic(source, out)
             else:
+                stage(f"opening {src.name} for calibration", None, "ONNX Runtime")
+                _check_source_loads(source, src)
                 stage(f"making calibration inputs for the int8-static variant of {src.name}",
                       "Give the run's --shape for inputs whose size is not fixed.", "edgeprof")
                 feeds, calib_desc = _calibration_feeds(calib, spec, say, shapes, fills, src.name)
@@ -538,6 +540,16 @@ def _load(path: Path) -> None:
     opts.log_severity_level = 3
     opts.intra_op_num_threads = 1
     ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def _check_source_loads(source: Path, src: Path) -> None:
+    """Calibration runs the source: one that ONNX Runtime cannot open is named for its own reason, not the quantizer's."""
+    from ..runtimes.onnx import _explain
+
+    try:
+        _load(source)
+    except Exception as exc:
+        raise ModelError(*_explain(src, exc), detail=str(exc)) from None
 
 
 def _verify(path: Path, src: Path, precision: str) -> None:

@@ -67,7 +67,8 @@ def fidelity_rows(name: str) -> list[dict]:
 st.subheader("Fidelity")
 if names:
     c1, c2 = st.columns([3, 1])
-    fid_model = c1.selectbox("Model", names, key="fid_model")
+    fid_model = c1.selectbox("Model", names + [p for p in ui.uploaded_models() if p.endswith(".onnx")], key="fid_model",
+                             format_func=ui.model_label)
     if c2.button("Compute fidelity", key="fidelity"):
         with st.spinner(f"Running every variant of {fid_model} on the evaluation inputs (EfficientNet takes a while)..."):
             try:
@@ -81,7 +82,11 @@ if names:
                      column_config={k: st.column_config.NumberColumn(format="%.4f")
                                     for k in ("top1_agreement", "top5_overlap", "mean_kl", "cosine", "accuracy")})
         st.caption("top1_agreement: share of inputs where the variant's top answer equals fp32's. accuracy: against "
-                   "the true labels where they ship (digits). mean_kl: 0 means identical output distributions.")
+                   "the true labels where they ship (digits). mean_kl: 0 means identical output distributions. "
+                   "rel_error and sqnr_db (dB, higher is closer) judge outputs that are not class scores; each row's "
+                   "figures are those of its primary output.")
+        for note in sorted({r["note"] for r in got[1] if r.get("note")}):
+            st.caption(f"Data: {note}.")
 
 st.subheader("Quantize")
 if names:

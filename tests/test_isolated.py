@@ -175,6 +175,11 @@ def test_a_model_that_crashes_onnx_runtime_from_the_models_page(tmp_path, monkey
     assert not at.exception, at.exception
     captions = " ".join(str(c.value) for c in at.caption)
     assert "What quantization changed: 2 of 5 operators quantized (MatMulInteger 2)" in captions, captions
+    at.selectbox(key="fid_model").select(str(paths.uploads_dir() / "fedcba9876543210.onnx"))
+    at.button(key="fidelity").click().run()
+    assert not at.exception, at.exception
+    captions = " ".join(str(c.value) for c in at.caption)
+    assert "Data: 16 random inputs: agreement on noise says whether the variant computes the same function" in captions
 
 
 def test_isolated_child_imports_nothing_of_the_server():

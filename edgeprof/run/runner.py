@@ -92,7 +92,7 @@ class RunHandle:
         self._stop_requested = threading.Event()
         self._done = threading.Event()
         self._proc: subprocess.Popen | None = None
-        self._prepare_detail: str | None = None
+        self._error_detail: str | None = None
         self._cap: limits.MemoryCap | None = None
         self._priority: priority.CpuPriority | None = None
         self._sampler = None
@@ -188,7 +188,7 @@ class RunHandle:
             sampler.set_worker_pid(self._proc.pid)
             self._pump()
         except EdgeprofError as exc:
-            self._prepare_detail = exc.detail or None  # e.g. the traceback of a quantizer that failed in isolation
+            self._error_detail = exc.detail or None  # e.g. a quantizer's traceback from the isolated child
             self._set_status("failed", str(exc))
         except Exception as exc:  # a bug here must still end the run with a status, never a hung page
             self._set_status("failed", f"unexpected {type(exc).__name__}: {exc}")
@@ -435,7 +435,7 @@ class RunHandle:
             backend=self.backend, load_ns=loaded.load_ns if loaded else None,
             heavy_modules=list(loaded.heavy_modules) if loaded else None,
             worker_max_rss_mb=done.max_rss_mb if done else None, worker_major_faults=done.major_faults if done else None,
-            error_detail=failed.detail if failed else self._prepare_detail, device=self.device,
+            error_detail=failed.detail if failed else self._error_detail, device=self.device,
             telemetry_sources=self.telemetry_status, notes=notes, fp32_p50_ms=self._fp32_p50(),
             cpu_priority=self._priority.report() if self._priority is not None else None,
             op_profile=self._profile_result(mem) if self.config.profile_ops else None,

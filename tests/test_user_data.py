@@ -75,3 +75,20 @@ def test_a_run_calibrates_on_its_data_and_its_summary_keeps_the_quantization_rep
                           "--data", str(tmp_path / "nowhere"), "--iterations", "5"], env=env, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and "nowhere: no such file or folder" in bad.stderr
+
+
+def test_a_study_file_names_data_only_where_it_may(tmp_path):
+    from edgeprof import paths
+    from edgeprof.errors import ConfigError
+    from edgeprof.study.config import StudyConfig
+
+    model = tiny_cnn(paths.data_dir() / "cnn.onnx")
+    inside = image_folder(paths.data_dir() / "imgs")
+    text = (f'name = "s"\nmodels = ["{model}"]\nprecisions = ["int8-static"]\n'
+            f'[inputs."{model}"]\ndata = "{{}}"\n')
+    cfg = StudyConfig.from_toml(text.format(inside))
+    assert cfg.inputs[str(model)]["data"] == str(inside)
+    outside = image_folder(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match=r"inputs\..*\.data .* is outside the data directory"):
+        StudyConfig.from_toml(text.format(outside))
+    assert StudyConfig.from_toml(text.format(outside), allowed_paths=[str(outside)]).inputs

@@ -287,7 +287,8 @@ class StudyRunner:
     def _run_config(self, var, mb: float | None, tags: dict, key: str) -> RunConfig:
         cfg = self.cfg
         model, precision, runtime, threads = var
-        given = cfg.inputs.get(model, {})
+        given = dict(cfg.inputs.get(model, {}))
+        data = given.pop("data", None)
         if given:  # each variant takes the names it has (see _input_names)
             have = input_names(model, precision, runtime) or None
             given = {k: {n: v for n, v in d.items() if have is None or n in have} for k, d in given.items()}
@@ -296,7 +297,7 @@ class StudyRunner:
                          warmup=cfg.warmup, timeout_s=cfg.timeout_s, sample_hz=cfg.sample_hz,
                          tags={"study_id": self.study_id, "cell": key, **tags},
                          input_shapes=given.get("input_shapes", {}), input_fills=given.get("input_fills", {}),
-                         profile_ops=cfg.profile_ops)
+                         profile_ops=cfg.profile_ops, data=data)
 
     def _start_and_wait(self, key: str, var, mb, tags) -> tuple[str, str | None, dict | None]:
         from ..run import DeviceBusy, start_run

@@ -11,7 +11,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from .errors import EdgeprofError
+from .errors import EdgeprofError, StorageError, disk_problem
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -39,7 +39,13 @@ class HolderLock:
         self._fd: int | None = None
 
     def acquire(self, owner_id: str) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:  # a read-only or full data directory: its own sentence, not "unexpected OSError"
+            text = f"[Errno {err.errno}] {err.strerror}"
+            raise disk_problem(text, f"the data directory {self.path.parent}") or StorageError(
+                f"cannot open the lock file {self.path}: {err.strerror or err}.",
+                "Check the data directory's permissions, or set EDGEPROF_HOME to a writable folder.") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

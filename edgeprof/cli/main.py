@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 
-from ..errors import EdgeprofError, UsageError
+from ..errors import EdgeprofError, UsageError, disk_problem
 from .text import print_json  # noqa: F401  (re-exported: cli.print_json)
 
 
@@ -59,6 +59,13 @@ def main(argv: list[str] | None = None, prog: str = MODULE_PROG) -> int:
     except BrokenPipeError:  # `edgeprof ops ... | head`: the reader has what it wanted; the shell's code for SIGPIPE
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
         return 141
+    except OSError as exc:  # a full disk or a read-only data directory anywhere: its own sentence
+        if debug:
+            traceback.print_exc()
+        disk = disk_problem(f"[Errno {exc.errno}] {exc.strerror}", exc.filename or "the data directory")
+        print(f"error: {disk or f'unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)'}",
+              file=sys.stderr)
+        return disk.exit_code if disk else 1
     except Exception as exc:  # the last resort: still one line unless --debug
         if debug:
             traceback.print_exc()

@@ -98,3 +98,94 @@ def test_export_on_a_full_disk_says_the_disk_is_full(tiny_fs, edgeprof_home, tmp
     r = _cli("export", "--db", str(db), "--out", str(tiny_fs / "out"), home=edgeprof_home)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "cannot read the database" not in r.stderr and "is full" in r.stderr, r.stderr
+
+
+# -- 2: an empty address -----------------------------------------------------------------------------------------------
+
+def test_the_address_check_reads_the_socket():
+    """What the server binds decides, not the option's text: empty, 0.0.0.0 and :: reach the LAN; so does a listening
+    socket on 0.0.0.0 whatever the option says."""
+    import socket
+
+    from edgeprof import auth
+
+    assert not auth.is_loopback("") and not auth.is_loopback(None) and not auth.is_loopback("::")
+    assert auth.is_loopback("localhost") and auth.is_loopback("::ffff:127.0.0.1")
+    for host, exposed in (("0.0.0.0", True), ("127.0.0.1", False)):
+        with socket.socket() as s:
+            s.bind((host, 0))
+            s.listen()
+            port = s.getsockname()[1]
+            assert (auth.exposure("127.0.0.1", port) is not None) is exposed, host
+    assert auth.exposure("", None) == "every interface"
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_server_started_with_an_empty_address_shows_no_page_without_a_password(tmp_path, monkeypatch):
+    """`streamlit run app.py --server.address=` binds every interface: without a password no page, no database path."""
+    from test_browser import CHROMIUM, chromium_page, streamlit_server
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"needs Chromium at {CHROMIUM}")
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("EDGEPROF_HOME", str(home))
+    monkeypatch.delenv("EDGEPROF_PASSWORD", raising=False)
+    monkeypatch.delenv("EDGEPROF_ADMIN_PASSWORD", raising=False)
+    with streamlit_server(home, tmp_path / "runs.duckdb", address="") as url, chromium_page() as page:
+        page.goto(url)
+        page.get_by_text("but has no password").wait_for()
+        body = page.locator("body").inner_text()
+        assert "This server listens on" in body and ("0.0.0.0" in body or "::" in body), body
+        assert "Start run" not in body and "Database:" not in body and str(tmp_path) not in body
+
+
+# -- 3: password attempts --------------------------------------------------------------------------------------------
+
+def test_throttle_grows_then_locks_out():
+    from edgeprof.auth import Throttle
+
+    now = [0.0]
+    t = Throttle(free=3, base_s=2, lockout_after=6, lockout_s=300, clock=lambda: now[0])
+    assert [t.failed("s", "a") for _ in range(5)] == [0, 0, 0, 2, 4]
+    assert t.wait_s("s") == 4 and t.wait_s("other", "a") == 4 and t.wait_s("other") == 0
+    assert t.refusal("s") == "Too many wrong passwords: wait 4 s before the next try."
+    now[0] = 4.0
+    assert t.refusal("s") is None
+    assert t.failed("s") == 300
+    assert t.refusal("s") == ("Too many wrong passwords: this browser is locked out for 5 min 0 s more. Ask the "
+                              "person running this booth.")
+    t.succeeded("s")
+    assert t.refusal("s") is None and t.failures("a") == 5
+
+
+@pytest.fixture
+def booth(tmp_path, monkeypatch):
+    from edgeprof import auth
+
+    monkeypatch.setenv("EDGEPROF_DB", str(tmp_path / "runs.duckdb"))
+    monkeypatch.setenv("EDGEPROF_PASSWORD", "visitors")
+    monkeypatch.setenv("EDGEPROF_ADMIN_PASSWORD", "staff")
+    monkeypatch.setattr(auth, "THROTTLE", auth.Throttle())
+
+
+def _errors(at) -> str:
+    return "\n".join(str(e.value) for e in at.error)
+
+
+def test_wrong_passwords_in_a_row_then_the_right_one_is_not_accepted(booth, caplog):
+    """The attacker's 30 guesses in 9.5 s from one browser session, then the right password: refused until the wait
+    is over, with the time left in a sentence, and every wrong guess logged for staff."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    for guess in ("a", "b", "c", "d", "e"):
+        at.text_input(key="login_password").input(guess)
+        at.button[0].click().run()
+    assert "Too many wrong passwords: wait" in _errors(at) and "before the next try" in _errors(at)
+    at.text_input(key="login_password").input("visitors")
+    at.button[0].click().run()
+    assert "edgeprof_role" not in at.session_state, "the right password was accepted during the wait"
+    assert "Too many wrong passwords" in _errors(at)
+    assert sum("wrong password from" in r.getMessage() for r in caplog.records) == 4  # the 5th came during the wait

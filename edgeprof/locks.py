@@ -13,6 +13,8 @@ from pathlib import Path
 
 from .errors import EdgeprofError, StorageError, disk_problem
 
+WORK_PREFIX = "work:"  # an owner id of heavy work that is not a run (quantizing, fidelity): "work:<what>"
+
 
 def pid_alive(pid: int | None) -> bool:
     """True if a process with this pid exists on this host (a pid we may not signal counts as alive)."""
@@ -51,8 +53,9 @@ class HolderLock:
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
             os.close(fd)
-            exc = self._busy(f"the device is busy with {self._what} {holder or 'another ' + self._what}.",
-                             "Wait for it to finish or stop it, then start again.")
+            what = (f"staff work ({holder[len(WORK_PREFIX):].rsplit(' (pid', 1)[0]})" if holder.startswith(WORK_PREFIX)
+                    else f"{self._what} {holder or 'another ' + self._what}")
+            exc = self._busy(f"the device is busy with {what}.", "Wait for it to finish or stop it, then start again.")
             exc.holder_id = holder.split(" ", 1)[0] if holder else None  # "<owner id> (pid N)"
             raise exc from None
         os.ftruncate(fd, 0)

@@ -189,3 +189,94 @@ def test_wrong_passwords_in_a_row_then_the_right_one_is_not_accepted(booth, capl
     assert "edgeprof_role" not in at.session_state, "the right password was accepted during the wait"
     assert "Too many wrong passwords" in _errors(at)
     assert sum("wrong password from" in r.getMessage() for r in caplog.records) == 4  # the 5th came during the wait
+
+
+# -- 1 and 4: what a visitor may start ---------------------------------------------------------------------------------
+
+def _page(name: str, role: str):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "pages" / name), default_timeout=60)
+    at.session_state["edgeprof_role"] = role
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _shown(at) -> str:
+    return "\n".join(str(e.value) for kind in ("error", "info", "warning", "markdown", "caption") for e in at.get(kind))
+
+
+def test_visitors_may_not_quantize_or_compute_fidelity(booth):
+    """The Models page gave visitors Quantize (which ran a huge declared input in the server process until the kernel
+    killed the server) and Compute fidelity (minutes of CPU beside a run on show): staff work, in one sentence."""
+    visitor = _page("5_Models.py", "visitor")
+    assert not [b for b in visitor.button if b.key in ("quantize", "fidelity")]
+    shown = _shown(visitor)
+    assert ("Quantizing a model is for staff at this booth (it keeps the device busy for everyone): visitors run the "
+            "bundled models; ask staff, or unlock with the admin password in the sidebar (Staff).") in shown
+    assert "Computing fidelity is for staff at this booth" in shown
+    staff = _page("5_Models.py", "admin")
+    assert staff.button(key="quantize") and staff.button(key="fidelity")
+
+
+def test_staff_heavy_work_and_runs_never_overlap(edgeprof_home):
+    from edgeprof import run
+    from edgeprof.config import RunConfig
+
+    with run.device_work("quantizing digits-cnn to int8-static"):
+        with pytest.raises(run.DeviceBusy, match=r"the device is busy with staff work \(quantizing digits-cnn to "
+                                                 r"int8-static\)\."):
+            run.start_run(RunConfig(model="digits-cnn", iterations=5))
+        with pytest.raises(run.DeviceBusy), run.device_work("computing the fidelity of digits-cnn"):
+            pass
+    with run.device_work("computing the fidelity of digits-cnn"):  # released: the next work may start
+        pass
+
+
+def test_the_visitor_cap_comes_from_the_footprint_within_a_share_of_ram():
+    from edgeprof import booth
+
+    assert booth.memory_cap_mb(85.0, 4096) == (170, "2x this variant's footprint measured here (85 MB)")
+    assert booth.memory_cap_mb(20.0, 4096)[0] == booth.MIN_MB
+    cap, why = booth.memory_cap_mb(900.0, 1024)
+    assert cap == 256 and "leaves no more room" in why
+    cap, why = booth.memory_cap_mb(None, 8192)
+    assert cap == 2048 and "not measured here yet" in why
+    assert booth.memory_cap_mb(float("nan"), 1024)[0] == 256
+
+
+def test_a_visitor_run_always_has_a_cap_bounded_inputs_and_time():
+    from edgeprof import booth
+    from edgeprof.config import RunConfig
+
+    limits = booth.VisitorLimits(170, "2x this variant's footprint")
+    bundled = ["digits-cnn"]
+    cfg = booth.bound_run(RunConfig(model="digits-cnn", preset="quick"), bundled, limits)
+    assert cfg.memory_limit_mb == 170 and cfg.timeout_s == booth.TIMEOUT_S
+    assert booth.bound_run(RunConfig(model="digits-cnn", memory_limit_mb=64), bundled, limits).memory_limit_mb == 64
+    assert booth.bound_run(RunConfig(model="digits-cnn", memory_limit_mb=4096), bundled, limits).memory_limit_mb == 170
+    with pytest.raises(booth.VisitorRefused, match=r"Input 'x' would hold 4,294,967,296 values; visitors may give at "
+                                                   r"most 4,194,304 per input"):
+        booth.bound_run(RunConfig(model="digits-cnn", input_shapes={"x": (1, 65536, 65536)}), bundled, limits)
+    with pytest.raises(booth.VisitorRefused, match="Running an uploaded model is for staff"):
+        booth.bound_run(RunConfig(model="/tmp/x.onnx"), bundled, limits)
+
+
+def test_a_visitor_cannot_pick_no_limit_nor_a_huge_input_on_the_run_page(booth, edgeprof_home):
+    """The attacker picked "no limit" and a --shape that took the worker to 2.8 GB: a visitor's options are the booth
+    cap and tighter ones, and a huge shape is refused in a sentence before anything starts."""
+    from edgeprof import run
+
+    at = _page("1_Run.py", "visitor")
+    options = at.selectbox(key="memory_limit").options
+    assert "no limit" not in options and options[0].startswith("booth limit (")
+    assert "Visitor runs are capped at" in _shown(at) and "values per input" in _shown(at)
+    shape_key = next(t.key for t in at.text_input if t.key and t.key.startswith("input_shape|"))
+    at.text_input(key=shape_key).input("1x65536x65536")
+    at.button(key="start").click().run()
+    assert not at.exception
+    assert "visitors may give at most 4,194,304 per input" in "\n".join(str(e.value) for e in at.error)
+    assert not run.active_runs()
+    staff = _page("1_Run.py", "admin")
+    assert "no limit" in staff.selectbox(key="memory_limit").options

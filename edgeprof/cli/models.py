@@ -98,15 +98,17 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_quantize(args: argparse.Namespace) -> int:
     from ..models import catalog, quantize
     from ..models.preprocess import calibration_for
+    from ..run import device_work
 
-    if args.model in catalog.model_names():
-        info = catalog.get_model(args.model)
-        fp32 = info.variant("fp32", "onnx")
-        calib = calibration_for(info, fp32.layout or "NCHW") if args.precision == "int8-static" else None
-        res = quantize.quantize_onnx(fp32.path, args.precision, calib=calib, progress=_progress(args))
-    else:
-        catalog.resolve_variant(args.model, None, "onnx", build=False)  # clear errors for bad paths / bad names
-        res = quantize.quantize_onnx(args.model, args.precision, calib=None, progress=_progress(args))
+    with device_work(f"quantizing {args.model} to {args.precision}"):  # never beside a run on show
+        if args.model in catalog.model_names():
+            info = catalog.get_model(args.model)
+            fp32 = info.variant("fp32", "onnx")
+            calib = calibration_for(info, fp32.layout or "NCHW") if args.precision == "int8-static" else None
+            res = quantize.quantize_onnx(fp32.path, args.precision, calib=calib, progress=_progress(args))
+        else:
+            catalog.resolve_variant(args.model, None, "onnx", build=False)  # clear errors for bad paths / bad names
+            res = quantize.quantize_onnx(args.model, args.precision, calib=None, progress=_progress(args))
     nbytes = res.path.stat().st_size
     if args.json:
         print_json({**res.to_dict(), "size_bytes": nbytes})
@@ -122,10 +124,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 def cmd_fidelity(args: argparse.Namespace) -> int:
     from ..errors import UsageError
     from ..models.fidelity import fidelity
+    from ..run import device_work
 
     if args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}.")
-    rows = fidelity(args.model, runtimes=args.runtimes, threads=args.threads, progress=_progress(args))
+    with device_work(f"computing the fidelity of {args.model}"):  # never beside a run on show
+        rows = fidelity(args.model, runtimes=args.runtimes, threads=args.threads, progress=_progress(args))
     if args.json:
         print_json(rows)
         return 0

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ import numpy as np
 from .. import __version__, heap, paths
 from ..config import RunConfig
 from ..errors import EdgeprofError, UsageError
-from ..locks import HolderLock
+from ..locks import WORK_PREFIX, HolderLock
 from ..store import Store, new_run_id
 from ..worker import limits, priority
 from ..worker.messages import Batch, Done, Failed, Loaded, OpProfile, Phase, WorkerSpec
@@ -53,6 +54,19 @@ class DeviceLock(HolderLock):
 
     def __init__(self, path: Path | None = None):
         super().__init__(path or paths.data_dir() / "device.lock", DeviceBusy, "run")
+
+
+@contextlib.contextmanager
+def device_work(what: str) -> Iterator[None]:
+    """Hold the device for heavy work that is not a run (``what``: "quantizing digits-cnn to int8-static"), so it
+    never overlaps a run on show and two of them never overlap each other. Raises ``DeviceBusy`` (one sentence) when
+    a run or other work holds it; a run started meanwhile is refused the same way, naming this work."""
+    lock = DeviceLock()
+    lock.acquire(f"{WORK_PREFIX}{what}")
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def software_versions(backend: dict | None = None) -> dict:

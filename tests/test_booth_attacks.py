@@ -280,3 +280,99 @@ def test_a_visitor_cannot_pick_no_limit_nor_a_huge_input_on_the_run_page(booth, 
     assert not run.active_runs()
     staff = _page("1_Run.py", "admin")
     assert "no limit" in staff.selectbox(key="memory_limit").options
+
+
+# -- 6 and 7: hostile values in a bundle ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def real_bundle(tmp_path_factory):
+    """A bundle exported from a real run (digits-cnn, 50 inferences)."""
+    root = tmp_path_factory.mktemp("bundle")
+    home = root / "home"
+    home.mkdir()
+    db = root / "runs.duckdb"
+    made = _cli("run", "--model", "digits-cnn", "--iterations", "50", "--db", str(db), "--quiet", home=home)
+    assert made.returncode == 0, made.stderr
+    out = _cli("export", "--db", str(db), "--out", str(root / "bundle"), home=home)
+    assert out.returncode == 0, out.stderr
+    return root / "bundle"
+
+
+def hostile(bundle, tmp_path, table: str, sql_set: str):
+    """A copy of ``bundle`` with ``UPDATE <table> SET <sql_set>`` applied to its Parquet file."""
+    import shutil
+
+    import duckdb
+
+    out = tmp_path / f"hostile-{abs(hash((table, sql_set)))}"
+    shutil.copytree(bundle, out)
+    f = out / f"{table}.parquet"
+    with duckdb.connect() as con:
+        con.execute(f"CREATE TABLE t AS SELECT * FROM read_parquet('{f}')")
+        con.execute(f"UPDATE t SET {sql_set}")
+        con.execute(f"COPY t TO '{f}' (FORMAT parquet)")
+    return out
+
+
+HOSTILE_VALUES = [
+    ("runs", "created_at = TIMESTAMP '9999-12-31'", "created_at '9999-12-31 00:00:00', outside 1970-01-01 to 2100"),
+    ("runs", "p50_ms = 'nan'::DOUBLE", "p50_ms 'nan', which is not a finite number"),
+    ("runs", "p50_ms = 'inf'::DOUBLE", "p50_ms 'inf', which is not a finite number"),
+    ("runs", "p50_ms = -1e308", "p50_ms '-1e+308', which is not a finite number"),
+    ("latency", "latency_ns = -5", "latency_ns '-5', which is negative"),
+    ("telemetry", "value = 'inf'::DOUBLE", "value 'inf', which is not a finite number"),
+    ("runs", "model = chr(27) || '[2J' || chr(27) || ']52;c;ZXZpbA==' || chr(7) || 'evil'",
+     "which holds control characters (terminal escapes)"),
+    ("runs", "n = -1", "n '-1', which is negative"),
+]
+
+
+@pytest.mark.parametrize(("table", "sql_set", "words"), HOSTILE_VALUES, ids=[v[1][:24] for v in HOSTILE_VALUES])
+def test_hostile_values_in_a_bundle_are_refused(real_bundle, tmp_path, edgeprof_home, table, sql_set, words):
+    """The issue's bundle: a date in 9999, NaN, inf, -1e308 latencies, negative samples, infinite telemetry, a model
+    name with terminal escapes; each imported before. Refused in one sentence; the database keeps what it had."""
+    db = tmp_path / "mine.duckdb"
+    r = _cli("import", str(hostile(real_bundle, tmp_path, table, sql_set)), "--db", str(db), home=edgeprof_home)
+    assert r.returncode == 2, r.stderr
+    assert words in r.stderr and "nothing was imported" in r.stderr, r.stderr
+    assert "\x1b" not in r.stderr and "Traceback" not in r.stderr
+
+
+def _store_hostile_row(db) -> str:
+    """A run row holding what the store can hold but no import lets in any more (as an older edgeprof stored it)."""
+    import duckdb
+
+    made = Store(db)
+    run_id = "f" * 32
+    with duckdb.connect(str(made.path)) as con:
+        con.execute("INSERT INTO runs (run_id, created_at, status, model, precision, runtime, p50_ms, p90_ms, n, "
+                    "memory_limit_mb, reason) VALUES (?, TIMESTAMP '9999-12-31', 'ok', ?, 'fp32', 'onnx', 'nan', "
+                    "'inf', -1, 'inf', ?)",
+                    [run_id, "![b](http://127.0.0.1:9/x) <img src=x>\x1b[2J\x1b]52;c;ZXZpbA==\x07", "\x9b31m"])
+    return run_id
+
+
+def test_the_cli_survives_any_stored_value_and_prints_no_terminal_escape(tmp_path, edgeprof_home):
+    db = tmp_path / "runs.duckdb"
+    run_id = _store_hostile_row(db)
+    for args in (("runs",), ("show", run_id), ("runs", "--json")):
+        r = _cli(*args, "--db", str(db), home=edgeprof_home)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, (args, r.stderr)
+        assert "\x1b" not in r.stdout and "\x9b" not in r.stdout and "\x07" not in r.stdout, args
+        assert "\\u001b" in r.stdout or "\\u009b" in r.stdout, (args, r.stdout)  # shown as visible text
+
+
+def test_the_runs_page_survives_any_stored_value(tmp_path, monkeypatch):
+    """A date in 9999 made ui.filter_runs raise OverflowError for everyone; names are text, never markdown."""
+    from streamlit.testing.v1 import AppTest
+
+    db = tmp_path / "runs.duckdb"
+    run_id = _store_hostile_row(db)
+    monkeypatch.setenv("EDGEPROF_DB", str(db))
+    at = AppTest.from_file(str(ROOT / "pages" / "2_Runs.py"), default_timeout=60)
+    at.session_state["edgeprof_role"] = "admin"
+    at.query_params["run_id"] = run_id
+    at.run()
+    assert not at.exception, at.exception
+    rendered = "\n".join(str(m.value) for m in at.markdown)
+    assert "![b](http" not in rendered, "a stored name reached the page as markdown"

@@ -14,7 +14,7 @@ import sys
 import traceback
 
 from ..errors import EdgeprofError, UsageError, disk_problem
-from .text import print_json  # noqa: F401  (re-exported: cli.print_json)
+from .text import TerminalSafe, print_json  # noqa: F401  (print_json re-exported: cli.print_json)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,6 +41,15 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str = MODULE_PROG) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = TerminalSafe(sys.stdout), TerminalSafe(sys.stderr)
+    try:
+        return _main(argv, prog, debug)
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _main(argv: list[str], prog: str, debug: bool) -> int:
     try:
         parser = build_parser(prog)
         args = parser.parse_args((["--debug"] if debug else []) + [a for a in argv if a != "--debug"])

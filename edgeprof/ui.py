@@ -90,6 +90,14 @@ def _store_for(path: str):
     return store
 
 
+def recover_at_start() -> None:
+    """Open the store once per process before anything else, the password screen included, so that runs a crashed
+    server left ``running`` are marked interrupted as soon as the next server serves its first page, not after the
+    first login. Silent: an error is for ``get_store`` to show to someone let in."""
+    with contextlib.suppress(EdgeprofError):
+        _store_for(str(db_path()))
+
+
 def get_store():
     """The run database, or a page-stopping st.error that says what to do."""
     from . import auth

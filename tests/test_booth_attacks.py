@@ -376,3 +376,25 @@ def test_the_runs_page_survives_any_stored_value(tmp_path, monkeypatch):
     assert not at.exception, at.exception
     rendered = "\n".join(str(m.value) for m in at.markdown)
     assert "![b](http" not in rendered, "a stored name reached the page as markdown"
+
+
+# -- recovery before the password ----------------------------------------------------------------------------------
+
+def test_runs_left_running_by_a_crashed_server_are_interrupted_before_anyone_logs_in(booth, tmp_path):
+    """After a server crash a run stayed `running` until someone passed the password screen: now the first page
+    load, the password screen itself, marks it interrupted."""
+    import duckdb
+    from streamlit.testing.v1 import AppTest
+
+    from edgeprof import paths
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    store = Store(paths.default_db())
+    with duckdb.connect(str(store.path)) as con:
+        con.execute("INSERT INTO runs (run_id, created_at, status, model, precision, runtime, owner_pid, owner_host) "
+                    "VALUES (?, now(), 'running', 'digits-cnn', 'fp32', 'onnx', ?, ?)",
+                    ["e" * 32, gone.pid, __import__("socket").gethostname()])
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert at.text_input(key="login_password") is not None and "edgeprof_role" not in at.session_state
+    assert Store(paths.default_db()).get_run("e" * 32)["status"] == "interrupted"

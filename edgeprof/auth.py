@@ -6,13 +6,15 @@ Off by default: the app binds 127.0.0.1 and whoever can reach it owns the device
 
 or put ``password`` / ``admin_password`` under ``[edgeprof]`` in ``.streamlit/secrets.toml``. Environment variables
 win. Passwords are compared with ``hmac.compare_digest`` on their SHA-256 digests, so the comparison takes the same
-time whatever the input and whatever its length. A server bound to a non-loopback address with no password refuses to
-show any page.
+time whatever the input and whatever its length, and wrong ones are throttled per browser session and client address
+(``Throttle``: a growing wait, then a lockout, each wrong try logged). A server that listens on anything but loopback
+with no password refuses to show any page, judged from its listening sockets (``exposure``), not the option's text.
 
 Roles: staff (``admin``; everyone when booth mode is off, as the server is then only reachable from this machine) may
 do everything. A ``visitor`` runs one bundled model at a time for a bounded time (``visitor_refusal``), may stop the
 runs started in their own browser session and browses history; studies, stopping other people's runs and studies,
-uploading, deleting, importing and exporting are for staff, and no server path is shown (``redact``).
+uploading, deleting, importing and exporting are for staff, and no server path is shown (``redact``). The limits a
+visitor's run is held to (memory cap, inputs, wall clock) are ``edgeprof.booth``.
 """
 
 from __future__ import annotations
@@ -285,8 +287,9 @@ def gate() -> str:
     st.stop()
 
 
-def _client_keys() -> tuple[str, str | None]:
-    """The throttle's keys for this request: its browser session, and its client address where Streamlit knows it."""
+def _client_keys() -> tuple[str, str]:
+    """The throttle's keys for this request: its browser session, and its client address. Streamlit gives no address
+    for a browser on this machine (loopback) nor outside a request: those share the key ``address:loopback``."""
     import streamlit as st
 
     session = st.session_state.setdefault("edgeprof_session_key", f"session:{token_hex(8)}")
@@ -294,7 +297,7 @@ def _client_keys() -> tuple[str, str | None]:
         ip = st.context.ip_address
     except Exception:  # older Streamlit, or no request (AppTest)
         ip = None
-    return session, f"address:{ip}" if isinstance(ip, str) and ip else None
+    return session, f"address:{ip}" if isinstance(ip, str) and ip else "address:loopback"
 
 
 def _checked(check, what: str):
@@ -312,8 +315,8 @@ def _checked(check, what: str):
         THROTTLE.succeeded(*keys)
         return answer
     wait = THROTTLE.failed(*keys)
-    log.warning("wrong %s from %s (%s): %d in a row%s", what, keys[1] or "an unknown address", keys[0],
-                max(THROTTLE.failures(k) for k in keys if k), f", next try in {wait:.0f} s" if wait else "")
+    log.warning("wrong %s from %s (%s): %d in a row%s", what, keys[1], keys[0], max(map(THROTTLE.failures, keys)),
+                f", next try in {wait:.0f} s" if wait else "")
     st.error("Wrong password. Ask the person running this booth."
              + (f" Wait {wait:.0f} s before the next try." if wait else ""))
     return None

@@ -398,3 +398,78 @@ def test_runs_left_running_by_a_crashed_server_are_interrupted_before_anyone_log
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     assert at.text_input(key="login_password") is not None and "edgeprof_role" not in at.session_state
     assert Store(paths.default_db()).get_run("e" * 32)["status"] == "interrupted"
+
+
+# -- in a real browser: a visitor in a second context, and the address throttle --------------------------------------
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_in_the_browser_a_visitor_gets_bounded_work_and_guesses_are_throttled_per_address(tmp_path, monkeypatch):
+    """Staff in one browser context, a visitor in a second: the visitor's Models page has no Quantize or Compute
+    fidelity, their Run page no "no limit". Then wrong passwords from a third context throttle a fourth (a new session
+    from the same address), and the right password is refused while the wait lasts."""
+    from playwright.sync_api import sync_playwright
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, select_option, streamlit_server, wait_for_app
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"needs Chromium at {CHROMIUM}")
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("EDGEPROF_HOME", str(home))
+    monkeypatch.setenv("EDGEPROF_PASSWORD", "visitors")
+    monkeypatch.setenv("EDGEPROF_ADMIN_PASSWORD", "staff")
+
+    def login(browser, url, password):
+        page = browser.new_context(viewport={"width": 1400, "height": 2300}).new_page()
+        page.set_default_timeout(30_000)
+        page.goto(url)
+        page.get_by_label("Password", exact=True).fill(password)
+        page.get_by_role("button", name="Enter").click()
+        return page
+
+    with streamlit_server(home, tmp_path / "runs.duckdb") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            staff = login(browser, url, "staff")
+            staff.get_by_role("button", name="Start run").wait_for()
+            visitor = login(browser, url, "visitors")
+            visitor.get_by_role("button", name="Start run").wait_for()
+            wait_for_app(visitor)
+            visitor.get_by_text("Visitor runs are capped at").wait_for()
+            box = visitor.locator('[data-testid="stSelectbox"]').filter(
+                has=visitor.get_by_text("Memory limit (MB)", exact=True)).first
+            box.click()
+            options = visitor.get_by_role("option").all_inner_texts()
+            assert "no limit" not in options and options[0].startswith("booth limit ("), options
+            visitor.keyboard.press("Escape")
+            visitor.get_by_role("link", name="Models").first.click()
+            visitor.get_by_text("Quantizing a model is for staff at this booth").wait_for()
+            visitor.get_by_text("Computing fidelity is for staff at this booth").wait_for()
+            assert visitor.get_by_role("button", name="Quantize").count() == 0
+            assert visitor.get_by_role("button", name="Compute fidelity").count() == 0
+            staff.get_by_role("link", name="Models").first.click()
+            staff.get_by_role("button", name="Quantize").wait_for()
+            select_option(staff, "Model to quantize", "digits-cnn")  # staff keep the controls
+
+            import re
+            import time
+
+            guesser = login(browser, url, "guess-0")
+            for n in range(1, 12):  # wrong guesses, each after the wait it earned, until one earns 16 s or more
+                guesser.locator('[data-testid="stAlert"]').first.wait_for()
+                wait_for_app(guesser)
+                said = guesser.locator('[data-testid="stAlert"]').first.inner_text()
+                earned = re.search(r"[Ww]ait (\d+) s", said)
+                if earned and int(earned.group(1)) >= 16 and said.startswith("Wrong password"):
+                    break
+                time.sleep(int(earned.group(1)) + 0.5 if earned else 0)
+                guesser.get_by_label("Password", exact=True).fill(f"guess-{n}")
+                guesser.get_by_role("button", name="Enter").click()
+                guesser.wait_for_timeout(300)
+            else:
+                raise AssertionError(f"no growing wait after 11 wrong passwords: {said}")
+            fresh = login(browser, url, "visitors")  # the right password, from a new session at the same address
+            fresh.get_by_text("Too many wrong passwords: wait").first.wait_for()
+            assert fresh.get_by_role("button", name="Start run").count() == 0
+        finally:
+            browser.close()

@@ -4,13 +4,15 @@ the code before the fix."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from helpers import ROOT, cli_env
+from helpers import ROOT, cli_env, requires_cgroup
 
 from edgeprof.run.runner import oom_reason
 from edgeprof.store import Store
@@ -30,6 +32,34 @@ def test_oom_kill_without_a_cap_says_the_kernels_reason():
     outer = oom_reason({"requested_mb": None, "mechanism": "none", "oom_kill_count": 1, "enclosing_limit_mb": 512.0})
     assert "the 512 MB limit of the cgroup that edgeprof runs in was reached" in outer
     assert "64 MB memory limit" in oom_reason({"requested_mb": 64.0, "mechanism": "cgroup1", "oom_kill_count": 1})
+
+
+@requires_cgroup
+@pytest.mark.slow
+def test_a_run_without_a_cap_killed_by_the_kernel_is_oom_killed_with_its_reason(tmp_path, edgeprof_home):
+    """The attacker's form: no limit and a huge --shape (TFLite resizes to anything), in a process whose cgroup has a
+    limit (on a board: the whole device's memory). The status said "failed: ... TypeError" and the row stayed running."""
+    from edgeprof.worker import limits
+
+    mech = limits.detect()
+    outer = Path(mech.parent) / f"edgeprof-outer-{os.getpid()}"
+    outer.mkdir()
+    try:
+        (outer / ("memory.limit_in_bytes" if mech.kind == "cgroup1" else "memory.max")).write_text(str(500 * 2**20))
+        db = tmp_path / "runs.duckdb"
+        r = subprocess.run(
+            ["bash", "-c", f'echo $$ > {outer}/cgroup.procs; exec "$@"', "bash", sys.executable, "-m", "edgeprof",
+             "run", "--model", "efficientnet-lite0", "--runtime", "tflite", "--shape",
+             "serving_default_input:0=1x1792x1792x3", "--iterations", "3", "--db", str(db), "--json", "--quiet"],
+            capture_output=True, text=True, timeout=300, env=cli_env(EDGEPROF_HOME=edgeprof_home), cwd=ROOT)
+    finally:
+        with contextlib.suppress(OSError):
+            outer.rmdir()
+    assert "TypeError" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    row = Store(db).get_run(json.loads(r.stdout)["run_id"])
+    assert row["status"] == "oom_killed", (row["status"], row["reason"])
+    assert row["reason"].startswith("the kernel OOM-killed the worker: this run had no memory limit of its own, and "
+                                    "the 500 MB limit of the cgroup that edgeprof runs in was reached"), row["reason"]
 
 
 # -- 8 and the minor ones: a full disk, a read-only data directory -----------------------------------------------------

@@ -503,3 +503,28 @@ def test_in_the_browser_a_visitor_gets_bounded_work_and_guesses_are_throttled_pe
             assert fresh.get_by_role("button", name="Start run").count() == 0
         finally:
             browser.close()
+
+
+def test_the_runs_page_says_a_run_measured_but_was_not_stored(tmp_path, monkeypatch):
+    """The full-disk run: the page said it "ended before its first inference"; it measured and could not store."""
+    import duckdb
+    from streamlit.testing.v1 import AppTest
+
+    from edgeprof.run.runner import unstored_reason
+
+    db = tmp_path / "runs.duckdb"
+    Store(db)
+    reason = unstored_reason(62567, "the disk holding the database is full")
+    summary = json.dumps({"run_id": "d" * 32, "status": "failed", "error": reason, "latency_ms": {"n": 62567}})
+    with duckdb.connect(str(db)) as con:
+        con.execute("INSERT INTO runs (run_id, created_at, status, reason, model, precision, runtime, n, summary) "
+                    "VALUES (?, now(), 'failed', ?, 'digits-cnn', 'fp32', 'onnx', 62567, ?)", ["d" * 32, reason, summary])
+    monkeypatch.setenv("EDGEPROF_DB", str(db))
+    at = AppTest.from_file(str(ROOT / "pages" / "2_Runs.py"), default_timeout=60)
+    at.session_state["edgeprof_role"] = "admin"
+    at.query_params["run_id"] = "d" * 32
+    at.run()
+    assert not at.exception, at.exception
+    assert any("measured, but 62,567 of its samples could not be stored" in str(e.value) for e in at.error)
+    assert ("This run measured 62,567 inferences, but none of its samples could be stored, so there is nothing to "
+            "draw.") in [str(i.value) for i in at.info]

@@ -3,9 +3,9 @@
 A visitor (booth mode, the visitor password) starts only bounded work: a bundled model, for at most a minute of
 measuring (``auth.VISITOR_MAX_S``, the quick or standard preset), under a memory cap chosen for them, with inputs of at
 most ``MAX_INPUT_ELEMENTS`` values each, inside a wall-clock bound (``TIMEOUT_S``). Everything else that keeps the
-device busy or stores something new (quantizing, fidelity, the noise floor, uploads, imports, studies) is staff work
-(``staff_only``), and staff's heavy work holds the device lock like a run (``run.device_work``), so it never overlaps a
-run on show.
+device busy or stores something new (quantizing, also on the first run of a precision not built yet, fidelity, the
+noise floor, uploads, imports, studies) is staff work (``staff_only``), and staff's heavy work holds the device lock
+like a run (``run.device_work``), so it never overlaps a run on show.
 
 The cap: ``HEADROOM`` times the variant's footprint measured on this device (the peak charged memory of its newest ok
 run under no binding limit, as the Run page shows it), at least ``MIN_MB`` and at most ``RAM_SHARE`` of the device's
@@ -109,6 +109,11 @@ def bound_run(cfg: RunConfig, bundled, limits: VisitorLimits) -> RunConfig:
     why = auth.visitor_refusal(cfg.model, bundled, cfg.preset, cfg.duration_s, cfg.iterations)
     if why:
         raise VisitorRefused(why)
+    variant = _variant(cfg)
+    if variant is not None and not variant.built:  # it would be quantized on first use: staff work
+        raise VisitorRefused(
+            f"{cfg.model} at {cfg.precision} ({variant.format}) is not quantized on this device yet, and quantizing is "
+            f"for staff at this booth: pick a precision that is ready (fp32, or any TFLite one), or {auth.STAFF_HINT}.")
     for name, shape in cfg.input_shapes.items():
         values = math.prod(shape)
         if values > limits.max_input_elements:
@@ -119,3 +124,13 @@ def bound_run(cfg: RunConfig, bundled, limits: VisitorLimits) -> RunConfig:
     mem = cfg.memory_limit_mb if cfg.memory_limit_mb and cfg.memory_limit_mb < limits.memory_mb else limits.memory_mb
     timeout = min(cfg.timeout_s or limits.timeout_s, limits.timeout_s)
     return cfg.replace(memory_limit_mb=mem, timeout_s=timeout)
+
+
+def _variant(cfg: RunConfig):
+    """The bundled variant ``cfg`` names, or None when the catalog cannot say (the run's own check will)."""
+    from .models import catalog
+
+    try:
+        return catalog.get_model(cfg.model).variant(cfg.precision, cfg.runtime or "onnx")
+    except EdgeprofError:
+        return None

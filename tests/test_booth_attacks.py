@@ -289,6 +289,9 @@ def test_a_visitor_run_always_has_a_cap_bounded_inputs_and_time():
     with pytest.raises(booth.VisitorRefused, match=r"Input 'x' would hold 4,294,967,296 values; visitors may give at "
                                                    r"most 4,194,304 per input"):
         booth.bound_run(RunConfig(model="digits-cnn", input_shapes={"x": (1, 65536, 65536)}), bundled, limits)
+    with pytest.raises(booth.VisitorRefused, match=r"digits-cnn at int8-static \(onnx\) is not quantized on this "
+                                                   r"device yet, and quantizing is for staff at this booth"):
+        booth.bound_run(RunConfig(model="digits-cnn", precision="int8-static", runtime="onnx"), bundled, limits)
     with pytest.raises(booth.VisitorRefused, match="Running an uploaded model is for staff"):
         booth.bound_run(RunConfig(model="/tmp/x.onnx"), bundled, limits)
 

@@ -892,7 +892,8 @@ def inputs_panel(model: str, precision: str | None, runtime: str | None) -> tupl
         for spec, feed in zip(specs, feeds, strict=True):
             c1, c2, c3 = st.columns([3, 2, 2])
             kind = f"sequence of {spec.dtype}" if spec.kind == "sequence" else spec.dtype
-            c1.markdown(f"**{md_text(spec.name)}** · {md_text(kind)} · declared {md_text(describe_shape(spec.shape))}")
+            dims = md_text(describe_shape(spec.shape)[1:-1])  # a dimension's name comes from the file
+            c1.markdown(f"**{md_text(spec.name)}** · {md_text(kind)} · declared [{dims}]")
             shapes[spec.name] = c2.text_input(
                 "Shape", key=f"input_shape|{model}|{spec.name}",
                 placeholder=f"{format_shape(feed.shape) or 'scalar'} ({'guessed' if feed.guessed else 'as declared'})",

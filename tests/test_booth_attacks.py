@@ -531,3 +531,25 @@ def test_the_runs_page_says_a_run_measured_but_was_not_stored(tmp_path, monkeypa
     assert any("measured, but 62,567 of its samples could not be stored" in str(e.value) for e in at.error)
     assert ("This run measured 62,567 inferences, but none of its samples could be stored, so there is nothing to "
             "draw.") in [str(i.value) for i in at.info]
+
+
+def test_an_input_named_in_markdown_is_shown_as_text_on_the_run_page(edgeprof_home, tmp_path, monkeypatch):
+    """The issue's model: an input named ``![b](http://127.0.0.1:9999/x)`` made the Run page fetch that URL."""
+    from onnx import TensorProto, helper
+    from streamlit.testing.v1 import AppTest
+    from test_inputs import save
+
+    from edgeprof import paths
+
+    name = "![b](http://127.0.0.1:9999/x)"
+    graph = helper.make_graph([helper.make_node("Identity", [name], ["y"])], "g",
+                              [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, "<img src=x>"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "<img src=x>"])])
+    model = save(graph, paths.uploads_dir() / "hostile.onnx")
+    monkeypatch.setenv("EDGEPROF_DB", str(tmp_path / "runs.duckdb"))
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Run.py"), default_timeout=60).run()
+    at.selectbox(key="model").select(str(model)).run()
+    assert not at.exception, at.exception
+    shown = "\n".join(str(m.value) for m in at.markdown)
+    assert "**!\\[b\\](http://127.0.0.1:9999/x)** · float32 · declared [1, \\<img src=x\\>]" in shown, shown
+    assert not __import__("re").search(r"(?<!\\)(!\[|<img)", shown), shown

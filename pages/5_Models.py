@@ -7,7 +7,7 @@ import os
 import pandas as pd
 import streamlit as st
 
-from edgeprof import auth, ui
+from edgeprof import auth, booth, run, ui
 from edgeprof.errors import EdgeprofError
 from edgeprof.models import catalog
 from edgeprof.models.fidelity import fidelity_data
@@ -65,14 +65,18 @@ def fidelity_rows(name: str) -> list[dict]:
 
 
 st.subheader("Fidelity")
-if names:
+staff = auth.can_modify()  # quantizing and fidelity keep the device busy for minutes: staff work at a booth
+if names and not staff:
+    st.info(booth.staff_only("fidelity"))
+elif names:
     c1, c2 = st.columns([3, 1])
     fid_model = c1.selectbox("Model", names + [p for p in ui.uploaded_models() if p.endswith(".onnx")], key="fid_model",
                              format_func=ui.model_label)
     if c2.button("Compute fidelity", key="fidelity"):
         with st.spinner(f"Running every variant of {fid_model} on the evaluation inputs (EfficientNet takes a while)..."):
             try:
-                st.session_state["fid_result"] = (fid_model, fidelity_rows(fid_model))
+                with run.device_work(f"computing the fidelity of {fid_model}"):
+                    st.session_state["fid_result"] = (fid_model, fidelity_rows(fid_model))
             except EdgeprofError as exc:
                 ui.show_error(exc, "Fidelity failed")
     got = st.session_state.get("fid_result")
@@ -89,7 +93,9 @@ if names:
             st.caption(f"Data: {note}.")
 
 st.subheader("Quantize")
-if names:
+if names and not staff:
+    st.info(booth.staff_only("quantize"))
+elif names:
     c1, c2, c3 = st.columns([2, 2, 1])
     q_model = c1.selectbox("Model to quantize", names + [p for p in ui.uploaded_models() if p.endswith(".onnx")],
                            key="q_model", format_func=ui.model_label)
@@ -103,7 +109,8 @@ if names:
             bar.progress(min(0.95, 0.15 * len(steps)), text=msg)
 
         try:
-            v = catalog.resolve_variant(q_model, q_prec, "onnx", progress=progress)
+            with run.device_work(f"quantizing {ui.model_label(q_model)} to {q_prec}"):
+                v = catalog.resolve_variant(q_model, q_prec, "onnx", progress=progress)
         except EdgeprofError as exc:
             bar.empty()
             ui.show_error(exc, "Quantization failed")

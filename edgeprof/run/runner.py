@@ -31,7 +31,7 @@ from ..errors import EdgeprofError, UsageError
 from ..locks import HolderLock
 from ..store import Store, new_run_id
 from ..worker import limits, priority
-from ..worker.messages import Batch, Done, Failed, Loaded, OpProfile, Phase, WorkerSpec
+from ..worker.messages import Batch, Done, Failed, Loaded, MemoryMark, OpProfile, Phase, WorkerSpec
 from .recorder import Recorder
 from .summary import RunFacts, build_summary
 
@@ -108,6 +108,7 @@ class RunHandle:
         self._mem_at_done: dict | None = None  # the cap's report before the profile phase
         self._op_profile: dict | None = None
         self._exit_ns: int | None = None
+        self.memory_marks: list[MemoryMark] = []  # the cgroup's charge at runtime imported, loaded, first, steady
 
     # -- public ---------------------------------------------------------------------------------------------------
     @property
@@ -258,7 +259,8 @@ class RunHandle:
             min_duration_s=cfg.min_duration_s, min_iterations=cfg.min_iterations,
             exact_iterations=cfg.iterations is not None and cfg.duration_s is None,
             rlimit_as_bytes=cap.rlimit_bytes(), input_shapes=dict(cfg.input_shapes), input_fills=dict(cfg.input_fills),
-            profile_ops=cfg.profile_ops,
+            profile_ops=cfg.profile_ops, evictable=cfg.evictable,
+            memory_cgroup=str(cap.path) if cap.stat_path() is not None else None, memory_cgroup_kind=cap.mechanism.kind,
         )
         read_fd, write_fd = os.pipe()
         from multiprocessing.connection import Connection
@@ -355,6 +357,8 @@ class RunHandle:
                     self._mem_at_done = self._cap.report()
                 with contextlib.suppress(ProcessLookupError):
                     self._proc.send_signal(signal.SIGUSR1)  # the peak is read: the worker may profile now
+        elif isinstance(msg, MemoryMark):
+            self.memory_marks.append(msg)
         elif isinstance(msg, OpProfile):
             self._op_profile = msg.profile
         elif isinstance(msg, Failed):
@@ -552,6 +556,10 @@ def check_request(cfg: RunConfig) -> None:
         variant = resolve_variant(cfg.model, cfg.precision, cfg.runtime, build=False)
     except ModelError:
         return
+    if cfg.evictable and variant.format == "onnx":
+        from ..runtimes import EVICTABLE_ONNX_FIX, EVICTABLE_ONNX_WHY
+
+        raise UsageError(f"evictable weights are not possible here: {EVICTABLE_ONNX_WHY}.", EVICTABLE_ONNX_FIX)
     if cfg.input_shapes or cfg.input_fills:
         from ..runtimes.inputs import plan_feeds
 

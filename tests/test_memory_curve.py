@@ -1,0 +1,272 @@
+"""The memory curve (``edgeprof memory``, ``run.memory``): the search for the smallest cap with fake probes (its
+probe count and time budget), the ladder, the sentences and the breakdown from captured memory.stat text; then real
+capped workers: a model whose weights are known, a probe that must be OOM-killed below its footprint, file-backed
+weights that a tight cap evicts and the worker reads back, and the whole command on a tiny model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from helpers import ROOT, cli_env, requires_cgroup
+
+from edgeprof.config import RunConfig
+from edgeprof.errors import UsageError
+from edgeprof.run.memory import (
+    Probe,
+    Settings,
+    breakdown,
+    describe,
+    find_min_cap,
+    ladder,
+    latest_curve,
+    mark_figures,
+    measure_memory,
+)
+from edgeprof.telemetry.memory import swap_total_mb
+
+# ------------------------------------------------------------------------------------------------ the search, pure
+
+
+class FakeProbes:
+    """A model that needs ``need_mb``; each probe takes ``seconds`` on a fake clock."""
+
+    def __init__(self, need_mb: float, seconds: float = 1.0):
+        self.need, self.seconds, self.now, self.caps = need_mb, seconds, 0.0, []
+
+    def clock(self) -> float:
+        return self.now
+
+    def __call__(self, cap: float) -> Probe:
+        self.caps.append(cap)
+        self.now += self.seconds
+        fits = cap >= self.need
+        return Probe(cap, fits, "ok" if fits else "oom_killed", self.seconds)
+
+
+def test_search_brackets_the_minimum_to_the_resolution_in_few_probes():
+    fake = FakeProbes(41.2)
+    s = find_min_cap(fake, 20, 60, resolution_mb=1, max_probes=10, budget_s=100, clock=fake.clock)
+    assert s.stopped_by == "resolution"
+    assert s.fails_at_mb < 41.2 <= s.min_cap_mb and s.min_cap_mb - s.fails_at_mb <= 1
+    assert fake.caps[:2] == [60, 20]  # the footprint first, then the floor
+    assert len(s.probes) == len(fake.caps) <= 2 + 6  # log2(40 / 1) halvings after the two ends
+
+
+def test_search_stops_at_its_probe_count_and_time_budget():
+    fake = FakeProbes(41.2)
+    s = find_min_cap(fake, 20, 60, resolution_mb=0.5, max_probes=4, budget_s=100, clock=fake.clock)
+    assert (s.stopped_by, len(s.probes)) == ("probes", 4)
+    assert s.fails_at_mb < 41.2 <= s.min_cap_mb  # still a true bracket, only wider
+
+    fake = FakeProbes(41.2, seconds=10)
+    s = find_min_cap(fake, 20, 60, resolution_mb=0.5, max_probes=50, budget_s=25, clock=fake.clock)
+    assert s.stopped_by == "time" and len(s.probes) == 3 and s.seconds == 30
+    assert s.fails_at_mb < 41.2 <= s.min_cap_mb
+
+
+def test_search_floor_that_fits_and_footprint_that_does_not():
+    fake = FakeProbes(10)
+    s = find_min_cap(fake, 20, 60, resolution_mb=1, max_probes=10, budget_s=100, clock=fake.clock)
+    assert (s.stopped_by, s.min_cap_mb, s.fails_at_mb) == ("floor_fits", 20, None)
+
+    fake = FakeProbes(70)  # a cap at the uncapped peak can still fail: raised by a quarter at a time
+    s = find_min_cap(fake, 20, 60, resolution_mb=1, max_probes=10, budget_s=100, clock=fake.clock)
+    assert fake.caps[:2] == [60, 75] and s.fails_at_mb < 70 <= s.min_cap_mb
+
+    fake = FakeProbes(1e9)
+    s = find_min_cap(fake, 20, 60, resolution_mb=1, max_probes=3, budget_s=100, clock=fake.clock)
+    assert (s.stopped_by, s.min_cap_mb, len(s.probes)) == ("nothing_fits", None, 3)
+
+
+def test_ladder_runs_from_the_minimum_to_one_and_a_half_footprints():
+    caps = ladder(41, 50)
+    assert len(caps) == 6 and caps[0] == 41 and caps[-1] == 75 and caps == sorted(set(caps))
+    assert len(ladder(74, 50)) == 6  # a minimum near the top still gets six distinct caps
+
+
+def test_settings_refuse_a_ladder_too_short_for_an_interval():
+    with pytest.raises(Exception, match="ladder time"):
+        Settings(ladder_s=0.5)
+    with pytest.raises(Exception, match="ladder points"):
+        Settings(ladder_points=3)
+
+
+# ------------------------------------------------------------------------------------------------ sentences, pure
+
+
+def _pt(cap, p50, status="ok", some=0.0, refaults=0.0):
+    return {"cap_mb": cap, "status": status, "p50_ms": p50, "p50_ci": [p50 * 0.99, p50 * 1.01],
+            "pressure_some_pct": some, "pressure_full_pct": some / 2, "refaults_per_s": refaults,
+            "major_faults_per_s": refaults}
+
+
+def test_describe_says_the_cliff_and_a_flat_curve_and_why_it_can_only_fit_or_kill():
+    doc = {"search": {"min_cap_mb": 41, "fails_at_mb": 40.5, "resolution_mb": 1},
+           "curve": [_pt(41, 5.05), _pt(45, 5.0), _pt(50, 5.1), _pt(60, 5.0), {"cap_mb": None, "p50_ms": 5}],
+           "mechanism": {"evictable": False, "swap_mb": 0.0}}
+    s = describe(doc)
+    assert s["cliff"].startswith("Below 41 MB the worker is OOM-killed")
+    assert s["slope"].startswith("From 41 to 60 MB p50 stays within 2.0% of its value at 60 MB") and not s["slope_seen"]
+    assert "can only fit or kill" in s["mechanism"] and "no swap" in s["mechanism"]
+
+
+def test_describe_names_the_slope_with_the_pressure_that_explains_it():
+    doc = {"search": {"min_cap_mb": 30, "fails_at_mb": 29, "resolution_mb": 1},
+           "curve": [_pt(30, 9.8, some=61, refaults=850), _pt(34, 6.0, some=20, refaults=300), _pt(40, 5.0),
+                     _pt(45, 5.02), _pt(50, 5.0)],
+           "mechanism": {"evictable": True, "swap_mb": 0.0}, "footprint_mb": 40}
+    s = describe(doc)
+    assert s["slope_seen"] and s["slope_starts_mb"] == 34
+    assert s["slope"].startswith("From 30 to 34 MB p50 rises: 1.96x at 30 MB (9.8 ms against 5 ms at 40 MB and above)")
+    assert "From 40 MB up p50 stays within 0% of that" in s["slope"]
+    assert "61% of the time some task of the worker stalled on memory" in s["slope"]
+    assert "850 evicted pages a second were read back (refaults)" in s["slope"]
+    assert "file-backed weights" in s["mechanism"]
+
+
+def test_describe_does_not_call_noise_a_slope():
+    doc = {"search": {"min_cap_mb": 30, "fails_at_mb": 29, "resolution_mb": 1},
+           "curve": [_pt(30, 4.2), _pt(34, 5.1), _pt(40, 2.8), _pt(45, 5.3)],
+           "mechanism": {"evictable": False, "swap_mb": 0.0}}
+    s = describe(doc)
+    assert not s["slope_seen"] and "with no memory pressure behind it: no slope" in s["slope"]
+    # a rise with no memory pressure behind it is not the cap's doing
+    quiet = {**doc, "curve": [_pt(30, 9.0), _pt(34, 5.0), _pt(40, 5.0), _pt(45, 5.0)]}
+    s = describe(quiet)
+    assert not s["slope_seen"] and "not the cap" in s["slope"]
+
+
+# ------------------------------------------------------------------------------------------------ breakdown, pure
+
+STAT_IMPORTED = "cache 4194304\nrss 13631488\nmapped_file 6291456\ntotal_cache 4194304\ntotal_rss 13631488\n"
+STAT_LOADED = "cache 4194304\nrss 22020096\ntotal_cache 9437184\ntotal_rss 22020096\n"
+
+
+def test_breakdown_splits_the_footprint_and_says_which_figure_is_which():
+    marks = {"imported": mark_figures(STAT_IMPORTED, 19 * 2**20, 60_000, "cgroup1"),
+             "loaded": mark_figures(STAT_LOADED, 32 * 2**20, 64_000, "cgroup1")}
+    assert marks["imported"] == {"charged_mb": 19.0, "anon_mb": 13.0, "file_mb": 4.0, "kernel_mb": 2.0,
+                                 "rss_mb": pytest.approx(58.59, abs=0.01)}
+    b = breakdown(marks, 35.0, 5 * 2**20, "cgroup1")
+    assert (b["runtime_mb"], b["weights_mb"], b["weights_anon_mb"], b["weights_file_mb"], b["activations_mb"]) == \
+        (19.0, 13.0, 8.0, 5.0, 3.0)
+    text = " ".join(b["sentences"])
+    assert "35.0 MB at its peak" in text and "for a 5.0 MB model file" in text
+    assert "The weights live in anonymous memory" in text and "RSS (VmRSS" in text and "The file size (5.0 MB" in text
+    assert "unavailable" in breakdown({}, 35.0, None, "rlimit_as")
+
+
+def test_swap_total_from_proc_swaps(tmp_path):
+    swaps = tmp_path / "swaps"
+    swaps.write_text("Filename\tType\tSize\tUsed\tPriority\n")
+    assert swap_total_mb(str(swaps)) == 0.0
+    swaps.write_text("Filename\tType\tSize\tUsed\tPriority\n/dev/zram0  partition\t1048572\t0\t100\n")
+    assert swap_total_mb(str(swaps)) == pytest.approx(1024, abs=0.01)
+    assert swap_total_mb(str(tmp_path / "absent")) == 0.0
+
+
+# ------------------------------------------------------------------------------------------------ real workers
+
+WEIGHT_MB = 32
+
+
+@pytest.fixture
+def heavy_onnx(tmp_path):
+    """y = x + W with a 32-MB float32 initializer: its weights are known."""
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    n = WEIGHT_MB * 2**20 // 4
+    w = numpy_helper.from_array(np.random.default_rng(0).random(n, dtype=np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "heavy",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n])], [w])
+    path = tmp_path / "heavy.onnx"
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    return path
+
+
+def _run(cfg, db):
+    from edgeprof.run import start_run
+
+    handle = start_run(cfg, db)
+    return handle, handle.wait(120)
+
+
+@pytest.mark.slow
+@pytest.mark.cgroup
+@requires_cgroup
+def test_known_weights_are_in_the_breakdown_and_a_cap_below_the_footprint_kills(heavy_onnx, db_path):
+    from edgeprof.run.memory import mark_figures
+
+    handle, res = _run(RunConfig(str(heavy_onnx), iterations=3, warmup=1), db_path)
+    assert res["status"] == "ok"
+    marks = {m.mark: mark_figures(m.stat, m.usage, m.rss_kb, "cgroup1") for m in handle.memory_marks}
+    assert list(marks) == ["imported", "loaded", "first", "steady"]
+    b = breakdown(marks, res["memory"]["peak_charged_mb"], heavy_onnx.stat().st_size, "cgroup1")
+    assert b["weights_mb"] >= WEIGHT_MB * 0.9 and b["weights_anon_mb"] >= WEIGHT_MB * 0.9
+    footprint = res["memory"]["peak_charged_mb"]
+    assert footprint >= b["runtime_mb"] + WEIGHT_MB
+    # a probe below the footprint, above the runtime alone: the weights cannot fit, the worker is killed
+    _, res = _run(RunConfig(str(heavy_onnx), iterations=3, warmup=1, memory_limit_mb=b["runtime_mb"] + WEIGHT_MB / 2,
+                            timeout_s=60), db_path)
+    assert res["status"] == "oom_killed" and "OOM-killed" in res["error"]
+
+
+def test_evictable_is_refused_for_onnx_runtime_with_the_reason(db_path):
+    from edgeprof.run import start_run
+
+    with pytest.raises(UsageError, match="ONNX Runtime keeps a model's weights in anonymous memory"):
+        start_run(RunConfig("digits-cnn", evictable=True), db_path)
+
+
+@pytest.mark.slow
+@pytest.mark.cgroup
+@requires_cgroup
+def test_file_backed_weights_are_evicted_and_read_back_under_a_tight_cap(db_path):
+    """efficientnet-lite0 int8-static in LiteRT without XNNPACK keeps its weights in the mapped .tflite file: under a
+    cap below its footprint the kernel evicts those pages and the worker faults them back in, and still completes."""
+    from edgeprof.models.catalog import resolve_variant
+    from edgeprof.run.memory import _drop_cache
+
+    cfg = RunConfig("efficientnet-lite0", precision="int8-static", runtime="tflite", evictable=True, duration_s=1.5,
+                    warmup=3)
+    path = str(resolve_variant("efficientnet-lite0", "int8-static", "tflite").path)
+    _drop_cache(path)
+    _, free = _run(cfg, db_path)
+    assert free["status"] == "ok" and "evictable" in free["backend"]["delegate"]
+    file_mb = free["memory"]["file_mb"]
+    assert file_mb >= 3  # the mapped weights are page cache charged to the worker
+    _drop_cache(path)
+    _, tight = _run(cfg.replace(memory_limit_mb=free["memory"]["peak_charged_mb"] - 3, timeout_s=90), db_path)
+    assert tight["status"] == "ok"
+    assert tight["memory"]["refaults_per_s"] > 0 and tight["memory"]["major_faults"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.cgroup
+@requires_cgroup
+def test_memory_command_end_to_end_on_a_tiny_model(db_path):
+    out = subprocess.run([sys.executable, "-m", "edgeprof", "memory", "digits-cnn", "--json", "--quiet", "--db",
+                          str(db_path), "--max-probes", "5", "--ladder-seconds", "1"],
+                         capture_output=True, text=True, cwd=ROOT, env=cli_env(), timeout=300)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["min_cap_mb"] is not None and len(doc["search"]["probes"]) <= 5
+    assert doc["search"]["fails_at_mb"] < doc["min_cap_mb"] <= doc["footprint_mb"] * 1.25
+    assert len([p for p in doc["curve"] if p["cap_mb"] is not None]) >= 6
+    assert doc["breakdown"]["runtime_mb"] > 0 and doc["sentences"]["cliff"].startswith("Below")
+    assert "no swap" in doc["mechanism"]["swap_note"]
+    from edgeprof.store import Store
+
+    stored = latest_curve(Store(db_path), "digits-cnn")
+    assert stored["group_id"] == doc["group_id"] and stored["curve"] == doc["curve"]
+
+
+def test_measure_memory_needs_a_cgroup(monkeypatch, db_path):
+    monkeypatch.setenv("EDGEPROF_MEMORY_MECHANISM", "rlimit_as")
+    with pytest.raises(UsageError, match="needs a memory cgroup"):
+        measure_memory("digits-cnn", store=db_path)

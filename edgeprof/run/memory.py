@@ -199,16 +199,16 @@ def breakdown(marks: dict[str, dict], peak_charged_mb: float | None, file_size_b
                               f"{kind or 'none'})")
         return out
 
-    def delta(key):
-        a, b = imp.get(key), loaded.get(key)
-        return None if a is None or b is None else max(0.0, b - a)
-
+    later = [m for name, m in marks.items() if name != "imported"]
     runtime = imp["charged_mb"]
-    w_anon, w_file = delta("anon_mb"), delta("file_mb")
-    weights = max(0.0, loaded["charged_mb"] - imp["charged_mb"])
-    top = max(x for x in (peak_charged_mb, loaded["charged_mb"], *(m.get("charged_mb") or 0 for m in marks.values()))
-              if x is not None)
-    act = max(0.0, top - loaded["charged_mb"])
+    w_anon = None if imp.get("anon_mb") is None or loaded.get("anon_mb") is None else \
+        max(0.0, loaded["anon_mb"] - imp["anon_mb"])
+    files = [m["file_mb"] for m in later if m.get("file_mb") is not None]
+    w_file = None if imp.get("file_mb") is None or not files else max(0.0, max(files) - imp["file_mb"])
+    weights = (w_anon or 0.0) + (w_file or 0.0) if w_anon is not None or w_file is not None else \
+        max(0.0, loaded["charged_mb"] - runtime)
+    top = max(x for x in (peak_charged_mb, *(m.get("charged_mb") for m in marks.values())) if x is not None)
+    act = max(0.0, top - runtime - weights)
     out.update({"runtime_mb": runtime, "weights_mb": weights, "weights_anon_mb": w_anon, "weights_file_mb": w_file,
                 "activations_mb": act, "total_mb": top})
     size = out["file_size_mb"]
@@ -217,10 +217,11 @@ def breakdown(marks: dict[str, dict], peak_charged_mb: float | None, file_size_b
     s = [f"Charged memory is what the kernel counts against the cap ({kind} {source} of the worker's own cgroup, "
          f"read by the worker at each phase): {top:.1f} MB at its peak."]
     s.append(f"Of it, {runtime:.1f} MB were charged once Python and the runtime were imported, before the model; "
-             f"loading the model added {weights:.1f} MB ({w_anon or 0:.1f} MB anonymous, {w_file or 0:.1f} MB "
-             f"file-backed page cache)" + (f", for a {size:.1f} MB model file" if size is not None else "") + "; "
-             f"the first inference and the steady phase added {act:.1f} MB (activations, the runtime's arena, "
-             "thread stacks).")
+             f"the weights took {weights:.1f} MB ({w_anon or 0:.1f} MB anonymous memory added by loading the model, "
+             f"{w_file or 0:.1f} MB of file-backed page cache charged by the end of the run, the mapped model "
+             "among it)" + (f", for a {size:.1f} MB model file" if size is not None else "") + "; "
+             f"the rest, {act:.1f} MB, came with the first inference and the steady phase (activations, the "
+             "runtime's arena, thread stacks).")
     if w_anon is not None and size and w_anon >= 0.5 * size:
         s.append("The weights live in anonymous memory (the runtime copied or repacked them), so a cap cannot evict "
                  "them: without swap, they either fit or the worker is killed.")
@@ -295,8 +296,7 @@ def describe(doc: dict) -> dict:
         out["mechanism"] = ("Here a cap can only fit or kill: the weights are in anonymous memory and this device has "
                             "no swap or zram, so nothing the worker holds can be evicted and read back; below the "
                             "minimum the kernel kills the worker instead of slowing it. "
-                            + (mech.get("evictable_unavailable") or
-                               "File-backed weights (--evictable) can show a slope."))
+                            + "File-backed weights (--evictable) can show a slope.")
     else:
         out["mechanism"] = ("Evictable pages were possible ("
                             + ", ".join(x for x in ("file-backed weights" if evictable else "",
@@ -396,7 +396,8 @@ def measure_memory(model: str, precision: str = "fp32", runtime: str | None = No
     group.on_run = watch
 
     def one(cfg: RunConfig) -> dict:
-        _drop_cache(handles.get("path"))
+        for path in handles.get("paths", []):
+            _drop_cache(str(path))
         result = group.run(cfg)
         if result is None:
             raise EdgeprofError(group.error or "a run of the memory curve could not start.")
@@ -404,7 +405,13 @@ def measure_memory(model: str, precision: str = "fp32", runtime: str | None = No
 
     from ..models.catalog import resolve_variant
 
-    handles["path"] = str(resolve_variant(model, precision, runtime, progress=say).path)
+    variant = resolve_variant(model, precision, runtime, progress=say)
+    handles["paths"] = [variant.path]
+    if evictable and variant.format == "onnx":
+        from ..models.external import external_data_copy
+
+        copy, _ = external_data_copy(variant.path)
+        handles["paths"] = [copy, *copy.parent.glob("*.data")]
     say("footprint: one run without a cap")
     foot = one(base)
     handle = handles.get("last")
@@ -451,7 +458,6 @@ def measure_memory(model: str, precision: str = "fp32", runtime: str | None = No
                       "swap_note": ("this device has no swap or zram (/proc/swaps lists none)" if not swap_mb else
                                     f"{_fmt(swap_mb)} MB of swap or zram here" + ("" if swap else
                                                                                   ", not allowed inside the cap (--no-swap)")),
-                      "evictable_unavailable": _evictable_unavailable(foot.get("runtime")),
                       "page_cache": "the model file's page cache is dropped before every run, so its pages are "
                                     "charged to the worker's cgroup"},
         "seconds": round(time.monotonic() - t0, 1),
@@ -460,14 +466,6 @@ def measure_memory(model: str, precision: str = "fp32", runtime: str | None = No
     group.finish(doc)
     doc["group_id"] = group.group_id
     return doc
-
-
-def _evictable_unavailable(runtime: str | None) -> str | None:
-    if runtime == "onnx":
-        from ..runtimes import EVICTABLE_ONNX_FIX, EVICTABLE_ONNX_WHY
-
-        return f"Evictable weights are not possible with ONNX Runtime: {EVICTABLE_ONNX_WHY}. {EVICTABLE_ONNX_FIX}"
-    return None
 
 
 def latest_curve(store: Store, model: str | None = None, precision: str | None = None, runtime: str | None = None,

@@ -229,6 +229,13 @@ class RunHandle:
         store.insert_run(self.run_id, self.device_id, cfg.to_dict(), software_versions(), meta,
                          study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node(),
                          group_id=self.group_id)
+        self._model_path = str(variant.path)
+        if cfg.evictable and variant.format == "onnx":  # weights in a mapped file of their own (models.external)
+            from ..models.external import external_data_copy
+
+            path, note = external_data_copy(variant.path)
+            self._model_path = str(path)
+            self._note(note)
         self._cap = limits.create(cfg.memory_limit_mb, self.run_id, swap=cfg.swap, psi=True)
         self._priority = priority.create(self.run_id, self._cap)
 
@@ -254,7 +261,7 @@ class RunHandle:
     def _spawn(self) -> None:
         cfg, variant, cap = self.config, self.variant, self._cap
         spec = WorkerSpec(
-            model_path=str(variant.path), runtime=variant.format, precision=variant.precision, threads=cfg.threads,
+            model_path=self._model_path, runtime=variant.format, precision=variant.precision, threads=cfg.threads,
             tflite_interpreter=cfg.tflite_interpreter, execution_provider=cfg.execution_provider, warmup=cfg.warmup,
             min_duration_s=cfg.min_duration_s, min_iterations=cfg.min_iterations,
             exact_iterations=cfg.iterations is not None and cfg.duration_s is None,
@@ -556,10 +563,6 @@ def check_request(cfg: RunConfig) -> None:
         variant = resolve_variant(cfg.model, cfg.precision, cfg.runtime, build=False)
     except ModelError:
         return
-    if cfg.evictable and variant.format == "onnx":
-        from ..runtimes import EVICTABLE_ONNX_FIX, EVICTABLE_ONNX_WHY
-
-        raise UsageError(f"evictable weights are not possible here: {EVICTABLE_ONNX_WHY}.", EVICTABLE_ONNX_FIX)
     if cfg.input_shapes or cfg.input_fills:
         from ..runtimes.inputs import plan_feeds
 

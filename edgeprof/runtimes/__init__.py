@@ -26,16 +26,8 @@ from .base import (
 )
 from .inputs import synthetic_inputs
 
-__all__ = ["EVICTABLE_ONNX_WHY", "RuntimeInfo", "RuntimeStatus", "Session", "TensorSpec", "available_runtimes",
+__all__ = ["RuntimeInfo", "RuntimeStatus", "Session", "TensorSpec", "available_runtimes",
            "check_model_file", "import_runtime", "onnx_spec", "open_session", "runtime_for", "synthetic_inputs"]
-
-# Why --evictable is refused for ONNX Runtime (measured with onnxruntime 1.32.0 on this machine: see
-# docs/architecture.md, "Evictable weights").
-EVICTABLE_ONNX_WHY = (
-    "ONNX Runtime keeps a model's weights in anonymous memory: it parses an .onnx file's initializers into its own "
-    "buffers (the bundled files keep their weights inside the file), so no weight page is file-backed and evictable")
-EVICTABLE_ONNX_FIX = "Use the TFLite variant (--runtime tflite), whose builtin kernels read weights from the mapped file."
-
 
 def import_runtime(runtime: str, tflite_interpreter: str | None = None) -> None:
     """Import the runtime's library only (its memory apart from the model's). Raises RuntimeUnavailable."""
@@ -62,7 +54,8 @@ def open_session(
     the TFLite interpreter (litert or tflite-runtime; default the best available) or the ONNX Runtime execution
     provider (cpu, cuda, tensorrt; default the best available). ``evictable``: TFLite without its default delegate, so
     the weights stay in the memory-mapped file (page cache the kernel can evict and read back) instead of XNNPACK's
-    repacked anonymous copy; refused for ONNX (``EVICTABLE_ONNX_WHY``). Raises ModelError, RuntimeUnavailable,
+    repacked anonymous copy; ONNX Runtime without pre-packing and with basic graph optimizations, so weights in external
+    data (``models.external``) stay memory-mapped. Raises ModelError, RuntimeUnavailable,
     UsageError."""
     path = check_model_file(path)
     runtime = runtime or runtime_for(path)
@@ -71,10 +64,8 @@ def open_session(
     if runtime == "onnx":
         from .onnx import OnnxSession
 
-        if evictable:
-            raise UsageError(f"evictable weights are not possible here: {EVICTABLE_ONNX_WHY}.", EVICTABLE_ONNX_FIX)
 
-        return OnnxSession(path, threads=threads, provider=execution_provider)
+        return OnnxSession(path, threads=threads, provider=execution_provider, evictable=evictable)
     from .tflite import TfliteSession
 
     return TfliteSession(path, threads=threads, interpreter=tflite_interpreter, evictable=evictable)

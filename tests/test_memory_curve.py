@@ -284,3 +284,67 @@ def test_measure_memory_needs_a_cgroup(monkeypatch, db_path):
     monkeypatch.setenv("EDGEPROF_MEMORY_MECHANISM", "rlimit_as")
     with pytest.raises(UsageError, match="needs a memory cgroup"):
         measure_memory("digits-cnn", store=db_path)
+
+
+# ------------------------------------------------------------------------------------------------ studies: 1.1xmin
+
+
+def test_memory_limits_relative_to_the_measured_minimum_parse_and_order():
+    from edgeprof.study.config import parse_memory_limit
+    from edgeprof.study.plan import order_limits
+
+    lim = parse_memory_limit("1.1xmin")
+    assert (lim.kind, lim.value, lim.label) == ("min_factor", 1.1, "1.1xmin")
+    assert lim.resolve(footprint_mb=80, min_cap_mb=40) == 44.0 and lim.resolve(80) is None
+    with pytest.raises(Exception, match="1.0xmin"):
+        parse_memory_limit("lots")
+    order = order_limits(tuple(parse_memory_limit(x) for x in ("1.0xmin", "none", "2x", "1.1xmin")), 50)
+    assert [x.label for x in order] == ["none", "2x", "1.1xmin", "1xmin"]
+
+
+def _stored_curve(store, min_cap_mb: float, device_id: str) -> str:
+    gid = "ab" * 16
+    store.create_group(gid, "memory", device_id, {"model": "digits-cnn", "threads": 2})
+    store.finish_group(gid, "ok", {"model": "digits-cnn", "precision": "fp32", "runtime": "onnx",
+                                   "min_cap_mb": min_cap_mb, "footprint_mb": 29.0, "mechanism": {"evictable": False},
+                                   "search": {"min_cap_mb": min_cap_mb, "fails_at_mb": min_cap_mb - 1,
+                                              "resolution_mb": 1}, "curve": []}, device_id=device_id)
+    return gid
+
+
+@pytest.mark.slow
+@pytest.mark.cgroup
+@requires_cgroup
+def test_a_study_caps_at_a_multiple_of_the_stored_minimum(tmp_path):
+    from edgeprof import study
+    from edgeprof.store import Store
+    from edgeprof.study.runner import this_device_id
+
+    store = Store(tmp_path / "runs.duckdb")
+    cfg = study.StudyConfig(name="min", models=["digits-cnn"], precisions=["fp32"], runtimes=["onnx"],
+                            memory_limits=["1.5xmin"], duration_s=0.3, warmup=5, cooldown_s=0)
+    out = study.run_study(cfg, store, study_id="min-0")  # no curve yet: the cell says how to measure one
+    assert out["failed"] == 1
+    gid = _stored_curve(store, 40.0, this_device_id())
+    study.run_study(cfg, store, study_id="min-1")
+    cell = store.cells("min-1").set_index("cell_key").loc["r0|digits-cnn|fp32|onnx|t2|1.5xmin"]
+    run = store.get_run(cell["run_id"])
+    assert run["memory_limit_mb"] == pytest.approx(60.0)
+    assert run["tags"]["memory_curve_group_id"] == gid and run["tags"]["min_cap_mb"] == 40.0
+
+
+def test_the_reports_memory_claim_cites_the_curve():
+    from edgeprof.study.report import Finding, cite_curves
+
+    f = Finding("memory_latency", "A smaller memory allocation leads to a higher latency.", "not supported",
+                "pooled Spearman rho ... .")
+    doc = {"search": {"min_cap_mb": 47, "fails_at_mb": 46, "resolution_mb": 1},
+           "curve": [_pt(47, 2.43), _pt(52, 2.45), _pt(70.5, 2.44)], "mechanism": {"evictable": False, "swap_mb": 0}}
+    curve = {**doc, "sentences": describe(doc), "group_id": "cd" * 16, "measured_at": "2026-12-07 07:00:00"}
+    cited = cite_curves(f, {"efficientnet-lite0 int8-static onnx t2": curve})
+    assert cited.evidence.startswith("pooled Spearman rho")
+    assert ("The memory curve of efficientnet-lite0 int8-static onnx t2 (`edgeprof memory`, measured 2026-12-07 "
+            "07:00): Below 47 MB the worker is OOM-killed") in cited.evidence
+    assert "can only fit or kill" in cited.evidence
+    assert cited.numbers["memory_curves"] == {"efficientnet-lite0 int8-static onnx t2": "cd" * 16}
+    assert cite_curves(f, {}) is f

@@ -469,9 +469,10 @@ def measure_memory(model: str, precision: str = "fp32", runtime: str | None = No
 
 
 def latest_curve(store: Store, model: str | None = None, precision: str | None = None, runtime: str | None = None,
-                 *, evictable: bool | None = None, device_id: str | None = None) -> dict | None:
+                 *, evictable: bool | None = None, device_id: str | None = None,
+                 threads: int | None = None) -> dict | None:
     """The newest stored curve (``measure_memory``'s document with ``group_id`` and ``measured_at``) of a model,
-    precision and runtime (any where None); None if there is none."""
+    precision, runtime and thread count (any where None) on a device (any where None); None if there is none."""
     groups = store.list_groups(kind=KIND, device_id=device_id)
     for _, row in groups.iterrows():
         if row.get("status") not in ("ok", "partial"):
@@ -482,6 +483,8 @@ def latest_curve(store: Store, model: str | None = None, precision: str | None =
                (("model", model), ("precision", precision), ("runtime", runtime))):
             continue
         if evictable is not None and bool((doc.get("mechanism") or {}).get("evictable")) != evictable:
+            continue
+        if threads is not None and (group.get("config") or {}).get("threads") not in (None, threads):
             continue
         return {**doc, "group_id": row["group_id"], "measured_at": group.get("finished_at")}
     return None

@@ -348,3 +348,48 @@ def test_the_reports_memory_claim_cites_the_curve():
     assert "can only fit or kill" in cited.evidence
     assert cited.numbers["memory_curves"] == {"efficientnet-lite0 int8-static onnx t2": "cd" * 16}
     assert cite_curves(f, {}) is f
+
+
+# ------------------------------------------------------------------------------------------------ the Models page
+
+
+def test_models_page_draws_the_stored_curve_with_its_sentences(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from edgeprof.store import Store
+
+    db = tmp_path / "runs.duckdb"
+    monkeypatch.setenv("EDGEPROF_DB", str(db))
+    store = Store(db)
+    marks = {"imported": mark_figures(STAT_IMPORTED, 19 * 2**20, 60_000, "cgroup1"),
+             "loaded": mark_figures(STAT_LOADED, 32 * 2**20, 64_000, "cgroup1")}
+    doc = {"model": "efficientnet-lite0", "precision": "int8-static", "runtime": "tflite", "footprint_mb": 35.0,
+           "min_cap_mb": 30, "seconds": 45.2,
+           "search": {"min_cap_mb": 30, "fails_at_mb": 29, "resolution_mb": 1, "stopped_by": "resolution",
+                      "probes": [{"cap_mb": 29, "fits": False}, {"cap_mb": 30, "fits": True}]},
+           "curve": [_pt(30, 9.8, some=61, refaults=850), _pt(34, 6.0, some=20, refaults=300), _pt(40, 5.0),
+                     _pt(45, 5.02), _pt(52.5, 5.0)],
+           "breakdown": breakdown(marks, 35.0, 5 * 2**20, "cgroup1"),
+           "mechanism": {"evictable": True, "swap_mb": 0.0, "cap_note": "cgroup v1 memory.limit_in_bytes",
+                         "swap_note": "this device has no swap or zram (/proc/swaps lists none)"}}
+    doc["sentences"] = describe(doc)
+    store.create_group("ef" * 16, "memory", None, {"model": "efficientnet-lite0"})
+    store.finish_group("ef" * 16, "ok", doc)
+
+    at = AppTest.from_file(str(ROOT / "pages" / "5_Models.py"), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    shown = "\n".join(str(e.value) for kind in ("markdown", "caption", "info") for e in getattr(at, kind))
+    assert "Below 30 MB the worker is OOM-killed" in shown
+    assert "From 30 to 34 MB p50 rises: 1.96x at 30 MB" in shown
+    assert "file-backed weights" in shown and "RSS (VmRSS" in shown and "no swap or zram" in shown
+    assert at.selectbox(key="mem_curve").options[0].startswith("efficientnet-lite0 int8-static tflite evictable "
+                                                               "(minimum 30 MB")
+    figs = [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+    curve = next(f for f in figs if f["layout"]["title"]["text"] == "Latency against the memory cap")
+    assert curve["layout"]["xaxis"]["title"]["text"] == "memory cap (MB)"
+    assert {t["name"] for t in curve["data"]} >= {"p50 (95% interval within the run)", "stalled on memory, some (%)",
+                                                  "did not complete (OOM-killed)"}
+    bars = next(f for f in figs if f["layout"]["title"]["text"] == "What the footprint is made of")
+    assert [t["name"] for t in bars["data"]] == ["Python and the runtime", "weights, anonymous",
+                                                 "weights, file-backed", "activations and arena", "model file"]

@@ -27,6 +27,7 @@ it (``latest_curve``).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
@@ -488,3 +489,19 @@ def latest_curve(store: Store, model: str | None = None, precision: str | None =
             continue
         return {**doc, "group_id": row["group_id"], "measured_at": group.get("finished_at")}
     return None
+
+
+def list_curves(store: Store, device_id: str | None = None) -> list[dict]:
+    """The stored curves, newest first: ``group_id``, ``measured_at``, ``label`` (model, precision, runtime, and
+    whether the weights were evictable), ``min_cap_mb``, ``footprint_mb``; no curve: an empty list."""
+    out = []
+    groups = store.list_groups(kind=KIND, device_id=device_id)
+    for _, row in groups.iterrows():
+        if row.get("status") not in ("ok", "partial") or row.get("result") is None:
+            continue
+        doc = json.loads(row["result"]) if isinstance(row["result"], str) else row["result"]
+        evict = (doc.get("mechanism") or {}).get("evictable")
+        label = f"{doc.get('model')} {doc.get('precision')} {doc.get('runtime')}" + (" evictable" if evict else "")
+        out.append({"group_id": row["group_id"], "measured_at": row.get("finished_at"), "label": label,
+                    "min_cap_mb": doc.get("min_cap_mb"), "footprint_mb": doc.get("footprint_mb")})
+    return out

@@ -112,6 +112,8 @@ def test_describe_says_the_cliff_and_a_flat_curve_and_why_it_can_only_fit_or_kil
     assert s["cliff"].startswith("Below 41 MB the worker is OOM-killed")
     assert s["slope"].startswith("From 41 to 60 MB p50 stays within 2.0% of its value at 60 MB") and not s["slope_seen"]
     assert "can only fit or kill" in s["mechanism"] and "no swap" in s["mechanism"]
+    doc["search"]["probes"] = [{"cap_mb": 40.5, "fits": False, "status": "timed_out"}]
+    assert describe(doc)["cliff"].startswith("Below 41 MB the worker does not complete (timed_out)")
 
 
 def test_describe_names_the_slope_with_the_pressure_that_explains_it():

@@ -276,7 +276,9 @@ def describe(doc: dict) -> dict:
     if fails_at is None:
         out["cliff"] = f"The run completed even at the search's floor of {_fmt(min_cap)} MB."
     else:
-        out["cliff"] = (f"Below {_fmt(min_cap)} MB the worker is OOM-killed (the search found {_fmt(fails_at)} MB "
+        status = next((p.get("status") for p in search.get("probes") or [] if p.get("cap_mb") == fails_at), None)
+        fate = "is OOM-killed" if status in (None, "oom_killed") else f"does not complete ({status})"
+        out["cliff"] = (f"Below {_fmt(min_cap)} MB the worker {fate} (the search found {_fmt(fails_at)} MB "
                         f"too small, to a resolution of {_fmt(search.get('resolution_mb') or 0)} MB).")
     ok = sorted((p for p in curve if p.get("status") == "ok" and p.get("p50_ms")), key=lambda p: p["cap_mb"])
     killed = sorted((p for p in curve if p.get("status") != "ok"), key=lambda p: p["cap_mb"])
@@ -355,13 +357,15 @@ def _slope(ok: list[dict], footprint_mb: float | None) -> dict:
 
 
 def _drop_cache(path: str | None) -> None:
-    """Drop the model file's clean page cache, so the worker's reads charge it to the worker's cgroup (cgroup v1
-    charges a page to the first cgroup that touches it)."""
+    """Drop the model file's page cache, so the worker's reads charge it to the worker's cgroup (cgroup v1 charges a
+    page to the first cgroup that touches it). Written first: DONTNEED leaves dirty pages (a variant quantized a
+    moment ago) in the cache."""
     if not path or not hasattr(os, "posix_fadvise"):
         return
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
+            os.fsync(fd)
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)

@@ -85,7 +85,9 @@ def test_search_floor_that_fits_and_footprint_that_does_not():
 def test_ladder_runs_from_the_minimum_to_one_and_a_half_footprints():
     caps = ladder(41, 50)
     assert len(caps) == 6 and caps[0] == 41 and caps[-1] == 75 and caps == sorted(set(caps))
+    assert caps == [41, 44, 47, 50, 62.5, 75]  # half between the minimum and the footprint: where a slope can be
     assert len(ladder(74, 50)) == 6  # a minimum near the top still gets six distinct caps
+    assert ladder(47, 46.9) == [47, 52, 56.5, 61.5, 66, 70.5]  # nothing between: evenly above
 
 
 def test_settings_refuse_a_ladder_too_short_for_an_interval():
@@ -128,6 +130,18 @@ def test_describe_names_the_slope_with_the_pressure_that_explains_it():
     assert "61% of the time some task of the worker stalled on memory" in s["slope"]
     assert "850 evicted pages a second were read back (refaults)" in s["slope"]
     assert "file-backed weights" in s["mechanism"]
+
+
+def test_describe_counts_a_run_that_thrashed_before_it_ended_as_the_slope():
+    doc = {"search": {"min_cap_mb": 26, "fails_at_mb": 25.5, "resolution_mb": 1}, "footprint_mb": 29.4,
+           "curve": [{**_pt(26, 288.0, some=32, refaults=85246), "status": "timed_out", "p50_ci": None},
+                     _pt(30, 28.4), _pt(33.5, 30.0), _pt(37, 30.5)],
+           "mechanism": {"evictable": True, "swap_mb": 0.0}}
+    s = describe(doc)
+    assert s["slope_seen"] and "did not complete" not in s["cliff"]
+    assert ("At 26 MB the worker thrashed before it ran past its timeout: p50 288 ms, 9.6x, while 32% of the time "
+            "some task of the worker stalled on memory (16% all of them), 85,246 evicted pages a second") in s["slope"]
+    assert s["mechanism"].startswith("Pages were evicted and read back under the tight caps: file-backed weights")
 
 
 def test_describe_does_not_call_noise_a_slope():

@@ -47,6 +47,7 @@ KIND = "memory"
 LADDER_TOP = 1.5  # the ladder's highest cap, times the footprint
 LADDER_POINTS = 6
 LADDER_MIN_ITERATIONS = 50  # stats.within_run_interval needs >= 5 sections of 10 samples, also for a slow point
+LADDER_TIMEOUT_S = 60.0  # plus 3x the steady time: a thrashing point (300 ms an inference here) must still finish
 FLAT_PCT = 3.0  # p50 within this much of the top of the ladder: no slope (widened to the intervals when they are wider)
 _MB = 1024.0 * 1024.0
 
@@ -165,10 +166,20 @@ def find_min_cap(probe: Callable[[float], Probe], floor_mb: float, footprint_mb:
 
 
 def ladder(min_cap_mb: float, footprint_mb: float, points: int = LADDER_POINTS, top: float = LADDER_TOP) -> list[float]:
-    """``points`` caps (MB, half-MB steps, ascending, distinct) evenly from the minimum cap to ``top`` x footprint."""
+    """``points`` caps (MB, half-MB steps, ascending, distinct) from the minimum cap to ``top`` x footprint. Where
+    the minimum lies well below the footprint (pages could be evicted there: that is where a slope can be), half the
+    points go between the two, so the narrow band in which a worker slows down instead of being killed is not
+    stepped over; the rest evenly above."""
     high = max(top * footprint_mb, min_cap_mb * 1.2)
-    step = (high - min_cap_mb) / (points - 1)
-    return sorted({_round(min_cap_mb + i * step) for i in range(points)})
+    below = points // 2 if footprint_mb - min_cap_mb >= points // 2 else 0
+    caps = {_round(min_cap_mb + i * (footprint_mb - min_cap_mb) / below) for i in range(below)}
+    start = footprint_mb if below else min_cap_mb
+    rest = points - len(caps)
+    caps |= {_round(start + i * (high - start) / (rest - 1)) for i in range(rest)}
+    if len(caps) < points:  # half-MB rounding merged some: evenly over the whole range
+        step = (high - min_cap_mb) / (points - 1)
+        caps = {_round(min_cap_mb + i * step) for i in range(points)}
+    return sorted(caps)
 
 
 # ---------------------------------------------------------------------------------------------------- breakdown
@@ -281,7 +292,9 @@ def describe(doc: dict) -> dict:
         out["cliff"] = (f"Below {_fmt(min_cap)} MB the worker {fate} (the search found {_fmt(fails_at)} MB "
                         f"too small, to a resolution of {_fmt(search.get('resolution_mb') or 0)} MB).")
     ok = sorted((p for p in curve if p.get("status") == "ok" and p.get("p50_ms")), key=lambda p: p["cap_mb"])
-    killed = sorted((p for p in curve if p.get("status") != "ok"), key=lambda p: p["cap_mb"])
+    thrash = sorted((p for p in curve if p.get("status") != "ok" and p.get("p50_ms") and _pressed(p)),
+                    key=lambda p: p["cap_mb"])
+    killed = sorted((p for p in curve if p.get("status") != "ok" and p not in thrash), key=lambda p: p["cap_mb"])
     if killed:
         out["cliff"] += (" The longer ladder runs at " + ", ".join(f"{_fmt(p['cap_mb'])} MB ({p['status']})"
                                                                   for p in killed)
@@ -289,6 +302,10 @@ def describe(doc: dict) -> dict:
                            "close to the minimum can go either way.")
     if len(ok) >= 2:
         out.update(_slope(ok, doc.get("footprint_mb")))
+    if thrash and ok:
+        ref = out.get("slope_reference_ms") or ok[-1]["p50_ms"]
+        out["slope_seen"] = True
+        out["slope"] = " ".join(x for x in (out.get("slope"), *(_thrash_words(p, ref) for p in thrash)) if x)
     mech = doc.get("mechanism") or {}
     evictable, swap = mech.get("evictable"), mech.get("swap_mb")
     if out["slope_seen"]:
@@ -307,6 +324,27 @@ def describe(doc: dict) -> dict:
                             + ") but the ladder showed no slope: the pages the model needs fit above the minimum, and "
                               "below it the worker was killed.")
     return out
+
+
+def _why(p: dict) -> list[str]:
+    """The pressure figures of one point, as phrases."""
+    why = []
+    if p.get("pressure_some_pct") is not None:
+        why.append(f"{p['pressure_some_pct']:.0f}% of the time some task of the worker stalled on memory "
+                   f"({p.get('pressure_full_pct') or 0:.0f}% all of them)")
+    if p.get("refaults_per_s") is not None:
+        why.append(f"{p['refaults_per_s']:,.0f} evicted pages a second were read back (refaults)")
+    if p.get("major_faults_per_s") is not None:
+        why.append(f"{p['major_faults_per_s']:,.0f} major faults a second")
+    return why
+
+
+def _thrash_words(p: dict, ref_ms: float) -> str:
+    """A run that slowed under memory pressure and then did not complete (killed, or past its timeout)."""
+    end = "was OOM-killed" if p["status"] == "oom_killed" else \
+        "ran past its timeout" if p["status"] == "timed_out" else f"ended {p['status']}"
+    return (f"At {_fmt(p['cap_mb'])} MB the worker thrashed before it {end}: p50 {p['p50_ms']:.3g} ms, "
+            f"{p['p50_ms'] / ref_ms:.1f}x, while " + ", ".join(_why(p)) + ".")
 
 
 def _pressed(p: dict) -> bool:
@@ -329,14 +367,7 @@ def _slope(ok: list[dict], footprint_mb: float | None) -> dict:
     if memory:
         start = max(p["cap_mb"] for p in memory)
         low = ok[0]
-        why = []
-        if low.get("pressure_some_pct") is not None:
-            why.append(f"{low['pressure_some_pct']:.0f}% of the time some task of the worker stalled on memory "
-                       f"({low.get('pressure_full_pct') or 0:.0f}% all of them)")
-        if low.get("refaults_per_s") is not None:
-            why.append(f"{low['refaults_per_s']:.0f} evicted pages a second were read back (refaults)")
-        if low.get("major_faults_per_s") is not None:
-            why.append(f"{low['major_faults_per_s']:.0f} major faults a second")
+        why = _why(low)
         where = (f"At {_fmt(start)} MB" if start == low["cap_mb"] else f"From {_fmt(low['cap_mb'])} to {_fmt(start)} MB")
         above = [p for p in ok if p["cap_mb"] > start]
         text = (f"{where} p50 rises: {low['p50_ms'] / ref:.2f}x at {_fmt(low['cap_mb'])} MB ({low['p50_ms']:.3g} ms "
@@ -344,16 +375,16 @@ def _slope(ok: list[dict], footprint_mb: float | None) -> dict:
         if above:
             text += (f" From {_fmt(above[0]['cap_mb'])} MB up p50 stays within "
                      f"{max(abs(dev[p['cap_mb']]) for p in above):.0f}% of that.")
-        return {"slope": text, "slope_seen": True, "slope_starts_mb": start}
+        return {"slope": text, "slope_seen": True, "slope_starts_mb": start, "slope_reference_ms": ref}
     spread = max(abs(d) for d in dev.values())
     if spread <= tol:
         return {"slope": f"From {_fmt(ok[0]['cap_mb'])} to {_fmt(ok[-1]['cap_mb'])} MB p50 stays within "
                          f"{max(spread, 0.1):.1f}% of its value at {span} ({ref:.3g} ms): no slope.",
-                "slope_seen": False}
+                "slope_seen": False, "slope_reference_ms": ref}
     return {"slope": (f"From {_fmt(ok[0]['cap_mb'])} to {_fmt(ok[-1]['cap_mb'])} MB p50 moves between "
                       f"{min(dev.values()):+.0f}% and {max(dev.values()):+.0f}% of its value at {span} "
                       f"({ref:.3g} ms) with no memory pressure behind it: no slope; that spread is the runs' own noise "
-                      "(other processes' CPU), not the cap."), "slope_seen": False}
+                      "(other processes' CPU), not the cap."), "slope_seen": False, "slope_reference_ms": ref}
 
 
 def _drop_cache(path: str | None) -> None:
@@ -447,7 +478,7 @@ def measure_memory(model: str, precision: str = "fp32", runtime: str | None = No
     if search.min_cap_mb is not None:
         for cap in ladder(search.min_cap_mb, footprint, settings.ladder_points):
             say(f"ladder: {cap:g} MB")
-            curve.append(_point(cap, one(base.replace(memory_limit_mb=cap, timeout_s=settings.probe_timeout_s
+            curve.append(_point(cap, one(base.replace(memory_limit_mb=cap, timeout_s=LADDER_TIMEOUT_S
                                                       + 3 * settings.ladder_s))))
     curve.append(_point(None, foot))
     swap_mb = swap_total_mb()

@@ -139,6 +139,10 @@ def test_describe_counts_a_run_that_thrashed_before_it_ended_as_the_slope():
            "mechanism": {"evictable": True, "swap_mb": 0.0}}
     s = describe(doc)
     assert s["slope_seen"] and "did not complete" not in s["cliff"]
+    early = {**doc, "curve": [{**doc["curve"][0], "status": "oom_killed", "p50_ms": None}, *doc["curve"][1:]]}
+    s2 = describe(early)
+    assert not s2["slope_seen"] and ("At 26 MB the worker thrashed before it ended, too early for a steady p50: 32% of "
+                                     "the time some task") in s2["cliff"]
     assert ("At 26 MB the worker thrashed before it ran past its timeout: p50 288 ms, 9.6x, while 32% of the time "
             "some task of the worker stalled on memory (16% all of them), 85,246 evicted pages a second") in s["slope"]
     assert s["mechanism"].startswith("Pages were evicted and read back under the tight caps: file-backed weights")

@@ -300,6 +300,9 @@ def describe(doc: dict) -> dict:
                                                                   for p in killed)
                          + " did not complete: a longer run touches a little more than a short probe, so a cap this "
                            "close to the minimum can go either way.")
+        for p in (p for p in killed if _pressed(p)):
+            out["cliff"] += (f" At {_fmt(p['cap_mb'])} MB the worker thrashed before it ended, too early for a steady "
+                             "p50: " + ", ".join(_why(p)) + ".")
     if len(ok) >= 2:
         out.update(_slope(ok, doc.get("footprint_mb")))
     if thrash and ok:

@@ -101,7 +101,7 @@ def test_settings_refuse_a_ladder_too_short_for_an_interval():
 
 
 def _pt(cap, p50, status="ok", some=0.0, refaults=0.0):
-    return {"cap_mb": cap, "status": status, "p50_ms": p50, "p50_ci": [p50 * 0.99, p50 * 1.01],
+    return {"cap_mb": cap, "status": status, "p50_ms": p50, "p50_ci": None if p50 is None else [p50 * 0.99, p50 * 1.01],
             "pressure_some_pct": some, "pressure_full_pct": some / 2, "refaults_per_s": refaults,
             "major_faults_per_s": refaults}
 
@@ -413,3 +413,44 @@ def test_models_page_draws_the_stored_curve_with_its_sentences(tmp_path, monkeyp
     bars = next(f for f in figs if f["layout"]["title"]["text"] == "What the footprint is made of")
     assert [t["name"] for t in bars["data"]] == ["Python and the runtime", "weights, anonymous",
                                                  "weights, file-backed", "activations and arena", "model file"]
+
+
+def test_memory_text_reads_as_sentences_then_the_table():
+    from edgeprof.cli.memory import memory_text
+
+    doc = {"model": "digits-cnn", "precision": "fp32", "runtime": "onnx", "footprint_mb": 28.8, "min_cap_mb": 28.5,
+           "seconds": 22.8, "group_id": "ab" * 16,
+           "search": {"min_cap_mb": 28.5, "fails_at_mb": 27.5, "resolution_mb": 1, "stopped_by": "resolution",
+                      "probes": [{}, {}, {}, {}]},
+           "curve": [{**_pt(28.5, None, status="oom_killed"), "p50_ci": None}, _pt(31.5, 0.022), _pt(43.5, 0.018),
+                     {**_pt(None, 0.026), "peak_charged_mb": 28.8}],
+           "mechanism": {"evictable": False, "swap_mb": 0.0, "swap_note": "this device has no swap or zram"},
+           "breakdown": {"sentences": ["Charged memory is what the kernel counts against the cap."]}}
+    doc["sentences"] = describe(doc)
+    text = memory_text(doc).splitlines()
+    assert text[0] == ("digits-cnn fp32 (onnx): footprint 28.8 MB charged, minimum cap 28.5 MB (4 probes, stopped by "
+                       "resolution; 22.8 s in all)")
+    assert text[1].startswith("  Below 28.5 MB the worker is OOM-killed")
+    first = text.index("") + 1
+    table = text[first:text.index("", first)]
+    assert table[0].split()[:3] == ["cap", "MB", "status"]
+    assert table[1].split()[:3] == ["28.5", "oom_killed", "-"] and table[-1].split()[:2] == ["none", "ok"]
+    assert text[-1].startswith("Swap: this device has no swap or zram.")
+
+
+@pytest.mark.slow
+@pytest.mark.cgroup
+@requires_cgroup
+def test_staff_measure_a_curve_on_the_models_page(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("EDGEPROF_DB", str(tmp_path / "runs.duckdb"))
+    at = AppTest.from_file(str(ROOT / "pages" / "5_Models.py"), default_timeout=300)
+    at.run()
+    assert "No memory curve is stored yet" in "\n".join(str(e.value) for e in at.info)
+    at.selectbox(key="mem_model").set_value("digits-cnn")
+    at.selectbox(key="mem_runtime").set_value("tflite")
+    at.button(key="mem_measure").click().run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="mem_curve").options[0].startswith("digits-cnn fp32 tflite (minimum ")
+    assert any(str(e.value).startswith("Below ") for e in at.markdown)

@@ -56,7 +56,8 @@ _MB = 1024.0 * 1024.0
 class Settings:
     """How long the measurement may take. ``resolution_mb``: the search stops when the cap that fits and the one
     that does not are this close (None: 2% of the footprint, at least 1 MB); ``max_probes`` and ``budget_s`` bound
-    the search (the footprint run not counted); ``probe_s`` / ``ladder_s`` the steady phase of a probe / a ladder
+    the search (the footprint run not counted; no probe starts after the budget, and one in flight ends within
+    ``probe_timeout_s``); ``probe_s`` / ``ladder_s`` the steady phase of a probe / a ladder
     run (a ladder run needs >= 1 s: the interval is made of 10 batches of 0.1 s)."""
 
     resolution_mb: float | None = None
@@ -459,7 +460,12 @@ def measure_memory(model: str, precision: str = "fp32", runtime: str | None = No
                                            f"{foot.get('error')}); see `show {foot.get('run_id')}`."}
         group.finish(doc)
         raise EdgeprofError(doc["error"])
-    footprint = foot["memory"]["peak_charged_mb"]
+    footprint = (foot.get("memory") or {}).get("peak_charged_mb")
+    if not footprint:
+        doc = {"status": "failed", "error": "the run without a cap gave no peak charged memory (the kernel keeps no "
+                                           "peak for this cgroup: memory.peak needs Linux 5.19 under cgroup v2)."}
+        group.finish(doc)
+        raise EdgeprofError(doc["error"], "Update the kernel, or read the footprint of a run with `show RUN_ID`.")
     kind = foot["memory"].get("mechanism")
     marks = {m.mark: mark_figures(m.stat, m.usage, m.rss_kb, kind if kind in ("cgroup1", "cgroup2") else mech.kind)
              for m in (handle.memory_marks if handle is not None else [])}

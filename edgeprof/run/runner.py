@@ -109,6 +109,7 @@ class RunHandle:
         self._op_profile: dict | None = None
         self._exit_ns: int | None = None
         self.memory_marks: list[MemoryMark] = []  # the cgroup's charge at runtime imported, loaded, first, steady
+        self._model_path: str | None = None  # the file the worker opens (an external-data copy for --evictable ONNX)
 
     # -- public ---------------------------------------------------------------------------------------------------
     @property

@@ -32,7 +32,7 @@ from ..errors import EdgeprofError, UsageError
 from ..locks import WORK_PREFIX, HolderLock
 from ..store import Store, new_run_id
 from ..worker import limits, priority
-from ..worker.messages import Batch, Done, Failed, Loaded, OpProfile, Phase, WorkerSpec
+from ..worker.messages import Batch, Done, Failed, Loaded, MemoryMark, OpProfile, Phase, WorkerSpec
 from .recorder import Recorder
 from .summary import RunFacts, build_summary
 
@@ -123,6 +123,8 @@ class RunHandle:
         self._mem_at_done: dict | None = None  # the cap's report before the profile phase
         self._op_profile: dict | None = None
         self._exit_ns: int | None = None
+        self.memory_marks: list[MemoryMark] = []  # the cgroup's charge at runtime imported, loaded, first, steady
+        self._model_path: str | None = None  # the file the worker opens (an external-data copy for --evictable ONNX)
 
     # -- public ---------------------------------------------------------------------------------------------------
     @property
@@ -245,6 +247,13 @@ class RunHandle:
         store.insert_run(self.run_id, self.device_id, cfg.to_dict(), software_versions(), meta,
                          study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node(),
                          group_id=self.group_id)
+        self._model_path = str(variant.path)
+        if cfg.evictable and variant.format == "onnx":  # weights in a mapped file of their own (models.external)
+            from ..models.external import external_data_copy
+
+            path, note = external_data_copy(variant.path)
+            self._model_path = str(path)
+            self._note(note)
         self._cap = limits.create(cfg.memory_limit_mb, self.run_id, swap=cfg.swap, psi=True)
         self._priority = priority.create(self.run_id, self._cap)
 
@@ -270,12 +279,13 @@ class RunHandle:
     def _spawn(self) -> None:
         cfg, variant, cap = self.config, self.variant, self._cap
         spec = WorkerSpec(
-            model_path=str(variant.path), runtime=variant.format, precision=variant.precision, threads=cfg.threads,
+            model_path=self._model_path, runtime=variant.format, precision=variant.precision, threads=cfg.threads,
             tflite_interpreter=cfg.tflite_interpreter, execution_provider=cfg.execution_provider, warmup=cfg.warmup,
             min_duration_s=cfg.min_duration_s, min_iterations=cfg.min_iterations,
             exact_iterations=cfg.iterations is not None and cfg.duration_s is None,
             rlimit_as_bytes=cap.rlimit_bytes(), input_shapes=dict(cfg.input_shapes), input_fills=dict(cfg.input_fills),
-            profile_ops=cfg.profile_ops,
+            profile_ops=cfg.profile_ops, evictable=cfg.evictable,
+            memory_cgroup=str(cap.path) if cap.stat_path() is not None else None, memory_cgroup_kind=cap.mechanism.kind,
         )
         read_fd, write_fd = os.pipe()
         from multiprocessing.connection import Connection
@@ -372,6 +382,8 @@ class RunHandle:
                     self._mem_at_done = self._cap.report()
                 with contextlib.suppress(ProcessLookupError):
                     self._proc.send_signal(signal.SIGUSR1)  # the peak is read: the worker may profile now
+        elif isinstance(msg, MemoryMark):
+            self.memory_marks.append(msg)
         elif isinstance(msg, OpProfile):
             self._op_profile = msg.profile
         elif isinstance(msg, Failed):

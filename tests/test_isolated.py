@@ -175,6 +175,11 @@ def test_a_model_that_crashes_onnx_runtime_from_the_models_page(tmp_path, monkey
     assert not at.exception, at.exception
     captions = " ".join(str(c.value) for c in at.caption)
     assert "What quantization changed: 2 of 5 operators quantized (MatMulInteger 2)" in captions, captions
+    at.selectbox(key="fid_model").select(str(paths.uploads_dir() / "fedcba9876543210.onnx"))
+    at.button(key="fidelity").click().run()
+    assert not at.exception, at.exception
+    captions = " ".join(str(c.value) for c in at.caption)
+    assert "Data: 16 random inputs: agreement on noise says whether the variant computes the same function" in captions
 
 
 def test_isolated_child_imports_nothing_of_the_server():
@@ -184,3 +189,16 @@ def test_isolated_child_imports_nothing_of_the_server():
     out = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[]", out.stderr
     assert isolated.default_memory_mb() >= isolated.MIN_MEMORY_MB
+
+
+def test_a_source_onnx_runtime_cannot_read_is_named_not_its_variant(tmp_path):
+    import onnx
+
+    src = mlp(tmp_path / "tinyconv_ir99.onnx")
+    model = onnx.load(str(src))
+    model.ir_version = 99
+    onnx.save(model, str(src))
+    with pytest.raises(ModelError) as info:
+        quantize.quantize_onnx(src, "int8-dynamic")
+    assert str(info.value).startswith("tinyconv_ir99.onnx has ONNX IR version 99; this ONNX Runtime")
+    assert "[ONNXRuntimeError]" not in str(info.value) and "ONNXRuntimeError" in info.value.detail

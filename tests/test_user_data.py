@@ -58,3 +58,37 @@ def test_fidelity_on_your_data_reports_accuracy_and_says_where_figures_came_from
     text = subprocess.run([sys.executable, "-m", "edgeprof", "fidelity", str(model)], env=cli_env(),
                           capture_output=True, text=True, timeout=300).stdout
     assert "data: 16 random inputs: agreement on noise says whether the variant computes the same function" in text
+
+
+def test_a_run_calibrates_on_its_data_and_its_summary_keeps_the_quantization_report(tmp_path):
+    model = tiny_cnn(tmp_path / "cnn.onnx")
+    folder = image_folder(tmp_path / "imgs")
+    env = cli_env(EDGEPROF_HOME=tmp_path / "home", EDGEPROF_DB=tmp_path / "runs.duckdb")
+    proc = subprocess.run([sys.executable, "-m", "edgeprof", "run", "--model", str(model), "--precision", "int8-static",
+                           "--data", str(folder), "--iterations", "20", "--threads", "1", "--json"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["precision"] == "int8-static" and doc["quantization"]["op_types"].get("Conv") == 1
+    assert doc["quantization"]["of_ops"] == 5
+    bad = subprocess.run([sys.executable, "-m", "edgeprof", "run", "--model", str(model), "--precision", "int8-static",
+                          "--data", str(tmp_path / "nowhere"), "--iterations", "5"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "nowhere: no such file or folder" in bad.stderr
+
+
+def test_a_study_file_names_data_only_where_it_may(tmp_path):
+    from edgeprof import paths
+    from edgeprof.errors import ConfigError
+    from edgeprof.study.config import StudyConfig
+
+    model = tiny_cnn(paths.data_dir() / "cnn.onnx")
+    inside = image_folder(paths.data_dir() / "imgs")
+    text = (f'name = "s"\nmodels = ["{model}"]\nprecisions = ["int8-static"]\n'
+            f'[inputs."{model}"]\ndata = "{{}}"\n')
+    cfg = StudyConfig.from_toml(text.format(inside))
+    assert cfg.inputs[str(model)]["data"] == str(inside)
+    outside = image_folder(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match=r"inputs\..*\.data .* is outside the data directory"):
+        StudyConfig.from_toml(text.format(outside))
+    assert StudyConfig.from_toml(text.format(outside), allowed_paths=[str(outside)]).inputs

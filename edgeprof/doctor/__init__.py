@@ -217,7 +217,8 @@ def tradeoff(model: str, *, data: str | None = None, threads: int = 2, memory_mb
 
     def measure(label: str, precision: str, fmt: str, keep: tuple, ref: dict | None) -> tuple[dict, dict | None]:
         try:  # built first (quantization runs isolated), so the measured process only opens the file
-            path = catalog.resolve_variant(model, precision, fmt, build=True, progress=say, keep_fp32=keep).path
+            path = catalog.resolve_variant(model, precision, fmt, build=True, progress=say, keep_fp32=keep,
+                                           data=data).path
         except EdgeprofError as exc:
             return {"label": label, "format": fmt, "precision": precision, "keep_fp32": list(keep), "p50_ms": None,
                     "fidelity": None, "error": exc.message}, None

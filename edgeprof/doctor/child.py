@@ -48,7 +48,7 @@ def _die_with_parent() -> None:
 # ----------------------------------------------------------------------------------------------------------- inputs
 
 
-def eval_inputs(model: str, data: str | None, session, shapes: dict, limit: int | None = None):
+def eval_inputs(model: str, data: str | None, session, shapes: dict, limit: int | None = None, src=None):
     """(feeds, labels, note, calibration) for ``session``: the user's --data, else a bundled model's own data (its
     calibration set apart), else random inputs. Calibration is what int8-static is built from."""
     from ..models import catalog
@@ -59,7 +59,12 @@ def eval_inputs(model: str, data: str | None, session, shapes: dict, limit: int 
         from ..models.data import load
 
         got = load(data, session.inputs)
-        feeds, labels, calib = got.feeds, got.labels, got.feeds
+        feeds, labels = got.feeds, got.labels
+        calib = None
+        if src is not None:  # identified as `run --data` identifies it, so both find one cached variant
+            from ..models.quantize import data_calibration
+
+            calib = data_calibration(data, src)
         note = f"{got.description}; also used to calibrate int8-static"
     elif model in catalog.model_names():
         info = catalog.get_model(model)
@@ -195,7 +200,8 @@ def analyse(spec: AnalyseSpec, say) -> dict:
     base = _fp32_file(spec.model)
     fp32_path = str(base.path)
     session = open_session(fp32_path, runtime="onnx", threads=spec.threads)
-    feeds, labels, note, calib = eval_inputs(spec.model, spec.data, session, spec.input_shapes, spec.max_inputs)
+    feeds, labels, note, calib = eval_inputs(spec.model, spec.data, session, spec.input_shapes, spec.max_inputs,
+                                             src=fp32_path)
     names = [t.name for t in session.inputs]
     session.close()
     say(f"building {spec.precision} ({len(feeds)} inputs to compare: {note})")
@@ -296,7 +302,7 @@ def measure(spec: MeasureSpec, say) -> dict:
         from ..models import quantize
 
         probe = open_session(base.path, runtime="onnx", threads=spec.threads)
-        _, _, _, calib = eval_inputs(spec.model, spec.data, probe, spec.input_shapes)
+        _, _, _, calib = eval_inputs(spec.model, spec.data, probe, spec.input_shapes, src=base.path)
         probe.close()
         path = quantize.cached_path(base.path, spec.precision, calib, keep_fp32=spec.keep_fp32)
         if not path.is_file():  # a cache hit costs a hash, not a parse of the model (its memory would count here)

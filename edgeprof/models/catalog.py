@@ -240,7 +240,7 @@ def is_path_like(model: str) -> bool:
 
 def resolve_variant(
     model: str, precision: str | None, runtime: str | None, *, build: bool = True, progress: Callable[[str], None] | None = None,
-    shapes: dict | None = None, fills: dict | None = None, keep_fp32: tuple = (),
+    shapes: dict | None = None, fills: dict | None = None, data: str | None = None, keep_fp32: tuple = (),
 ) -> Variant:
     """The file to run for ``model`` (a bundled name or a path) at ``precision`` in ``runtime``.
 
@@ -249,11 +249,12 @@ def resolve_variant(
     Variant says what it really is. Asking an fp32 ONNX file for another precision quantizes it (random calibration
     data for int8-static, made with ``shapes``/``fills`` as the run's --shape/--fill: the result says so); any other
     mismatch is a UsageError that says what the file is. Quantizing runs in an isolated child (``models.isolated``):
-    its crash is a ``PreparationFailed``.
+    its crash is a ``PreparationFailed``. ``data``: the user's ``--data`` (``models.data``), which int8-static of
+    a user's fp32 file calibrates on instead of random inputs.
     ``keep_fp32``: int8-static operators left in fp32 (``quantize.quantize_onnx``), a mix of the quantization doctor.
     """
     if keep_fp32:
-        return _resolve_mix(model, precision, runtime, build, progress, tuple(keep_fp32))
+        return _resolve_mix(model, precision, runtime, build, progress, tuple(keep_fp32), data)
     if precision is not None and precision not in PRECISIONS:
         raise UsageError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}.")
     if runtime is not None and runtime not in FORMATS:
@@ -262,11 +263,11 @@ def resolve_variant(
         return _resolve_bundled(get_model(model), precision or "fp32", runtime or "onnx", build, progress)
     if not is_path_like(model) and not Path(model).exists():
         get_model(model)  # raises the UsageError that lists bundled names
-    return _resolve_path(Path(model), precision, runtime, build, progress, shapes, fills)
+    return _resolve_path(Path(model), precision, runtime, build, progress, shapes, fills, data)
 
 
 def _resolve_mix(model: str, precision: str | None, runtime: str | None, build: bool, progress,
-                 keep: tuple) -> Variant:
+                 keep: tuple, data: str | None = None) -> Variant:
     """The int8-static variant of an fp32 ONNX model with ``keep`` in fp32, calibrated as the plain one is."""
     from . import quantize
     from .preprocess import calibration_for
@@ -280,6 +281,8 @@ def _resolve_mix(model: str, precision: str | None, runtime: str | None, build: 
     calib = None
     if model in model_names():
         calib = calibration_for(get_model(model), base.layout or "NCHW")
+    elif data:
+        calib = quantize.data_calibration(data, base.path)
     method = quantize._method(precision, keep)
     if not build:
         target = quantize.cached_path(base.path, precision, calib, keep_fp32=keep)
@@ -315,7 +318,7 @@ def _resolve_bundled(info: ModelInfo, precision: str, runtime: str, build: bool,
 
 
 def _resolve_path(path: Path, precision: str | None, runtime: str | None, build: bool, progress, shapes=None,
-                  fills=None) -> Variant:
+                  fills=None, data=None) -> Variant:
     check_model_file(path)
     fmt = runtime_for(path)
     if runtime is not None and runtime != fmt:
@@ -346,7 +349,8 @@ def _resolve_path(path: Path, precision: str | None, runtime: str | None, build:
                            (side or {}).get("quantization"))
         from . import quantize
 
-        res = quantize.quantize_onnx(path, precision, calib=None, progress=progress, shapes=shapes, fills=fills)
+        calib = quantize.data_calibration(data, path) if data and precision == "int8-static" else None
+        res = quantize.quantize_onnx(path, precision, calib=calib, progress=progress, shapes=shapes, fills=fills)
         built_with = quantize._method(precision) + (f"; {res.warning}" if res.warning else "")
         return Variant(str(path), precision, "onnx", res.path, res.path.stat().st_size, None, False, built_with, layout,
                        res.quantization)

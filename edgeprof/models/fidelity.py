@@ -202,7 +202,8 @@ def outputs_of(path: str, fmt: str, interpreter: str | None, threads: int, sourc
             feeds, labels, note, kind = got.feeds, got.labels, got.description, "data"
         else:
             _, shapes, fills, n = source
-            check_synthetic_budget(sess.inputs, shapes, fills, Path(path).name)
+            check_synthetic_budget(sess.inputs, shapes, fills, Path(path).name,
+                                   fixed_hint="Compare on a few real samples with --data instead.")
             feeds = [synthetic_inputs(sess.inputs, seed=1000 + i, shapes=shapes, fills=fills)[0] for i in range(n)]
             feeds = [[a.astype(np.float32) if getattr(a, "dtype", None) is not None and a.dtype.kind == "f" else a
                       for a in f] for f in feeds]

@@ -18,7 +18,9 @@ only checked for presence). The rules:
 - no quantization ops: float16 initializers carry >= 90% of the float parameters -> ``fp16``; float32 -> ``fp32``.
 - anything else (both kinds of quantization, int8 weights dequantized at load, a half-converted model) -> ``mixed``.
 
-TFLite is opened in an interpreter (it parses; nothing is run). Constant tensors (not produced by any op and not a
+TFLite is opened in an interpreter (it parses; nothing is run), in the isolated child (``models.isolated``): a
+file that crashes the interpreter is a ModelError sentence, not the end of the server.
+Constant tensors (not produced by any op and not a
 model input) are weights, the rest activations:
 - int8/uint8 weights, float activations -> ``int8-dynamic`` (the converter's "dynamic range" mode);
 - int8/uint8 activations -> ``int8-static`` (full integer, whether or not the input/output stay float);
@@ -91,7 +93,21 @@ def inspect_file(path: str | Path) -> FileSpec:
     digest = sha256_file(p)
     if fmt == "onnx":
         return _inspect_onnx(p, size, digest)
-    return _inspect_tflite(p, size, digest)
+    key = (digest, str(p.resolve()))
+    if key not in _tflite_memo:
+        from .isolated import run_isolated
+
+        # Reading a TFLite file's tensors means building an interpreter: that runs the file's own code paths in C++,
+        # so it happens in the isolated child (an upload is inspected before it is stored: never in the server).
+        _tflite_memo[key] = run_isolated(
+            "edgeprof.models.inspect:_inspect_tflite", p, size, digest, what=f"reading the tensors of {p.name}",
+            tool="the TFLite interpreter", hint="the file is damaged, or made for another interpreter.")
+        if len(_tflite_memo) > 64:
+            _tflite_memo.pop(next(iter(_tflite_memo)))
+    return _tflite_memo[key]
+
+
+_tflite_memo: dict[tuple, FileSpec] = {}
 
 
 # ----------------------------------------------------------------------------------------------------------- ONNX

@@ -90,6 +90,11 @@ def inside() -> bool:
     return os.environ.get(ENV_INSIDE) == "1"
 
 
+def in_child() -> bool:
+    """True in the isolated child process itself (not in a process that only runs targets in place)."""
+    return _conn is not None
+
+
 def stage(what: str, hint: str | None = None, tool: str | None = None) -> None:
     """Name the step that runs now (``what``: "checking that the fp16 variant of x.onnx loads"), the advice for when
     it crashes (``hint``) and the tool doing it; a no-op outside the child."""

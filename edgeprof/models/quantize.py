@@ -262,7 +262,7 @@ _TOOL = {
 def build_variant(src: Path, precision: str, calib, target: Path, warning: str | None, shapes: dict, fills: dict,
                   progress: Progress | None = None, keep_fp32: Sequence[str] = ()) -> QuantResult:
     """Build, check, prove and cache one variant; runs inside the isolated child (``quantize_onnx`` starts it)."""
-    from .isolated import inside, stage
+    from .isolated import in_child, stage
 
     say = progress or (lambda _msg: None)
     src, target = Path(src).resolve(), Path(target).resolve()
@@ -270,7 +270,8 @@ def build_variant(src: Path, precision: str, calib, target: Path, warning: str |
     sweep_stale_temp()
     cache = paths.cache_dir()
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=cache))
-    if inside():  # ORT's symbolic shape inference writes sym_shape_infer_temp.onnx into the working directory
+    previous_cwd = os.getcwd() if in_child() else None
+    if previous_cwd is not None:  # ORT's symbolic shape inference writes sym_shape_infer_temp.onnx into the cwd
         os.chdir(tmp)
     try:
         out = tmp / "model.onnx"
@@ -279,6 +280,8 @@ def build_variant(src: Path, precision: str, calib, target: Path, warning: str |
         calib_desc = None
         t0 = time.perf_counter()
         source = _normalised(src, tmp, info)
+        if precision != "fp16":
+            _refuse_if_nothing_to_quantize(src.name, source, precision)
         with _quiet(), _temp_inside(tmp):
             if precision == "fp16":
                 say("fp16: converting float32 weights to float16")
@@ -287,17 +290,23 @@ def build_variant(src: Path, precision: str, calib, target: Path, warning: str |
                 say("int8-dynamic: quantizing weights to int8")
                 _dynamic(source, out)
             else:
+                stage(f"opening {src.name} for calibration", None, "ONNX Runtime")
+                _check_source_loads(source, src)
                 stage(f"making calibration inputs for the int8-static variant of {src.name}",
                       "Give the run's --shape for inputs whose size is not fixed.", "edgeprof")
                 feeds, calib_desc = _calibration_feeds(calib, spec, say, shapes, fills, src.name)
-                stage(f"calibrating and building the int8-static variant of {src.name}", None, _TOOL[precision])
+                stage(f"calibrating and building the int8-static variant of {src.name}",
+                      "Calibration runs the model on its inputs: give --shape and --fill as for a run (e.g. --fill "
+                      "sr=16000), or real inputs with --data; int8-dynamic needs no calibration." if calib is None
+                      else "Check that --data fits the model's inputs; int8-dynamic needs no calibration.",
+                      _TOOL[precision])
                 _static(source, out, tmp, feeds, spec, stages, info, say, keep_fp32)
         seconds = time.perf_counter() - t0
         report = quantization_report(source, out, precision)
         _refuse_if_unchanged(src.name, precision, report)
         say(f"{precision}: built in {seconds:.1f} s; checking it loads")
         stage(f"checking that the {precision} variant of {src.name} loads", _LOAD_HINT[precision], "ONNX Runtime")
-        _verify(out)
+        _verify(out, src, precision)
         side = {
             "source": str(src),
             "source_sha256": spec.sha256,
@@ -321,6 +330,8 @@ def build_variant(src: Path, precision: str, calib, target: Path, warning: str |
         os.replace(out, target)  # the model first: its presence is what makes a cache hit
         os.replace(tmp / "model.json", Path(str(target) + ".json"))
     finally:
+        if previous_cwd is not None:
+            os.chdir(previous_cwd)
         shutil.rmtree(tmp, ignore_errors=True)
     return QuantResult(target, seconds, precision, _method(precision, keep_fp32), warning, False, report)
 
@@ -549,23 +560,47 @@ def _static(
     stages["calibrate_and_quantize"] = time.perf_counter() - t
 
 
-def _verify(path: Path) -> None:
-    """A quantized model that ORT cannot load must not enter the cache."""
+def _load(path: Path) -> None:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = 1
-    try:
-        ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        if "ConvInteger" in str(exc):
-            from ..runtimes.onnx import int8_conv_message
+    ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
-            raise ModelError(*int8_conv_message()) from None
+
+def _check_source_loads(source: Path, src: Path) -> None:
+    """Calibration runs the source: one that ONNX Runtime cannot open is named for its own reason, not the quantizer's."""
+    from ..runtimes.onnx import _explain
+
+    try:
+        _load(source)
+    except Exception as exc:
+        raise ModelError(*_explain(src, exc), detail=str(exc)) from None
+
+
+def _verify(path: Path, src: Path, precision: str) -> None:
+    """A quantized model that ORT cannot load must not enter the cache. When the source does not load either, its
+    own reason is the sentence (an IR version or opset this ONNX Runtime does not read): no precision can help."""
+    import onnxruntime as ort
+
+    from ..runtimes.onnx import _explain, int8_conv_message
+
+    try:
+        _load(path)
+    except Exception as exc:
+        raw = str(exc)
+        if "ConvInteger" in raw:
+            raise ModelError(*int8_conv_message(), detail=raw) from None
+        try:
+            _load(src)
+        except Exception as src_exc:
+            raise ModelError(*_explain(src, src_exc), detail=str(src_exc)) from None
         raise ModelError(
-            f"the quantized model does not load in ONNX Runtime ({str(exc).splitlines()[0][:200]}).",
-            "Report this with the source model; try another precision meanwhile.",
+            f"the {precision} variant of {src.name} does not load in ONNX Runtime {ort.__version__}, though "
+            f"{src.name} itself does.",
+            "Run the fp32 file, or try another precision; `show RUN_ID` keeps ONNX Runtime's text for a run.",
+            detail=raw,
         ) from None
 
 
@@ -575,7 +610,7 @@ def _verify(path: Path) -> None:
 # DequantizeLinear counts too (QDQ: ONNX Runtime fuses the group into a quantized kernel).
 _QUANT_COMPUTE = {"ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM", "MatMulIntegerToFloat",
                   "QGemm", "QAttention", "QOrderedMatMul", "MatMulNBits", "QEmbedLayerNormalization"}
-_PLUMBING = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Cast", "Constant", "Identity"}
+_PLUMBING = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Cast", "Constant", "Identity", "Shape", "Size"}
 
 
 def _op_counts(model) -> int:
@@ -690,6 +725,18 @@ def _refuse_if_unchanged(name: str, precision: str, report: dict) -> None:
     )
 
 
+def _refuse_if_nothing_to_quantize(name: str, source: Path, precision: str) -> None:
+    """Before building: a graph with no operator in ONNX Runtime's registry for this mode (IntegerOps for dynamic,
+    QDQ for static) cannot change; calibrating it would only fail or produce the fp32 model again."""
+    import onnx
+    from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry
+
+    model = onnx.load(str(source), load_external_data=False)
+    registry = IntegerOpsRegistry if precision == "int8-dynamic" else QDQRegistry
+    if not any(n.op_type in registry for n in model.graph.node if n.domain in ("", "ai.onnx", "com.microsoft")):
+        _refuse_if_unchanged(name, precision, {"quantized_ops": 0, "source_op_types": _type_counts(model)})
+
+
 def _normalised(src: Path, tmp: Path, info: dict) -> Path:
     """``src``, or a copy whose repeated default-domain opset imports are merged (skl2onnx writes ``""`` and
     ``ai.onnx`` both; ONNX Runtime's quantizer then fails with "Failed to find proper ai.onnx domain")."""
@@ -700,7 +747,10 @@ def _normalised(src: Path, tmp: Path, info: dict) -> Path:
     for o in model.opset_import:
         dom = "" if o.domain in ("", "ai.onnx") else o.domain
         seen[dom] = max(seen.get(dom, 0), o.version)
-    if len(seen) == len(model.opset_import):
+    missing_default = "" not in seen and any(n.domain in ("", "ai.onnx") for n in model.graph.node) is False
+    if missing_default:  # only ai.onnx.ml (old skl2onnx): the quantizer still looks the default domain up
+        seen[""] = 7 if model.ir_version <= 3 else 13
+    if len(seen) == len(model.opset_import) and not missing_default:
         return src
     model = onnx.load(str(src))  # with external data: the copy must be complete
     del model.opset_import[:]
@@ -708,5 +758,6 @@ def _normalised(src: Path, tmp: Path, info: dict) -> Path:
         model.opset_import.append(onnx.helper.make_opsetid(dom, version))
     out = tmp / "source.onnx"
     onnx.save(model, str(out))
-    info["normalised"] = "merged repeated default-domain opset imports"
+    info["normalised"] = ("added the default-domain opset import ONNX Runtime's quantizer looks up" if missing_default
+                          else "merged repeated default-domain opset imports")
     return out

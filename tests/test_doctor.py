@@ -301,3 +301,13 @@ def test_tradeoff_of_a_tflite_file_is_one_point_without_a_made_up_fidelity(tmp_p
     assert point["top1_agreement"] is None and doc["front"] == []
     assert doc["sentence"].startswith("No Pareto front: digits-cnn-int8-static.tflite is tflite int8-static with no "
                                       "fp32 parent here")
+
+
+def test_an_accuracy_target_without_labels_says_what_it_needs():
+    from edgeprof.doctor import sentences
+
+    doc = {"precision": "int8-static", "operators": [], "profile_int8": {}, "profile_fp32": {},
+           "target": {"top1_agreement": None, "max_accuracy_drop": 0.01}, "chosen": None,
+           "points": [{"label": "fp32", "accuracy": None}, {"label": "int8-static", "keep_fp32": [], "accuracy": None}]}
+    assert sentences(doc)[-1] == ("--max-accuracy-drop needs labelled data, and these inputs have no labels: give "
+                                  "--data with labels, or use --target-agreement.")

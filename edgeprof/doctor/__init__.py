@@ -156,6 +156,9 @@ def sentences(doc: dict) -> list[str]:
         out.append(f"Keeping {len(keep)} operator{'s' if len(keep) > 1 else ''} in fp32 ({', '.join(keep)}) meets "
                    f"{target}: {_fid(chosen)}, {_p50(chosen)}; run it with `--precision {precision} --keep-fp32 "
                    f"{','.join(keep)}`.")
+    elif points and (doc.get("target") or {}).get("max_accuracy_drop") is not None and points[0].get("accuracy") is None:
+        out.append("--max-accuracy-drop needs labelled data, and these inputs have no labels: give --data with labels, "
+                   "or use --target-agreement.")
     elif points:
         tried = sorted({len(p.get("keep_fp32") or []) for p in points[1:]})
         out.append(f"No mix tried (keeping {', '.join(map(str, tried))} operators in fp32) meets {target}.")

@@ -158,6 +158,21 @@ def check_input_fills(value) -> dict:
     return out
 
 
+def check_keep_fp32(names, precision: str) -> tuple[str, ...]:
+    """``--keep-fp32 A,B`` (a comma-separated string or a sequence of node names) as a sorted tuple; int8-static only."""
+    if isinstance(names, str):
+        names = names.split(",")
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"keep_fp32 must be operator names, got {names!r}.")
+    names = tuple(sorted({n.strip() for n in names}))
+    if any(not n for n in names):
+        raise ConfigError("keep_fp32 has an empty operator name.", "Write the names comma-separated: --keep-fp32 A,B.")
+    if names and precision != "int8-static":
+        raise ConfigError(f"--keep-fp32 applies to int8-static only, not {precision}.",
+                          "Add --precision int8-static.")
+    return names
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """What to run and how to measure it. ``model`` is a bundled model name or a path to a .onnx / .tflite file."""
@@ -180,6 +195,9 @@ class RunConfig:
     input_shapes: dict = field(default_factory=dict)  # {input name: tuple of ints}: --shape NAME=D1xD2...
     input_fills: dict = field(default_factory=dict)  # {input name: int, float, bool or str}: --fill NAME=VALUE
     profile_ops: bool = False  # a per-operator profile after the steady phase (--profile-ops; runtimes.profile)
+    data: str | None = None  # --data PATH: what int8-static of a user's fp32 ONNX file calibrates on (models.data)
+    evictable: bool = False  # weights in file-backed, evictable pages where the runtime allows (--evictable)
+    keep_fp32: tuple = ()  # int8-static only: operators left in fp32, a mix the quantization doctor chose
     input_file: str | None = None  # a .npy float tensor for the model's one input (a photo, prepared); None: random
     top_k: int = 0  # > 0: the summary's ``prediction`` holds the first inference's top classes
 
@@ -207,11 +225,15 @@ class RunConfig:
             set_(self, "warmup", check_number("warm-up", self.warmup, minimum=0, integer=True, allow_none=False))
         set_(self, "input_shapes", check_input_shapes(self.input_shapes))
         set_(self, "input_fills", check_input_fills(self.input_fills))
+        if self.data is not None and (not isinstance(self.data, str) or not self.data.strip()):
+            raise ConfigError("data must be the path of a folder of images or a .npz/.npy file.")
+        for name in ("profile_ops", "evictable"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}.")
+        set_(self, "keep_fp32", check_keep_fp32(self.keep_fp32, self.precision))
         if self.input_file is not None and (not isinstance(self.input_file, str) or not self.input_file.endswith(".npy")):
             raise ConfigError(f"input file must be the path of a .npy file, got {self.input_file!r}.")
         set_(self, "top_k", check_number("top k", self.top_k, minimum=0, integer=True, allow_none=False))
-        if not isinstance(self.profile_ops, bool):
-            raise ConfigError(f"profile_ops must be true or false, got {self.profile_ops!r}.")
         if self.duration_s is None and self.iterations is None and self.preset is None:
             set_(self, "preset", "quick")
 

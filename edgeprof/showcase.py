@@ -194,11 +194,14 @@ def device_busy(store=None) -> Busy | None:
 
 
 def run_photo(tensors: dict, store=None, *, runtime: str | None = None, threads: int = 2,
-              memory_limit_mb: float | None = None, progress=None, timeout_s: float = 120.0) -> Showcase:
+              memory_limit_mb: float | None = None, progress=None, timeout_s: float = 120.0,
+              bound=None) -> Showcase:
     """Run the photo (``tensors``: layout -> float32 input from ``models.preprocess.image_tensor``) in every
     precision, one run after another, and read each stored result back into a Card. ``progress(i, n, precision)``
-    is called before each run. Raises DeviceBusy when the device is taken before the first run; a run refused later
-    (someone took the device between two runs) becomes that card's error."""
+    is called before each run; ``bound(cfg)`` returns the config as this user may start it (a visitor's limits:
+    ``booth.bound_run``) or raises an EdgeprofError that becomes the card's sentence. Raises DeviceBusy when the
+    device is taken before the first run; a run refused later (someone took the device between two runs) becomes
+    that card's error."""
     from .models.catalog import get_model, resolve_variant
     from .run.runner import DeviceBusy, start_run
 
@@ -217,6 +220,11 @@ def run_photo(tensors: dict, store=None, *, runtime: str | None = None, threads:
                 progress(i, len(cfgs), cfg.precision)
             layout = resolve_variant(cfg.model, cfg.precision, cfg.runtime, build=False).layout or "NCHW"
             cfg = cfg.replace(input_file=files[layout])
+            try:
+                cfg = bound(cfg) if bound is not None else cfg
+            except EdgeprofError as exc:
+                cards.append(Card(cfg.precision, None, error=str(exc)))
+                continue
             try:
                 handle = start_run(cfg, store)
             except DeviceBusy as exc:

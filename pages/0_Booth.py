@@ -8,7 +8,7 @@ import html
 
 import streamlit as st
 
-from edgeprof import auth, showcase, ui
+from edgeprof import auth, booth, showcase, ui
 from edgeprof.errors import EdgeprofError
 from edgeprof.models.catalog import get_model, model_names
 from edgeprof.models.preprocess import image_tensor
@@ -85,15 +85,13 @@ with left:
                    width="stretch")
 
 
-def refusal(runtime: str) -> str | None:
-    """A visitor's limits (auth.visitor_refusal) on every run the showcase would start."""
+def visitor_bound():
+    """A visitor's limits on each run (booth.bound_run: a memory cap from the variant's footprint, a wall-clock
+    bound); staff run as configured."""
     if auth.can_modify():
         return None
-    for cfg in showcase.configs(runtime):
-        why = auth.visitor_refusal(cfg.model, model_names(), cfg.preset, cfg.duration_s, cfg.iterations)
-        if why:
-            return why
-    return None
+    bundled = model_names()
+    return lambda cfg: booth.bound_run(cfg, bundled, booth.limits_for(store, cfg.model, cfg.precision, cfg.runtime))
 
 
 def card(c: showcase.Card, fp32_ms: float | None) -> None:
@@ -120,11 +118,8 @@ def card(c: showcase.Card, fp32_ms: float | None) -> None:
 with right:
     if go and image is not None:
         runtime = showcase.showcase_runtime()
-        why = refusal(runtime)
         busy = showcase.device_busy(store)
-        if why:
-            st.warning(why)
-        elif busy is not None:
+        if busy is not None:
             st.info(busy.sentence)
         else:
             slot = st.empty()
@@ -133,7 +128,8 @@ with right:
                     status.update(label=f"Running {showcase.PRECISION_LABELS.get(precision, precision)} "
                                         f"({i + 1} of {n})…")
                 try:
-                    result = showcase.run_photo(_tensors(image), store, runtime=runtime, progress=progress)
+                    result = showcase.run_photo(_tensors(image), store, runtime=runtime, progress=progress,
+                                               bound=visitor_bound())
                 except EdgeprofError as exc:
                     status.update(label="Not run", state="error")
                     st.info(auth.for_viewer(str(exc)))

@@ -13,6 +13,7 @@ Which interval a ratio gets (``ratio_for``):
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -119,7 +120,14 @@ def device_keys(runs: pd.DataFrame) -> pd.Series:
     Pi is "raspberrypi" until renamed), device ids do not (``device.identity``)."""
     ids = runs["device_id"] if "device_id" in runs else pd.Series(None, index=runs.index, dtype=object)
     hosts = runs["hostname"] if "hostname" in runs else pd.Series(None, index=runs.index, dtype=object)
-    return ids.where(ids.notna(), hosts).astype(str)
+
+    def key(i, h) -> str:  # plain str, also for a missing value (pandas 3 keeps NaN through astype(str))
+        for v in (i, h):
+            if isinstance(v, str) and v:
+                return v
+        return "unknown device"
+
+    return pd.Series([key(i, h) for i, h in zip(ids, hosts, strict=True)], index=runs.index, dtype=object)
 
 
 def device_labels(runs: pd.DataFrame) -> dict[str, str]:
@@ -135,7 +143,7 @@ def device_labels(runs: pd.DataFrame) -> dict[str, str]:
     for key, name, host in zip(keys, names, hosts, strict=True):
         text = name if isinstance(name, str) and name else (host if isinstance(host, str) and host else key)
         label.setdefault(key, text)
-    counts = pd.Series(list(label.values())).value_counts()
+    counts = Counter(label.values())
     return {k: f"{v} ({k[:6]})" if counts[v] > 1 and k != v else v for k, v in label.items()}
 
 

@@ -466,6 +466,9 @@ def test_in_the_browser_a_visitor_gets_bounded_work_and_guesses_are_throttled_pe
             staff = login(browser, url, "staff")
             staff.get_by_role("button", name="Start run").wait_for()
             visitor = login(browser, url, "visitors")
+            visitor.get_by_role("button", name="Classify this photo").wait_for()  # a visitor lands on Try it
+            visitor.get_by_test_id("stExpandSidebarButton").click()
+            visitor.get_by_role("link", name="Run").first.click()
             visitor.get_by_role("button", name="Start run").wait_for()
             wait_for_app(visitor)
             visitor.get_by_text("Visitor runs are capped at").wait_for()

@@ -188,6 +188,13 @@ def test_throttle_grows_then_locks_out():
                               "person running this booth.")
     t.succeeded("s")
     assert t.refusal("s") is None and t.failures("a") == 5
+    t.MAX_KEYS = 3  # past MAX_KEYS, the keys whose wait ended over lockout_s ago are forgotten
+    t.failed("s2")
+    t.failed("a")
+    now[0] = 1000.0
+    for n in range(4):
+        t.failed(f"new{n}")
+    assert t.failures("s2") == 0 and len(t._fails) <= 5
 
 
 @pytest.fixture

@@ -418,6 +418,26 @@ def test_the_runs_page_survives_any_stored_value(tmp_path, monkeypatch):
     assert "![b](http" not in rendered, "a stored name reached the page as markdown"
 
 
+@pytest.mark.parametrize("page", ["2_Runs.py", "3_Correlations.py", "4_Compare.py", "6_Study.py", "7_Report.py"])
+def test_every_history_page_survives_any_stored_value(tmp_path, monkeypatch, page):
+    """Rows as an older edgeprof could store them: NaN, inf, -1e308, a date in 9999, no thread count. The Correlations
+    page raised on a run without a thread count."""
+    import duckdb
+    from streamlit.testing.v1 import AppTest
+
+    db = tmp_path / "runs.duckdb"
+    _store_hostile_row(db)
+    with duckdb.connect(str(db)) as con:
+        con.execute("INSERT INTO runs (run_id, created_at, status, model, precision, runtime, p50_ms, p90_ms, n, "
+                    "memory_limit_mb, peak_charged_mb) VALUES (?, now(), 'ok', 'digits-cnn', 'fp32', 'onnx', -1e308, "
+                    "'nan', 5, 64, 'inf')", ["a" * 32])
+    monkeypatch.setenv("EDGEPROF_DB", str(db))
+    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=60)
+    at.session_state["edgeprof_role"] = "admin"
+    at.run()
+    assert not at.exception, at.exception
+
+
 # -- recovery before the password ----------------------------------------------------------------------------------
 
 def test_runs_left_running_by_a_crashed_server_are_interrupted_before_anyone_logs_in(booth, tmp_path):

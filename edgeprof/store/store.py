@@ -54,6 +54,8 @@ from .. import __version__
 from ..config import PRECISION_BITS, STATUSES
 from ..errors import StorageError
 from ..locks import pid_alive
+from . import samples as _samples
+from .samples import LatencyDigest
 from .schema import (
     FILL_DEVICE_NAME,
     GROUP_KINDS,
@@ -697,6 +699,22 @@ class Store:
                     arr[place] = chunk[col].to_numpy()
                 at += k
         return out
+
+    # -- a run's samples reduced in DuckDB (store.samples): the cost does not grow with the run's length ------------
+    def latency_digest(self, run_id: str) -> LatencyDigest:
+        """What a run's summary needs from its samples (``samples.digest``), computed in DuckDB."""
+        with self._reading() as con:
+            return _samples.digest(con, run_id)
+
+    def latency_timeline(self, run_id: str, buckets: int = _samples.TIMELINE_BUCKETS) -> dict:
+        """A run's latency over time as at most ``buckets`` stretches (``samples.timeline``)."""
+        with self._reading() as con:
+            return _samples.timeline(con, run_id, buckets=buckets)
+
+    def steady_subsample(self, run_ids: Iterable[str], max_samples: int = 200_000) -> dict[str, np.ndarray]:
+        """Each run's steady latencies (ms, time order), every k-th beyond ``max_samples`` (``samples.steady_subsample``)."""
+        with self._reading() as con:
+            return _samples.steady_subsample(con, list(run_ids), max_samples=max_samples)
 
     def telemetry(self, run_id: str | Iterable[str], metrics: str | Iterable[str] | None = None,
                   source: str | Iterable[str] | None = None) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import streamlit as st
 from edgeprof import auth, charts, ui
 from edgeprof.errors import EdgeprofError
 from edgeprof.run import active_runs
+from edgeprof.store import samples
 from edgeprof.store.bundle import export_runs, import_bundle
 
 store = ui.page_setup("Runs")
@@ -73,22 +74,33 @@ if show:
     run = store.get_run(show)
     summary = (run or {}).get("summary") or {"run_id": show, "status": run.get("status"), "error": run.get("reason")}
     ui.render_summary(summary, run_id=show)
-    lat = store.latency(show)
+    lat_ms = summary.get("latency_ms") or {}
+    top_ms = max(1.5 * (lat_ms.get("p99") or 0), 1.2 * (lat_ms.get("p50") or 0)) or None
+    reduced = store.latency_timeline(show, top_ns=int(top_ms * 1e6) if top_ms else None)
+    raw = reduced["samples"] <= samples.RAW_MAX  # a short run is drawn sample by sample, a long one reduced
+    lat = store.latency(show) if raw else None
     tel = store.telemetry(show)
-    if lat.empty and tel.empty:
+    if not reduced["samples"] and tel.empty:
         st.info("This run stored no samples (it ended before its first inference).")
     else:
-        t0 = int(min(x for x in (lat["t_ns"].min() if not lat.empty else None,
+        t0 = int(min(x for x in (reduced["t_ns"][0] if reduced["samples"] else None,
                                  tel["t_ns"].min() if not tel.empty else None) if x is not None))
-        phase = lat["phase"].astype(str)
-        warm = lat[phase == "warmup"]
-        steady = lat[phase == "steady"]
-        warm_span = None
-        if not warm.empty:
-            end = steady["t_ns"].min() if not steady.empty else warm["t_ns"].max()
-            warm_span = ((warm["t_ns"].min() - t0) / 1e9, (end - t0) / 1e9)
-        st.plotly_chart(charts.latency_timeline((lat["t_ns"] - t0) / 1e9, lat["latency_ns"] / 1e6, warmup=warm_span),
-                        key="run_latency")
+        if raw:
+            phase = lat["phase"].astype(str)
+            warm = lat[phase == "warmup"]
+            steady = lat[phase == "steady"]
+            warm_span = None
+            if not warm.empty:
+                end = steady["t_ns"].min() if not steady.empty else warm["t_ns"].max()
+                warm_span = ((warm["t_ns"].min() - t0) / 1e9, (end - t0) / 1e9)
+            fig = charts.latency_timeline((lat["t_ns"] - t0) / 1e9, lat["latency_ns"] / 1e6, warmup=warm_span)
+        else:
+            w0, s0 = reduced["warmup_t0"], reduced["steady_t0"]
+            fig = charts.latency_reduced(
+                (reduced["t_ns"] - t0) / 1e9, reduced["min_ns"] / 1e6, reduced["max_ns"] / 1e6,
+                reduced["mean_ns"] / 1e6, samples=reduced["samples"], top_ms=top_ms, above=reduced["above"],
+                warmup=((w0 - t0) / 1e9, ((s0 or reduced["t_ns"][-1]) - t0) / 1e9) if w0 is not None else None)
+        st.plotly_chart(fig, key="run_latency")
         tframe = ui.telemetry_frame(tel, t0) if not tel.empty else tel
         left, right = st.columns(2)
         stops = ui.source_stops(summary.get("telemetry_sources"), t0)

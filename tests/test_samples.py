@@ -147,3 +147,69 @@ def test_reading_a_long_run_back_costs_the_same_at_any_length(tmp_path):
     assert len(tl["t_ns"]) <= S.TIMELINE_BUCKETS and tl["samples"] == 3_000_000 and int(tl["n"].sum()) == 3_000_000
     assert tl["max_ns"].max() >= 32_000_000  # the slow stretch survives the reduction
     assert 40_000 < len(sub[long]) <= 50_000 and sub[long].min() >= 2.0 and sub[long].max() < 36.0
+
+
+def test_windows_in_the_database_are_stats_windowed():
+    """Correlations over time cut a long run into windows in DuckDB: the same windows, counts and medians."""
+    rng = np.random.default_rng(11)
+    n = 30_000
+    lat = rng.integers(1_000_000, 9_000_000, n)
+    phase = _phases(n)
+    con = duckdb.connect()
+    _table(con, lat, phase)
+    t_ns = 10**9 + np.cumsum(lat) - lat
+    steady = pd.DataFrame({"t_ns": t_ns, "latency_ns": lat})[phase == "steady"]
+    tel = pd.DataFrame({"t_ns": np.arange(10**9, int(t_ns[-1]), 10**8), "metric": "cpu.total_pct"})
+    tel["value"] = np.arange(len(tel)) % 13 * 1.0
+    frame, t0, t_end = S.latency_windows(con, "r", 0.75)
+    got = stats.windowed_telemetry(frame, t0, t_end, tel, 0.75)
+    want = stats.windowed(steady, tel, 0.75)
+    pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_pages_draw_a_long_run_from_its_reduction(tmp_path, monkeypatch):
+    """Runs, Compare and Correlations over two 400,000-sample runs: the latency chart says what each point stands
+    for and that it is a reduction, and no page reads every sample (``Store.latency`` is never called)."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_store import SUMMARY
+
+    db = tmp_path / "runs.duckdb"
+    monkeypatch.setenv("EDGEPROF_DB", str(db))
+    store = Store(db)
+    ids = [_long_run(store, 400_000) for _ in range(2)]
+    for rid in ids:
+        store.append_telemetry(rid, [(10**9 + i * 10**9, "host", "cpu.total_pct", float(i % 17), "%")
+                                     for i in range(1600)])
+        d = store.latency_digest(rid)
+        store.finish_run(rid, "ok", None, {**SUMMARY, "latency_ms": {"p50": d.steady.p50, "p99": d.steady.p99,
+                                                                     "n": d.steady.n}})
+    monkeypatch.setattr(Store, "latency", lambda *a, **k: pytest.fail("a page read every sample of a run"))
+    pages = Path(__file__).resolve().parents[1] / "pages"
+    at = AppTest.from_file(str(pages / "2_Runs.py"), default_timeout=120)
+    at.query_params["run_id"] = ids[0]
+    at.run()
+    assert not at.exception, at.exception
+    import json
+
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    title = fig["layout"]["title"]["text"]
+    assert "400,000 inferences, 267 per point (a reduction in the database)" in title, title
+    assert [t.get("name") for t in fig["data"]][1:] == ["fastest to slowest of each 267", "mean of each 267"]
+    assert len(fig["data"][0]["x"]) <= S.TIMELINE_BUCKETS
+    assert "slower above the axis" in fig["layout"]["yaxis"]["title"]["text"]  # the 30-ms stretch, counted
+
+    at = AppTest.from_file(str(pages / "4_Compare.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    assert "Latency distribution" in json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["title"]["text"]
+
+    at = AppTest.from_file(str(pages / "3_Correlations.py"), default_timeout=120)
+    at.run()
+    at.radio(key="corr_mode").set_value(at.radio(key="corr_mode").options[-1]).run()
+    assert not at.exception, at.exception
+    assert any("**40 windows** of 40.04 s over the steady state" in str(m.value) for m in at.markdown), \
+        [str(m.value) for m in at.markdown]

@@ -26,6 +26,8 @@ from .. import stats
 BITS = 10
 #: A bucket holding at most this many samples is fetched and sorted rather than refined again.
 FETCH_MAX = 4096
+#: A stored run of at most this many samples is drawn sample by sample; a longer one from :func:`timeline`.
+RAW_MAX = 20_000
 #: Buckets on a long run's latency-over-time chart.
 TIMELINE_BUCKETS = 1500
 
@@ -212,15 +214,22 @@ def exact_ranks(con, source: str, params: list, targets: list[tuple[int | None, 
     return out
 
 
-def timeline(con, run_id: str, table: str = "latency", buckets: int = TIMELINE_BUCKETS) -> dict[str, np.ndarray]:
+def timeline(con, run_id: str, table: str = "latency", buckets: int = TIMELINE_BUCKETS,
+             top_ns: int | None = None) -> dict:
     """A run's latency over time reduced to at most ``buckets`` consecutive stretches of equal sample count, in
     seq order: ``t_ns`` (each stretch's first start), ``min_ns``, ``max_ns``, ``mean_ns``, ``n`` and ``phase``
-    (the stretch's first sample's phase). A run of at most ``buckets`` samples comes back one sample a stretch."""
-    n, s0 = con.execute(f"SELECT count(*), min(seq) FROM {table} WHERE run_id = ?", [run_id]).fetchone()
+    (the stretch's first sample's phase) arrays; ``samples`` the run's count, ``above`` how many are slower than
+    ``top_ns`` (0 without it), ``steady_t0`` and ``warmup_t0`` where those phases began (ns or None). A run of at
+    most ``buckets`` samples comes back one sample a stretch."""
+    n, s0, above, steady_t0, warm_t0 = con.execute(
+        f"SELECT count(*), min(seq), count(*) FILTER (WHERE latency_ns > ?), min(t_ns) FILTER (WHERE phase = "
+        f"'steady'), min(t_ns) FILTER (WHERE phase = 'warmup') FROM {table} WHERE run_id = ?",
+        [top_ns if top_ns is not None else 2**62, run_id]).fetchone()
     if not n:
         empty = np.asarray([], dtype=np.int64)
         return {"t_ns": empty, "min_ns": empty, "max_ns": empty, "mean_ns": empty.astype(float), "n": empty,
-                "phase": np.asarray([], dtype=object), "samples": 0}
+                "phase": np.asarray([], dtype=object), "samples": 0, "above": 0, "steady_t0": None,
+                "warmup_t0": None}
     width = max(1, -(-int(n) // buckets))
     res = con.execute(
         f"""SELECT (seq - ?) // {width} AS b, min(t_ns) AS t_ns, min(latency_ns) AS min_ns,
@@ -229,7 +238,7 @@ def timeline(con, run_id: str, table: str = "latency", buckets: int = TIMELINE_B
             FROM {table} WHERE run_id = ? GROUP BY b ORDER BY b""", [int(s0), run_id]).fetchnumpy()
     out = {c: np.asarray(res[c]) for c in ("t_ns", "min_ns", "max_ns", "mean_ns", "n")}
     out["phase"] = np.asarray(res["phase"], dtype=object)
-    out["samples"] = int(n)
+    out.update(samples=int(n), above=int(above), steady_t0=steady_t0, warmup_t0=warm_t0)
     return out
 
 
@@ -246,3 +255,24 @@ def steady_subsample(con, run_ids: list[str], table: str = "latency", max_sample
                           f"(seq - ?) % {step} = 0 ORDER BY seq", [rid, int(s0)]).fetchnumpy()
         out[str(rid)] = np.asarray(res["latency_ns"], dtype=np.int64) / 1e6
     return out
+
+
+def latency_windows(con, run_id: str, window_s: float, table: str = "latency") -> tuple:
+    """One run's steady samples in windows of ``window_s`` from the first: (frame indexed by window number with
+    ``n_samples`` and ``latency_ms_median``, t0, t_end) as ``stats.windowed`` cuts them, computed in DuckDB (its
+    median is numpy's and pandas' midpoint of the middle two). (empty frame, None, None) without steady samples."""
+    import pandas as pd
+
+    t0, t_end = con.execute(f"SELECT min(t_ns), max(t_ns) FROM {table} WHERE run_id = ? AND phase = 'steady'",
+                            [run_id]).fetchone()
+    if t0 is None:
+        return pd.DataFrame({"n_samples": [], "latency_ms_median": []}), None, None
+    res = con.execute(
+        f"""SELECT CAST(floor((t_ns - ?) / ?) AS BIGINT) AS w, count(*) AS n_samples,
+                   median(latency_ns / 1e6) AS latency_ms_median
+            FROM {table} WHERE run_id = ? AND phase = 'steady' GROUP BY w ORDER BY w""",
+        [int(t0), float(window_s) * 1e9, run_id]).fetchnumpy()
+    frame = pd.DataFrame({"n_samples": np.asarray(res["n_samples"], dtype=np.int64),
+                          "latency_ms_median": np.asarray(res["latency_ms_median"], dtype=float)},
+                         index=pd.Index(np.asarray(res["w"], dtype=np.int64), name="window"))
+    return frame, int(t0), int(t_end)

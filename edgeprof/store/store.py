@@ -706,10 +706,15 @@ class Store:
         with self._reading() as con:
             return _samples.digest(con, run_id)
 
-    def latency_timeline(self, run_id: str, buckets: int = _samples.TIMELINE_BUCKETS) -> dict:
+    def latency_timeline(self, run_id: str, buckets: int = _samples.TIMELINE_BUCKETS, top_ns: int | None = None) -> dict:
         """A run's latency over time as at most ``buckets`` stretches (``samples.timeline``)."""
         with self._reading() as con:
-            return _samples.timeline(con, run_id, buckets=buckets)
+            return _samples.timeline(con, run_id, buckets=buckets, top_ns=top_ns)
+
+    def latency_windows(self, run_id: str, window_s: float) -> tuple:
+        """A run's steady samples per time window in the database (``samples.latency_windows``)."""
+        with self._reading() as con:
+            return _samples.latency_windows(con, run_id, window_s)
 
     def steady_subsample(self, run_ids: Iterable[str], max_samples: int = 200_000) -> dict[str, np.ndarray]:
         """Each run's steady latencies (ms, time order), every k-th beyond ``max_samples`` (``samples.steady_subsample``)."""

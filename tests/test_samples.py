@@ -213,3 +213,24 @@ def test_pages_draw_a_long_run_from_its_reduction(tmp_path, monkeypatch):
     assert not at.exception, at.exception
     assert any("**40 windows** of 40.04 s over the steady state" in str(m.value) for m in at.markdown), \
         [str(m.value) for m in at.markdown]
+
+
+@pytest.mark.slow
+def test_export_of_a_long_run_streams_within_its_memory(tmp_path):
+    """Export is DuckDB's COPY on one thread under ``EXPORT_MEMORY``: a 2.5-M-sample run stored out of order (no
+    sort could hold it there) is written whole, reads back identical, and no spill folder is left."""
+    from edgeprof.store import bundle
+
+    store = Store(tmp_path / "runs.duckdb")
+    rid = _long_run(store, 2_500_000)
+    with duckdb.connect(str(store.path)) as con:
+        con.execute("CREATE TABLE shuffled AS SELECT * FROM latency ORDER BY hash(seq)")
+        con.execute("DELETE FROM latency")
+        con.execute("INSERT INTO latency SELECT * FROM shuffled")
+        con.execute("DROP TABLE shuffled")
+    out = bundle.export_runs(store, [rid], tmp_path / "out.zip", fmt="parquet")
+    assert out.exists() and not [p.name for p in tmp_path.iterdir() if p.name.startswith(".edgeprof-")]
+    other = Store(tmp_path / "other" / "runs.duckdb")
+    assert bundle.import_bundle(other, out) == [rid]
+    for a, b in zip(store.latency_arrays(rid), other.latency_arrays(rid), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -54,6 +54,7 @@ from .. import __version__
 from ..config import PRECISION_BITS, STATUSES
 from ..errors import StorageError
 from ..locks import pid_alive
+from . import history as _history
 from . import samples as _samples
 from .samples import LatencyDigest
 from .schema import (
@@ -699,6 +700,18 @@ class Store:
                     arr[place] = chunk[col].to_numpy()
                 at += k
         return out
+
+    # -- the history a page shows, filtered and paged in DuckDB (store.history) ---------------------------------------
+    def run_facets(self) -> dict:
+        """The values each history filter offers and the number of runs (``history.facets``)."""
+        with self._reading() as con:
+            return _history.facets(con)
+
+    def runs_page(self, query: _history.Query, *, offset: int = 0, limit: int = 100,
+                  include: str | None = None) -> tuple[pd.DataFrame, int]:
+        """One page of the runs ``query`` matches, newest first, and how many match (``history.page``)."""
+        with self._reading() as con:
+            return _history.page(con, query, offset=offset, limit=limit, include=include)
 
     # -- a run's samples reduced in DuckDB (store.samples): the cost does not grow with the run's length ------------
     def latency_digest(self, run_id: str) -> LatencyDigest:

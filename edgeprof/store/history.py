@@ -43,9 +43,11 @@ class Query:
                 params.append(mbs)
             parts.append("(" + " OR ".join(cond) + ")")
         if self.dates:
-            parts.append("r.created_at >= ? AND r.created_at < ?")
-            params += [datetime.combine(self.dates[0], datetime.min.time()),
-                       datetime.combine(self.dates[1], datetime.min.time()) + timedelta(days=1)]
+            parts.append("r.created_at >= ?")
+            params.append(datetime.combine(self.dates[0], datetime.min.time()))
+            if self.dates[1] < date.max:  # a stored date in 9999 has no next day
+                parts.append("r.created_at < ?")
+                params.append(datetime.combine(self.dates[1] + timedelta(days=1), datetime.min.time()))
         return (" WHERE " + " AND ".join(parts)) if parts else "", params
 
 

@@ -141,22 +141,24 @@ def _changed(v) -> str:
 def cmd_quantize(args: argparse.Namespace) -> int:
     from ..models import catalog, quantize
     from ..models.preprocess import calibration_for
+    from ..run import device_work
 
-    if args.model in catalog.model_names():
-        info = catalog.get_model(args.model)
-        fp32 = info.variant("fp32", "onnx")
-        calib = calibration_for(info, fp32.layout or "NCHW") if args.precision == "int8-static" else None
-        res = quantize.quantize_onnx(fp32.path, args.precision, calib=calib, progress=_progress(args))
-    else:
-        catalog.resolve_variant(args.model, None, "onnx", build=False)  # clear errors for bad paths / bad names
-        shapes, fills = _inputs(args)
-        calib = None
-        if args.data and args.precision == "int8-static":
-            from ..models.data import parse_normalise
+    with device_work(f"quantizing {args.model} to {args.precision}"):  # never beside a run on show
+        if args.model in catalog.model_names():
+            info = catalog.get_model(args.model)
+            fp32 = info.variant("fp32", "onnx")
+            calib = calibration_for(info, fp32.layout or "NCHW") if args.precision == "int8-static" else None
+            res = quantize.quantize_onnx(fp32.path, args.precision, calib=calib, progress=_progress(args))
+        else:
+            catalog.resolve_variant(args.model, None, "onnx", build=False)  # clear errors for bad paths / bad names
+            shapes, fills = _inputs(args)
+            calib = None
+            if args.data and args.precision == "int8-static":
+                from ..models.data import parse_normalise
 
-            calib = quantize.data_calibration(args.data, args.model, parse_normalise(args.normalise))
-        res = quantize.quantize_onnx(args.model, args.precision, calib=calib, progress=_progress(args), shapes=shapes,
-                                     fills=fills)
+                calib = quantize.data_calibration(args.data, args.model, parse_normalise(args.normalise))
+            res = quantize.quantize_onnx(args.model, args.precision, calib=calib, progress=_progress(args), shapes=shapes,
+                                         fills=fills)
     nbytes = res.path.stat().st_size
     if args.json:
         print_json({**res.to_dict(), "size_bytes": nbytes})
@@ -173,18 +175,20 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 def cmd_fidelity(args: argparse.Namespace) -> int:
     from ..errors import UsageError
     from ..models.fidelity import fidelity
+    from ..run import device_work
 
     if args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}.")
-    from ..models.catalog import model_names
-    from ..models.data import parse_normalise
+    with device_work(f"computing the fidelity of {args.model}"):  # never beside a run on show
+        from ..models.catalog import model_names
+        from ..models.data import parse_normalise
 
-    shapes, fills = _inputs(args)
-    if args.data and args.model in model_names():
-        raise UsageError(f"--data is for a file of your own; {args.model} is compared on its bundled data.",
-                         "Leave --data out, or pass the path of an fp32 .onnx file.")
-    rows = fidelity(args.model, runtimes=args.runtimes, threads=args.threads, progress=_progress(args), shapes=shapes,
-                    fills=fills, data=args.data, normalise=parse_normalise(args.normalise))
+        shapes, fills = _inputs(args)
+        if args.data and args.model in model_names():
+            raise UsageError(f"--data is for a file of your own; {args.model} is compared on its bundled data.",
+                             "Leave --data out, or pass the path of an fp32 .onnx file.")
+        rows = fidelity(args.model, runtimes=args.runtimes, threads=args.threads, progress=_progress(args), shapes=shapes,
+                        fills=fills, data=args.data, normalise=parse_normalise(args.normalise))
     if args.json:
         print_json(rows)
         return 0

@@ -26,8 +26,19 @@ from .base import (
 )
 from .inputs import synthetic_inputs
 
-__all__ = ["RuntimeInfo", "RuntimeStatus", "Session", "TensorSpec", "available_runtimes", "check_model_file",
-           "onnx_spec", "open_session", "runtime_for", "synthetic_inputs"]
+__all__ = ["RuntimeInfo", "RuntimeStatus", "Session", "TensorSpec", "available_runtimes",
+           "check_model_file", "import_runtime", "onnx_spec", "open_session", "runtime_for", "synthetic_inputs"]
+
+def import_runtime(runtime: str, tflite_interpreter: str | None = None) -> None:
+    """Import the runtime's library only (its memory apart from the model's). Raises RuntimeUnavailable."""
+    if runtime == "onnx":
+        from .onnx import _ort
+
+        _ort()
+    else:
+        from .tflite import _load, best_interpreter
+
+        _load(tflite_interpreter or best_interpreter())
 
 
 def open_session(
@@ -37,10 +48,15 @@ def open_session(
     threads: int = 2,
     tflite_interpreter: str | None = None,
     execution_provider: str | None = None,
+    evictable: bool = False,
 ) -> Session:
     """A loaded model: ``runtime`` onnx or tflite (default: from the file's extension), ``threads`` intra-op threads,
     the TFLite interpreter (litert or tflite-runtime; default the best available) or the ONNX Runtime execution
-    provider (cpu, cuda, tensorrt; default the best available). Raises ModelError, RuntimeUnavailable, UsageError."""
+    provider (cpu, cuda, tensorrt; default the best available). ``evictable``: TFLite without its default delegate, so
+    the weights stay in the memory-mapped file (page cache the kernel can evict and read back) instead of XNNPACK's
+    repacked anonymous copy; ONNX Runtime without pre-packing and with basic graph optimizations, so weights in external
+    data (``models.external``) stay memory-mapped. Raises ModelError, RuntimeUnavailable,
+    UsageError."""
     path = check_model_file(path)
     runtime = runtime or runtime_for(path)
     if runtime != runtime_for(path):
@@ -48,10 +64,11 @@ def open_session(
     if runtime == "onnx":
         from .onnx import OnnxSession
 
-        return OnnxSession(path, threads=threads, provider=execution_provider)
+
+        return OnnxSession(path, threads=threads, provider=execution_provider, evictable=evictable)
     from .tflite import TfliteSession
 
-    return TfliteSession(path, threads=threads, interpreter=tflite_interpreter)
+    return TfliteSession(path, threads=threads, interpreter=tflite_interpreter, evictable=evictable)
 
 
 def available_runtimes() -> list[RuntimeStatus]:

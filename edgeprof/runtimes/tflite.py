@@ -118,12 +118,16 @@ class TfliteSession(Session):
 
     resizable = True
 
-    def __init__(self, path: Path, *, threads: int = 2, interpreter: str | None = None):
+    def __init__(self, path: Path, *, threads: int = 2, interpreter: str | None = None, evictable: bool = False):
         name = interpreter or best_interpreter()
         mod, version = _load(name)
         self._path, self._name, self._version = path, name, version
+        # Without the default delegate the builtin kernels read most weights from the memory-mapped file (page
+        # cache: evictable under a cap); XNNPACK repacks them into anonymous memory at load.
+        extra = {"experimental_op_resolver_type": mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES} \
+            if evictable else {}
         try:
-            self._interp = mod.Interpreter(model_path=str(path), num_threads=threads)
+            self._interp = mod.Interpreter(model_path=str(path), num_threads=threads, **extra)
         except Exception as exc:
             raise ModelError(*_explain(path, name, version, exc), detail=str(exc)) from None
         self._in = self._interp.get_input_details()
@@ -132,6 +136,8 @@ class TfliteSession(Session):
         self.outputs = [_spec(d) for d in self._out]
         self._allocated = False
         delegate = "xnnpack (default delegate)" if name == "litert" else "xnnpack for float ops only (default delegate)"
+        if evictable:
+            delegate = "none (builtin kernels, weights file-backed: evictable)"
         self.info = RuntimeInfo(name, version, threads, delegate=delegate)
 
     def prepare(self, shapes: list[tuple]) -> None:

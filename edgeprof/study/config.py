@@ -40,28 +40,32 @@ _KEYS = ("name", "description", "models", "precisions", "runtimes", "memory_limi
          "profile_ops")
 _INPUT_KEYS = ("input_shapes", "input_fills", "data")
 STUDY_ID_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"  # as store.checks.STUDY_ID: what new_study_id makes
-_MEM_RE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>x|mb|MB|)\s*$")
+_MEM_RE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>xmin|x|mb|MB|)\s*$")
 
 # ------------------------------------------------------------------------------------------------ memory limits
 
 @dataclass(frozen=True)
 class MemLimit:
-    """One memory-limit setting: ``kind`` none | mb | factor; ``label`` is its canonical text (used in cell keys)."""
+    """One memory-limit setting: ``kind`` none | mb | factor (of the footprint) | min_factor (of the smallest cap
+    that completed a run, from the device's stored memory curve: ``edgeprof memory``); ``label`` is its canonical
+    text (used in cell keys)."""
 
     kind: str
     value: float | None
     label: str
 
-    def resolve(self, footprint_mb: float | None) -> float | None:
+    def resolve(self, footprint_mb: float | None, min_cap_mb: float | None = None) -> float | None:
         if self.kind == "none":
             return None
         if self.kind == "mb":
             return self.value
-        return None if footprint_mb is None else round(self.value * footprint_mb, 3)
+        base = min_cap_mb if self.kind == "min_factor" else footprint_mb
+        return None if base is None else round(self.value * base, 3)
 
 
 def parse_memory_limit(value) -> MemLimit:
-    """``"none"`` (or 0), a number of MB (``256``, ``"256MB"``), or a multiple of the footprint (``"1.25x"``)."""
+    """``"none"`` (or 0), a number of MB (``256``, ``"256MB"``), a multiple of the footprint (``"1.25x"``) or of the
+    measured minimum cap (``"1.1xmin"``)."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "")):
         return MemLimit("none", None, "none")
     if isinstance(value, bool):
@@ -73,8 +77,13 @@ def parse_memory_limit(value) -> MemLimit:
     m = _MEM_RE.match(str(value))
     if not m:
         raise ConfigError(f"memory limit {value!r} is not one of: 'none', a number of MB (256 or '256MB'), "
-                          "a multiple of the variant's footprint ('2x', '0.75x').")
+                          "a multiple of the variant's footprint ('2x', '0.75x') or of its measured minimum cap "
+                          "('1.0xmin', '1.1xmin': `edgeprof memory MODEL` measures it).")
     num = float(m["num"])
+    if m["unit"] == "xmin":
+        if num <= 0:
+            raise ConfigError(f"memory limit {value!r}: a multiple of the minimum cap must be above 0.")
+        return MemLimit("min_factor", num, f"{num:g}xmin")
     if m["unit"] == "x":
         if num <= 0:
             raise ConfigError(f"memory limit {value!r}: a multiple of the footprint must be above 0.")

@@ -272,6 +272,18 @@ class StudyRunner:
                 return
             mb = lim.resolve(fp[0])
             tags.update(mem_factor=lim.value, footprint_mb=fp[0], footprint_run_id=fp[1], footprint_kind=fp[2])
+        elif lim.kind == "min_factor":
+            curve = self._memory_curve(var)
+            if curve is None:
+                model, precision, runtime, threads = var
+                self._record(cell.key, None, "error", None,
+                             f"no memory curve for {'/'.join(map(str, var))} on this device, so {lim.label} has no "
+                             f"minimum to multiply: measure it with `edgeprof memory {model} --precision {precision} "
+                             f"--runtime {runtime} --threads {threads}`")
+                return
+            mb = lim.resolve(None, curve["min_cap_mb"])
+            tags.update(mem_min_factor=lim.value, min_cap_mb=curve["min_cap_mb"],
+                        memory_curve_group_id=curve["group_id"])
         elif lim.kind == "mb":
             mb = lim.value
         else:
@@ -283,6 +295,15 @@ class StudyRunner:
         if lim.kind == "none" and status == "ok" and var not in self.footprints:
             self._footprint_mb(var)
         self._record(cell.key, run_id, status, result, None, counted=True)
+
+    def _memory_curve(self, var) -> dict | None:
+        """The newest stored memory curve of ``var`` on this device with a minimum cap (``run.memory``)."""
+        from ..run.memory import latest_curve
+
+        model, precision, runtime, threads = var
+        curve = latest_curve(self.store, model, precision, runtime, evictable=False, device_id=self._device_id,
+                             threads=threads)
+        return curve if curve is not None and curve.get("min_cap_mb") is not None else None
 
     def _run_config(self, var, mb: float | None, tags: dict, key: str) -> RunConfig:
         cfg = self.cfg

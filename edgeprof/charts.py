@@ -210,6 +210,40 @@ def latency_timeline(t_s, latency_ms, *, warmup: tuple[float, float] | None = No
     return fig
 
 
+def latency_reduced(t_s, min_ms, max_ms, mean_ms, *, samples: int, warmup: tuple[float, float] | None = None,
+                    top_ms: float | None = None, above: int = 0, title: str = "Latency per inference",
+                    height: int = 340) -> go.Figure:
+    """A long stored run's latency over time from its reduction in the store (``store.samples.timeline``): per
+    stretch of consecutive inferences the fastest and slowest (a band: no spike is lost) and the mean. The title
+    says how many inferences each point stands for; ``top_ms`` clips the axis (the bulk, as
+    :func:`latency_axis`), with ``above`` inferences slower than it counted in the axis title."""
+    t_s = np.asarray(t_s, dtype=float)
+    if t_s.size == 0:
+        return empty_figure(title, "no inference was made: the run ended before its first one", height)
+    per = max(1, round(samples / t_s.size))
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=t_s, y=np.asarray(max_ms, dtype=float), mode="lines", line={"width": 0},
+                             showlegend=False, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=t_s, y=np.asarray(min_ms, dtype=float), mode="lines", line={"width": 0},
+                             fill="tonexty", fillcolor="rgba(31, 95, 191, 0.3)",
+                             name=f"fastest to slowest of each {per:,}"))
+    fig.add_trace(go.Scatter(x=t_s, y=np.asarray(mean_ms, dtype=float), mode="lines", name=f"mean of each {per:,}",
+                             line={"color": COLORS[1], "width": 2}))
+    shapes, notes = [], []
+    if warmup and warmup[0] is not None and warmup[1] is not None and warmup[1] > warmup[0]:
+        shape, note = _vspan(warmup[0], warmup[1], WARMUP_FILL, "warm-up")
+        shapes.append(shape)
+        notes.append(note)
+    y_title = "latency (ms)"
+    title = f"{title}: {samples:,} inferences, {per:,} per point (a reduction in the database)"
+    _layout(fig, title, y_title, height=height, shapes=shapes, annotations=notes)
+    if top_ms and above:
+        fig.update_yaxes(range=[0.0, top_ms], title={"text": f"latency (ms); {above:,} slower above the axis"})
+    else:
+        fig.update_yaxes(rangemode="tozero")
+    return fig
+
+
 def _lines(fig: go.Figure, tel: pd.DataFrame, metrics: list[tuple[str, str]], *, dash: str | None = None,
            width: float = 2.0, color_offset: int = 0) -> int:
     drawn = 0
@@ -666,3 +700,34 @@ def memory_breakdown_figure(parts: dict, *, title: str = "What the footprint is 
         fig.add_trace(go.Bar(x=["model file (disk)"], y=[parts["file_size_mb"]], name="model file",
                              marker={"color": "#999"}, hovertemplate="file size: %{y:.1f} MB<extra></extra>"))
     return _layout(fig, title, "MB", "", 360, barmode="stack")
+
+
+def tradeoff_figure(points: list[dict], front: list[str], *, fidelity_axis: str = "top-1 agreement with fp32",
+                    title: str = "Latency against fidelity (size: peak memory)") -> go.Figure:
+    """Every variant as a point of p50 latency (x, with its within-run interval) against fidelity (y), its marker
+    area proportional to peak charged memory; the Pareto front (``doctor.analysis.pareto_front``) as a line through
+    the points it names. Points that could not be measured are left out and said in the title's place."""
+    have = [p for p in points if p.get("p50_ms") is not None and p.get("fidelity") is not None]
+    if not have:
+        return empty_figure(title, "no variant could be measured")
+    peaks = [p.get("peak_mb") or 0.0 for p in have]
+    top = max(peaks) or 1.0
+    fig = go.Figure()
+    for i, p in enumerate(have):
+        ci = p.get("p50_ci")
+        err = None if not ci else {"type": "data", "symmetric": False, "array": [ci[1] - p["p50_ms"]],
+                                   "arrayminus": [p["p50_ms"] - ci[0]], "thickness": 1.2}
+        peak = p.get("peak_mb")
+        fig.add_trace(go.Scatter(
+            x=[p["p50_ms"]], y=[p["fidelity"]], mode="markers", name=p["label"], error_x=err,
+            marker={"size": 12 + 30 * ((peak or 0.0) / top) ** 0.5, "color": COLORS[i % len(COLORS)], "opacity": 0.75,
+                    "line": {"width": 2 if p["label"] in front else 0, "color": "#222"}},
+            hovertemplate=f"{p['label']}<br>p50 %{{x:.3g}} ms<br>{fidelity_axis} %{{y:.3f}}<br>peak "
+                          f"{fmt_mb(peak)}<extra></extra>"))
+    on = [p for p in have if p["label"] in front]
+    on.sort(key=lambda p: p["p50_ms"])
+    if on:
+        fig.add_trace(go.Scatter(x=[p["p50_ms"] for p in on], y=[p["fidelity"] for p in on], mode="lines",
+                                 name="Pareto front", line={"color": "#222", "dash": "dot", "width": 1.5},
+                                 hoverinfo="skip"))
+    return _layout(fig, title, fidelity_axis, "p50 latency (ms)", height=420)

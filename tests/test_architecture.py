@@ -8,7 +8,7 @@ Every import counts, also the ones inside functions (a lazy import is still a de
   platform  runtimes, telemetry, worker, models              the device, the runtimes, the worker process
   data      store, stats, charts, device, compare, ops       the database and pure computations on numbers
   run       run                                              one run from request to stored result
-  study     study                                            grids of runs and their report
+  study     study, doctor                                    grids of runs and their report; the quantization doctor
   front     ui, auth, booth, cli, __main__                   Streamlit helpers, the booth's limits, the command line
 
 Pages (``pages/*.py``, ``app.py``) sit above all of these and may import any library module but never the CLI.
@@ -28,7 +28,7 @@ LAYERS = {
     "platform": ["runtimes", "telemetry", "worker", "models"],
     "data": ["store", "stats", "charts", "device", "compare", "questions", "ops"],
     "run": ["run"],
-    "study": ["study"],
+    "study": ["study", "doctor"],
     "front": ["ui", "auth", "booth", "cli", "__main__"],
 }
 ORDER = list(LAYERS)

@@ -711,17 +711,18 @@ def describe_report(report: dict | None) -> str:
 def _refuse_if_unchanged(name: str, precision: str, report: dict) -> None:
     if report["quantized_ops"]:
         return
-    types = ", ".join(report.get("source_op_types", {})) or "none"
+    types = ", ".join(report.get("source_op_types", {}))
+    ops = f"its operators ({types})" if types else "its only nodes, which move data (Identity, Cast, Shape),"
     if precision == "fp16":
         raise ModelError(
-            f"nothing in {name} became float16: none of its operators ({types}) compute on float tensors that the "
-            "float16 converter converts, so an fp16 run would measure the fp32 model under another name.",
-            "Run it as fp32.",
+            f"nothing in {name} became float16: the float16 converter leaves {ops} as they are, so an fp16 run would "
+            "measure the unchanged model under another name.",
+            "Run the file as it is (leave --precision out).",
         )
     raise ModelError(
-        f"nothing in {name} is an operator ONNX Runtime's quantizer handles: its operators ({types}) stay float32, so "
-        f"an {precision} run would measure the fp32 model under another name.",
-        "Run it as fp32; models with Conv, MatMul, Gemm or LSTM layers quantize.",
+        f"nothing in {name} is an operator ONNX Runtime's quantizer handles: {ops} stay as they are, so an "
+        f"{precision} run would measure the unchanged model under another name.",
+        "Run the file as it is (leave --precision out); models with Conv, MatMul, Gemm or LSTM layers quantize.",
     )
 
 

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 #: The filters a history page offers: its key, and the runs column (or expression) it filters on.
-FILTERS = {"device": "d.hostname", "model": "r.model", "precision": "r.precision", "runtime": "r.runtime",
-           "status": "r.status"}
+FILTERS = {"device": "coalesce(r.device_name, d.hostname)", "model": "r.model", "precision": "r.precision",
+           "runtime": "r.runtime", "status": "r.status"}  # a device by its name (devices --name), hostname as fallback
 #: Columns a history page reads: what its table and pickers show, not the JSON documents.
 _COLUMNS = ("r.run_id, r.created_at, r.status, r.model, r.precision, r.runtime, r.threads, r.memory_limit_mb, "
-            "r.p50_ms, r.p90_ms, r.throughput_ips, r.peak_charged_mb, r.peak_rss_mb, r.group_id, d.hostname")
+            "r.p50_ms, r.p90_ms, r.throughput_ips, r.peak_charged_mb, r.peak_rss_mb, r.group_id, d.hostname, "
+            "r.device_id, r.device_name")
 _FROM = "FROM runs r LEFT JOIN devices d USING (device_id)"
 
 

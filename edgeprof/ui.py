@@ -58,16 +58,6 @@ VARIABLES = {
     "major page faults (/s)": "major_faults_per_s",
 }
 COLUMN_LABELS = {v: k for k, v in VARIABLES.items()}
-# telemetry metrics in words (a pattern's {} takes the name in the metric); anything else shows as it is stored
-METRIC_LABELS = [
-    (r"cpu\.total_pct", "device CPU busy (%)"), (r"cpu\.worker_pct", "worker CPU (% of one core)"),
-    (r"cpu\.others_pct", "other processes' CPU (% of one core)"), (r"cpu\.core(\d+)_pct", "core {} busy (%)"),
-    (r"cpu\.freq_mhz", "CPU frequency (MHz)"), (r"mem\.used_mb", "system RAM used (MB)"),
-    (r"mem\.available_mb", "system RAM available (MB)"), (r"mem\.worker_rss_mb", "worker RSS (MB)"),
-    (r"mem\.charged_mb", "memory charged to the run (MB)"), (r"swap\.used_mb", "swap used (MB)"),
-    (r"temp\.(.+)_c", "temperature {} (C)"), (r"gpu(\d+)\.(?:util|load)_pct", "GPU {} utilization (%)"),
-    (r"gpu(\d+)\.mem_used_mb", "GPU {} memory (MB)"), (r"power\.(.+)_w", "power {} (W)"),
-]
 
 
 # ------------------------------------------------------------------------------------------------------- store
@@ -354,14 +344,10 @@ def source_stops(sources: list | None, t0_ns: int | None = None) -> dict:
 
 
 def metric_label(metric: str) -> str:
-    """A telemetry metric in words: ``cpu.worker_pct`` -> ``worker CPU (% of one core)``."""
-    import re
+    """A telemetry metric in words: ``cpu.worker_pct`` -> ``worker CPU (% of one core)`` (``telemetry.catalog``)."""
+    from .telemetry import catalog
 
-    for pattern, label in METRIC_LABELS:
-        m = re.fullmatch(pattern, metric)
-        if m:
-            return label.format(*(g.replace("_", " ") for g in m.groups()))
-    return metric
+    return catalog.label(metric)
 
 
 def footprint_table(footprints: pd.DataFrame) -> pd.DataFrame:

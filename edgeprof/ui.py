@@ -707,12 +707,39 @@ def fmt_duration(seconds: float) -> str:
 
 
 @st.cache_resource(show_spinner=False)
-def execution_providers() -> list[str]:
-    """The ONNX Runtime execution providers this build has (cpu, cuda, tensorrt): the only ones a page offers."""
-    from .runtimes import available_runtimes
+def _backend_status(name: str):
+    from .runtimes import registry
 
-    ort = next((s for s in available_runtimes() if s.name == "onnxruntime"), None)
-    return list(ort.providers) if ort is not None and ort.available else ["cpu"]
+    return registry.get(name).status()
+
+
+AUTO = "auto"
+
+
+def backend_widgets(runtime: str, columns: list, disabled: bool = False) -> tuple[str | None, dict]:
+    """The Run page's backend selectbox and one widget per option of the backend it runs on (``runtimes.registry``):
+    the first column takes the backend, the next ones its options; an option whose values a build may lack (the
+    execution providers) offers only those this build has. Returns (backend or None for the best available,
+    {option: value} without the ones left at auto)."""
+    from .runtimes import registry
+
+    readers = registry.for_format(runtime)
+    name = columns[0].selectbox(
+        "Backend", [AUTO, *(b.name for b in readers)], key=f"backend_{runtime}", disabled=disabled,
+        help="What runs the file: " + "; ".join(f"{b.name}: {b.summary}" for b in readers)
+             + ". auto: the best available.")
+    backend = registry.get(name) if name != AUTO else (readers[0] if readers else None)
+    options = {}
+    for col, f in zip(columns[1:], backend.option_fields() if backend else [], strict=False):
+        choices = list(f.metadata.get("choices") or ())
+        built = _backend_status(backend.name).providers
+        if built:
+            choices = [c for c in choices if c in built] or choices
+        value = col.selectbox(f.name.replace("_", " ").capitalize(), [AUTO, *choices], key=f"{backend.name}_{f.name}",
+                              disabled=disabled, help=f.metadata.get("help"))
+        if value != AUTO:
+            options[f.name] = value
+    return (None if name == AUTO else name), options
 
 
 # ------------------------------------------------------------------------------------------------------- viewer

@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 
 from edgeprof import auth, charts, run, study, ui
-from edgeprof.config import INTERPRETERS, PRECISIONS, PRESETS, RunConfig
+from edgeprof.config import PRECISIONS, PRESETS, RunConfig
 from edgeprof.errors import EdgeprofError
 from edgeprof.runtimes.inputs import parse_given
 from edgeprof.worker.messages import PHASE_CODES
@@ -98,10 +98,7 @@ memory = c4.selectbox("Memory limit (MB)", MEMORY_LIMITS, key="memory_limit", he
                       format_func=lambda v: "no limit" if not v else f"{v} MB")
 
 c5, c6, c7, c8 = st.columns(4)
-interpreter = c5.selectbox("TFLite interpreter", [AUTO, *INTERPRETERS], key="interpreter", disabled=runtime != "tflite")
-provider = c6.selectbox("Execution provider", [AUTO, *ui.execution_providers()], key="provider",
-                        disabled=runtime != "onnx",
-                        help="Where ONNX Runtime runs the model: only the providers this build has are listed.")
+backend, backend_options = ui.backend_widgets(runtime, [c5, c6])
 threads = c7.number_input("Threads", min_value=1, max_value=max(4, 2 * (os.cpu_count() or 2)), value=2, step=1,
                           key="threads")
 preset = c8.selectbox("Duration", list(PRESETS) if staff else list(auth.VISITOR_PRESETS), key="preset",
@@ -137,8 +134,7 @@ elif start:
         cfg = RunConfig(  # fp32 for a file "as in the file": a user's file runs as it is, and the run records what it is
             model=model, precision="fp32" if precision == AS_FILE else precision, runtime=runtime,
             input_shapes=input_shapes, input_fills=input_fills,
-            tflite_interpreter=None if interpreter == AUTO or runtime != "tflite" else interpreter,
-            execution_provider=None if provider == AUTO or runtime != "onnx" else provider,
+            backend=backend, backend_options=backend_options,
             threads=int(threads), memory_limit_mb=memory or None, preset=preset,
             duration_s=float(duration_s) if duration_s else None, profile_ops=bool(profile_ops),
         )

@@ -24,12 +24,10 @@ import numpy as np
 
 from ..config import PRECISIONS
 from ..errors import EdgeprofError, UsageError
-from ..runtimes import available_runtimes, open_session, synthetic_inputs
+from ..runtimes import available_runtimes, open_session, registry, synthetic_inputs
 from . import catalog
 from .preprocess import channels_of, eval_batches, from_output, layout_for, to_feed
 
-RUNTIME_NAMES = ("onnxruntime", "litert", "tflite-runtime")
-FORMAT_OF = {"onnxruntime": "onnx", "litert": "tflite", "tflite-runtime": "tflite"}
 METRIC_KEYS = ("top1_agreement", "top5_overlap", "mean_kl", "cosine", "accuracy")
 SYNTHETIC_INPUTS = 16
 _PROB_TOL = 0.05
@@ -74,13 +72,14 @@ def compare_outputs(ref: np.ndarray, out: np.ndarray, labels: np.ndarray | None 
 def _selected(runtimes: Iterable[str] | None) -> list[str]:
     ok = {s.name: s for s in available_runtimes()}
     if runtimes is None:
-        return [r for r in RUNTIME_NAMES if ok.get(r) and ok[r].available]
+        return [r for r in registry.names() if ok.get(r) and ok[r].available]
     chosen: list[str] = []
     for r in runtimes:
-        names = {"onnx": ["onnxruntime"], "tflite": ["litert", "tflite-runtime"]}.get(r, [r])
+        names = [b.name for b in registry.for_format(r)] or [r]  # a format means every backend that reads it
         for name in names:
-            if name not in RUNTIME_NAMES:
-                raise UsageError(f"runtime {r!r} is not one of: onnx, tflite, {', '.join(RUNTIME_NAMES)}.")
+            if name not in registry.names():
+                raise UsageError(f"runtime {r!r} is not one of: "
+                                 f"{', '.join((*registry.formats(), *registry.names()))}.")
             if ok.get(name) and ok[name].available and name not in chosen:
                 chosen.append(name)
     if not chosen:
@@ -138,14 +137,13 @@ def _bundled(info, chosen: list[str], threads: int, say) -> list[dict]:
         return evals[layout]
 
     for runtime in chosen:
-        fmt = FORMAT_OF[runtime]
+        fmt = registry.get(runtime).formats[0]
         variants = []
         for precision in PRECISIONS:
             try:
                 variants.append(catalog.resolve_variant(info.name, precision, fmt, build=True, progress=say))
             except EdgeprofError as exc:
                 variants.append((precision, str(exc)))
-        interp = runtime if fmt == "tflite" else None
         ref_out, ref_err, version = None, None, None
         for v in variants:
             if isinstance(v, tuple):
@@ -161,7 +159,7 @@ def _bundled(info, chosen: list[str], threads: int, say) -> list[dict]:
                 continue
             say(f"{runtime}: {fmt} {v.precision}")
             try:
-                sess = open_session(v.path, runtime=fmt, threads=threads, tflite_interpreter=interp)
+                sess = open_session(v.path, runtime=fmt, threads=threads, backend=runtime)
             except EdgeprofError as exc:
                 rows.append(_row(v, runtime, version, 0, None, error=str(exc)))
                 if v.precision == "fp32":

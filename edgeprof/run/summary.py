@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import stats
 from ..config import RunConfig
+from ..runtimes import registry
 from ..store.schema import SUMMARY_VERSION
 from ..worker.messages import PHASE_CODES
 
@@ -42,7 +43,6 @@ BOARD_POWER = (
      "board rails"),
 )
 CPU_POWER = ("power.rapl_w", "Intel RAPL: CPU package and DRAM (psys where the platform has it)", "cpu")
-GPU_PROVIDERS = ("cuda", "tensorrt")
 
 
 @dataclass
@@ -270,7 +270,7 @@ def energy_summary(by_metric: dict, steady_s: float | None, n: int, backend: dic
     compare runs on one device, not devices with each other."""
     if not n or not steady_s:
         return {"unavailable": "the run has no steady phase to divide energy over"}
-    used_gpu = str(backend.get("execution_provider") or "") in GPU_PROVIDERS
+    used_gpu = registry.runs_on(backend) == "gpu"
     gpu = [(m, vs) for m, vs in by_metric.items() if _GPU_POWER.match(m) and vs]
     parts: list[tuple[float, str, int]] = []
     scope = None

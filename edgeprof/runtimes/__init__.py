@@ -1,4 +1,4 @@
-"""One small interface over ONNX Runtime and the two TFLite interpreters.
+"""One small interface over the backends declared in ``registry`` (ONNX Runtime, LiteRT, tflite-runtime).
 
 ``open_session`` is the only entry point the worker, fidelity and benchmarks use. Runtime imports happen inside the
 backends, so importing this package costs nothing and a missing runtime is reported, not raised at import.
@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
+from . import registry
 from .base import (
     RuntimeInfo,
     RuntimeStatus,
@@ -35,26 +36,23 @@ def open_session(
     *,
     runtime: str | None = None,
     threads: int = 2,
+    backend: str | None = None,
+    backend_options: dict | None = None,
     tflite_interpreter: str | None = None,
     execution_provider: str | None = None,
 ) -> Session:
-    """A loaded model: ``runtime`` onnx or tflite (default: from the file's extension), ``threads`` intra-op threads,
-    the TFLite interpreter (litert or tflite-runtime; default the best available) or the ONNX Runtime execution
-    provider (cpu, cuda, tensorrt; default the best available). Raises ModelError, RuntimeUnavailable, UsageError."""
+    """A loaded model: ``runtime`` the file format (default: from the file's extension), ``threads`` intra-op threads,
+    ``backend`` a name in ``registry`` (default: the best available for the format) with its ``backend_options``.
+    ``tflite_interpreter`` / ``execution_provider`` are the names of before the registry (``registry.requested``).
+    Raises ModelError, RuntimeUnavailable, UsageError, ConfigError."""
     path = check_model_file(path)
     runtime = runtime or runtime_for(path)
     if runtime != runtime_for(path):
         raise UsageError(f"{path.name} is a {runtime_for(path)} model; it cannot run with runtime {runtime!r}.")
-    if runtime == "onnx":
-        from .onnx import OnnxSession
-
-        return OnnxSession(path, threads=threads, provider=execution_provider)
-    from .tflite import TfliteSession
-
-    return TfliteSession(path, threads=threads, interpreter=tflite_interpreter)
+    name, options = registry.requested(runtime, backend, backend_options, tflite_interpreter=tflite_interpreter,
+                                       execution_provider=execution_provider)
+    return registry.open_backend(path, runtime, name, options, threads)
 
 
 def available_runtimes() -> list[RuntimeStatus]:
-    from . import onnx, tflite
-
-    return [onnx.status(), *tflite.statuses()]
+    return registry.statuses()

@@ -18,7 +18,15 @@ from .. import __version__
 from ..errors import BundleError, StorageError
 from ..untrusted import ENV_MAX_MB, MB, Box, Limits, open_box, shown, staging_dir
 from . import checks
-from .schema import FILL_CPU_OTHERS, FILL_DEVICE_NAME, NO_LIMIT_IS_NULL, SCHEMA_VERSION, TABLES
+from .schema import (
+    FILL_BACKEND,
+    FILL_BACKEND_OPTIONS,
+    FILL_CPU_OTHERS,
+    FILL_DEVICE_NAME,
+    NO_LIMIT_IS_NULL,
+    SCHEMA_VERSION,
+    TABLES,
+)
 from .store import Store, _listify, _utcnow
 
 BUNDLE_FORMAT = "edgeprof-bundle"
@@ -133,6 +141,10 @@ def import_bundle(store: Store, path: str | os.PathLike, limits: Limits | None =
                 for sql in NO_LIMIT_IS_NULL:  # a bundle from schema < 5 stored "none" cells with the RAM as limit
                     con.execute(sql + " AND run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
                 con.execute(FILL_DEVICE_NAME + " AND run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
+                lacks = set(types["runs"]) - set(sources["runs"].columns)
+                for col, sql in (("backend", FILL_BACKEND), ("backend_options", FILL_BACKEND_OPTIONS)):
+                    if col in lacks:  # a bundle from before runs.backend
+                        con.execute(sql + " AND run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
     return new_ids
 
 

@@ -44,7 +44,7 @@ from ..errors import BundleError
 from ..untrusted import shown, staging_dir
 from . import checks
 from .remote import FleetError, Target, faults, filesystem, parse_url
-from .schema import MIGRATIONS, SCHEMA_VERSION, upgrade_summary
+from .schema import JSON_RUN_COLUMNS, MIGRATIONS, SCHEMA_VERSION, upgrade_summary
 from .store import _DERIVED, Store
 
 FLEET_FORMAT = "edgeprof-fleet"
@@ -506,7 +506,7 @@ class Fleet:
         if df.empty:
             return None
         run = {k: (None if _isna(v) else v) for k, v in df.iloc[0].to_dict().items()}
-        for key in ("config", "software", "summary", "flags", "tags"):
+        for key in JSON_RUN_COLUMNS:
             if isinstance(run.get(key), str):
                 run[key] = json.loads(run[key])
         run["summary"] = upgrade_summary(run.get("summary"))

@@ -194,6 +194,21 @@ _DEVICE_NAME = [
     FILL_DEVICE_NAME,
 ]
 
+# The backend that ran a run (a name in runtimes.registry) and the options it was asked for, in place of the two
+# per-backend columns: filled from the summary's backend block, else the old columns (the backend of an ONNX file was
+# always onnxruntime). The old columns stay for readers of older code and bundles; new code reads these.
+FILL_BACKEND = ("UPDATE runs SET backend = coalesce(json_extract_string(summary, '$.backend.name'),"
+                " json_extract_string(summary, '$.runtime.name'), tflite_interpreter,"
+                " CASE WHEN runtime = 'onnx' THEN 'onnxruntime' END) WHERE backend IS NULL")
+FILL_BACKEND_OPTIONS = ("UPDATE runs SET backend_options = json_object('execution_provider', execution_provider)"
+                        " WHERE backend_options IS NULL AND execution_provider IS NOT NULL AND backend = 'onnxruntime'")
+BACKEND_COLUMNS = [
+    "ALTER TABLE runs ADD COLUMN backend TEXT",
+    "ALTER TABLE runs ADD COLUMN backend_options JSON",
+    FILL_BACKEND,
+    FILL_BACKEND_OPTIONS,
+]
+
 # (description, statements or a callable taking the connection). Append only.
 MIGRATIONS: list[tuple[str, Sequence[str] | Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema: devices, runs, latency, telemetry, studies, study_cells", _V1),
@@ -205,13 +220,15 @@ MIGRATIONS: list[tuple[str, Sequence[str] | Callable[[duckdb.DuckDBPyConnection]
     ("runs.op_profile, mem_pressure_some_pct/full_pct, major_faults_per_s, energy_mj_per_inference, avg_power_w "
      "(filled from the summary)", _WHY),
     ("devices.device_name and runs.device_name (filled from the hostname)", _DEVICE_NAME),
+    ("runs.backend and runs.backend_options (from the summary, runs.tflite_interpreter, runs.execution_provider)",
+     BACKEND_COLUMNS),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 TABLES = ("devices", "runs", "latency", "telemetry", "studies", "study_cells", "run_groups")
 LATENCY_COLUMNS = ("seq", "t_ns", "latency_ns", "phase")
 TELEMETRY_COLUMNS = ("t_ns", "source", "metric", "value", "unit")
-JSON_RUN_COLUMNS = ("config", "software", "summary", "flags", "tags", "op_profile")
+JSON_RUN_COLUMNS = ("config", "software", "summary", "flags", "tags", "op_profile", "backend_options")
 GROUP_KINDS = ("repeat", "compare", "noise_floor")
 
 

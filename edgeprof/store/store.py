@@ -466,7 +466,7 @@ class Store:
         ``group_id`` links it to the runs made with it (:meth:`create_group`).
 
         ``config`` is ``RunConfig.to_dict()``; ``model_meta`` is what was resolved when the run started: path, sha256,
-        size_bytes, runtime, tflite_interpreter, execution_provider (each falls back to the config). ``owner_pid``/``owner_host``
+        size_bytes, runtime, backend, backend_options (each falls back to the config). ``owner_pid``/``owner_host``
         default to this process, and let :meth:`mark_interrupted` find runs whose process died.
         """
         run_id = run_id or new_run_id()
@@ -479,6 +479,8 @@ class Store:
             "runtime": meta.get("runtime") or cfg.get("runtime"),
             "tflite_interpreter": meta.get("tflite_interpreter") or cfg.get("tflite_interpreter"),
             "execution_provider": meta.get("execution_provider") or cfg.get("execution_provider"),
+            "backend": meta.get("backend") or cfg.get("backend"),
+            "backend_options": _json(meta.get("backend_options") or cfg.get("backend_options") or None),
             "threads": _int(cfg.get("threads")), "memory_limit_mb": _num(cfg.get("memory_limit_mb")),
             "model_path": None if meta.get("path") is None else str(meta.get("path")),
             "model_sha256": meta.get("sha256"), "model_size_bytes": _int(meta.get("size_bytes")),
@@ -887,12 +889,13 @@ def _flatten_summary(s: dict) -> dict:
         "energy_mj_per_inference": _num(_get(s, "energy", "mj_per_inference")),
         "avg_power_w": _num(_get(s, "energy", "avg_power_w")),
         **{k: v for k, v in (("tflite_interpreter", _tflite_interpreter(s)),
-                             ("execution_provider", _get(s, "backend", "execution_provider"))) if v is not None},
+                             ("execution_provider", _get(s, "backend", "execution_provider")),
+                             ("backend", _get(s, "backend", "name"))) if v is not None},
     }
 
 
 def _tflite_interpreter(s: dict) -> str | None:
-    name = _get(s, "backend", "name")
-    return name if name in ("litert", "tflite-runtime") else None
+    """The old column: the backend of a .tflite file (runs.backend says it for every run)."""
+    return _get(s, "backend", "name") if s.get("runtime") == "tflite" else None
 
 

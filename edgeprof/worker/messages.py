@@ -32,8 +32,8 @@ class WorkerSpec:
     runtime: str
     precision: str
     threads: int
-    tflite_interpreter: str | None
-    execution_provider: str | None
+    backend: str | None  # a name in runtimes.registry; None: the best available for the runtime (file format)
+    backend_options: dict
     warmup: str | int
     min_duration_s: float
     min_iterations: int
@@ -45,6 +45,7 @@ class WorkerSpec:
     warmup_max_iterations: int = 1000
     warmup_max_s: float = 30.0
     profile_ops: bool = False  # a per-operator profile phase after the steady phase (runtimes.profile)
+    backend_module: str | None = None  # the module that declares ``backend`` when it is not one of registry.MODULES
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from . import charts, paths
 from .errors import EdgeprofError
 from .run.live import LiveBuffer
 from .run.summary import phase_starts
+from .store import columns
 from .worker.priority import describe as describe_priority
 
 UPLOAD_CAP_MB = 200  # matches server.maxUploadSize in .streamlit/config.toml; upload_cap_mb() is the one in force
@@ -35,28 +36,7 @@ PAGES = {  # page file -> (title, icon); pages/6_Study.py and pages/7_Report.py 
 }
 
 # Variables a user can correlate across runs: label -> column of runs_frame()
-VARIABLES = {
-    "latency p50 (ms)": "p50_ms",
-    "latency p90 (ms)": "p90_ms",
-    "warm-up (ms)": "warmup_ms",
-    "CPU system mean (%)": "cpu_system_mean_pct",
-    "CPU worker mean (%)": "cpu_worker_mean_pct",
-    "CPU other processes mean (% of a core)": "cpu_others_mean_pct",
-    "peak RAM (MB)": "peak_ram_mb",
-    "memory limit (MB)": "memory_limit_mb",
-    "model size (MB)": "model_size_mb",
-    "bits": "bits",
-    "GPU utilization (%)": "gpu_util_mean_pct",
-    "temperature max (C)": "temp_max_c",
-    "throughput (inf/s)": "throughput_ips",
-    "load (ms)": "load_ms",
-    "threads": "threads",
-    "energy per inference (mJ)": "energy_mj_per_inference",
-    "mean power (W)": "avg_power_w",
-    "memory pressure, some stalled (% of time)": "mem_pressure_some_pct",
-    "memory pressure, all stalled (% of time)": "mem_pressure_full_pct",
-    "major page faults (/s)": "major_faults_per_s",
-}
+VARIABLES = columns.CORRELATE
 COLUMN_LABELS = {v: k for k, v in VARIABLES.items()}
 
 

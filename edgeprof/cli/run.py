@@ -376,9 +376,9 @@ def cmd_runs(args) -> int:
     else:
         store = open_store(args.db)
         df = store.list_runs(model=args.model, status=args.status, limit=args.limit)
-    cols = ["run_id", "created_at", "device_name", "status", "model", "precision", "runtime", "threads",
-            "memory_limit_mb", "p50_ms", "p90_ms", "peak_charged_mb"]
-    df = df[[c for c in cols if c in df.columns]]
+    from ..store.columns import RUNS_LIST
+
+    df = df[[c for c in RUNS_LIST if c in df.columns]]
     if args.json:
         print_json(df.to_dict(orient="records"))
     elif df.empty and args.fleet:

@@ -54,6 +54,7 @@ from .. import __version__
 from ..config import PRECISION_BITS, STATUSES
 from ..errors import StorageError
 from ..locks import pid_alive
+from . import columns
 from .schema import (
     FILL_DEVICE_NAME,
     GROUP_KINDS,
@@ -859,39 +860,22 @@ def _categorical_df(con: duckdb.DuckDBPyConnection, sql: str, params: list, colu
     return con.execute(f"{sql} ORDER BY {order_by}", params).df()
 
 
+_CONVERT = {"DOUBLE": _num, "INTEGER": _int, "BIGINT": _int, "TEXT": lambda v: v,
+            "BOOLEAN": lambda v: None if v is None else bool(v),
+            "JSON": lambda v: _json(v) if isinstance(v, (dict, list)) else None}
+
+
 def _flatten_summary(s: dict) -> dict:
+    """The runs columns a summary fills (``columns.FROM_SUMMARY``), converted to their SQL types."""
     s = upgrade_summary(s) or {}
-    lat = _get(s, "latency_ms") or {}
-    gpu = s.get("gpu") if isinstance(s.get("gpu"), dict) else {}
-    oom = _get(s, "memory", "oom_killed")
-    flags = s.get("flags")
-    return {
-        "load_ms": _num(s.get("load_ms")), "first_inference_ms": _num(s.get("first_inference_ms")),
-        "warmup_ms": _num(s.get("warmup_ms")), "warmup_iterations": _int(s.get("warmup_iterations")),
-        "p50_ms": _num(lat.get("p50")), "p90_ms": _num(lat.get("p90")), "p95_ms": _num(lat.get("p95")),
-        "p99_ms": _num(lat.get("p99")), "mean_ms": _num(lat.get("mean")), "std_ms": _num(lat.get("std")),
-        "cov": _num(lat.get("cov")), "n": _int(lat.get("n")),
-        "median_ci_low_ms": _num(lat.get("median_ci_low")), "median_ci_high_ms": _num(lat.get("median_ci_high")),
-        "throughput_ips": _num(s.get("throughput_ips")),
-        "cpu_system_mean_pct": _num(_get(s, "cpu", "system_mean_pct")),
-        "cpu_worker_mean_pct": _num(_get(s, "cpu", "worker_mean_pct")),
-        "cpu_others_mean_pct": _num(_get(s, "cpu", "others_mean_pct")),
-        "peak_rss_mb": _num(_get(s, "memory", "peak_rss_mb")),
-        "peak_charged_mb": _num(_get(s, "memory", "peak_charged_mb")),
-        "gpu_util_mean_pct": _num(gpu.get("util_mean_pct", gpu.get("utilization_mean_pct"))),
-        "temp_max_c": _num(s.get("temp_max_c")), "mem_mechanism": _get(s, "memory", "mechanism"),
-        "oom_killed": None if oom is None else bool(oom),
-        "flags": _json(flags) if flags is not None else None,
-        "op_profile": _json(s.get("op_profile")) if isinstance(s.get("op_profile"), dict) else None,
-        "mem_pressure_some_pct": _num(_get(s, "memory", "pressure", "some_pct")),
-        "mem_pressure_full_pct": _num(_get(s, "memory", "pressure", "full_pct")),
-        "major_faults_per_s": _num(_get(s, "memory", "major_faults_per_s")),
-        "energy_mj_per_inference": _num(_get(s, "energy", "mj_per_inference")),
-        "avg_power_w": _num(_get(s, "energy", "avg_power_w")),
-        **{k: v for k, v in (("tflite_interpreter", _tflite_interpreter(s)),
-                             ("execution_provider", _get(s, "backend", "execution_provider")),
-                             ("backend", _get(s, "backend", "name"))) if v is not None},
-    }
+    out = {}
+    for col in columns.FROM_SUMMARY:
+        value = _CONVERT[col.type](next((v for v in (_get(s, *p) for p in col.paths) if v is not None), None))
+        if value is not None or not col.only_present:
+            out[col.name] = value
+    if _tflite_interpreter(s) is not None:
+        out["tflite_interpreter"] = _tflite_interpreter(s)
+    return out
 
 
 def _tflite_interpreter(s: dict) -> str | None:

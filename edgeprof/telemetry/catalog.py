@@ -36,11 +36,20 @@ class Family:
     def match(self, metric: str) -> re.Match | None:
         return _compiled(self.pattern).fullmatch(metric)
 
+    @property
+    def literal(self) -> str | None:
+        """The one metric name of a family without groups (``power.total_w``); None for a pattern."""
+        return None if "(" in self.pattern else self.pattern.replace("\\", "")
+
 
 @cache
 def _compiled(pattern: str) -> re.Pattern:
     return re.compile(pattern)
 
+
+GPU_UTIL = Family(r"gpu(\d+)\.(?:util|load)_pct", "GPU {} utilization (%)", "%", "gpu", source="NVML or jtop")
+GPU_MEM = Family(r"gpu(\d+)\.mem_used_mb", "GPU {} memory (MB)", "MB", "gpu", "max", source="NVML")
+GPU_POWER = Family(r"gpu(\d+)\.power_w", "GPU {} power (W)", "W", "gpu", power_scope="gpu", source="NVML")
 
 # Most specific first: the first family whose pattern matches a name is its family.
 FAMILIES: tuple[Family, ...] = (
@@ -66,11 +75,11 @@ FAMILIES: tuple[Family, ...] = (
     Family(r"mem\.refaults_per_s", "page refaults (/s)", "/s", "memory"),
     Family(r"swap\.used_mb", "swap used (MB)", "MB", "memory", "max"),
     Family(r"temp\.(.+)_c", "temperature {} (C)", "C", "board", "max"),
-    Family(r"gpu(\d+)\.(?:util|load)_pct", "GPU {} utilization (%)", "%", "gpu", source="NVML or jtop"),
-    Family(r"gpu(\d+)\.mem_used_mb", "GPU {} memory (MB)", "MB", "gpu", "max", source="NVML"),
+    GPU_UTIL,
+    GPU_MEM,
     Family(r"gpu(\d+)\.mem_total_mb", "GPU {} memory size (MB)", "MB", "gpu", source="NVML"),
     Family(r"gpu(\d+)\.temp_c", "GPU {} temperature (C)", "C", "gpu", "max", source="NVML"),
-    Family(r"gpu(\d+)\.power_w", "GPU {} power (W)", "W", "gpu", power_scope="gpu", source="NVML"),
+    GPU_POWER,
     Family(r"gpu(\d+)\.(?:sm_clock|freq)_mhz", "GPU {} clock (MHz)", "MHz", "gpu"),
     Family(r"emc\.load_pct", "memory controller load (%)", "%", "memory", source="jtop (EMC)"),
     Family(r"emc\.freq_mhz", "memory controller clock (MHz)", "MHz", "memory", source="jtop (EMC)"),
@@ -122,6 +131,11 @@ def power_metrics(names, scope: str) -> list[str]:
     """The names among ``names`` that are power readings of ``scope`` (``board``, ``board rails``, ``cpu``, ``gpu``),
     sorted."""
     return sorted(n for n in names if (f := family(n)) is not None and f.unit == "W" and f.power_scope == scope)
+
+
+def whole_power(scopes=("board", "board rails")) -> list[Family]:
+    """The families of single power sensors that cover ``scopes``, in the catalog's order (best first)."""
+    return [f for f in FAMILIES if f.power_scope in scopes and f.literal]
 
 
 def of_device(names, device: str) -> list[str]:

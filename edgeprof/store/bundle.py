@@ -18,6 +18,7 @@ from .. import __version__
 from ..errors import BundleError, StorageError
 from ..untrusted import ENV_MAX_MB, MB, Box, Limits, open_box, shown, staging_dir
 from . import checks, columns
+from .checks import sql_str as _sql_str
 from .schema import (
     FILL_BACKEND,
     FILL_BACKEND_OPTIONS,
@@ -199,10 +200,6 @@ def _check_bundle(box: Box, manifest: dict, files: dict[str, Path], fmt: str, ty
         return sources
     finally:
         con.close()
-
-
-def _sql_str(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def _export_selects() -> dict[str, str]:

@@ -43,6 +43,7 @@ from .. import __version__
 from ..errors import BundleError
 from ..untrusted import shown, staging_dir
 from . import checks
+from .checks import sql_str as _sql_str
 from .remote import FleetError, Target, faults, filesystem, parse_url
 from .schema import JSON_RUN_COLUMNS, MIGRATIONS, SCHEMA_VERSION, upgrade_summary
 from .store import _DERIVED, Store
@@ -208,10 +209,6 @@ def _put_bytes(fs, target: Target, name: str, data: bytes, stats: dict, on_objec
         local = stage / "object"
         local.write_bytes(data)
         _put_file(fs, target, name, local, stats, on_object)
-
-
-def _sql_str(path: Path | str) -> str:
-    return str(path).replace("'", "''")
 
 
 # ---------------------------------------------------------------------------------------------------------------

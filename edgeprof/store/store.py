@@ -122,31 +122,32 @@ def _as_utc(value: datetime | date | str | None) -> datetime | None:
     return value
 
 
-def _clean(obj: Any) -> Any:
-    """Make ``obj`` JSON-safe: numpy scalars/arrays to Python, NaN/inf to None, paths and datetimes to strings."""
+def jsonable(obj: Any) -> Any:
+    """Make ``obj`` JSON-safe: numpy scalars/arrays to Python, NaN/inf to None, paths and datetimes to strings. The
+    one JSON cleaner of stored documents and reports."""
     if obj is None or isinstance(obj, (bool, int, str)):
         return obj
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
-        return [_clean(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, (datetime, date)):
         return obj.isoformat()
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "tolist"):  # numpy scalar or array
-        return _clean(obj.tolist())
+        return jsonable(obj.tolist())
     if hasattr(obj, "item"):
-        return _clean(obj.item())
+        return jsonable(obj.item())
     if hasattr(obj, "to_dict"):
-        return _clean(obj.to_dict())
+        return jsonable(obj.to_dict())
     return str(obj)
 
 
 def _json(obj: Any) -> str | None:
-    return None if obj is None else json.dumps(_clean(obj), sort_keys=False)
+    return None if obj is None else json.dumps(jsonable(obj), sort_keys=False)
 
 
 def _num(value: Any) -> float | None:
@@ -511,7 +512,7 @@ class Store:
 
     def append_samples(self, run_id: str, latency: Sequence[tuple] | pd.DataFrame | None = None,
                        telemetry: Sequence[tuple] | pd.DataFrame | None = None) -> tuple[int, int]:
-        """Latency and telemetry rows in ONE connection and transaction: the runner's once-a-second flush.
+        """Latency and telemetry rows in ONE connection and transaction: the recorder's flush, every 5 s.
 
         Opening and committing costs ~20 ms of CPU whatever the batch size, CPU the measured worker competes for on a
         small board, so the runner pays it once per flush, not once per table.

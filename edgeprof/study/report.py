@@ -41,6 +41,8 @@ import pandas as pd
 from .. import stats
 from ..config import PRECISIONS, bits_of
 from ..errors import UsageError
+from ..questions import fmt_p
+from ..store.store import jsonable
 from .config import parse_memory_limit
 
 SUPPORTED = "supported"
@@ -198,21 +200,7 @@ class Finding:
     caution: str | None = None
 
     def to_dict(self) -> dict:
-        return _jsonable(asdict(self))
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
+        return jsonable(asdict(self))
 
 
 def _ok(df: pd.DataFrame, column: str = "p50_ms") -> pd.DataFrame:
@@ -223,12 +211,6 @@ def _fmt(x, nd: int = 3) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
     return f"{x:.{nd}g}" if abs(x) < 1000 else f"{x:,.0f}"
-
-
-def _fmt_p(p) -> str:
-    if p is None or not math.isfinite(p):
-        return "n/a"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _spearman(x, y) -> stats.Correlation:
@@ -365,7 +347,7 @@ def claim_memory_latency(df: pd.DataFrame, floor_pct: float | None = None) -> Fi
     ratios = [r["p50_tightest_ok_over_most_generous"] for r in groups if r["limits"] >= 2]
     rose = sum(1 for r in ratios if r and r > 1)
     evidence = (f"pooled Spearman rho between the memory limit (ranked within each variant) and p50 (relative to the "
-                f"most generous limit) = {_fmt(corr.spearman_r)}, p = {_fmt_p(corr.spearman_p)}, n = {corr.n} runs "
+                f"most generous limit) = {_fmt(corr.spearman_r)}, p = {fmt_p(corr.spearman_p)}, n = {corr.n} runs "
                 f"in {len(pooled)} variants; p50 at the tightest limit that still ran over p50 at the most generous: "
                 f"median {_fmt(float(np.median(ratios)))}x, higher in {rose} of {len(ratios)} variants. "
                 f"{len(all_died)} cells died (OOM-killed, timed out or crashed) at limits below their footprint."
@@ -430,7 +412,7 @@ def _cpu_memory(df: pd.DataFrame, claim_id: str, claim: str, sign: int, testable
     spread = f"system CPU ranged {_fmt(float(pool[col].min()))}-{_fmt(float(pool[col].max()))}%"
     evidence = (f"pooled Spearman rho between the memory limit (ranked within each variant) and system CPU "
                 f"utilization (relative to the most generous limit) = {_fmt(corr.spearman_r)}, "
-                f"p = {_fmt_p(corr.spearman_p)}, n = {corr.n} runs in {len(pooled)} variants; {spread}.")
+                f"p = {fmt_p(corr.spearman_p)}, n = {corr.n} runs in {len(pooled)} variants; {spread}.")
     if corr.spearman_r is None:
         evidence += f" ({corr.note})"
     if float(pool[col].min()) >= 95.0:
@@ -502,7 +484,7 @@ def claim_model_size(df: pd.DataFrame, floor_pct: float | None = None) -> Findin
     evidence = (f"p50 of the largest over the smallest model at the same precision, runtime and limit: median "
                 f"{_fmt(float(np.median(ratios)))}x (range {_fmt(min(ratios))}-{_fmt(max(ratios))}), higher in {held} "
                 f"of {len(groups)} groups; pooled Spearman rho between size rank and p50 (relative to the group) = "
-                f"{_fmt(corr.spearman_r)}, p = {_fmt_p(corr.spearman_p)}, n = {corr.n}.")
+                f"{_fmt(corr.spearman_r)}, p = {fmt_p(corr.spearman_p)}, n = {corr.n}.")
     return Finding("model_size", claim, verdict, evidence,
                    {"spearman_rho": corr.spearman_r, "p": corr.spearman_p, "n": corr.n, "groups": len(groups),
                     "groups_higher": held, "median_ratio": float(np.median(ratios))}, groups, caution)
@@ -547,7 +529,7 @@ def claim_precision_bits(df: pd.DataFrame, floor_pct: float | None = None) -> Fi
             per_model[m] = {p: float(med[p] / med["fp32"]) for p in ("fp16", "int8-dynamic", "int8-static") if p in med}
     parts = [f"{m}: " + ", ".join(f"{p}/fp32 {_fmt(v)}" for p, v in r.items()) for m, r in per_model.items()]
     evidence = (f"pooled Spearman rho between bits (32/16/8) and p50 (relative to fp32 of the same model, runtime and "
-                f"limit) = {_fmt(corr.spearman_r)}, p = {_fmt_p(corr.spearman_p)}, n = {corr.n}. p50 ratios per model "
+                f"limit) = {_fmt(corr.spearman_r)}, p = {fmt_p(corr.spearman_p)}, n = {corr.n}. p50 ratios per model "
                 f"(median over limits): " + ("; ".join(parts) if parts else "no fp32 reference") + ".")
     faster = [f"{m} {p}" for m, r in per_model.items() for p, v in r.items() if v < 0.95]
     slower = [f"{m} {p}" for m, r in per_model.items() for p, v in r.items() if v > 1.05]
@@ -620,7 +602,6 @@ def correlation_table(df: pd.DataFrame) -> pd.DataFrame:
 def correlations_for_people(corr: pd.DataFrame) -> pd.DataFrame:
     """The correlation table as a student reads it: words for column names, "–" for what could not be computed, p
     as 0.03 or < 0.001, the CI as one cell."""
-    from ..questions import fmt_p
 
     def num(v, fmt="{:.2f}"):
         return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)
@@ -975,8 +956,8 @@ def write_report(store, study_id: str, out_dir: str | Path) -> Path:
     rep["frame"].to_csv(out / "runs.csv", index=False)
     doc = {"study_id": study_id, "overview": overview(rep["frame"]),
            "findings": [f.to_dict() for f in rep["findings"]],
-           "correlations": _jsonable(rep["correlations"].to_dict(orient="records")),
-           "why": _jsonable(rep["why"].to_dict(orient="records"))}
+           "correlations": jsonable(rep["correlations"].to_dict(orient="records")),
+           "why": jsonable(rep["why"].to_dict(orient="records"))}
     (out / "findings.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
     index = out / "index.html"
     index.write_text(render_html(rep["meta"], rep["frame"], rep["findings"], rep["correlations"], figures, links=True))

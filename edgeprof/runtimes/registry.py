@@ -82,6 +82,11 @@ _BACKENDS: dict[str, Backend] = {}
 
 def register(module: str) -> Backend:
     """Import ``module`` and register its ``BACKEND`` (a later module of the same name replaces the earlier)."""
+    _loaded()
+    return _register(module)
+
+
+def _register(module: str) -> Backend:
     backend = importlib.import_module(module).BACKEND
     backend = dataclasses.replace(backend, module=module)
     _BACKENDS[backend.name] = backend
@@ -92,11 +97,15 @@ def unregister(name: str) -> None:
     _BACKENDS.pop(name, None)
 
 
+_DEFAULTS_LOADED: list[bool] = []
+
+
 def _loaded() -> dict[str, Backend]:
-    if not _BACKENDS:
+    if not _DEFAULTS_LOADED:
+        _DEFAULTS_LOADED.append(True)
         extra = [m.strip() for m in os.environ.get(ENV_MODULES, "").split(",") if m.strip()]
         for module in [*MODULES, *extra]:
-            register(module)
+            _register(module)
     return _BACKENDS
 
 

@@ -150,6 +150,9 @@ def _json(obj: Any) -> str | None:
     return None if obj is None else json.dumps(jsonable(obj), sort_keys=False)
 
 
+_clean = jsonable  # its name before it was the one cleaner
+
+
 def _num(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None if value is None else float(value)

@@ -54,6 +54,8 @@ ALPHA = 0.05
 MIN_N = 6  # pooled runs below which no verdict is given
 FEW_N = 10  # below this a verdict carries a caution
 
+_jsonable, _fmt_p = jsonable, fmt_p  # the names of before the dedupe, for callers elsewhere
+
 DIED = ("oom_killed", "timed_out", "crashed")
 UTILIZATION = {  # column -> label; RAM peak is charged memory where a cgroup accounted it, else RSS
     "cpu_system_mean_pct": "CPU system (%)",

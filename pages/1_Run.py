@@ -17,6 +17,7 @@ import streamlit as st
 from edgeprof import auth, charts, run, study, ui
 from edgeprof.config import PRECISIONS, PRESETS, RunConfig
 from edgeprof.errors import EdgeprofError
+from edgeprof.runtimes import registry
 from edgeprof.runtimes.inputs import parse_given
 from edgeprof.worker.messages import PHASE_CODES
 
@@ -92,8 +93,8 @@ else:
     precision = c2.selectbox("Precision", list(PRECISIONS), key="precision",
                              help="fp32: full floats. fp16: half. int8: 8-bit integers (dynamic: activations "
                                   "quantized at run time; static: calibrated ahead).")
-    runtime = c3.selectbox("Runtime", ["onnx", "tflite"], key="runtime",
-                           format_func=lambda r: {"onnx": "ONNX Runtime", "tflite": "TFLite"}[r])
+    runtime = c3.selectbox("Runtime", list(registry.formats()), key="runtime",
+                           format_func=lambda r: {"onnx": "ONNX Runtime", "tflite": "TFLite"}.get(r, r))
 memory = c4.selectbox("Memory limit (MB)", MEMORY_LIMITS, key="memory_limit", help=ui.MEMORY_LIMIT_HELP,
                       format_func=lambda v: "no limit" if not v else f"{v} MB")
 

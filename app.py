@@ -14,6 +14,7 @@ heap.tune()  # before the runs: the server's C heap gives freed sample arrays ba
 # without internet (or a privacy-minded one) should not do
 HERE = Path(__file__).resolve().parent
 st.set_page_config(page_title="edgeprof", page_icon=str(HERE / "assets" / "icon.png"), layout="wide")
+ui.recover_at_start()  # runs a crashed server left "running" are marked interrupted before any password is asked
 auth.gate()  # booth mode: nothing below runs until the visitor has given the password
 
 pages = []

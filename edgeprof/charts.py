@@ -607,3 +607,64 @@ def pressure_figure(tel: pd.DataFrame, *, title: str = "Memory pressure", height
         fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "major faults/s", "showgrid": False})
     fig.update_layout(yaxis={"range": [0, 100]})
     return _layout(fig, title, "time stalled (%)", height=height)
+
+
+# ------------------------------------------------------------------------------------------------------- memory curve
+
+
+def memory_curve_figure(doc: dict, *, title: str = "Latency against the memory cap") -> go.Figure:
+    """``run.memory``'s document: p50 (ms) with its within-run 95% interval at each ladder cap (MB), caps whose run
+    did not complete marked on the x axis, the minimum cap and the footprint as vertical lines, and PSI some (%) on
+    a second axis."""
+    pts = [p for p in doc.get("curve") or [] if p.get("cap_mb") is not None]
+    if not pts:
+        return empty_figure(title, "no curve: no cap up to the footprint completed a run")
+    ok = [p for p in pts if p.get("status") == "ok" and p.get("p50_ms") is not None]
+    fig = go.Figure()
+    if ok:
+        lo = [p["p50_ms"] - p["p50_ci"][0] if p.get("p50_ci") else 0 for p in ok]
+        hi = [p["p50_ci"][1] - p["p50_ms"] if p.get("p50_ci") else 0 for p in ok]
+        fig.add_trace(go.Scatter(x=[p["cap_mb"] for p in ok], y=[p["p50_ms"] for p in ok], mode="lines+markers",
+                                 name="p50 (95% interval within the run)", line={"color": COLORS[0]},
+                                 error_y={"type": "data", "array": hi, "arrayminus": lo, "visible": True}))
+        fig.add_trace(go.Scatter(x=[p["cap_mb"] for p in ok], y=[p.get("pressure_some_pct") or 0 for p in ok],
+                                 mode="lines+markers", name="stalled on memory, some (%)", yaxis="y2",
+                                 line={"color": COLORS[1], "dash": "dot"}))
+    dead = [p for p in pts if p.get("status") != "ok"]
+    probes = [p for p in (doc.get("search") or {}).get("probes") or [] if not p.get("fits")]
+    if dead or probes:
+        xs = [p["cap_mb"] for p in dead] + [p["cap_mb"] for p in probes]
+        fig.add_trace(go.Scatter(x=xs, y=[0] * len(xs), mode="markers", name="did not complete (OOM-killed)",
+                                 marker={"symbol": "x", "size": 11, "color": "#c92a2a"}))
+    shapes, notes = [], []
+    for x, label, color in ((doc.get("min_cap_mb"), "minimum cap", "#c92a2a"),
+                            (doc.get("footprint_mb"), "footprint", "#555")):
+        if x is not None:
+            shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
+                           "line": {"color": color, "dash": "dash", "width": 1}})
+            notes.append({"text": f"{label} {fmt_mb(x)}", "x": x, "y": 1, "xref": "x", "yref": "paper",
+                          "xanchor": "left", "yanchor": "top", "showarrow": False,
+                          "font": {"size": 12, "color": color}})
+    return _layout(fig, title, "p50 (ms)", "memory cap (MB)", 360, shapes=shapes, annotations=notes,
+                   yaxis={"title": {"text": "p50 (ms)"}, "rangemode": "tozero"},
+                   yaxis2={"title": {"text": "stalled (%)"}, "overlaying": "y", "side": "right", "range": [0, 100],
+                           "showgrid": False})
+
+
+MEMORY_PARTS = (("runtime_mb", "Python and the runtime"), ("weights_anon_mb", "weights, anonymous"),
+                ("weights_file_mb", "weights, file-backed"), ("activations_mb", "activations and arena"))
+
+
+def memory_breakdown_figure(parts: dict, *, title: str = "What the footprint is made of") -> go.Figure:
+    """``run.memory.breakdown``: the peak charged memory as a stacked bar (runtime and Python, weights anonymous and
+    file-backed, activations and arena, MB) beside the model file's size on disk."""
+    if parts.get("unavailable"):
+        return empty_figure(title, parts["unavailable"])
+    fig = go.Figure()
+    for i, (key, label) in enumerate(MEMORY_PARTS):
+        fig.add_trace(go.Bar(x=["charged (cgroup)"], y=[parts.get(key) or 0.0], name=label,
+                             marker={"color": COLORS[i]}, hovertemplate=f"{label}: %{{y:.1f}} MB<extra></extra>"))
+    if parts.get("file_size_mb") is not None:
+        fig.add_trace(go.Bar(x=["model file (disk)"], y=[parts["file_size_mb"]], name="model file",
+                             marker={"color": "#999"}, hovertemplate="file size: %{y:.1f} MB<extra></extra>"))
+    return _layout(fig, title, "MB", "", 360, barmode="stack")

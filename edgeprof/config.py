@@ -191,6 +191,8 @@ class RunConfig:
     profile_ops: bool = False  # a per-operator profile after the steady phase (--profile-ops; runtimes.profile)
     backend: str | None = None  # a name in runtimes.registry; None: the best available for the file's format
     backend_options: dict = field(default_factory=dict)  # {option: value} of the backend's options dataclass
+    data: str | None = None  # --data PATH: what int8-static of a user's fp32 ONNX file calibrates on (models.data)
+    evictable: bool = False  # weights in file-backed, evictable pages where the runtime allows (--evictable)
 
     def __post_init__(self):
         if not isinstance(self.model, str) or not self.model.strip():
@@ -217,8 +219,11 @@ class RunConfig:
             set_(self, "warmup", check_number("warm-up", self.warmup, minimum=0, integer=True, allow_none=False))
         set_(self, "input_shapes", check_input_shapes(self.input_shapes))
         set_(self, "input_fills", check_input_fills(self.input_fills))
-        if not isinstance(self.profile_ops, bool):
-            raise ConfigError(f"profile_ops must be true or false, got {self.profile_ops!r}.")
+        if self.data is not None and (not isinstance(self.data, str) or not self.data.strip()):
+            raise ConfigError("data must be the path of a folder of images or a .npz/.npy file.")
+        for name in ("profile_ops", "evictable"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}.")
         if self.duration_s is None and self.iterations is None and self.preset is None:
             set_(self, "preset", "quick")
 

@@ -56,3 +56,20 @@ class StorageError(EdgeprofError):
 
 class LimitError(EdgeprofError):
     """A memory cap that cannot be applied."""
+
+
+def disk_problem(text: str, where: str) -> StorageError | None:
+    """The one sentence for a full disk or a read-only file system behind ``text`` (an OSError's or DuckDB's message),
+    None for any other problem. ``where``: the file or folder as the reader should see it. What was stored before
+    is untouched by either, and the sentence says so."""
+    low = text.lower()
+    if "no space left" in low or "disk full" in low or "errno 28" in low or "disk quota" in low:
+        return StorageError(f"the disk holding {where} is full: nothing more could be written there, and what was "
+                            "stored before is intact.",
+                            "Free some space on that disk (or pass --db / choose an output on another disk).",
+                            detail=text)
+    if "read-only file system" in low or "errno 30" in low:
+        return StorageError(f"{where} is on a read-only file system, so edgeprof cannot write there.",
+                            "Remount it read-write, or set EDGEPROF_HOME to a writable folder (or pass --db).",
+                            detail=text)
+    return None

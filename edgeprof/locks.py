@@ -11,7 +11,9 @@ import fcntl
 import os
 from pathlib import Path
 
-from .errors import EdgeprofError
+from .errors import EdgeprofError, StorageError, disk_problem
+
+WORK_PREFIX = "work:"  # an owner id of heavy work that is not a run (quantizing, fidelity): "work:<what>"
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -39,14 +41,21 @@ class HolderLock:
         self._fd: int | None = None
 
     def acquire(self, owner_id: str) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:  # a read-only or full data directory: its own sentence, not "unexpected OSError"
+            text = f"[Errno {err.errno}] {err.strerror}"
+            raise disk_problem(text, f"the data directory {self.path.parent}") or StorageError(
+                f"cannot open the lock file {self.path}: {err.strerror or err}.",
+                "Check the data directory's permissions, or set EDGEPROF_HOME to a writable folder.") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
             os.close(fd)
-            exc = self._busy(f"the device is busy with {self._what} {holder or 'another ' + self._what}.",
-                             "Wait for it to finish or stop it, then start again.")
+            what = (f"staff work ({holder[len(WORK_PREFIX):].rsplit(' (pid', 1)[0]})" if holder.startswith(WORK_PREFIX)
+                    else f"{self._what} {holder or 'another ' + self._what}")
+            exc = self._busy(f"the device is busy with {what}.", "Wait for it to finish or stop it, then start again.")
             exc.holder_id = holder.split(" ", 1)[0] if holder else None  # "<owner id> (pid N)"
             raise exc from None
         os.ftruncate(fd, 0)

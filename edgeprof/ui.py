@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time as _time
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timezone
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,14 @@ def _store_for(path: str):
     with contextlib.suppress(EdgeprofError, OSError):
         recover(store)
     return store
+
+
+def recover_at_start() -> None:
+    """Open the store once per process before anything else, the password screen included, so that runs a crashed
+    server left ``running`` are marked interrupted as soon as the next server serves its first page, not after the
+    first login. Silent: an error is for ``get_store`` to show to someone let in."""
+    with contextlib.suppress(EdgeprofError):
+        _store_for(str(db_path()))
 
 
 def get_store():
@@ -127,6 +136,17 @@ def page_link(page: str, label: str, query: dict | None = None) -> None:
         name = Path(page).stem.split("_", 1)[-1]
         q = "&".join(f"{k}={v}" for k, v in (query or {}).items())
         st.markdown(f"[{label}](/{name}{'?' + q if q else ''})")
+
+
+_MARKDOWN = re.compile(r"([\\`\[\]<>$])")
+
+
+def md_text(text) -> str:
+    """``text`` to show inside markdown (st.markdown, st.error, captions) as text: the characters that open a link,
+    an image, HTML, code, LaTeX or a Streamlit directive (``:red[...]``) are escaped, so a name from a bundle or a model
+    file (``![b](http://host/x)``) never fetches or links anything. Emphasis marks stay (harmless, and common in
+    names: int8_static)."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
 
 
 def show_error(exc: BaseException, what: str = "") -> None:
@@ -270,18 +290,15 @@ def filter_runs(df: pd.DataFrame, key: str, *, default_status: list[str] | None 
         out = out[out["precision"].astype(str).isin(pre)]
     if sta:
         out = out[out["status"].astype(str).isin(sta)]
-    if dates:
-        created = pd.to_datetime(df["created_at"])
+    created = pd.to_datetime(df["created_at"], errors="coerce") if dates else None
+    if dates and created.notna().any():  # any stored time, 9999-12-31 too (time.max: no day after it to overflow)
         lo, hi = created.min().date(), created.max().date()
         picked = cols[6].date_input("Date (UTC)", value=(lo, hi), key=f"{key}_dates")
+        c = pd.to_datetime(out["created_at"], errors="coerce")
         if isinstance(picked, (tuple, list)) and len(picked) == 2:
-            start = datetime.combine(picked[0], time.min)
-            end = datetime.combine(picked[1], time.min) + timedelta(days=1)
-            c = pd.to_datetime(out["created_at"])
-            out = out[(c >= start) & (c < end)]
+            out = out[(c >= datetime.combine(picked[0], time.min)) & (c <= datetime.combine(picked[1], time.max))]
         elif isinstance(picked, date):
-            c = pd.to_datetime(out["created_at"]).dt.date
-            out = out[c == picked]
+            out = out[c.dt.date == picked]
     return out
 
 
@@ -460,7 +477,7 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
         st.warning(words)
     else:
         error = str(result.get("error") or "").strip()
-        st.error(words[:-1] + (f": {error}" if error else "."))  # as written: "text.onnx is ..." keeps its name
+        st.error(words[:-1] + (f": {md_text(error)}" if error else "."))  # as written: "text.onnx is ..." keeps its name
     headline(summary_figures(result))
     lat = result.get("latency_ms") or {}
     mem = result.get("memory") or {}
@@ -486,16 +503,16 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
     if be.get("name"):
         via = (f"execution provider {be['execution_provider']}" if be.get("execution_provider")
                else f"delegate {be['delegate']}" if be.get("delegate") else "default provider")
-        lines.append(f"Runtime: {be.get('name')} {be.get('version') or ''}, {via}, {be.get('threads')} threads.")
+        lines.append(md_text(f"Runtime: {be.get('name')} {be.get('version') or ''}, {via}, {be.get('threads')} threads."))
     st.markdown("  \n".join(lines))
     flags = result.get("flags") or []
     if flags:
-        st.warning("**Why these numbers may be off:**\n\n" + "\n".join(f"- {f}" for f in flags))
+        st.warning("**Why these numbers may be off:**\n\n" + "\n".join(f"- {md_text(f)}" for f in flags))
     elif status == "ok":
         st.caption("No suspect-run flags: nothing in this run makes its numbers doubtful.")
     notes = [n for n in result.get("notes") or [] if not n.startswith("writes delayed")]
     if notes:
-        st.caption("Notes: " + "; ".join(notes) + ".")
+        st.caption("Notes: " + md_text("; ".join(notes)) + ".")
     if rid:
         page_link("pages/2_Runs.py", label="Open this run in Runs", query={"run_id": rid})
 
@@ -587,7 +604,7 @@ def op_comparison(store, run_a: str, run_b: str, labels: dict | None = None, key
         st.info(str(exc))
         return
     st.plotly_chart(charts.op_compare_figure(cmp.table, cmp.name_a, cmp.name_b), key=f"{key}_chart")
-    st.markdown(f"**{cmp.sentence}**")
+    st.markdown(f"**{md_text(cmp.sentence)}**")
     cov = [f"{name} {100 * c:.0f}%" for name, c in zip((cmp.name_a, cmp.name_b), cmp.coverage, strict=True)
            if c is not None]
     if cov:
@@ -868,7 +885,8 @@ def inputs_panel(model: str, precision: str | None, runtime: str | None) -> tupl
         for spec, feed in zip(specs, feeds, strict=True):
             c1, c2, c3 = st.columns([3, 2, 2])
             kind = f"sequence of {spec.dtype}" if spec.kind == "sequence" else spec.dtype
-            c1.markdown(f"**{spec.name}** · {kind} · declared {describe_shape(spec.shape)}")
+            dims = md_text(describe_shape(spec.shape)[1:-1])  # a dimension's name comes from the file
+            c1.markdown(f"**{md_text(spec.name)}** · {md_text(kind)} · declared [{dims}]")
             shapes[spec.name] = c2.text_input(
                 "Shape", key=f"input_shape|{model}|{spec.name}",
                 placeholder=f"{format_shape(feed.shape) or 'scalar'} ({'guessed' if feed.guessed else 'as declared'})",

@@ -85,6 +85,17 @@ def shown(value, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
+# C0 controls but tab and newline (ESC starts clear-screen, OSC 52 clipboard writes ...), DEL, C1 (CSI is \x9b) and
+# the bidirectional overrides that make a terminal show text in another order than it is
+_TERMINAL_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every character a terminal would act on written as a visible ``\\uXXXX`` escape (a JSON string
+    stays valid JSON with the same value): what the CLI writes, whatever a stored name holds."""
+    return _TERMINAL_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+
+
 def unsafe_reason(name) -> str | None:
     """None when ``name`` is a plain relative member name, else why not, as a clause ("which climbs out with '..'")."""
     if not isinstance(name, str):

@@ -14,9 +14,10 @@ import time
 import numpy as np
 import streamlit as st
 
-from edgeprof import auth, charts, run, study, ui
+from edgeprof import auth, booth, charts, run, study, ui
 from edgeprof.config import PRECISIONS, PRESETS, RunConfig
 from edgeprof.errors import EdgeprofError
+from edgeprof.locks import WORK_PREFIX
 from edgeprof.runtimes import registry
 from edgeprof.runtimes.inputs import parse_given
 from edgeprof.worker.messages import PHASE_CODES
@@ -95,8 +96,14 @@ else:
                                   "quantized at run time; static: calibrated ahead).")
     runtime = c3.selectbox("Runtime", list(registry.formats()), key="runtime",
                            format_func=lambda r: {"onnx": "ONNX Runtime", "tflite": "TFLite"}.get(r, r))
-memory = c4.selectbox("Memory limit (MB)", MEMORY_LIMITS, key="memory_limit", help=ui.MEMORY_LIMIT_HELP,
-                      format_func=lambda v: "no limit" if not v else f"{v} MB")
+# a visitor's run always has a cap (booth.py): their choice of a tighter one, else the cap chosen for them
+limits = None if staff else booth.limits_for(store, model, "fp32" if precision == AS_FILE else precision, runtime)
+memory_options = MEMORY_LIMITS if staff else [0] + [v for v in MEMORY_LIMITS if 0 < v < limits.memory_mb]
+if st.session_state.get("memory_limit") not in memory_options:
+    st.session_state.pop("memory_limit", None)
+memory = c4.selectbox("Memory limit (MB)", memory_options, key="memory_limit", help=ui.MEMORY_LIMIT_HELP,
+                      format_func=lambda v: f"{v} MB" if v else "no limit" if staff else
+                      f"booth limit ({limits.memory_mb:g} MB)")
 
 c5, c6, c7, c8 = st.columns(4)
 backend, backend_options = ui.backend_widgets(runtime, [c5, c6])
@@ -114,7 +121,7 @@ with st.expander("Advanced", expanded=False):
                                    "profiler and says where the time goes per operator; the measured latencies are "
                                    "not touched. TFLite has no profiler the app can use.")
 if not staff:
-    st.caption(auth.VISITOR_RULE)
+    st.caption(f"{auth.VISITOR_RULE} {limits.words()}")
 shape_texts, fill_texts = ui.inputs_panel(model, None if precision == AS_FILE else precision, runtime)
 
 
@@ -139,12 +146,16 @@ elif start:
             threads=int(threads), memory_limit_mb=memory or None, preset=preset,
             duration_s=float(duration_s) if duration_s else None, profile_ops=bool(profile_ops),
         )
+        if not staff:
+            cfg = booth.bound_run(cfg, bundled, limits)
         handle = run.start_run(cfg, store)
         auth.remember_start(handle.run_id)
         st.session_state["watch_run"] = handle.run_id
     except run.DeviceBusy as exc:
         holder = exc.holder_id or "another run"
-        if run.get_handle(holder) is not None:
+        if holder.startswith(WORK_PREFIX):  # staff quantizing or computing fidelity
+            st.error(f"One run at a time: {exc}")
+        elif run.get_handle(holder) is not None:
             st.error(f"One run at a time: this device is busy with run {holder}; watch it below"
                      + (" or stop it." if auth.may_stop(holder) else ": it ends by itself within its set duration."))
         else:  # held by another process, e.g. `python -m edgeprof run`

@@ -76,7 +76,10 @@ if show:
     lat = store.latency(show)
     tel = store.telemetry(show)
     if lat.empty and tel.empty:
-        st.info("This run stored no samples (it ended before its first inference).")
+        measured = (summary.get("latency_ms") or {}).get("n") if isinstance(summary.get("latency_ms"), dict) else None
+        st.info(f"This run measured {measured:,} inferences, but none of its samples could be stored, so there is "
+                "nothing to draw." if measured else
+                "This run stored no samples (it ended before its first inference).")
     else:
         t0 = int(min(x for x in (lat["t_ns"].min() if not lat.empty else None,
                                  tel["t_ns"].min() if not tel.empty else None) if x is not None))

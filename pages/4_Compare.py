@@ -121,7 +121,7 @@ floor = compare.noise_floor(store)
 summary = compare.summary_table(cmp, (floor or {}).get("floor_pct"))
 st.subheader("Summary")
 for sentence in compare.verdicts(cmp, (floor or {}).get("floor_pct")):
-    st.markdown(f"- {sentence}.")  # starts with a run's name, written as its model is (digits-cnn, not Digits-cnn)
+    st.markdown(f"- {ui.md_text(sentence)}.")  # starts with a run's name, written as its model is (digits-cnn, not Digits-cnn)
 st.dataframe(summary, hide_index=True, key="cmp_table",
              column_config={**{c: st.column_config.NumberColumn(format="%.3f") for c in
                                ("p50 (ms)", "p90 (ms)", "p99 (ms)", "mean (ms)", "p50 ratio vs baseline")},

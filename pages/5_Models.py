@@ -7,9 +7,10 @@ import os
 import pandas as pd
 import streamlit as st
 
-from edgeprof import auth, ui
+from edgeprof import auth, booth, run, ui
 from edgeprof.errors import EdgeprofError
 from edgeprof.models import catalog
+from edgeprof.models.fidelity import fidelity_data
 
 QUANT_PRECISIONS = ["fp16", "int8-dynamic", "int8-static"]
 
@@ -23,13 +24,22 @@ except EdgeprofError as exc:
     ui.show_error(exc, "The model catalog cannot be read")
     st.stop()
 
+def changed(v) -> str | None:
+    """What building the variant changed (its quantization report), for derived ONNX variants."""
+    from edgeprof.models.quantize import describe_report
+
+    if v.shipped or v.precision == "fp32":
+        return None
+    return describe_report(v.quantization) if v.built else "not built yet"
+
+
 rows = []
 for m in models:
     for v in m.variants:
         rows.append({"model": m.name, "format": v.format, "precision": v.precision,
                      "size (MB)": None if v.size_bytes is None else v.size_bytes / 1e6,
                      "ready": "yes" if v.built else "quantized on first use", "shipped": v.shipped,
-                     "layout": v.layout, "built with": v.built_with})
+                     "layout": v.layout, "built with": v.built_with, "what quantization changed": changed(v)})
 for path in ui.uploaded_models():
     rows.append({"model": ui.model_label(path), "format": "tflite" if path.endswith(".tflite") else "onnx",
                  "precision": "(from the file)", "size (MB)": os.path.getsize(path) / 1e6,
@@ -42,6 +52,7 @@ else:
 for m in models:
     with st.expander(f"{m.name}: {m.task}"):
         st.markdown(f"{m.description}\n\nSource: {m.source}. Licence: {m.licence}. Input: `{m.input}`.")
+        st.caption(f"Fidelity is measured on {fidelity_data(m)}.")
 
 names = [m.name for m in models]
 
@@ -54,25 +65,37 @@ def fidelity_rows(name: str) -> list[dict]:
 
 
 st.subheader("Fidelity")
-if names:
+staff = auth.can_modify()  # quantizing and fidelity keep the device busy for minutes: staff work at a booth
+if names and not staff:
+    st.info(booth.staff_only("fidelity"))
+elif names:
     c1, c2 = st.columns([3, 1])
-    fid_model = c1.selectbox("Model", names, key="fid_model")
+    fid_model = c1.selectbox("Model", names + [p for p in ui.uploaded_models() if p.endswith(".onnx")], key="fid_model",
+                             format_func=ui.model_label)
     if c2.button("Compute fidelity", key="fidelity"):
         with st.spinner(f"Running every variant of {fid_model} on the evaluation inputs (EfficientNet takes a while)..."):
             try:
-                st.session_state["fid_result"] = (fid_model, fidelity_rows(fid_model))
+                with run.device_work(f"computing the fidelity of {fid_model}"):
+                    st.session_state["fid_result"] = (fid_model, fidelity_rows(fid_model))
             except EdgeprofError as exc:
                 ui.show_error(exc, "Fidelity failed")
     got = st.session_state.get("fid_result")
     if got and got[0] == fid_model:
-        st.dataframe(pd.DataFrame(got[1]), hide_index=True, key="fid_table",
+        st.dataframe(pd.DataFrame([{k: v for k, v in r.items() if k != "outputs"} for r in got[1]]), hide_index=True,
+                     key="fid_table",
                      column_config={k: st.column_config.NumberColumn(format="%.4f")
                                     for k in ("top1_agreement", "top5_overlap", "mean_kl", "cosine", "accuracy")})
         st.caption("top1_agreement: share of inputs where the variant's top answer equals fp32's. accuracy: against "
-                   "the true labels where they ship (digits). mean_kl: 0 means identical output distributions.")
+                   "the true labels where they ship (digits). mean_kl: 0 means identical output distributions. "
+                   "rel_error and sqnr_db (dB, higher is closer) judge outputs that are not class scores; each row's "
+                   "figures are those of its primary output.")
+        for note in sorted({r["note"] for r in got[1] if r.get("note")}):
+            st.caption(f"Data: {note}.")
 
 st.subheader("Quantize")
-if names:
+if names and not staff:
+    st.info(booth.staff_only("quantize"))
+elif names:
     c1, c2, c3 = st.columns([2, 2, 1])
     q_model = c1.selectbox("Model to quantize", names + [p for p in ui.uploaded_models() if p.endswith(".onnx")],
                            key="q_model", format_func=ui.model_label)
@@ -86,7 +109,8 @@ if names:
             bar.progress(min(0.95, 0.15 * len(steps)), text=msg)
 
         try:
-            v = catalog.resolve_variant(q_model, q_prec, "onnx", progress=progress)
+            with run.device_work(f"quantizing {ui.model_label(q_model)} to {q_prec}"):
+                v = catalog.resolve_variant(q_model, q_prec, "onnx", progress=progress)
         except EdgeprofError as exc:
             bar.empty()
             ui.show_error(exc, "Quantization failed")
@@ -95,6 +119,7 @@ if names:
             size = f"{v.size_bytes / 1e6:.2f} MB" if v.size_bytes else "?"
             st.success(f"{ui.model_label(q_model)} at {q_prec}: {v.path.name} ({size}), {v.built_with}. "
                        "It is ready on the Run page.")
+            st.caption(f"What quantization changed: {changed(v)}.")
             if steps:
                 st.caption(" → ".join(steps))
 
@@ -105,3 +130,67 @@ else:
     stored = ui.model_uploader(".onnx or .tflite", "model_upload")
     if stored is not None:
         st.success(f"Stored {stored[1]} as {stored[0].name}; pick it on the Run page.")
+
+
+def memory_view() -> None:
+    """The Memory view: the curves `edgeprof memory` stored (run.memory), drawn; staff can measure one here."""
+    from edgeprof import charts
+    from edgeprof.run import memory
+
+    st.subheader("Memory")
+    st.caption("How much memory a model needs on this device: its footprint without a cap, the smallest cap that "
+               "completes a run (found by bisection; an OOM kill is a result), and latency and memory pressure on a "
+               "ladder of caps up to 1.5x the footprint. Command line: `python -m edgeprof memory MODEL`.")
+    try:
+        store = ui.get_store()
+        curves = memory.list_curves(store)
+    except EdgeprofError as exc:
+        ui.show_error(exc, "The stored memory curves cannot be read")
+        return
+    if auth.can_modify() and names:
+        with st.expander("Measure a memory curve (about a minute; one run at a time on this device)"):
+            c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
+            m_model = c1.selectbox("Model", names, key="mem_model")
+            m_prec = c2.selectbox("Precision", ["fp32", *QUANT_PRECISIONS], key="mem_precision")
+            m_rt = c3.selectbox("Runtime", ["onnx", "tflite"], key="mem_runtime")
+            m_evict = c4.checkbox("Evictable weights", key="mem_evictable",
+                                  help="weights in file-backed pages a cap can evict (TFLite without XNNPACK; ONNX "
+                                       "Runtime from external data, without pre-packing)")
+            if st.button("Measure", key="mem_measure"):
+                with st.status("Measuring the memory curve", expanded=True) as box:
+                    try:
+                        memory.measure_memory(m_model, m_prec, m_rt, evictable=m_evict, store=store,
+                                              on_step=lambda text: box.write(text))
+                    except EdgeprofError as exc:
+                        box.update(label="The memory curve could not be measured", state="error")
+                        ui.show_error(exc, "Measuring failed")
+                    else:
+                        box.update(label="Measured", state="complete")
+                curves = memory.list_curves(store)
+    if not curves:
+        st.info("No memory curve is stored yet: measure one with `python -m edgeprof memory digits-cnn`"
+                + (" or above." if auth.can_modify() else "."))
+        return
+    labels = {c["group_id"]: f"{c['label']} (minimum {charts.fmt_mb(c['min_cap_mb'])}, measured "
+                             f"{str(c['measured_at'])[:16]})" for c in curves}
+    gid = st.selectbox("Curve", list(labels), format_func=labels.get, key="mem_curve")
+    group = store.get_group(gid) or {}
+    doc = group.get("result") or {}
+    words = doc.get("sentences") or {}
+    for key in ("cliff", "slope", "mechanism"):
+        if words.get(key):
+            st.markdown(words[key])
+    c1, c2 = st.columns([3, 2])
+    c1.plotly_chart(charts.memory_curve_figure(doc), key="mem_curve_chart")
+    c2.plotly_chart(charts.memory_breakdown_figure(doc.get("breakdown") or {}), key="mem_breakdown_chart")
+    for sentence in (doc.get("breakdown") or {}).get("sentences", []):
+        st.caption(sentence)
+    mech = doc.get("mechanism") or {}
+    search = doc.get("search") or {}
+    st.caption(f"Caps by {mech.get('cap_note')}. Swap: {mech.get('swap_note')}. Search: "
+               f"{len(search.get('probes') or [])} probes, stopped by {search.get('stopped_by')}, resolution "
+               f"{charts.fmt_mb(search.get('resolution_mb'))}; {doc.get('seconds')} s in all. Intervals are within "
+               "each run (one process per cap).")
+
+
+memory_view()

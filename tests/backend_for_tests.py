@@ -26,8 +26,8 @@ class Options:
 
 
 class Session(onnx.OnnxSession):
-    def __init__(self, path, threads, options: Options):
-        super().__init__(path, threads=threads, provider="cpu")
+    def __init__(self, path, threads, options: Options, evictable: bool = False):
+        super().__init__(path, threads=threads, provider="cpu", evictable=evictable)
         self.info = dataclasses.replace(self.info, name=NAME)
         self._pause_s = options.pause_ms / 1000.0
 

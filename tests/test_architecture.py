@@ -9,7 +9,7 @@ Every import counts, also the ones inside functions (a lazy import is still a de
   data      store, stats, charts, device, compare, ops       the database and pure computations on numbers
   run       run                                              one run from request to stored result
   study     study                                            grids of runs and their report
-  front     ui, auth, cli, __main__                          Streamlit helpers and the command line
+  front     ui, auth, booth, cli, __main__                   Streamlit helpers, the booth's limits, the command line
 
 Pages (``pages/*.py``, ``app.py``) sit above all of these and may import any library module but never the CLI.
 """
@@ -29,7 +29,7 @@ LAYERS = {
     "data": ["store", "stats", "charts", "device", "compare", "questions", "ops"],
     "run": ["run"],
     "study": ["study"],
-    "front": ["ui", "auth", "cli", "__main__"],
+    "front": ["ui", "auth", "booth", "cli", "__main__"],
 }
 ORDER = list(LAYERS)
 # Within "base" a module may import an earlier one in this list; everything else stays inside its own layer or below.

@@ -33,5 +33,5 @@ def test_matches_is_exact():
 
 def test_loopback_detection():
     assert auth.is_loopback("127.0.0.1") and auth.is_loopback("::1") and auth.is_loopback("localhost")
-    assert auth.is_loopback(None)
+    assert not auth.is_loopback(None) and not auth.is_loopback("") and not auth.is_loopback(" ")
     assert not auth.is_loopback("0.0.0.0") and not auth.is_loopback("192.168.1.5")

@@ -51,16 +51,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(home: Path, db: Path, root: Path = ROOT):
+def streamlit_server(home: Path, db: Path, root: Path = ROOT, address: str = "127.0.0.1"):
     """`streamlit run app.py` of the checkout at ``root`` on a free local port; always terminated (then killed) on
-    exit. ``root``: another tree of the code (bench/bench_observer.py runs an older one beside this one)."""
+    exit. ``root``: another tree of the code (bench/bench_observer.py runs an older one beside this one). ``address``:
+    what ``--server.address`` is given (empty binds every interface); the URL is always the loopback one."""
     port = free_port()
     env = {"MALLOC_ARENA_MAX": "2", **os.environ,  # as scripts/app.sh starts it
            "EDGEPROF_HOME": str(home), "EDGEPROF_DB": str(db), "PYTHONPATH": str(root)}
     log = open(home / "streamlit.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
-         "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), f"--server.address={address}",
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"

@@ -9,7 +9,7 @@ are the project's, as in an activated venv). What may differ from the text, and 
 * placeholders that the prose explains (STUDY_ID) take the id an earlier command made; RUN_A and RUN_B, the two
   newest runs with an operator profile (older first), which the commands before them made;
 * a long command is shortened through its own flags (`run --duration 2`, `compare --duration 1`,
-  `study --duration 0.3 --cooldown 0`),
+  `study --duration 0.3 --cooldown 0`, `memory --max-probes 4 --ladder-seconds 1`),
   appended, so argparse's last value wins and every other flag stays as written;
 * the app scripts get `--server.port` (a free port) and are stopped once the server answers;
 * a chain of `python3 -m venv`, `pip install`, `cd` and edgeprof commands (the package install) runs whole, from the
@@ -40,7 +40,8 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL = ("sh", "bash", "shell", "console")
 EDGEPROF = re.compile(r"^(?:\.venv/bin/)?(?:python3? -m edgeprof|edgeprof)\s+(?P<args>.*)$")
 APP = re.compile(r"^(?P<env>(?:[A-Z_]+=\S+\s+)*)bash scripts/app\.sh(?P<args>(?:\s.*)?)$")
-SHORTEN = {"run": ["--duration", "2"], "compare": ["--duration", "1"], "study": ["--duration", "0.3", "--cooldown", "0"]}
+SHORTEN = {"run": ["--duration", "2"], "compare": ["--duration", "1"], "study": ["--duration", "0.3", "--cooldown", "0"],
+           "memory": ["--max-probes", "4", "--ladder-seconds", "1"]}
 CHAIN_PART = re.compile(r"^(?:python3? -m venv \S+|\S+/bin/pip install(?: -q)? \.|cd \S+|\S*edgeprof(?: .*)?)$")
 LOOKS_LIKE_A_COMMAND = re.compile(r"^(?:sudo |cd |bash |sh |pip3? |python3? |\.venv/|\./|/\S+/bin/|edgeprof |[A-Z_]+=\S+ )")
 

@@ -352,3 +352,75 @@ def test_fuzz_cli_arguments(lab, edgeprof_home, data, capsys, monkeypatch):
         lines = [x for x in err.splitlines() if x.startswith("error:")]
         assert len(lines) == 1, (argv, err)
     assert lab.canary.touched() == [], argv
+
+
+# ------------------------------------------------------------------------------------------------ measured values
+
+NUMBER_COLUMNS = {"runs": ["created_at", "p50_ms", "p90_ms", "mean_ms", "n", "load_ms", "peak_charged_mb",
+                           "memory_limit_mb", "temp_max_c", "threads", "model_size_bytes", "finished_at"],
+                  "latency": ["seq", "t_ns", "latency_ns"], "telemetry": ["t_ns", "value"],
+                  "devices": ["cores", "ram_mb", "first_seen"]}
+HOSTILE_NUMBERS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(-2**63, 2**63 - 1),
+    st.sampled_from([float("nan"), float("inf"), -float("inf"), -1e308, 1e308, -1, 0, 2**31, -2**62]))
+HOSTILE_TIMES = st.one_of(st.datetimes(), st.sampled_from(["9999-12-31", "0001-01-01", "1969-12-31 23:59:59",
+                                                           "2262-04-12", "2099-12-31"]).map(str))
+
+
+@budget(15)
+@given(data=st.data())
+def test_fuzz_measured_values(lab, data):
+    """One measured column of one table set to a hostile number or time (NaN, inf, -1e308, a negative count, a date in
+    9999): refused in a sentence, or imported with every value in range, and the CLI's tables and summaries print it."""
+    from edgeprof.cli.text import run_summary, runs_table
+    from edgeprof.store.checks import EARLIEST, LATEST, MAX_MAGNITUDE, SIGNED
+
+    bundle = fresh_bundle(lab)
+    table = data.draw(st.sampled_from(sorted(NUMBER_COLUMNS)), "table")
+    column = data.draw(st.sampled_from(NUMBER_COLUMNS[table]), "column")
+    f = bundle / f"{table}.parquet"
+    with duckdb.connect() as con:
+        con.execute(f"CREATE TABLE t AS SELECT * FROM read_parquet('{f}')")
+        sql_type = con.execute("SELECT data_type FROM information_schema.columns WHERE table_name = 't' AND "
+                               "column_name = ?", [column]).fetchone()[0]
+        value = data.draw(HOSTILE_TIMES if sql_type.startswith("TIMESTAMP") else HOSTILE_NUMBERS, "value")
+        with contextlib.suppress(duckdb.Error):  # a value the column's type cannot hold: the bundle stays as it was
+            con.execute(f'UPDATE t SET "{column}" = CAST(? AS {sql_type})', [str(value)])
+        con.execute(f"COPY t TO '{f}' (FORMAT parquet)")
+    if attempt(lab, bundle) != "ok":
+        return
+    with duckdb.connect(str(lab.db), read_only=True) as con:
+        stored = [r[0] for r in con.execute(f'SELECT "{column}" FROM {table}').fetchall()]
+    for v in stored:
+        if v is None:
+            continue
+        if sql_type.startswith("TIMESTAMP"):
+            assert EARLIEST <= str(v) < LATEST, v
+        elif isinstance(v, float) and (table, column) in SIGNED:
+            assert v != v or abs(v) <= MAX_MAGNITUDE, v  # a sensor's NaN may stay
+        else:
+            assert -MAX_MAGNITUDE <= v <= (MAX_MAGNITUDE if isinstance(v, float) else 2**63) and v == v, v
+            assert (table, column) in SIGNED or v >= 0, v
+    store = Store(lab.db)
+    runs_table(store.list_runs())
+    for rid in store.list_runs()["run_id"]:
+        run = store.get_run(rid)
+        run_summary(run.get("summary") or {"run_id": rid, "status": run["status"]}, details=True)
+
+
+@budget(60)
+@given(name=st.text(max_size=40) | st.sampled_from(["![b](http://127.0.0.1:9/x)", "<img src=x onerror=alert(1)>",
+                                                    "[a](javascript:alert(1))", ":red[x]", "$\\frac{1}{2}$",
+                                                    "`code`", "<http://127.0.0.1:9/>", "\\![b](x)"]))
+def test_fuzz_names_render_as_text(name):
+    """Any name (an input's, a model's, a reason) shown in markdown: every character that opens a link, an image, HTML,
+    code, LaTeX or a directive is escaped (preceded by an odd number of backslashes), and unescaping gives the name."""
+    import re
+
+    from edgeprof.ui import md_text
+
+    out = md_text(name)
+    for m in re.finditer(r"[\[\]<>`$]", out):
+        run = len(out[:m.start()]) - len(out[:m.start()].rstrip("\\"))
+        assert run % 2 == 1, (name, out)
+    assert re.sub(r"\\(.)", r"\1", out, flags=re.S) == name

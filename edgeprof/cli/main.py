@@ -13,8 +13,8 @@ import os
 import sys
 import traceback
 
-from ..errors import EdgeprofError, UsageError
-from .text import print_json  # noqa: F401  (re-exported: cli.print_json)
+from ..errors import EdgeprofError, UsageError, disk_problem
+from .text import TerminalSafe, print_json  # noqa: F401  (print_json re-exported: cli.print_json)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,9 +31,9 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
     parser.set_defaults(prog=prog)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    from . import fleet, models, run, study
+    from . import fleet, memory, models, run, study
 
-    for module in (run, study, models, fleet):
+    for module in (run, study, models, fleet, memory):
         module.register(sub)
     return parser
 
@@ -41,6 +41,15 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str = MODULE_PROG) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = TerminalSafe(sys.stdout), TerminalSafe(sys.stderr)
+    try:
+        return _main(argv, prog, debug)
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _main(argv: list[str], prog: str, debug: bool) -> int:
     try:
         parser = build_parser(prog)
         args = parser.parse_args((["--debug"] if debug else []) + [a for a in argv if a != "--debug"])
@@ -59,6 +68,13 @@ def main(argv: list[str] | None = None, prog: str = MODULE_PROG) -> int:
     except BrokenPipeError:  # `edgeprof ops ... | head`: the reader has what it wanted; the shell's code for SIGPIPE
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
         return 141
+    except OSError as exc:  # a full disk or a read-only data directory anywhere: its own sentence
+        if debug:
+            traceback.print_exc()
+        disk = disk_problem(f"[Errno {exc.errno}] {exc.strerror}", exc.filename or "the data directory")
+        print(f"error: {disk or f'unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)'}",
+              file=sys.stderr)
+        return disk.exit_code if disk else 1
     except Exception as exc:  # the last resort: still one line unless --debug
         if debug:
             traceback.print_exc()

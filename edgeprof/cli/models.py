@@ -27,14 +27,17 @@ def register(sub) -> None:
     p.add_argument("model", help="bundled model name or path to an fp32 .onnx file")
     p.add_argument("--precision", required=True, choices=[x for x in PRECISIONS if x != "fp32"],
                    help="the precision to build: fp16, int8-dynamic or int8-static")
+    _input_flags(p, "int8-static calibrates on random inputs of this shape")
+    _data_flags(p, "int8-static calibration (a fp32 file of your own)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser(
         "fidelity",
         help="compare every variant's outputs with its FP32 parent",
-        description="Top-1 agreement, top-5 overlap, KL divergence, cosine similarity and (where labels "
-        "ship) accuracy of every variant in every available runtime.",
+        description="Every output of every variant against fp32, in every available runtime, with the metric "
+        "that fits it: class scores (top-1 agreement, top-5 overlap, KL divergence, cosine), labels (agreement), "
+        "regression and dense outputs (relative error, max abs error, SQNR dB); accuracy where labels ship.",
     )
     p.add_argument("model", help="bundled model name or path to an fp32 .onnx file")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
@@ -45,8 +48,32 @@ def register(sub) -> None:
         metavar="NAME",
         help="onnx, tflite, onnxruntime, litert or tflite-runtime (repeatable; default all available)",
     )
+    _input_flags(p, "a user's file is compared on random inputs of this shape")
+    _data_flags(p, "comparing a file of your own (also calibrates its int8-static variant)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_fidelity)
+
+
+def _input_flags(p, why: str) -> None:
+    p.add_argument("--shape", action="append", default=[], metavar="NAME=D1xD2...",
+                   help=f"an input's shape, e.g. --shape input=1x512 (repeatable; {why}), as for run")
+    p.add_argument("--fill", action="append", default=[], metavar="NAME=VALUE",
+                   help="set every element of an input, e.g. --fill sr=16000 (repeatable), as for run")
+
+
+def _data_flags(p, what: str) -> None:
+    p.add_argument("--data", metavar="PATH",
+                   help=f"your data for {what}: a folder of images (labels from class folders or labels.txt) or a "
+                        ".npz of arrays keyed by input name (labels: 'labels')")
+    p.add_argument("--normalise", metavar="MEAN,STD",
+                   help="images become (pixel - MEAN) / STD, pixels 0..255 (default 0,255)")
+
+
+def _inputs(args) -> tuple[dict, dict]:
+    from ..config import parse_fill, parse_shape
+    from .run import _pairs
+
+    return _pairs(args.shape, parse_shape), _pairs(args.fill, parse_fill)
 
 
 def _progress(args):
@@ -57,6 +84,7 @@ def _progress(args):
 
 def cmd_models(args: argparse.Namespace) -> int:
     from ..models.catalog import list_models
+    from ..models.fidelity import fidelity_data
     from ..paths import MANIFEST
 
     models = list_models()
@@ -73,6 +101,9 @@ def cmd_models(args: argparse.Namespace) -> int:
                             "path": str(v.path),
                             "size_bytes": v.size_bytes,
                             "shipped": v.shipped,
+                            "built_with": v.built_with,
+                            "quantization": v.quantization,
+                            "fidelity_data": fidelity_data(m, v),
                         }
                         for v in m.variants
                     ],
@@ -89,24 +120,45 @@ def cmd_models(args: argparse.Namespace) -> int:
             print()
         print(f"{m.name}  ({m.task}, {m.licence})")
         rows = [
-            [v.format, v.precision, size(v.size_bytes), "shipped" if v.shipped else "derived here", v.path] for v in m.variants
+            [v.format, v.precision, size(v.size_bytes), "shipped" if v.shipped else "derived here",
+             _changed(v), v.path] for v in m.variants
         ]
-        print(table(rows, ["format", "precision", "size", "origin", "path"]))
+        print(table(rows, ["format", "precision", "size", "origin", "what quantization changed", "path"]))
+        print(f"fidelity data: {fidelity_data(m, None)}")
     return 0
+
+
+def _changed(v) -> str:
+    from ..models.quantize import describe_report
+
+    if v.precision == "fp32" or v.shipped:
+        return "-" if v.precision == "fp32" else "shipped as built"
+    if v.quantization is None:
+        return "not built yet" if not v.built else describe_report(None)
+    return describe_report(v.quantization).split(";")[0]
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     from ..models import catalog, quantize
     from ..models.preprocess import calibration_for
+    from ..run import device_work
 
-    if args.model in catalog.model_names():
-        info = catalog.get_model(args.model)
-        fp32 = info.variant("fp32", "onnx")
-        calib = calibration_for(info, fp32.layout or "NCHW") if args.precision == "int8-static" else None
-        res = quantize.quantize_onnx(fp32.path, args.precision, calib=calib, progress=_progress(args))
-    else:
-        catalog.resolve_variant(args.model, None, "onnx", build=False)  # clear errors for bad paths / bad names
-        res = quantize.quantize_onnx(args.model, args.precision, calib=None, progress=_progress(args))
+    with device_work(f"quantizing {args.model} to {args.precision}"):  # never beside a run on show
+        if args.model in catalog.model_names():
+            info = catalog.get_model(args.model)
+            fp32 = info.variant("fp32", "onnx")
+            calib = calibration_for(info, fp32.layout or "NCHW") if args.precision == "int8-static" else None
+            res = quantize.quantize_onnx(fp32.path, args.precision, calib=calib, progress=_progress(args))
+        else:
+            catalog.resolve_variant(args.model, None, "onnx", build=False)  # clear errors for bad paths / bad names
+            shapes, fills = _inputs(args)
+            calib = None
+            if args.data and args.precision == "int8-static":
+                from ..models.data import parse_normalise
+
+                calib = quantize.data_calibration(args.data, args.model, parse_normalise(args.normalise))
+            res = quantize.quantize_onnx(args.model, args.precision, calib=calib, progress=_progress(args), shapes=shapes,
+                                         fills=fills)
     nbytes = res.path.stat().st_size
     if args.json:
         print_json({**res.to_dict(), "size_bytes": nbytes})
@@ -114,6 +166,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     state = "cached (built earlier in" if res.cached else "built in"
     print(f"{res.precision}: {res.path}")
     print(f"  {size(nbytes)}, {state} {res.seconds:.2f} s{')' if res.cached else ''}; {res.method}")
+    print(f"  {quantize.describe_report(res.quantization)}")
     if res.warning:
         print(f"  warning: {res.warning}")
     return 0
@@ -122,10 +175,20 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 def cmd_fidelity(args: argparse.Namespace) -> int:
     from ..errors import UsageError
     from ..models.fidelity import fidelity
+    from ..run import device_work
 
     if args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}.")
-    rows = fidelity(args.model, runtimes=args.runtimes, threads=args.threads, progress=_progress(args))
+    with device_work(f"computing the fidelity of {args.model}"):  # never beside a run on show
+        from ..models.catalog import model_names
+        from ..models.data import parse_normalise
+
+        shapes, fills = _inputs(args)
+        if args.data and args.model in model_names():
+            raise UsageError(f"--data is for a file of your own; {args.model} is compared on its bundled data.",
+                             "Leave --data out, or pass the path of an fp32 .onnx file.")
+        rows = fidelity(args.model, runtimes=args.runtimes, threads=args.threads, progress=_progress(args), shapes=shapes,
+                        fills=fills, data=args.data, normalise=parse_normalise(args.normalise))
     if args.json:
         print_json(rows)
         return 0
@@ -135,15 +198,25 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
             r["backend"],
             r["precision"],
             r["n"],
+            r.get("primary") or "",
             fmt(r["top1_agreement"], digits=3),
             fmt(r["top5_overlap"], digits=3),
             fmt(r["mean_kl"], digits=5),
-            fmt(r["cosine"], digits=4),
+            fmt(r["rel_error"], digits=4),
+            fmt(r["sqnr_db"], digits=1),
             fmt(r["accuracy"], digits=3),
         ]
         for r in rows
     ]
-    print(table(body, ["format", "backend", "precision", "n", "top1 agree", "top5 overlap", "mean KL", "cosine", "accuracy"]))
+    print(table(body, ["format", "backend", "precision", "n", "output", "top1 agree", "top5 overlap", "mean KL",
+                       "rel error", "SQNR dB", "accuracy"]))
+    for r in rows:
+        others = [o for o in r.get("outputs", []) if o["output"] != r.get("primary")]
+        if r["precision"] != "fp32" and others:
+            print(f"{r['backend']} {r['precision']}, other outputs: " + "; ".join(_describe_output(o) for o in others))
+    omitted = {f"{o['output']} {k}: {why}" for r in rows for o in r.get("outputs", []) for k, why in o["omitted"].items()}
+    for line in sorted(omitted):
+        print(f"left out: {line}")
     notes = sorted({r["note"] for r in rows if r.get("note")})
     for note in notes:
         print(f"data: {note}")
@@ -151,3 +224,10 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         if r.get("error"):
             print(f"{r['backend']} {r['format']} {r['precision']}: {r['error']}")
     return 0
+
+
+def _describe_output(o: dict) -> str:
+    names = {"label_agreement": "agreement", "top1_agreement": "top-1", "rel_error": "rel error",
+             "max_abs_error": "max abs error", "sqnr_db": "SQNR dB", "mean_kl": "KL", "accuracy": "accuracy"}
+    parts = [f"{label} {fmt(o[k], digits=4)}" for k, label in names.items() if o.get(k) is not None]
+    return f"{o['output']} ({o['kind']}) " + ", ".join(parts)

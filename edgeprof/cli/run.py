@@ -66,9 +66,15 @@ def _run_options(p) -> None:
     p.add_argument("--timeout", metavar="S", help="wall-clock timeout for the whole run")
     p.add_argument("--sample-hz", default="10", help="telemetry sampling rate (default 10)")
     p.add_argument("--no-swap", action="store_true", help="forbid swap inside the memory cap where the kernel allows")
+    p.add_argument("--evictable", action="store_true",
+                   help="keep the weights in file-backed pages a cap can evict and read back (TFLite without XNNPACK; "
+                        "ONNX Runtime from external data, no pre-packing): slower per inference (see `memory`)")
     p.add_argument("--shape", action="append", default=[], metavar="NAME=D1xD2...",
                    help="an input's shape, e.g. --shape input=1x512 (repeatable; dynamic dimensions are guessed "
                         "otherwise, and a symbolic dimension takes one value across all inputs)")
+    p.add_argument("--data", metavar="PATH",
+                   help="a folder of images or a .npz keyed by input name: what int8-static of an fp32 .onnx file "
+                        "of your own calibrates on (random inputs otherwise)")
     p.add_argument("--fill", action="append", default=[], metavar="NAME=VALUE",
                    help="set every element of an input, e.g. --fill sr=16000 (repeatable; random data otherwise)")
     p.add_argument("--profile-ops", action="store_true",
@@ -209,7 +215,8 @@ def config_from_args(args) -> RunConfig:
         preset=args.preset, sample_hz=args.sample_hz, swap=not args.no_swap,
         input_shapes=_pairs(args.shape, parse_shape), input_fills=_pairs(args.fill, parse_fill),
         profile_ops=bool(args.profile_ops), backend=args.backend,
-        backend_options=_pairs(args.backend_option, _option_pair),
+        backend_options=_pairs(args.backend_option, _option_pair), data=getattr(args, "data", None),
+        evictable=bool(getattr(args, "evictable", False)),
     )
     if cfg.timeout_s is not None and cfg.timeout_s <= cfg.min_duration_s:
         raise UsageError(f"--timeout {cfg.timeout_s:g} is not longer than the {cfg.min_duration_s:g} s of steady state "

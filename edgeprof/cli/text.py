@@ -7,6 +7,7 @@ import json
 import math
 import sys
 
+from ..untrusted import terminal_safe
 from ..worker.priority import describe as describe_priority
 
 
@@ -31,6 +32,21 @@ def _plain(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+class TerminalSafe:
+    """A text stream that writes through ``untrusted.terminal_safe``: a model name from a bundle that holds terminal
+    escapes (clear the screen, write the clipboard) is printed as visible ``\\u001b`` text, on every line the CLI
+    writes (tables, summaries, errors, JSON alike)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(terminal_safe(text))
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def print_json(doc) -> None:

@@ -40,6 +40,7 @@ class Variant:
     shipped: bool  # True: the file comes with edgeprof; False: derived on the device, or the user's own
     built_with: str
     layout: str | None = None  # NCHW | NHWC as the file wants its image input
+    quantization: dict | None = None  # what building it changed (quantize.quantization_report); None until built
 
     @property
     def built(self) -> bool:
@@ -202,7 +203,8 @@ def _derived_variant(info: ModelInfo, fp32: Variant, precision: str) -> Variant:
     side = quantize.read_sidecar(path) if path.is_file() else None
     size = path.stat().st_size if path.is_file() else None
     built_with = quantize._method(precision)
-    return Variant(info.name, precision, "onnx", path, size, (side or {}).get("sha256"), False, built_with, fp32.layout)
+    return Variant(info.name, precision, "onnx", path, size, (side or {}).get("sha256"), False, built_with, fp32.layout,
+                   (side or {}).get("quantization"))
 
 
 def list_models() -> list[ModelInfo]:
@@ -237,14 +239,18 @@ def is_path_like(model: str) -> bool:
 
 
 def resolve_variant(
-    model: str, precision: str | None, runtime: str | None, *, build: bool = True, progress: Callable[[str], None] | None = None
+    model: str, precision: str | None, runtime: str | None, *, build: bool = True, progress: Callable[[str], None] | None = None,
+    shapes: dict | None = None, fills: dict | None = None, data: str | None = None,
 ) -> Variant:
     """The file to run for ``model`` (a bundled name or a path) at ``precision`` in ``runtime``.
 
     Bundled: ``runtime`` None means onnx; a missing derived ONNX variant is quantized now (cached) when ``build``.
     Path: the file's own precision is detected; ``precision`` None (or "fp32", RunConfig's default) accepts it, and the
     Variant says what it really is. Asking an fp32 ONNX file for another precision quantizes it (random calibration
-    data for int8-static: the result says so); any other mismatch is a UsageError that says what the file is.
+    data for int8-static, made with ``shapes``/``fills`` as the run's --shape/--fill: the result says so); any other
+    mismatch is a UsageError that says what the file is. Quantizing runs in an isolated child (``models.isolated``):
+    its crash is a ``PreparationFailed``. ``data``: the user's ``--data`` (``models.data``), which int8-static of
+    a user's fp32 file calibrates on instead of random inputs.
     """
     if precision is not None and precision not in PRECISIONS:
         raise UsageError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}.")
@@ -254,7 +260,7 @@ def resolve_variant(
         return _resolve_bundled(get_model(model), precision or "fp32", runtime or "onnx", build, progress)
     if not is_path_like(model) and not Path(model).exists():
         get_model(model)  # raises the UsageError that lists bundled names
-    return _resolve_path(Path(model), precision, runtime, build, progress)
+    return _resolve_path(Path(model), precision, runtime, build, progress, shapes, fills, data)
 
 
 def _resolve_bundled(info: ModelInfo, precision: str, runtime: str, build: bool, progress) -> Variant:
@@ -275,11 +281,13 @@ def _resolve_bundled(info: ModelInfo, precision: str, runtime: str, build: bool,
     res = quantize.quantize_onnx(fp32.path, precision, calib=calib, progress=progress)
     side = quantize.read_sidecar(res.path) or {}
     return Variant(
-        info.name, precision, "onnx", res.path, res.path.stat().st_size, side.get("sha256"), False, v.built_with, v.layout
+        info.name, precision, "onnx", res.path, res.path.stat().st_size, side.get("sha256"), False, v.built_with, v.layout,
+        res.quantization,
     )
 
 
-def _resolve_path(path: Path, precision: str | None, runtime: str | None, build: bool, progress) -> Variant:
+def _resolve_path(path: Path, precision: str | None, runtime: str | None, build: bool, progress, shapes=None,
+                  fills=None, data=None) -> Variant:
     check_model_file(path)
     fmt = runtime_for(path)
     if runtime is not None and runtime != fmt:
@@ -302,16 +310,25 @@ def _resolve_path(path: Path, precision: str | None, runtime: str | None, build:
         if not build:
             from . import quantize
 
-            target = quantize.cached_path(path, precision, None, source_sha256=spec.sha256)
+            ident = quantize._Ident(quantize._calibration_ident(None, shapes, fills))
+            target = quantize.cached_path(path, precision, ident, source_sha256=spec.sha256)
             size = target.stat().st_size if target.is_file() else None
-            return Variant(str(path), precision, "onnx", target, size, None, False, quantize._method(precision), layout)
+            side = quantize.read_sidecar(target) if target.is_file() else None
+            return Variant(str(path), precision, "onnx", target, size, None, False, quantize._method(precision), layout,
+                           (side or {}).get("quantization"))
         from . import quantize
 
-        res = quantize.quantize_onnx(path, precision, calib=None, progress=progress)
+        calib = quantize.data_calibration(data, path) if data and precision == "int8-static" else None
+        res = quantize.quantize_onnx(path, precision, calib=calib, progress=progress, shapes=shapes, fills=fills)
         built_with = quantize._method(precision) + (f"; {res.warning}" if res.warning else "")
-        return Variant(str(path), precision, "onnx", res.path, res.path.stat().st_size, None, False, built_with, layout)
+        return Variant(str(path), precision, "onnx", res.path, res.path.stat().st_size, None, False, built_with, layout,
+                       res.quantization)
     what = f"{spec.precision} {fmt} file"
-    hint = f"Only fp32 ONNX files are quantized on the device; pass --precision {spec.precision}, or leave --precision out."
+    if spec.precision in PRECISIONS:
+        hint = (f"Only fp32 ONNX files are quantized on the device; pass --precision {spec.precision}, or leave "
+                "--precision out.")
+    else:  # a label --precision does not take (mixed, int16x8, int4-weights, fp64, bf16): never suggest it
+        hint = "Only fp32 ONNX files are quantized on the device; leave --precision out to run the file as it is."
     raise UsageError(f"{path.name} is {article(what)} {what}; it cannot be run as {precision}.", hint)
 
 

@@ -1,18 +1,26 @@
 """What a model file really is: format, tensors, and the precision its weights and activations use.
 
 A user's own quantized file is labelled from its contents, never from its name. ``precision`` is one of
-``fp32``, ``fp16``, ``int8-dynamic``, ``int8-static``, ``int16x8`` or ``mixed``.
+``DETECTED_PRECISIONS``: ``fp32``, ``fp16``, ``bf16``, ``fp64``, ``int8-dynamic``, ``int8-static``, ``int16x8``,
+``int4-weights`` or ``mixed``. Only those in ``config.PRECISIONS`` can be passed to ``--precision``; a file of another
+label runs as it is (leave ``--precision`` out), and no message suggests the flag for it.
 
 ONNX is read with the ``onnx`` package only (``load_external_data=False``: weights in a separate file are not read,
 only checked for presence). The rules:
 - DynamicQuantizeLinear / ConvInteger / MatMulInteger / DynamicQuantizeMatMul: activations are quantized at run time
   -> ``int8-dynamic``.
 - QuantizeLinear on a non-constant tensor, or QLinear* / QGemm ops: activations are quantized ahead of time
-  -> ``int8-static`` (8-bit activation zero points) or ``int16x8`` (16-bit activation zero points).
+  -> ``int8-static`` (8-bit activation zero points) or ``int16x8`` (16-bit activation zero points). A QOperator
+  op's activation type is its input zero point's (``input[2]``), never its last input: QLinearConv's last input is
+  the int32 bias.
+- MatMulNBits (ONNX Runtime's 4-bit block-quantized weights, float activations) -> ``int4-weights``.
+- float64 / bfloat16 weights carrying >= 90% of the float parameters -> ``fp64`` / ``bf16``.
 - no quantization ops: float16 initializers carry >= 90% of the float parameters -> ``fp16``; float32 -> ``fp32``.
 - anything else (both kinds of quantization, int8 weights dequantized at load, a half-converted model) -> ``mixed``.
 
-TFLite is opened in an interpreter (it parses; nothing is run). Constant tensors (not produced by any op and not a
+TFLite is opened in an interpreter (it parses; nothing is run), in the isolated child (``models.isolated``): a
+file that crashes the interpreter is a ModelError sentence, not the end of the server.
+Constant tensors (not produced by any op and not a
 model input) are weights, the rest activations:
 - int8/uint8 weights, float activations -> ``int8-dynamic`` (the converter's "dynamic range" mode);
 - int8/uint8 activations -> ``int8-static`` (full integer, whether or not the input/output stay float);
@@ -31,7 +39,8 @@ from pathlib import Path
 from ..errors import ModelError
 from ..runtimes import TensorSpec, check_model_file, onnx_spec, runtime_for
 
-DETECTED_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static", "int16x8", "mixed")
+DETECTED_PRECISIONS = ("fp32", "fp16", "bf16", "fp64", "int8-dynamic", "int8-static", "int16x8", "int4-weights",
+                       "mixed")
 
 _DYNAMIC_OPS = {
     "DynamicQuantizeLinear",
@@ -84,7 +93,21 @@ def inspect_file(path: str | Path) -> FileSpec:
     digest = sha256_file(p)
     if fmt == "onnx":
         return _inspect_onnx(p, size, digest)
-    return _inspect_tflite(p, size, digest)
+    key = (digest, str(p.resolve()))
+    if key not in _tflite_memo:
+        from .isolated import run_isolated
+
+        # Reading a TFLite file's tensors means building an interpreter: that runs the file's own code paths in C++,
+        # so it happens in the isolated child (an upload is inspected before it is stored: never in the server).
+        _tflite_memo[key] = run_isolated(
+            "edgeprof.models.inspect:_inspect_tflite", p, size, digest, what=f"reading the tensors of {p.name}",
+            tool="the TFLite interpreter", hint="the file is damaged, or made for another interpreter.")
+        if len(_tflite_memo) > 64:
+            _tflite_memo.pop(next(iter(_tflite_memo)))
+    return _tflite_memo[key]
+
+
+_tflite_memo: dict[tuple, FileSpec] = {}
 
 
 # ----------------------------------------------------------------------------------------------------------- ONNX
@@ -234,6 +257,9 @@ def _inspect_onnx(p: Path, size: int, digest: str) -> FileSpec:
 
     ops = Counter(n.op_type for n in graph.node)
     qparams = {name for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") for name in n.input[1:3]}
+    # QOperator ops (QLinearConv, QLinearMatMul, QLinearAdd, ...): scales and zero points sit at 1, 2, 4, 5, 6, 7
+    qparams |= {name for n in graph.node if n.op_type.startswith("QLinear") or n.op_type == "QGemm"
+                for i, name in enumerate(n.input) if i in (1, 2, 4, 5, 6, 7)}
     init_dtype: dict[str, str] = {}
     weights: Counter = Counter()
     for init in graph.initializer:
@@ -264,7 +290,7 @@ def _inspect_onnx(p: Path, size: int, digest: str) -> FileSpec:
         if n.op_type == "QuantizeLinear" and n.input[0] not in init_dtype:
             act_dtypes.add(_quant_dtype(n, init_dtype))
         elif n.op_type.startswith("QLinear") or n.op_type in _STATIC_OPS:
-            zp = n.input[-1] if n.input else ""
+            zp = n.input[2] if len(n.input) > 2 else ""  # x_zero_point; the last input may be an int32 bias
             act_dtypes.add(init_dtype.get(zp, "uint8"))
     static = bool(act_dtypes or static_ops)
 
@@ -290,6 +316,9 @@ def _inspect_onnx(p: Path, size: int, digest: str) -> FileSpec:
     elif dynamic:
         precision, activation = "int8-dynamic", "uint8"
         notes.append(f"activations quantized at run time by {', '.join(dynamic)}")
+    elif ops.get("MatMulNBits"):
+        precision, activation = "int4-weights", "float32"
+        notes.append(f"{ops['MatMulNBits']} MatMulNBits: block-quantized (4-bit) weights, float activations")
     elif n_int and n_int >= 0.1 * max(total, 1):
         precision, activation = "mixed", "float32"
         notes.append("integer weights are dequantized to float at load time (weight-only quantization)")
@@ -303,6 +332,10 @@ def _inspect_onnx(p: Path, size: int, digest: str) -> FileSpec:
             precision = "fp16"
         elif floats.get("float32", 0) >= _FLOAT_MAJORITY * n_float:
             precision = "fp32"
+        elif floats.get("float64", 0) >= _FLOAT_MAJORITY * n_float:
+            precision, activation = "fp64", "float64"
+        elif floats.get("bfloat16", 0) >= _FLOAT_MAJORITY * n_float:
+            precision, activation = "bf16", "bfloat16"
         else:
             precision = "mixed"
             share = 100.0 * floats.get("float16", 0) / n_float

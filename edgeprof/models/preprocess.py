@@ -17,6 +17,7 @@ Calibration and evaluation data:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,6 +161,10 @@ def eval_batches(model: ModelInfo, layout: str) -> EvalSet:
     )
 
 
+def _calibration_feeds(model: ModelInfo, layout: str) -> list[list]:
+    return [[b] for b in calibration_batches(model, layout)]
+
+
 def calibration_for(model: ModelInfo, layout: str = "NCHW") -> Calibration | None:
     """A quantize.Calibration over the model's own data, identified by the bytes of its files (cheap to compute)."""
     from .quantize import Calibration
@@ -178,6 +183,6 @@ def calibration_for(model: ModelInfo, layout: str = "NCHW") -> Calibration | Non
     kind = f"first {DIGITS_CALIB_COUNT} test samples" if prep.get("kind") == "digits" else f"{len(files)} bundled images"
     return Calibration(
         ident=f"{model.name}:{h.hexdigest()[:32]}:{DIGITS_CALIB_COUNT}",
-        load=lambda: [[b] for b in calibration_batches(model, layout)],
+        load=functools.partial(_calibration_feeds, model, layout),
         description=f"{model.name}: {kind}",
     )

@@ -29,6 +29,7 @@ Settings and why:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -50,6 +51,7 @@ from ..errors import ModelError, UsageError
 from ..locks import pid_alive
 from ..runtimes import check_model_file, runtime_for, synthetic_inputs
 from .inspect import inspect_file, sha256_file
+from .isolated import check_synthetic_budget
 
 QUANTIZED_PRECISIONS = ("fp16", "int8-dynamic", "int8-static")
 SYNTHETIC_WARNING = "calibrated on random data: fidelity means little"
@@ -112,6 +114,7 @@ class QuantResult:
     method: str  # the tool and settings in a few words
     warning: str | None = None
     cached: bool = False
+    quantization: dict | None = None  # what changed: see ``quantization_report``
 
     def to_dict(self) -> dict:
         doc = asdict(self)
@@ -119,9 +122,30 @@ class QuantResult:
         return doc
 
 
-def _calibration_ident(calib) -> str | None:
+def data_calibration(data_path: str | Path, src: str | Path, normalise: tuple[float, float] | None = None) -> Calibration:
+    """Calibration over the user's ``--data`` (``models.data``): identified by its files' names, sizes and times,
+    loaded only where the quantization runs (the isolated child)."""
+    from . import data
+
+    path = data.check_path(data_path)
+    norm = tuple(normalise or data.DEFAULT_NORMALISE)
+    return Calibration(ident=data.ident(path, norm), load=functools.partial(_data_feeds, str(path), str(src), norm),
+                       description=f"--data {path.name}")
+
+
+def _data_feeds(data_path: str, src: str, normalise: tuple) -> list[list[np.ndarray]]:
+    from . import data
+
+    return data.load(data_path, inspect_file(src).inputs, normalise).feeds
+
+
+def _calibration_ident(calib, shapes: dict | None = None, fills: dict | None = None) -> str | None:
     if calib is None:
-        return f"synthetic:{SYNTHETIC_SAMPLES}"
+        extra = ""
+        if shapes or fills:
+            extra = ":" + json.dumps({"shape": {k: list(v) for k, v in (shapes or {}).items()},
+                                      "fill": {k: str(v) for k, v in (fills or {}).items()}}, sort_keys=True)
+        return f"synthetic:{SYNTHETIC_SAMPLES}{extra}"
     if isinstance(calib, (Calibration, _Ident)):
         return calib.ident
     h = hashlib.sha256()
@@ -161,11 +185,19 @@ def read_sidecar(model_path: str | Path) -> dict | None:
         return None
 
 
-def quantize_onnx(src: str | Path, precision: str, *, calib=None, progress: Progress | None = None) -> QuantResult:
+def quantize_onnx(src: str | Path, precision: str, *, calib=None, progress: Progress | None = None,
+                  shapes: dict | None = None, fills: dict | None = None) -> QuantResult:
     """Build (or find in the cache) the ``precision`` variant of the FP32 ONNX model ``src``.
 
     ``calib``: a ``Calibration``, a sequence of feeds (lists of arrays in input order), or None for synthetic data
-    (int8-static only; a warning comes back). ``progress`` gets short messages as stages start.
+    (int8-static only; a warning comes back), made with the run's ``shapes`` ({input: tuple}) and ``fills``
+    ({input: scalar}). ``progress`` gets short messages as stages start.
+
+    The build, the calibration and the check that the result loads run in an isolated, memory-capped child process
+    (``models.isolated``); only reading the graph and the cache happen here. Raises UsageError for a file that is not
+    fp32 ONNX; ModelError when nothing in the model is an operator the tool converts (the variant would be the fp32
+    model under another name); ``isolated.PreparationFailed`` when the tool crashes, fails or runs out of memory (one
+    sentence naming the step, the model and the precision; the tool's own text in ``detail``).
     """
     _check_precision(precision)
     say = progress or (lambda _msg: None)
@@ -186,7 +218,8 @@ def quantize_onnx(src: str | Path, precision: str, *, calib=None, progress: Prog
 
         if not int8_conv_supported():
             raise ModelError(*int8_conv_message())
-    ident = _calibration_ident(calib)
+    shapes, fills = dict(shapes or {}), dict(fills or {})
+    ident = _calibration_ident(calib, shapes, fills)
     target = cached_path(src, precision, _Ident(ident), source_sha256=spec.sha256)
     warning = SYNTHETIC_WARNING if precision == "int8-static" and calib is None else None
     method = _method(precision)
@@ -198,30 +231,72 @@ def quantize_onnx(src: str | Path, precision: str, *, calib=None, progress: Prog
     if target.is_file():
         side = side or {}
         say(f"{precision}: cached at {target}")
-        return QuantResult(target, float(side.get("seconds") or 0.0), precision, method, side.get("warning", warning), True)
+        return QuantResult(target, float(side.get("seconds") or 0.0), precision, method, side.get("warning", warning),
+                           True, side.get("quantization"))
+    from .isolated import run_isolated
 
+    return run_isolated(
+        "edgeprof.models.quantize:build_variant", src, precision, calib, target, warning, shapes, fills,
+        what=f"building the {precision} variant of {src.name}", tool=_TOOL[precision], progress=say,
+        hint="Run the fp32 file as it is, or try another precision.",
+    )
+
+
+_TOOL = {
+    "fp16": "ONNX Runtime's float16 converter",
+    "int8-dynamic": "ONNX Runtime's quantizer",
+    "int8-static": "ONNX Runtime's quantizer",
+}
+
+
+def build_variant(src: Path, precision: str, calib, target: Path, warning: str | None, shapes: dict, fills: dict,
+                  progress: Progress | None = None) -> QuantResult:
+    """Build, check, prove and cache one variant; runs inside the isolated child (``quantize_onnx`` starts it)."""
+    from .isolated import in_child, stage
+
+    say = progress or (lambda _msg: None)
+    src, target = Path(src).resolve(), Path(target).resolve()
+    spec = inspect_file(src)
     sweep_stale_temp()
     cache = paths.cache_dir()
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=cache))
+    previous_cwd = os.getcwd() if in_child() else None
+    if previous_cwd is not None:  # ORT's symbolic shape inference writes sym_shape_infer_temp.onnx into the cwd
+        os.chdir(tmp)
     try:
         out = tmp / "model.onnx"
         stages: dict[str, float] = {}
         info: dict[str, str] = {}
         calib_desc = None
         t0 = time.perf_counter()
+        source = _normalised(src, tmp, info)
+        if precision != "fp16":
+            _refuse_if_nothing_to_quantize(src.name, source, precision)
         with _quiet(), _temp_inside(tmp):
             if precision == "fp16":
                 say("fp16: converting float32 weights to float16")
-                _to_fp16(src, out)
+                _to_fp16(source, out)
             elif precision == "int8-dynamic":
                 say("int8-dynamic: quantizing weights to int8")
-                _dynamic(src, out)
+                _dynamic(source, out)
             else:
-                feeds, calib_desc = _calibration_feeds(calib, spec, say)
-                _static(src, out, tmp, feeds, spec, stages, info, say)
+                stage(f"opening {src.name} for calibration", None, "ONNX Runtime")
+                _check_source_loads(source, src)
+                stage(f"making calibration inputs for the int8-static variant of {src.name}",
+                      "Give the run's --shape for inputs whose size is not fixed.", "edgeprof")
+                feeds, calib_desc = _calibration_feeds(calib, spec, say, shapes, fills, src.name)
+                stage(f"calibrating and building the int8-static variant of {src.name}",
+                      "Calibration runs the model on its inputs: give --shape and --fill as for a run (e.g. --fill "
+                      "sr=16000), or real inputs with --data; int8-dynamic needs no calibration." if calib is None
+                      else "Check that --data fits the model's inputs; int8-dynamic needs no calibration.",
+                      _TOOL[precision])
+                _static(source, out, tmp, feeds, spec, stages, info, say)
         seconds = time.perf_counter() - t0
+        report = quantization_report(source, out, precision)
+        _refuse_if_unchanged(src.name, precision, report)
         say(f"{precision}: built in {seconds:.1f} s; checking it loads")
-        _verify(out)
+        stage(f"checking that the {precision} variant of {src.name} loads", _LOAD_HINT[precision], "ONNX Runtime")
+        _verify(out, src, precision)
         side = {
             "source": str(src),
             "source_sha256": spec.sha256,
@@ -233,6 +308,7 @@ def quantize_onnx(src: str | Path, precision: str, *, calib=None, progress: Prog
             "calibration": calib_desc,
             **info,
             "warning": warning,
+            "quantization": report,
             "size_bytes": out.stat().st_size,
             "sha256": sha256_file(out),
             "tools": _tool_versions(),
@@ -243,8 +319,17 @@ def quantize_onnx(src: str | Path, precision: str, *, calib=None, progress: Prog
         os.replace(out, target)  # the model first: its presence is what makes a cache hit
         os.replace(tmp / "model.json", Path(str(target) + ".json"))
     finally:
+        if previous_cwd is not None:
+            os.chdir(previous_cwd)
         shutil.rmtree(tmp, ignore_errors=True)
-    return QuantResult(target, seconds, precision, method, warning, False)
+    return QuantResult(target, seconds, precision, _method(precision), warning, False, report)
+
+
+_LOAD_HINT = {
+    "fp16": "the float16 converter's output does not load; run the fp32 file or int8-dynamic.",
+    "int8-dynamic": "the quantizer's output does not load; run the fp32 file or int8-static.",
+    "int8-static": "the quantizer's output does not load; run the fp32 file or int8-dynamic.",
+}
 
 
 class _Ident:
@@ -360,11 +445,16 @@ def _dynamic(src: Path, out: Path) -> None:
     )
 
 
-def _calibration_feeds(calib, spec, say: Progress) -> tuple[list[list[np.ndarray]], dict]:
+def _calibration_feeds(calib, spec, say: Progress, shapes: dict | None = None, fills: dict | None = None,
+                       name: str = "the model") -> tuple[list[list[np.ndarray]], dict]:
     if calib is None:
         say(f"int8-static: no calibration images; using {SYNTHETIC_SAMPLES} random inputs")
-        feeds = [synthetic_inputs(spec.inputs, seed=i)[0] for i in range(SYNTHETIC_SAMPLES)]
-        return feeds, {"kind": "synthetic", "samples": SYNTHETIC_SAMPLES, "ident": _calibration_ident(None)}
+        check_synthetic_budget(spec.inputs, shapes, fills, name,
+                               fixed_hint="Build int8-dynamic or fp16 instead: they need no calibration inputs.")
+        feeds = [synthetic_inputs(spec.inputs, seed=i, shapes=shapes, fills=fills)[0] for i in range(SYNTHETIC_SAMPLES)]
+        return feeds, {"kind": "synthetic", "samples": SYNTHETIC_SAMPLES, "ident": _calibration_ident(None, shapes, fills),
+                       "shape": {k: list(v) for k, v in (shapes or {}).items()} or None,
+                       "fill": {k: str(v) for k, v in (fills or {}).items()} or None}
     if isinstance(calib, Calibration):
         say(f"int8-static: loading calibration data ({calib.description})")
         feeds = [list(f) if isinstance(f, (list, tuple)) else [f] for f in calib.load()]
@@ -422,34 +512,225 @@ def _static(
 
     say(f"int8-static: calibrating on {len(feeds)} inputs and quantizing")
     t = time.perf_counter()
-    quantize_static(
-        str(model_in),
-        str(out),
-        _Reader(),
+    kwargs = dict(
         quant_format=QuantFormat.QDQ,
         per_channel=s["per_channel"],
         activation_type=getattr(QuantType, s["activation_type"]),
         weight_type=getattr(QuantType, s["weight_type"]),
         calibrate_method=getattr(CalibrationMethod, s["calibrate_method"]),
     )
+    try:
+        quantize_static(str(model_in), str(out), _Reader(), **kwargs)
+    except ValueError as exc:
+        # ORT 1.32's per-channel weight-scale adjustment for int32 biases compares whole arrays when a MatMul's bias
+        # is per column (skl2onnx MLPs, tf2onnx and dynamo exports): build again without that adjustment.
+        if "truth value of an array" not in str(exc):
+            raise
+        say("int8-static: ONNX Runtime's bias-scale adjustment failed; quantizing again without it")
+        info["workaround"] = "QDQDisableWeightAdjustForInt32Bias (ORT's adjustment failed on a per-column bias)"
+        quantize_static(str(model_in), str(out), _Reader(), extra_options={"QDQDisableWeightAdjustForInt32Bias": True},
+                        **kwargs)
     stages["calibrate_and_quantize"] = time.perf_counter() - t
 
 
-def _verify(path: Path) -> None:
-    """A quantized model that ORT cannot load must not enter the cache."""
+def _load(path: Path) -> None:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = 1
-    try:
-        ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        if "ConvInteger" in str(exc):
-            from ..runtimes.onnx import int8_conv_message
+    ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
-            raise ModelError(*int8_conv_message()) from None
+
+def _check_source_loads(source: Path, src: Path) -> None:
+    """Calibration runs the source: one that ONNX Runtime cannot open is named for its own reason, not the quantizer's."""
+    from ..runtimes.onnx import _explain
+
+    try:
+        _load(source)
+    except Exception as exc:
+        raise ModelError(*_explain(src, exc), detail=str(exc)) from None
+
+
+def _verify(path: Path, src: Path, precision: str) -> None:
+    """A quantized model that ORT cannot load must not enter the cache. When the source does not load either, its
+    own reason is the sentence (an IR version or opset this ONNX Runtime does not read): no precision can help."""
+    import onnxruntime as ort
+
+    from ..runtimes.onnx import _explain, int8_conv_message
+
+    try:
+        _load(path)
+    except Exception as exc:
+        raw = str(exc)
+        if "ConvInteger" in raw:
+            raise ModelError(*int8_conv_message(), detail=raw) from None
+        try:
+            _load(src)
+        except Exception as src_exc:
+            raise ModelError(*_explain(src, src_exc), detail=str(src_exc)) from None
         raise ModelError(
-            f"the quantized model does not load in ONNX Runtime ({str(exc).splitlines()[0][:200]}).",
-            "Report this with the source model; try another precision meanwhile.",
+            f"the {precision} variant of {src.name} does not load in ONNX Runtime {ort.__version__}, though "
+            f"{src.name} itself does.",
+            "Run the fp32 file, or try another precision; `show RUN_ID` keeps ONNX Runtime's text for a run.",
+            detail=raw,
         ) from None
+
+
+# ------------------------------------------------------------------------------------------------ what changed
+
+# Operators that compute on quantized data by themselves (QOperator, dynamic, 4-bit); a float operator fed by a
+# DequantizeLinear counts too (QDQ: ONNX Runtime fuses the group into a quantized kernel).
+_QUANT_COMPUTE = {"ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM", "MatMulIntegerToFloat",
+                  "QGemm", "QAttention", "QOrderedMatMul", "MatMulNBits", "QEmbedLayerNormalization"}
+_PLUMBING = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Cast", "Constant", "Identity", "Shape", "Size"}
+
+
+def _op_counts(model) -> int:
+    return sum(1 for n in model.graph.node if n.op_type not in _PLUMBING)
+
+
+def _weights_by_dtype(model) -> dict:
+    from onnx import numpy_helper  # noqa: F401
+
+    from .inspect import _np_name
+
+    out: dict[str, dict] = {}
+    for init in model.graph.initializer:
+        name = _np_name(init.data_type)
+        count = 1
+        for d in init.dims:
+            count *= d
+        doc = out.setdefault(name, {"tensors": 0, "elements": 0})
+        doc["tensors"] += 1
+        doc["elements"] += count
+    return dict(sorted(out.items()))
+
+
+def _float16_values(model) -> set[str]:
+    """Names of float16 tensors: initializers, and values whose inferred type is float16."""
+    import onnx
+
+    names = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        inferred = model
+    for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16:
+            names.add(vi.name)
+    for n in model.graph.node:
+        if n.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for a in n.attribute):
+            names.update(n.output)
+    return names
+
+
+def quantization_report(source: str | Path, built: str | Path, precision: str) -> dict:
+    """What building ``precision`` changed between the ONNX files ``source`` and ``built``.
+
+    ``quantized_ops``: compute operators (not Q/DQ, Cast, Constant, Identity) of the built graph that run on quantized
+    data (a quantized kernel, or fed by a DequantizeLinear) or, for fp16, on float16 tensors; ``of_ops``: compute
+    operators of the source; ``op_types``: {type: count} of those quantized; ``weights``: {"before"|"after": {dtype:
+    {"tensors", "elements"}}}; ``bytes``: {"before", "after"} file sizes. Reads graphs only (no external data).
+    """
+    import onnx
+
+    src = onnx.load(str(source), load_external_data=False)
+    out = onnx.load(str(built), load_external_data=False)
+    dq_outputs = {o for n in out.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    f16 = _float16_values(out) if precision == "fp16" else set()
+    kinds: dict[str, int] = {}
+    for n in out.graph.node:
+        if n.op_type in _PLUMBING:
+            continue
+        if precision == "fp16":
+            hit = any(t in f16 for t in [*n.input, *n.output] if t)
+        else:
+            hit = n.op_type in _QUANT_COMPUTE or n.op_type.startswith("QLinear") or any(t in dq_outputs for t in n.input)
+        if hit:
+            kinds[n.op_type] = kinds.get(n.op_type, 0) + 1
+    return {
+        "precision": precision,
+        "quantized_ops": sum(kinds.values()),
+        "of_ops": _op_counts(src),
+        "op_types": dict(sorted(kinds.items())),
+        "source_op_types": dict(sorted(_type_counts(src).items())),
+        "weights": {"before": _weights_by_dtype(src), "after": _weights_by_dtype(out)},
+        "bytes": {"before": Path(source).stat().st_size, "after": Path(built).stat().st_size},
+    }
+
+
+def _type_counts(model) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for n in model.graph.node:
+        if n.op_type not in _PLUMBING:
+            out[n.op_type] = out.get(n.op_type, 0) + 1
+    return out
+
+
+def describe_report(report: dict | None) -> str:
+    """One line for people: "14 of 66 operators quantized (Conv 12, Gemm 2); 4.7 MB -> 1.3 MB"."""
+    if not report:
+        return "no quantization report (built before edgeprof recorded one)"
+    kinds = ", ".join(f"{k} {v}" for k, v in report.get("op_types", {}).items())
+    what = "float16" if report.get("precision") == "fp16" else "quantized"
+    b = report.get("bytes") or {}
+    size = ""
+    if b.get("before") and b.get("after"):
+        size = f"; {b['before'] / 1e6:.2f} MB -> {b['after'] / 1e6:.2f} MB"
+    return f"{report['quantized_ops']} of {report['of_ops']} operators {what}" + (f" ({kinds})" if kinds else "") + size
+
+
+def _refuse_if_unchanged(name: str, precision: str, report: dict) -> None:
+    if report["quantized_ops"]:
+        return
+    types = ", ".join(report.get("source_op_types", {})) or "none"
+    if precision == "fp16":
+        raise ModelError(
+            f"nothing in {name} became float16: none of its operators ({types}) compute on float tensors that the "
+            "float16 converter converts, so an fp16 run would measure the fp32 model under another name.",
+            "Run it as fp32.",
+        )
+    raise ModelError(
+        f"nothing in {name} is an operator ONNX Runtime's quantizer handles: its operators ({types}) stay float32, so "
+        f"an {precision} run would measure the fp32 model under another name.",
+        "Run it as fp32; models with Conv, MatMul, Gemm or LSTM layers quantize.",
+    )
+
+
+def _refuse_if_nothing_to_quantize(name: str, source: Path, precision: str) -> None:
+    """Before building: a graph with no operator in ONNX Runtime's registry for this mode (IntegerOps for dynamic,
+    QDQ for static) cannot change; calibrating it would only fail or produce the fp32 model again."""
+    import onnx
+    from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry
+
+    model = onnx.load(str(source), load_external_data=False)
+    registry = IntegerOpsRegistry if precision == "int8-dynamic" else QDQRegistry
+    if not any(n.op_type in registry for n in model.graph.node if n.domain in ("", "ai.onnx", "com.microsoft")):
+        _refuse_if_unchanged(name, precision, {"quantized_ops": 0, "source_op_types": _type_counts(model)})
+
+
+def _normalised(src: Path, tmp: Path, info: dict) -> Path:
+    """``src``, or a copy whose repeated default-domain opset imports are merged (skl2onnx writes ``""`` and
+    ``ai.onnx`` both; ONNX Runtime's quantizer then fails with "Failed to find proper ai.onnx domain")."""
+    import onnx
+
+    model = onnx.load(str(src), load_external_data=False)
+    seen: dict[str, int] = {}
+    for o in model.opset_import:
+        dom = "" if o.domain in ("", "ai.onnx") else o.domain
+        seen[dom] = max(seen.get(dom, 0), o.version)
+    missing_default = "" not in seen and any(n.domain in ("", "ai.onnx") for n in model.graph.node) is False
+    if missing_default:  # only ai.onnx.ml (old skl2onnx): the quantizer still looks the default domain up
+        seen[""] = 7 if model.ir_version <= 3 else 13
+    if len(seen) == len(model.opset_import) and not missing_default:
+        return src
+    model = onnx.load(str(src))  # with external data: the copy must be complete
+    del model.opset_import[:]
+    for dom, version in seen.items():
+        model.opset_import.append(onnx.helper.make_opsetid(dom, version))
+    out = tmp / "source.onnx"
+    onnx.save(model, str(out))
+    info["normalised"] = ("added the default-domain opset import ONNX Runtime's quantizer looks up" if missing_default
+                          else "merged repeated default-domain opset imports")
+    return out

@@ -5,7 +5,7 @@ the noise floor)."""
 
 from .recovery import recover
 from .repeat import measure_noise_floor, run_interleaved, run_repeated
-from .runner import DeviceBusy, RunHandle, active_runs, check_request, get_handle, start_run
+from .runner import DeviceBusy, RunHandle, active_runs, check_request, device_work, get_handle, start_run
 
-__all__ = ["DeviceBusy", "RunHandle", "active_runs", "check_request", "get_handle", "measure_noise_floor", "recover",
-           "run_interleaved", "run_repeated", "start_run"]
+__all__ = ["DeviceBusy", "RunHandle", "active_runs", "check_request", "device_work", "get_handle",
+           "measure_noise_floor", "recover", "run_interleaved", "run_repeated", "start_run"]

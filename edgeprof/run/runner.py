@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +29,11 @@ import numpy as np
 from .. import __version__, heap, paths
 from ..config import RunConfig
 from ..errors import EdgeprofError, UsageError
-from ..locks import HolderLock
+from ..locks import WORK_PREFIX, HolderLock
 from ..runtimes import registry
 from ..store import Store, new_run_id
 from ..worker import limits, priority
-from ..worker.messages import Batch, Done, Failed, Loaded, OpProfile, Phase, WorkerSpec
+from ..worker.messages import Batch, Done, Failed, Loaded, MemoryMark, OpProfile, Phase, WorkerSpec
 from .recorder import Recorder
 from .summary import RunFacts, build_summary
 
@@ -54,6 +55,19 @@ class DeviceLock(HolderLock):
 
     def __init__(self, path: Path | None = None):
         super().__init__(path or paths.data_dir() / "device.lock", DeviceBusy, "run")
+
+
+@contextlib.contextmanager
+def device_work(what: str) -> Iterator[None]:
+    """Hold the device for heavy work that is not a run (``what``: "quantizing digits-cnn to int8-static"), so it
+    never overlaps a run on show and two of them never overlap each other. Raises ``DeviceBusy`` (one sentence) when
+    a run or other work holds it; a run started meanwhile is refused the same way, naming this work."""
+    lock = DeviceLock()
+    lock.acquire(f"{WORK_PREFIX}{what}")
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def software_versions(backend: dict | None = None) -> dict:
@@ -93,6 +107,7 @@ class RunHandle:
         self._stop_requested = threading.Event()
         self._done = threading.Event()
         self._proc: subprocess.Popen | None = None
+        self._error_detail: str | None = None
         self._cap: limits.MemoryCap | None = None
         self._priority: priority.CpuPriority | None = None
         self._sampler = None
@@ -109,6 +124,8 @@ class RunHandle:
         self._mem_at_done: dict | None = None  # the cap's report before the profile phase
         self._op_profile: dict | None = None
         self._exit_ns: int | None = None
+        self.memory_marks: list[MemoryMark] = []  # the cgroup's charge at runtime imported, loaded, first, steady
+        self._model_path: str | None = None  # the file the worker opens (an external-data copy for --evictable ONNX)
 
     # -- public ---------------------------------------------------------------------------------------------------
     @property
@@ -188,6 +205,7 @@ class RunHandle:
             sampler.set_worker_pid(self._proc.pid)
             self._pump()
         except EdgeprofError as exc:
+            self._error_detail = exc.detail or None  # e.g. a quantizer's traceback from the isolated child
             self._set_status("failed", str(exc))
         except Exception as exc:  # a bug here must still end the run with a status, never a hung page
             self._set_status("failed", f"unexpected {type(exc).__name__}: {exc}")
@@ -217,7 +235,8 @@ class RunHandle:
         self.device_id = store.upsert_device(self.device)
         meta = {"name": cfg.model, "precision": cfg.precision, "runtime": cfg.runtime}
         try:
-            variant = resolve_variant(cfg.model, cfg.precision, cfg.runtime, progress=self._note)
+            variant = resolve_variant(cfg.model, cfg.precision, cfg.runtime, progress=self._note,
+                                      shapes=dict(cfg.input_shapes), fills=dict(cfg.input_fills), data=cfg.data)
         except EdgeprofError:
             store.insert_run(self.run_id, self.device_id, cfg.to_dict(), software_versions(), meta,
                              study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node(),
@@ -231,6 +250,13 @@ class RunHandle:
         store.insert_run(self.run_id, self.device_id, cfg.to_dict(), software_versions(), meta,
                          study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node(),
                          group_id=self.group_id)
+        self._model_path = str(variant.path)
+        if cfg.evictable and variant.format == "onnx":  # weights in a mapped file of their own (models.external)
+            from ..models.external import external_data_copy
+
+            path, note = external_data_copy(variant.path)
+            self._model_path = str(path)
+            self._note(note)
         self._cap = limits.create(cfg.memory_limit_mb, self.run_id, swap=cfg.swap, psi=True)
         self._priority = priority.create(self.run_id, self._cap)
 
@@ -257,13 +283,14 @@ class RunHandle:
         cfg, variant, cap = self.config, self.variant, self._cap
         backend, options = registry.for_config(variant.format, cfg)
         spec = WorkerSpec(
-            model_path=str(variant.path), runtime=variant.format, precision=variant.precision, threads=cfg.threads,
+            model_path=self._model_path, runtime=variant.format, precision=variant.precision, threads=cfg.threads,
             backend=backend, backend_options=options, backend_module=registry.get(backend).module if backend else None,
             warmup=cfg.warmup,
             min_duration_s=cfg.min_duration_s, min_iterations=cfg.min_iterations,
             exact_iterations=cfg.iterations is not None and cfg.duration_s is None,
             rlimit_as_bytes=cap.rlimit_bytes(), input_shapes=dict(cfg.input_shapes), input_fills=dict(cfg.input_fills),
-            profile_ops=cfg.profile_ops,
+            profile_ops=cfg.profile_ops, evictable=cfg.evictable,
+            memory_cgroup=str(cap.path) if cap.stat_path() is not None else None, memory_cgroup_kind=cap.mechanism.kind,
         )
         read_fd, write_fd = os.pipe()
         from multiprocessing.connection import Connection
@@ -360,6 +387,8 @@ class RunHandle:
                     self._mem_at_done = self._cap.report()
                 with contextlib.suppress(ProcessLookupError):
                     self._proc.send_signal(signal.SIGUSR1)  # the peak is read: the worker may profile now
+        elif isinstance(msg, MemoryMark):
+            self.memory_marks.append(msg)
         elif isinstance(msg, OpProfile):
             self._op_profile = msg.profile
         elif isinstance(msg, Failed):
@@ -391,8 +420,7 @@ class RunHandle:
                 return "stopped", "stopped by the user"
             return "ok", None
         if (mem.get("oom_kill_count") or 0) > 0:
-            return "oom_killed", (f"the worker was OOM-killed: it needed more than the {mem['requested_mb']:g} MB "
-                                  f"memory limit ({mem['mechanism']}). Raise the limit to run this model.")
+            return "oom_killed", oom_reason(mem)
         if self._killed_for == "timeout":
             return "timed_out", (f"the run exceeded its {self.config.effective_timeout_s():g} s wall-clock timeout "
                                  "(a tight memory cap can make a model thrash on evicted pages); raise --timeout or the limit.")
@@ -432,11 +460,12 @@ class RunHandle:
             latency=lat, telemetry=tel, phases=phases, memory=mem,
             variant=None if variant is None else {"model": variant.model, "precision": variant.precision,
                                                   "format": variant.format, "path": str(variant.path),
-                                                  "size_bytes": variant.size_bytes},
+                                                  "size_bytes": variant.size_bytes,
+                                                  "quantization": variant.quantization},
             backend=self.backend, load_ns=loaded.load_ns if loaded else None,
             heavy_modules=list(loaded.heavy_modules) if loaded else None,
             worker_max_rss_mb=done.max_rss_mb if done else None, worker_major_faults=done.major_faults if done else None,
-            error_detail=failed.detail if failed else None, device=self.device,
+            error_detail=failed.detail if failed else self._error_detail, device=self.device,
             telemetry_sources=self.telemetry_status, notes=notes, fp32_p50_ms=self._fp32_p50(),
             cpu_priority=self._priority.report() if self._priority is not None else None,
             op_profile=self._profile_result(mem) if self.config.profile_ops else None,
@@ -453,8 +482,8 @@ class RunHandle:
             return {"unavailable": "the run did not complete its steady phase, so no profile phase ran"}
         final = mem.get("profile_phase") or {}
         if (final.get("oom_kill_count") or 0) > (mem.get("oom_kill_count") or 0):
-            return {"unavailable": f"the worker was OOM-killed while profiling: the profiling session did not fit "
-                                   f"under the {mem.get('requested_mb'):g} MB cap (the measured run was complete)"}
+            return {"unavailable": "the worker was OOM-killed while profiling (the measured run was complete): "
+                                   + oom_reason(mem)}
         if self._killed_for == "timeout":
             return {"unavailable": "the run's wall-clock timeout ended the profile phase"}
         if self._stop_requested.is_set():
@@ -486,15 +515,20 @@ class RunHandle:
             status, reason = self._decide_status(mem)
             recorder, store = self._recorder, self._recorder.store
             recorder.flush()
+            if store is not None and recorder.unsaved() and status == "ok":
+                status, reason = "failed", unstored_reason(recorder.unsaved(), recorder.storage_error)
             self.result = build_summary(self._facts(status, reason, mem))
             recorder.release()
             if store is not None:
                 self._store_result(store, status, reason)
             self._set_status(status, reason)
-        except Exception as exc:  # never leave a run without a status in memory
+        except Exception as exc:  # never leave a run without a status, in memory or (where it can be) stored
             self._set_status("failed", f"could not finish the run: {type(exc).__name__}: {exc}")
             if self.result is None:
                 self.result = {"run_id": self.run_id, "status": "failed", "error": self.reason}
+            if self._recorder.store is not None:
+                with contextlib.suppress(EdgeprofError):
+                    self._recorder.store.finish_run(self.run_id, "failed", self.reason, self.result)
         finally:
             if self._priority is not None:
                 with contextlib.suppress(OSError):
@@ -527,6 +561,28 @@ class RunHandle:
             self.result["storage_error"] = f"{unsaved} samples and possibly the summary were not stored: {error}"
 
 
+def oom_reason(mem: dict) -> str:
+    """Why the kernel OOM-killed a worker, from its cap's report: its own cap, an enclosing cgroup's limit (a run with
+    no cap), or the whole device out of memory (no limit anywhere: the kernel's OOM killer chose the worker)."""
+    if mem.get("requested_mb"):
+        return (f"the worker was OOM-killed: it needed more than the {mem['requested_mb']:g} MB memory limit "
+                f"({mem.get('mechanism')}). Raise the limit to run this model.")
+    outer = mem.get("enclosing_limit_mb")
+    if outer:
+        return (f"the kernel OOM-killed the worker: this run had no memory limit of its own, and the {outer:g} MB "
+                "limit of the cgroup that edgeprof runs in was reached. Set a memory limit below it to measure "
+                "this model.")
+    return ("the kernel OOM-killed the worker: this run had no memory limit and the device ran out of memory, so "
+            "the kernel chose the worker to free it. Set a memory limit so that a run cannot take the device's memory.")
+
+
+def unstored_reason(unsaved: int, error: str | None) -> str:
+    """The status reason of a run that measured but whose samples could not all be stored: not ``ok``, whatever its
+    summary says, because its latency and telemetry rows are missing."""
+    return (f"measured, but {unsaved:,} of its samples could not be stored, so its charts and numbers are incomplete: "
+            f"{error or 'the database refused the writes'}")
+
+
 def _cgroup_source(cap: limits.MemoryCap):
     """Telemetry from the run's own cgroup: the memory charged against the cap, live."""
     from ..telemetry.base import Source
@@ -554,6 +610,10 @@ def check_request(cfg: RunConfig) -> None:
     from ..errors import ModelError
     from ..models.catalog import model_inputs, resolve_variant
 
+    if cfg.data is not None:
+        from ..models.data import check_path
+
+        check_path(cfg.data)
     try:
         variant = resolve_variant(cfg.model, cfg.precision, cfg.runtime, build=False)
     except ModelError:

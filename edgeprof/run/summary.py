@@ -45,8 +45,9 @@ class RunFacts:
 
     ``latency``: (t_ns int64, latency_ns int64, phase code int8) arrays in seq order; ``telemetry``: rows (t_ns,
     source, metric, value, unit); ``phases``: (phase, t_ns, reason) events, "load" first; ``memory``: the cap's
-    report (``MemoryCap.report``); ``variant``: the resolved file (model, precision, format, path, size_bytes) or None
-    when resolving failed; ``backend``: ``RuntimeInfo.to_dict()`` from the worker; ``fp32_p50_ms``: the latest FP32
+    report (``MemoryCap.report``); ``variant``: the resolved file (model, precision, format, path, size_bytes, and
+    ``quantization``: what building it changed, ``quantize.quantization_report``) or None when resolving failed;
+    ``backend``: ``RuntimeInfo.to_dict()`` from the worker; ``fp32_p50_ms``: the latest FP32
     run of the same model, runtime, threads and device, for the INT8-slower flag; ``cpu_priority``: the worker's CPU
     priority (``CpuPriority.report``: ``{"mechanism", "kind", "note"}`` or ``{"unavailable": why}``).
     """
@@ -182,6 +183,7 @@ def build_summary(f: RunFacts) -> dict:
         "runtime": variant.get("format", cfg.runtime),
         "model_path": None if variant.get("path") is None else str(variant["path"]),
         "model_size_bytes": variant.get("size_bytes"),
+        "quantization": variant.get("quantization"),
         **times,
         "warmup_iterations": int(len(warm)),
         "warmup_reason": warm_reason,

@@ -10,6 +10,7 @@ NAME = "litert"
 
 BACKEND = Backend(
     name=NAME, formats=("tflite",), summary="LiteRT (ai-edge-litert) interpreter, XNNPACK delegate",
-    open=lambda path, threads, options: TfliteSession(path, threads=threads, interpreter=NAME),
+    open=lambda path, threads, options, evictable: TfliteSession(path, threads=threads, interpreter=NAME,
+                                                                 evictable=evictable),
     status=lambda: interpreter_status(NAME),
 )

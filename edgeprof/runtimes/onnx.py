@@ -89,7 +89,7 @@ def _spec(arg) -> TensorSpec:
 
 
 class OnnxSession(Session):
-    def __init__(self, path: Path, *, threads: int = 2, provider: str | None = None):
+    def __init__(self, path: Path, *, threads: int = 2, provider: str | None = None, evictable: bool = False):
         ort = _ort()
         provider = provider or best_provider()
         wanted = PROVIDER_NAMES[provider]
@@ -99,7 +99,8 @@ class OnnxSession(Session):
                 f"(available: {', '.join(ort.get_available_providers())}).",
                 "Choose the cpu execution provider, or install onnxruntime-gpu built for this device (README: Devices).",
             )
-        opts = self._options(ort, threads)
+        self._evictable = evictable
+        opts = self._options(ort, threads, evictable)
         chain = [wanted] + (["CUDAExecutionProvider"] if provider == "tensorrt" else []) + ["CPUExecutionProvider"]
         chain = list(dict.fromkeys(chain))
         self._path, self._threads, self._chain = str(path), threads, chain
@@ -122,12 +123,18 @@ class OnnxSession(Session):
         self._ortvalue = ort.OrtValue if self._ort_values else None
 
     @staticmethod
-    def _options(ort, threads: int):
+    def _options(ort, threads: int, evictable: bool = False):
+        """``evictable``: weights stay in the memory-mapped external data (``models.external``): no pre-packing
+        (which copies them into the kernels' layout) and basic graph optimizations only (the extended ones, such as
+        the NCHWc layout, write new initializers)."""
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
+        if evictable:
+            opts.add_session_config_entry("session.disable_prepacking", "1")
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         return opts
 
     def profile_unavailable(self) -> str | None:
@@ -150,7 +157,7 @@ class OnnxSession(Session):
         gc.collect()
         folder = tempfile.mkdtemp(prefix="edgeprof-profile-")
         try:
-            opts = self._options(ort, self._threads)
+            opts = self._options(ort, self._threads, self._evictable)
             opts.enable_profiling = True
             opts.profile_file_prefix = str(Path(folder) / "ort")
             self._sess = ort.InferenceSession(self._path, sess_options=opts, providers=self._chain)
@@ -294,7 +301,8 @@ GPU_PROVIDERS = ("cuda", "tensorrt")
 
 BACKEND = Backend(
     name="onnxruntime", formats=("onnx",), summary="ONNX Runtime with an execution provider",
-    open=lambda path, threads, options: OnnxSession(path, threads=threads, provider=options.execution_provider),
+    open=lambda path, threads, options, evictable: OnnxSession(path, threads=threads, provider=options.execution_provider,
+                                                               evictable=evictable),
     status=status, options=OnnxOptions,
     runs_on=lambda ran: "gpu" if ran.get("execution_provider") in GPU_PROVIDERS else "cpu",
 )

@@ -44,14 +44,15 @@ class NoOptions:
 
 @dataclass(frozen=True)
 class Backend:
-    """One backend. ``open(path, threads, options) -> Session`` raises ModelError / RuntimeUnavailable;
+    """One backend. ``open(path, threads, options, evictable) -> Session`` raises ModelError / RuntimeUnavailable
+    (``evictable``: keep the weights in file-backed pages the kernel can evict, where the backend can);
     ``status() -> RuntimeStatus``; ``runs_on(ran) -> "cpu" | "gpu" | "npu"`` from the ``RuntimeInfo`` dict of what
     really ran (an execution provider that fell back to the CPU ran on the CPU)."""
 
     name: str
     formats: tuple[str, ...]
     summary: str
-    open: Callable[[Path, int, object], Session]
+    open: Callable[[Path, int, object, bool], Session]
     status: Callable[[], RuntimeStatus]
     options: type = NoOptions
     runs_on: Callable[[dict], str] = lambda ran: "cpu"
@@ -193,10 +194,11 @@ def for_config(fmt: str, cfg) -> tuple[str | None, dict]:
                      execution_provider=cfg.execution_provider)
 
 
-def open_backend(path: Path, fmt: str, name: str | None, options: dict | None, threads: int) -> Session:
+def open_backend(path: Path, fmt: str, name: str | None, options: dict | None, threads: int,
+                 evictable: bool = False) -> Session:
     """A loaded model on the chosen backend. Raises ConfigError, UsageError, ModelError, RuntimeUnavailable."""
     backend = choose(fmt, name)
-    return backend.open(path, threads, backend.make_options(options))
+    return backend.open(path, threads, backend.make_options(options), evictable)
 
 
 def runs_on(ran: dict | None) -> str:

@@ -12,6 +12,7 @@ unavailable before anything imports it.
 from __future__ import annotations
 
 import importlib.metadata
+import re
 from pathlib import Path
 
 import numpy as np
@@ -118,12 +119,16 @@ class TfliteSession(Session):
 
     resizable = True
 
-    def __init__(self, path: Path, *, threads: int = 2, interpreter: str | None = None):
+    def __init__(self, path: Path, *, threads: int = 2, interpreter: str | None = None, evictable: bool = False):
         name = interpreter or best_interpreter()
         mod, version = _load(name)
         self._path, self._name, self._version = path, name, version
+        # Without the default delegate the builtin kernels read most weights from the memory-mapped file (page
+        # cache: evictable under a cap); XNNPACK repacks them into anonymous memory at load.
+        extra = {"experimental_op_resolver_type": mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES} \
+            if evictable else {}
         try:
-            self._interp = mod.Interpreter(model_path=str(path), num_threads=threads)
+            self._interp = mod.Interpreter(model_path=str(path), num_threads=threads, **extra)
         except Exception as exc:
             raise ModelError(*_explain(path, name, version, exc), detail=str(exc)) from None
         self._in = self._interp.get_input_details()
@@ -132,6 +137,8 @@ class TfliteSession(Session):
         self.outputs = [_spec(d) for d in self._out]
         self._allocated = False
         delegate = "xnnpack (default delegate)" if name == "litert" else "xnnpack for float ops only (default delegate)"
+        if evictable:
+            delegate = "none (builtin kernels, weights file-backed: evictable)"
         self.info = RuntimeInfo(name, version, threads, delegate=delegate)
 
     def prepare(self, shapes: list[tuple]) -> None:
@@ -146,6 +153,9 @@ class TfliteSession(Session):
                     chosen = True
             interp.allocate_tensors()
         except Exception as exc:
+            missing = _missing_capability(self._path, self._name, self._version, " ".join(str(exc).split()))
+            if missing is not None:
+                raise ModelError(*missing, detail=str(exc)) from None
             if chosen:
                 raise InputError(f"{self._name} could not prepare {self._path.name} at the input shapes "
                                  f"{', '.join(str(list(s)) for s in shapes)} ({' '.join(str(exc).split())[:300]}).",
@@ -175,10 +185,32 @@ class TfliteSession(Session):
         self._interp = None
 
 
+def _missing_capability(path: Path, name: str, version: str, text: str) -> tuple[str, str] | None:
+    """A model that needs what no pip interpreter has: Select TF (Flex) ops, or int16 activations (the int16x8
+    scheme) in kernels that do not implement them. Neither --shape, --fill nor the other interpreter helps: no pip
+    TFLite interpreter (ai-edge-litert, tflite-runtime) links TensorFlow's Flex delegate."""
+    if "Select TensorFlow op" in text or re.search(r"\bFlex\w+", text):
+        ops = sorted(set(re.findall(r"\bFlex\w+", text)))
+        named = f" ({', '.join(ops)})" if ops else ""
+        return (f"{path.name} uses Select TensorFlow ops{named}, which need TensorFlow's Flex delegate; no pip TFLite "
+                f"interpreter has it, {name} {version} included.",
+                "Convert the model with builtin ops only (TFLITE_BUILTINS, without SELECT_TF_OPS), or run its ONNX "
+                "export.")
+    if re.search(r"int16", text, re.IGNORECASE) and re.search(r"failed to prepare|not (currently )?supported", text,
+                                                               re.IGNORECASE):
+        return (f"{name} {version} cannot prepare {path.name}: it uses int16 activations with int8 weights (the int16x8 "
+                "quantization scheme) in an operator whose kernel does not implement them.",
+                "Convert it as full-integer int8 or dynamic-range instead; no input shape or value changes this.")
+    return None
+
+
 def _explain(path: Path, name: str, version: str, exc: Exception) -> tuple[str, str]:
     """One sentence for a model an interpreter cannot load. Advice names the OTHER interpreter only when it exists
-    and could help; never the one already in use."""
+    and could help; never the one already in use, nor any for a capability no interpreter has."""
     text = " ".join(str(exc).split())[:300]
+    missing = _missing_capability(path, name, version, " ".join(str(exc).split()))
+    if missing is not None:
+        return missing
     other = next((n for n in INTERPRETERS if n != name), None)
     if "Didn't find op for builtin opcode" in text or "Op builtin_code out of range" in text:
         hint = ("Choose the TFLite interpreter litert (--tflite-interpreter litert), or convert with an older TensorFlow."

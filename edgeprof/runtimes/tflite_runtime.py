@@ -10,6 +10,7 @@ NAME = "tflite-runtime"
 
 BACKEND = Backend(
     name=NAME, formats=("tflite",), summary="tflite-runtime 2.14 interpreter (optional)",
-    open=lambda path, threads, options: TfliteSession(path, threads=threads, interpreter=NAME),
+    open=lambda path, threads, options, evictable: TfliteSession(path, threads=threads, interpreter=NAME,
+                                                                 evictable=evictable),
     status=lambda: interpreter_status(NAME),
 )

@@ -65,6 +65,16 @@ KNOWN_VALUES: dict[str, dict[str, tuple[str, ...]]] = {"runs": {"status": STATUS
                                                        "run_groups": {"kind": GROUP_KINDS, "status": GROUP_STATUSES}}
 KEYS = {"runs": ("run_id",), "devices": ("device_id",), "studies": ("study_id",), "study_cells": ("study_id", "cell_key"),
         "run_groups": ("group_id",)}
+# values: measured numbers finite and within MAX_MAGNITUDE, non-negative unless SIGNED; times in [EARLIEST, LATEST)
+# (a board without a clock may say 1970; pandas cannot hold a time past 2262, and the Runs page filters by time)
+EARLIEST, LATEST = "1970-01-01", "2100-01-01"
+MAX_MAGNITUDE = 1e15
+SIGNED = {("runs", "temp_max_c"), ("telemetry", "value")}  # a temperature, a sensor's reading may be below zero
+MAY_BE_NAN = {("telemetry", "value")}  # a sensor reading that failed; pages and stats skip it
+# text: no control character but tab, newline and carriage return (ESC, OSC, CSI ...), raw or escaped in JSON
+CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+JSON_CONTROL = r"\\u00(0[0-8bBcCeEfF]|1[0-9a-fA-F]|7[fF]|[89][0-9a-fA-F])"
+
 # table -> column -> the bundle_runs column it must be found in
 BELONGS = {"latency": {"run_id": "run_id"}, "telemetry": {"run_id": "run_id"}, "study_cells": {"run_id": "run_id"},
            "devices": {"device_id": "device_id"}, "studies": {"study_id": "study_id"},
@@ -215,6 +225,11 @@ def check_table(con: duckdb.DuckDBPyConnection, src: Source, types: dict[str, st
                 add([f"count(*) FILTER (WHERE {bad})", f"min({_q(c)}) FILTER (WHERE {bad})"],
                     lambda v, c=c: _fail(v[0], refuse, f"its {table} table has rows of the {c} {shown(v[1])}, which "
                                                        "none of its runs has"))
+    for c in cols:
+        for bad, words in _value_rules(table, c, types[c]):
+            add([f"count(*) FILTER (WHERE {bad})", f"CAST(min({_q(c)}) FILTER (WHERE {bad}) AS VARCHAR)"],
+                lambda v, c=c, w=words: _fail(v[0], refuse, f"its {table} table has the {c} {shown(v[1], 80)}, "
+                                                            f"{w}"))
     given, key = key is not None, key if key is not None else KEYS.get(table)
     if key and (given or set(key) <= set(cols)):
         distinct = f"count(DISTINCT {_q(key[0])})" if len(key) == 1 else \
@@ -238,6 +253,29 @@ def check_table(con: duckdb.DuckDBPyConnection, src: Source, types: dict[str, st
     for judge in checks:
         judge(row)
     return Facts(int(row[0]), int(row[-1]))
+
+
+def _value_rules(table: str, column: str, sql_type: str) -> list[tuple[str, str]]:
+    """(SQL condition of a bad value, why it is refused) for one column, by its type."""
+    c = _q(column)
+    rules = []
+    if sql_type.startswith("TIMESTAMP") or sql_type == "DATE":
+        return [(f"({c} < TIMESTAMP '{EARLIEST}' OR {c} >= TIMESTAMP '{LATEST}')", f"outside {EARLIEST} to {LATEST}")]
+    if sql_type in ("DOUBLE", "FLOAT", "REAL"):
+        nan = "" if (table, column) in MAY_BE_NAN else f"isnan({c}) OR "
+        rules.append((f"({nan}isinf({c}) OR abs({c}) > {MAX_MAGNITUDE:g})",
+                      f"which is not a finite number up to {MAX_MAGNITUDE:g}"))
+    elif sql_type not in ("INTEGER", "BIGINT", "SMALLINT", "HUGEINT"):
+        if sql_type in ("VARCHAR", "JSON"):
+            rules.append((f"regexp_matches(CAST({c} AS VARCHAR), '{CONTROL}')",
+                          "which holds control characters (terminal escapes)"))
+        if sql_type == "JSON":
+            rules.append((f"regexp_matches(CAST({c} AS VARCHAR), '{JSON_CONTROL}')",
+                          "which holds control characters (terminal escapes)"))
+        return rules
+    if (table, column) not in SIGNED:
+        rules.append((f"{c} < 0", "which is negative (a time, size or count is not)"))
+    return rules
 
 
 def remember_runs(con: duckdb.DuckDBPyConnection, runs: Source) -> list[str]:

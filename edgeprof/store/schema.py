@@ -221,7 +221,7 @@ TABLES = ("devices", "runs", "latency", "telemetry", "studies", "study_cells", "
 LATENCY_COLUMNS = ("seq", "t_ns", "latency_ns", "phase")
 TELEMETRY_COLUMNS = ("t_ns", "source", "metric", "value", "unit")
 JSON_RUN_COLUMNS = columns.JSON_RUN_COLUMNS
-GROUP_KINDS = ("repeat", "compare", "noise_floor")
+GROUP_KINDS = ("repeat", "compare", "noise_floor", "memory")  # memory: run.memory's curve
 
 
 # The summary document (runs.summary) has its own version: 2 names the runtime ("onnx" | "tflite", as in the config)

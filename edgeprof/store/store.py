@@ -52,7 +52,7 @@ import pandas as pd
 
 from .. import __version__
 from ..config import PRECISION_BITS, STATUSES
-from ..errors import StorageError
+from ..errors import StorageError, disk_problem
 from ..locks import pid_alive
 from . import columns
 from .schema import (
@@ -245,6 +245,9 @@ class Store:
     # -- connections --------------------------------------------------------------------------------------------
 
     def _cannot_write(self, reason: str) -> StorageError:
+        disk = disk_problem(reason, f"the database at {self.path}")
+        if disk is not None:
+            return disk
         return StorageError(f"cannot write the database at {self.path}: {reason};", "pass --db with a writable path.")
 
     def _not_duckdb(self, what: str) -> StorageError:
@@ -339,8 +342,10 @@ class Store:
             con = self._open(read_only=True)
             try:
                 yield con
-            except duckdb.Error as err:
-                raise StorageError(f"cannot read the database at {self.path}: {_duck_reason(err)}.") from None
+            except duckdb.Error as err:  # an export writes from a reading connection: a full disk is not a read error
+                reason = _duck_reason(err)
+                raise disk_problem(reason, "the output") or StorageError(
+                    f"cannot read the database at {self.path}: {reason}.") from None
             finally:
                 con.close()
 

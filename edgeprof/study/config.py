@@ -38,30 +38,34 @@ CELL_OVERHEAD_S = 3.0  # spawn, import, load and warm-up on top of the measured 
 _KEYS = ("name", "description", "models", "precisions", "runtimes", "memory_limits", "threads", "repetitions",
          "duration_s", "iterations", "run_preset", "warmup", "timeout_s", "cooldown_s", "sample_hz", "inputs",
          "profile_ops")
-_INPUT_KEYS = ("input_shapes", "input_fills")
+_INPUT_KEYS = ("input_shapes", "input_fills", "data")
 STUDY_ID_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"  # as store.checks.STUDY_ID: what new_study_id makes
-_MEM_RE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>x|mb|MB|)\s*$")
+_MEM_RE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>xmin|x|mb|MB|)\s*$")
 
 # ------------------------------------------------------------------------------------------------ memory limits
 
 @dataclass(frozen=True)
 class MemLimit:
-    """One memory-limit setting: ``kind`` none | mb | factor; ``label`` is its canonical text (used in cell keys)."""
+    """One memory-limit setting: ``kind`` none | mb | factor (of the footprint) | min_factor (of the smallest cap
+    that completed a run, from the device's stored memory curve: ``edgeprof memory``); ``label`` is its canonical
+    text (used in cell keys)."""
 
     kind: str
     value: float | None
     label: str
 
-    def resolve(self, footprint_mb: float | None) -> float | None:
+    def resolve(self, footprint_mb: float | None, min_cap_mb: float | None = None) -> float | None:
         if self.kind == "none":
             return None
         if self.kind == "mb":
             return self.value
-        return None if footprint_mb is None else round(self.value * footprint_mb, 3)
+        base = min_cap_mb if self.kind == "min_factor" else footprint_mb
+        return None if base is None else round(self.value * base, 3)
 
 
 def parse_memory_limit(value) -> MemLimit:
-    """``"none"`` (or 0), a number of MB (``256``, ``"256MB"``), or a multiple of the footprint (``"1.25x"``)."""
+    """``"none"`` (or 0), a number of MB (``256``, ``"256MB"``), a multiple of the footprint (``"1.25x"``) or of the
+    measured minimum cap (``"1.1xmin"``)."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "")):
         return MemLimit("none", None, "none")
     if isinstance(value, bool):
@@ -73,8 +77,13 @@ def parse_memory_limit(value) -> MemLimit:
     m = _MEM_RE.match(str(value))
     if not m:
         raise ConfigError(f"memory limit {value!r} is not one of: 'none', a number of MB (256 or '256MB'), "
-                          "a multiple of the variant's footprint ('2x', '0.75x').")
+                          "a multiple of the variant's footprint ('2x', '0.75x') or of its measured minimum cap "
+                          "('1.0xmin', '1.1xmin': `edgeprof memory MODEL` measures it).")
     num = float(m["num"])
+    if m["unit"] == "xmin":
+        if num <= 0:
+            raise ConfigError(f"memory limit {value!r}: a multiple of the minimum cap must be above 0.")
+        return MemLimit("min_factor", num, f"{num:g}xmin")
     if m["unit"] == "x":
         if num <= 0:
             raise ConfigError(f"memory limit {value!r}: a multiple of the footprint must be above 0.")
@@ -129,7 +138,26 @@ def _study_inputs(value, models: tuple) -> dict:
             raise ConfigError(f"inputs.{model} names {', '.join(map(repr, unknown))}, which no variant of {model} has "
                               f"as an input; its inputs are {', '.join(map(repr, sorted(known)))}.")
         out[model] = {"input_shapes": {k: list(v) for k, v in shapes.items()}, "input_fills": fills}
+        if spec.get("data") is not None:  # --data of run: what int8-static of this fp32 .onnx file calibrates on
+            if not isinstance(spec["data"], str) or not spec["data"].strip():
+                raise ConfigError(f"inputs.{model}.data must be the path of a folder of images or a .npz file.")
+            out[model]["data"] = spec["data"]
     return out
+
+
+def check_data_paths(inputs, allowed_paths=()) -> None:
+    """Refuse ``inputs.MODEL.data`` outside :func:`model_roots`, as model paths are (a study file names only places
+    the user chose)."""
+    if not isinstance(inputs, dict):
+        return
+    roots = model_roots(allowed_paths)
+    for model, spec in inputs.items():
+        data = spec.get("data") if isinstance(spec, dict) else None
+        if isinstance(data, str) and ("\0" in data or not within(data, roots)):
+            raise ConfigError(
+                f"inputs.{model}.data {data!r} is outside the data directory ({paths.data_dir()}) and the bundled "
+                f"models ({paths.MODELS_DIR}), the only places a study file may name.",
+                "Give the folder on the command line with --allow-path.")
 
 
 def input_names(model: str, precision: str | None = None, runtime: str | None = None) -> set[str]:
@@ -258,6 +286,7 @@ class StudyConfig:
         if "name" not in doc:
             raise ConfigError("a study needs a name (name = \"my-study\").")
         check_model_paths(doc.get("models"), allowed_paths)
+        check_data_paths(doc.get("inputs"), allowed_paths)
         return cls(**doc)
 
     @classmethod

@@ -62,10 +62,13 @@ def variant_order(cfg: StudyConfig, rep: int) -> list[tuple[str, str, str, int]]
 
 
 def order_limits(limits: tuple[MemLimit, ...], footprint_mb: float | None) -> list[MemLimit]:
-    """Most generous first: "none", then by resolved MB descending (relative ones by factor if no footprint)."""
+    """Most generous first: "none", then by resolved MB descending (relative ones by factor if no footprint), then
+    multiples of the measured minimum cap."""
     def key(x: MemLimit):
         if x.kind == "none":
             return (0, 0.0)
+        if x.kind == "min_factor":  # multiples of the smallest cap that completes: the tight end, last
+            return (2, -x.value)
         mb = x.resolve(footprint_mb)
         return (1, -(mb if mb is not None else x.value * 1e6))
 

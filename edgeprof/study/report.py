@@ -32,7 +32,7 @@ import html
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -940,8 +940,45 @@ def build_report(store, study_id: str) -> dict:
     floor = store.latest_noise_floor(meta["device_id"]) if meta.get("device_id") else None
     meta["noise_floor"] = floor
     meta["uncertainty"] = uncertainty_words(df, floor)
-    return {"meta": meta, "frame": df, "findings": evaluate_claims(df, floor_pct=(floor or {}).get("floor_pct")),
-            "correlations": correlation_table(df), "why": why_table(df)}
+    findings = evaluate_claims(df, floor_pct=(floor or {}).get("floor_pct"))
+    curves = memory_curves(store, df, meta.get("device_id"))
+    findings = [cite_curves(f, curves) if f.claim_id == "memory_latency" else f for f in findings]
+    return {"meta": meta, "frame": df, "findings": findings, "correlations": correlation_table(df),
+            "why": why_table(df)}
+
+
+def memory_curves(store, df: pd.DataFrame, device_id: str | None) -> dict:
+    """{variant label: the newest stored memory curve (``run.memory``) of that variant on the study's device}."""
+    from ..run.memory import latest_curve
+
+    out = {}
+    if df.empty or device_id is None:
+        return out
+    for model, precision, runtime, threads in df[["model", "precision", "runtime", "threads"]].drop_duplicates() \
+            .itertuples(index=False):
+        try:
+            curve = latest_curve(store, model, precision, runtime, device_id=device_id, threads=int(threads))
+        except Exception:  # a store that cannot be read here leaves the claim as it was
+            curve = None
+        if curve is not None:
+            out[_variant_label(model, precision, runtime, threads)] = curve
+    return out
+
+
+def cite_curves(finding: Finding, curves: dict) -> Finding:
+    """The memory claim with the curve of each variant that has one: its cliff, its slope and the mechanism (what
+    could be evicted here), so a verdict on "less memory, more latency" says what this device can show at all."""
+    if not curves:
+        return finding
+    parts = []
+    for label, c in curves.items():
+        words = c.get("sentences") or {}
+        evict = " with evictable weights" if (c.get("mechanism") or {}).get("evictable") else ""
+        parts.append(f" The memory curve of {label}{evict} (`edgeprof memory`, measured "
+                     f"{str(c.get('measured_at') or '')[:16]}): " + " ".join(
+                         words[k] for k in ("cliff", "slope", "mechanism") if words.get(k)))
+    numbers = {**finding.numbers, "memory_curves": {k: c.get("group_id") for k, c in curves.items()}}
+    return replace(finding, evidence=finding.evidence + "".join(parts), numbers=numbers)
 
 
 def write_report(store, study_id: str, out_dir: str | Path) -> Path:

@@ -272,6 +272,18 @@ class StudyRunner:
                 return
             mb = lim.resolve(fp[0])
             tags.update(mem_factor=lim.value, footprint_mb=fp[0], footprint_run_id=fp[1], footprint_kind=fp[2])
+        elif lim.kind == "min_factor":
+            curve = self._memory_curve(var)
+            if curve is None:
+                model, precision, runtime, threads = var
+                self._record(cell.key, None, "error", None,
+                             f"no memory curve for {'/'.join(map(str, var))} on this device, so {lim.label} has no "
+                             f"minimum to multiply: measure it with `edgeprof memory {model} --precision {precision} "
+                             f"--runtime {runtime} --threads {threads}`")
+                return
+            mb = lim.resolve(None, curve["min_cap_mb"])
+            tags.update(mem_min_factor=lim.value, min_cap_mb=curve["min_cap_mb"],
+                        memory_curve_group_id=curve["group_id"])
         elif lim.kind == "mb":
             mb = lim.value
         else:
@@ -284,10 +296,20 @@ class StudyRunner:
             self._footprint_mb(var)
         self._record(cell.key, run_id, status, result, None, counted=True)
 
+    def _memory_curve(self, var) -> dict | None:
+        """The newest stored memory curve of ``var`` on this device with a minimum cap (``run.memory``)."""
+        from ..run.memory import latest_curve
+
+        model, precision, runtime, threads = var
+        curve = latest_curve(self.store, model, precision, runtime, evictable=False, device_id=self._device_id,
+                             threads=threads)
+        return curve if curve is not None and curve.get("min_cap_mb") is not None else None
+
     def _run_config(self, var, mb: float | None, tags: dict, key: str) -> RunConfig:
         cfg = self.cfg
         model, precision, runtime, threads = var
-        given = cfg.inputs.get(model, {})
+        given = dict(cfg.inputs.get(model, {}))
+        data = given.pop("data", None)
         if given:  # each variant takes the names it has (see _input_names)
             have = input_names(model, precision, runtime) or None
             given = {k: {n: v for n, v in d.items() if have is None or n in have} for k, d in given.items()}
@@ -296,7 +318,7 @@ class StudyRunner:
                          warmup=cfg.warmup, timeout_s=cfg.timeout_s, sample_hz=cfg.sample_hz,
                          tags={"study_id": self.study_id, "cell": key, **tags},
                          input_shapes=given.get("input_shapes", {}), input_fills=given.get("input_fills", {}),
-                         profile_ops=cfg.profile_ops)
+                         profile_ops=cfg.profile_ops, data=data)
 
     def _start_and_wait(self, key: str, var, mb, tags) -> tuple[str, str | None, dict | None]:
         from ..run import DeviceBusy, start_run

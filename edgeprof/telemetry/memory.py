@@ -28,6 +28,7 @@ major faults come from ``/proc/<pid>/stat`` (fields 12 and 14, majflt and cmajfl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -222,3 +223,23 @@ class MemoryPressureSource(Source):
             if held is not None:
                 held.close()
         self._psi = self._stat = self._pid_stat = self._fallback = None
+
+
+PROC_SWAPS = "/proc/swaps"
+
+
+def swap_total_mb(path: str = PROC_SWAPS) -> float:
+    """Swap (zram included) configured on this device in MB, from ``/proc/swaps`` (sizes in KiB after a header
+    line); 0.0 where it lists none or cannot be read."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return 0.0
+    total = 0.0
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 3:
+            with contextlib.suppress(ValueError):
+                total += float(parts[2]) / 1024.0
+    return total

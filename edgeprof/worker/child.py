@@ -71,9 +71,45 @@ def _major_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_majflt
 
 
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _rss_kb() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _mark(spec, conn, name: str) -> None:
+    """Send the cgroup's charge as it is now (``MemoryMark``): read here, not by the parent, so a mark is not blurred
+    by what the worker does while the parent gets round to reading. Nothing is read inside a timed loop."""
+    if not spec.memory_cgroup:
+        return
+    from .messages import MemoryMark
+
+    try:
+        with open(os.path.join(spec.memory_cgroup, "memory.stat")) as f:
+            stat = f.read()
+    except OSError:
+        return
+    usage = "memory.current" if spec.memory_cgroup_kind == "cgroup2" else "memory.usage_in_bytes"
+    conn.send(MemoryMark(name, time.monotonic_ns(), stat, _read_int(os.path.join(spec.memory_cgroup, usage)),
+                         _rss_kb()))
+
+
 def run(spec, conn) -> None:
     from ..errors import InputError
-    from ..runtimes import open_session, registry
+    from ..runtimes import import_runtime, open_session, registry
     from ..runtimes.inputs import make_feeds, plan_feeds
     from .messages import Batch, Done, Loaded, Phase
     from .warmup import WarmupDetector
@@ -82,14 +118,18 @@ def run(spec, conn) -> None:
     t0 = mono()
     if spec.backend_module and spec.backend_module not in registry.MODULES:
         registry.register(spec.backend_module)
+    if spec.memory_cgroup:
+        import_runtime(spec.runtime, spec.backend)  # apart from loading, so the mark splits them
+        _mark(spec, conn, "imported")
     session = open_session(spec.model_path, runtime=spec.runtime, threads=spec.threads, backend=spec.backend,
-                           backend_options=spec.backend_options)
+                           backend_options=spec.backend_options, evictable=spec.evictable)
     plan = plan_feeds(session.inputs, spec.input_shapes, spec.input_fills, resizable=session.resizable)
     try:
         session.prepare(plan.shapes)  # TFLite allocates here: part of loading, and before any inference
     except InputError as exc:
         raise _input_error(plan, exc, "preparing the model") from None
     load_ns = mono() - t0
+    _mark(spec, conn, "loaded")
     feeds = make_feeds(plan)
     notes = ["input: random data of the model's input shape and type unless set with --fill (latency does not "
              "depend on pixel values)", *plan.notes]
@@ -112,6 +152,7 @@ def run(spec, conn) -> None:
     except Exception as exc:  # the first contact with the inputs: say what was fed and how to change it
         raise _input_error(plan, exc, "the first inference") from None
     conn.send(Batch(0, "first", array("q", [t]), array("q", [mono() - t])))
+    _mark(spec, conn, "first")
     seq = 1
     interval = int(spec.batch_interval_s * 1e9)
 
@@ -170,6 +211,7 @@ def run(spec, conn) -> None:
         why = loop("steady", lambda n, lat, el: n >= min_n)
     else:
         why = loop("steady", lambda n, lat, el: n >= min_n and el >= min_ns)
+    _mark(spec, conn, "steady")
     conn.send(Done(mono(), seq, "completed" if why == "done" else "stopped", _max_rss_mb(), _major_faults()))
     if spec.profile_ops and why == "done":
         _profile_phase(session, feeds, conn)

@@ -209,6 +209,8 @@ class MemoryCap:
             out["major_faults"] = stat.get("pgmajfault")
         if peak:
             out["peak_charged_mb"] = int(peak) / 2**20
+        if not self.requested_mb and out["oom_kill_count"]:
+            out["enclosing_limit_mb"] = enclosing_limit_mb(self.path)
         return out
 
     def kill_all(self) -> None:
@@ -222,6 +224,24 @@ class MemoryCap:
         for path in (self.path, self.psi_path):
             if path is not None:
                 remove_cgroup(path, timeout)
+
+
+def enclosing_limit_mb(path: Path, root: Path = CGROUP_ROOT) -> float | None:
+    """The tightest memory limit on the cgroups above ``path`` (v1 ``memory.limit_in_bytes``, v2 ``memory.max``), in
+    MB, or None when none is below the device's RAM: what the kernel enforced on a run that had no cap of its own."""
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    best = None
+    here = Path(path).parent
+    while root in here.parents:
+        for name in ("memory.limit_in_bytes", "memory.max"):
+            try:
+                text = (here / name).read_text().strip()
+            except OSError:
+                continue
+            if text.isdigit() and int(text) < ram:
+                best = int(text) if best is None else min(best, int(text))
+        here = here.parent
+    return None if best is None else best / 2**20
 
 
 def launcher(*procs_files: Path | None) -> list[str]:

@@ -46,6 +46,25 @@ class WorkerSpec:
     warmup_max_s: float = 30.0
     profile_ops: bool = False  # a per-operator profile phase after the steady phase (runtimes.profile)
     backend_module: str | None = None  # the module that declares ``backend`` when it is not one of registry.MODULES
+    memory_cgroup: str | None = None  # the cap's cgroup directory: the worker reads its charge at each MEMORY_MARKS
+    memory_cgroup_kind: str | None = None  # cgroup1 | cgroup2
+    evictable: bool = False  # keep weights in file-backed pages the kernel can evict (runtimes.open_session)
+
+
+MEMORY_MARKS = ("imported", "loaded", "first", "steady")  # runtime imported, model loaded, first inference, steady end
+
+
+@dataclass(frozen=True)
+class MemoryMark:
+    """The worker's charged memory read by the worker itself at ``mark`` (one of MEMORY_MARKS), so it is exact to
+    that moment: ``stat`` the cgroup's memory.stat text, ``usage`` its charged bytes (memory.usage_in_bytes or
+    memory.current), ``rss_kb`` the worker's VmRSS. Sent only when the spec names a memory cgroup."""
+
+    mark: str
+    t_ns: int
+    stat: str
+    usage: int | None
+    rss_kb: int | None
 
 
 @dataclass(frozen=True)

@@ -668,3 +668,34 @@ def memory_breakdown_figure(parts: dict, *, title: str = "What the footprint is 
         fig.add_trace(go.Bar(x=["model file (disk)"], y=[parts["file_size_mb"]], name="model file",
                              marker={"color": "#999"}, hovertemplate="file size: %{y:.1f} MB<extra></extra>"))
     return _layout(fig, title, "MB", "", 360, barmode="stack")
+
+
+def tradeoff_figure(points: list[dict], front: list[str], *, fidelity_axis: str = "top-1 agreement with fp32",
+                    title: str = "Latency against fidelity (size: peak memory)") -> go.Figure:
+    """Every variant as a point of p50 latency (x, with its within-run interval) against fidelity (y), its marker
+    area proportional to peak charged memory; the Pareto front (``doctor.analysis.pareto_front``) as a line through
+    the points it names. Points that could not be measured are left out and said in the title's place."""
+    have = [p for p in points if p.get("p50_ms") is not None and p.get("fidelity") is not None]
+    if not have:
+        return empty_figure(title, "no variant could be measured")
+    peaks = [p.get("peak_mb") or 0.0 for p in have]
+    top = max(peaks) or 1.0
+    fig = go.Figure()
+    for i, p in enumerate(have):
+        ci = p.get("p50_ci")
+        err = None if not ci else {"type": "data", "symmetric": False, "array": [ci[1] - p["p50_ms"]],
+                                   "arrayminus": [p["p50_ms"] - ci[0]], "thickness": 1.2}
+        peak = p.get("peak_mb")
+        fig.add_trace(go.Scatter(
+            x=[p["p50_ms"]], y=[p["fidelity"]], mode="markers", name=p["label"], error_x=err,
+            marker={"size": 12 + 30 * ((peak or 0.0) / top) ** 0.5, "color": COLORS[i % len(COLORS)], "opacity": 0.75,
+                    "line": {"width": 2 if p["label"] in front else 0, "color": "#222"}},
+            hovertemplate=f"{p['label']}<br>p50 %{{x:.3g}} ms<br>{fidelity_axis} %{{y:.3f}}<br>peak "
+                          f"{fmt_mb(peak)}<extra></extra>"))
+    on = [p for p in have if p["label"] in front]
+    on.sort(key=lambda p: p["p50_ms"])
+    if on:
+        fig.add_trace(go.Scatter(x=[p["p50_ms"] for p in on], y=[p["fidelity"] for p in on], mode="lines",
+                                 name="Pareto front", line={"color": "#222", "dash": "dot", "width": 1.5},
+                                 hoverinfo="skip"))
+    return _layout(fig, title, fidelity_axis, "p50 latency (ms)", height=420)

@@ -167,6 +167,21 @@ def check_backend_options(value) -> dict:
     return dict(value)
 
 
+def check_keep_fp32(names, precision: str) -> tuple[str, ...]:
+    """``--keep-fp32 A,B`` (a comma-separated string or a sequence of node names) as a sorted tuple; int8-static only."""
+    if isinstance(names, str):
+        names = names.split(",")
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"keep_fp32 must be operator names, got {names!r}.")
+    names = tuple(sorted({n.strip() for n in names}))
+    if any(not n for n in names):
+        raise ConfigError("keep_fp32 has an empty operator name.", "Write the names comma-separated: --keep-fp32 A,B.")
+    if names and precision != "int8-static":
+        raise ConfigError(f"--keep-fp32 applies to int8-static only, not {precision}.",
+                          "Add --precision int8-static.")
+    return names
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """What to run and how to measure it. ``model`` is a bundled model name or a path to a .onnx / .tflite file."""
@@ -193,6 +208,7 @@ class RunConfig:
     backend_options: dict = field(default_factory=dict)  # {option: value} of the backend's options dataclass
     data: str | None = None  # --data PATH: what int8-static of a user's fp32 ONNX file calibrates on (models.data)
     evictable: bool = False  # weights in file-backed, evictable pages where the runtime allows (--evictable)
+    keep_fp32: tuple = ()  # int8-static only: operators left in fp32, a mix the quantization doctor chose
 
     def __post_init__(self):
         if not isinstance(self.model, str) or not self.model.strip():
@@ -224,6 +240,7 @@ class RunConfig:
         for name in ("profile_ops", "evictable"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}.")
+        set_(self, "keep_fp32", check_keep_fp32(self.keep_fp32, self.precision))
         if self.duration_s is None and self.iterations is None and self.preset is None:
             set_(self, "preset", "quick")
 

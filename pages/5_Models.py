@@ -123,6 +123,81 @@ elif names:
             if steps:
                 st.caption(" → ".join(steps))
 
+
+
+def doctor_section(choices: list[str]) -> None:
+    """The quantization doctor and the trade-off picture (``edgeprof.doctor``): staff only in booth mode, since each
+    takes minutes of the device."""
+    st.subheader("Quantization doctor")
+    st.caption("Which operators cost int8-static its accuracy and which cost time, measured on this device; then the "
+               "variants that keep the worst operators in fp32, and the smallest one that meets your target. The "
+               "models run in an isolated, memory-capped process.")
+    if not auth.can_modify():
+        st.info(f"The quantization doctor is for staff at this booth (it keeps the device busy for minutes); "
+                f"{auth.STAFF_HINT}.")
+        return
+    if not choices:
+        st.info("No ONNX model to examine: restore the bundled ones with `git checkout models`, or upload one.")
+        return
+    from edgeprof import charts
+    from edgeprof.doctor import diagnose, tradeoff
+
+    c1, c2, c3, c4 = st.columns([3, 2, 1, 1])
+    model = c1.selectbox("Model to examine", choices, key="doctor_model", format_func=ui.model_label)
+    target = c2.number_input("Target top-1 agreement with fp32", 0.5, 1.0, 0.99, 0.005, format="%.3f",
+                             key="doctor_target")
+    if c3.button("Diagnose", key="doctor_run"):
+        with st.spinner(f"Comparing {ui.model_label(model)} with its int8-static variant tensor by tensor, then "
+                        "measuring the mixes (a few minutes for EfficientNet)..."):
+            try:
+                st.session_state["doctor_result"] = (model, diagnose(model, target_agreement=float(target)))
+            except EdgeprofError as exc:
+                ui.show_error(exc, "The doctor could not examine this model")
+    if c4.button("Trade-off", key="tradeoff_run"):
+        with st.spinner(f"Measuring every variant of {ui.model_label(model)}, each in its own process..."):
+            try:
+                st.session_state["tradeoff_result"] = (model, tradeoff(model))
+            except EdgeprofError as exc:
+                ui.show_error(exc, "The trade-off could not be measured")
+    got = st.session_state.get("doctor_result")
+    if got and got[0] == model:
+        doc = got[1]
+        for sentence in doc["sentences"]:
+            st.markdown(sentence)
+        st.caption(f"{doc['precision']} against fp32 on {doc['inputs']} inputs ({doc['data_note']}); "
+                   f"{doc['tensors_compared']} tensors compared; onnxruntime {doc['onnxruntime']}. Added SQNR: the "
+                   "noise an operator adds to what reaches it (lower is worse); output SQNR: its output against "
+                   "fp32's, everything before it included.")
+        ops = pd.DataFrame(doc["operators"]).rename(columns={
+            "node": "operator", "op_type": "type", "runs_as": "runs as (int8)", "local_sqnr_db": "added SQNR (dB)",
+            "sqnr_db": "output SQNR (dB)", "weight_sqnr_db": "weight SQNR (dB)", "relative_error": "relative error",
+            "ms_fp32": "fp32 (ms)", "ms_int8": "int8 (ms)"})
+        shown = ["operator", "type", "runs as (int8)", "added SQNR (dB)", "output SQNR (dB)", "weight SQNR (dB)",
+                 "relative error", "fp32 (ms)", "int8 (ms)"]
+        numbers = {c: st.column_config.NumberColumn(format="%.3f") for c in shown[3:]}
+        st.markdown("**Operators by the noise they add** (worst first)")
+        st.dataframe(ops[shown], hide_index=True, key="doctor_by_error", column_config=numbers)
+        st.markdown("**Operators by int8 time** (slowest first)")
+        by_time = ops.set_index("operator").loc[doc["by_time"]].reset_index()
+        st.dataframe(by_time[shown], hide_index=True, key="doctor_by_time", column_config=numbers)
+        points = pd.DataFrame(doc["points"]).reindex(columns=["label", "p50_ms", "top1_agreement", "accuracy",
+                                                             "output_sqnr_db", "peak_mb", "error"])
+        st.markdown("**Variants measured** (each in its own process; p50 of a bare loop on one input)")
+        st.dataframe(points.rename(columns={"label": "variant", "p50_ms": "p50 (ms)", "top1_agreement": "agreement",
+                                            "output_sqnr_db": "output SQNR (dB)", "peak_mb": "peak memory (MB)"}),
+                     hide_index=True, key="doctor_points")
+    got = st.session_state.get("tradeoff_result")
+    if got and got[0] == model:
+        doc = got[1]
+        st.plotly_chart(charts.tradeoff_figure(doc["points"], doc["front"], fidelity_axis=doc["fidelity_axis"]),
+                        key="tradeoff_chart")
+        st.markdown(doc["sentence"])
+        st.caption(f"Latency: {doc['latency']}. Memory: {doc['memory']}. Fidelity: against the fp32 file of the "
+                   "same format; the bars are each p50's within-run 95% interval.")
+
+
+doctor_section(names + [p for p in ui.uploaded_models() if p.endswith(".onnx")])
+
 st.subheader("Upload a model")
 if not auth.can_modify():
     st.info(f"Uploading models is for staff at this booth: visitors run the bundled ones; {auth.STAFF_HINT}.")

@@ -8,7 +8,7 @@ Every import counts, also the ones inside functions (a lazy import is still a de
   platform  runtimes, telemetry, worker, models              the device, the runtimes, the worker process
   data      store, stats, charts, device, compare, ops       the database and pure computations on numbers
   run       run                                              one run from request to stored result
-  study     study                                            grids of runs and their report
+  study     study, doctor                                    grids of runs and their report; the quantization doctor
   front     ui, auth, booth, cli, __main__                   Streamlit helpers, the booth's limits, the command line
 
 Pages (``pages/*.py``, ``app.py``) sit above all of these and may import any library module but never the CLI.
@@ -28,7 +28,7 @@ LAYERS = {
     "platform": ["runtimes", "telemetry", "worker", "models"],
     "data": ["store", "stats", "charts", "device", "compare", "questions", "ops"],
     "run": ["run"],
-    "study": ["study"],
+    "study": ["study", "doctor"],
     "front": ["ui", "auth", "booth", "cli", "__main__"],
 }
 ORDER = list(LAYERS)
@@ -184,6 +184,9 @@ BACKEND_NAMES_MAY_APPEAR = {
     "edgeprof/models/quantize.py": "the version of the onnxruntime package that quantized a file",
     "edgeprof/models/fidelity.py": "ONNX quantization is judged against the FP32 model in ONNX Runtime",
     "edgeprof/device.py": "which execution providers this ONNX Runtime build has (the GPU hint)",
+    "edgeprof/doctor/child.py": "the doctor's document keeps the onnxruntime package's version",
+    "edgeprof/cli/doctor.py": "prints that version",
+    "pages/5_Models.py": "shows that version",
 }
 METRIC_NAMES_MAY_APPEAR = {
     "edgeprof/telemetry/": "the sources write them; the catalog declares them",

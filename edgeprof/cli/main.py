@@ -31,9 +31,9 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
     parser.set_defaults(prog=prog)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    from . import fleet, memory, models, run, study
+    from . import doctor, fleet, memory, models, run, study
 
-    for module in (run, study, models, fleet, memory):
+    for module in (run, study, models, fleet, memory, doctor):
         module.register(sub)
     return parser
 

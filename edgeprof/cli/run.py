@@ -77,6 +77,8 @@ def _run_options(p) -> None:
                         "of your own calibrates on (random inputs otherwise)")
     p.add_argument("--fill", action="append", default=[], metavar="NAME=VALUE",
                    help="set every element of an input, e.g. --fill sr=16000 (repeatable; random data otherwise)")
+    p.add_argument("--keep-fp32", metavar="NODE,NODE", default=None,
+                   help="with --precision int8-static: leave these operators in fp32 (a mix `edgeprof doctor` names)")
     p.add_argument("--profile-ops", action="store_true",
                    help="after the measured steady phase, profile a separate phase of inferences per operator "
                         "(ONNX Runtime's profiler; the measured latencies are not touched)")
@@ -216,7 +218,7 @@ def config_from_args(args) -> RunConfig:
         input_shapes=_pairs(args.shape, parse_shape), input_fills=_pairs(args.fill, parse_fill),
         profile_ops=bool(args.profile_ops), backend=args.backend,
         backend_options=_pairs(args.backend_option, _option_pair), data=getattr(args, "data", None),
-        evictable=bool(getattr(args, "evictable", False)),
+        evictable=bool(getattr(args, "evictable", False)), keep_fp32=args.keep_fp32 or (),
     )
     if cfg.timeout_s is not None and cfg.timeout_s <= cfg.min_duration_s:
         raise UsageError(f"--timeout {cfg.timeout_s:g} is not longer than the {cfg.min_duration_s:g} s of steady state "

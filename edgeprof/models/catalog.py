@@ -240,7 +240,7 @@ def is_path_like(model: str) -> bool:
 
 def resolve_variant(
     model: str, precision: str | None, runtime: str | None, *, build: bool = True, progress: Callable[[str], None] | None = None,
-    shapes: dict | None = None, fills: dict | None = None, data: str | None = None,
+    shapes: dict | None = None, fills: dict | None = None, data: str | None = None, keep_fp32: tuple = (),
 ) -> Variant:
     """The file to run for ``model`` (a bundled name or a path) at ``precision`` in ``runtime``.
 
@@ -251,7 +251,10 @@ def resolve_variant(
     mismatch is a UsageError that says what the file is. Quantizing runs in an isolated child (``models.isolated``):
     its crash is a ``PreparationFailed``. ``data``: the user's ``--data`` (``models.data``), which int8-static of
     a user's fp32 file calibrates on instead of random inputs.
+    ``keep_fp32``: int8-static operators left in fp32 (``quantize.quantize_onnx``), a mix of the quantization doctor.
     """
+    if keep_fp32:
+        return _resolve_mix(model, precision, runtime, build, progress, tuple(keep_fp32), data)
     if precision is not None and precision not in PRECISIONS:
         raise UsageError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}.")
     if runtime is not None and runtime not in FORMATS:
@@ -261,6 +264,34 @@ def resolve_variant(
     if not is_path_like(model) and not Path(model).exists():
         get_model(model)  # raises the UsageError that lists bundled names
     return _resolve_path(Path(model), precision, runtime, build, progress, shapes, fills, data)
+
+
+def _resolve_mix(model: str, precision: str | None, runtime: str | None, build: bool, progress,
+                 keep: tuple, data: str | None = None) -> Variant:
+    """The int8-static variant of an fp32 ONNX model with ``keep`` in fp32, calibrated as the plain one is."""
+    from . import quantize
+    from .preprocess import calibration_for
+
+    if precision != "int8-static" or (runtime or "onnx") != "onnx":
+        raise UsageError(f"--keep-fp32 applies to ONNX int8-static only, not {runtime or 'onnx'} {precision}.",
+                         "Add --precision int8-static.")
+    base = resolve_variant(model, "fp32", "onnx", build=False)
+    if base.format != "onnx" or base.precision != "fp32":
+        raise UsageError(f"{base.path.name} is not an fp32 ONNX model; --keep-fp32 quantizes one.")
+    calib = None
+    if model in model_names():
+        calib = calibration_for(get_model(model), base.layout or "NCHW")
+    elif data:
+        calib = quantize.data_calibration(data, base.path)
+    method = quantize._method(precision, keep)
+    if not build:
+        target = quantize.cached_path(base.path, precision, calib, keep_fp32=keep)
+        size = target.stat().st_size if target.is_file() else None
+        return Variant(base.model, precision, "onnx", target, size, None, False, method, base.layout)
+    res = quantize.quantize_onnx(base.path, precision, calib=calib, progress=progress, keep_fp32=keep)
+    side = quantize.read_sidecar(res.path) or {}
+    return Variant(base.model, precision, "onnx", res.path, res.path.stat().st_size, side.get("sha256"), False,
+                   method + (f"; {res.warning}" if res.warning else ""), base.layout)
 
 
 def _resolve_bundled(info: ModelInfo, precision: str, runtime: str, build: bool, progress) -> Variant:

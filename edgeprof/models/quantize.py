@@ -157,7 +157,7 @@ def _calibration_ident(calib, shapes: dict | None = None, fills: dict | None = N
     return "arrays:" + h.hexdigest()[:32]
 
 
-def cache_key(source_sha256: str, precision: str, calib_ident: str | None) -> str:
+def cache_key(source_sha256: str, precision: str, calib_ident: str | None, keep_fp32: Sequence[str] = ()) -> str:
     doc = {
         "source": source_sha256,
         "precision": precision,
@@ -165,16 +165,21 @@ def cache_key(source_sha256: str, precision: str, calib_ident: str | None) -> st
         "version": SETTINGS_VERSION,
         "calibration": calib_ident if precision == "int8-static" else None,
     }
+    if keep_fp32:  # only then: the keys of plain variants, cached before mixes existed, stay the same
+        doc["keep_fp32"] = sorted(keep_fp32)
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def cached_path(src: str | Path, precision: str, calib=None, *, source_sha256: str | None = None) -> Path:
+def cached_path(src: str | Path, precision: str, calib=None, *, source_sha256: str | None = None,
+                keep_fp32: Sequence[str] = ()) -> Path:
     """Where the variant of ``src`` at ``precision`` lives (or will live) in the cache; builds nothing."""
     _check_precision(precision)
+    _check_keep(precision, keep_fp32)
     src = Path(src)
     digest = source_sha256 or _file_sha(src)
-    key = cache_key(digest, precision, _calibration_ident(calib))
-    return paths.cache_dir() / f"{_safe_stem(src)}.{precision}.{key[:16]}.onnx"
+    key = cache_key(digest, precision, _calibration_ident(calib), keep_fp32)
+    mix = f"-keep{len(keep_fp32)}" if keep_fp32 else ""
+    return paths.cache_dir() / f"{_safe_stem(src)}.{precision}{mix}.{key[:16]}.onnx"
 
 
 def read_sidecar(model_path: str | Path) -> dict | None:
@@ -186,12 +191,14 @@ def read_sidecar(model_path: str | Path) -> dict | None:
 
 
 def quantize_onnx(src: str | Path, precision: str, *, calib=None, progress: Progress | None = None,
-                  shapes: dict | None = None, fills: dict | None = None) -> QuantResult:
+                  shapes: dict | None = None, fills: dict | None = None, keep_fp32: Sequence[str] = ()) -> QuantResult:
     """Build (or find in the cache) the ``precision`` variant of the FP32 ONNX model ``src``.
 
     ``calib``: a ``Calibration``, a sequence of feeds (lists of arrays in input order), or None for synthetic data
     (int8-static only; a warning comes back), made with the run's ``shapes`` ({input: tuple}) and ``fills``
-    ({input: scalar}). ``progress`` gets short messages as stages start.
+    ({input: scalar}). ``progress`` gets short messages as stages start. ``keep_fp32`` (int8-static only): node
+    names of the pre-processed graph that stay in FP32 (``quantize_static``'s ``nodes_to_exclude``), a mix the
+    quantization doctor chose; a name the graph lacks is a UsageError.
 
     The build, the calibration and the check that the result loads run in an isolated, memory-capped child process
     (``models.isolated``); only reading the graph and the cache happen here. Raises UsageError for a file that is not
@@ -200,6 +207,8 @@ def quantize_onnx(src: str | Path, precision: str, *, calib=None, progress: Prog
     sentence naming the step, the model and the precision; the tool's own text in ``detail``).
     """
     _check_precision(precision)
+    _check_keep(precision, keep_fp32)
+    keep_fp32 = tuple(sorted(set(keep_fp32)))
     say = progress or (lambda _msg: None)
     src = check_model_file(src)
     if runtime_for(src) != "onnx":
@@ -220,9 +229,9 @@ def quantize_onnx(src: str | Path, precision: str, *, calib=None, progress: Prog
             raise ModelError(*int8_conv_message())
     shapes, fills = dict(shapes or {}), dict(fills or {})
     ident = _calibration_ident(calib, shapes, fills)
-    target = cached_path(src, precision, _Ident(ident), source_sha256=spec.sha256)
+    target = cached_path(src, precision, _Ident(ident), source_sha256=spec.sha256, keep_fp32=keep_fp32)
     warning = SYNTHETIC_WARNING if precision == "int8-static" and calib is None else None
-    method = _method(precision)
+    method = _method(precision, keep_fp32)
     side = read_sidecar(target) if target.is_file() else None
     if side is not None and side.get("size_bytes") not in (None, target.stat().st_size):
         say(f"{precision}: cached file {target.name} does not match its record; building it again")
@@ -237,6 +246,7 @@ def quantize_onnx(src: str | Path, precision: str, *, calib=None, progress: Prog
 
     return run_isolated(
         "edgeprof.models.quantize:build_variant", src, precision, calib, target, warning, shapes, fills,
+        keep_fp32=keep_fp32,
         what=f"building the {precision} variant of {src.name}", tool=_TOOL[precision], progress=say,
         hint="Run the fp32 file as it is, or try another precision.",
     )
@@ -250,7 +260,7 @@ _TOOL = {
 
 
 def build_variant(src: Path, precision: str, calib, target: Path, warning: str | None, shapes: dict, fills: dict,
-                  progress: Progress | None = None) -> QuantResult:
+                  progress: Progress | None = None, keep_fp32: Sequence[str] = ()) -> QuantResult:
     """Build, check, prove and cache one variant; runs inside the isolated child (``quantize_onnx`` starts it)."""
     from .isolated import in_child, stage
 
@@ -290,7 +300,7 @@ def build_variant(src: Path, precision: str, calib, target: Path, warning: str |
                       "sr=16000), or real inputs with --data; int8-dynamic needs no calibration." if calib is None
                       else "Check that --data fits the model's inputs; int8-dynamic needs no calibration.",
                       _TOOL[precision])
-                _static(source, out, tmp, feeds, spec, stages, info, say)
+                _static(source, out, tmp, feeds, spec, stages, info, say, keep_fp32)
         seconds = time.perf_counter() - t0
         report = quantization_report(source, out, precision)
         _refuse_if_unchanged(src.name, precision, report)
@@ -305,6 +315,7 @@ def build_variant(src: Path, precision: str, calib, target: Path, warning: str |
             "stages": {k: round(v, 4) for k, v in stages.items()},
             "settings": SETTINGS[precision],
             "settings_version": SETTINGS_VERSION,
+            "keep_fp32": list(keep_fp32),
             "calibration": calib_desc,
             **info,
             "warning": warning,
@@ -322,7 +333,7 @@ def build_variant(src: Path, precision: str, calib, target: Path, warning: str |
         if previous_cwd is not None:
             os.chdir(previous_cwd)
         shutil.rmtree(tmp, ignore_errors=True)
-    return QuantResult(target, seconds, precision, _method(precision), warning, False, report)
+    return QuantResult(target, seconds, precision, _method(precision, keep_fp32), warning, False, report)
 
 
 _LOAD_HINT = {
@@ -358,6 +369,12 @@ def _file_sha(path: Path) -> str:
     return _sha_memo[key]
 
 
+def _check_keep(precision: str, keep_fp32: Sequence[str]) -> None:
+    if keep_fp32 and precision != "int8-static":
+        raise UsageError(f"--keep-fp32 applies to int8-static only, not {precision}.",
+                         "Use --precision int8-static with --keep-fp32.")
+
+
 def _safe_stem(path: Path) -> str:
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in path.stem)[:60] or "model"
     for suffix in ("-fp32", "_fp32"):
@@ -366,7 +383,7 @@ def _safe_stem(path: Path) -> str:
     return stem
 
 
-def _method(precision: str) -> str:
+def _method(precision: str, keep_fp32: Sequence[str] = ()) -> str:
     s = SETTINGS[precision]
     if precision == "fp16":
         return "convert_float_to_float16, float32 io"
@@ -375,7 +392,7 @@ def _method(precision: str) -> str:
     return (
         f"quantize_static QDQ, per-channel {s['weight_type']} weights, {s['activation_type']} activations, "
         f"{s['calibrate_method']} calibration"
-    )
+    ) + (f"; kept in fp32: {', '.join(keep_fp32)}" if keep_fp32 else "")
 
 
 def _tool_versions() -> dict:
@@ -464,7 +481,8 @@ def _calibration_feeds(calib, spec, say: Progress, shapes: dict | None = None, f
 
 
 def _static(
-    src: Path, out: Path, tmp: Path, feeds: list[list[np.ndarray]], spec, stages: dict, info: dict, say: Progress
+    src: Path, out: Path, tmp: Path, feeds: list[list[np.ndarray]], spec, stages: dict, info: dict, say: Progress,
+    keep_fp32: Sequence[str] = (),
 ) -> None:
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -497,6 +515,14 @@ def _static(
             say(f"int8-static: pre-processing failed ({type(exc).__name__}); quantizing the original graph")
         stages["pre_process"] = time.perf_counter() - t
 
+    if keep_fp32:
+        import onnx
+
+        have = {n.name for n in onnx.load(str(model_in), load_external_data=False).graph.node}
+        missing = [n for n in keep_fp32 if n not in have]
+        if missing:
+            raise UsageError(f"the model has no operator named {', '.join(missing)} to keep in fp32.",
+                             "Take the names from `edgeprof doctor MODEL` (its node column).")
     names = [t.name for t in spec.inputs]
 
     class _Reader(CalibrationDataReader):
@@ -518,6 +544,7 @@ def _static(
         activation_type=getattr(QuantType, s["activation_type"]),
         weight_type=getattr(QuantType, s["weight_type"]),
         calibrate_method=getattr(CalibrationMethod, s["calibrate_method"]),
+        nodes_to_exclude=list(keep_fp32) or None,
     )
     try:
         quantize_static(str(model_in), str(out), _Reader(), **kwargs)
@@ -684,17 +711,18 @@ def describe_report(report: dict | None) -> str:
 def _refuse_if_unchanged(name: str, precision: str, report: dict) -> None:
     if report["quantized_ops"]:
         return
-    types = ", ".join(report.get("source_op_types", {})) or "none"
+    types = ", ".join(report.get("source_op_types", {}))
+    ops = f"its operators ({types})" if types else "its only nodes, which move data (Identity, Cast, Shape),"
     if precision == "fp16":
         raise ModelError(
-            f"nothing in {name} became float16: none of its operators ({types}) compute on float tensors that the "
-            "float16 converter converts, so an fp16 run would measure the fp32 model under another name.",
-            "Run it as fp32.",
+            f"nothing in {name} became float16: the float16 converter leaves {ops} as they are, so an fp16 run would "
+            "measure the unchanged model under another name.",
+            "Run the file as it is (leave --precision out).",
         )
     raise ModelError(
-        f"nothing in {name} is an operator ONNX Runtime's quantizer handles: its operators ({types}) stay float32, so "
-        f"an {precision} run would measure the fp32 model under another name.",
-        "Run it as fp32; models with Conv, MatMul, Gemm or LSTM layers quantize.",
+        f"nothing in {name} is an operator ONNX Runtime's quantizer handles: {ops} stay as they are, so an "
+        f"{precision} run would measure the unchanged model under another name.",
+        "Run the file as it is (leave --precision out); models with Conv, MatMul, Gemm or LSTM layers quantize.",
     )
 
 

@@ -236,13 +236,17 @@ class RunHandle:
         meta = {"name": cfg.model, "precision": cfg.precision, "runtime": cfg.runtime}
         try:
             variant = resolve_variant(cfg.model, cfg.precision, cfg.runtime, progress=self._note,
-                                      shapes=dict(cfg.input_shapes), fills=dict(cfg.input_fills), data=cfg.data)
+                                      shapes=dict(cfg.input_shapes), fills=dict(cfg.input_fills), data=cfg.data,
+                                      keep_fp32=cfg.keep_fp32)
         except EdgeprofError:
             store.insert_run(self.run_id, self.device_id, cfg.to_dict(), software_versions(), meta,
                              study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node(),
                          group_id=self.group_id)
             raise
         self.variant = variant
+        if cfg.keep_fp32:
+            self._note(f"int8-static with {len(cfg.keep_fp32)} operator{'s' if len(cfg.keep_fp32) > 1 else ''} kept "
+                       f"in fp32: {', '.join(cfg.keep_fp32)} (a mix of `edgeprof doctor`)")
         backend, options = registry.for_config(variant.format, cfg)
         meta = {"name": variant.model or cfg.model, "precision": variant.precision, "runtime": variant.format,
                 "path": str(variant.path), "sha256": variant.sha256, "size_bytes": variant.size_bytes,
@@ -615,7 +619,7 @@ def check_request(cfg: RunConfig) -> None:
 
         check_path(cfg.data)
     try:
-        variant = resolve_variant(cfg.model, cfg.precision, cfg.runtime, build=False)
+        variant = resolve_variant(cfg.model, cfg.precision, cfg.runtime, build=False, keep_fp32=cfg.keep_fp32)
     except ModelError:
         return
     registry.for_config(variant.format, cfg)  # an unknown backend, option or value; a backend for another format

@@ -56,7 +56,8 @@ def read_trace_events(path: str) -> Iterable[dict]:
                 "args": {k: args[k] for k in ("op_name", "provider") if k in args}}
 
 
-def ort_profile(events: Iterable[dict], skip_runs: int = 0, source: str = "onnxruntime profiler") -> dict:
+def ort_profile(events: Iterable[dict], skip_runs: int = 0, source: str = "onnxruntime profiler",
+                top_nodes: int | None = TOP_NODES) -> dict:
     """Aggregate an ONNX Runtime trace: the ``model_run`` spans after the first ``skip_runs`` are the profiled
     inferences; each ``<node>_kernel_time`` event inside one counts for its operator type and node.
 
@@ -66,7 +67,7 @@ def ort_profile(events: Iterable[dict], skip_runs: int = 0, source: str = "onnxr
 
     Returns ``{"source", "inferences", "warmup_inferences", "run_ms" (the median inference as the profiler timed it),
     "op_total_ms" (the sum over types), "by_type": [{"op_type", "ms_per_inference", "share", "calls_per_inference",
-    "provider"}], "by_node": [{"node", "op_type", "provider", "ms_per_inference", "share"}] (the TOP_NODES slowest),
+    "provider"}], "by_node": [{"node", "op_type", "provider", "ms_per_inference", "share"}] (``top_nodes`` slowest; None: all),
     "providers": {provider: share}}`` with times in ms per inference and shares of the operator total; or
     ``{"unavailable": why}`` when the trace holds no profiled inference.
     """
@@ -109,7 +110,7 @@ def ort_profile(events: Iterable[dict], skip_runs: int = 0, source: str = "onnxr
                        "provider": max(t["providers"], key=t["providers"].get)} for op, t in types.items()),
                      key=lambda r: -r["ms_per_inference"])
     node_ms = {name: statistics.median(nd["us"]) / 1000.0 for name, nd in per_node.items()}
-    top = sorted(node_ms, key=lambda k: -node_ms[k])[:TOP_NODES]
+    top = sorted(node_ms, key=lambda k: -node_ms[k])[:top_nodes]
     provider_ms: dict[str, float] = {}
     for op, t in types.items():
         for p, us in t["providers"].items():

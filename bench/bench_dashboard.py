@@ -37,7 +37,7 @@ OBSERVER_JS = """() => {
   const check = () => {
     const e = document.querySelector('.ep-live');
     if (e && e.dataset.renderWall !== last) {
-      last = e.dataset.renderWall;
+      last = e.dataset.renderWall; window.__epRun = e.dataset.run;
       window.__ep.push([Date.now() / 1000, Number(e.dataset.seq), Number(e.dataset.newestWall), Number(last)]);
     }
     if (window.__epFirstChart === null && chartPoints() > 0) window.__epFirstChart = Date.now() / 1000;
@@ -66,7 +66,7 @@ def bench_browser(seconds: float) -> dict:
             page.get_by_text("finished normally").wait_for(timeout=120_000)
             events = page.evaluate("() => window.__ep")
             first_chart = page.evaluate("() => window.__epFirstChart")
-            rid = page.evaluate("() => document.querySelector('.ep-live').dataset.run")
+            rid = page.evaluate("() => window.__epRun")  # the live element is gone once the summary shows
         run = Store(db).get_run(rid)
     load_s = (run.get("load_ms") or 0) / 1000
     live = [e for e in events if e[1] > 0 and e[2] > 0]
@@ -151,6 +151,7 @@ def bench_correlations(runs: int, rows: int) -> dict:
         times = []
         for _ in range(3):
             at = AppTest.from_file(str(ROOT / "pages" / "3_Correlations.py"), default_timeout=120)
+            at.session_state["corr_mode"] = "across runs"  # the page opens on the memory question now
             t0 = time.perf_counter()
             at.run()
             times.append(time.perf_counter() - t0)

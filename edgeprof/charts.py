@@ -212,6 +212,40 @@ def latency_timeline(t_s, latency_ms, *, warmup: tuple[float, float] | None = No
     return fig
 
 
+def latency_reduced(t_s, min_ms, max_ms, mean_ms, *, samples: int, warmup: tuple[float, float] | None = None,
+                    top_ms: float | None = None, above: int = 0, title: str = "Latency per inference",
+                    height: int = 340) -> go.Figure:
+    """A long stored run's latency over time from its reduction in the store (``store.samples.timeline``): per
+    stretch of consecutive inferences the fastest and slowest (a band: no spike is lost) and the mean. The title
+    says how many inferences each point stands for; ``top_ms`` clips the axis (the bulk, as
+    :func:`latency_axis`), with ``above`` inferences slower than it counted in the axis title."""
+    t_s = np.asarray(t_s, dtype=float)
+    if t_s.size == 0:
+        return empty_figure(title, "no inference was made: the run ended before its first one", height)
+    per = max(1, round(samples / t_s.size))
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=t_s, y=np.asarray(max_ms, dtype=float), mode="lines", line={"width": 0},
+                             showlegend=False, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=t_s, y=np.asarray(min_ms, dtype=float), mode="lines", line={"width": 0},
+                             fill="tonexty", fillcolor="rgba(31, 95, 191, 0.3)",
+                             name=f"fastest to slowest of each {per:,}"))
+    fig.add_trace(go.Scatter(x=t_s, y=np.asarray(mean_ms, dtype=float), mode="lines", name=f"mean of each {per:,}",
+                             line={"color": COLORS[1], "width": 2}))
+    shapes, notes = [], []
+    if warmup and warmup[0] is not None and warmup[1] is not None and warmup[1] > warmup[0]:
+        shape, note = _vspan(warmup[0], warmup[1], WARMUP_FILL, "warm-up")
+        shapes.append(shape)
+        notes.append(note)
+    y_title = "latency (ms)"
+    title = f"{title}: {samples:,} inferences, {per:,} per point (a reduction in the database)"
+    _layout(fig, title, y_title, height=height, shapes=shapes, annotations=notes)
+    if top_ms and above:
+        fig.update_yaxes(range=[0.0, top_ms], title={"text": f"latency (ms); {above:,} slower above the axis"})
+    else:
+        fig.update_yaxes(rangemode="tozero")
+    return fig
+
+
 def _lines(fig: go.Figure, tel: pd.DataFrame, metrics: list[tuple[str, str]], *, dash: str | None = None,
            width: float = 2.0, color_offset: int = 0) -> int:
     drawn = 0

@@ -20,7 +20,7 @@ import pandas as pd
 
 from . import stats
 
-MAX_SAMPLES = 200_000  # per run, for distributions (a uniform subsample beyond this, kept in time order)
+MAX_SAMPLES = 200_000  # per run, for distributions (every k-th sample beyond this, kept in time order)
 SUMMARY = {"p50_ms": "p50 (ms)", "p90_ms": "p90 (ms)", "p99_ms": "p99 (ms)", "mean_ms": "mean (ms)",
            "throughput_ips": "inf/s", "load_ms": "load (ms)", "warmup_ms": "warm-up (ms)",
            "cpu_worker_mean_pct": "worker CPU (%)", "peak_ram_mb": "peak RAM (MB)", "n": "n"}
@@ -43,17 +43,11 @@ class Comparison:
     run_p50: dict = field(default_factory=dict)
 
 
-def steady_latency(store, run_ids: list[str], max_samples: int = MAX_SAMPLES, seed: int = 0) -> dict[str, np.ndarray]:
-    """Each run's steady-state latencies in ms, in time order: a uniform subsample of ``max_samples`` (still in time
-    order, which the within-run interval needs) where a run has more."""
-    lat = store.latency(run_ids)
-    lat = lat[lat["phase"].astype(str) == "steady"]
-    out = {}
-    rng = np.random.default_rng(seed)
-    for rid, part in lat.groupby(lat["run_id"].astype(str), observed=True):
-        v = part["latency_ns"].to_numpy() / 1e6
-        out[rid] = v[np.sort(rng.choice(v.size, max_samples, replace=False))] if v.size > max_samples else v
-    return out
+def steady_latency(store, run_ids: list[str], max_samples: int = MAX_SAMPLES) -> dict[str, np.ndarray]:
+    """Each run's steady-state latencies in ms, in time order: every k-th (still in time order, which the within-run
+    interval needs) where a run has more than ``max_samples``, chosen in the database (``store.steady_subsample``), so
+    a run's length never decides what reaches memory."""
+    return store.steady_subsample(run_ids, max_samples=max_samples)
 
 
 def run_name(row: dict, model_label=None) -> str:

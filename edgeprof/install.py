@@ -1,8 +1,10 @@
 """What to install into a checkout's venv: which ONNX Runtime build, and whether the optional tflite-runtime.
 
 ``plan`` decides from plain facts (installed distributions, machine, Python version, which NVIDIA GPU is visible) so
-tests can hand it fakes; ``main`` gathers the real facts and runs pip. scripts/setup.sh (and so scripts/app.sh on
-every start) calls ``python -m edgeprof.install``. Standard library only: it runs in a venv that has nothing else yet.
+tests can hand it fakes; ``main`` gathers the real facts and runs pip. scripts/setup.sh calls ``python -m
+edgeprof.install``; scripts/app.sh first asks ``--check`` (pip without an index: no network) and runs setup only when
+something is missing, so an offline booth starts without waiting on retries. Standard library only: it runs in a
+venv that has nothing else yet.
 
 Rules, and why:
 - An installed onnxruntime-gpu (PyPI's CUDA build on x86_64, or the JetPack wheel on a Jetson) is kept, and the CPU
@@ -157,6 +159,9 @@ def main(argv: list[str] | None = None, root: Path = CHECKOUT) -> int:
     parser.add_argument("--tflite-runtime", action="store_true", help="also tflite-runtime 2.14 (holds numpy < 2)")
     parser.add_argument("--dev", action="store_true", help="also the test and lint tools")
     parser.add_argument("--dry-run", action="store_true", help="print the pip commands instead of running them")
+    parser.add_argument("--check", action="store_true",
+                        help="install nothing: exit 0 when the environment already has every requirement (pip with "
+                             "--no-index, so no network: a booth offline starts at once), 1 when setup must run")
     args = parser.parse_args(argv)
     if not (root / BASE).is_file():
         print(f"error: python -m edgeprof.install sets up a checkout and {root} is not one (no {BASE}); an installed "
@@ -170,6 +175,14 @@ def main(argv: list[str] | None = None, root: Path = CHECKOUT) -> int:
     for note in p.notes:
         print(f"setup: {note}", file=sys.stderr)
     pip = [sys.executable, "-m", "pip"]
+    if args.check:
+        cmd = [*pip, "install", "-q", "--no-index", "--disable-pip-version-check", *p.pip_install_args()]
+        if args.dry_run:
+            print(" ".join(cmd[1:]))
+            return 0
+        if p.uninstall:
+            return 1
+        return 0 if subprocess.call(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0 else 1
     commands = ([[*pip, "uninstall", "-y", *p.uninstall]] if p.uninstall else []) + [
         [*pip, "install", "-q", *p.pip_install_args()]]
     for cmd in commands:

@@ -548,6 +548,16 @@ def windowed(latency_df: pd.DataFrame, telemetry_df: pd.DataFrame, window_s: flo
     lw = ((lat["t_ns"].astype("int64") - t0) // window_ns).astype("int64")
     g = (lat["latency_ns"].astype(float) / 1e6).groupby(lw)
     out = pd.DataFrame({"n_samples": g.size(), "latency_ms_median": g.median()})
+    return windowed_telemetry(out, t0, t_end, telemetry_df, window_s)
+
+
+def windowed_telemetry(latency_windows: pd.DataFrame, t0: int, t_end: int, telemetry_df: pd.DataFrame | None,
+                       window_s: float) -> pd.DataFrame:
+    """:func:`windowed`'s result from latency already in windows (``n_samples`` and ``latency_ms_median`` indexed by
+    window number, windows of ``window_s`` from ``t0``; ``t_end`` the last sample's start): what
+    ``store.samples.latency_windows`` computes in the database for a long run."""
+    window_ns = window_s * 1e9
+    out = latency_windows[["n_samples", "latency_ms_median"]].copy()
     out.index.name = "window"
     if telemetry_df is not None and len(telemetry_df):
         tel = telemetry_df[["t_ns", "metric", "value"]].dropna(subset=["t_ns", "metric"])

@@ -209,6 +209,24 @@ class FleetSamples:
         with Fleet(self.url) as fleet:
             return fleet.telemetry(run_id, **kw)
 
+    def steady_subsample(self, run_ids, **kw) -> dict:
+        from .store.fleet import Fleet
+
+        with Fleet(self.url) as fleet:
+            return fleet.steady_subsample(run_ids, **kw)
+
+    def latency_windows(self, run_id, window_s) -> tuple:
+        from .store.fleet import Fleet
+
+        with Fleet(self.url) as fleet:
+            return fleet.latency_windows(run_id, window_s)
+
+    def latency_timeline(self, run_id, **kw) -> dict:
+        from .store.fleet import Fleet
+
+        with Fleet(self.url) as fleet:
+            return fleet.latency_timeline(run_id, **kw)
+
 
 def samples(store, fleet: str | None):
     """Where a page reads latency and telemetry: the store, or the fleet at ``fleet``."""

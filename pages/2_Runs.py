@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -11,13 +12,59 @@ import streamlit as st
 from edgeprof import auth, charts, ui
 from edgeprof.errors import EdgeprofError
 from edgeprof.run import active_runs
+from edgeprof.store import history, samples
 from edgeprof.store.bundle import export_runs, import_bundle
 
 store = ui.page_setup("Runs")
 fleet = ui.fleet_choice("runs_scope")
 
+PAGE_SIZE = 100  # runs a page of the table shows: the history is filtered and paged in the database
+
+
+def history_filters(f: dict) -> history.Query:
+    """Filter widgets over the values the store offers (``Store.run_facets``), in two rows."""
+    cols = st.columns(4) + st.columns(3)
+    values = {
+        "device": cols[0].multiselect("Device", f["device"], key="runs_device", placeholder="all devices"),
+        "model": cols[1].multiselect("Model", f["model"], key="runs_model", format_func=ui.model_label,
+                                     placeholder="all models"),
+        "precision": cols[2].multiselect("Precision", f["precision"], key="runs_precision", placeholder="all"),
+        "runtime": cols[3].multiselect("Runtime", f["runtime"], key="runs_runtime", placeholder="all"),
+        "status": cols[5].multiselect("Status", f["status"], key="runs_status", placeholder="any status"),
+    }
+    words = {ui.limit_words(v): v for v in f["limits"]}
+    picked = cols[4].multiselect("Memory limit", list(words), key="runs_limit", placeholder="any limit")
+    dates = None
+    if f["dates"]:
+        chosen = cols[6].date_input("Date (UTC)", value=f["dates"], key="runs_dates")
+        if isinstance(chosen, (tuple, list)) and len(chosen) == 2:
+            dates = (chosen[0], chosen[1])
+        elif isinstance(chosen, date):
+            dates = (chosen, chosen)
+    return history.Query(values, [words[w] for w in picked] or None, dates)
+
+
+def this_device() -> tuple[pd.DataFrame, int, int, int]:
+    """(this page of the matching runs with labels, how many match, how many are stored, the page's first row)."""
+    facets = store.run_facets()
+    if not facets["total"]:
+        return pd.DataFrame(), 0, 0, 0
+    query = history_filters(facets)
+    _, matched = store.runs_page(query, limit=0)
+    pages = max(1, -(-matched // PAGE_SIZE))
+    at = st.number_input(f"Page (of {pages:,})", 1, pages, 1, key="runs_page") if pages > 1 else 1
+    first = (int(at) - 1) * PAGE_SIZE
+    frame, matched = store.runs_page(query, offset=first, limit=PAGE_SIZE, include=st.query_params.get("run_id"))
+    frame["label"] = [ui.run_label(r) for r in frame.to_dict("records")] if len(frame) else pd.Series(dtype=str)
+    return frame, matched, facets["total"], first
+
+
 try:
-    runs = ui.runs_frame(store, fleet=fleet)
+    if fleet:
+        runs = ui.runs_frame(store, fleet=fleet)
+        total = len(runs)
+    else:
+        runs, matched, total, first = this_device()
 except EdgeprofError as exc:
     ui.show_error(exc, "The runs cannot be read")
     st.stop()
@@ -26,7 +73,7 @@ admin = auth.can_modify()
 if not admin:
     st.info("History is read-only in booth mode: delete, import and export (a bundle carries the server's file paths) "
             "need the admin password (sidebar, Staff).")
-with st.expander("Import a bundle (.zip exported from edgeprof)", expanded=runs.empty and admin):
+with st.expander("Import a bundle (.zip exported from edgeprof)", expanded=not total and admin):
     bundle = st.file_uploader("Bundle", type=["zip"], key="import_bundle")
     if st.button("Import", key="import", disabled=bundle is None or not admin) and bundle is not None and admin:
         with tempfile.TemporaryDirectory() as tmp:
@@ -38,17 +85,24 @@ with st.expander("Import a bundle (.zip exported from edgeprof)", expanded=runs.
                 ui.show_error(exc, "Import failed")
             else:
                 st.success(f"Imported {len(added)} new run(s)" + ("" if added else " (all were already here)") + ".")
-                runs = ui.runs_frame(store)
+                if added:
+                    st.rerun()
 
-if runs.empty and fleet:
+if not total and fleet:
     st.info(f"No runs at {fleet} yet: push them from each device with `edgeprof push {fleet}`.")
     st.stop()
-if runs.empty:
+if not total:
     st.info("No runs stored yet. Start one on the **Run** page, or import a bundle above.")
     st.stop()
 
-shown = ui.filter_runs(runs, "runs")
-st.caption(f"{len(shown)} of {len(runs)} runs")
+if fleet:
+    shown = ui.filter_runs(runs, "runs")
+    st.caption(f"{len(shown)} of {len(runs)} runs")
+else:
+    shown = runs
+    on_page = min(PAGE_SIZE, max(matched - first, 0))
+    st.caption(f"{matched:,} of {total:,} runs" if matched <= PAGE_SIZE else
+               f"{matched:,} of {total:,} runs; this page shows {first + 1:,} to {first + on_page:,}, newest first")
 table, formats = ui.runs_table(shown)
 st.dataframe(table, hide_index=True, key="runs_table", column_config=formats)
 
@@ -73,25 +127,36 @@ if show:
     run = store.get_run(show)
     summary = (run or {}).get("summary") or {"run_id": show, "status": run.get("status"), "error": run.get("reason")}
     ui.render_summary(summary, run_id=show)
-    lat = store.latency(show)
+    lat_ms = summary.get("latency_ms") or {}
+    top_ms = max(1.5 * (lat_ms.get("p99") or 0), 1.2 * (lat_ms.get("p50") or 0)) or None
+    reduced = store.latency_timeline(show, top_ns=int(top_ms * 1e6) if top_ms else None)
+    raw = reduced["samples"] <= samples.RAW_MAX  # a short run is drawn sample by sample, a long one reduced
+    lat = store.latency(show) if raw else None
     tel = store.telemetry(show)
-    if lat.empty and tel.empty:
+    if not reduced["samples"] and tel.empty:
         measured = (summary.get("latency_ms") or {}).get("n") if isinstance(summary.get("latency_ms"), dict) else None
         st.info(f"This run measured {measured:,} inferences, but none of its samples could be stored, so there is "
                 "nothing to draw." if measured else
                 "This run stored no samples (it ended before its first inference).")
     else:
-        t0 = int(min(x for x in (lat["t_ns"].min() if not lat.empty else None,
+        t0 = int(min(x for x in (reduced["t_ns"][0] if reduced["samples"] else None,
                                  tel["t_ns"].min() if not tel.empty else None) if x is not None))
-        phase = lat["phase"].astype(str)
-        warm = lat[phase == "warmup"]
-        steady = lat[phase == "steady"]
-        warm_span = None
-        if not warm.empty:
-            end = steady["t_ns"].min() if not steady.empty else warm["t_ns"].max()
-            warm_span = ((warm["t_ns"].min() - t0) / 1e9, (end - t0) / 1e9)
-        st.plotly_chart(charts.latency_timeline((lat["t_ns"] - t0) / 1e9, lat["latency_ns"] / 1e6, warmup=warm_span),
-                        key="run_latency")
+        if raw:
+            phase = lat["phase"].astype(str)
+            warm = lat[phase == "warmup"]
+            steady = lat[phase == "steady"]
+            warm_span = None
+            if not warm.empty:
+                end = steady["t_ns"].min() if not steady.empty else warm["t_ns"].max()
+                warm_span = ((warm["t_ns"].min() - t0) / 1e9, (end - t0) / 1e9)
+            fig = charts.latency_timeline((lat["t_ns"] - t0) / 1e9, lat["latency_ns"] / 1e6, warmup=warm_span)
+        else:
+            w0, s0 = reduced["warmup_t0"], reduced["steady_t0"]
+            fig = charts.latency_reduced(
+                (reduced["t_ns"] - t0) / 1e9, reduced["min_ns"] / 1e6, reduced["max_ns"] / 1e6,
+                reduced["mean_ns"] / 1e6, samples=reduced["samples"], top_ms=top_ms, above=reduced["above"],
+                warmup=((w0 - t0) / 1e9, ((s0 or reduced["t_ns"][-1]) - t0) / 1e9) if w0 is not None else None)
+        st.plotly_chart(fig, key="run_latency")
         tframe = ui.telemetry_frame(tel, t0) if not tel.empty else tel
         left, right = st.columns(2)
         stops = ui.source_stops(summary.get("telemetry_sources"), t0)

@@ -124,10 +124,10 @@ else:
         else 10.0
     window_s = c2.number_input("Window (s)", min_value=0.05, max_value=60.0, step=0.25, key="window_s",
                                value=float(max(0.25, round(length / 40, 2))))
-    lat = ui.samples(store, fleet).latency(rid)
-    lat = lat[lat["phase"].astype(str) == "steady"]
+    lat, t0, t_end = ui.samples(store, fleet).latency_windows(rid, float(window_s))  # windowed in the database
     tel = ui.samples(store, fleet).telemetry(rid)
-    wdf = stats.windowed(lat, tel, window_s=float(window_s))
+    wdf = stats.windowed_telemetry(lat, t0, t_end, tel, float(window_s)) if t0 is not None else \
+        stats.windowed(None, tel, float(window_s))
     metrics = [c for c in wdf.columns if c not in ("window", "t_s", "n_samples", "latency_ms_median")
                and wdf[c].notna().sum() >= 2]
     if wdf.empty or not metrics:

@@ -146,8 +146,8 @@ frames = {}
 for name, ids in cmp.members.items():
     rid = ids[0]  # one run per group keeps the overlay readable
     tel = data.telemetry(rid, metrics=metric)
-    lat0 = data.latency(rid)
-    t0 = int(lat0["t_ns"].min()) if not lat0.empty else (int(tel["t_ns"].min()) if not tel.empty else 0)
+    first = data.latency_timeline(rid, buckets=1)["t_ns"]
+    t0 = int(first[0]) if len(first) else (int(tel["t_ns"].min()) if not tel.empty else 0)
     frames[name] = ui.telemetry_frame(tel, t0) if not tel.empty else tel
 st.plotly_chart(charts.telemetry_overlay(frames, metric, label=OVERLAY[metric]), key="cmp_overlay")
 st.caption("Time 0 is each run's first inference; for groups, the first run of each device is drawn.")

@@ -145,3 +145,17 @@ def test_install_outside_a_checkout_says_so(tmp_path, capsys):
     assert install.main(["--dry-run"], root=tmp_path) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "sets up a checkout" in err and "already has its dependencies" in err
+
+
+def test_check_says_whether_setup_must_run_without_the_network(tmp_path, capsys):
+    """scripts/app.sh runs setup only when ``--check`` fails: pip with --no-index, so a complete environment starts
+    offline at once and a missing requirement still sends it through setup."""
+    for name in (CPU, GPU, TFLITE_RUNTIME):  # whichever this machine's plan names
+        (tmp_path / name).write_text("")
+    (tmp_path / BASE).write_text("numpy\n")  # installed here
+    assert install.main(["--check"], root=tmp_path) == 0
+    (tmp_path / BASE).write_text("numpy\nedgeprof-no-such-package==0.0.1\n")
+    assert install.main(["--check"], root=tmp_path) == 1
+    assert install.main(["--check", "--dry-run"], root=tmp_path) == 0
+    assert "--no-index" in capsys.readouterr().out
+    assert "edgeprof.install --check" in (ROOT / "scripts" / "app.sh").read_text()

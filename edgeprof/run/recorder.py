@@ -159,10 +159,11 @@ class Recorder:
             return sum(len(b.t_ns) for b in self._pending_lat) + len(self._pending_tel)
 
     # -- for the summary ----------------------------------------------------------------------------------------------
-    def samples(self, notes: list[str]) -> tuple[tuple, list, list]:
-        """Every latency sample (t_ns, latency_ns, phase code arrays, in seq order), every telemetry row and the phase
-        events, for the summary. What memory let go is read back from the store; if that fails, the summary covers
-        what memory holds and ``notes`` says so."""
+    def samples(self, notes: list[str]) -> tuple:
+        """Every latency sample (t_ns, latency_ns, phase code arrays, in seq order; or, for a run longer than memory
+        keeps, its ``LatencyDigest`` from the store), every telemetry row and the phase events, for the summary.
+        What memory let go is read from the store; if that fails, the summary covers what memory holds and ``notes``
+        says so."""
         with self.lock:
             live = self._live
             lat = (np.frombuffer(live.t_ns, dtype=np.int64).copy(), np.frombuffer(live.latency_ns, dtype=np.int64).copy(),
@@ -171,18 +172,20 @@ class Recorder:
             whole = not self._pending_lat
         return self._all_latency(base, lat, whole, notes), self._all_telemetry(tel), phases
 
-    def _all_latency(self, base: int, lat: tuple, whole: bool, notes: list[str]) -> tuple:
-        """With every sample stored (the usual case) the whole run is read back in one piece, no concatenated copy."""
+    def _all_latency(self, base: int, lat: tuple, whole: bool, notes: list[str]):
+        """A run that outgrew memory with every sample stored (the usual long run) is summarized in the store
+        (``Store.latency_digest``: no sample reaches Python); one with samples not stored is read back and joined
+        to what memory holds (17 bytes a sample)."""
         if not base:
             return lat
         try:
-            older = self.store.latency_arrays(self.run_id, below_seq=None if whole else base)
+            if whole:
+                return self.store.latency_digest(self.run_id)
+            older = self.store.latency_arrays(self.run_id, below_seq=base)
         except EdgeprofError as exc:
             notes.append(f"summary over the newest {len(lat[0]):,} samples only: the older {base:,} could not be "
                          f"read back ({exc})")
             return lat
-        if whole and len(older[0]) == base + len(lat[0]):
-            return older
         older = tuple(a[:base] for a in older)
         return tuple(np.concatenate([a, b]) for a, b in zip(older, lat, strict=True))
 

@@ -29,9 +29,9 @@ import numpy as np
 from .. import stats
 from ..config import RunConfig
 from ..runtimes import registry
+from ..store.samples import LatencyDigest, digest_arrays
 from ..store.schema import SUMMARY_VERSION
 from ..telemetry import catalog
-from ..worker.messages import PHASE_CODES
 
 # Power sensors that cover the whole board, best first, and the CPU's: (metric, what it measures, scope), from the
 # metric catalog.
@@ -43,7 +43,8 @@ CPU_POWER = next((f.literal, f.source, f.power_scope) for f in catalog.whole_pow
 class RunFacts:
     """Everything a summary is made of, as plain values.
 
-    ``latency``: (t_ns int64, latency_ns int64, phase code int8) arrays in seq order; ``telemetry``: rows (t_ns,
+    ``latency``: (t_ns int64, latency_ns int64, phase code int8) arrays in seq order, or a long run's
+    ``store.samples.LatencyDigest`` computed in the store (the same figures, no sample in memory); ``telemetry``: rows (t_ns,
     source, metric, value, unit); ``phases``: (phase, t_ns, reason) events, "load" first; ``memory``: the cap's
     report (``MemoryCap.report``); ``variant``: the resolved file (model, precision, format, path, size_bytes, and
     ``quantization``: what building it changed, ``quantize.quantization_report``) or None when resolving failed;
@@ -113,26 +114,22 @@ def build_summary(f: RunFacts) -> dict:
     cfg, status = f.config, f.status
     # int64, int64, int8 codes, in seq order: a long run of a fast model is 10 M samples, so no full-size float copy
     # of the whole run is made, only of the steady latencies
-    t_ns, lat_ns, phase = f.latency
-    is_steady = phase == PHASE_CODES["steady"]
-    first = lat_ns[phase == PHASE_CODES["first"]]
-    warm = lat_ns[phase == PHASE_CODES["warmup"]] / 1e6
-    summary = stats.summarize_latency(lat_ns[is_steady] / 1e6)
-    steady_idx = (int(np.argmax(is_steady)), len(is_steady) - 1 - int(np.argmax(is_steady[::-1]))) \
-        if is_steady.any() else None
-    del is_steady
+    # a long run's summary comes from the store (store.samples.digest) so no sample reaches Python; a short one's
+    # from the arrays in memory: both give the same LatencyDigest
+    lat = f.latency if isinstance(f.latency, LatencyDigest) else digest_arrays(*f.latency)
+    summary = lat.steady
     phases = f.phases
     warm_reason = next((r for p, _, r in phases if p == "steady"), None)
-    steady_s = (t_ns[steady_idx[1]] + lat_ns[steady_idx[1]] - t_ns[steady_idx[0]]) / 1e9 if steady_idx else None
-    times = timings(phases, load_ns=f.load_ns, first_latency_ns=int(first[0]) if len(first) else None,
-                    warmup_latency_ms=float(warm.sum()) if len(warm) else None)
+    steady_s = (lat.steady_t1 + lat.steady_last_ns - lat.steady_t0) / 1e9 if lat.steady_t0 is not None else None
+    times = timings(phases, load_ns=f.load_ns, first_latency_ns=lat.first_ns,
+                    warmup_latency_ms=lat.warmup_sum_ns / 1e6 if lat.warmup_n else None)
 
     # telemetry over the steady window (or the whole run if it never got there); a profile phase is no part of it
     profile_at = phase_starts(phases).get("profile")
     tel = f.telemetry if profile_at is None else [r for r in f.telemetry if r[0] < profile_at]
     rows = tel
-    if steady_idx:
-        lo, hi = t_ns[steady_idx[0]], t_ns[steady_idx[1]]
+    if lat.steady_t0 is not None:
+        lo, hi = lat.steady_t0, lat.steady_t1
         rows = [r for r in tel if lo <= r[0] <= hi] or tel
     by_metric: dict[str, list[float]] = {}
     for _, _src, metric, value, _unit in rows:
@@ -143,8 +140,8 @@ def build_summary(f: RunFacts) -> dict:
         if isinstance(value, (int, float)):
             all_metric.setdefault(metric, []).append(value)
 
-    window = (t_ns[steady_idx[0]], t_ns[steady_idx[1]]) if steady_idx else \
-        ((t_ns[0], t_ns[-1]) if len(t_ns) else None)
+    window = (lat.steady_t0, lat.steady_t1) if lat.steady_t0 is not None else \
+        ((lat.t_first, lat.t_last) if lat.n_total else None)
     covered = coverage(tel, window, f.telemetry_sources, f.started_ns)
     gpu_util = [v for m, vs in by_metric.items() if catalog.family(m) is catalog.GPU_UTIL for v in vs]
     gpu_mem = [v for m, vs in all_metric.items() if catalog.family(m) is catalog.GPU_MEM for v in vs]
@@ -185,12 +182,12 @@ def build_summary(f: RunFacts) -> dict:
         "model_size_bytes": variant.get("size_bytes"),
         "quantization": variant.get("quantization"),
         **times,
-        "warmup_iterations": int(len(warm)),
+        "warmup_iterations": lat.warmup_n,
         "warmup_reason": warm_reason,
         "latency_ms": latency_block(summary),
         "steady_s": steady_s,
         "throughput_ips": stats.throughput(summary.n, steady_s) if steady_s else None,
-        "iterations_total": int(len(lat_ns)),
+        "iterations_total": lat.n_total,
         "worker_exit_s": None if f.worker_exit_ns is None else round((f.worker_exit_ns - f.started_ns) / 1e9, 3),
         "worker_exit_ns": f.worker_exit_ns,  # on the samples' clock (time.monotonic_ns), for charts of stored runs
         "memory": {

@@ -31,6 +31,7 @@ from .store import Store, _listify, _utcnow
 
 BUNDLE_FORMAT = "edgeprof-bundle"
 BUNDLE_VERSION = 1
+EXPORT_MEMORY = "48MB"  # DuckDB's memory for an export: what does not fit is sorted on disk (bounded, not per sample)
 _CSV_NULL = "\\N"  # written unquoted for NULL; a real string "\N" is quoted and read back as a string
 
 
@@ -62,11 +63,16 @@ def export_runs(store: Store, run_ids: Iterable[str] | None, out_path: str | os.
                 raise StorageError(f"no run {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} in "
                                    f"{store.path}.", "Check the run ids (edgeprof runs list).")
             selects = _export_selects()
+            # DuckDB's own writers stream the samples (a 10-M-sample run's sort took 1.3 GB); what the small tables'
+            # sorts need beyond EXPORT_MEMORY goes to disk
+            con.execute(f"SET memory_limit = '{EXPORT_MEMORY}'")
+            con.execute(f"SET temp_directory = '{_sql_str(work.with_suffix('.spill'))}'")
+            con.execute("SET threads = 1")
             for table, sql in selects.items():
                 target = work / f"{table}.{fmt}"
                 options = "FORMAT parquet" if fmt == "parquet" else f"FORMAT csv, HEADER, NULLSTR '{_CSV_NULL}'"
-                con.execute(f"COPY ({sql}) TO '{_sql_str(target)}' ({options})", [ids])
-                counts[table] = con.execute(f"SELECT count(*) FROM ({sql})", [ids]).fetchone()[0]
+                counts[table] = int(con.execute(f"COPY ({sql}) TO '{_sql_str(target)}' ({options})",
+                                                [ids]).fetchone()[0])
             version = store._version(con)
         manifest = {
             "format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION, "schema_version": version,
@@ -88,8 +94,9 @@ def export_runs(store: Store, run_ids: Iterable[str] | None, out_path: str | os.
         raise StorageError(f"cannot write the export to {out}: {err.strerror or err}.",
                            "Choose a writable path with free space.") from None
     finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
+        for folder in (work, work.with_suffix(".spill")):
+            if folder.exists():
+                shutil.rmtree(folder, ignore_errors=True)
         with contextlib.suppress(OSError):
             work.with_suffix(".zip.part").unlink()
     return out
@@ -203,14 +210,17 @@ def _check_bundle(box: Box, manifest: dict, files: dict[str, Path], fmt: str, ty
 
 
 def _export_selects() -> dict[str, str]:
-    """One SELECT per table for the runs in the list parameter ``?``; ordered so files are deterministic."""
+    """One SELECT per table for the runs in the list parameter ``?``; ordered (or streamed in stored order) so files
+    are deterministic."""
     ids = "(SELECT unnest(?::TEXT[]))"
     return {
         "runs": f"SELECT * FROM runs WHERE run_id IN {ids} ORDER BY run_id",
         "devices": f"SELECT * FROM devices WHERE device_id IN (SELECT device_id FROM runs WHERE run_id IN {ids})"
                    " ORDER BY device_id",
-        "latency": f"SELECT * FROM latency WHERE run_id IN {ids} ORDER BY run_id, seq",
-        "telemetry": f"SELECT * FROM telemetry WHERE run_id IN {ids} ORDER BY run_id, t_ns, source, metric",
+        # the sample tables in the order they were stored (each run's flushes in seq order): a sort of a 10-M-sample
+        # run held it all in memory, and one connection on one thread streams rows in a deterministic order
+        "latency": f"SELECT * FROM latency WHERE run_id IN {ids}",
+        "telemetry": f"SELECT * FROM telemetry WHERE run_id IN {ids}",
         "studies": f"SELECT * FROM studies WHERE study_id IN (SELECT study_id FROM runs WHERE run_id IN {ids})"
                    " ORDER BY study_id",
         "study_cells": f"SELECT * FROM study_cells WHERE run_id IN {ids} ORDER BY study_id, cell_key",

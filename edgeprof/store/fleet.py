@@ -42,7 +42,7 @@ import pandas as pd
 from .. import __version__
 from ..errors import BundleError
 from ..untrusted import shown, staging_dir
-from . import checks
+from . import checks, samples
 from .checks import sql_str as _sql_str
 from .remote import FleetError, Target, faults, filesystem, parse_url
 from .schema import JSON_RUN_COLUMNS, MIGRATIONS, SCHEMA_VERSION, upgrade_summary
@@ -485,6 +485,24 @@ class Fleet:
         ids = [run_id] if isinstance(run_id, str) else list(run_id)
         return self.sql("SELECT * FROM fleet_latency WHERE run_id IN (SELECT unnest(?::TEXT[])) ORDER BY run_id, seq",
                         [ids])
+
+    def steady_subsample(self, run_ids: list[str], max_samples: int = 200_000) -> dict:
+        """As ``Store.steady_subsample``: each run's steady latencies (ms), every k-th beyond ``max_samples``."""
+        self._view("latency")
+        with self._reading("runs"):
+            return samples.steady_subsample(self.con, list(run_ids), "fleet_latency", max_samples)
+
+    def latency_windows(self, run_id: str, window_s: float) -> tuple:
+        """As ``Store.latency_windows``: a run's steady samples per time window."""
+        self._view("latency")
+        with self._reading("runs"):
+            return samples.latency_windows(self.con, run_id, window_s, "fleet_latency")
+
+    def latency_timeline(self, run_id: str, buckets: int = samples.TIMELINE_BUCKETS, top_ns: int | None = None) -> dict:
+        """As ``Store.latency_timeline``: a run's latency over time as at most ``buckets`` stretches."""
+        self._view("latency")
+        with self._reading("runs"):
+            return samples.timeline(self.con, run_id, "fleet_latency", buckets, top_ns)
 
     def telemetry(self, run_id: str | list[str], metrics: str | list[str] | None = None,
                   source: str | list[str] | None = None) -> pd.DataFrame:

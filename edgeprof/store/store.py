@@ -55,6 +55,9 @@ from ..config import PRECISION_BITS, STATUSES
 from ..errors import StorageError, disk_problem
 from ..locks import pid_alive
 from . import columns
+from . import history as _history
+from . import samples as _samples
+from .samples import LatencyDigest
 from .schema import (
     FILL_DEVICE_NAME,
     GROUP_KINDS,
@@ -709,6 +712,39 @@ class Store:
                     arr[place] = chunk[col].to_numpy()
                 at += k
         return out
+
+    # -- the history a page shows, filtered and paged in DuckDB (store.history) ---------------------------------------
+    def run_facets(self) -> dict:
+        """The values each history filter offers and the number of runs (``history.facets``)."""
+        with self._reading() as con:
+            return _history.facets(con)
+
+    def runs_page(self, query: _history.Query, *, offset: int = 0, limit: int = 100,
+                  include: str | None = None) -> tuple[pd.DataFrame, int]:
+        """One page of the runs ``query`` matches, newest first, and how many match (``history.page``)."""
+        with self._reading() as con:
+            return _history.page(con, query, offset=offset, limit=limit, include=include)
+
+    # -- a run's samples reduced in DuckDB (store.samples): the cost does not grow with the run's length ------------
+    def latency_digest(self, run_id: str) -> LatencyDigest:
+        """What a run's summary needs from its samples (``samples.digest``), computed in DuckDB."""
+        with self._reading() as con:
+            return _samples.digest(con, run_id)
+
+    def latency_timeline(self, run_id: str, buckets: int = _samples.TIMELINE_BUCKETS, top_ns: int | None = None) -> dict:
+        """A run's latency over time as at most ``buckets`` stretches (``samples.timeline``)."""
+        with self._reading() as con:
+            return _samples.timeline(con, run_id, buckets=buckets, top_ns=top_ns)
+
+    def latency_windows(self, run_id: str, window_s: float) -> tuple:
+        """A run's steady samples per time window in the database (``samples.latency_windows``)."""
+        with self._reading() as con:
+            return _samples.latency_windows(con, run_id, window_s)
+
+    def steady_subsample(self, run_ids: Iterable[str], max_samples: int = 200_000) -> dict[str, np.ndarray]:
+        """Each run's steady latencies (ms, time order), every k-th beyond ``max_samples`` (``samples.steady_subsample``)."""
+        with self._reading() as con:
+            return _samples.steady_subsample(con, list(run_ids), max_samples=max_samples)
 
     def telemetry(self, run_id: str | Iterable[str], metrics: str | Iterable[str] | None = None,
                   source: str | Iterable[str] | None = None) -> pd.DataFrame:

@@ -1,0 +1,278 @@
+"""A run's latency samples read in DuckDB, at a cost that does not grow with the run's length.
+
+A fast model measured for ten minutes stores ~15 M samples; loading them into Python costs 17-140 bytes each (the
+end-of-run summary, a page, an export). Everything here runs in DuckDB and brings back a bounded result:
+
+- :func:`steady_summary`: the steady phase's ``stats.LatencySummary`` with ``stats.summarize_latency``'s exact
+  definitions (linear-interpolation percentiles, ``stats.sections`` consecutive batches for the within-run
+  intervals), from :func:`exact_ranks`, which finds order statistics by refining histograms in SQL;
+- :func:`digest`: the rest of what the run's summary needs (first latency, warm-up, steady span);
+- :func:`timeline`: min, max and mean per time bucket, for a chart that says it is a reduction;
+- :func:`steady_subsample`: every k-th steady sample, in time order, at most ``max_samples`` per run.
+
+Each function takes an open DuckDB connection and the name of a table (or view) with the ``latency`` columns
+(run_id, seq, t_ns, latency_ns, phase): the store's ``latency`` or a fleet's ``fleet_latency``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import stats
+
+#: Buckets per histogram pass: each pass narrows an order statistic's range 2**BITS-fold.
+BITS = 10
+#: A bucket holding at most this many samples is fetched and sorted rather than refined again.
+FETCH_MAX = 4096
+#: A stored run of at most this many samples is drawn sample by sample; a longer one from :func:`timeline`.
+RAW_MAX = 20_000
+#: Buckets on a long run's latency-over-time chart.
+TIMELINE_BUCKETS = 1500
+
+
+@dataclass(frozen=True)
+class LatencyDigest:
+    """What a run's summary needs from its samples besides the steady percentiles (ns; None where the run has no
+    such sample): ``n_total`` samples, ``first_ns`` the first inference's latency, ``warmup_n`` / ``warmup_sum_ns``,
+    ``steady_t0``/``steady_t1`` the first and last steady sample's start, ``steady_last_ns`` the last one's latency,
+    ``t_first``/``t_last`` the first and last sample's start, and ``steady`` the steady phase's summary (ms)."""
+
+    n_total: int
+    first_ns: int | None
+    warmup_n: int
+    warmup_sum_ns: int
+    steady_t0: int | None
+    steady_t1: int | None
+    steady_last_ns: int | None
+    t_first: int | None
+    t_last: int | None
+    steady: stats.LatencySummary
+
+
+def digest_arrays(t_ns: np.ndarray, lat_ns: np.ndarray, phase: np.ndarray) -> LatencyDigest:
+    """:class:`LatencyDigest` of samples in memory (t_ns, latency_ns int64, phase code int8; in seq order)."""
+    from ..worker.messages import PHASE_CODES
+
+    is_steady = phase == PHASE_CODES["steady"]
+    first = lat_ns[phase == PHASE_CODES["first"]]
+    warm = lat_ns[phase == PHASE_CODES["warmup"]]
+    idx = np.flatnonzero(is_steady)
+    return LatencyDigest(
+        n_total=int(len(lat_ns)), first_ns=int(first[0]) if len(first) else None, warmup_n=int(len(warm)),
+        warmup_sum_ns=int(warm.sum()), steady_t0=int(t_ns[idx[0]]) if len(idx) else None,
+        steady_t1=int(t_ns[idx[-1]]) if len(idx) else None,
+        steady_last_ns=int(lat_ns[idx[-1]]) if len(idx) else None,
+        t_first=int(t_ns[0]) if len(t_ns) else None, t_last=int(t_ns[-1]) if len(t_ns) else None,
+        steady=stats.summarize_latency(lat_ns[is_steady] / 1e6))
+
+
+def digest(con, run_id: str, table: str = "latency") -> LatencyDigest:
+    """:class:`LatencyDigest` of a stored run, computed in DuckDB (a few bounded queries; see the module)."""
+    row = con.execute(
+        f"""SELECT count(*),
+                   arg_min(latency_ns, seq) FILTER (WHERE phase = 'first'),
+                   count(*) FILTER (WHERE phase = 'warmup'),
+                   coalesce(sum(latency_ns) FILTER (WHERE phase = 'warmup'), 0),
+                   arg_min(t_ns, seq) FILTER (WHERE phase = 'steady'),
+                   arg_max(t_ns, seq) FILTER (WHERE phase = 'steady'),
+                   arg_max(latency_ns, seq) FILTER (WHERE phase = 'steady'),
+                   arg_min(t_ns, seq), arg_max(t_ns, seq)
+            FROM {table} WHERE run_id = ?""", [run_id]).fetchone()
+    vals = [None if v is None else int(v) for v in row]
+    return LatencyDigest(*vals, steady=steady_summary(con, run_id, table))
+
+
+def _lerp(a: float, b: float, t: float) -> float:
+    """numpy's linear interpolation between neighbours (``np.percentile``'s default method), to the last bit."""
+    d = b - a
+    return b - d * (1 - t) if t >= 0.5 else a + d * t
+
+
+def _ranks(n: int, percent: float) -> tuple[int, int, float]:
+    h = (n - 1) * percent / 100.0
+    j = int(np.floor(h))
+    return j, min(j + 1, n - 1), h - j
+
+
+def steady_summary(con, run_id: str, table: str = "latency") -> stats.LatencySummary:
+    """``stats.summarize_latency`` of one stored run's steady samples, in seq order, computed in DuckDB.
+
+    The same definitions, not an approximation: count, min, max, mean and sample std by DuckDB's aggregates;
+    p50/p90/p95/p99 and each batch's p50 and p90 (``stats.sections`` consecutive batches of equal size, as
+    ``stats._batch_quantiles`` cuts them) as exact order statistics (:func:`exact_ranks`) with numpy's linear
+    interpolation. Python holds a few histograms of at most 2**BITS buckets, never the samples."""
+    src = f"SELECT seq, latency_ns AS v FROM {table} WHERE run_id = ? AND phase = 'steady'"
+    n, lo, hi, mean, std, s0, s1 = con.execute(
+        f"SELECT count(*), min(v), max(v), avg(v), stddev_samp(v), min(seq), max(seq) FROM ({src})",
+        [run_id]).fetchone()
+    n = int(n)
+    if n == 0:
+        return stats.LatencySummary(n=0)
+    k = stats.sections(n)
+    if k:
+        # a batch is the i-th steady sample's ((i + 1) k - 1) // n, i.e. edges (b n) // k as in stats._batch_quantiles
+        pos = "seq - ?" if s1 - s0 == n - 1 else "row_number() OVER (ORDER BY seq) - 1"
+        pos_params = [int(s0)] if s1 - s0 == n - 1 else []
+        batched = f"SELECT (({pos} + 1) * {k} - 1) // {n} AS g, v FROM ({src})"
+        params = pos_params + [run_id]
+    else:
+        batched, params = f"SELECT 0 AS g, v FROM ({src})", [run_id]
+    edges = [(b * n) // k for b in range(k + 1)] if k else []
+    wanted: dict[tuple[int | None, int], float] = {}
+    plan = []  # (key, [(group, j, j1, t)])
+    for p in (50.0, 90.0, 95.0, 99.0):
+        j, j1, t = _ranks(n, p)
+        plan.append((("all", p), None, j, j1, t))
+    for b in range(k):
+        size = edges[b + 1] - edges[b]
+        for p in (50.0, 90.0):
+            j, j1, t = _ranks(size, p)
+            plan.append((("batch", b, p), b, j, j1, t))
+    for _, g, j, j1, _ in plan:
+        wanted[(g, j)] = wanted[(g, j1)] = 0.0
+    found = exact_ranks(con, batched, params, list(wanted), int(lo), int(hi))
+    q = {key: _lerp(found[(g, j)] / 1e6, found[(g, j1)] / 1e6, t) for key, g, j, j1, t in plan}
+    p50, p90, p95, p99 = (q[("all", p)] for p in (50.0, 90.0, 95.0, 99.0))
+    lo_ms, hi_ms = int(lo) / 1e6, int(hi) / 1e6
+    mean_ms = float(mean) / 1e6
+    std_ms = None if n < 2 or std is None else float(std) / 1e6
+    ci: list[float | None] = [None] * 4
+    if k:
+        batch_q = np.array([[q[("batch", b, p)] for p in (50.0, 90.0)] for b in range(k)], dtype=float)
+        h50, h90 = stats._section_halfwidth(batch_q, 0.95)
+        ci = [max(p50 - h50, lo_ms), min(p50 + h50, hi_ms), max(p90 - h90, lo_ms), min(p90 + h90, hi_ms)]
+    return stats.LatencySummary(
+        n=n, p50=p50, p90=p90, p95=p95, p99=p99, mean=mean_ms, std=std_ms,
+        cov=std_ms / mean_ms if std_ms is not None and mean_ms > 0 else None, min=lo_ms, max=hi_ms,
+        median_ci_low=ci[0], median_ci_high=ci[1], p90_ci_low=ci[2], p90_ci_high=ci[3], ci_batches=k or None)
+
+
+def exact_ranks(con, source: str, params: list, targets: list[tuple[int | None, int]], lo: int, hi: int,
+                bits: int = BITS, fetch_max: int = FETCH_MAX) -> dict[tuple[int | None, int], int]:
+    """The ``rank``-th smallest (0-based) integer ``v`` of group ``g`` (None: of all groups together) for each
+    (g, rank) in ``targets``, where ``source`` is SQL yielding columns ``g`` (int) and ``v`` (BIGINT in
+    [``lo``, ``hi``]).
+
+    Exact, in bounded memory: each pass counts ``v`` in 2**bits buckets of power-of-two width inside the buckets that
+    still hold a target (a GROUP BY in DuckDB, a scan of the run), so the range shrinks 2**bits-fold per pass; a
+    bucket of at most ``fetch_max`` values, or of width 1, ends the search. A 10-s range of nanoseconds takes at most
+    four passes. Python holds at most (targets x 2**bits) counts and (targets x fetch_max) values."""
+    span = max(int(hi) - int(lo), 1)
+    shift = max(span.bit_length() - bits, 0)
+    # per target: the bucket (key at `shift`) it lies in and how many of its group's values lie below that bucket
+    state = {t: (None, 0) for t in targets}  # (coarse key at the previous shift or None, count below)
+    prev_shift = None
+    out: dict[tuple[int | None, int], int] = {}
+    while len(out) < len(targets):
+        todo = [t for t in targets if t not in out]
+        conds, cparams = [], []
+        if prev_shift is not None:
+            for key in sorted({(t[0], state[t][0]) for t in todo}, key=str):
+                g, c = key
+                cond = f"(v - {int(lo)}) >> {prev_shift} = ?"
+                cparams.append(c)
+                if g is not None:
+                    cond += " AND g = ?"
+                    cparams.append(g)
+                conds.append(f"({cond})")
+        where = f" WHERE {' OR '.join(conds)}" if conds else ""
+        rows = con.execute(f"SELECT g, (v - {int(lo)}) >> {shift} AS key, count(*) AS n FROM ({source}){where} "
+                           f"GROUP BY ALL", params + cparams).fetchnumpy()
+        gs, keys, counts = (np.asarray(rows[c], dtype=np.int64) for c in ("g", "key", "n"))
+        fetch: dict[tuple, list] = {}
+        for t in todo:
+            g, rank = t
+            coarse, below = state[t]
+            sel = np.ones(len(keys), bool) if g is None else gs == g
+            if coarse is not None:
+                sel &= (keys >> (prev_shift - shift)) == coarse
+            kk, cc = keys[sel], counts[sel]
+            if g is None and len(kk):  # every group's counts of one bucket together
+                kk, inv = np.unique(kk, return_inverse=True)
+                cc = np.bincount(inv, weights=cc).astype(np.int64)
+            else:
+                order = np.argsort(kk)
+                kk, cc = kk[order], cc[order]
+            cum = np.cumsum(cc)
+            i = int(np.searchsorted(cum, rank - below, side="right"))
+            new_below = below + (int(cum[i - 1]) if i else 0)
+            if shift == 0:
+                out[t] = int(lo) + int(kk[i])
+            elif cc[i] <= fetch_max:
+                fetch.setdefault((g, int(kk[i])), []).append((t, new_below))
+            state[t] = (int(kk[i]), new_below)
+        for (g, key), waiting in fetch.items():
+            cond = f"(v - {int(lo)}) >> {shift} = ?" + ("" if g is None else " AND g = ?")
+            vals = con.execute(f"SELECT v FROM ({source}) WHERE {cond}",
+                               params + [key] + ([] if g is None else [g])).fetchnumpy()["v"]
+            vals = np.sort(np.asarray(vals, dtype=np.int64))
+            for t, below in waiting:
+                out[t] = int(vals[t[1] - below])
+        prev_shift, shift = shift, max(shift - bits, 0)
+    return out
+
+
+def timeline(con, run_id: str, table: str = "latency", buckets: int = TIMELINE_BUCKETS,
+             top_ns: int | None = None) -> dict:
+    """A run's latency over time reduced to at most ``buckets`` consecutive stretches of equal sample count, in
+    seq order: ``t_ns`` (each stretch's first start), ``min_ns``, ``max_ns``, ``mean_ns``, ``n`` and ``phase``
+    (the stretch's first sample's phase) arrays; ``samples`` the run's count, ``above`` how many are slower than
+    ``top_ns`` (0 without it), ``steady_t0`` and ``warmup_t0`` where those phases began (ns or None). A run of at
+    most ``buckets`` samples comes back one sample a stretch."""
+    n, s0, above, steady_t0, warm_t0 = con.execute(
+        f"SELECT count(*), min(seq), count(*) FILTER (WHERE latency_ns > ?), min(t_ns) FILTER (WHERE phase = "
+        f"'steady'), min(t_ns) FILTER (WHERE phase = 'warmup') FROM {table} WHERE run_id = ?",
+        [top_ns if top_ns is not None else 2**62, run_id]).fetchone()
+    if not n:
+        empty = np.asarray([], dtype=np.int64)
+        return {"t_ns": empty, "min_ns": empty, "max_ns": empty, "mean_ns": empty.astype(float), "n": empty,
+                "phase": np.asarray([], dtype=object), "samples": 0, "above": 0, "steady_t0": None,
+                "warmup_t0": None}
+    width = max(1, -(-int(n) // buckets))
+    res = con.execute(
+        f"""SELECT (seq - ?) // {width} AS b, min(t_ns) AS t_ns, min(latency_ns) AS min_ns,
+                   max(latency_ns) AS max_ns, avg(latency_ns) AS mean_ns, count(*) AS n,
+                   arg_min(phase, seq) AS phase
+            FROM {table} WHERE run_id = ? GROUP BY b ORDER BY b""", [int(s0), run_id]).fetchnumpy()
+    out = {c: np.asarray(res[c]) for c in ("t_ns", "min_ns", "max_ns", "mean_ns", "n")}
+    out["phase"] = np.asarray(res["phase"], dtype=object)
+    out.update(samples=int(n), above=int(above), steady_t0=steady_t0, warmup_t0=warm_t0)
+    return out
+
+
+def steady_subsample(con, run_ids: list[str], table: str = "latency", max_samples: int = 200_000
+                     ) -> dict[str, np.ndarray]:
+    """Each run's steady latencies in ms, in time order: every k-th where a run has more than ``max_samples``
+    (k = ceil(n / max_samples)), so at most ``max_samples`` a run reach Python."""
+    counts = con.execute(f"SELECT run_id, count(*), min(seq) FROM {table} WHERE run_id IN (SELECT unnest(?::TEXT[])) "
+                         "AND phase = 'steady' GROUP BY run_id", [list(run_ids)]).fetchall()
+    out = {}
+    for rid, n, s0 in counts:
+        step = max(1, -(-int(n) // max_samples))
+        res = con.execute(f"SELECT latency_ns FROM {table} WHERE run_id = ? AND phase = 'steady' AND "
+                          f"(seq - ?) % {step} = 0 ORDER BY seq", [rid, int(s0)]).fetchnumpy()
+        out[str(rid)] = np.asarray(res["latency_ns"], dtype=np.int64) / 1e6
+    return out
+
+
+def latency_windows(con, run_id: str, window_s: float, table: str = "latency") -> tuple:
+    """One run's steady samples in windows of ``window_s`` from the first: (frame indexed by window number with
+    ``n_samples`` and ``latency_ms_median``, t0, t_end) as ``stats.windowed`` cuts them, computed in DuckDB (its
+    median is numpy's and pandas' midpoint of the middle two). (empty frame, None, None) without steady samples."""
+    import pandas as pd
+
+    t0, t_end = con.execute(f"SELECT min(t_ns), max(t_ns) FROM {table} WHERE run_id = ? AND phase = 'steady'",
+                            [run_id]).fetchone()
+    if t0 is None:
+        return pd.DataFrame({"n_samples": [], "latency_ms_median": []}), None, None
+    res = con.execute(
+        f"""SELECT CAST(floor((t_ns - ?) / ?) AS BIGINT) AS w, count(*) AS n_samples,
+                   median(latency_ns / 1e6) AS latency_ms_median
+            FROM {table} WHERE run_id = ? AND phase = 'steady' GROUP BY w ORDER BY w""",
+        [int(t0), float(window_s) * 1e9, run_id]).fetchnumpy()
+    frame = pd.DataFrame({"n_samples": np.asarray(res["n_samples"], dtype=np.int64),
+                          "latency_ms_median": np.asarray(res["latency_ms_median"], dtype=float)},
+                         index=pd.Index(np.asarray(res["w"], dtype=np.int64), name="window"))
+    return frame, int(t0), int(t_end)

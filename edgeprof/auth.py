@@ -192,6 +192,8 @@ class Throttle:
     failures lock the key out for ``lockout_s``. While a key waits, no password is even compared, the right one
     neither. Thread-safe: one instance serves every session of the server process. ``clock``: seconds, monotonic."""
 
+    MAX_KEYS = 10_000
+
     def __init__(self, free: int = 3, base_s: float = 2.0, lockout_after: int = 10, lockout_s: float = 300.0,
                  clock=time.monotonic):
         self.free, self.base_s, self.lockout_after, self.lockout_s = free, base_s, lockout_after, lockout_s
@@ -213,6 +215,8 @@ class Throttle:
         """Count a wrong attempt for each key; returns the wait it earned (0 for a free one)."""
         now, waits = self._clock(), [0.0]
         with self._lock:
+            if len(self._fails) > self.MAX_KEYS:  # sessions come and go: forget the ones long past their wait
+                self._fails = {k: v for k, v in self._fails.items() if v[1] > now - self.lockout_s}
             for k in keys:
                 if k is None:
                     continue

@@ -41,7 +41,9 @@ class MemoryEffect:
 
 def _variant_label(row) -> str:
     model = str(row["model"]).rsplit("/", 1)[-1]
-    return f"{model} {row['precision']} {row['runtime']} t{int(row['threads'])}"
+    threads = row.get("threads")
+    # a run imported from a bundle that lacks the column has no thread count: "t?", never a crash of the page
+    return f"{model} {row['precision']} {row['runtime']} t{'?' if pd.isna(threads) else int(threads)}"
 
 
 def memory_effect(runs: pd.DataFrame) -> MemoryEffect:

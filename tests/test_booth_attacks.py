@@ -188,6 +188,13 @@ def test_throttle_grows_then_locks_out():
                               "person running this booth.")
     t.succeeded("s")
     assert t.refusal("s") is None and t.failures("a") == 5
+    t.MAX_KEYS = 3  # past MAX_KEYS, the keys whose wait ended over lockout_s ago are forgotten
+    t.failed("s2")
+    t.failed("a")
+    now[0] = 1000.0
+    for n in range(4):
+        t.failed(f"new{n}")
+    assert t.failures("s2") == 0 and len(t._fails) <= 5
 
 
 @pytest.fixture
@@ -409,6 +416,26 @@ def test_the_runs_page_survives_any_stored_value(tmp_path, monkeypatch):
     assert not at.exception, at.exception
     rendered = "\n".join(str(m.value) for m in at.markdown)
     assert "![b](http" not in rendered, "a stored name reached the page as markdown"
+
+
+@pytest.mark.parametrize("page", ["2_Runs.py", "3_Correlations.py", "4_Compare.py", "6_Study.py", "7_Report.py"])
+def test_every_history_page_survives_any_stored_value(tmp_path, monkeypatch, page):
+    """Rows as an older edgeprof could store them: NaN, inf, -1e308, a date in 9999, no thread count. The Correlations
+    page raised on a run without a thread count."""
+    import duckdb
+    from streamlit.testing.v1 import AppTest
+
+    db = tmp_path / "runs.duckdb"
+    _store_hostile_row(db)
+    with duckdb.connect(str(db)) as con:
+        con.execute("INSERT INTO runs (run_id, created_at, status, model, precision, runtime, p50_ms, p90_ms, n, "
+                    "memory_limit_mb, peak_charged_mb) VALUES (?, now(), 'ok', 'digits-cnn', 'fp32', 'onnx', -1e308, "
+                    "'nan', 5, 64, 'inf')", ["a" * 32])
+    monkeypatch.setenv("EDGEPROF_DB", str(db))
+    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=60)
+    at.session_state["edgeprof_role"] = "admin"
+    at.run()
+    assert not at.exception, at.exception
 
 
 # -- recovery before the password ----------------------------------------------------------------------------------

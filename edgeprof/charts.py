@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from .telemetry import catalog
+
 MAX_POINTS = 2000
 LIVE_POINTS = 600  # per latency trace on the live chart: the browser redraws it several times a second (SVG)
 COLORS = ["#1f5fbf", "#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#0b7285", "#c2255c", "#5c940d"]
@@ -341,13 +343,13 @@ def gpu_figure(tel: pd.DataFrame, *, title: str = "GPU", height: int = 300, stop
     if not metrics:
         return None
     fig = go.Figure()
-    util = sorted(m for m in metrics if m.endswith(("util_pct", "load_pct")))
-    mem = sorted(m for m in metrics if m.endswith("mem_used_mb"))
-    _lines(fig, tel, [(m, m.replace("_pct", " %")) for m in util], width=3)
+    util = sorted(m for m in metrics if catalog.family(m) is catalog.GPU_UTIL)
+    mem = sorted(m for m in metrics if catalog.family(m) is catalog.GPU_MEM)
+    _lines(fig, tel, [(m, catalog.label(m)) for m in util], width=3)
     for i, m in enumerate(mem):
         part = tel[tel["metric"] == m]
         x, y = with_gaps(part["t_s"].to_numpy(), part["value"].to_numpy())
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=m.replace("_mb", " MB (right)"),
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=catalog.label(m) + " (right)",
                                  line={"dash": "dot", "color": COLORS[(i + 4) % len(COLORS)]}, yaxis="y2"))
     if mem:
         fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "memory (MB)", "showgrid": False})

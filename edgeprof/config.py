@@ -12,9 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from .errors import ConfigError, UsageError
 
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
-RUNTIMES = ("onnx", "tflite")
-INTERPRETERS = ("litert", "tflite-runtime")
-PROVIDERS = ("cpu", "cuda", "tensorrt")
+RUNTIMES = ("onnx", "tflite")  # file formats; the backends that read them are declared in runtimes.registry
 PRECISION_BITS = {"fp32": 32, "fp16": 16, "int8-dynamic": 8, "int8-static": 8, "int16x8": 16}
 NON_BINDING = 1.5  # a memory limit this many times a run's charged peak did not shape it: that peak is the footprint
 STATUSES = ("running", "ok", "oom_killed", "crashed", "timed_out", "stopped", "failed", "interrupted")
@@ -158,6 +156,17 @@ def check_input_fills(value) -> dict:
     return out
 
 
+def check_backend_options(value) -> dict:
+    """{option: scalar}; which options and values a backend takes is checked by ``runtimes.registry`` when the run is
+    requested (this layer does not know the backends)."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
+        raise ConfigError(f"backend options must be a mapping of option name to value, got {value!r}.")
+    for name, v in value.items():
+        if v is not None and not isinstance(v, (bool, int, float, str)):
+            raise ConfigError(f"backend option {name} must be one number, true/false or a name, got {v!r}.")
+    return dict(value)
+
+
 def check_keep_fp32(names, precision: str) -> tuple[str, ...]:
     """``--keep-fp32 A,B`` (a comma-separated string or a sequence of node names) as a sorted tuple; int8-static only."""
     if isinstance(names, str):
@@ -180,8 +189,8 @@ class RunConfig:
     model: str
     precision: str = "fp32"
     runtime: str | None = None  # None: taken from the file
-    tflite_interpreter: str | None = None  # None: the best available
-    execution_provider: str | None = None  # None: the best available
+    tflite_interpreter: str | None = None  # before backends were declared: read as ``backend`` for a .tflite file
+    execution_provider: str | None = None  # before backends were declared: read as an option in ``backend_options``
     threads: int = 2
     memory_limit_mb: float | None = None  # None or 0: no cap
     duration_s: float | None = None
@@ -195,6 +204,8 @@ class RunConfig:
     input_shapes: dict = field(default_factory=dict)  # {input name: tuple of ints}: --shape NAME=D1xD2...
     input_fills: dict = field(default_factory=dict)  # {input name: int, float, bool or str}: --fill NAME=VALUE
     profile_ops: bool = False  # a per-operator profile after the steady phase (--profile-ops; runtimes.profile)
+    backend: str | None = None  # a name in runtimes.registry; None: the best available for the file's format
+    backend_options: dict = field(default_factory=dict)  # {option: value} of the backend's options dataclass
     data: str | None = None  # --data PATH: what int8-static of a user's fp32 ONNX file calibrates on (models.data)
     evictable: bool = False  # weights in file-backed, evictable pages where the runtime allows (--evictable)
     keep_fp32: tuple = ()  # int8-static only: operators left in fp32, a mix the quantization doctor chose
@@ -207,10 +218,11 @@ class RunConfig:
         _choice("precision", self.precision, PRECISIONS)
         if self.runtime is not None:
             _choice("runtime", self.runtime, RUNTIMES)
-        if self.tflite_interpreter is not None:
-            _choice("tflite interpreter", self.tflite_interpreter, INTERPRETERS)
-        if self.execution_provider is not None:
-            _choice("execution provider", self.execution_provider, PROVIDERS)
+        for name in ("backend", "tflite_interpreter", "execution_provider"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"{name.replace('_', ' ')} must be a name, got {value!r}.")
+        object.__setattr__(self, "backend_options", check_backend_options(self.backend_options))
         if self.preset is not None:
             _choice("preset", self.preset, tuple(PRESETS))
         set_ = object.__setattr__

@@ -22,6 +22,7 @@ from . import charts, paths
 from .errors import EdgeprofError
 from .run.live import LiveBuffer
 from .run.summary import phase_starts
+from .store import columns
 from .worker.priority import describe as describe_priority
 
 UPLOAD_CAP_MB = 200  # matches server.maxUploadSize in .streamlit/config.toml; upload_cap_mb() is the one in force
@@ -37,47 +38,8 @@ PAGES = {  # page file -> (title, icon); pages/6_Study.py and pages/7_Report.py 
 }
 
 # Variables a user can correlate across runs: label -> column of runs_frame()
-VARIABLES = {
-    "latency p50 (ms)": "p50_ms",
-    "latency p90 (ms)": "p90_ms",
-    "warm-up (ms)": "warmup_ms",
-    "CPU system mean (%)": "cpu_system_mean_pct",
-    "CPU worker mean (%)": "cpu_worker_mean_pct",
-    "CPU other processes mean (% of a core)": "cpu_others_mean_pct",
-    "peak RAM (MB)": "peak_ram_mb",
-    "memory limit (MB)": "memory_limit_mb",
-    "model size (MB)": "model_size_mb",
-    "bits": "bits",
-    "GPU utilization (%)": "gpu_util_mean_pct",
-    "temperature max (C)": "temp_max_c",
-    "throughput (inf/s)": "throughput_ips",
-    "load (ms)": "load_ms",
-    "threads": "threads",
-    "energy per inference (mJ)": "energy_mj_per_inference",
-    "mean power (W)": "avg_power_w",
-    "memory pressure, some stalled (% of time)": "mem_pressure_some_pct",
-    "memory pressure, all stalled (% of time)": "mem_pressure_full_pct",
-    "major page faults (/s)": "major_faults_per_s",
-}
+VARIABLES = columns.CORRELATE
 COLUMN_LABELS = {v: k for k, v in VARIABLES.items()}
-# telemetry metrics in words (a pattern's {} takes the name in the metric); anything else shows as it is stored
-METRIC_LABELS = [
-    (r"cpu\.total_pct", "device CPU busy (%)"), (r"cpu\.worker_pct", "worker CPU (% of one core)"),
-    (r"cpu\.others_pct", "other processes' CPU (% of one core)"), (r"cpu\.core(\d+)_pct", "core {} busy (%)"),
-    (r"cpu\.freq_mhz", "CPU frequency (MHz)"), (r"mem\.used_mb", "system RAM used (MB)"),
-    (r"mem\.available_mb", "system RAM available (MB)"), (r"mem\.worker_rss_mb", "worker RSS (MB)"),
-    (r"mem\.charged_mb", "memory charged to the run (MB)"), (r"swap\.used_mb", "swap used (MB)"),
-    (r"temp\.(.+)_c", "temperature {} (C)"), (r"gpu(\d+)\.(?:util|load)_pct", "GPU {} utilization (%)"),
-    (r"gpu(\d+)\.mem_used_mb", "GPU {} memory (MB)"), (r"power\.(.+)_w", "power {} (W)"),
-    (r"cpu\.core(\d+)_freq_mhz", "core {} frequency (MHz)"), (r"cpu\.arm_freq_mhz", "CPU frequency (MHz)"),
-    (r"emc\.freq_mhz", "memory controller frequency (MHz)"), (r"emc\.load_pct", "memory controller load (%)"),
-    (r"mem\.anon_mb", "worker anonymous memory (MB)"), (r"mem\.file_mb", "worker file pages (MB)"),
-    (r"mem\.gpu_shared_mb", "GPU shared memory (MB)"), (r"mem\.total_mb", "system RAM total (MB)"),
-    (r"mem\.major_faults_per_s", "major page faults (/s)"), (r"mem\.refaults_per_s", "page refaults (/s)"),
-    (r"mem\.pressure_some_pct", "memory pressure, some stalled (% of time)"),
-    (r"mem\.pressure_full_pct", "memory pressure, all stalled (% of time)"),
-    (r"throttle\.(.+)", "throttling: {}"),
-]
 
 
 # ------------------------------------------------------------------------------------------------------- store
@@ -408,14 +370,10 @@ def source_stops(sources: list | None, t0_ns: int | None = None) -> dict:
 
 
 def metric_label(metric: str) -> str:
-    """A telemetry metric in words: ``cpu.worker_pct`` -> ``worker CPU (% of one core)``."""
-    import re
+    """A telemetry metric in words: ``cpu.worker_pct`` -> ``worker CPU (% of one core)`` (``telemetry.catalog``)."""
+    from .telemetry import catalog
 
-    for pattern, label in METRIC_LABELS:
-        m = re.fullmatch(pattern, metric)
-        if m:
-            return label.format(*(g.replace("_", " ") for g in m.groups()))
-    return metric
+    return catalog.label(metric)
 
 
 def footprint_table(footprints: pd.DataFrame) -> pd.DataFrame:
@@ -775,12 +733,39 @@ def fmt_duration(seconds: float) -> str:
 
 
 @st.cache_resource(show_spinner=False)
-def execution_providers() -> list[str]:
-    """The ONNX Runtime execution providers this build has (cpu, cuda, tensorrt): the only ones a page offers."""
-    from .runtimes import available_runtimes
+def _backend_status(name: str):
+    from .runtimes import registry
 
-    ort = next((s for s in available_runtimes() if s.name == "onnxruntime"), None)
-    return list(ort.providers) if ort is not None and ort.available else ["cpu"]
+    return registry.get(name).status()
+
+
+AUTO = "auto"
+
+
+def backend_widgets(runtime: str, columns: list, disabled: bool = False) -> tuple[str | None, dict]:
+    """The Run page's backend selectbox and one widget per option of the backend it runs on (``runtimes.registry``):
+    the first column takes the backend, the next ones its options; an option whose values a build may lack (the
+    execution providers) offers only those this build has. Returns (backend or None for the best available,
+    {option: value} without the ones left at auto)."""
+    from .runtimes import registry
+
+    readers = registry.for_format(runtime)
+    name = columns[0].selectbox(
+        "Backend", [AUTO, *(b.name for b in readers)], key=f"backend_{runtime}", disabled=disabled,
+        help="What runs the file: " + "; ".join(f"{b.name}: {b.summary}" for b in readers)
+             + ". auto: the best available.")
+    backend = registry.get(name) if name != AUTO else (readers[0] if readers else None)
+    options = {}
+    for col, f in zip(columns[1:], backend.option_fields() if backend else [], strict=False):
+        choices = list(f.metadata.get("choices") or ())
+        built = _backend_status(backend.name).providers
+        if built:
+            choices = [c for c in choices if c in built] or choices
+        value = col.selectbox(f.name.replace("_", " ").capitalize(), [AUTO, *choices], key=f"{backend.name}_{f.name}",
+                              disabled=disabled, help=f.metadata.get("help"))
+        if value != AUTO:
+            options[f.name] = value
+    return (None if name == AUTO else name), options
 
 
 # ------------------------------------------------------------------------------------------------------- viewer

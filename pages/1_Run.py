@@ -15,9 +15,10 @@ import numpy as np
 import streamlit as st
 
 from edgeprof import auth, booth, charts, run, showcase, study, ui
-from edgeprof.config import INTERPRETERS, PRECISIONS, PRESETS, RunConfig
+from edgeprof.config import PRECISIONS, PRESETS, RunConfig
 from edgeprof.errors import EdgeprofError
 from edgeprof.locks import WORK_PREFIX
+from edgeprof.runtimes import registry
 from edgeprof.runtimes.inputs import parse_given
 from edgeprof.worker.messages import PHASE_CODES
 
@@ -93,8 +94,8 @@ else:
     precision = c2.selectbox("Precision", list(PRECISIONS), key="precision",
                              help="fp32: full floats. fp16: half. int8: 8-bit integers (dynamic: activations "
                                   "quantized at run time; static: calibrated ahead).")
-    runtime = c3.selectbox("Runtime", ["onnx", "tflite"], key="runtime",
-                           format_func=lambda r: {"onnx": "ONNX Runtime", "tflite": "TFLite"}[r])
+    runtime = c3.selectbox("Runtime", list(registry.formats()), key="runtime",
+                           format_func=lambda r: {"onnx": "ONNX Runtime", "tflite": "TFLite"}.get(r, r))
 # a visitor's run always has a cap (booth.py): their choice of a tighter one, else the cap chosen for them
 limits = None if staff else booth.limits_for(store, model, "fp32" if precision == AS_FILE else precision, runtime)
 memory_options = MEMORY_LIMITS if staff else [0] + [v for v in MEMORY_LIMITS if 0 < v < limits.memory_mb]
@@ -105,10 +106,7 @@ memory = c4.selectbox("Memory limit (MB)", memory_options, key="memory_limit", h
                       f"booth limit ({limits.memory_mb:g} MB)")
 
 c5, c6, c7, c8 = st.columns(4)
-interpreter = c5.selectbox("TFLite interpreter", [AUTO, *INTERPRETERS], key="interpreter", disabled=runtime != "tflite")
-provider = c6.selectbox("Execution provider", [AUTO, *ui.execution_providers()], key="provider",
-                        disabled=runtime != "onnx",
-                        help="Where ONNX Runtime runs the model: only the providers this build has are listed.")
+backend, backend_options = ui.backend_widgets(runtime, [c5, c6])
 threads = c7.number_input("Threads", min_value=1, max_value=max(4, 2 * (os.cpu_count() or 2)), value=2, step=1,
                           key="threads")
 preset = c8.selectbox("Duration", list(PRESETS) if staff else list(auth.VISITOR_PRESETS), key="preset",
@@ -148,8 +146,7 @@ elif start:
         cfg = RunConfig(  # fp32 for a file "as in the file": a user's file runs as it is, and the run records what it is
             model=model, precision="fp32" if precision == AS_FILE else precision, runtime=runtime,
             input_shapes=input_shapes, input_fills=input_fills,
-            tflite_interpreter=None if interpreter == AUTO or runtime != "tflite" else interpreter,
-            execution_provider=None if provider == AUTO or runtime != "onnx" else provider,
+            backend=backend, backend_options=backend_options,
             threads=int(threads), memory_limit_mb=memory or None, preset=preset,
             duration_s=float(duration_s) if duration_s else None, profile_ops=bool(profile_ops),
         )

@@ -9,9 +9,10 @@ import streamlit as st
 from edgeprof import auth, charts, compare, run, ui
 from edgeprof.config import NOISE_FLOOR_MODEL, NOISE_FLOOR_RUNS
 from edgeprof.errors import EdgeprofError
+from edgeprof.telemetry import catalog
 
-OVERLAY = {"cpu.worker_pct": "worker CPU (%)", "cpu.total_pct": "system CPU (%)", "mem.worker_rss_mb": "worker RSS (MB)",
-           "mem.charged_mb": "memory charged to the cap (MB)", "mem.used_mb": "system RAM used (MB)"}
+OVERLAY_METRICS = ("cpu.worker_pct", "cpu.total_pct", "mem.worker_rss_mb", "mem.charged_mb", "mem.used_mb")
+OVERLAY = {m: catalog.label(m) for m in OVERLAY_METRICS}  # labels and units from the metric catalog
 
 
 def noise_floor_block(floor: dict | None) -> None:

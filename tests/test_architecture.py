@@ -170,3 +170,61 @@ def test_the_worker_imports_only_what_its_memory_cap_can_afford():
     allowed = ("edgeprof.worker", "edgeprof.runtimes", "edgeprof.errors", "edgeprof.config")
     for m in ("edgeprof.worker.child", "edgeprof.worker.messages", "edgeprof.worker.warmup"):
         assert all(t.startswith(allowed) for t in g[m]), (m, sorted(g[m]))
+
+
+# Where a backend's name or a telemetry metric's name may be written as a string: the registries, and what must stay
+# (each with why). A new file that names them fails here: ask runtimes.registry or telemetry.catalog instead.
+BACKEND_NAMES_MAY_APPEAR = {
+    "edgeprof/runtimes/onnx.py": "the backend itself",
+    "edgeprof/runtimes/litert.py": "the backend itself",
+    "edgeprof/runtimes/tflite_runtime.py": "the backend itself",
+    "edgeprof/runtimes/tflite.py": "the interpreter both TFLite backends share",
+    "edgeprof/store/schema.py": "migrations and upgrade_summary map the names stored by older versions",
+    "edgeprof/install.py": "pip distributions of the same name, not backends",
+    "edgeprof/models/quantize.py": "the version of the onnxruntime package that quantized a file",
+    "edgeprof/models/fidelity.py": "ONNX quantization is judged against the FP32 model in ONNX Runtime",
+    "edgeprof/device.py": "which execution providers this ONNX Runtime build has (the GPU hint)",
+    "edgeprof/doctor/child.py": "the doctor's document keeps the onnxruntime package's version",
+    "edgeprof/cli/doctor.py": "prints that version",
+    "pages/5_Models.py": "shows that version",
+}
+METRIC_NAMES_MAY_APPEAR = {
+    "edgeprof/telemetry/": "the sources write them; the catalog declares them",
+    "edgeprof/run/runner.py": "the run's cgroup source writes mem.charged_mb",
+    "edgeprof/run/summary.py": "the summary's figures are made of named metrics",
+    "edgeprof/charts.py": "each chart draws named metrics",
+    "edgeprof/ui.py": "the why block reads the pressure metrics back",
+    "pages/3_Correlations.py": "the metric a windowed chart starts with",
+    "pages/4_Compare.py": "the metrics the overlay offers",
+}
+
+
+def _string_constants(path: Path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.value
+
+
+def test_backend_and_metric_names_live_in_their_registries():
+    import re
+
+    from edgeprof.runtimes import registry
+    from edgeprof.telemetry import catalog
+
+    backends = set(registry.names())
+    metric_like = re.compile(r"(cpu|mem|swap|gpu\d+|temp|power|emc|engine|npu\d+)\.[a-z0-9_]+_(pct|mb|mhz|w|c|per_s)")
+    files = [*PKG.rglob("*.py"), *(ROOT / "pages").glob("*.py"), ROOT / "app.py"]
+    stray_backends, stray_metrics, undeclared = [], [], []
+    for path in files:
+        rel = path.relative_to(ROOT).as_posix()
+        for text in _string_constants(path):
+            if text in backends and rel not in BACKEND_NAMES_MAY_APPEAR:
+                stray_backends.append(f"{rel}: {text!r}")
+            consumer = any(rel.startswith(p) for p in METRIC_NAMES_MAY_APPEAR)
+            if catalog.family(text) is not None and metric_like.fullmatch(text) and not consumer:
+                stray_metrics.append(f"{rel}: {text!r}")
+            elif metric_like.fullmatch(text) and catalog.family(text) is None and consumer:
+                undeclared.append(f"{rel}: {text!r}")
+    assert not stray_backends, "backend names outside runtimes.registry's modules:\n" + "\n".join(stray_backends)
+    assert not stray_metrics, "metric names outside telemetry.catalog's consumers:\n" + "\n".join(stray_metrics)
+    assert not undeclared, "metric names no family in telemetry.catalog declares:\n" + "\n".join(undeclared)

@@ -33,6 +33,8 @@ PSI = DATA / "telemetry" / "psi"
 TRACES = DATA / "profiles"
 
 
+CUDA_RUN = {"name": "onnxruntime", "execution_provider": "cuda"}  # the backend block of a run on the GPU
+
 def values(rows) -> dict:
     return {m: v for m, v, _ in rows}
 
@@ -225,7 +227,7 @@ def test_rpi5_source_reads_pmic_power_and_a_pi4_says_it_has_none():
 
 
 def test_energy_per_inference_from_the_best_sensor():
-    cpu = {"execution_provider": "cpu"}
+    cpu = {"name": "onnxruntime", "execution_provider": "cpu"}
     board = energy_summary({"power.total_w": [5.0, 7.0], "power.rapl_w": [1.0]}, 2.0, 1000, cpu, [])
     assert board == {"mj_per_inference": pytest.approx(12.0), "avg_power_w": 6.0, "scope": "board", "readings": 2,
                      "source": "jtop: the board's input rail (VDD_IN; POM_5V_IN on a Nano)"}
@@ -233,10 +235,10 @@ def test_energy_per_inference_from_the_best_sensor():
     assert pmic["mj_per_inference"] == pytest.approx(40.0) and "5 V input" in pmic["source"]
     rapl = energy_summary({"power.rapl_w": [15.0], "gpu0.power_w": [60.0]}, 3.0, 300, cpu, [])
     assert rapl["avg_power_w"] == 15.0 and rapl["scope"] == "cpu" and "note" not in rapl
-    gpu_run = energy_summary({"power.rapl_w": [15.0], "gpu0.power_w": [60.0]}, 3.0, 300, {"execution_provider": "cuda"},
+    gpu_run = energy_summary({"power.rapl_w": [15.0], "gpu0.power_w": [60.0]}, 3.0, 300, CUDA_RUN,
                              [])
     assert gpu_run["avg_power_w"] == 75.0 and gpu_run["scope"] == "cpu + gpu"
-    only_gpu = energy_summary({"gpu0.power_w": [60.0]}, 3.0, 300, {"execution_provider": "cuda"}, [])
+    only_gpu = energy_summary({"gpu0.power_w": [60.0]}, 3.0, 300, CUDA_RUN, [])
     assert only_gpu["scope"] == "gpu" and "CPU's share is not measured" in only_gpu["note"]
     cpu_run_gpu_sensor = energy_summary({"gpu0.power_w": [60.0]}, 3.0, 300, cpu, [])
     assert "ran on the CPU" in cpu_run_gpu_sensor["unavailable"]
@@ -256,13 +258,13 @@ def test_energy_from_the_captured_jtop_and_nvidia_smi_formats():
 
     attrs = json.loads((DATA / "telemetry" / "jetson-orin-nano" / "jtop-attributes.json").read_text())
     rows = values(jetson.rows_from_jtop(SimpleNamespace(**attrs)))
-    doc = energy_summary({m: [v] for m, v in rows.items()}, 1.0, 100, {"execution_provider": "cuda"}, [])
+    doc = energy_summary({m: [v] for m, v in rows.items()}, 1.0, 100, CUDA_RUN, [])
     assert doc["avg_power_w"] == pytest.approx(7.425) and doc["scope"] == "board"  # VDD_IN, 7425 mW
     assert doc["mj_per_inference"] == pytest.approx(74.25)
     src = nvml.NvmlSource(pynvml=fake_pynvml(A2))
     assert src.probe()[0]
     got = values(src.read())
-    doc = energy_summary({m: [v] for m, v in got.items()}, 1.0, 100, {"execution_provider": "cuda"}, [])
+    doc = energy_summary({m: [v] for m, v in got.items()}, 1.0, 100, CUDA_RUN, [])
     assert doc["avg_power_w"] == pytest.approx(52.37) and doc["source"] == "NVML gpu0 power"
     src.close()
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from ..config import INTERPRETERS, PRECISIONS, RUNTIMES, check_number
+from ..config import PRECISIONS, RUNTIMES, check_number
+from ..runtimes import registry
 from .run import EXIT_OTHER_STATUS, db_arg, open_store
 from .text import print_json
 
@@ -23,7 +24,8 @@ def register(sub) -> None:
     p.add_argument("model", help="a bundled model name (see `models`) or a path to .onnx / .tflite")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="default fp32")
     p.add_argument("--runtime", choices=RUNTIMES, help="default: from the file (bundled models: onnx)")
-    p.add_argument("--tflite-interpreter", choices=INTERPRETERS, help="default: the best available (litert)")
+    p.add_argument("--tflite-interpreter", choices=[b.name for b in registry.for_format("tflite")],
+                   help="the backend for a .tflite file (default: the best available)")
     p.add_argument("--threads", default="2", help="intra-op threads (default 2)")
     p.add_argument("--evictable", action="store_true",
                    help="keep the weights in file-backed pages a cap can evict (TFLite without its default XNNPACK "

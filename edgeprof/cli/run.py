@@ -14,23 +14,22 @@ import numpy as np
 
 from .. import paths
 from ..config import (
-    INTERPRETERS,
     NOISE_FLOOR_MODEL,
     NOISE_FLOOR_RUNS,
     PRECISIONS,
     PRESETS,
-    PROVIDERS,
     RUNTIMES,
     RunConfig,
 )
 from ..errors import UsageError
+from ..runtimes import registry
 from .text import comparison_text, group_text, noise_floor_text, print_json, run_summary, runs_table
 
 EXIT_OTHER_STATUS = 3
 #: The settings ``compare --vs KEY=VALUE`` may change for B, and the RunConfig field each sets.
 VS_KEYS = {"model": "model", "precision": "precision", "runtime": "runtime", "threads": "threads",
            "memory-limit": "memory_limit_mb", "execution-provider": "execution_provider",
-           "tflite-interpreter": "tflite_interpreter"}
+           "tflite-interpreter": "tflite_interpreter", "backend": "backend"}
 
 PREPARING_EVERY_S = 5.0  # while a run prepares (a quantized variant is built), how often to say it still does
 
@@ -47,8 +46,19 @@ def _run_options(p) -> None:
                    help="fp32 (default), fp16, int8-dynamic or int8-static; a file of your own runs as it is unless "
                         "it is an fp32 ONNX file, which is quantized on the device")
     p.add_argument("--runtime", choices=RUNTIMES, help="default: from the file (bundled models: onnx)")
-    p.add_argument("--tflite-interpreter", choices=INTERPRETERS, help="default: the best available (litert)")
-    p.add_argument("--execution-provider", choices=PROVIDERS, help="ONNX Runtime provider (default: best available)")
+    p.add_argument("--backend", choices=registry.names(),
+                   help="what runs the file: " + "; ".join(f"{b.name} ({b.summary}; {', '.join(b.formats)} files)"
+                                                          for b in registry.backends())
+                        + " (default: the best available for the file)")
+    p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the backend, repeatable: " + "; ".join(
+                       f"{b.name}: {f.name} ({'|'.join(f.metadata['choices'])}) {f.metadata['help']}"
+                       for b in registry.backends() for f in b.option_fields()))
+    p.add_argument("--tflite-interpreter", choices=[b.name for b in registry.for_format("tflite")],
+                   help="the backend for a .tflite file (default: the best available)")
+    p.add_argument("--execution-provider", choices=registry.option_choices("execution_provider"),
+                   help="the ONNX Runtime execution provider (--backend-option execution_provider=...; default: the "
+                        "best available)")
     p.add_argument("--threads", default="2", help="intra-op threads (default 2)")
     p.add_argument("--memory-limit", default="0", metavar="MB", help="memory cap in MB (0 or absent: none)")
     p.add_argument("--duration", metavar="S", help="minimum steady-state seconds")
@@ -190,6 +200,15 @@ def _pairs(values: list[str], parse) -> dict:
     return out
 
 
+def _option_pair(text: str) -> tuple[str, object]:
+    from ..config import parse_value
+
+    name, sep, value = str(text).partition("=")
+    if not sep or not name.strip():
+        raise UsageError(f"--backend-option {text!r} is not KEY=VALUE (e.g. --backend-option execution_provider=cpu).")
+    return name.strip(), parse_value(value.strip())
+
+
 def config_from_args(args) -> RunConfig:
     from ..config import parse_fill, parse_shape
 
@@ -199,7 +218,8 @@ def config_from_args(args) -> RunConfig:
         duration_s=args.duration, iterations=args.iterations, warmup=args.warmup, timeout_s=args.timeout,
         preset=args.preset, sample_hz=args.sample_hz, swap=not args.no_swap,
         input_shapes=_pairs(args.shape, parse_shape), input_fills=_pairs(args.fill, parse_fill),
-        profile_ops=bool(args.profile_ops), data=getattr(args, "data", None),
+        profile_ops=bool(args.profile_ops), backend=args.backend,
+        backend_options=_pairs(args.backend_option, _option_pair), data=getattr(args, "data", None),
         evictable=bool(getattr(args, "evictable", False)), keep_fp32=args.keep_fp32 or (),
     )
     if cfg.timeout_s is not None and cfg.timeout_s <= cfg.min_duration_s:
@@ -376,9 +396,9 @@ def cmd_runs(args) -> int:
     else:
         store = open_store(args.db)
         df = store.list_runs(model=args.model, status=args.status, limit=args.limit)
-    cols = ["run_id", "created_at", "device_name", "status", "model", "precision", "runtime", "threads",
-            "memory_limit_mb", "p50_ms", "p90_ms", "peak_charged_mb"]
-    df = df[[c for c in cols if c in df.columns]]
+    from ..store.columns import RUNS_LIST
+
+    df = df[[c for c in RUNS_LIST if c in df.columns]]
     if args.json:
         print_json(df.to_dict(orient="records"))
     elif df.empty and args.fleet:

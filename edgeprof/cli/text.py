@@ -88,17 +88,13 @@ def table(rows: list[list], header: list[str]) -> str:
     return "\n".join(lines)
 
 
-RUNS_COLUMNS = {  # stored column -> the header people read
-    "run_id": "run_id", "created_at": "started (UTC)", "device_name": "device", "status": "status", "model": "model",
-    "precision": "precision", "runtime": "runtime", "threads": "threads", "memory_limit_mb": "limit",
-    "p50_ms": "p50 ms", "p90_ms": "p90 ms", "peak_charged_mb": "peak charged MB",
-}
 
 
 def runs_table(df) -> str:
     """``runs`` for people: times to the second, "no limit", uploads by the name they were uploaded with, files by
     their name, latencies to 4 significant digits, "-" for what was not measured (never NaN or None)."""
     from ..models.catalog import upload_names
+    from ..store.columns import RUNS_HEADERS
 
     names = upload_names()
 
@@ -117,9 +113,9 @@ def runs_table(df) -> str:
             return f"{float(v):.1f}"
         return v
 
-    cols = [c for c in RUNS_COLUMNS if c in df.columns]
+    cols = [c for c in RUNS_HEADERS if c in df.columns]
     rows = [[cell(c, v) for c, v in zip(cols, rec, strict=True)] for rec in df[cols].itertuples(index=False)]
-    return table(rows, [RUNS_COLUMNS[c] for c in cols])
+    return table(rows, [RUNS_HEADERS[c] for c in cols])
 
 
 def run_summary(r: dict, details: bool = False) -> str:

@@ -35,12 +35,10 @@ import numpy as np
 
 from ..config import PRECISIONS
 from ..errors import EdgeprofError, UsageError
-from ..runtimes import available_runtimes, open_session, synthetic_inputs
+from ..runtimes import available_runtimes, open_session, registry, synthetic_inputs
 from . import catalog
 from .preprocess import channels_of, eval_batches, from_output, layout_for, to_feed
 
-RUNTIME_NAMES = ("onnxruntime", "litert", "tflite-runtime")
-FORMAT_OF = {"onnxruntime": "onnx", "litert": "tflite", "tflite-runtime": "tflite"}
 METRIC_KEYS = ("top1_agreement", "top5_overlap", "mean_kl", "cosine", "accuracy", "label_agreement", "rel_error",
                "max_abs_error", "sqnr_db")
 RANDOM_NOTE = ("{n} random inputs: agreement on noise says whether the variant computes the same function, not how "
@@ -189,7 +187,7 @@ def outputs_of(path: str, fmt: str, interpreter: str | None, threads: int, sourc
     """
     from .isolated import check_synthetic_budget
 
-    sess = open_session(path, runtime=fmt, threads=threads, tflite_interpreter=interpreter)
+    sess = open_session(path, runtime=fmt, threads=threads, backend=interpreter)
     try:
         if source[0] == "bundled":
             info = catalog.get_model(source[1])
@@ -246,13 +244,14 @@ def _compare_all(ref: dict, out: dict) -> list[dict]:
 def _selected(runtimes: Iterable[str] | None) -> list[str]:
     ok = {s.name: s for s in available_runtimes()}
     if runtimes is None:
-        return [r for r in RUNTIME_NAMES if ok.get(r) and ok[r].available]
+        return [r for r in registry.names() if ok.get(r) and ok[r].available]
     chosen: list[str] = []
     for r in runtimes:
-        names = {"onnx": ["onnxruntime"], "tflite": ["litert", "tflite-runtime"]}.get(r, [r])
+        names = [b.name for b in registry.for_format(r)] or [r]  # a format means every backend that reads it
         for name in names:
-            if name not in RUNTIME_NAMES:
-                raise UsageError(f"runtime {r!r} is not one of: onnx, tflite, {', '.join(RUNTIME_NAMES)}.")
+            if name not in registry.names():
+                raise UsageError(f"runtime {r!r} is not one of: "
+                                 f"{', '.join((*registry.formats(), *registry.names()))}.")
             if ok.get(name) and ok[name].available and name not in chosen:
                 chosen.append(name)
     if not chosen:
@@ -316,8 +315,8 @@ def _outputs(v, fmt: str, interp: str | None, threads: int, source: tuple, say) 
 def _bundled(info, chosen: list[str], threads: int, say) -> list[dict]:
     rows: list[dict] = []
     for runtime in chosen:
-        fmt = FORMAT_OF[runtime]
-        interp = runtime if fmt == "tflite" else None
+        fmt = registry.get(runtime).formats[0]
+        interp = runtime  # the backend's name
         ref, ref_err, version = None, None, None
         for precision in PRECISIONS:
             try:

@@ -30,6 +30,7 @@ from .. import __version__, heap, paths
 from ..config import RunConfig
 from ..errors import EdgeprofError, UsageError
 from ..locks import WORK_PREFIX, HolderLock
+from ..runtimes import registry
 from ..store import Store, new_run_id
 from ..worker import limits, priority
 from ..worker.messages import Batch, Done, Failed, Loaded, MemoryMark, OpProfile, Phase, Prediction, WorkerSpec
@@ -247,8 +248,10 @@ class RunHandle:
         if cfg.keep_fp32:
             self._note(f"int8-static with {len(cfg.keep_fp32)} operator{'s' if len(cfg.keep_fp32) > 1 else ''} kept "
                        f"in fp32: {', '.join(cfg.keep_fp32)} (a mix of `edgeprof doctor`)")
+        backend, options = registry.for_config(variant.format, cfg)
         meta = {"name": variant.model or cfg.model, "precision": variant.precision, "runtime": variant.format,
-                "path": str(variant.path), "sha256": variant.sha256, "size_bytes": variant.size_bytes}
+                "path": str(variant.path), "sha256": variant.sha256, "size_bytes": variant.size_bytes,
+                "backend": backend, "backend_options": options}
         store.insert_run(self.run_id, self.device_id, cfg.to_dict(), software_versions(), meta,
                          study_id=self.study_id, owner_pid=os.getpid(), owner_host=platform.node(),
                          group_id=self.group_id)
@@ -283,9 +286,11 @@ class RunHandle:
 
     def _spawn(self) -> None:
         cfg, variant, cap = self.config, self.variant, self._cap
+        backend, options = registry.for_config(variant.format, cfg)
         spec = WorkerSpec(
             model_path=self._model_path, runtime=variant.format, precision=variant.precision, threads=cfg.threads,
-            tflite_interpreter=cfg.tflite_interpreter, execution_provider=cfg.execution_provider, warmup=cfg.warmup,
+            backend=backend, backend_options=options, backend_module=registry.get(backend).module if backend else None,
+            warmup=cfg.warmup,
             min_duration_s=cfg.min_duration_s, min_iterations=cfg.min_iterations,
             exact_iterations=cfg.iterations is not None and cfg.duration_s is None,
             rlimit_as_bytes=cap.rlimit_bytes(), input_shapes=dict(cfg.input_shapes), input_fills=dict(cfg.input_fills),
@@ -605,7 +610,8 @@ def _cgroup_source(cap: limits.MemoryCap):
 
 def check_request(cfg: RunConfig) -> None:
     """Refuse, before anything is stored, what is a usage error rather than a result: a file run with another
-    runtime, a precision that a user's file cannot be run as, --shape/--fill that do not fit the model's inputs.
+    runtime, a backend or backend option that does not exist or cannot read the file, a precision that a user's file
+    cannot be run as, --shape/--fill that do not fit the model's inputs.
 
     A model that cannot be read is not refused here: that is recorded as a failed run (the run says why).
     """
@@ -620,6 +626,7 @@ def check_request(cfg: RunConfig) -> None:
         variant = resolve_variant(cfg.model, cfg.precision, cfg.runtime, build=False, keep_fp32=cfg.keep_fp32)
     except ModelError:
         return
+    registry.for_config(variant.format, cfg)  # an unknown backend, option or value; a backend for another format
     if cfg.input_shapes or cfg.input_fills:
         from ..runtimes.inputs import plan_feeds
 

@@ -22,27 +22,21 @@ why}``, never a made-up number. A run's profile phase is left out of every other
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import stats
 from ..config import RunConfig
+from ..runtimes import registry
 from ..store.samples import LatencyDigest, digest_arrays
 from ..store.schema import SUMMARY_VERSION
+from ..telemetry import catalog
 
-_GPU_UTIL = re.compile(r"^gpu\d+\.(util|load)_pct$")
-_GPU_MEM = re.compile(r"^gpu\d+\.mem_used_mb$")
-_GPU_POWER = re.compile(r"^gpu\d+\.power_w$")
-# Power metrics that cover the whole board, best first: (metric, what it measures, scope)
-BOARD_POWER = (
-    ("power.total_w", "jtop: the board's input rail (VDD_IN; POM_5V_IN on a Nano)", "board"),
-    ("power.pmic_total_w", "Raspberry Pi 5 PMIC: the sum of its rails (not the 5 V input's losses or USB devices)",
-     "board rails"),
-)
-CPU_POWER = ("power.rapl_w", "Intel RAPL: CPU package and DRAM (psys where the platform has it)", "cpu")
-GPU_PROVIDERS = ("cuda", "tensorrt")
+# Power sensors that cover the whole board, best first, and the CPU's: (metric, what it measures, scope), from the
+# metric catalog.
+BOARD_POWER = tuple((f.literal, f.source, f.power_scope) for f in catalog.whole_power(("board", "board rails")))
+CPU_POWER = next((f.literal, f.source, f.power_scope) for f in catalog.whole_power(("cpu",)))
 
 
 @dataclass
@@ -150,8 +144,8 @@ def build_summary(f: RunFacts) -> dict:
     window = (lat.steady_t0, lat.steady_t1) if lat.steady_t0 is not None else \
         ((lat.t_first, lat.t_last) if lat.n_total else None)
     covered = coverage(tel, window, f.telemetry_sources, f.started_ns)
-    gpu_util = [v for m, vs in by_metric.items() if _GPU_UTIL.match(m) for v in vs]
-    gpu_mem = [v for m, vs in all_metric.items() if _GPU_MEM.match(m) for v in vs]
+    gpu_util = [v for m, vs in by_metric.items() if catalog.family(m) is catalog.GPU_UTIL for v in vs]
+    gpu_mem = [v for m, vs in all_metric.items() if catalog.family(m) is catalog.GPU_MEM for v in vs]
     temps = [v for m, vs in all_metric.items() if m.startswith("temp.") for v in vs]
     throttled = any(v for m, vs in all_metric.items() if m.startswith("throttle.") and "occurred" not in m for v in vs)
     rss = all_metric.get("mem.worker_rss_mb", [])
@@ -272,8 +266,8 @@ def energy_summary(by_metric: dict, steady_s: float | None, n: int, backend: dic
     compare runs on one device, not devices with each other."""
     if not n or not steady_s:
         return {"unavailable": "the run has no steady phase to divide energy over"}
-    used_gpu = str(backend.get("execution_provider") or "") in GPU_PROVIDERS
-    gpu = [(m, vs) for m, vs in by_metric.items() if _GPU_POWER.match(m) and vs]
+    used_gpu = registry.runs_on(backend) == "gpu"
+    gpu = [(m, vs) for m, vs in by_metric.items() if catalog.family(m) is catalog.GPU_POWER and vs]
     parts: list[tuple[float, str, int]] = []
     scope = None
     for metric, label, where in BOARD_POWER:

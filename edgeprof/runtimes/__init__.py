@@ -1,4 +1,4 @@
-"""One small interface over ONNX Runtime and the two TFLite interpreters.
+"""One small interface over the backends declared in ``registry`` (ONNX Runtime, LiteRT, tflite-runtime).
 
 ``open_session`` is the only entry point the worker, fidelity and benchmarks use. Runtime imports happen inside the
 backends, so importing this package costs nothing and a missing runtime is reported, not raised at import.
@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
+from . import registry
 from .base import (
     RuntimeInfo,
     RuntimeStatus,
@@ -29,16 +30,10 @@ from .inputs import synthetic_inputs
 __all__ = ["RuntimeInfo", "RuntimeStatus", "Session", "TensorSpec", "available_runtimes",
            "check_model_file", "import_runtime", "onnx_spec", "open_session", "runtime_for", "synthetic_inputs"]
 
-def import_runtime(runtime: str, tflite_interpreter: str | None = None) -> None:
-    """Import the runtime's library only (its memory apart from the model's). Raises RuntimeUnavailable."""
-    if runtime == "onnx":
-        from .onnx import _ort
-
-        _ort()
-    else:
-        from .tflite import _load, best_interpreter
-
-        _load(tflite_interpreter or best_interpreter())
+def import_runtime(runtime: str, backend: str | None = None) -> None:
+    """Import the backend's library only (its memory apart from the model's): the backend's ``status()`` does. What
+    is missing is said by ``open_session`` right after."""
+    registry.choose(runtime, backend).status()
 
 
 def open_session(
@@ -46,32 +41,27 @@ def open_session(
     *,
     runtime: str | None = None,
     threads: int = 2,
+    backend: str | None = None,
+    backend_options: dict | None = None,
     tflite_interpreter: str | None = None,
     execution_provider: str | None = None,
     evictable: bool = False,
 ) -> Session:
-    """A loaded model: ``runtime`` onnx or tflite (default: from the file's extension), ``threads`` intra-op threads,
-    the TFLite interpreter (litert or tflite-runtime; default the best available) or the ONNX Runtime execution
-    provider (cpu, cuda, tensorrt; default the best available). ``evictable``: TFLite without its default delegate, so
-    the weights stay in the memory-mapped file (page cache the kernel can evict and read back) instead of XNNPACK's
-    repacked anonymous copy; ONNX Runtime without pre-packing and with basic graph optimizations, so weights in external
-    data (``models.external``) stay memory-mapped. Raises ModelError, RuntimeUnavailable,
-    UsageError."""
+    """A loaded model: ``runtime`` the file format (default: from the file's extension), ``threads`` intra-op threads,
+    ``backend`` a name in ``registry`` (default: the best available for the format) with its ``backend_options``;
+    ``tflite_interpreter`` / ``execution_provider`` are the names of before the registry (``registry.requested``).
+    ``evictable``: TFLite without its default delegate, so the weights stay in the memory-mapped file (page cache the
+    kernel can evict and read back) instead of XNNPACK's repacked anonymous copy; ONNX Runtime without pre-packing and
+    with basic graph optimizations, so weights in external data (``models.external``) stay memory-mapped. Raises
+    ModelError, RuntimeUnavailable, UsageError, ConfigError."""
     path = check_model_file(path)
     runtime = runtime or runtime_for(path)
     if runtime != runtime_for(path):
         raise UsageError(f"{path.name} is a {runtime_for(path)} model; it cannot run with runtime {runtime!r}.")
-    if runtime == "onnx":
-        from .onnx import OnnxSession
-
-
-        return OnnxSession(path, threads=threads, provider=execution_provider, evictable=evictable)
-    from .tflite import TfliteSession
-
-    return TfliteSession(path, threads=threads, interpreter=tflite_interpreter, evictable=evictable)
+    name, options = registry.requested(runtime, backend, backend_options, tflite_interpreter=tflite_interpreter,
+                                       execution_provider=execution_provider)
+    return registry.open_backend(path, runtime, name, options, threads, evictable=evictable)
 
 
 def available_runtimes() -> list[RuntimeStatus]:
-    from . import onnx, tflite
-
-    return [onnx.status(), *tflite.statuses()]
+    return registry.statuses()

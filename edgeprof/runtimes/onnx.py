@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from ..errors import ModelError, RuntimeUnavailable
 from .base import RuntimeInfo, RuntimeStatus, Session, TensorSpec, onnx_spec
 from .inputs import UNSUPPORTED_DTYPES
 from .profile import ProfileBudget, ort_profile, read_trace_events
+from .registry import Backend, option
 
 PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -286,3 +288,21 @@ def locale_in(text: str) -> tuple[str, str] | None:
     return (f"the model needs the locale {m[1]}, which this device does not have.",
             f"Generate it (Debian and Raspberry Pi OS: add {m[1]} to /etc/locale.gen and run `sudo locale-gen`; "
             "Ubuntu and JetPack: `sudo locale-gen " + m[1] + "`), then run again.")
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    execution_provider: str | None = option(
+        help="where ONNX Runtime runs the model (default: the best available; TensorRT only on request, its engine "
+             "build takes minutes)", choices=tuple(PROVIDER_NAMES))
+
+
+GPU_PROVIDERS = ("cuda", "tensorrt")
+
+BACKEND = Backend(
+    name="onnxruntime", formats=("onnx",), summary="ONNX Runtime with an execution provider",
+    open=lambda path, threads, options, evictable: OnnxSession(path, threads=threads, provider=options.execution_provider,
+                                                               evictable=evictable),
+    status=status, options=OnnxOptions,
+    runs_on=lambda ran: "gpu" if ran.get("execution_provider") in GPU_PROVIDERS else "cpu",
+)

@@ -74,15 +74,16 @@ def _load(name: str):
     return mod, version or "unknown"
 
 
+def interpreter_status(name: str) -> RuntimeStatus:
+    try:
+        _, version = _load(name)
+        return RuntimeStatus(name, True, version, "importable")
+    except RuntimeUnavailable as exc:
+        return RuntimeStatus(name, False, None, str(exc))
+
+
 def statuses() -> list[RuntimeStatus]:
-    out = []
-    for name in INTERPRETERS:
-        try:
-            _, version = _load(name)
-            out.append(RuntimeStatus(name, True, version, "importable"))
-        except RuntimeUnavailable as exc:
-            out.append(RuntimeStatus(name, False, None, str(exc)))
-    return out
+    return [interpreter_status(name) for name in INTERPRETERS]
 
 
 def best_interpreter() -> str:

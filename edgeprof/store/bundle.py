@@ -17,8 +17,16 @@ import duckdb
 from .. import __version__
 from ..errors import BundleError, StorageError
 from ..untrusted import ENV_MAX_MB, MB, Box, Limits, open_box, shown, staging_dir
-from . import checks
-from .schema import FILL_CPU_OTHERS, FILL_DEVICE_NAME, NO_LIMIT_IS_NULL, SCHEMA_VERSION, TABLES
+from . import checks, columns
+from .checks import sql_str as _sql_str
+from .schema import (
+    FILL_BACKEND,
+    FILL_BACKEND_OPTIONS,
+    FILL_DEVICE_NAME,
+    NO_LIMIT_IS_NULL,
+    SCHEMA_VERSION,
+    TABLES,
+)
 from .store import Store, _listify, _utcnow
 
 BUNDLE_FORMAT = "edgeprof-bundle"
@@ -135,11 +143,16 @@ def import_bundle(store: Store, path: str | os.PathLike, limits: Limits | None =
                 else:
                     con.execute(f"INSERT INTO {table} ({col_sql}) SELECT {col_sql} FROM {src.sql}"
                                 " ON CONFLICT DO NOTHING")
-            if new_ids:  # a bundle from schema 2 lacks the column its summaries can fill
-                con.execute(FILL_CPU_OTHERS + " AND run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
+            if new_ids:  # a bundle from an older schema lacks columns its summaries can fill
+                lacks = set(types["runs"]) - set(sources["runs"].columns)
+                for sql in columns.refill_sql(lacks):
+                    con.execute(sql + " AND run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
                 for sql in NO_LIMIT_IS_NULL:  # a bundle from schema < 5 stored "none" cells with the RAM as limit
                     con.execute(sql + " AND run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
                 con.execute(FILL_DEVICE_NAME + " AND run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
+                for col, sql in (("backend", FILL_BACKEND), ("backend_options", FILL_BACKEND_OPTIONS)):
+                    if col in lacks:  # a bundle from before runs.backend
+                        con.execute(sql + " AND run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
     return new_ids
 
 
@@ -194,10 +207,6 @@ def _check_bundle(box: Box, manifest: dict, files: dict[str, Path], fmt: str, ty
         return sources
     finally:
         con.close()
-
-
-def _sql_str(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def _export_selects() -> dict[str, str]:

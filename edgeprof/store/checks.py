@@ -102,8 +102,12 @@ class Source:
     file_columns: list[str] = field(default_factory=list)
 
 
-def _sql_str(path: Path) -> str:
+def sql_str(path: Path | str) -> str:
+    """A path or text inside a single-quoted SQL string literal (quotes doubled); the one quoting of the store."""
     return str(path).replace("'", "''")
+
+
+_sql_str = sql_str
 
 
 def _q(name: str) -> str:

@@ -43,8 +43,9 @@ from .. import __version__
 from ..errors import BundleError
 from ..untrusted import shown, staging_dir
 from . import checks, samples
+from .checks import sql_str as _sql_str
 from .remote import FleetError, Target, faults, filesystem, parse_url
-from .schema import MIGRATIONS, SCHEMA_VERSION, upgrade_summary
+from .schema import JSON_RUN_COLUMNS, MIGRATIONS, SCHEMA_VERSION, upgrade_summary
 from .store import _DERIVED, Store
 
 FLEET_FORMAT = "edgeprof-fleet"
@@ -208,10 +209,6 @@ def _put_bytes(fs, target: Target, name: str, data: bytes, stats: dict, on_objec
         local = stage / "object"
         local.write_bytes(data)
         _put_file(fs, target, name, local, stats, on_object)
-
-
-def _sql_str(path: Path | str) -> str:
-    return str(path).replace("'", "''")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -524,7 +521,7 @@ class Fleet:
         if df.empty:
             return None
         run = {k: (None if _isna(v) else v) for k, v in df.iloc[0].to_dict().items()}
-        for key in ("config", "software", "summary", "flags", "tags"):
+        for key in JSON_RUN_COLUMNS:
             if isinstance(run.get(key), str):
                 run[key] = json.loads(run[key])
         run["summary"] = upgrade_summary(run.get("summary"))

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import duckdb
 
 from ..worker.messages import PHASES
+from . import columns
 
 _V1 = [
     """CREATE TABLE schema_version (
@@ -123,8 +124,7 @@ _V2 = [
     "UPDATE runs SET tags = json_extract(config, '$.tags') WHERE config IS NOT NULL",
 ]
 
-FILL_CPU_OTHERS = ("UPDATE runs SET cpu_others_mean_pct = TRY_CAST(json_extract_string(summary, '$.cpu.others_mean_pct')"
-                    " AS DOUBLE) WHERE cpu_others_mean_pct IS NULL AND summary IS NOT NULL")
+FILL_CPU_OTHERS = columns.fill_sql("cpu_others_mean_pct")
 _V3 = [
     # CPU that other processes used while the run measured (the summary's cpu.others_mean_pct), so the Correlations
     # page can set contention against latency; filled from the stored summaries of older runs.
@@ -169,18 +169,10 @@ _RUN_GROUPS = [
 # Why a run is slow (summary keys op_profile, memory.pressure, memory.major_faults_per_s, energy): the profile as a
 # JSON column of its own (the `ops` command and the Compare page read it without the whole summary), the figures as
 # columns the Correlations page and the study report set against latency.
-WHY_COLUMNS = {  # column -> (type, JSON path in the summary)
-    "op_profile": ("JSON", "$.op_profile"),
-    "mem_pressure_some_pct": ("DOUBLE", "$.memory.pressure.some_pct"),
-    "mem_pressure_full_pct": ("DOUBLE", "$.memory.pressure.full_pct"),
-    "major_faults_per_s": ("DOUBLE", "$.memory.major_faults_per_s"),
-    "energy_mj_per_inference": ("DOUBLE", "$.energy.mj_per_inference"),
-    "avg_power_w": ("DOUBLE", "$.energy.avg_power_w"),
-}
-_WHY = [f"ALTER TABLE runs ADD COLUMN {col} {kind}" for col, (kind, _) in WHY_COLUMNS.items()] + [
-    f"UPDATE runs SET {col} = " + (f"json_extract(summary, '{path}')" if kind == "JSON" else
-                                   f"TRY_CAST(json_extract_string(summary, '{path}') AS DOUBLE)")
-    + f" WHERE {col} IS NULL AND summary IS NOT NULL" for col, (kind, path) in WHY_COLUMNS.items()]
+_WHY_NAMES = ("op_profile", "mem_pressure_some_pct", "mem_pressure_full_pct", "major_faults_per_s",
+              "energy_mj_per_inference", "avg_power_w")
+WHY_COLUMNS = {n: (columns.BY_NAME[n].type, "$." + columns.BY_NAME[n].summary) for n in _WHY_NAMES}  # column -> (type, path)
+_WHY = columns.added(*_WHY_NAMES)
 
 
 FILL_DEVICE_NAME = ("UPDATE runs SET device_name = (SELECT coalesce(d.device_name, d.hostname) FROM devices d"
@@ -194,6 +186,21 @@ _DEVICE_NAME = [
     FILL_DEVICE_NAME,
 ]
 
+# The backend that ran a run (a name in runtimes.registry) and the options it was asked for, in place of the two
+# per-backend columns: filled from the summary's backend block, else the old columns (the backend of an ONNX file was
+# always onnxruntime). The old columns stay for readers of older code and bundles; new code reads these.
+FILL_BACKEND = ("UPDATE runs SET backend = coalesce(json_extract_string(summary, '$.backend.name'),"
+                " json_extract_string(summary, '$.runtime.name'), tflite_interpreter,"
+                " CASE WHEN runtime = 'onnx' THEN 'onnxruntime' END) WHERE backend IS NULL")
+FILL_BACKEND_OPTIONS = ("UPDATE runs SET backend_options = json_object('execution_provider', execution_provider)"
+                        " WHERE backend_options IS NULL AND execution_provider IS NOT NULL AND backend = 'onnxruntime'")
+BACKEND_COLUMNS = [
+    "ALTER TABLE runs ADD COLUMN backend TEXT",
+    "ALTER TABLE runs ADD COLUMN backend_options JSON",
+    FILL_BACKEND,
+    FILL_BACKEND_OPTIONS,
+]
+
 # (description, statements or a callable taking the connection). Append only.
 MIGRATIONS: list[tuple[str, Sequence[str] | Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema: devices, runs, latency, telemetry, studies, study_cells", _V1),
@@ -205,13 +212,15 @@ MIGRATIONS: list[tuple[str, Sequence[str] | Callable[[duckdb.DuckDBPyConnection]
     ("runs.op_profile, mem_pressure_some_pct/full_pct, major_faults_per_s, energy_mj_per_inference, avg_power_w "
      "(filled from the summary)", _WHY),
     ("devices.device_name and runs.device_name (filled from the hostname)", _DEVICE_NAME),
+    ("runs.backend and runs.backend_options (from the summary, runs.tflite_interpreter, runs.execution_provider)",
+     BACKEND_COLUMNS),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 TABLES = ("devices", "runs", "latency", "telemetry", "studies", "study_cells", "run_groups")
 LATENCY_COLUMNS = ("seq", "t_ns", "latency_ns", "phase")
 TELEMETRY_COLUMNS = ("t_ns", "source", "metric", "value", "unit")
-JSON_RUN_COLUMNS = ("config", "software", "summary", "flags", "tags", "op_profile")
+JSON_RUN_COLUMNS = columns.JSON_RUN_COLUMNS
 GROUP_KINDS = ("repeat", "compare", "noise_floor", "memory")  # memory: run.memory's curve
 
 

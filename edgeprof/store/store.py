@@ -54,6 +54,7 @@ from .. import __version__
 from ..config import PRECISION_BITS, STATUSES
 from ..errors import StorageError, disk_problem
 from ..locks import pid_alive
+from . import columns
 from . import history as _history
 from . import samples as _samples
 from .samples import LatencyDigest
@@ -124,31 +125,35 @@ def _as_utc(value: datetime | date | str | None) -> datetime | None:
     return value
 
 
-def _clean(obj: Any) -> Any:
-    """Make ``obj`` JSON-safe: numpy scalars/arrays to Python, NaN/inf to None, paths and datetimes to strings."""
+def jsonable(obj: Any) -> Any:
+    """Make ``obj`` JSON-safe: numpy scalars/arrays to Python, NaN/inf to None, paths and datetimes to strings. The
+    one JSON cleaner of stored documents and reports."""
     if obj is None or isinstance(obj, (bool, int, str)):
         return obj
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
-        return [_clean(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, (datetime, date)):
         return obj.isoformat()
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "tolist"):  # numpy scalar or array
-        return _clean(obj.tolist())
+        return jsonable(obj.tolist())
     if hasattr(obj, "item"):
-        return _clean(obj.item())
+        return jsonable(obj.item())
     if hasattr(obj, "to_dict"):
-        return _clean(obj.to_dict())
+        return jsonable(obj.to_dict())
     return str(obj)
 
 
 def _json(obj: Any) -> str | None:
-    return None if obj is None else json.dumps(_clean(obj), sort_keys=False)
+    return None if obj is None else json.dumps(jsonable(obj), sort_keys=False)
+
+
+_clean = jsonable  # its name before it was the one cleaner
 
 
 def _num(value: Any) -> float | None:
@@ -474,7 +479,7 @@ class Store:
         ``group_id`` links it to the runs made with it (:meth:`create_group`).
 
         ``config`` is ``RunConfig.to_dict()``; ``model_meta`` is what was resolved when the run started: path, sha256,
-        size_bytes, runtime, tflite_interpreter, execution_provider (each falls back to the config). ``owner_pid``/``owner_host``
+        size_bytes, runtime, backend, backend_options (each falls back to the config). ``owner_pid``/``owner_host``
         default to this process, and let :meth:`mark_interrupted` find runs whose process died.
         """
         run_id = run_id or new_run_id()
@@ -487,6 +492,8 @@ class Store:
             "runtime": meta.get("runtime") or cfg.get("runtime"),
             "tflite_interpreter": meta.get("tflite_interpreter") or cfg.get("tflite_interpreter"),
             "execution_provider": meta.get("execution_provider") or cfg.get("execution_provider"),
+            "backend": meta.get("backend") or cfg.get("backend"),
+            "backend_options": _json(meta.get("backend_options") or cfg.get("backend_options") or None),
             "threads": _int(cfg.get("threads")), "memory_limit_mb": _num(cfg.get("memory_limit_mb")),
             "model_path": None if meta.get("path") is None else str(meta.get("path")),
             "model_sha256": meta.get("sha256"), "model_size_bytes": _int(meta.get("size_bytes")),
@@ -516,7 +523,7 @@ class Store:
 
     def append_samples(self, run_id: str, latency: Sequence[tuple] | pd.DataFrame | None = None,
                        telemetry: Sequence[tuple] | pd.DataFrame | None = None) -> tuple[int, int]:
-        """Latency and telemetry rows in ONE connection and transaction: the runner's once-a-second flush.
+        """Latency and telemetry rows in ONE connection and transaction: the recorder's flush, every 5 s.
 
         Opening and committing costs ~20 ms of CPU whatever the batch size, CPU the measured worker competes for on a
         small board, so the runner pays it once per flush, not once per table.
@@ -898,42 +905,26 @@ def _categorical_df(con: duckdb.DuckDBPyConnection, sql: str, params: list, colu
     return con.execute(f"{sql} ORDER BY {order_by}", params).df()
 
 
+_CONVERT = {"DOUBLE": _num, "INTEGER": _int, "BIGINT": _int, "TEXT": lambda v: v,
+            "BOOLEAN": lambda v: None if v is None else bool(v),
+            "JSON": lambda v: _json(v) if isinstance(v, (dict, list)) else None}
+
+
 def _flatten_summary(s: dict) -> dict:
+    """The runs columns a summary fills (``columns.FROM_SUMMARY``), converted to their SQL types."""
     s = upgrade_summary(s) or {}
-    lat = _get(s, "latency_ms") or {}
-    gpu = s.get("gpu") if isinstance(s.get("gpu"), dict) else {}
-    oom = _get(s, "memory", "oom_killed")
-    flags = s.get("flags")
-    return {
-        "load_ms": _num(s.get("load_ms")), "first_inference_ms": _num(s.get("first_inference_ms")),
-        "warmup_ms": _num(s.get("warmup_ms")), "warmup_iterations": _int(s.get("warmup_iterations")),
-        "p50_ms": _num(lat.get("p50")), "p90_ms": _num(lat.get("p90")), "p95_ms": _num(lat.get("p95")),
-        "p99_ms": _num(lat.get("p99")), "mean_ms": _num(lat.get("mean")), "std_ms": _num(lat.get("std")),
-        "cov": _num(lat.get("cov")), "n": _int(lat.get("n")),
-        "median_ci_low_ms": _num(lat.get("median_ci_low")), "median_ci_high_ms": _num(lat.get("median_ci_high")),
-        "throughput_ips": _num(s.get("throughput_ips")),
-        "cpu_system_mean_pct": _num(_get(s, "cpu", "system_mean_pct")),
-        "cpu_worker_mean_pct": _num(_get(s, "cpu", "worker_mean_pct")),
-        "cpu_others_mean_pct": _num(_get(s, "cpu", "others_mean_pct")),
-        "peak_rss_mb": _num(_get(s, "memory", "peak_rss_mb")),
-        "peak_charged_mb": _num(_get(s, "memory", "peak_charged_mb")),
-        "gpu_util_mean_pct": _num(gpu.get("util_mean_pct", gpu.get("utilization_mean_pct"))),
-        "temp_max_c": _num(s.get("temp_max_c")), "mem_mechanism": _get(s, "memory", "mechanism"),
-        "oom_killed": None if oom is None else bool(oom),
-        "flags": _json(flags) if flags is not None else None,
-        "op_profile": _json(s.get("op_profile")) if isinstance(s.get("op_profile"), dict) else None,
-        "mem_pressure_some_pct": _num(_get(s, "memory", "pressure", "some_pct")),
-        "mem_pressure_full_pct": _num(_get(s, "memory", "pressure", "full_pct")),
-        "major_faults_per_s": _num(_get(s, "memory", "major_faults_per_s")),
-        "energy_mj_per_inference": _num(_get(s, "energy", "mj_per_inference")),
-        "avg_power_w": _num(_get(s, "energy", "avg_power_w")),
-        **{k: v for k, v in (("tflite_interpreter", _tflite_interpreter(s)),
-                             ("execution_provider", _get(s, "backend", "execution_provider"))) if v is not None},
-    }
+    out = {}
+    for col in columns.FROM_SUMMARY:
+        value = _CONVERT[col.type](next((v for v in (_get(s, *p) for p in col.paths) if v is not None), None))
+        if value is not None or not col.only_present:
+            out[col.name] = value
+    if _tflite_interpreter(s) is not None:
+        out["tflite_interpreter"] = _tflite_interpreter(s)
+    return out
 
 
 def _tflite_interpreter(s: dict) -> str | None:
-    name = _get(s, "backend", "name")
-    return name if name in ("litert", "tflite-runtime") else None
+    """The old column: the backend of a .tflite file (runs.backend says it for every run)."""
+    return _get(s, "backend", "name") if s.get("runtime") == "tflite" else None
 
 

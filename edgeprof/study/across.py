@@ -22,7 +22,8 @@ import pandas as pd
 
 from .. import stats
 from ..errors import UsageError
-from .report import _jsonable, evaluate_claims, study_frame
+from ..store.store import jsonable as _jsonable
+from .report import evaluate_claims, study_frame
 
 
 class _DeviceView:

@@ -41,6 +41,8 @@ import pandas as pd
 from .. import stats
 from ..config import PRECISIONS, bits_of
 from ..errors import UsageError
+from ..questions import fmt_p
+from ..store.store import jsonable
 from .config import parse_memory_limit
 
 SUPPORTED = "supported"
@@ -51,6 +53,8 @@ VERDICTS = (SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE, TOO_FEW)
 ALPHA = 0.05
 MIN_N = 6  # pooled runs below which no verdict is given
 FEW_N = 10  # below this a verdict carries a caution
+
+_jsonable, _fmt_p = jsonable, fmt_p  # the names of before the dedupe, for callers elsewhere
 
 DIED = ("oom_killed", "timed_out", "crashed")
 UTILIZATION = {  # column -> label; RAM peak is charged memory where a cgroup accounted it, else RSS
@@ -206,21 +210,7 @@ class Finding:
             self.caution = None
 
     def to_dict(self) -> dict:
-        return _jsonable(asdict(self))
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
+        return jsonable(asdict(self))
 
 
 def _ok(df: pd.DataFrame, column: str = "p50_ms") -> pd.DataFrame:
@@ -671,7 +661,6 @@ def correlation_table(df: pd.DataFrame) -> pd.DataFrame:
 def correlations_for_people(corr: pd.DataFrame) -> pd.DataFrame:
     """The correlation table as a student reads it: words for column names, "–" for what could not be computed, p
     as 0.03 or < 0.001, the CI as one cell."""
-    from ..questions import fmt_p
 
     def num(v, fmt="{:.2f}"):
         return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)
@@ -1068,8 +1057,8 @@ def write_report(store, study_id: str, out_dir: str | Path) -> Path:
     rep["frame"].to_csv(out / "runs.csv", index=False)
     doc = {"study_id": study_id, "overview": overview(rep["frame"]),
            "findings": [f.to_dict() for f in rep["findings"]],
-           "correlations": _jsonable(rep["correlations"].to_dict(orient="records")),
-           "why": _jsonable(rep["why"].to_dict(orient="records"))}
+           "correlations": jsonable(rep["correlations"].to_dict(orient="records")),
+           "why": jsonable(rep["why"].to_dict(orient="records"))}
     (out / "findings.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
     index = out / "index.html"
     index.write_text(render_html(rep["meta"], rep["frame"], rep["findings"], rep["correlations"], figures, links=True))

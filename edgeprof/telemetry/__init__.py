@@ -10,7 +10,8 @@ Energy: jtop's board input on a Jetson, the PMIC's rails on a Raspberry Pi 5 (``
 NVML's GPU power elsewhere. Memory pressure (``memory``) is made per run by the runner, which knows the worker's
 cgroup.
 
-Every source probes once and says why it is off; see ``probe_all``.
+Every source probes once and says why it is off; see ``probe_all``. What each metric a source writes means (unit,
+label, device class, power scope) is declared in ``catalog``.
 """
 
 from __future__ import annotations

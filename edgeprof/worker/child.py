@@ -1,7 +1,7 @@
 """The worker process: load, first inference, warm-up, steady state; nothing else.
 
-Run as ``python -m edgeprof.worker.child FD``: it reads one pickled (RunConfig, WorkerSpec) from stdin and writes
-messages to pipe FD. It imports only numpy, the runtime it needs and edgeprof's small pure modules (never streamlit,
+Run as ``python -m edgeprof.worker.child FD``: it reads one pickled ``WorkerSpec`` from stdin (never the RunConfig)
+and writes messages to pipe FD. It imports only numpy, the runtime it needs and edgeprof's small pure modules (never streamlit,
 duckdb, pandas or scipy), because everything it imports is charged to its memory cap.
 
 The measured loop does two clock reads and two list appends per inference; the stop flag and the batch deadline are
@@ -109,19 +109,20 @@ def _mark(spec, conn, name: str) -> None:
 
 def run(spec, conn) -> None:
     from ..errors import InputError
-    from ..runtimes import import_runtime, open_session
+    from ..runtimes import import_runtime, open_session, registry
     from ..runtimes.inputs import make_feeds, plan_feeds
     from .messages import Batch, Done, Loaded, Phase
     from .warmup import WarmupDetector
 
     mono = time.monotonic_ns
     t0 = mono()
+    if spec.backend_module and spec.backend_module not in registry.MODULES:
+        registry.register(spec.backend_module)
     if spec.memory_cgroup:
-        import_runtime(spec.runtime, spec.tflite_interpreter)  # apart from loading, so the mark splits them
+        import_runtime(spec.runtime, spec.backend)  # apart from loading, so the mark splits them
         _mark(spec, conn, "imported")
-    session = open_session(spec.model_path, runtime=spec.runtime, threads=spec.threads,
-                           tflite_interpreter=spec.tflite_interpreter, execution_provider=spec.execution_provider,
-                           evictable=spec.evictable)
+    session = open_session(spec.model_path, runtime=spec.runtime, threads=spec.threads, backend=spec.backend,
+                           backend_options=spec.backend_options, evictable=spec.evictable)
     plan = plan_feeds(session.inputs, spec.input_shapes, spec.input_fills, resizable=session.resizable)
     try:
         session.prepare(plan.shapes)  # TFLite allocates here: part of loading, and before any inference

@@ -32,8 +32,8 @@ class WorkerSpec:
     runtime: str
     precision: str
     threads: int
-    tflite_interpreter: str | None
-    execution_provider: str | None
+    backend: str | None  # a name in runtimes.registry; None: the best available for the runtime (file format)
+    backend_options: dict
     warmup: str | int
     min_duration_s: float
     min_iterations: int
@@ -45,6 +45,7 @@ class WorkerSpec:
     warmup_max_iterations: int = 1000
     warmup_max_s: float = 30.0
     profile_ops: bool = False  # a per-operator profile phase after the steady phase (runtimes.profile)
+    backend_module: str | None = None  # the module that declares ``backend`` when it is not one of registry.MODULES
     memory_cgroup: str | None = None  # the cap's cgroup directory: the worker reads its charge at each MEMORY_MARKS
     memory_cgroup_kind: str | None = None  # cgroup1 | cgroup2
     evictable: bool = False  # keep weights in file-backed pages the kernel can evict (runtimes.open_session)

@@ -132,10 +132,15 @@ def sample_photos() -> dict[str, Path]:
 
 def showcase_runtime() -> str:
     """``tflite`` where a TFLite interpreter is installed (all four precisions ship as files), else ``onnx``."""
-    from .runtimes import available_runtimes
+    from .runtimes import registry
 
-    names = {s.name for s in available_runtimes() if s.available}
-    return "tflite" if names & {"litert", "tflite-runtime"} else "onnx"
+    for backend in registry.for_format("tflite"):
+        try:
+            if backend.status().available:
+                return "tflite"
+        except Exception:  # a status that raises is an unavailable backend  # noqa: BLE001
+            continue
+    return "onnx"
 
 
 def precisions(runtime: str) -> list[str]:

@@ -256,12 +256,12 @@ def test_file_backed_weights_are_evicted_and_read_back_under_a_tight_cap(db_path
     """efficientnet-lite0 int8-static in LiteRT without XNNPACK keeps its weights in the mapped .tflite file: under a
     cap below its footprint the kernel evicts those pages and the worker faults them back in, and still completes."""
     from edgeprof.models.catalog import resolve_variant
-    from edgeprof.run.memory import _drop_cache
+    from edgeprof.models.external import drop_page_cache
 
     cfg = RunConfig("efficientnet-lite0", precision="int8-static", runtime="tflite", evictable=True, duration_s=1.5,
                     warmup=3)
     path = str(resolve_variant("efficientnet-lite0", "int8-static", "tflite").path)
-    _drop_cache(path)
+    drop_page_cache(path)
     _, free = _run(cfg, db_path)
     assert free["status"] == "ok" and "evictable" in free["backend"]["delegate"]
     file_mb = free["memory"]["file_mb"]
@@ -269,7 +269,7 @@ def test_file_backed_weights_are_evicted_and_read_back_under_a_tight_cap(db_path
     peak = free["memory"]["peak_charged_mb"]
     tight = []
     for below in (1, 2, 3):  # fit-or-kill is a few MB wide here: the caps that complete are the measurement
-        _drop_cache(path)
+        drop_page_cache(path)
         _, res = _run(cfg.replace(memory_limit_mb=round(peak - below, 1), timeout_s=90), db_path)
         assert res["status"] in ("ok", "oom_killed")
         if res["status"] == "ok":

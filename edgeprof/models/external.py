@@ -25,13 +25,16 @@ def _digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _written_out(path: Path) -> None:
-    """Flush the new data file and drop it from the page cache: cgroup v1 charges a cached page to the cgroup that
-    first touched it, so pages left cached by this process would never count against the worker's cap."""
+def drop_page_cache(path: str | Path | None) -> None:
+    """Write a file out and drop it from the page cache: cgroup v1 charges a cached page to the cgroup that first
+    touched it, so pages left cached by this process (a variant quantized or copied a moment ago) would never count
+    against the worker's cap. DONTNEED alone leaves dirty pages in the cache, hence the fsync first."""
     import contextlib
     import os
 
-    with contextlib.suppress(OSError, AttributeError):
+    if not path or not hasattr(os, "posix_fadvise"):
+        return
+    with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -65,7 +68,7 @@ def external_data_copy(path: Path) -> tuple[Path, str]:
         onnx.save_model(proto, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=f"{path.stem}.data", size_threshold=MIN_EXTERNAL_BYTES)
         tmp.replace(out)
-        _written_out(folder / f"{path.stem}.data")
+        drop_page_cache(folder / f"{path.stem}.data")
     size = (folder / f"{path.stem}.data").stat().st_size / 2**20
     return out, (f"evictable: the weights ({size:.1f} MB) were saved as external data beside a copy of the model "
                  f"({out.parent.name}), which ONNX Runtime memory-maps; the session neither pre-packs weights nor "

@@ -26,10 +26,8 @@ it (``latest_curve``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -39,6 +37,7 @@ import numpy as np
 
 from ..config import RunConfig
 from ..errors import EdgeprofError, UsageError
+from ..models.external import drop_page_cache
 from ..store import Store
 from ..telemetry.memory import parse_memory_stat, stat_figures, swap_total_mb
 from .repeat import _Group, _store
@@ -391,21 +390,6 @@ def _slope(ok: list[dict], footprint_mb: float | None) -> dict:
                       "(other processes' CPU), not the cap."), "slope_seen": False, "slope_reference_ms": ref}
 
 
-def _drop_cache(path: str | None) -> None:
-    """Drop the model file's page cache, so the worker's reads charge it to the worker's cgroup (cgroup v1 charges a
-    page to the first cgroup that touches it). Written first: DONTNEED leaves dirty pages (a variant quantized a
-    moment ago) in the cache."""
-    if not path or not hasattr(os, "posix_fadvise"):
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
 def measure_memory(model: str, precision: str = "fp32", runtime: str | None = None, *, evictable: bool = False,
                    swap: bool = True, threads: int = 2, store: Store | str | Path | None = None,
                    settings: Settings | None = None, on_step: Callable[[str], None] | None = None,
@@ -437,7 +421,7 @@ def measure_memory(model: str, precision: str = "fp32", runtime: str | None = No
 
     def one(cfg: RunConfig) -> dict:
         for path in handles.get("paths", []):
-            _drop_cache(str(path))
+            drop_page_cache(str(path))
         result = group.run(cfg)
         if result is None:
             raise EdgeprofError(group.error or "a run of the memory curve could not start.")

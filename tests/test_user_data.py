@@ -53,7 +53,10 @@ def test_fidelity_on_your_data_reports_accuracy_and_says_where_figures_came_from
                           env=cli_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     rows = {r["precision"]: r for r in json.loads(proc.stdout)}
-    assert all(r["data"] == "data" and r["n"] == 6 and r["accuracy"] is not None for r in rows.values())
+    # ONNX Runtime 1.23.2 (Python 3.10's last) cannot run int8-dynamic's ConvInteger: that row says so instead
+    measured = {p: r for p, r in rows.items() if not (r["error"] and "needs 1.24 or newer" in r["error"])}
+    assert {"fp32", "fp16", "int8-static"} <= set(measured)
+    assert all(r["data"] == "data" and r["n"] == 6 and r["accuracy"] is not None for r in measured.values())
     assert rows["int8-static"]["note"].endswith("labels from 2 class folders; int8-static calibrated on the same data")
     text = subprocess.run([sys.executable, "-m", "edgeprof", "fidelity", str(model)], env=cli_env(),
                           capture_output=True, text=True, timeout=300).stdout

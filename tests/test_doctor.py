@@ -291,6 +291,26 @@ def test_the_chosen_mix_runs_like_any_other_variant_and_says_what_it_kept(tmp_pa
     assert proc.returncode == 2 and "--keep-fp32 applies to int8-static only" in proc.stderr
 
 
+def test_a_model_whose_nodes_have_no_names_gets_names_the_doctor_and_keep_fp32_share(tmp_path):
+    """Hand-built and some exported graphs leave node names empty: the doctor named a QDQ tensor
+    (``c_QuantizeLinear_Input``) that `--keep-fp32` then refused. Nodes are named after their first output."""
+    from model_fixtures import tiny_cnn
+
+    model = tiny_cnn(tmp_path / "cnn.onnx")
+    assert not any(n.name for n in onnx.load(str(model)).graph.node)
+    home = tmp_path / "home"
+    proc = edgeprof(home, "doctor", str(model), "--seconds", "0.3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    nodes = {r["node"] for r in doc["operators"]}
+    assert {"c", "logits"} <= nodes and not any("QuantizeLinear" in n for n in nodes)
+    assert all(p["error"] is None for p in doc["points"]), doc["points"]
+    proc = edgeprof(home, "run", "--model", str(model), "--precision", "int8-static", "--keep-fp32", "c",
+                    "--iterations", "20", "--json", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["config"]["keep_fp32"] == ["c"]
+
+
 def test_tradeoff_of_a_tflite_file_is_one_point_without_a_made_up_fidelity(tmp_path):
     tfl = ROOT / "models" / "digits-cnn" / "digits-cnn-int8-static.tflite"
     proc = edgeprof(tmp_path / "home", "tradeoff", str(tfl), "--seconds", "0.3", "--json")

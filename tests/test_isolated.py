@@ -95,7 +95,7 @@ def test_duplicate_default_opset_imports_are_merged_before_quantizing(tmp_path):
     src = mlp(tmp_path / "dup.onnx", duplicate_opset=True)
     res = quantize.quantize_onnx(src, "int8-dynamic")
     side = quantize.read_sidecar(res.path)
-    assert side["normalised"] == "merged repeated default-domain opset imports" and res.quantization["quantized_ops"]
+    assert side["normalised"].startswith("merged repeated default-domain opset imports") and res.quantization["quantized_ops"]
 
 
 def test_skl2onnx_regressor_quantizes_static(tmp_path):

@@ -739,8 +739,10 @@ def _refuse_if_nothing_to_quantize(name: str, source: Path, precision: str) -> N
 
 
 def _normalised(src: Path, tmp: Path, info: dict) -> Path:
-    """``src``, or a copy whose repeated default-domain opset imports are merged (skl2onnx writes ``""`` and
-    ``ai.onnx`` both; ONNX Runtime's quantizer then fails with "Failed to find proper ai.onnx domain")."""
+    """``src``, or a copy that ONNX Runtime's quantizer can work with: repeated default-domain opset imports merged
+    (skl2onnx writes ``""`` and ``ai.onnx`` both; the quantizer then fails with "Failed to find proper ai.onnx
+    domain"), and nodes without a name named after their first output (``nodes_to_exclude`` and the doctor address
+    nodes by name; the quantizer would otherwise leave them nameless and the doctor could only name a QDQ tensor)."""
     import onnx
 
     model = onnx.load(str(src), load_external_data=False)
@@ -751,14 +753,31 @@ def _normalised(src: Path, tmp: Path, info: dict) -> Path:
     missing_default = "" not in seen and any(n.domain in ("", "ai.onnx") for n in model.graph.node) is False
     if missing_default:  # only ai.onnx.ml (old skl2onnx): the quantizer still looks the default domain up
         seen[""] = 7 if model.ir_version <= 3 else 13
-    if len(seen) == len(model.opset_import) and not missing_default:
+    opsets_ok = len(seen) == len(model.opset_import) and not missing_default
+    unnamed = sum(1 for n in model.graph.node if not n.name and n.output)
+    if opsets_ok and not unnamed:
         return src
     model = onnx.load(str(src))  # with external data: the copy must be complete
-    del model.opset_import[:]
-    for dom, version in seen.items():
-        model.opset_import.append(onnx.helper.make_opsetid(dom, version))
+    done = []
+    if not opsets_ok:
+        del model.opset_import[:]
+        for dom, version in seen.items():
+            model.opset_import.append(onnx.helper.make_opsetid(dom, version))
+        done.append("added the default-domain opset import ONNX Runtime's quantizer looks up" if missing_default
+                    else "merged repeated default-domain opset imports")
+    if unnamed:
+        taken = {n.name for n in model.graph.node if n.name}
+        for node in model.graph.node:
+            if node.name or not node.output:
+                continue
+            name, i = node.output[0] or node.op_type, 1
+            while name in taken:
+                name, i = f"{node.output[0] or node.op_type}_{i}", i + 1
+            node.name = name
+            taken.add(name)
+        done.append(f"named {unnamed} unnamed node{'s' if unnamed > 1 else ''} after {'their' if unnamed > 1 else 'its'} "
+                    "first output")
     out = tmp / "source.onnx"
     onnx.save(model, str(out))
-    info["normalised"] = ("added the default-domain opset import ONNX Runtime's quantizer looks up" if missing_default
-                          else "merged repeated default-domain opset imports")
+    info["normalised"] = "; ".join(done)
     return out

@@ -715,7 +715,8 @@ def duration_words(store, model: str, precision: str | None, runtime: str, threa
             if precision else store.list_runs(model=model, status="ok", runtime=runtime, threads=threads, limit=5)
     except EdgeprofError:
         df = None
-    rule = (f"at least {cfg.min_duration_s:g} s of steady state and {cfg.min_iterations:,} inferences, after "
+    n = cfg.min_iterations
+    rule = (f"at least {cfg.min_duration_s:g} s of steady state and {n:,} inference{'' if n == 1 else 's'}, after "
             "loading and warm-up")
     if df is None or df.empty or pd.isna(df.iloc[0]["p50_ms"]):
         return f"A run measures {rule}."

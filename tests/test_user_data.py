@@ -61,6 +61,7 @@ def test_fidelity_on_your_data_reports_accuracy_and_says_where_figures_came_from
     text = subprocess.run([sys.executable, "-m", "edgeprof", "fidelity", str(model)], env=cli_env(),
                           capture_output=True, text=True, timeout=300).stdout
     assert "data: 16 random inputs: agreement on noise says whether the variant computes the same function" in text
+    assert text.count("data: 16 random inputs") == 1  # one line per kind of data, the fullest (it came twice)
 
 
 def test_a_run_calibrates_on_its_data_and_its_summary_keeps_the_quantization_report(tmp_path):

@@ -218,7 +218,7 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     for line in sorted(omitted):
         print(f"left out: {line}")
     notes = sorted({r["note"] for r in rows if r.get("note")})
-    for note in notes:
+    for note in [n for n in notes if not any(o != n and o.startswith(n) for o in notes)]:  # said once, fullest
         print(f"data: {note}")
     for r in rows:
         if r.get("error"):

@@ -91,7 +91,7 @@ def _memory_sentence(tested: pd.DataFrame, rho: float, p: float, n: int, nvar: i
     at_fp = (f" At about 1x its footprint a variant's p50 was {tight['relative_p50'].median():.1f}x its p50 without a "
              "limit (median)." if len(tight) else "")
     dead = f" {killed} capped run(s) were OOM-killed or timed out (not in these numbers)." if killed else ""
-    stat = f"Spearman rho = {rho:.2f}, p = {fmt_p(p)}, n = {n} runs of {nvar} variant(s)"
+    stat = f"Spearman rho = {rho:.2f}, {p_words(p)}, n = {n} runs of {nvar} variant(s)"
     if p >= ALPHA or rho is None:
         return (f"No evidence that less memory makes inference slower here: latency relative to the same variant "
                 f"without a limit does not follow the limit ({stat}).{at_fp}{dead}")

@@ -226,3 +226,16 @@ def _explain(path: Path, name: str, version: str, exc: Exception) -> tuple[str, 
     hint = (f"Check the file, or try the TFLite interpreter {other} (--tflite-interpreter {other})." if other
             else "Check the file.")
     return (f"{name} {version} could not load {path.name}: {text}", hint)
+
+
+def interpreter_backend(name: str, summary: str):
+    """The registry's declaration of one TFLite interpreter (``litert`` or ``tflite-runtime``): both share this
+    session, so their backend modules differ only in name and summary."""
+    from .registry import Backend
+
+    return Backend(
+        name=name, formats=("tflite",), summary=summary,
+        open=lambda path, threads, options, evictable: TfliteSession(path, threads=threads, interpreter=name,
+                                                                     evictable=evictable),
+        status=lambda: interpreter_status(name),
+    )

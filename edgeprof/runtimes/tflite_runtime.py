@@ -3,14 +3,8 @@ interpreter itself is shared with LiteRT in ``runtimes.tflite``."""
 
 from __future__ import annotations
 
-from .registry import Backend
-from .tflite import TfliteSession, interpreter_status
+from .tflite import interpreter_backend
 
 NAME = "tflite-runtime"
 
-BACKEND = Backend(
-    name=NAME, formats=("tflite",), summary="tflite-runtime 2.14 interpreter (optional)",
-    open=lambda path, threads, options, evictable: TfliteSession(path, threads=threads, interpreter=NAME,
-                                                                 evictable=evictable),
-    status=lambda: interpreter_status(NAME),
-)
+BACKEND = interpreter_backend(NAME, "tflite-runtime 2.14 interpreter (optional)")

@@ -228,7 +228,7 @@ def server_rss_session(seconds: float = 10.0) -> dict:
                 wait_for_app(page)
                 time.sleep(2)
                 out["first_page"], out["first_page_anon"] = _rss_mb(server), _anon_mb(server)
-                for name in sorted(p.stem.split("_", 1)[1] for p in (ROOT / "pages").glob("[0-9]*_*.py")):
+                for name in sorted(p.stem.split("_", 1)[1] for p in (ROOT / "views").glob("[0-9]*_*.py")):
                     page.goto(f"{url}/{name}")
                     wait_for_app(page)
                     time.sleep(1)

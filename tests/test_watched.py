@@ -75,3 +75,19 @@ def test_a_watched_run_records_its_choice_and_show_prints_it(tmp_path, monkeypat
     assert out.returncode == 0, out.stderr
     assert (f"watched in a browser on this {cores}-core device, so the worker ran {max(1, cores - 1)} thread"
             in out.stdout), out.stdout
+
+
+@pytest.mark.parametrize("cores", [2, 8])
+def test_the_run_page_says_what_a_run_started_here_gives_up(tmp_path, monkeypatch, cores):
+    from streamlit.testing.v1 import AppTest
+
+    from edgeprof.run import runner
+
+    monkeypatch.setenv("EDGEPROF_DB", str(tmp_path / "runs.duckdb"))
+    monkeypatch.setattr(runner, "device_cores", lambda: cores)
+    at = AppTest.from_file(str(ROOT / "views" / "1_Run.py"), default_timeout=60).run()
+    assert not at.exception, at.exception
+    (warning,) = [w.value for w in at.warning if "This browser runs on the device being measured" in w.value]
+    said = ("On this 2-core device a run started here uses at most 1 thread and a 4x CPU weight, leaving this browser "
+            "a core to draw the live chart.")
+    assert (said in warning) == (cores == 2), warning

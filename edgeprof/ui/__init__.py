@@ -15,9 +15,9 @@ Pages stay thin: gather inputs, call one library function, draw; they use ``from
 patch it in its own module (``edgeprof.ui.summary.render_summary``): a name re-exported here is a second reference.
 """
 
+from ..run.explain import gpu_reason
 from .frames import (
     footprint_table,
-    gpu_reason,
     metric_label,
     newest_run,
     phase_spans,
@@ -90,6 +90,6 @@ __all__ = [
     "limit_words", "md_text", "metric_label", "model_label", "model_uploader", "newest_run", "now_utc",
     "on_device_warning", "op_comparison", "page_link", "page_setup", "phase_spans", "probe_status", "recover_at_start",
     "render_summary", "render_why", "run_label", "runs_frame", "runs_table", "samples", "save_upload", "shared_view",
-    "show_error", "sidebar", "source_stops", "summary_figures", "telemetry_frame", "thermal_reason", "upload_cap_mb",
-    "uploaded_models", "viewer_address", "why_lines",
+    "show_error", "sidebar", "source_stops", "summary_figures", "telemetry_frame",
+    "thermal_reason", "upload_cap_mb", "uploaded_models", "viewer_address", "why_lines",
 ]

@@ -187,10 +187,6 @@ MEMORY_LIMIT_HELP = (
     "which is recorded as a result. With *no limit* the run still measures how much it needed: its footprint.")
 
 
-MEMORY_CHART_NOTE = ("*Charged* memory is what the limit acts on. Worker RSS also counts shared libraries that other "
-                     "processes had loaded first, so it can sit above the limit without a kill.")
-
-
 def footprint_hint(store, model: str, precision: str | None, runtime: str, threads: int) -> str:
     """What a student needs to choose a memory limit: this variant's footprint here (peak charged memory of its
     newest ok run without a binding limit), which number that is, and why worker RSS can be higher."""

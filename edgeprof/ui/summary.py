@@ -102,7 +102,7 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
     if notes:
         st.caption("Notes: " + md_text("; ".join(notes)) + ".")
     if rid:
-        page_link("pages/2_Runs.py", label="Open this run in Runs", query={"run_id": rid})
+        page_link("views/2_Runs.py", label="Open this run in Runs", query={"run_id": rid})
 
 
 WHY_METRICS = ["mem.pressure_some_pct", "mem.pressure_full_pct", "mem.major_faults_per_s"]

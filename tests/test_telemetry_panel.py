@@ -77,7 +77,7 @@ def _grid(at: AppTest) -> dict:
 
 
 def test_the_run_and_runs_pages_draw_one_panel(db, npu_declared):
-    at = AppTest.from_file(str(ROOT / "pages" / "1_Run.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "views" / "1_Run.py"), default_timeout=60)
     at.run()
     at.selectbox(key="model").select("digits-cnn")
     at.number_input(key="threads").set_value(1)  # the worker has CPU priority: leave this process a core
@@ -97,7 +97,7 @@ def test_the_run_and_runs_pages_draw_one_panel(db, npu_declared):
 
     store = Store(db)
     rid = str(store.list_runs().iloc[0]["run_id"])
-    runs = AppTest.from_file(str(ROOT / "pages" / "2_Runs.py"), default_timeout=60)
+    runs = AppTest.from_file(str(ROOT / "views" / "2_Runs.py"), default_timeout=60)
     runs.query_params["run_id"] = rid
     runs.run()
     assert not runs.exception, runs.exception

@@ -99,6 +99,7 @@ def test_the_live_chart_redraws_during_a_run_watched_on_the_device(tmp_path, mon
     monkeypatch.delenv("EDGEPROF_CPU_PRIORITY", raising=False)
     db = tmp_path / "runs.duckdb"
     with streamlit_server(home, db) as url, chromium_page() as page:
+        page.set_default_timeout(90_000)  # a fresh server's first page on a shared, loaded 2-core machine
         seen = watch_run(page, url, "digits-cnn", 12, 180)
         page.get_by_text("watched in a browser on this").first.wait_for(timeout=30_000)
     assert seen["redraws"] >= MIN_REDRAWS, (

@@ -131,3 +131,24 @@ def test_runs_prints_a_dash_for_a_run_with_no_thread_count(home, tmp_path):
     doc, _ = _edgeprof(home["path"], tmp_path, "runs", "--json")
     by_id = {row["run_id"]: row for row in json.loads(doc.stdout)}
     assert by_id[home["bare"]]["threads"] is None and by_id[home["run_id"]]["threads"] == 2
+
+
+def test_run_rows_are_list_runs_as_plain_rows(home):
+    """One query, two shapes: the CLI's plain rows hold what the pages' frame holds, missing values as None."""
+    import math
+
+    import pandas as pd
+
+    from edgeprof.errors import StorageError
+
+    store = Store(home["path"] / "runs.duckdb")
+    rows, frame = store.run_rows(status=["ok", "failed"]), store.list_runs(status=["ok", "failed"])
+    assert [r["run_id"] for r in rows] == list(frame["run_id"]) and len(rows) == 2
+    for row, record in zip(rows, frame.to_dict(orient="records"), strict=True):
+        assert row.keys() == record.keys()
+        for key, value in record.items():
+            missing = value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+            assert (row[key] is None) if missing else (row[key] == value), key
+    assert store.run_rows(limit=1, columns=["status", "threads"]) == [{"status": "failed", "threads": None}]
+    with pytest.raises(StorageError, match="not a column"):
+        store.run_rows(columns=["threads; DROP TABLE runs"])

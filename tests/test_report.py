@@ -235,3 +235,14 @@ def test_one_p_value_format_in_tables_sentences_and_the_report():
     assert re.search(r"= -?0\.\d+, p = 0\.\d\d, n = 72\.", flat.evidence), flat.evidence  # p = 0.52, not 0.520
     strong = report.claim_memory_latency(synth())
     assert "p < 0.001, n = " in strong.evidence and "p = <" not in strong.evidence and "p = < " not in strong.evidence
+
+
+def test_the_memory_claim_cites_the_stored_curves_whatever_its_verdict():
+    curves = {"small fp32 onnx t2": {"group_id": "g1", "measured_at": "2026-12-07T10:00:00",
+                                     "sentences": {"cliff": "It dies below 28.5 MB."}}}
+    for df in (synth(), synth(reps=2, die_below=5.0)):  # supported; too few data (every capped cell died)
+        f = report.evaluate_claims(df, curves=curves)[0]
+        assert f.evidence.endswith(" The memory curve of small fp32 onnx t2 (`edgeprof memory`, measured "
+                                   "2026-12-07T10:00): It dies below 28.5 MB."), f.evidence
+        assert f.numbers["memory_curves"] == {"small fp32 onnx t2": "g1"}
+    assert report.evaluate_claims(synth(reps=2, die_below=5.0))[0].verdict == TOO_FEW

@@ -164,6 +164,10 @@ def claim_memory_latency(df: pd.DataFrame, *, floor_pct: float | None = None, cu
                          **_) -> Finding:
     """A smaller memory allocation, a higher latency: p50 against the limit within each variant, with the memory
     pressure and faults at the tightest limit that still ran, and the variants' memory curves where stored."""
+    return cite_curves(_memory_latency(df, floor_pct), curves)
+
+
+def _memory_latency(df: pd.DataFrame, floor_pct: float | None) -> Finding:
     claim = "A smaller memory allocation leads to a higher latency."
     df = normalise_frame(df)
     ok = ok_rows(df)
@@ -208,10 +212,10 @@ def claim_memory_latency(df: pd.DataFrame, *, floor_pct: float | None = None, cu
                 f"higher in {rose} of {len(ratios)}. "
                 f"{len(all_died)} cells died (OOM-killed, timed out or crashed) at limits below their footprint."
                 + pressure_evidence(groups))
-    return cite_curves(Finding("memory_latency", claim, verdict, evidence,
-                               {"spearman_rho": corr.spearman_r, "p": corr.spearman_p, "n": corr.n,
-                                "variants": len(pooled), "median_ratio": float(np.median(ratios)),
-                                "variants_higher": rose, "died": int(len(all_died))}, groups, caution), curves)
+    return Finding("memory_latency", claim, verdict, evidence,
+                   {"spearman_rho": corr.spearman_r, "p": corr.spearman_p, "n": corr.n, "variants": len(pooled),
+                    "median_ratio": float(np.median(ratios)), "variants_higher": rose, "died": int(len(all_died))},
+                   groups, caution)
 
 
 def pressure_evidence(groups: list[dict]) -> str:
@@ -453,7 +457,7 @@ def uncertainty_words(df: pd.DataFrame, floor: dict | None) -> str:
     return text
 
 
-def cite_curves(finding: Finding, curves: dict) -> Finding:
+def cite_curves(finding: Finding, curves: dict | None) -> Finding:
     """The memory claim with the curve of each variant that has one: its cliff, its slope and the mechanism (what
     could be evicted here), so a verdict on "less memory, more latency" says what this device can show at all."""
     if not curves:

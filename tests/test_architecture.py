@@ -242,7 +242,7 @@ def test_the_reports_claims_live_only_in_claims():
     assert defined == {c.__name__ for c in claims.CLAIMS}, "claim functions not in CLAIMS: " + ", ".join(
         sorted(defined - {c.__name__ for c in claims.CLAIMS}))
     stray = []
-    for path in [*(PKG / "study").rglob("*.py"), *(ROOT / "pages").glob("*.py")]:
+    for path in [*(PKG / "study").rglob("*.py"), *(ROOT / "views").glob("*.py")]:
         if path.name == "claims.py" and path.parent.name == "report":
             continue
         tree = ast.parse(path.read_text())

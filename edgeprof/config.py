@@ -19,6 +19,9 @@ NON_BINDING = 1.5  # a memory limit this many times a run's charged peak did not
 #: every sample; ``reduced`` every sample of the first minute, then a seeded uniform reservoir and per-second aggregates
 #: (``run.recorder``); ``auto`` all up to ``run.recorder.RETENTION_MAX_ALL`` samples, reduced beyond.
 RETENTIONS = ("auto", "all", "reduced")
+#: ``auto`` keeps every sample of a run up to this many (~7 MB stored; a fast model reaches it in about a minute, a
+#: 10-ms model in 3 hours) and reduces a longer one. Environment: ``EDGEPROF_RETENTION_MAX_ALL``.
+RETENTION_MAX_ALL = 1_000_000
 STATUSES = ("running", "ok", "oom_killed", "crashed", "timed_out", "stopped", "failed", "interrupted")
 
 # name: (minimum steady-state seconds, minimum steady-state iterations)

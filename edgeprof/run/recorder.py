@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..config import RETENTION_MAX_ALL
 from ..errors import EdgeprofError
 from ..store.schema import SECONDS_COLUMNS
 from ..worker.messages import PHASE_CODES, PHASES, Batch
@@ -43,9 +44,6 @@ FLUSH_INTERVAL_S = 5.0  # each flush costs ~25 ms of CPU the measured worker com
 SNAPSHOT_MAX = 200_000  # latency samples handed to a session that attaches late, and kept once stored
 TELEMETRY_KEEP = 100_000  # telemetry rows kept for the live view (10 Hz x ~30 metrics: about 5 minutes)
 
-#: ``auto`` keeps every sample of a run up to this many (~7 MB stored; a fast model reaches it in about a minute, a
-#: 10-ms model in 3 hours), and reduces a longer one. Environment: ``EDGEPROF_RETENTION_MAX_ALL``.
-RETENTION_MAX_ALL = 1_000_000
 #: The reduction keeps every sample of the run's first this many seconds (warm-up and the start of steady state
 #: stay exact). Environment: ``EDGEPROF_RETENTION_EXACT_S``.
 RETENTION_EXACT_S = 60.0

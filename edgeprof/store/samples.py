@@ -72,8 +72,10 @@ def append_reduction(con, run_id: str, seconds, reservoir) -> None:
 
 
 def is_reduced(con, run_id: str, table: str = "latency") -> bool:
-    """Whether the store keeps run ``run_id`` reduced (it has aggregate rows); always False for a fleet's table."""
-    if table != "latency":
+    """Whether the store keeps run ``run_id`` reduced (it has aggregate rows); False for a fleet's table and where
+    the connection has no reduction tables."""
+    if table != "latency" or not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?",
+                                             [SECONDS_TABLE]).fetchone()[0]:
         return False
     return bool(con.execute(f"SELECT EXISTS (SELECT 1 FROM {SECONDS_TABLE} WHERE run_id = ?)", [run_id]).fetchone()[0])
 

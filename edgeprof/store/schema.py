@@ -227,6 +227,7 @@ RETENTION = [
         latency_ns BIGINT NOT NULL
     )""",
     *columns.added("retention"),
+    "UPDATE runs SET retention = 'all' WHERE retention IS NULL",  # every run before this kept every sample
 ]
 
 # (description, statements or a callable taking the connection). Append only.

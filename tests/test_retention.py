@@ -166,6 +166,10 @@ def test_a_reduced_run_says_so_in_show_runs_the_runs_page_and_a_bundle(tmp_path,
     at.selectbox(key="show_run").select(rid).run()
     assert not at.exception, at.exception
     assert any(sentence in str(c.value) for c in at.caption), [c.value for c in at.caption]
+    from edgeprof import ui
+
+    label = ui.runs_frame(Store(db_path)).set_index("run_id").loc[rid, "label"]  # Compare's and Correlations' pickers
+    assert " from a reservoir of its samples] …" in label, label
 
     bundle = tmp_path / "b.zip"
     export_runs(Store(db_path), [rid], bundle)

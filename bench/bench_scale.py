@@ -194,7 +194,7 @@ def retention(tmp: Path, seconds: list[float], rate: int = 26_000) -> None:
     print(f"\nRetention: a model at {rate:,} inferences/s fed through the recorder for {lo:g} s and {hi:g} s "
           "(database file; peak memory above the process before, MB)")
     print(f"{'retention':10} {'kept':8} {'samples':>10} {'DB MB':>8} {'B/sample':>9} {'MB/hour':>8} "
-          f"{'recorder MB':>12} {'summary MB':>11} {'p50 ms':>9}")
+          f"{'recording MB':>12} {'summary MB':>11} {'p50 ms':>9}")
     for mode in ("all", "auto"):
         a, b = rows[mode, lo], rows[mode, hi]
         per_hour = (b["db_mb"] - a["db_mb"]) / (hi - lo) * 3600

@@ -17,9 +17,10 @@
   max survive) and every steady sample of the run, exact part included, passes through a fixed-size uniform reservoir
   (Vitter's algorithm R, seeded by the run id), written when the run ends. Percentiles come from the reservoir, so
   they stay unbiased estimates of the steady phase's (``store.samples.steady_summary`` says how the interval stays
-  honest). Measured with ``bench/bench_scale.py --retention`` (README, "What a long run costs"): ~7 bytes a stored
-  sample, so ``all`` costs ~190 MB an hour for a model at 7,500 inferences a second, and the reduction ~7 MB for
-  the first minute plus ~2 MB for the reservoir and ~0.3 MB an hour of aggregate rows.
+  honest). Measured with ``bench/bench_scale.py --retention-only`` (README, "Long runs on a small board"): 4.6-7
+  bytes a stored sample, so ``all`` costs 0.4-0.7 GB an hour for a model at 26,000 inferences a second; reduced, the
+  same run's database stayed at 9.2 MB from 90 s to 270 s (the first minute's samples, the reservoir, a row a
+  second).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Every import counts, also the ones inside functions (a lazy import is still a de
   study     study, doctor                                    grids of runs and their report; the quantization doctor
   front     ui, auth, booth, cli, __main__                   Streamlit helpers, the booth's limits, the command line
 
-Pages (``pages/*.py``, ``app.py``) sit above all of these and may import any library module but never the CLI.
+Pages (``views/*.py``, ``app.py``) sit above all of these and may import any library module but never the CLI.
 """
 
 from __future__ import annotations
@@ -154,9 +154,9 @@ def test_the_library_never_imports_the_cli_or_streamlit():
         assert not any(t.startswith("edgeprof.cli") for t in imports_of(name, path, modules())), f"{name} imports the CLI"
 
 
-@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "pages").glob("*.py")) + ["app.py"])
+@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "views").glob("*.py")) + ["app.py"])
 def test_pages_import_the_library_not_the_cli(page):
-    path = ROOT / ("app.py" if page == "app.py" else f"pages/{page}")
+    path = ROOT / ("app.py" if page == "app.py" else f"views/{page}")
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module:
@@ -186,7 +186,7 @@ BACKEND_NAMES_MAY_APPEAR = {
     "edgeprof/device.py": "which execution providers this ONNX Runtime build has (the GPU hint)",
     "edgeprof/doctor/child.py": "the doctor's document keeps the onnxruntime package's version",
     "edgeprof/cli/doctor.py": "prints that version",
-    "pages/5_Models.py": "shows that version",
+    "views/5_Models.py": "shows that version",
 }
 METRIC_NAMES_MAY_APPEAR = {
     "edgeprof/telemetry/": "the sources write them; the catalog declares them",
@@ -195,8 +195,8 @@ METRIC_NAMES_MAY_APPEAR = {
     "edgeprof/charts.py": "each chart draws named metrics",
     "edgeprof/ui/summary.py": "the why block reads the pressure metrics back",
     "edgeprof/ui/frames.py": "the sentence under a missing thermal chart quotes the CPU frequency",
-    "pages/3_Correlations.py": "the metric a windowed chart starts with",
-    "pages/4_Compare.py": "the metrics the overlay offers",
+    "views/3_Correlations.py": "the metric a windowed chart starts with",
+    "views/4_Compare.py": "the metrics the overlay offers",
 }
 
 
@@ -214,7 +214,7 @@ def test_backend_and_metric_names_live_in_their_registries():
 
     backends = set(registry.names())
     metric_like = re.compile(r"(cpu|mem|swap|gpu\d+|temp|power|emc|engine|npu\d+)\.[a-z0-9_]+_(pct|mb|mhz|w|c|per_s)")
-    files = [*PKG.rglob("*.py"), *(ROOT / "pages").glob("*.py"), ROOT / "app.py"]
+    files = [*PKG.rglob("*.py"), *(ROOT / "views").glob("*.py"), ROOT / "app.py"]
     stray_backends, stray_metrics, undeclared = [], [], []
     for path in files:
         rel = path.relative_to(ROOT).as_posix()

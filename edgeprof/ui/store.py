@@ -11,7 +11,7 @@ import streamlit as st
 from .. import paths
 from ..errors import EdgeprofError
 
-PAGES = {  # page file -> (title, icon); pages/6_Study.py and pages/7_Report.py are picked up when present
+PAGES = {  # page file -> (title, icon); views/6_Study.py and views/7_Report.py are picked up when present
     "0_Booth.py": ("Try it", ":material/photo_camera:"),
     "1_Run.py": ("Run", ":material/play_circle:"),
     "2_Runs.py": ("Runs", ":material/table_rows:"),

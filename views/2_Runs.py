@@ -160,25 +160,12 @@ if show:
                 warmup=((w0 - t0) / 1e9, ((s0 or reduced["t_ns"][-1]) - t0) / 1e9) if w0 is not None else None)
         st.plotly_chart(fig, key="run_latency")
         tframe = ui.telemetry_frame(tel, t0) if not tel.empty else tel
-        left, right = st.columns(2)
-        stops = ui.source_stops(summary.get("telemetry_sources"), t0)
-        left.plotly_chart(charts.cpu_figure(tframe, stops=stops), key="run_cpu")
-        mem = summary.get("memory") or {}
         exit_ns = summary.get("worker_exit_ns")
-        right.plotly_chart(charts.memory_figure(
-            tframe, run.get("memory_limit_mb"), peak_charged_mb=mem.get("peak_charged_mb"),
-            killed_at_s=(exit_ns - t0) / 1e9 if exit_ns and run.get("status") == "oom_killed" else None), key="run_mem")
-        right.caption(ui.MEMORY_CHART_NOTE)
-        gfig, tfig = charts.gpu_figure(tframe, stops=stops), charts.thermal_figure(tframe, stops=stops)
-        left, right = st.columns(2)
-        if gfig is None:
-            left.info(f"No GPU telemetry ({ui.gpu_reason(summary.get('telemetry_sources'))}).")
-        else:
-            left.plotly_chart(gfig, key="run_gpu")
-        if tfig is None:
-            right.info(ui.thermal_reason(tframe))
-        else:
-            right.plotly_chart(tfig, key="run_thermal")
+        ui.telemetry_panel(ui.telemetry_charts(
+            tframe, stops=ui.source_stops(summary.get("telemetry_sources"), t0),
+            sources=summary.get("telemetry_sources"), memory_limit_mb=run.get("memory_limit_mb"),
+            peak_charged_mb=(summary.get("memory") or {}).get("peak_charged_mb"),
+            killed_at_s=(exit_ns - t0) / 1e9 if exit_ns and run.get("status") == "oom_killed" else None), key="run")
     with st.expander("Full run document (JSON)"):
         st.json(auth.for_viewer(run), expanded=False)
 

@@ -161,7 +161,7 @@ def test_a_reduced_run_says_so_in_show_runs_the_runs_page_and_a_bundle(tmp_path,
 
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(ROOT / "pages" / "2_Runs.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "views" / "2_Runs.py"), default_timeout=60)
     at.run()
     at.selectbox(key="show_run").select(rid).run()
     assert not at.exception, at.exception

@@ -151,6 +151,7 @@ def run_summary(r: dict, details: bool = False) -> str:
         f"  p95 {fmt(lat.get('p95'), '', 3)}  p99 {fmt(lat.get('p99'), '', 3)}  mean {fmt(lat.get('mean'), '', 3)}"
         f"  std {fmt(lat.get('std'), '', 3)}  CoV {fmt(lat.get('cov'), '', 3)}  n {lat.get('n')}",
         f"  interval     {interval_text(lat)}   throughput {fmt(r.get('throughput_ips'), ' inf/s', 1)}",
+        *([f"  samples      {r['retention']['statement']}"] if isinstance(r.get("retention"), dict) else []),
         f"  CPU          device busy mean {fmt(cpu.get('system_mean_pct'), '%', 1)} peak "
         f"{fmt(cpu.get('system_peak_pct'), '%', 1)} (all cores)   worker mean {fmt(cpu.get('worker_mean_pct'), '%', 1)}"
         f" peak {fmt(cpu.get('worker_peak_pct'), '%', 1)}   others mean {fmt(cpu.get('others_mean_pct'), '%', 1)}"

@@ -1,7 +1,8 @@
 """What reading a run back costs as the run grows, and what a page or a command costs as the history grows: the
 slopes that decide whether edgeprof fits a 1 GB board.
 
-    .venv/bin/python bench/bench_scale.py [--sizes 1,4] [--history 20,2000,20000] [--skip-pages] [--commands-only | --retention-only]
+    .venv/bin/python bench/bench_scale.py [--sizes 1,4] [--history 20,2000,20000] [--skip-pages]
+                                          [--commands-only | --retention-only]
 
 Builds scratch databases with synthetic runs of ``--sizes`` million samples (2-6 ms, written straight into DuckDB:
 what a fast model leaves after minutes), then measures each operation in a fresh process, side by side in this one

@@ -38,9 +38,10 @@ LATENCY_POINTS_JS = """() => {
   if (!d || !d._fullData) return 0;  // plotly keeps binary-encoded arrays in data; _fullData has each trace's length
   return d._fullData.reduce((a, t) => a + (t._length || 0), 0);
 }"""
-# the telemetry panel's CPU chart, as plotly drew it
-CPU_CHART_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].some(d => d.layout && (d.layout.title || {}).text
-  === 'CPU' && ((d.layout.yaxis || {}).title || {}).text === 'CPU (%)')"""
+# the telemetry panel's CPU chart, as plotly drew it (Streamlit's theme wraps a title in <b>)
+CPU_CHART_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].some(d => d.layout
+  && String((d.layout.title || {}).text || '').replace(/<[^>]+>/g, '') === 'CPU'
+  && ((d.layout.yaxis || {}).title || {}).text === 'CPU (%)')"""
 LIVE_STATE_JS = """() => {
   const e = document.querySelector('.ep-live');
   return e ? {seq: Number(e.dataset.seq), newest: Number(e.dataset.newestWall), status: e.dataset.status} : null;

@@ -504,7 +504,7 @@ def test_the_report_has_a_why_table_and_a_pressure_figure():
     df = study_frame()
     why = report.why_table(df)
     assert list(why["limit"]) == ["none", "2x", "1x"]
-    assert why.iloc[-1]["some stalled on memory (%)"] == 61.0 and why.iloc[-1]["slowest operators"].startswith(
+    assert why.iloc[-1]["memory pressure, some stalled (% of time)"] == 61.0 and why.iloc[-1]["slowest operators"].startswith(
         "ConvInteger")
     page = "\n".join(report.why_html(df))
     assert "Energy per inference: unavailable: no power sensor on this device." in page

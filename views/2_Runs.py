@@ -127,10 +127,12 @@ if show:
     run = store.get_run(show)
     summary = (run or {}).get("summary") or {"run_id": show, "status": run.get("status"), "error": run.get("reason")}
     ui.render_summary(summary, run_id=show)
+    if isinstance(summary.get("retention"), dict):  # which samples the statistics came from (run.recorder)
+        st.caption(f"Samples: {summary['retention']['statement']}.")
     lat_ms = summary.get("latency_ms") or {}
     top_ms = max(1.5 * (lat_ms.get("p99") or 0), 1.2 * (lat_ms.get("p50") or 0)) or None
     reduced = store.latency_timeline(show, top_ns=int(top_ms * 1e6) if top_ms else None)
-    raw = reduced["samples"] <= samples.RAW_MAX  # a short run is drawn sample by sample, a long one reduced
+    raw = reduced["samples"] <= samples.RAW_MAX and not reduced["reduced"]  # short: sample by sample
     lat = store.latency(show) if raw else None
     tel = store.telemetry(show)
     if not reduced["samples"] and tel.empty:

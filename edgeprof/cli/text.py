@@ -90,9 +90,10 @@ def table(rows: list[list], header: list[str]) -> str:
 
 
 
-def runs_table(df) -> str:
-    """``runs`` for people: times to the second, "no limit", uploads by the name they were uploaded with, files by
-    their name, latencies to 4 significant digits, "-" for what was not measured (never NaN or None)."""
+def runs_table(rows: list[dict]) -> str:
+    """``runs`` for people, from plain rows (``Store.run_rows``): times to the second, "no limit", uploads by the name
+    they were uploaded with, files by their name, latencies to 4 significant digits, "-" for what was not measured
+    (never NaN or None)."""
     from ..models.catalog import upload_names
     from ..store.columns import RUNS_HEADERS
 
@@ -113,9 +114,9 @@ def runs_table(df) -> str:
             return f"{float(v):.1f}"
         return v
 
-    cols = [c for c in RUNS_HEADERS if c in df.columns]
-    rows = [[cell(c, v) for c, v in zip(cols, rec, strict=True)] for rec in df[cols].itertuples(index=False)]
-    return table(rows, [RUNS_HEADERS[c] for c in cols])
+    cols = [c for c in RUNS_HEADERS if rows and c in rows[0]]
+    body = [[cell(c, r[c]) for c in cols] for r in rows]
+    return table(body, [RUNS_HEADERS[c] for c in cols])
 
 
 def run_summary(r: dict, details: bool = False) -> str:
@@ -150,6 +151,7 @@ def run_summary(r: dict, details: bool = False) -> str:
         f"  p95 {fmt(lat.get('p95'), '', 3)}  p99 {fmt(lat.get('p99'), '', 3)}  mean {fmt(lat.get('mean'), '', 3)}"
         f"  std {fmt(lat.get('std'), '', 3)}  CoV {fmt(lat.get('cov'), '', 3)}  n {lat.get('n')}",
         f"  interval     {interval_text(lat)}   throughput {fmt(r.get('throughput_ips'), ' inf/s', 1)}",
+        *([f"  samples      {r['retention']['statement']}"] if isinstance(r.get("retention"), dict) else []),
         f"  CPU          device busy mean {fmt(cpu.get('system_mean_pct'), '%', 1)} peak "
         f"{fmt(cpu.get('system_peak_pct'), '%', 1)} (all cores)   worker mean {fmt(cpu.get('worker_mean_pct'), '%', 1)}"
         f" peak {fmt(cpu.get('worker_peak_pct'), '%', 1)}   others mean {fmt(cpu.get('others_mean_pct'), '%', 1)}"

@@ -17,6 +17,11 @@ between the largest and the smallest size per million samples; the target is und
 - commands: CPU seconds of ``runs``, ``show``, ``devices``, ``models``, ``--help`` and whether they import pandas or
   scipy (target: runs/show under 0.4 CPU-s).
 
+- retention (``--retention-only`` runs just this): a fast model's batches (26,000 inferences/s, synthetic
+  latencies) fed through the real recorder for two lengths with ``--retention all`` and ``auto`` (the default
+  reduction past 1,000,000 samples and the first minute): the database's bytes per sample and MB per hour, the
+  recorder's peak memory, the summary's peak memory reading the run back, and the p50 each gives.
+
 Not measured here (see the report of issue 24): the server's RSS over a scripted browser session and the watched
 page's redraw rate (bench/bench_load.py and bench/bench_observer.py measure those).
 """
@@ -136,13 +141,83 @@ def commands(db: Path, rid: str) -> dict:
     return out
 
 
+FEED = r"""
+import json, resource, sys, time
+from array import array
+sys.path.insert(0, {root!r})
+import numpy as np
+from edgeprof.run.recorder import Recorder
+from edgeprof.store import Store
+from edgeprof.worker.messages import Batch
+db, retention, seconds, rate = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+store = Store(db)
+rid = store.insert_run(None, None, {{"model": "digits-cnn"}})
+rng = np.random.default_rng(0)
+import psutil
+before = psutil.Process().memory_info().rss
+c0 = time.process_time()
+rec = Recorder(rid, store, retention=retention)
+k, seq, t = rate // 10, 0, 10**9
+for b in range(int(seconds * 10)):
+    lat = (rng.lognormal(np.log(30e3), 0.2, k)).astype(np.int64)
+    ts = t + np.arange(k, dtype=np.int64) * (10**8 // k)
+    rec.add_batch(Batch(seq, "first" if b == 0 else "warmup" if b < 10 else "steady", array("q", ts.tobytes()),
+                        array("q", lat.tobytes())))
+    seq, t = seq + k, t + 10**8
+    if b % 50 == 49:
+        rec.flush()
+rec.flush(final=True)
+cpu = time.process_time() - c0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({{"run_id": rid, "samples": seq, "recorder_mb": (peak - before) / 1e6, "cpu_s": cpu}}))
+"""
+
+
+def retention(tmp: Path, seconds: list[float], rate: int = 26_000) -> None:
+    """The retention figures side by side: ``all`` against ``auto`` at two run lengths (see the module)."""
+    from edgeprof.store import Store
+
+    rows = {}
+    for mode in ("all", "auto"):
+        for s in seconds:
+            db = tmp / f"retention-{mode}-{s:g}.duckdb"
+            res = subprocess.run([sys.executable, "-c", FEED.format(root=str(ROOT)), str(db), mode, str(s), str(rate)],
+                                 capture_output=True, text=True, cwd=ROOT)
+            if res.returncode:
+                raise SystemExit(f"retention {mode} failed:\n{res.stderr[-3000:]}")
+            fed = json.loads(res.stdout.strip().splitlines()[-1])
+            summary = probe(db, [fed["run_id"]], "summary", tmp)
+            dig = Store(db).latency_digest(fed["run_id"])
+            rows[mode, s] = {**fed, "db_mb": db.stat().st_size / 1e6, "summary_mb": summary["mb"],
+                             "p50": dig.steady.p50, "kept": "reduced" if dig.retention else "all"}
+    lo, hi = min(seconds), max(seconds)
+    print(f"\nRetention: a model at {rate:,} inferences/s fed through the recorder for {lo:g} s and {hi:g} s "
+          "(database file; peak memory above the process before, MB)")
+    print(f"{'retention':10} {'kept':8} {'samples':>10} {'DB MB':>8} {'B/sample':>9} {'MB/hour':>8} "
+          f"{'recording MB':>12} {'summary MB':>11} {'p50 ms':>9}")
+    for mode in ("all", "auto"):
+        a, b = rows[mode, lo], rows[mode, hi]
+        per_hour = (b["db_mb"] - a["db_mb"]) / (hi - lo) * 3600
+        for s, r in ((lo, a), (hi, b)):
+            print(f"{mode:10} {r['kept']:8} {r['samples']:>10,} {r['db_mb']:8.1f} {r['db_mb'] * 1e6 / r['samples']:9.2f} "
+                  f"{per_hour if s == hi else float('nan'):8.0f} {r['recorder_mb']:12.1f} {r['summary_mb']:11.1f} "
+                  f"{r['p50']:9.5f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1,4", help="run lengths in millions of samples (default 1,4)")
     ap.add_argument("--history", default="20,2000,20000", help="runs stored for the page switch (default "
                                                                "20,2000,20000)")
     ap.add_argument("--skip-pages", action="store_true", help="no Streamlit pages (the library and commands only)")
+    ap.add_argument("--retention-seconds", default="90,270", help="run lengths fed through the recorder for the "
+                                                                  "retention figures (default 90,270)")
+    ap.add_argument("--retention-only", action="store_true", help="only the retention figures")
     args = ap.parse_args()
+    if args.retention_only:
+        with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp_s:
+            retention(Path(tmp_s), [float(s) for s in args.retention_seconds.split(",")])
+        return 0
     sizes = [float(s) for s in args.sizes.split(",")]
     ops = ["before", "summary", "export"] + ([] if args.skip_pages else ["runs_page", "compare_page"])
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp_s:
@@ -185,6 +260,7 @@ def main() -> int:
         print("\nCommands (a fresh process each): CPU-s and heavy modules imported; target runs/show < 0.4 CPU-s")
         for name, (cpu, heavy) in commands(db, rid).items():
             print(f"  {name:8} {cpu:5.2f} CPU-s  imports {heavy}")
+        retention(tmp, [float(s) for s in args.retention_seconds.split(",")])
     return 0
 
 

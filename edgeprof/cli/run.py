@@ -18,6 +18,8 @@ from ..config import (
     NOISE_FLOOR_RUNS,
     PRECISIONS,
     PRESETS,
+    RETENTION_MAX_ALL,
+    RETENTIONS,
     RUNTIMES,
     RunConfig,
 )
@@ -84,6 +86,10 @@ def _run_options(p) -> None:
     p.add_argument("--profile-ops", action="store_true",
                    help="after the measured steady phase, profile a separate phase of inferences per operator "
                         "(ONNX Runtime's profiler; the measured latencies are not touched)")
+    p.add_argument("--retention", choices=RETENTIONS, default="auto",
+                   help="what the store keeps of the samples: all; reduced (every sample of the first minute, then "
+                        "a uniform reservoir and per-second count, mean, min, max); auto (default): all up to "
+                        f"{RETENTION_MAX_ALL:,} samples, reduced beyond")
     db_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -221,6 +227,7 @@ def config_from_args(args) -> RunConfig:
         profile_ops=bool(args.profile_ops), backend=args.backend,
         backend_options=_pairs(args.backend_option, _option_pair), data=getattr(args, "data", None),
         evictable=bool(getattr(args, "evictable", False)), keep_fp32=args.keep_fp32 or (),
+        retention=getattr(args, "retention", "auto"),
     )
     if cfg.timeout_s is not None and cfg.timeout_s <= cfg.min_duration_s:
         raise UsageError(f"--timeout {cfg.timeout_s:g} is not longer than the {cfg.min_duration_s:g} s of steady state "

@@ -65,6 +65,7 @@ from .schema import (
     LATENCY_COLUMNS,
     MIGRATIONS,
     PHASES,
+    SAMPLE_TABLES,
     SCHEMA_VERSION,
     TELEMETRY_COLUMNS,
     phase_code_sql,
@@ -522,11 +523,14 @@ class Store:
         return self.append_samples(run_id, telemetry=rows)[1]
 
     def append_samples(self, run_id: str, latency: Sequence[tuple] | pd.DataFrame | None = None,
-                       telemetry: Sequence[tuple] | pd.DataFrame | None = None) -> tuple[int, int]:
+                       telemetry: Sequence[tuple] | pd.DataFrame | None = None, *,
+                       seconds: pd.DataFrame | None = None, reservoir: pd.DataFrame | None = None) -> tuple[int, int]:
         """Latency and telemetry rows in ONE connection and transaction: the recorder's flush, every 5 s.
 
         Opening and committing costs ~20 ms of CPU whatever the batch size, CPU the measured worker competes for on a
-        small board, so the runner pays it once per flush, not once per table.
+        small board, so the runner pays it once per flush, not once per table. A reduced run's ``seconds`` (aggregate
+        rows, ``SECONDS_COLUMNS``) and, when it ends, its ``reservoir`` (``RESERVOIR_COLUMNS``, replacing any stored
+        one) go in the same transaction (``run.recorder``).
         """
         lat = _frame(latency, LATENCY_COLUMNS) if latency is not None else None
         tel = _frame(telemetry, TELEMETRY_COLUMNS) if telemetry is not None else None
@@ -536,9 +540,10 @@ class Store:
                 raise StorageError(f"latency phase {sorted(map(str, bad))} is not one of: {', '.join(PHASES)}.")
         if tel is not None:
             tel["value"] = pd.to_numeric(tel["value"], errors="coerce").astype("float64")
-        if lat is None and tel is None:
+        if lat is None and tel is None and seconds is None and reservoir is None:
             return 0, 0
         with self._writing() as con:
+            _samples.append_reduction(con, run_id, seconds, reservoir)
             if lat is not None:
                 con.register("_lat", lat)
                 con.execute(
@@ -599,7 +604,7 @@ class Store:
         if not ids:
             return 0
         with self._writing() as con:
-            for table in ("latency", "telemetry", "study_cells"):
+            for table in (*SAMPLE_TABLES, "study_cells"):
                 con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?::TEXT[]))", [ids])
             n = len(con.execute("DELETE FROM runs WHERE run_id IN (SELECT unnest(?::TEXT[])) RETURNING run_id",
                                 [ids]).fetchall())

@@ -90,9 +90,10 @@ def table(rows: list[list], header: list[str]) -> str:
 
 
 
-def runs_table(df) -> str:
-    """``runs`` for people: times to the second, "no limit", uploads by the name they were uploaded with, files by
-    their name, latencies to 4 significant digits, "-" for what was not measured (never NaN or None)."""
+def runs_table(rows: list[dict]) -> str:
+    """``runs`` for people, from plain rows (``Store.run_rows``): times to the second, "no limit", uploads by the name
+    they were uploaded with, files by their name, latencies to 4 significant digits, "-" for what was not measured
+    (never NaN or None)."""
     from ..models.catalog import upload_names
     from ..store.columns import RUNS_HEADERS
 
@@ -113,9 +114,9 @@ def runs_table(df) -> str:
             return f"{float(v):.1f}"
         return v
 
-    cols = [c for c in RUNS_HEADERS if c in df.columns]
-    rows = [[cell(c, v) for c, v in zip(cols, rec, strict=True)] for rec in df[cols].itertuples(index=False)]
-    return table(rows, [RUNS_HEADERS[c] for c in cols])
+    cols = [c for c in RUNS_HEADERS if rows and c in rows[0]]
+    body = [[cell(c, r[c]) for c in cols] for r in rows]
+    return table(body, [RUNS_HEADERS[c] for c in cols])
 
 
 def run_summary(r: dict, details: bool = False) -> str:

@@ -1,10 +1,13 @@
 """Telemetry: one ``Source`` per hardware vendor and a ``Sampler`` thread that reads them on one clock.
 
-The platform is decided here and only here (``default_sources``):
+The platform is decided here and only here (``default_sources``, from the table ``SOURCES``):
 
-* Raspberry Pi (device-tree model "Raspberry Pi ...")  -> host + rpi
+* Raspberry Pi (device-tree model "Raspberry Pi ...")  -> host + rpi + hailo (a Hailo NPU on the AI Kit, when present)
 * Jetson (L4T release file or "nvidia,tegra" device tree) -> host + jetson   (the iGPU is not an NVML device)
 * anything else                                         -> host + nvml + rapl (each switches itself off when absent)
+
+A new vendor's source is its module and one entry in ``SOURCES`` (``"module:Class"``, imported when a run starts);
+``$EDGEPROF_SOURCES`` adds sources on every platform (comma-separated ``module:Class``: a plug-in, the tests' fakes).
 
 Energy: jtop's board input on a Jetson, the PMIC's rails on a Raspberry Pi 5 (``rpi``), Intel RAPL (``power``) and
 NVML's GPU power elsewhere. Memory pressure (``memory``) is made per run by the runner, which knows the worker's
@@ -16,6 +19,7 @@ label, device class, power scope) is declared in ``catalog``.
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import socket
@@ -29,6 +33,15 @@ from .nvml import NvmlSource
 from .power import RaplSource
 from .rpi import RpiSource, memory_cgroup_disabled
 from .sampler import Sampler
+
+SOURCES = {
+    "rpi": ("edgeprof.telemetry.host:HostSource", "edgeprof.telemetry.rpi:RpiSource",
+            "edgeprof.telemetry.hailo:HailoSource"),
+    "jetson": ("edgeprof.telemetry.host:HostSource", "edgeprof.telemetry.jetson:JetsonSource"),
+    "generic": ("edgeprof.telemetry.host:HostSource", "edgeprof.telemetry.nvml:NvmlSource",
+                "edgeprof.telemetry.power:RaplSource"),
+}
+ENV_SOURCES = "EDGEPROF_SOURCES"
 
 DEVICE_TREE_MODEL_PATH = "/proc/device-tree/model"
 DMI_PRODUCT_NAME_PATH = "/sys/class/dmi/id/product_name"
@@ -66,13 +79,16 @@ def platform_kind(
 
 
 def default_sources(kind: str | None = None) -> list[Source]:
-    """Fresh, unprobed sources for this platform (or for ``kind``: 'rpi', 'jetson', 'generic')."""
+    """Fresh, unprobed sources for this platform (or for ``kind``: 'rpi', 'jetson', 'generic'): its row of
+    ``SOURCES``, then those named in ``$EDGEPROF_SOURCES``."""
     kind = kind or platform_kind()
-    if kind == "rpi":
-        return [HostSource(), RpiSource()]
-    if kind == "jetson":
-        return [HostSource(), JetsonSource()]
-    return [HostSource(), NvmlSource(), RaplSource()]
+    extra = [s.strip() for s in os.environ.get(ENV_SOURCES, "").split(",") if s.strip()]
+    return [_source_class(spec)() for spec in dict.fromkeys([*SOURCES[kind], *extra])]
+
+
+def _source_class(spec: str) -> type[Source]:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def probe_all(sources: list[Source] | None = None) -> list[SourceStatus]:

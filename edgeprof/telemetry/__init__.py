@@ -58,6 +58,7 @@ __all__ = [
     "Source",
     "SourceStatus",
     "default_sources",
+    "measurable",
     "memory_cgroup_disabled",
     "platform_kind",
     "probe_all",
@@ -104,6 +105,22 @@ def probe_all(sources: list[Source] | None = None) -> list[SourceStatus]:
     finally:
         for src in fresh:
             src.close()
+
+
+def measurable(sources: list[Source] | None = None) -> dict[str, list[str]]:
+    """What this device can measure: {device class (``catalog.DEVICE_CLASSES`` order): [available sources]}, from
+    each source's ``measures``; fresh default sources are probed and closed when ``sources`` is None."""
+    from .catalog import DEVICE_CLASSES
+
+    fresh = sources is None
+    sources = default_sources() if fresh else sources
+    try:
+        found = [(d, s.name) for s in sources if s.probe()[0] for d in s.measures]
+    finally:
+        if fresh:
+            for src in sources:
+                src.close()
+    return {d: [name for c, name in found if c == d] for d in DEVICE_CLASSES if any(c == d for c, _ in found)}
 
 
 def _os_name(os_release_path: str = OS_RELEASE_PATH) -> str:

@@ -128,8 +128,11 @@ def _hailo_device() -> Any:
 
 
 def _stream_lines(args: list[str]) -> tuple[Iterable[str], Callable[[], None]]:
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, errors="replace", bufsize=1)
+    """Start ``args`` and return (its stdout's lines, a function that stops it). ``hailortcli`` writes through C
+    stdio, which buffers a pipe in blocks of several screens: ``stdbuf -oL`` makes each line arrive when written."""
+    stdbuf = shutil.which("stdbuf")
+    proc = subprocess.Popen([stdbuf, "-oL", *args] if stdbuf else args, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, errors="replace", bufsize=1)
 
     def stop() -> None:
         with contextlib.suppress(OSError):
@@ -151,6 +154,7 @@ class HailoSource(Source):
     tests pass fakes built from the formats above."""
 
     name = "hailo"
+    measures = ("npu",)
 
     def __init__(self, hailortcli: str = HAILORTCLI, runner: Runner | None = None,
                  streamer: Callable[[list[str]], tuple[Iterable[str], Callable[[], None]]] | None = None,

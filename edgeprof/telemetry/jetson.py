@@ -140,6 +140,7 @@ class JetsonSource(Source):
     """jtop-backed Jetson source. ``jtop_factory`` returns an unstarted jtop-like object (tests pass a fake)."""
 
     name = "jetson"
+    measures = ("gpu", "memory", "board")
     max_hz = 2.0
 
     def __init__(

@@ -193,9 +193,9 @@ METRIC_NAMES_MAY_APPEAR = {
     "edgeprof/run/runner.py": "the run's cgroup source writes mem.charged_mb",
     "edgeprof/run/summary.py": "the summary's figures are made of named metrics",
     "edgeprof/charts.py": "each chart draws named metrics",
+    "edgeprof/compare.py": "the host metrics the overlay always offers",
     "edgeprof/ui.py": "the why block reads the pressure metrics back",
     "pages/3_Correlations.py": "the metric a windowed chart starts with",
-    "pages/4_Compare.py": "the metrics the overlay offers",
 }
 
 

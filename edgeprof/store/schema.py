@@ -214,6 +214,7 @@ MIGRATIONS: list[tuple[str, Sequence[str] | Callable[[duckdb.DuckDBPyConnection]
     ("devices.device_name and runs.device_name (filled from the hostname)", _DEVICE_NAME),
     ("runs.backend and runs.backend_options (from the summary, runs.tflite_interpreter, runs.execution_provider)",
      BACKEND_COLUMNS),
+    ("runs.power_mode (filled from the summary)", columns.added("power_mode")),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -158,7 +158,7 @@ def static_info(
 
     Keys: hostname, machine, model (device-tree model on Pi/Jetson, DMI product name on x86), os, kernel, cpu,
     cores, cores_physical, cores_usable (CPU affinity), ram_mb, governor (None without cpufreq), python,
-    platform_kind ('rpi' | 'jetson' | 'generic').
+    platform_kind ('rpi' | 'jetson' | 'generic'), power_mode (a Jetson's ``nvpmodel`` mode by name; None elsewhere).
     """
     info = {
         "hostname": socket.gethostname(),
@@ -168,6 +168,7 @@ def static_info(
         "python": platform.python_version(),
         "platform_kind": platform_kind(model_path),
     }
+    info["power_mode"] = jetson.power_mode() if info["platform_kind"] == "jetson" else None
     info.update(host.static_info(governor_path, cpuinfo_path))
     info["cores_usable"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return info

@@ -1,4 +1,4 @@
-"""edgeprof dashboard: `streamlit run app.py`. The entry only registers the pages found in pages/ and the sidebar."""
+"""edgeprof dashboard: `streamlit run app.py`. The entry only registers the pages found in views/ and the sidebar."""
 
 from __future__ import annotations
 
@@ -23,14 +23,14 @@ default = "0_Booth.py" if role == "visitor" else "1_Run.py"
 if role == "visitor":  # the showcase's one screen gets the whole window; the pages stay one click away (top left)
     st.set_page_config(initial_sidebar_state="collapsed")
 pages = []
-for file in sorted((HERE / "pages").glob("[0-9]_*.py")):
+for file in sorted((HERE / "views").glob("[0-9]_*.py")):
     title, icon = ui.PAGES.get(file.name, (file.stem.split("_", 1)[-1].replace("_", " "), None))
     name = file.stem.split("_", 1)[-1]
     if file.name == default:
-        pages.append(st.Page(f"pages/{file.name}", title=title, icon=icon, default=True, url_path=f"{name}-home"))
-        pages.append(st.Page(f"pages/{file.name}", title=title, icon=icon, url_path=name, visibility="hidden"))
+        pages.append(st.Page(f"views/{file.name}", title=title, icon=icon, default=True, url_path=f"{name}-home"))
+        pages.append(st.Page(f"views/{file.name}", title=title, icon=icon, url_path=name, visibility="hidden"))
     else:
-        pages.append(st.Page(f"pages/{file.name}", title=title, icon=icon))
+        pages.append(st.Page(f"views/{file.name}", title=title, icon=icon))
 
 ui.get_store()  # opens (creating or migrating) the database and marks crashed runs interrupted, once per process
 st.navigation(pages).run()

@@ -150,7 +150,7 @@ def bench_correlations(runs: int, rows: int) -> dict:
         os.environ["EDGEPROF_HOME"] = tmp
         times = []
         for _ in range(3):
-            at = AppTest.from_file(str(ROOT / "pages" / "3_Correlations.py"), default_timeout=120)
+            at = AppTest.from_file(str(ROOT / "views" / "3_Correlations.py"), default_timeout=120)
             at.session_state["corr_mode"] = "across runs"  # the page opens on the memory question now
             t0 = time.perf_counter()
             at.run()

@@ -51,7 +51,7 @@ MODEL, PRECISION, RUNTIME, MEMORY_MB, THREADS = "efficientnet-lite0", "int8-stat
 BEFORE = "a82b318"  # main just before the CPU priority (issue 14, sections 3 and 4)
 TARGET = 1.10
 KINDS = ("before", "after")
-# every redraw of the live view gives its hidden .ep-live element a new data-render-wall (pages/1_Run.py)
+# every redraw of the live view gives its hidden .ep-live element a new data-render-wall (views/1_Run.py)
 REDRAWS_JS = """() => {
   window.__epRedraws = []; let last = null;
   new MutationObserver(() => {

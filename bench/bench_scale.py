@@ -46,9 +46,9 @@ if what in ("runs_page", "compare_page"):
     from streamlit.testing.v1 import AppTest
     os.environ["EDGEPROF_DB"] = db
     page = {{"runs_page": "2_Runs.py", "compare_page": "4_Compare.py"}}[what]
-    warm = AppTest.from_file(os.path.join({root!r}, "pages", page), default_timeout=600)
+    warm = AppTest.from_file(os.path.join({root!r}, "views", page), default_timeout=600)
     warm.run()  # imports, caches and the run list: the same at every size
-    at = AppTest.from_file(os.path.join({root!r}, "pages", page), default_timeout=600)
+    at = AppTest.from_file(os.path.join({root!r}, "views", page), default_timeout=600)
     if what == "runs_page" and rids[0]:
         at.query_params["run_id"] = rids[0]
     if what == "compare_page":

@@ -39,7 +39,11 @@ class BundleError(UsageError):
 
 
 class ModelError(EdgeprofError):
-    """A model file that is missing, unreadable, truncated or unsupported."""
+    """A model file that is missing, unreadable, truncated or unsupported: the command refuses what it was given, so
+    the CLI exits 2 as for a usage error (``run`` records such a file as a failed run and exits 3 instead). A tool
+    that failed on a file it accepted is ``models.isolated.PreparationFailed`` (exit 1)."""
+
+    exit_code = 2
 
 
 class InputError(ModelError):

@@ -34,7 +34,7 @@ def db(tmp_path, monkeypatch):
 
 
 def page(name: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / name), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "views" / name), default_timeout=TIMEOUT)
     at.run()
     assert not at.exception, at.exception
     return at
@@ -305,7 +305,7 @@ def test_models_page_quantizes_and_computes_fidelity(db):
 
 def test_runs_page_opens_the_run_named_in_the_link(db):
     ids = make_runs(db, 2)
-    at = AppTest.from_file(str(ROOT / "pages" / "2_Runs.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "views" / "2_Runs.py"), default_timeout=TIMEOUT)
     at.query_params["run_id"] = ids[0]
     at.run()
     assert not at.exception, at.exception

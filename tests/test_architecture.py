@@ -11,7 +11,7 @@ Every import counts, also the ones inside functions (a lazy import is still a de
   study     study, doctor                                    grids of runs and their report; the quantization doctor
   front     ui, auth, booth, cli, __main__                   Streamlit helpers, the booth's limits, the command line
 
-Pages (``pages/*.py``, ``app.py``) sit above all of these and may import any library module but never the CLI.
+Pages (``views/*.py``, ``app.py``) sit above all of these and may import any library module but never the CLI.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def test_no_module_imports_from_a_layer_above_its_own():
 
 def test_the_library_never_imports_the_cli_or_streamlit():
     for name, path in modules().items():
-        if name.startswith("edgeprof.cli") or name in ("edgeprof.__main__", "edgeprof.ui", "edgeprof.auth"):
+        if name.startswith(("edgeprof.cli", "edgeprof.ui")) or name in ("edgeprof.__main__", "edgeprof.auth"):
             continue
         text = path.read_text()
         tree = ast.parse(text)
@@ -155,9 +155,9 @@ def test_the_library_never_imports_the_cli_or_streamlit():
         assert not any(t.startswith("edgeprof.cli") for t in imports_of(name, path, modules())), f"{name} imports the CLI"
 
 
-@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "pages").glob("*.py")) + ["app.py"])
+@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "views").glob("*.py")) + ["app.py"])
 def test_pages_import_the_library_not_the_cli(page):
-    path = ROOT / ("app.py" if page == "app.py" else f"pages/{page}")
+    path = ROOT / ("app.py" if page == "app.py" else f"views/{page}")
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module:
@@ -190,7 +190,7 @@ BACKEND_NAMES_MAY_APPEAR = {
     "edgeprof/cli/run.py": "devices prints the execution providers of this ONNX Runtime build",
     "edgeprof/doctor/child.py": "the doctor's document keeps the onnxruntime package's version",
     "edgeprof/cli/doctor.py": "prints that version",
-    "pages/5_Models.py": "shows that version",
+    "views/5_Models.py": "shows that version",
 }
 # the Python packages the backends import, written as a module would name them
 BACKEND_PACKAGES = ("onnxruntime", "ai_edge_litert", "tflite_runtime")
@@ -200,8 +200,9 @@ METRIC_NAMES_MAY_APPEAR = {
     "edgeprof/run/summary.py": "the summary's CPU and memory figures are made of named metrics",
     "edgeprof/charts.py": "the CPU and memory charts draw named metrics",
     "edgeprof/compare.py": "the host metrics the overlay always offers",
-    "edgeprof/ui.py": "the why block reads the pressure metrics back",
-    "pages/3_Correlations.py": "the metric a windowed chart starts with",
+    "edgeprof/ui/summary.py": "the why block reads the pressure metrics back",
+    "edgeprof/ui/frames.py": "the sentence under a missing thermal chart quotes the CPU frequency",
+    "views/3_Correlations.py": "the metric a windowed chart starts with",
 }
 METRIC_LIKE = re.compile(r"(?<![\w.])(?:cpu|mem|swap|gpu\d+|npu\d+|temp|power|emc|engine|throttle)\.[a-z0-9_]+(?!\w)")
 UNIT_SUFFIX = re.compile(r".*_(?:pct|mb|mhz|w|c|v|a|per_s)")
@@ -252,7 +253,7 @@ def stray_names(files, root: Path = ROOT) -> dict[str, list[str]]:
 
 
 def test_backend_and_metric_names_live_in_their_registries():
-    files = [*PKG.rglob("*.py"), *(ROOT / "pages").glob("*.py"), ROOT / "app.py"]
+    files = [*PKG.rglob("*.py"), *(ROOT / "views").glob("*.py"), ROOT / "app.py"]
     found = stray_names(files)
     assert not found["backends"], "backend names outside runtimes.registry's modules:\n" + "\n".join(found["backends"])
     assert not found["metrics"], "metric names outside telemetry.catalog's consumers:\n" + "\n".join(found["metrics"])

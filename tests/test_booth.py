@@ -46,7 +46,7 @@ def test_password_before_any_page(booth):
 
 
 def test_visitor_history_is_read_only_and_admin_unlocks(booth):
-    at = AppTest.from_file(str(ROOT / "pages" / "2_Runs.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "views" / "2_Runs.py"), default_timeout=TIMEOUT)
     at.session_state["edgeprof_role"] = "visitor"
     at.run()
     assert not at.exception
@@ -98,7 +98,7 @@ def _everything(at) -> str:
 
 
 def _page(name: str, role: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / name), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "views" / name), default_timeout=TIMEOUT)
     at.session_state["edgeprof_role"] = role
     at.run()
     assert not at.exception, at.exception
@@ -219,7 +219,7 @@ def test_visitor_reads_no_server_path_in_history(booth, tmp_path, no_live_runs):
 
     res = run.start_run(RunConfig(model=str(broken), duration_s=1), store).wait(60)
     assert res["status"] == "failed"
-    at = AppTest.from_file(str(ROOT / "pages" / "2_Runs.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "views" / "2_Runs.py"), default_timeout=TIMEOUT)
     at.session_state["edgeprof_role"] = "visitor"
     at.query_params["run_id"] = res["run_id"]
     at.run()
@@ -232,7 +232,7 @@ def test_visitor_reads_no_server_path_in_history(booth, tmp_path, no_live_runs):
     assert ("delete, import and export (a bundle carries the server's file paths) need the admin password "
             "(sidebar, Staff)") in shown
     assert at.button(key="export").disabled
-    staff = AppTest.from_file(str(ROOT / "pages" / "2_Runs.py"), default_timeout=TIMEOUT)
+    staff = AppTest.from_file(str(ROOT / "views" / "2_Runs.py"), default_timeout=TIMEOUT)
     staff.session_state["edgeprof_role"] = "admin"
     staff.query_params["run_id"] = res["run_id"]
     staff.run()

@@ -233,7 +233,7 @@ def test_wrong_passwords_in_a_row_then_the_right_one_is_not_accepted(booth, capl
 def _page(name: str, role: str):
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(ROOT / "pages" / name), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "views" / name), default_timeout=60)
     at.session_state["edgeprof_role"] = role
     at.run()
     assert not at.exception, at.exception
@@ -409,7 +409,7 @@ def test_the_runs_page_survives_any_stored_value(tmp_path, monkeypatch):
     db = tmp_path / "runs.duckdb"
     run_id = _store_hostile_row(db)
     monkeypatch.setenv("EDGEPROF_DB", str(db))
-    at = AppTest.from_file(str(ROOT / "pages" / "2_Runs.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "views" / "2_Runs.py"), default_timeout=60)
     at.session_state["edgeprof_role"] = "admin"
     at.query_params["run_id"] = run_id
     at.run()
@@ -432,7 +432,7 @@ def test_every_history_page_survives_any_stored_value(tmp_path, monkeypatch, pag
                     "memory_limit_mb, peak_charged_mb) VALUES (?, now(), 'ok', 'digits-cnn', 'fp32', 'onnx', -1e308, "
                     "'nan', 5, 64, 'inf')", ["a" * 32])
     monkeypatch.setenv("EDGEPROF_DB", str(db))
-    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "views" / page), default_timeout=60)
     at.session_state["edgeprof_role"] = "admin"
     at.run()
     assert not at.exception, at.exception
@@ -553,7 +553,7 @@ def test_the_runs_page_says_a_run_measured_but_was_not_stored(tmp_path, monkeypa
         con.execute("INSERT INTO runs (run_id, created_at, status, reason, model, precision, runtime, n, summary) "
                     "VALUES (?, now(), 'failed', ?, 'digits-cnn', 'fp32', 'onnx', 62567, ?)", ["d" * 32, reason, summary])
     monkeypatch.setenv("EDGEPROF_DB", str(db))
-    at = AppTest.from_file(str(ROOT / "pages" / "2_Runs.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "views" / "2_Runs.py"), default_timeout=60)
     at.session_state["edgeprof_role"] = "admin"
     at.query_params["run_id"] = "d" * 32
     at.run()
@@ -577,7 +577,7 @@ def test_an_input_named_in_markdown_is_shown_as_text_on_the_run_page(edgeprof_ho
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "<img src=x>"])])
     model = save(graph, paths.uploads_dir() / "hostile.onnx")
     monkeypatch.setenv("EDGEPROF_DB", str(tmp_path / "runs.duckdb"))
-    at = AppTest.from_file(str(ROOT / "pages" / "1_Run.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(ROOT / "views" / "1_Run.py"), default_timeout=60).run()
     at.selectbox(key="model").select(str(model)).run()
     assert not at.exception, at.exception
     shown = "\n".join(str(m.value) for m in at.markdown)

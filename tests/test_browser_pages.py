@@ -86,7 +86,7 @@ def test_every_page_opens_by_its_url(tmp_path, monkeypatch):
 
     home = tmp_path / "home"
     home.mkdir()
-    names = [Path(f).stem.split("_", 1)[-1] for f in sorted(ui.PAGES) if (ROOT / "pages" / f).exists()]
+    names = [Path(f).stem.split("_", 1)[-1] for f in sorted(ui.PAGES) if (ROOT / "views" / f).exists()]
     monkeypatch.setenv("EDGEPROF_HOME", str(home))
     make_runs(tmp_path / "runs.duckdb")  # a few stored runs, so Runs, Correlations and Compare show something
     with streamlit_server(home, tmp_path / "runs.duckdb") as url, sync_playwright() as p:

@@ -1,6 +1,7 @@
 """``python -m edgeprof models | quantize | fidelity`` end to end, in subprocesses with their own EDGEPROF_HOME.
 
-Bad inputs must give a non-zero exit, exactly one line on stderr, no traceback, and nothing left in the cache.
+Bad inputs must give exit 2 (a refusal, as for any usage error), exactly one line on stderr, no traceback, and
+nothing left in the cache.
 """
 
 from __future__ import annotations
@@ -114,11 +115,30 @@ def test_bad_model_files_fail_cleanly(tmp_path, kind):
         path.write_text("this is a README, not a model\n")
     for args in (("quantize", str(path), "--precision", "int8-static"), ("fidelity", str(path), "--json")):
         proc = edgeprof(home, *args, timeout=120)
-        assert proc.returncode != 0, (kind, args, proc.stdout)
+        assert proc.returncode == 2, (kind, args, proc.stdout, proc.stderr)
         lines = error_lines(proc)
         assert len(lines) == 1 and lines[0].startswith("error: "), (kind, args, proc.stderr)
         assert "Traceback" not in proc.stderr and proc.stdout == ""
         assert cache_entries(home) == [], (kind, args)
+
+
+def test_every_command_that_takes_a_model_refuses_one_it_cannot_read_with_exit_2(tmp_path):
+    """A fresh user found `run` exiting 2 on a usage error but `quantize` and `fidelity` exiting 1 on a refusal; the
+    README's "2 on a usage error" holds for every command now."""
+    from tests.model_fixtures import skl
+
+    text = tmp_path / "notes.onnx"
+    text.write_text("this is a README, not a model\n")
+    for args in (("memory", str(text), "--json"), ("doctor", str(text)), ("tradeoff", str(text)),
+                 ("quantize", str(tmp_path / "missing.onnx"), "--precision", "fp16")):
+        proc = edgeprof(tmp_path / "home", *args, timeout=120)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert len(error_lines(proc)) == 1 and "Traceback" not in proc.stderr, (args, proc.stderr)
+    logreg = skl(tmp_path / "skl_logreg.onnx", "logreg")
+    proc = edgeprof(tmp_path / "home", "quantize", str(logreg), "--precision", "int8-dynamic")
+    assert proc.returncode == 2, proc.stderr
+    (line,) = error_lines(proc)
+    assert line.startswith("error: nothing in skl_logreg.onnx is an operator ONNX Runtime's quantizer handles"), line
 
 
 def test_usage_errors(tmp_path):

@@ -53,7 +53,7 @@ def test_cli_study_while_the_dashboard_reads_and_writes(tmp_path, monkeypatch, e
         deadline = time.monotonic() + 240
         while study.poll() is None and time.monotonic() < deadline:
             for page in ("2_Runs.py", "3_Correlations.py", "4_Compare.py"):
-                at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=60).run()
+                at = AppTest.from_file(str(ROOT / "views" / page), default_timeout=60).run()
                 problems += _problems(at)
                 renders += 1
                 if page == "2_Runs.py" and not deleted and renders > 3:

@@ -55,7 +55,7 @@ def two_named_devices(tmp_path, monkeypatch):
 def test_compare_sets_two_named_devices_of_one_hostname_side_by_side(two_named_devices):
     runs = Store(two_named_devices).list_runs()
     assert runs["hostname"].nunique() == 1 and runs["device_id"].nunique() == 2
-    at = AppTest.from_file(str(ROOT / "pages" / "4_Compare.py"), default_timeout=90).run()
+    at = AppTest.from_file(str(ROOT / "views" / "4_Compare.py"), default_timeout=90).run()
     at.radio(key="cmp_mode").set_value("groups of runs by device").run()
     assert not at.exception, at.exception
     assert set(at.multiselect(key="cmp_devices").value) == set(runs["device_id"])
@@ -63,7 +63,7 @@ def test_compare_sets_two_named_devices_of_one_hostname_side_by_side(two_named_d
     table = at.dataframe[0].value.to_string()
     assert "pi-03" in table and "pi-07" in table
 
-    at = AppTest.from_file(str(ROOT / "pages" / "2_Runs.py"), default_timeout=90).run()
+    at = AppTest.from_file(str(ROOT / "views" / "2_Runs.py"), default_timeout=90).run()
     assert not at.exception, at.exception
     assert set(at.multiselect(key="runs_device").options) == {"pi-03", "pi-07"}
     shown = at.dataframe[0].value

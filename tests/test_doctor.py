@@ -213,7 +213,7 @@ def test_a_child_that_runs_out_of_its_memory_cap_is_a_sentence_not_a_crash(tmp_p
 def _models_page(role: str | None = None):
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(ROOT / "pages" / "5_Models.py"), default_timeout=600)
+    at = AppTest.from_file(str(ROOT / "views" / "5_Models.py"), default_timeout=600)
     if role:
         at.session_state["edgeprof_role"] = role
     at.run()

@@ -321,7 +321,7 @@ def test_runs_page_offers_this_device_or_the_fleet(devices, tmp_path, monkeypatc
         push_json(home, str(folder), {})
     monkeypatch.setenv("EDGEPROF_FLEET", str(folder))
     monkeypatch.setenv("EDGEPROF_DB", str(devices["pi-07"] / "runs.duckdb"))
-    at = AppTest.from_file(str(ROOT / "pages" / "2_Runs.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "views" / "2_Runs.py"), default_timeout=60)
     at.run()
     assert not at.exception, at.exception
     assert at.radio(key="runs_scope").value == "this device"
@@ -459,14 +459,14 @@ def test_compare_and_correlations_pages_read_the_fleet(devices, tmp_path, monkey
         push_json(home, str(folder), {})
     monkeypatch.setenv("EDGEPROF_FLEET", str(folder))
     monkeypatch.setenv("EDGEPROF_DB", str(tmp_path / "empty.duckdb"))
-    at = AppTest.from_file(str(ROOT / "pages" / "4_Compare.py"), default_timeout=90)
+    at = AppTest.from_file(str(ROOT / "views" / "4_Compare.py"), default_timeout=90)
     at.run()
     at.radio(key="cmp_scope").set_value("the fleet").run()
     at.radio(key="cmp_mode").set_value("groups of runs by device").run()
     assert not at.exception, at.exception
     table = at.dataframe[0].value
     assert len(table) == 2 and "jetson-02" in table.to_string() and "pi-07" in table.to_string()
-    at = AppTest.from_file(str(ROOT / "pages" / "3_Correlations.py"), default_timeout=90)
+    at = AppTest.from_file(str(ROOT / "views" / "3_Correlations.py"), default_timeout=90)
     at.run()
     at.radio(key="corr_scope").set_value("the fleet").run()
     assert not at.exception, at.exception

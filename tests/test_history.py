@@ -50,7 +50,7 @@ def test_runs_page_shows_one_page_and_says_which(tmp_path, monkeypatch):
     store = Store(tmp_path / "runs.duckdb")
     _history(store, 250)
     monkeypatch.setattr(Store, "list_runs", lambda *a, **k: pytest.fail("the Runs page read every run"))
-    at = AppTest.from_file(str(ROOT / "pages" / "2_Runs.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "views" / "2_Runs.py"), default_timeout=120)
     at.run()
     assert not at.exception, at.exception
     captions = [str(c.value) for c in at.caption]

@@ -159,7 +159,7 @@ def test_a_model_that_crashes_onnx_runtime_from_the_models_page(tmp_path, monkey
     from edgeprof import paths
 
     mlp(paths.uploads_dir() / "0123456789abcdef.onnx", name="crashes-ort")
-    at = AppTest.from_file(str(ROOT / "pages" / "5_Models.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "views" / "5_Models.py"), default_timeout=120)
     at.run()
     at.selectbox(key="q_model").select(str(paths.uploads_dir() / "0123456789abcdef.onnx"))
     at.selectbox(key="q_precision").select("fp16")

@@ -395,7 +395,7 @@ def test_models_page_draws_the_stored_curve_with_its_sentences(tmp_path, monkeyp
     store.create_group("ef" * 16, "memory", None, {"model": "efficientnet-lite0"})
     store.finish_group("ef" * 16, "ok", doc)
 
-    at = AppTest.from_file(str(ROOT / "pages" / "5_Models.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "views" / "5_Models.py"), default_timeout=60)
     at.run()
     assert not at.exception, at.exception
     shown = "\n".join(str(e.value) for kind in ("markdown", "caption", "info") for e in getattr(at, kind))
@@ -444,7 +444,7 @@ def test_staff_measure_a_curve_on_the_models_page(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("EDGEPROF_DB", str(tmp_path / "runs.duckdb"))
-    at = AppTest.from_file(str(ROOT / "pages" / "5_Models.py"), default_timeout=300)
+    at = AppTest.from_file(str(ROOT / "views" / "5_Models.py"), default_timeout=300)
     at.run()
     assert "No memory curve is stored yet" in "\n".join(str(e.value) for e in at.info)
     at.selectbox(key="mem_model").set_value("digits-cnn")

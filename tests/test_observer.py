@@ -28,7 +28,7 @@ def test_lan_addresses_leave_out_loopback_and_link_local():
 
 def test_run_page_says_the_browser_is_on_the_device_and_how_to_watch_from_elsewhere(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEPROF_DB", str(tmp_path / "runs.duckdb"))
-    at = AppTest.from_file(str(ROOT / "pages" / "1_Run.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(ROOT / "views" / "1_Run.py"), default_timeout=60).run()
     assert not at.exception, at.exception
     (warning,) = [w.value for w in at.warning if "This browser runs on the device being measured" in w.value]
     assert "Drawing the live charts takes CPU that the model needs" in warning

@@ -169,7 +169,7 @@ def test_wheel_carries_the_models_and_presets_but_not_the_build_recipe(wheel):
     shipped |= {m["labels"] for m in manifest["models"]} | {m["eval"] for m in manifest["models"] if m["eval"]}
     assert {f"edgeprof/_data/models/{f}" for f in shipped | {"manifest.json", "README.md"}} <= names
     assert {f"edgeprof/_data/studies/{p.name}" for p in (ROOT / "studies").glob("*.toml")} <= names
-    assert not [n for n in names if "/build/" in n or n.startswith(("tests/", "models/", "pages/"))]
+    assert not [n for n in names if "/build/" in n or n.startswith(("tests/", "models/", "views/"))]
     sources = {str(p.relative_to(ROOT)) for p in (ROOT / "edgeprof").rglob("*.py")}
     assert sources <= names
     entry = next(n for n in names if n.endswith("entry_points.txt"))

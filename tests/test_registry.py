@@ -95,7 +95,7 @@ def test_a_backend_registered_in_the_tests_runs_end_to_end(tmp_path, monkeypatch
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("EDGEPROF_DB", str(other))
-    at = AppTest.from_file(str(ROOT / "pages" / "2_Runs.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "views" / "2_Runs.py"), default_timeout=60)
     at.query_params["run_id"] = doc["run_id"]
     at.run()
     assert not at.exception, at.exception

@@ -138,7 +138,7 @@ def test_compare_page_compares_repeated_runs_and_measures_the_noise_floor(db_pat
         r = cli("run", "--model", "digits-cnn", "--duration", "1", "--threads", threads, "--repeat", "2",
                 "--db", str(db_path), "--quiet")
         assert r.returncode == 0, r.stderr
-    at = AppTest.from_file(str(ROOT / "pages" / "4_Compare.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "views" / "4_Compare.py"), default_timeout=120)
     at.run()
     assert not at.exception, at.exception
     table = at.dataframe[0].value  # single runs: within these runs only

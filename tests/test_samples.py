@@ -188,7 +188,7 @@ def test_pages_draw_a_long_run_from_its_reduction(tmp_path, monkeypatch):
         store.finish_run(rid, "ok", None, {**SUMMARY, "latency_ms": {"p50": d.steady.p50, "p99": d.steady.p99,
                                                                      "n": d.steady.n}})
     monkeypatch.setattr(Store, "latency", lambda *a, **k: pytest.fail("a page read every sample of a run"))
-    pages = Path(__file__).resolve().parents[1] / "pages"
+    pages = Path(__file__).resolve().parents[1] / "views"
     at = AppTest.from_file(str(pages / "2_Runs.py"), default_timeout=120)
     at.query_params["run_id"] = ids[0]
     at.run()

@@ -1,4 +1,4 @@
-"""The booth's showcase (edgeprof.showcase, pages/0_Booth.py): photos judged before decoding, a real photo through the
+"""The booth's showcase (edgeprof.showcase, views/0_Booth.py): photos judged before decoding, a real photo through the
 real worker in every precision, the cards and the sentence, the busy state shown before anyone presses anything, and
 the page as a visitor sees it (AppTest)."""
 
@@ -173,7 +173,7 @@ def test_staff_still_land_on_the_run_page_and_reach_the_showcase_by_name(tmp_pat
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
     assert not at.exception, at.exception
     assert at.button(key="start").label == "Start run"
-    page = AppTest.from_file(str(ROOT / "pages" / "0_Booth.py"), default_timeout=TIMEOUT).run()
+    page = AppTest.from_file(str(ROOT / "views" / "0_Booth.py"), default_timeout=TIMEOUT).run()
     assert not page.exception, page.exception
     assert "Pick a photo" in _texts(page)
 
@@ -184,7 +184,7 @@ def test_the_showcase_says_the_device_is_busy_before_anyone_presses_anything(vis
     lock = DeviceLock()
     lock.acquire("01busy")
     try:
-        at = AppTest.from_file(str(ROOT / "pages" / "0_Booth.py"), default_timeout=TIMEOUT)
+        at = AppTest.from_file(str(ROOT / "views" / "0_Booth.py"), default_timeout=TIMEOUT)
         at.session_state["edgeprof_role"] = "visitor"
         at.run()
         assert not at.exception, at.exception
@@ -203,7 +203,7 @@ def test_the_run_page_says_the_device_is_busy_before_start(tmp_path, monkeypatch
     lock = DeviceLock()
     lock.acquire("01cli")
     try:
-        at = AppTest.from_file(str(ROOT / "pages" / "1_Run.py"), default_timeout=TIMEOUT).run()
+        at = AppTest.from_file(str(ROOT / "views" / "1_Run.py"), default_timeout=TIMEOUT).run()
         assert not at.exception, at.exception
         assert "The device is busy with another run: your turn when it ends." in _texts(at)
         assert at.button(key="start").disabled

@@ -274,7 +274,7 @@ def page_db(tmp_path, monkeypatch):
 def _page(name: str):
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(ROOT / "pages" / name), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "views" / name), default_timeout=60)
     at.run()
     assert not at.exception, at.exception
     return at

@@ -690,3 +690,19 @@ def test_worker_cpu_never_exceeds_all_cores():
         child.kill()
         child.wait()
     assert got["cpu.worker_pct"] == 100.0 * (os.cpu_count() or 1)
+
+
+def test_sources_sampled_through_a_short_run_cover_it_and_gaps_print_once_in_one_order():
+    """A fresh user's 1-s run printed 'cgroup figures cover 0.3-1.2 s ... (90%)', then the same for host and psi, in
+    a different order each time: the sources had sampled every 0.1 s through the window."""
+    from edgeprof.cli.text import run_summary
+    from edgeprof.run.summary import coverage
+
+    ms = 1_000_000
+    tel = [(t * 100 * ms, src, "x", 1.0, "%") for src in ("psi", "host", "cgroup") for t in range(3, 13)]
+    assert coverage(tel, (300 * ms, 1300 * ms), [], 0, period_ns=100 * ms) == {}
+    late = coverage(tel, (300 * ms, 1300 * ms), [], 0)  # no period known: the 0.1-s gap at the end counts
+    assert list(late) == ["cgroup", "host", "psi"]
+    text = run_summary({"run_id": "r", "status": "ok", "telemetry_coverage": late})
+    notes = [line for line in text.splitlines() if "figures cover" in line]
+    assert notes == ["  ! cgroup, host and psi figures cover 0.3-1.2 s of the measured 0.3-1.3 s (90%)"]

@@ -529,7 +529,7 @@ def test_the_runs_page_shows_the_same_sentence(box, monkeypatch):
         import_bundle(Store(box.db), z, name="lab-runs.zip")
     before = digest(box.db)
     monkeypatch.setenv("EDGEPROF_DB", str(box.db))
-    at = AppTest.from_file(str(ROOT / "pages" / "2_Runs.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(ROOT / "views" / "2_Runs.py"), default_timeout=60).run()
     at.file_uploader(key="import_bundle").upload("lab-runs.zip", z.read_bytes(), "application/zip").run()
     at.button(key="import").click().run()
     assert not at.exception, at.exception

@@ -147,7 +147,7 @@ def _figures(at) -> list[dict]:
 
 
 def test_run_page_profiles_operators_and_says_why(db):
-    at = AppTest.from_file(str(ROOT / "pages" / "1_Run.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "views" / "1_Run.py"), default_timeout=60)
     at.run()
     at.selectbox(key="model").select("digits-cnn")
     at.number_input(key="duration_s").set_value(0.5)
@@ -173,7 +173,7 @@ def test_compare_page_explains_the_difference_under_the_chart(db):
         h = start_run(RunConfig(model="digits-cnn", precision=precision, duration_s=0.3, iterations=20,
                                 profile_ops=True), db)
         assert h.wait(120)["status"] == "ok"
-    at = AppTest.from_file(str(ROOT / "pages" / "4_Compare.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "views" / "4_Compare.py"), default_timeout=60)
     at.run()
     assert not at.exception, at.exception
     runs = Store(db).list_runs()

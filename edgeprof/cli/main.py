@@ -2,8 +2,8 @@
 (``run``, ``study``, ``models``) each register their subcommands; usage and help name the program the way it was
 invoked.
 
-Library errors become one line on stderr and their exit code (2 usage, 1 anything else); ``--debug`` shows the
-traceback. Commands print one JSON document on stdout with ``--json`` and human text otherwise.
+Library errors become one line on stderr and their exit code (2 usage: a refused flag, file or model; 1 anything
+else); ``--debug`` shows the traceback. Commands print one JSON document on stdout with ``--json`` and human text otherwise.
 """
 
 from __future__ import annotations

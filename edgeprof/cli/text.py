@@ -165,11 +165,7 @@ def run_summary(r: dict, details: bool = False) -> str:
     lines.extend(accelerator_lines(r))
     if r.get("temp_max_c") is not None:
         lines.append(f"  temperature  max {r['temp_max_c']:.1f} C" + ("  THROTTLED" if r.get("throttled") else ""))
-    for src, cov in (r.get("telemetry_coverage") or {}).items():
-        part = (f"{cov['from_s']:.1f}-{cov['to_s']:.1f} s" if cov.get("from_s") is not None else "none")
-        why = f"; stopped at {cov['stopped_s']:.1f} s: {cov.get('reason')}" if cov.get("stopped_s") is not None else ""
-        lines.append(f"  ! {src} figures cover {part} of the measured {cov['window_s'][0]:.1f}-{cov['window_s'][1]:.1f} s"
-                     f" ({100 * cov['share']:.0f}%){why}")
+    lines.extend(coverage_lines(r.get("telemetry_coverage") or {}))
     for flag in r.get("flags") or []:
         lines.append(f"  ! {flag}")
     for note in r.get("notes") or []:
@@ -199,6 +195,20 @@ def accelerator_lines(r: dict) -> list[str]:
             parts.append(f"temperature max {fmt(block['temp_max_c'], ' C', 1)}")
         lines.append(f"  {DEVICE_NAMES[device]:<12} " + ", ".join(parts))
     return lines
+
+
+def coverage_lines(coverage: dict) -> list[str]:
+    """One line per distinct gap in the telemetry: sources that cover the same part of the run share the line
+    ("cgroup, host and psi figures cover ..."), in the summary's (alphabetical) order."""
+    texts: dict[str, list[str]] = {}
+    for src, cov in coverage.items():
+        part = (f"{cov['from_s']:.1f}-{cov['to_s']:.1f} s" if cov.get("from_s") is not None else "none")
+        why = f"; stopped at {cov['stopped_s']:.1f} s: {cov.get('reason')}" if cov.get("stopped_s") is not None else ""
+        text = (f"figures cover {part} of the measured {cov['window_s'][0]:.1f}-{cov['window_s'][1]:.1f} s"
+                f" ({100 * cov['share']:.0f}%){why}")
+        texts.setdefault(text, []).append(src)
+    return [f"  ! {', '.join(names[:-1]) + ' and ' + names[-1] if len(names) > 1 else names[0]} {text}"
+            for text, names in texts.items()]
 
 
 def why_lines(r: dict) -> list[str]:

@@ -364,9 +364,11 @@ def main(argv: list[str]) -> int:
         conn.send(Failed("memory", "memory ran out inside the doctor's process.", traceback.format_exc()))
     except BaseException as exc:  # everything becomes one message; the parent turns it into a sentence
         from ..errors import EdgeprofError, InputError, ModelError, UsageError
+        from ..models.isolated import PreparationFailed
 
         kind = ("usage" if isinstance(exc, UsageError) else "input" if isinstance(exc, InputError)
-                else "model" if isinstance(exc, ModelError) else "error")
+                else "error" if isinstance(exc, PreparationFailed) else "model" if isinstance(exc, ModelError)
+                else "error")
         message = str(exc) if isinstance(exc, EdgeprofError) else f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
         detail = getattr(exc, "detail", "") or traceback.format_exc()
         with contextlib.suppress(OSError):

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from .. import paths
 from ..errors import InputError, ModelError, UsageError
+from ..models.isolated import PreparationFailed
 from ..worker import limits
 
 DEFAULT_TIMEOUT_S = 900.0
@@ -105,26 +106,28 @@ def run_isolated(spec, *, memory_mb: float | None = None, timeout_s: float = DEF
     if result is not None:
         return result, report
     if failed is not None:
-        cls = {"usage": UsageError, "input": InputError}.get(failed.kind, ModelError)
+        cls = {"usage": UsageError, "input": InputError, "model": ModelError}.get(failed.kind, PreparationFailed)
         if failed.kind == "memory":
-            raise ModelError(f"{what} ran out of memory: {failed.message}", _limit_hint(memory_mb), detail=failed.detail)
+            raise PreparationFailed(f"{what} ran out of memory: {failed.message}", _limit_hint(memory_mb),
+                                    detail=failed.detail, kind="oom_killed")
         raise cls(failed.message, detail=failed.detail)
     tail = "\n".join(stderr)
     if timed_out:
-        raise ModelError(f"{what} ran past its {timeout_s:.0f}-s limit and was stopped.",
-                         "Try a smaller model or fewer inputs.", detail=tail)
+        raise PreparationFailed(f"{what} ran past its {timeout_s:.0f}-s limit and was stopped.",
+                                "Try a smaller model or fewer inputs.", detail=tail, kind="timed_out")
     if report.get("oom_kill_count"):
-        raise ModelError(f"{what} was killed by the kernel's OOM killer at the {memory_mb:.0f} MB memory cap.",
-                         _limit_hint(memory_mb), detail=tail)
+        raise PreparationFailed(f"{what} was killed by the kernel's OOM killer at the {memory_mb:.0f} MB memory cap.",
+                                _limit_hint(memory_mb), detail=tail, kind="oom_killed")
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        raise ModelError(f"{what}'s process was killed by {name} while working on the model (the runtime crashed "
-                         "on this file); nothing else was affected.", "Report this with the model file.", detail=tail)
-    raise ModelError(f"{what}'s process ended with exit code {code} without a result.",
-                     "Rerun with --debug and report the output.", detail=tail)
+        raise PreparationFailed(f"{what}'s process was killed by {name} while working on the model (the runtime "
+                                "crashed on this file); nothing else was affected.", "Report this with the model file.",
+                                detail=tail, kind="crashed", signal=-code)
+    raise PreparationFailed(f"{what}'s process ended with exit code {code} without a result.",
+                            "Rerun with --debug and report the output.", detail=tail, kind="crashed")
 
 
 def _limit_hint(memory_mb: float | None) -> str:

@@ -57,7 +57,10 @@ _GRACE_S = 2.0
 
 
 class PreparationFailed(ModelError):
-    """Preparing a model (quantizing, checking, computing its outputs) ended without a result in the isolated child."""
+    """Preparing a model (quantizing, checking, computing its outputs) ended without a result in the isolated child:
+    a failure on this device (exit 1), not a refusal of the file."""
+
+    exit_code = 1
 
     def __init__(self, message: str, hint: str | None = None, detail: str = "", kind: str = "failed",
                  signal: int | None = None):

@@ -136,7 +136,7 @@ def progress_view() -> None:
         st.error(auth.for_viewer(f"Study {h.study_id} ended with an error: {h.error}"))
     elif p["done"] >= p["total"]:
         st.success(f"Study {h.study_id} is done: {p['done']} cells, {p['failed']} failed.")
-        ui.page_link("pages/7_Report.py", "Open its report", {"study": h.study_id})
+        ui.page_link("views/7_Report.py", "Open its report", {"study": h.study_id})
     else:
         st.warning(f"Study {h.study_id} stopped after {p['done']} of {p['total']} cells; resume it below.")
     if running:  # it just finished: redraw the whole page so the list below is current

@@ -1,0 +1,46 @@
+"""Who is watching: the browser's address as the server sees it, and the warning shown when it is the device being
+measured."""
+
+from __future__ import annotations
+
+import contextlib
+
+import streamlit as st
+
+
+@st.cache_resource(show_spinner=False, ttl=60)
+def _own_addresses() -> frozenset:
+    from ..device import own_addresses
+
+    return frozenset(own_addresses())
+
+
+def viewer_address() -> str | None:
+    """The browser's address as the server sees it (None: loopback, as Streamlit reports it); behind a proxy on this
+    device, the first hop of X-Forwarded-For."""
+    with contextlib.suppress(Exception):  # no client context (a bare script run)
+        forwarded = st.context.headers.get("X-Forwarded-For")
+        if isinstance(forwarded, str) and forwarded:
+            return forwarded.split(",")[0].strip()
+    ip = st.context.ip_address
+    return ip if isinstance(ip, str) else None  # AppTest's client is a mock: it runs on this machine
+
+
+def on_device_warning() -> bool:
+    """Before Start: say so when the browser runs on the device being measured, and how to watch from another
+    machine. Returns whether it was shown."""
+    from ..device import client_on_device, lan_addresses
+
+    client, own = viewer_address(), set(_own_addresses())
+    if not client_on_device(client, own):
+        return False
+    port = st.get_option("server.port")
+    lan = lan_addresses(own)
+    where = " or ".join(f"`http://{a}:{port}`" for a in lan[:2]) if lan else f"`http://<this device's address>:{port}`"
+    st.warning(f"**This browser runs on the device being measured** (it connects from {client or 'this machine'}). "
+               "Drawing the live charts takes CPU that the model needs: edgeprof gives the model CPU priority where "
+               "the system allows it (each run's summary says how), but its numbers can still come out slower. "
+               "To watch from another machine, start the app with `--server.address 0.0.0.0` and a password "
+               f"(README, \"A demo booth or a LAN\") and open {where} there; or start runs from the command line "
+               "and look at them here afterwards.")
+    return True

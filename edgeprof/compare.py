@@ -50,13 +50,10 @@ class Comparison:
 def overlay_metrics(data, run_ids) -> dict[str, str]:
     """The metrics the Compare overlay offers for these runs, {metric: label with its unit} from the metric catalog:
     the worker's and the device's CPU and memory, then the utilization, power and temperature of every accelerator
-    class (``catalog.ACCELERATORS``: a GPU, an NPU) that one of the runs measured (a non-empty block of that class
-    in its summary; only those runs' telemetry is read for the names). ``data``: a Store or a Fleet."""
-    present: set[str] = set()
-    for rid in run_ids:
-        summary = (data.get_run(rid) or {}).get("summary") or {}
-        if any(summary.get(device) for device in catalog.ACCELERATORS):
-            present |= set(data.telemetry(rid)["metric"].astype(str).unique())
+    class (``catalog.ACCELERATORS``: a GPU, an NPU) that one of the runs measured. ``data``: what reads a run's
+    telemetry (a Store, the fleet's samples)."""
+    ids = list(run_ids)
+    present = set(data.telemetry(ids)["metric"].astype(str).unique()) if ids else set()
     extra = [m for device in catalog.ACCELERATORS for q in OVERLAY_QUANTITIES
              for m in catalog.of_quantity(present, device, q)]
     return {m: catalog.label(m) for m in (*OVERLAY_METRICS, *extra)}

@@ -2,6 +2,7 @@
 slopes that decide whether edgeprof fits a 1 GB board.
 
     .venv/bin/python bench/bench_scale.py [--sizes 1,4] [--history 20,2000,20000] [--skip-pages]
+                                          [--commands-only | --retention-only]
 
 Builds scratch databases with synthetic runs of ``--sizes`` million samples (2-6 ms, written straight into DuckDB:
 what a fast model leaves after minutes), then measures each operation in a fresh process, side by side in this one
@@ -14,8 +15,14 @@ between the largest and the smallest size per million samples; the target is und
 - Runs page / Compare page: the page rendered by Streamlit's AppTest with the run selected (the server's side);
 - page switch at ``--history`` runs: the Runs page's CPU seconds with that many runs stored (target: 20,000 within
   2x of 20);
-- commands: CPU seconds of ``runs``, ``show``, ``devices``, ``models``, ``--help`` and whether they import pandas or
-  scipy (target: runs/show under 0.4 CPU-s).
+- commands (``--commands-only`` for this part alone): CPU seconds and peak RSS of ``runs``, ``show``, ``devices``,
+  ``models`` and ``--help`` beside "before" (what they loaded before issue 24 imported first), against an empty store
+  and one of 200 runs, and the heavy modules each still imports (target: runs/show under 0.4 CPU-s).
+
+- retention (``--retention-only`` runs just this): a fast model's batches (26,000 inferences/s, synthetic
+  latencies) fed through the real recorder for two lengths with ``--retention all`` and ``auto`` (the default
+  reduction past 1,000,000 samples and the first minute): the database's bytes per sample and MB per hour, the
+  recorder's peak memory, the summary's peak memory reading the run back, and the p50 each gives.
 
 Not measured here (see the report of issue 24): the server's RSS over a scripted browser session and the watched
 page's redraw rate (bench/bench_load.py and bench/bench_observer.py measure those).
@@ -121,19 +128,148 @@ def many_runs(db: Path, count: int) -> None:
                         FROM runs, range(1, {count}) r(i) WHERE run_id = ?""", [ids[0]])
 
 
-def commands(db: Path, rid: str) -> dict:
-    env = {**os.environ, "EDGEPROF_DB": str(db)}
-    out = {}
-    for cmd in (["runs"], ["show", rid], ["devices"], ["models"], ["--help"]):
-        code = ("import resource, runpy, sys, time; sys.argv = ['edgeprof', *sys.argv[1:]]\n"
-                "try:\n    runpy.run_module('edgeprof', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-                "u = resource.getrusage(resource.RUSAGE_SELF)\n"
-                "print('\\n@@', u.ru_utime + u.ru_stime, sorted({m.split('.')[0] for m in sys.modules} & "
-                "{'pandas', 'scipy', 'pyarrow', 'streamlit'}))")
-        res = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True, cwd=ROOT, env=env)
-        line = [x for x in res.stdout.splitlines() if x.startswith("@@")][-1].split(" ", 2)
-        out[" ".join(cmd[:1])] = (float(line[1]), line[2])
-    return out
+# What the reading commands loaded before issue 24, imported ahead of the command for the "before" column: pandas (and
+# pyarrow through it) from the store, the runner, recorder and telemetry from `edgeprof.run`, the fleet from `devices`.
+BEFORE_PRELUDE = "import pandas, edgeprof.run.repeat, edgeprof.run.runner, edgeprof.store.fleet"
+HEAVY = ("pandas", "scipy", "pyarrow", "plotly", "streamlit", "onnx", "onnxruntime", "numpy")
+COMMAND = """
+import json, resource, runpy, sys
+out, prelude, sys.argv = sys.argv[1], sys.argv[2], ["edgeprof", *sys.argv[3:]]
+exec(prelude)
+try:
+    runpy.run_module("edgeprof", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+# VmHWM, not ru_maxrss: a child forked from this bench starts with the bench's maximum RSS in ru_maxrss
+hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+with open(out, "w") as fh:
+    json.dump({"cpu_s": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
+               "mb": int(hwm[0]) / 1024 if hwm else me.ru_maxrss / 1024,
+               "modules": sorted({m.split(".")[0] for m in sys.modules})}, fh)
+"""
+
+
+def light_commands(tmp: Path, history: int = 200, repeat: int = 3) -> list[dict]:
+    """CPU seconds (user + sys) and peak RSS of ``--help``, ``runs``, ``show``, ``devices`` and ``models`` as they
+    are and "before" (the same command with what it loaded before issue 24 imported first: ``BEFORE_PRELUDE``), each
+    in a fresh process, median of ``repeat`` alternating pairs, against an empty store and one of ``history`` runs.
+    Bytecode is cached (a private ``PYTHONPYCACHEPREFIX``) as an installed package has it; without it every process
+    compiles edgeprof's own sources, ~0.1-0.3 CPU-s more on both sides. The data directory is a scratch one, so
+    ``devices`` writes no device.json of the user's."""
+    from statistics import median
+
+    from edgeprof.store import Store
+
+    full, empty = tmp / "light-history.duckdb", tmp / "light-empty.duckdb"
+    many_runs(full, history)
+    Store(empty)
+    rid = Store(full).run_rows(limit=1, columns=["run_id"])[0]["run_id"]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "EDGEPROF_FLEET")}
+    env.update(EDGEPROF_HOME=str(tmp / "light-home"), PYTHONPYCACHEPREFIX=str(tmp / "pycache"))
+    # (name, store, arguments, what it loaded before issue 24 beyond what it loads now; None: nothing more)
+    cases = [("--help", None, ["--help"], None), ("runs", empty, ["runs"], BEFORE_PRELUDE),
+             ("runs", full, ["runs"], BEFORE_PRELUDE), ("runs --json", full, ["runs", "--json"], BEFORE_PRELUDE),
+             ("show RUN", full, ["show", rid], BEFORE_PRELUDE),
+             ("show --json RUN", full, ["show", "--json", rid], BEFORE_PRELUDE),
+             ("devices", full, ["devices"], BEFORE_PRELUDE), ("models", None, ["models"], None)]
+
+    def once(db: Path | None, args: list[str], prelude: str) -> dict:
+        out = tmp / "light-command.json"
+        run_env = {**env, "EDGEPROF_DB": str(db or empty)}
+        subprocess.run([sys.executable, "-c", COMMAND, str(out), prelude, *args], capture_output=True, text=True,
+                       cwd=ROOT, env=run_env, check=True)
+        return json.loads(out.read_text())
+
+    rows = []
+    for name, db, args, prelude in cases:
+        once(db, args, prelude or "pass")  # compiles and caches the bytecode both sides use
+        pairs = [(once(db, args, prelude) if prelude else None, once(db, args, "pass")) for _ in range(repeat)]
+        before, after = [p[0] for p in pairs if p[0]], [p[1] for p in pairs]
+        rows.append({"command": name, "store": "-" if db is None else ("empty" if db == empty else f"{history} runs"),
+                     "before_cpu_s": median(r["cpu_s"] for r in before) if before else None,
+                     "before_mb": median(r["mb"] for r in before) if before else None,
+                     "cpu_s": median(r["cpu_s"] for r in after), "mb": median(r["mb"] for r in after),
+                     "heavy": [m for m in HEAVY if m in after[-1]["modules"]]})
+    return rows
+
+
+def print_light_commands(rows: list[dict], repeat: int = 3) -> None:
+    print(f"\nReading commands, a fresh process each (median of {repeat}): CPU-s (user+sys) and peak RSS; 'before' "
+          "imports first what they loaded before issue 24 (pandas, pyarrow, the runner, the fleet); target: runs "
+          "and show under 0.4 CPU-s")
+    print(f"  {'command':16} {'store':9} {'before CPU-s':>12} {'MB':>5} {'now CPU-s':>10} {'MB':>5}  heavy modules now")
+    for r in rows:
+        target = ""
+        if r["command"].split()[0] in ("runs", "show"):
+            target = "  met" if r["cpu_s"] < 0.4 else f"  missed by {r['cpu_s'] - 0.4:.2f} CPU-s"
+        before = (f"{r['before_cpu_s']:12.2f} {r['before_mb']:5.0f}" if r["before_cpu_s"] is not None
+                  else f"{'(as now)':>12} {'':5}")
+        print(f"  {r['command']:16} {r['store']:9} {before} {r['cpu_s']:10.2f} {r['mb']:5.0f}  "
+              f"{', '.join(r['heavy']) or '-'}{target}")
+
+
+FEED = r"""
+import json, resource, sys, time
+from array import array
+sys.path.insert(0, {root!r})
+import numpy as np
+from edgeprof.run.recorder import Recorder
+from edgeprof.store import Store
+from edgeprof.worker.messages import Batch
+db, retention, seconds, rate = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+store = Store(db)
+rid = store.insert_run(None, None, {{"model": "digits-cnn"}})
+rng = np.random.default_rng(0)
+import psutil
+before = psutil.Process().memory_info().rss
+c0 = time.process_time()
+rec = Recorder(rid, store, retention=retention)
+k, seq, t = rate // 10, 0, 10**9
+for b in range(int(seconds * 10)):
+    lat = (rng.lognormal(np.log(30e3), 0.2, k)).astype(np.int64)
+    ts = t + np.arange(k, dtype=np.int64) * (10**8 // k)
+    rec.add_batch(Batch(seq, "first" if b == 0 else "warmup" if b < 10 else "steady", array("q", ts.tobytes()),
+                        array("q", lat.tobytes())))
+    seq, t = seq + k, t + 10**8
+    if b % 50 == 49:
+        rec.flush()
+rec.flush(final=True)
+cpu = time.process_time() - c0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({{"run_id": rid, "samples": seq, "recorder_mb": (peak - before) / 1e6, "cpu_s": cpu}}))
+"""
+
+
+def retention(tmp: Path, seconds: list[float], rate: int = 26_000) -> None:
+    """The retention figures side by side: ``all`` against ``auto`` at two run lengths (see the module)."""
+    from edgeprof.store import Store
+
+    rows = {}
+    for mode in ("all", "auto"):
+        for s in seconds:
+            db = tmp / f"retention-{mode}-{s:g}.duckdb"
+            res = subprocess.run([sys.executable, "-c", FEED.format(root=str(ROOT)), str(db), mode, str(s), str(rate)],
+                                 capture_output=True, text=True, cwd=ROOT)
+            if res.returncode:
+                raise SystemExit(f"retention {mode} failed:\n{res.stderr[-3000:]}")
+            fed = json.loads(res.stdout.strip().splitlines()[-1])
+            summary = probe(db, [fed["run_id"]], "summary", tmp)
+            dig = Store(db).latency_digest(fed["run_id"])
+            rows[mode, s] = {**fed, "db_mb": db.stat().st_size / 1e6, "summary_mb": summary["mb"],
+                             "p50": dig.steady.p50, "kept": "reduced" if dig.retention else "all"}
+    lo, hi = min(seconds), max(seconds)
+    print(f"\nRetention: a model at {rate:,} inferences/s fed through the recorder for {lo:g} s and {hi:g} s "
+          "(database file; peak memory above the process before, MB)")
+    print(f"{'retention':10} {'kept':8} {'samples':>10} {'DB MB':>8} {'B/sample':>9} {'MB/hour':>8} "
+          f"{'recording MB':>12} {'summary MB':>11} {'p50 ms':>9}")
+    for mode in ("all", "auto"):
+        a, b = rows[mode, lo], rows[mode, hi]
+        per_hour = (b["db_mb"] - a["db_mb"]) / (hi - lo) * 3600
+        for s, r in ((lo, a), (hi, b)):
+            print(f"{mode:10} {r['kept']:8} {r['samples']:>10,} {r['db_mb']:8.1f} {r['db_mb'] * 1e6 / r['samples']:9.2f} "
+                  f"{per_hour if s == hi else float('nan'):8.0f} {r['recorder_mb']:12.1f} {r['summary_mb']:11.1f} "
+                  f"{r['p50']:9.5f}")
 
 
 def main() -> int:
@@ -142,17 +278,28 @@ def main() -> int:
     ap.add_argument("--history", default="20,2000,20000", help="runs stored for the page switch (default "
                                                                "20,2000,20000)")
     ap.add_argument("--skip-pages", action="store_true", help="no Streamlit pages (the library and commands only)")
+    ap.add_argument("--commands-only", action="store_true", help="only the reading commands (runs, show, devices, "
+                                                                 "models, --help), before and now")
+    ap.add_argument("--retention-seconds", default="90,270", help="run lengths fed through the recorder for the "
+                                                                  "retention figures (default 90,270)")
+    ap.add_argument("--retention-only", action="store_true", help="only the retention figures")
     args = ap.parse_args()
+    if args.commands_only:
+        with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp_s:
+            print_light_commands(light_commands(Path(tmp_s)))
+        return 0
+    if args.retention_only:
+        with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp_s:
+            retention(Path(tmp_s), [float(s) for s in args.retention_seconds.split(",")])
+        return 0
     sizes = [float(s) for s in args.sizes.split(",")]
     ops = ["before", "summary", "export"] + ([] if args.skip_pages else ["runs_page", "compare_page"])
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp_s:
         tmp = Path(tmp_s)
         results: dict[str, dict[float, dict]] = {op: {} for op in ops}
-        first_db = None
         for m in sizes:
             db = tmp / f"runs-{m:g}M.duckdb"
             ids = long_runs(db, int(m * 1e6))
-            first_db = first_db or (db, ids[0])
             for op in ops:
                 results[op][m] = probe(db, ids, op, tmp)
         lo, hi = min(sizes), max(sizes)
@@ -181,10 +328,8 @@ def main() -> int:
                 base = base or r["cpu_s"]
                 print(f"  {count:>6} runs: {r['cpu_s']:.2f} CPU-s ({r['cpu_s'] / base:.1f}x), +{r['mb']:.0f} MB")
 
-        db, rid = first_db
-        print("\nCommands (a fresh process each): CPU-s and heavy modules imported; target runs/show < 0.4 CPU-s")
-        for name, (cpu, heavy) in commands(db, rid).items():
-            print(f"  {name:8} {cpu:5.2f} CPU-s  imports {heavy}")
+        print_light_commands(light_commands(tmp))
+        retention(tmp, [float(s) for s in args.retention_seconds.split(",")])
     return 0
 
 

@@ -398,6 +398,34 @@ def thermal_figure(tel: pd.DataFrame, *, title: str = "Temperature and frequency
                    **stop_marks(stops, _sources(tel, ("cpu.freq",)) | _sources_of(tel, temps)))
 
 
+def device_figure(tel: pd.DataFrame, device: str, *, title: str | None = None, height: int = 300,
+                  stops: dict | None = None) -> go.Figure | None:
+    """Every metric of one device class (``telemetry.catalog``: ``npu``, say, for an accelerator no chart knows by
+    name) as lines named by the catalog: the first unit on the left axis, the others dotted on the right. None when
+    the run has no metric of that class. ``stops``: see :func:`stop_marks`."""
+    if tel is None or tel.empty:
+        return None
+    declared = {fam: i for i, fam in enumerate(catalog.FAMILIES)}
+    names = sorted(catalog.of_device(tel["metric"].astype(str).unique(), device),
+                   key=lambda n: (declared[catalog.family(n)], n))
+    if not names:
+        return None
+    units = list(dict.fromkeys(catalog.unit(n) for n in names))
+    left = [n for n in names if catalog.unit(n) == units[0]]
+    right = [n for n in names if n not in left]
+    fig = go.Figure()
+    _lines(fig, tel, [(n, catalog.label(n)) for n in left], width=3)
+    for i, n in enumerate(right):
+        part = tel[tel["metric"] == n]
+        x, y = with_gaps(part["t_s"].to_numpy(), part["value"].to_numpy())
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=catalog.label(n) + " (right)",
+                                 line={"dash": "dot", "color": COLORS[(i + 4) % len(COLORS)]}, yaxis="y2"))
+    if right:
+        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": ", ".join(units[1:]), "showgrid": False})
+    prefixes = tuple(sorted({n.split(".", 1)[0] + "." for n in names}))
+    return _layout(fig, title or device.upper(), units[0], height=height, **stop_marks(stops, _sources(tel, prefixes)))
+
+
 # ------------------------------------------------------------------------------------------------------- correlations
 
 def correlation_heatmap(corr: pd.DataFrame, *, value: str = "pearson_r", labels: dict | None = None,

@@ -15,6 +15,13 @@ PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 RUNTIMES = ("onnx", "tflite")  # file formats; the backends that read them are declared in runtimes.registry
 PRECISION_BITS = {"fp32": 32, "fp16": 16, "int8-dynamic": 8, "int8-static": 8, "int16x8": 16}
 NON_BINDING = 1.5  # a memory limit this many times a run's charged peak did not shape it: that peak is the footprint
+#: What a run keeps of its latency samples (``RunConfig.retention``, ``--retention``, a study's ``retention``): ``all``
+#: every sample; ``reduced`` every sample of the first minute, then a seeded uniform reservoir and per-second aggregates
+#: (``run.recorder``); ``auto`` all up to ``run.recorder.RETENTION_MAX_ALL`` samples, reduced beyond.
+RETENTIONS = ("auto", "all", "reduced")
+#: ``auto`` keeps every sample of a run up to this many (~7 MB stored; a fast model reaches it in about a minute, a
+#: 10-ms model in 3 hours) and reduces a longer one. Environment: ``EDGEPROF_RETENTION_MAX_ALL``.
+RETENTION_MAX_ALL = 1_000_000
 STATUSES = ("running", "ok", "oom_killed", "crashed", "timed_out", "stopped", "failed", "interrupted")
 
 # name: (minimum steady-state seconds, minimum steady-state iterations)
@@ -211,6 +218,7 @@ class RunConfig:
     keep_fp32: tuple = ()  # int8-static only: operators left in fp32, a mix the quantization doctor chose
     input_file: str | None = None  # a .npy float tensor for the model's one input (a photo, prepared); None: random
     top_k: int = 0  # > 0: the summary's ``prediction`` holds the first inference's top classes
+    retention: str = "auto"  # RETENTIONS: what the store keeps of a long run's samples (run.recorder)
 
     def __post_init__(self):
         if not isinstance(self.model, str) or not self.model.strip():
@@ -245,6 +253,7 @@ class RunConfig:
         set_(self, "keep_fp32", check_keep_fp32(self.keep_fp32, self.precision))
         if self.input_file is not None and (not isinstance(self.input_file, str) or not self.input_file.endswith(".npy")):
             raise ConfigError(f"input file must be the path of a .npy file, got {self.input_file!r}.")
+        _choice("retention", self.retention, RETENTIONS)
         set_(self, "top_k", check_number("top k", self.top_k, minimum=0, integer=True, allow_none=False))
         if self.duration_s is None and self.iterations is None and self.preset is None:
             set_(self, "preset", "quick")

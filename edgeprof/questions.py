@@ -19,6 +19,7 @@ import pandas as pd
 
 from . import stats
 from .config import NON_BINDING
+from .stats import fmt_p, p_words
 
 VARIANT = ["model", "precision", "runtime", "threads"]
 ALPHA = 0.05
@@ -100,19 +101,6 @@ def _memory_sentence(tested: pd.DataFrame, rho: float, p: float, n: int, nvar: i
                 f"without a limit rises as the limit falls towards the footprint ({stat}).{at_fp}{dead}")
     return (f"Here latency falls as the limit tightens ({stat}), the opposite of what memory pressure does: look for "
             f"something else that changed between those runs (a cold start, another process).{at_fp}{dead}")
-
-
-def fmt_p(p: float | None) -> str:
-    """A p value a student can read: 0.83, 0.03, < 0.001."""
-    if p is None or not np.isfinite(p):
-        return "-"
-    return "< 0.001" if p < 0.001 else f"{p:.2g}" if p < 0.1 else f"{p:.2f}"
-
-
-def p_words(p: float | None) -> str:
-    """``p = 0.03`` or ``p < 0.001``: the p value in a sentence (never "p = < 0.001")."""
-    text = fmt_p(p)
-    return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
 def relation_sentence(x: str, y: str, r: float | None, p: float | None, n: int, *, unit: str = "runs",

@@ -48,9 +48,11 @@ __all__ = [
     "correlation_matrix",
     "detect_warmup",
     "floor_words",
+    "fmt_p",
     "median_ci",
     "median_ci_ranks",
     "noise_floor_pct",
+    "p_words",
     "ratio_across_runs",
     "ratio_within_runs",
     "ratio_words",
@@ -522,6 +524,26 @@ def correlation_matrix(df: pd.DataFrame, columns: list[str], *, unit: str = "run
     out["n"] = out["n"].astype("int64")
     return out
 
+
+#: What a p value that could not be computed reads as in a table cell: the dash of every other undefined cell.
+UNDEFINED = "–"
+
+
+def fmt_p(p: float | None) -> str:
+    """A p value as people read it, the one format of the app: ``0.83`` (two decimals from 0.1), ``0.03`` or
+    ``0.0042`` (two significant digits below), ``< 0.001`` (no figure below: the test is not that precise), and
+    ``UNDEFINED`` for None or NaN."""
+    if p is None or not math.isfinite(p):
+        return UNDEFINED
+    return "< 0.001" if p < 0.001 else f"{p:.2g}" if p < 0.1 else f"{p:.2f}"
+
+
+def p_words(p: float | None) -> str:
+    """``fmt_p`` in a sentence: ``p = 0.03``, ``p < 0.001`` (never "p = < 0.001"), ``p = n/a`` when undefined."""
+    if p is None or not math.isfinite(p):
+        return "p = n/a"
+    text = fmt_p(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 def windowed(latency_df: pd.DataFrame, telemetry_df: pd.DataFrame, window_s: float = 1.0) -> pd.DataFrame:
     """Bucket one run's latency samples and telemetry into common time windows, to correlate them over time.

@@ -281,3 +281,24 @@ OK = "edgeprof runs on the device; temperature.csv"
     consumer.write_text('X = "gpu0.utilisation_pct"\nY = "npu0.util_pct"\n')
     found = stray_names([consumer], tmp_path)
     assert found == {"backends": [], "metrics": [], "undeclared": ["edgeprof/charts.py: 'gpu0.utilisation_pct'"]}
+
+
+def test_the_reports_claims_live_only_in_claims():
+    """A claim is a ``claim_*`` function in ``study/report/claims.py`` listed in ``CLAIMS``; no other module of the
+    report defines one or names a claim's id (the renderer shows the findings as ``CLAIMS`` gives them)."""
+    from edgeprof.study.report import claims
+
+    ids = {c.__name__.removeprefix("claim_") for c in claims.CLAIMS}
+    defined = {node.name for node in ast.walk(ast.parse((PKG / "study/report/claims.py").read_text()))
+               if isinstance(node, ast.FunctionDef) and node.name.startswith("claim_")}
+    assert defined == {c.__name__ for c in claims.CLAIMS}, "claim functions not in CLAIMS: " + ", ".join(
+        sorted(defined - {c.__name__ for c in claims.CLAIMS}))
+    stray = []
+    for path in [*(PKG / "study").rglob("*.py"), *(ROOT / "views").glob("*.py")]:
+        if path.name == "claims.py" and path.parent.name == "report":
+            continue
+        tree = ast.parse(path.read_text())
+        stray += [f"{path.relative_to(ROOT)}: def {n.name}" for n in ast.walk(tree)
+                  if isinstance(n, ast.FunctionDef) and n.name.startswith("claim_")]
+        stray += [f"{path.relative_to(ROOT)}: {text!r}" for text, _ in _strings(path) if text in ids]
+    assert not stray, "claims outside study/report/claims.py:\n" + "\n".join(stray)

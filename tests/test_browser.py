@@ -38,6 +38,10 @@ LATENCY_POINTS_JS = """() => {
   if (!d || !d._fullData) return 0;  // plotly keeps binary-encoded arrays in data; _fullData has each trace's length
   return d._fullData.reduce((a, t) => a + (t._length || 0), 0);
 }"""
+# the telemetry panel's CPU chart, as plotly drew it (Streamlit's theme wraps a title in <b>)
+CPU_CHART_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].some(d => d.layout
+  && String((d.layout.title || {}).text || '').replace(/<[^>]+>/g, '') === 'CPU'
+  && ((d.layout.yaxis || {}).title || {}).text === 'CPU (%)')"""
 LIVE_STATE_JS = """() => {
   const e = document.querySelector('.ep-live');
   return e ? {seq: Number(e.dataset.seq), newest: Number(e.dataset.newestWall), status: e.dataset.status} : null;
@@ -180,12 +184,16 @@ def test_live_run_in_the_browser(tmp_path, monkeypatch):
         # the finished view re-mounts the chart under the summary: give plotly its redraw before counting
         page.wait_for_function(f"({LATENCY_POINTS_JS})() >= 200", timeout=15_000)
         assert page.evaluate(LATENCY_POINTS_JS) >= 200
+        page.get_by_text("memory is what the limit acts on").wait_for()  # the telemetry panel, under the memory chart
+        page.wait_for_function(CPU_CHART_JS, timeout=15_000)
 
         rid = page.evaluate(LIVE_STATE_JS.replace("return e ?", "return e ? e.dataset.run : null; return e ?"))
         page.goto(f"{url}/Runs?run_id={rid}")
         page.get_by_text("4 of 4 runs").wait_for()
         page.get_by_text("finished normally").wait_for()
         page.wait_for_function(f"({LATENCY_POINTS_JS})() >= 100")
+        page.get_by_text("memory is what the limit acts on").wait_for()  # the same panel for the stored run
+        page.wait_for_function(CPU_CHART_JS, timeout=15_000)
         wait_for_app(page)
         time.sleep(1.0)  # let the table canvas and the charts paint
         page.screenshot(path=str(tmp_path / "runs-page.png"))

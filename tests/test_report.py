@@ -1,16 +1,19 @@
-"""Claim evaluation on synthetic run tables (pure), and the HTML report rendered from one (no runs)."""
+"""Claim evaluation on synthetic run tables (pure), the HTML report rendered from one (no runs), and the one p-value
+format of the app."""
 
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from edgeprof import stats
+from edgeprof import questions, stats
+from edgeprof.store import columns
 from edgeprof.study import report
-from edgeprof.study.report import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, TOO_FEW
+from edgeprof.study.report import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, TOO_FEW, claims
 
 SIZES = {"small": 0.1, "big": 20.0}
 BASE = {"small": 1.0, "big": 30.0}
@@ -139,10 +142,10 @@ def test_correlation_table_has_pearson_with_ci_and_spearman():
     corr = report.correlation_table(synth(gpu=True))
     assert set(corr["metric"]) == set(report.UTILIZATION.values())
     assert set(corr["scope"]) == {"all runs", "within variant"}
-    row = corr[(corr["metric"] == "RAM peak (MB)") & (corr["scope"] == "within variant")].iloc[0]
+    row = corr[(corr["metric"] == "peak RAM (MB)") & (corr["scope"] == "within variant")].iloc[0]
     assert row["n"] == 2 * 3 * 4 * 3 and row["ci_low"] <= row["pearson_r"] <= row["ci_high"]
     assert row["spearman_r"] > 0.5  # RAM peak and latency both grow as the limit shrinks
-    assert "GPU util (%)" not in set(report.correlation_table(synth())["metric"])
+    assert "GPU utilization (%)" not in set(report.correlation_table(synth())["metric"])
 
 
 def test_html_report_from_a_synthetic_table(tmp_path):
@@ -180,12 +183,12 @@ def test_ratios_carry_their_between_run_interval_and_single_runs_say_they_have_n
 
 def test_a_verdict_needs_a_difference_larger_than_the_variation_between_runs():
     inside = [stats.Ratio(0.95, 0.85, 1.05, "runs", 3, 3), stats.Ratio(0.97, 0.9, 1.04, "runs", 3, 3)]
-    verdict, caution = report._spread_verdict(SUPPORTED, None, inside, -1, None)
+    verdict, caution = claims._spread_verdict(SUPPORTED, None, inside, -1, None)
     assert verdict == NOT_SUPPORTED and "no group's difference is larger than the variation between runs" in caution
     clear = [stats.Ratio(0.5, 0.45, 0.55, "runs", 3, 3), inside[0]]
-    verdict, caution = report._spread_verdict(SUPPORTED, None, clear, -1, None)
+    verdict, caution = claims._spread_verdict(SUPPORTED, None, clear, -1, None)
     assert verdict == SUPPORTED and "in 1 of 2 groups only" in caution
-    assert report._spread_verdict(SUPPORTED, None, clear[:1], -1, None) == (SUPPORTED, None)
+    assert claims._spread_verdict(SUPPORTED, None, clear[:1], -1, None) == (SUPPORTED, None)
 
 
 def test_report_says_what_its_intervals_cover():
@@ -197,3 +200,49 @@ def test_report_says_what_its_intervals_cover():
     page = report.render_html({"study_id": "s1", "status": "done", "uncertainty": one}, df,
                               report.evaluate_claims(df), report.correlation_table(df), {})
     assert "single run: no between-run uncertainty" in page
+
+
+def test_the_report_names_its_columns_as_the_run_columns_declare_them():
+    """Labels and units are the ones store.columns declares (the Correlations page's), never written in the report."""
+    corr = report.correlation_table(synth(gpu=True))
+    assert list(dict.fromkeys(corr["metric"])) == ["CPU system mean (%)", "CPU worker mean (%)", "peak RAM (MB)",
+                                                   "GPU utilization (%)"]
+    assert all(label == columns.BY_NAME[col].label for col, label in {**report.UTILIZATION, **report.WHY}.items())
+    df = synth(reps=1).assign(mem_pressure_some_pct=10.0, major_faults_per_s=3.0)
+    assert list(report.why_table(df).columns) == [
+        "variant", "limit", "status", "latency p50 (ms)", "memory pressure, some stalled (% of time)",
+        "memory pressure, all stalled (% of time)", "major page faults (/s)", "energy per inference (mJ)",
+        "slowest operators"]
+
+
+def test_every_claim_is_one_function_listed_in_claims():
+    """A claim is a function in report.claims and an entry in CLAIMS; evaluate_claims runs them in that order."""
+    functions = [name for name in vars(claims) if name.startswith("claim_")]
+    assert sorted(functions) == sorted(c.__name__ for c in claims.CLAIMS)
+    found = report.evaluate_claims(synth())
+    assert [f.claim_id for f in found] == ["memory_latency", "cpu_memory_cpu", "cpu_memory_gpu", "model_size",
+                                           "precision_bits"]
+    assert all(f.claim_id == c.__name__.removeprefix("claim_") for f, c in zip(found, claims.CLAIMS, strict=True))
+
+
+def test_one_p_value_format_in_tables_sentences_and_the_report():
+    assert [stats.fmt_p(p) for p in (0.83, 0.34, 0.1, 0.03, 0.0042, 0.001, 0.0004, 0.0)] == [
+        "0.83", "0.34", "0.10", "0.03", "0.0042", "0.001", "< 0.001", "< 0.001"]
+    assert stats.fmt_p(None) == stats.fmt_p(float("nan")) == "–"  # the dash of every undefined table cell
+    assert [stats.p_words(p) for p in (0.34, 0.03, 1e-9, None)] == ["p = 0.34", "p = 0.03", "p < 0.001", "p = n/a"]
+    assert questions.fmt_p is stats.fmt_p and questions.p_words is stats.p_words
+    flat = report.claim_precision_bits(synth(mem_effect=0.0, bits_effect=False, seed=1))
+    assert re.search(r"= -?0\.\d+, p = 0\.\d\d, n = 72\.", flat.evidence), flat.evidence  # p = 0.52, not 0.520
+    strong = report.claim_memory_latency(synth())
+    assert "p < 0.001, n = " in strong.evidence and "p = <" not in strong.evidence and "p = < " not in strong.evidence
+
+
+def test_the_memory_claim_cites_the_stored_curves_whatever_its_verdict():
+    curves = {"small fp32 onnx t2": {"group_id": "g1", "measured_at": "2026-12-07T10:00:00",
+                                     "sentences": {"cliff": "It dies below 28.5 MB."}}}
+    for df in (synth(), synth(reps=2, die_below=5.0)):  # supported; too few data (every capped cell died)
+        f = report.evaluate_claims(df, curves=curves)[0]
+        assert f.evidence.endswith(" The memory curve of small fp32 onnx t2 (`edgeprof memory`, measured "
+                                   "2026-12-07T10:00): It dies below 28.5 MB."), f.evidence
+        assert f.numbers["memory_curves"] == {"small fp32 onnx t2": "g1"}
+    assert report.evaluate_claims(synth(reps=2, die_below=5.0))[0].verdict == TOO_FEW

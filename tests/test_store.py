@@ -152,6 +152,9 @@ def test_migration_5_stores_no_limit_as_no_limit(tmp_path):
         con.execute("ALTER TABLE devices DROP COLUMN device_name")
         for col in ("backend", "backend_options"):  # and the backend columns
             con.execute(f"ALTER TABLE runs DROP COLUMN {col}")
+        for table in ("latency_seconds", "latency_reservoir"):  # and a long run's reduction
+            con.execute(f"DROP TABLE {table}")
+        con.execute("ALTER TABLE runs DROP COLUMN retention")
         con.execute("ALTER TABLE runs DROP COLUMN power_mode")  # and the power mode
         con.execute("DELETE FROM schema_version WHERE version >= 5")
     store = Store(db)

@@ -450,14 +450,15 @@ def test_the_migration_fills_the_columns_from_stored_summaries(tmp_path):
 
 def test_run_and_show_print_the_why_lines():
     text = run_summary(build_summary(facts()))
-    assert "  pressure     some 60.0%  full 20.0% of the steady phase stalled on memory (the worker's cgroup)" in text
-    assert "  energy       " in text and " mJ per inference at 4.00 W mean power (Intel RAPL" in text
-    assert "  op profile   ConvInteger " in text and "of p50 (4 profiled inferences after the steady phase)" in text
+    assert ("  pressure     some task stalled on memory 60.0% of the steady phase, all tasks 20.0% (in the worker's "
+            "cgroup); major faults ") in text
+    assert "  energy       " in text and " mJ per inference at 4.00 W mean power over the steady phase (Intel RAPL" in text
+    assert "  op profile   ConvInteger " in text and "of the steady p50 (4 inferences profiled after the steady phase)." in text
     tflite = build_summary(facts(op_profile={"unavailable": "ai-edge-litert 2.3.0 has no per-operator profiler"},
                                  memory_pressure={"unavailable": "the kernel gives no pressure-stall information"}))
     text = run_summary(tflite)
-    assert "  op profile   unavailable: ai-edge-litert 2.3.0" in text
-    assert "  pressure     unavailable: the kernel gives no pressure-stall information" in text
+    assert "  op profile   unavailable (ai-edge-litert 2.3.0" in text
+    assert "  pressure     unavailable (the kernel gives no pressure-stall information); major faults " in text
 
 
 def test_profile_ops_is_a_run_and_a_study_setting():
@@ -503,7 +504,7 @@ def test_the_report_has_a_why_table_and_a_pressure_figure():
     df = study_frame()
     why = report.why_table(df)
     assert list(why["limit"]) == ["none", "2x", "1x"]
-    assert why.iloc[-1]["some stalled on memory (%)"] == 61.0 and why.iloc[-1]["slowest operators"].startswith(
+    assert why.iloc[-1]["memory pressure, some stalled (% of time)"] == 61.0 and why.iloc[-1]["slowest operators"].startswith(
         "ConvInteger")
     page = "\n".join(report.why_html(df))
     assert "Energy per inference: unavailable: no power sensor on this device." in page

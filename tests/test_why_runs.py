@@ -160,7 +160,7 @@ def test_run_page_profiles_operators_and_says_why(db):
         assert not at.exception, at.exception
     text = _texts(at)
     assert "finished normally" in text, text
-    assert "**Operator profile**: " in text and "% of the steady p50." in text
+    assert "**Operator profile**: " in text and "% of the steady p50 (" in text
     assert "**Memory pressure**: some task stalled on memory " in text and "**Energy**: " in text
     titles = [f["layout"]["title"]["text"] for f in _figures(at)]
     assert "Time per operator type" in titles and "Memory pressure" in titles

@@ -201,25 +201,16 @@ def build_view(h, buf: ui.LiveBuffer, prev: dict | None) -> dict:
     }
     now = time.monotonic()
     if prev is not None and now - prev["tel_at"] < TELEMETRY_REFRESH_S and not h.finished:
-        view.update({k: prev[k] for k in ("cpu", "memory", "gpu", "gpu_reason", "thermal", "thermal_reason", "tel_at")})
+        view.update({k: prev[k] for k in ("telemetry", "tel_at")})
         return view
     tel = ui.telemetry_frame(buf.tel_rows, t0)
     status = getattr(h, "telemetry_status", None)
-    stops = ui.source_stops(status, t0)
-    gfig = charts.gpu_figure(tel, stops=stops)
     result = buf.result or {}
-    mem = result.get("memory") or {}
-    view.update({
-        "cpu": charts.cpu_figure(tel, stops=stops),
-        "memory": charts.memory_figure(tel, buf.memory_limit_mb, peak_charged_mb=mem.get("peak_charged_mb"),
-                                       killed_at_s=result.get("worker_exit_s") if result.get("status") == "oom_killed"
-                                       else None),
-        "gpu": gfig,
-        "gpu_reason": None if gfig is not None else ui.gpu_reason(status or ui.probe_status()),
-        "thermal": charts.thermal_figure(tel, stops=stops),
-        "thermal_reason": ui.thermal_reason(tel),
-        "tel_at": now,
-    })
+    killed = result.get("worker_exit_s") if result.get("status") == "oom_killed" else None
+    view["telemetry"] = ui.telemetry_charts(
+        tel, stops=ui.source_stops(status, t0), sources=status or ui.probe_status(), memory_limit_mb=buf.memory_limit_mb,
+        peak_charged_mb=(result.get("memory") or {}).get("peak_charged_mb"), killed_at_s=killed)
+    view["tel_at"] = now
     return view
 
 
@@ -257,23 +248,7 @@ def draw(h, view: dict, *, final: bool) -> None:
 
 
 def draw_telemetry(view: dict) -> None:
-    left, right = st.columns(2)
-    with left:
-        st.plotly_chart(view["cpu"], key="chart_cpu", config={"displayModeBar": False})
-    with right:
-        st.plotly_chart(view["memory"], key="chart_mem", config={"displayModeBar": False})
-        st.caption(ui.MEMORY_CHART_NOTE)
-    left, right = st.columns(2)
-    with left:
-        if view["gpu"] is None:
-            st.info(f"No GPU telemetry ({view['gpu_reason']}).")
-        else:
-            st.plotly_chart(view["gpu"], key="chart_gpu", config={"displayModeBar": False})
-    with right:
-        if view["thermal"] is None:
-            st.info(view["thermal_reason"])
-        else:
-            st.plotly_chart(view["thermal"], key="chart_thermal", config={"displayModeBar": False})
+    ui.telemetry_panel(view["telemetry"], key="chart", toolbar=False)
 
 
 @st.fragment(run_every=LIVE_REFRESH_S)

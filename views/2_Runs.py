@@ -127,10 +127,12 @@ if show:
     run = store.get_run(show)
     summary = (run or {}).get("summary") or {"run_id": show, "status": run.get("status"), "error": run.get("reason")}
     ui.render_summary(summary, run_id=show)
+    if isinstance(summary.get("retention"), dict):  # which samples the statistics came from (run.recorder)
+        st.caption(f"Samples: {summary['retention']['statement']}.")
     lat_ms = summary.get("latency_ms") or {}
     top_ms = max(1.5 * (lat_ms.get("p99") or 0), 1.2 * (lat_ms.get("p50") or 0)) or None
     reduced = store.latency_timeline(show, top_ns=int(top_ms * 1e6) if top_ms else None)
-    raw = reduced["samples"] <= samples.RAW_MAX  # a short run is drawn sample by sample, a long one reduced
+    raw = reduced["samples"] <= samples.RAW_MAX and not reduced["reduced"]  # short: sample by sample
     lat = store.latency(show) if raw else None
     tel = store.telemetry(show)
     if not reduced["samples"] and tel.empty:
@@ -158,25 +160,12 @@ if show:
                 warmup=((w0 - t0) / 1e9, ((s0 or reduced["t_ns"][-1]) - t0) / 1e9) if w0 is not None else None)
         st.plotly_chart(fig, key="run_latency")
         tframe = ui.telemetry_frame(tel, t0) if not tel.empty else tel
-        left, right = st.columns(2)
-        stops = ui.source_stops(summary.get("telemetry_sources"), t0)
-        left.plotly_chart(charts.cpu_figure(tframe, stops=stops), key="run_cpu")
-        mem = summary.get("memory") or {}
         exit_ns = summary.get("worker_exit_ns")
-        right.plotly_chart(charts.memory_figure(
-            tframe, run.get("memory_limit_mb"), peak_charged_mb=mem.get("peak_charged_mb"),
-            killed_at_s=(exit_ns - t0) / 1e9 if exit_ns and run.get("status") == "oom_killed" else None), key="run_mem")
-        right.caption(ui.MEMORY_CHART_NOTE)
-        gfig, tfig = charts.gpu_figure(tframe, stops=stops), charts.thermal_figure(tframe, stops=stops)
-        left, right = st.columns(2)
-        if gfig is None:
-            left.info(f"No GPU telemetry ({ui.gpu_reason(summary.get('telemetry_sources'))}).")
-        else:
-            left.plotly_chart(gfig, key="run_gpu")
-        if tfig is None:
-            right.info(ui.thermal_reason(tframe))
-        else:
-            right.plotly_chart(tfig, key="run_thermal")
+        ui.telemetry_panel(ui.telemetry_charts(
+            tframe, stops=ui.source_stops(summary.get("telemetry_sources"), t0),
+            sources=summary.get("telemetry_sources"), memory_limit_mb=run.get("memory_limit_mb"),
+            peak_charged_mb=(summary.get("memory") or {}).get("peak_charged_mb"),
+            killed_at_s=(exit_ns - t0) / 1e9 if exit_ns and run.get("status") == "oom_killed" else None), key="run")
     with st.expander("Full run document (JSON)"):
         st.json(auth.for_viewer(run), expanded=False)
 

@@ -10,14 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from .. import paths
 from ..config import (
     NOISE_FLOOR_MODEL,
     NOISE_FLOOR_RUNS,
     PRECISIONS,
     PRESETS,
+    RETENTION_MAX_ALL,
+    RETENTIONS,
     RUNTIMES,
     RunConfig,
 )
@@ -84,6 +84,10 @@ def _run_options(p) -> None:
     p.add_argument("--profile-ops", action="store_true",
                    help="after the measured steady phase, profile a separate phase of inferences per operator "
                         "(ONNX Runtime's profiler; the measured latencies are not touched)")
+    p.add_argument("--retention", choices=RETENTIONS, default="auto",
+                   help="what the store keeps of the samples: all; reduced (every sample of the first minute, then "
+                        "a uniform reservoir and per-second count, mean, min, max); auto (default): all up to "
+                        f"{RETENTION_MAX_ALL:,} samples, reduced beyond")
     db_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -221,6 +225,7 @@ def config_from_args(args) -> RunConfig:
         profile_ops=bool(args.profile_ops), backend=args.backend,
         backend_options=_pairs(args.backend_option, _option_pair), data=getattr(args, "data", None),
         evictable=bool(getattr(args, "evictable", False)), keep_fp32=args.keep_fp32 or (),
+        retention=getattr(args, "retention", "auto"),
     )
     if cfg.timeout_s is not None and cfg.timeout_s <= cfg.min_duration_s:
         raise UsageError(f"--timeout {cfg.timeout_s:g} is not longer than the {cfg.min_duration_s:g} s of steady state "
@@ -364,6 +369,8 @@ def cmd_compare(args) -> int:
 def _follow(handle, quiet: bool) -> None:
     """A progress line a second while the worker measures; before it starts (a quantized variant being built, a
     file being read) what is being done, once, and then every PREPARING_EVERY_S: no "n=0" line a second."""
+    import numpy as np
+
     last, said, said_at = 0.0, None, 0.0
     while handle.wait(0.25) is None:
         now = time.monotonic()
@@ -389,24 +396,25 @@ def _follow(handle, quiet: bool) -> None:
 
 
 def cmd_runs(args) -> int:
+    from ..store.columns import RUNS_LIST
+
     if args.fleet:
         from ..store.fleet import list_runs
 
         df = list_runs(args.fleet, model=args.model, status=args.status, limit=args.limit)
+        df = df[[c for c in RUNS_LIST if c in df.columns]]
+        rows = df.astype(object).where(df.notna(), None).to_dict(orient="records")
     else:
         store = open_store(args.db)
-        df = store.list_runs(model=args.model, status=args.status, limit=args.limit)
-    from ..store.columns import RUNS_LIST
-
-    df = df[[c for c in RUNS_LIST if c in df.columns]]
+        rows = store.run_rows(model=args.model, status=args.status, limit=args.limit, columns=RUNS_LIST)
     if args.json:
-        print_json(df.to_dict(orient="records"))
-    elif df.empty and args.fleet:
+        print_json(rows)
+    elif not rows and args.fleet:
         print(f"no runs at {args.fleet} yet: push this device's with `{args.prog} push {args.fleet}`")
-    elif df.empty:
+    elif not rows:
         print(f"no runs stored yet: start one with `{args.prog} run --model digits-cnn`")
     else:
-        print(runs_table(df))
+        print(runs_table(rows))
     return 0
 
 
@@ -517,11 +525,13 @@ def cmd_devices(args) -> int:
 
 def _fleet_facts(url: str | None) -> dict | None:
     """What ``devices`` says about the fleet: how DuckDB reads it (httpfs, fsspec or folder) and what it holds."""
-    from ..store.fleet import Fleet, fleet_url
+    from ..store.remote import fleet_url
 
     url = fleet_url(url)
     if not url:
         return None
+    from ..store.fleet import Fleet
+
     with Fleet(url) as fleet:
         lst = fleet.listing
         return {"url": url, "engine": fleet.engine, "devices": len(set(lst.runs.values()) | set(lst.devices)),

@@ -90,9 +90,10 @@ def table(rows: list[list], header: list[str]) -> str:
 
 
 
-def runs_table(df) -> str:
-    """``runs`` for people: times to the second, "no limit", uploads by the name they were uploaded with, files by
-    their name, latencies to 4 significant digits, "-" for what was not measured (never NaN or None)."""
+def runs_table(rows: list[dict]) -> str:
+    """``runs`` for people, from plain rows (``Store.run_rows``): times to the second, "no limit", uploads by the name
+    they were uploaded with, files by their name, latencies to 4 significant digits, "-" for what was not measured
+    (never NaN or None)."""
     from ..models.catalog import upload_names
     from ..store.columns import RUNS_HEADERS
 
@@ -113,14 +114,17 @@ def runs_table(df) -> str:
             return f"{float(v):.1f}"
         return v
 
-    cols = [c for c in RUNS_HEADERS if c in df.columns]
-    rows = [[cell(c, v) for c, v in zip(cols, rec, strict=True)] for rec in df[cols].itertuples(index=False)]
-    return table(rows, [RUNS_HEADERS[c] for c in cols])
+    cols = [c for c in RUNS_HEADERS if rows and c in rows[0]]
+    body = [[cell(c, r[c]) for c in cols] for r in rows]
+    return table(body, [RUNS_HEADERS[c] for c in cols])
 
 
 def run_summary(r: dict, details: bool = False) -> str:
     """The human form of a run's result (``run`` and ``show``); ``details`` adds the runtime's own text behind an
     error."""
+    from ..run import explain
+    from ..telemetry import catalog
+
     lat = r.get("latency_ms") or {}
     mem = r.get("memory") or {}
     cpu = r.get("cpu") or {}
@@ -147,6 +151,7 @@ def run_summary(r: dict, details: bool = False) -> str:
         f"  p95 {fmt(lat.get('p95'), '', 3)}  p99 {fmt(lat.get('p99'), '', 3)}  mean {fmt(lat.get('mean'), '', 3)}"
         f"  std {fmt(lat.get('std'), '', 3)}  CoV {fmt(lat.get('cov'), '', 3)}  n {lat.get('n')}",
         f"  interval     {interval_text(lat)}   throughput {fmt(r.get('throughput_ips'), ' inf/s', 1)}",
+        *([f"  samples      {r['retention']['statement']}"] if isinstance(r.get("retention"), dict) else []),
         f"  CPU          device busy mean {fmt(cpu.get('system_mean_pct'), '%', 1)} peak "
         f"{fmt(cpu.get('system_peak_pct'), '%', 1)} (all cores)   worker mean {fmt(cpu.get('worker_mean_pct'), '%', 1)}"
         f" peak {fmt(cpu.get('worker_peak_pct'), '%', 1)}   others mean {fmt(cpu.get('others_mean_pct'), '%', 1)}"
@@ -159,9 +164,10 @@ def run_summary(r: dict, details: bool = False) -> str:
     ]
     lines.extend(why_lines(r))
     gpu = r.get("gpu")
-    lines.append("  GPU          " + (f"util mean {fmt(gpu.get('util_mean_pct'), '%', 1)}, memory peak "
-                                      f"{fmt(gpu.get('mem_peak_mb'), ' MB', 0)}" if gpu else
-                                      "no GPU telemetry (" + _gpu_reason(r) + ")"))
+    util, gmem = catalog.GPU_UTIL.unit, catalog.GPU_MEM.unit
+    lines.append("  GPU          " + (f"util mean {fmt(gpu.get('util_mean_pct'), util, 1)}, memory peak "
+                                      f"{fmt(gpu.get('mem_peak_mb'), ' ' + gmem, 0)}" if gpu else
+                                      "no GPU telemetry (" + explain.gpu_reason(r.get("telemetry_sources")) + ")"))
     lines.extend(accelerator_lines(r))
     if r.get("temp_max_c") is not None:
         lines.append(f"  temperature  max {r['temp_max_c']:.1f} C" + ("  THROTTLED" if r.get("throttled") else ""))
@@ -212,43 +218,11 @@ def coverage_lines(coverage: dict) -> list[str]:
 
 
 def why_lines(r: dict) -> list[str]:
-    """The lines on why a run is slow: memory pressure and faults, energy per inference, the operator profile."""
-    mem = r.get("memory") or {}
-    lines = []
-    pressure = mem.get("pressure")
-    if isinstance(pressure, dict):
-        if "unavailable" in pressure:
-            text = f"unavailable: {pressure['unavailable']}"
-        else:
-            scope = "the worker's cgroup" if pressure.get("scope") == "cgroup" else "system-wide: every process counts"
-            text = (f"some {fmt(pressure.get('some_pct'), '%', 1)}  full {fmt(pressure.get('full_pct'), '%', 1)} "
-                    f"of the steady phase stalled on memory ({scope})")
-        extra = [f"major faults {rate(mem.get('major_faults_per_s'))}"]
-        if mem.get("refaults_per_s") is not None:
-            extra.append(f"refaults {rate(mem.get('refaults_per_s'))}")
-        if mem.get("anon_mb") is not None or mem.get("file_mb") is not None:
-            extra.append(f"charged anon {fmt(mem.get('anon_mb'), ' MB', 1)} / file {fmt(mem.get('file_mb'), ' MB', 1)}")
-        lines.append(f"  pressure     {text}; " + ", ".join(extra))
-    energy = r.get("energy")
-    if isinstance(energy, dict):
-        if "unavailable" in energy:
-            lines.append(f"  energy       unavailable: {energy['unavailable']}")
-        else:
-            lines.append(f"  energy       {fmt(energy.get('mj_per_inference'), ' mJ', 3)} per inference at "
-                         f"{fmt(energy.get('avg_power_w'), ' W', 2)} mean power ({energy.get('source')})"
-                         + (f"; {energy['note']}" if energy.get("note") else ""))
-    prof = r.get("op_profile")
-    if isinstance(prof, dict):
-        if "unavailable" in prof:
-            lines.append(f"  op profile   unavailable: {prof['unavailable']}")
-        else:
-            top = ", ".join(f"{t['op_type']} {fmt(t['ms_per_inference'], ' ms', 3)} ({100 * t['share']:.0f}%)"
-                            for t in (prof.get("by_type") or [])[:5])
-            cov = prof.get("coverage")
-            lines.append(f"  op profile   {top}; operators sum to {fmt(prof.get('op_total_ms'), ' ms', 3)} = "
-                         f"{fmt(None if cov is None else 100 * cov, '%', 0)} of p50 ({prof.get('inferences')} "
-                         "profiled inferences after the steady phase)")
-    return lines
+    """The lines on why a run is slow (``run.explain.why``: memory pressure and faults, energy per inference, the
+    operator profile), each under its topic in the summary's column."""
+    from ..run import explain  # not at the top: edgeprof.run is heavy, and every command imports this module
+
+    return [f"  {w.short:<13}{w.text}" for w in explain.why(r)]
 
 
 def rate(value) -> str:
@@ -271,13 +245,6 @@ def ops_table(cmp, top: int = 15) -> str:
     foot = [f"(operator times per inference, median over the profiled inferences; they sum to "
             f"{', '.join(cov)} of each run's steady p50)"] if cov else []
     return "\n".join(head + [body] + foot)
-
-
-def _gpu_reason(r: dict) -> str:
-    for s in r.get("telemetry_sources") or []:
-        if s.get("name") in ("nvml", "jetson") and not s.get("available"):
-            return s.get("reason", "unavailable")
-    return "no GPU source"
 
 
 SCOPE_TEXT = {"within-run": "within this run only; a rerun can land outside it",

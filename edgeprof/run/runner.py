@@ -103,7 +103,7 @@ class RunHandle:
         self.started_wall = time.time()
         self._store_arg = store
         self._lock = threading.Lock()
-        self._recorder = Recorder(self.run_id, None, on_note=self._note)
+        self._recorder = Recorder(self.run_id, None, on_note=self._note, retention=self.config.retention)
         self._stop_requested = threading.Event()
         self._done = threading.Event()
         self._proc: subprocess.Popen | None = None
@@ -522,7 +522,7 @@ class RunHandle:
                                                               ("peak_charged_mb", "oom_kill_count", "major_faults")}}
             status, reason = self._decide_status(mem)
             recorder, store = self._recorder, self._recorder.store
-            recorder.flush()
+            recorder.flush(final=True)
             if store is not None and recorder.unsaved() and status == "ok":
                 status, reason = "failed", unstored_reason(recorder.unsaved(), recorder.storage_error)
             self.result = build_summary(self._facts(status, reason, mem))

@@ -29,7 +29,7 @@ import numpy as np
 from .. import stats
 from ..config import RunConfig
 from ..runtimes import registry
-from ..store.samples import LatencyDigest, digest_arrays
+from ..store.samples import LatencyDigest, digest_arrays, retention_summary
 from ..store.schema import SUMMARY_VERSION
 from ..telemetry import catalog
 
@@ -184,6 +184,7 @@ def build_summary(f: RunFacts) -> dict:
         "warmup_iterations": lat.warmup_n,
         "warmup_reason": warm_reason,
         "latency_ms": latency_block(summary),
+        "retention": retention_summary(getattr(cfg, "retention", "auto"), lat),
         "steady_s": steady_s,
         "throughput_ips": stats.throughput(summary.n, steady_s) if steady_s else None,
         "iterations_total": lat.n_total,

@@ -24,6 +24,7 @@ from .schema import (
     FILL_BACKEND_OPTIONS,
     FILL_DEVICE_NAME,
     NO_LIMIT_IS_NULL,
+    SAMPLE_TABLES,
     SCHEMA_VERSION,
     TABLES,
 )
@@ -136,7 +137,7 @@ def import_bundle(store: Store, path: str | os.PathLike, limits: Limits | None =
                     continue
                 src = sources[table]
                 col_sql = ", ".join(f'"{c}"' for c in src.columns)
-                if table in ("runs", "latency", "telemetry"):
+                if table in ("runs", *SAMPLE_TABLES):
                     if new_ids:
                         con.execute(f"INSERT INTO {table} ({col_sql}) SELECT {col_sql} FROM {src.sql}"
                                     " WHERE run_id IN (SELECT unnest(?::TEXT[]))", [new_ids])
@@ -221,6 +222,9 @@ def _export_selects() -> dict[str, str]:
         # run held it all in memory, and one connection on one thread streams rows in a deterministic order
         "latency": f"SELECT * FROM latency WHERE run_id IN {ids}",
         "telemetry": f"SELECT * FROM telemetry WHERE run_id IN {ids}",
+        # a reduced run's aggregate rows and reservoir (run.recorder): what its statistics came from
+        "latency_seconds": f"SELECT * FROM latency_seconds WHERE run_id IN {ids}",
+        "latency_reservoir": f"SELECT * FROM latency_reservoir WHERE run_id IN {ids}",
         "studies": f"SELECT * FROM studies WHERE study_id IN (SELECT study_id FROM runs WHERE run_id IN {ids})"
                    " ORDER BY study_id",
         "study_cells": f"SELECT * FROM study_cells WHERE run_id IN {ids} ORDER BY study_id, cell_key",

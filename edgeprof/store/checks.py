@@ -58,10 +58,13 @@ ID_SHAPES: dict[str, dict[str, str]] = {
     "studies": {"study_id": STUDY_ID},
     "study_cells": {"study_id": STUDY_ID, "run_id": RUN_ID},
     "latency": {"run_id": RUN_ID},
+    "latency_seconds": {"run_id": RUN_ID},
+    "latency_reservoir": {"run_id": RUN_ID},
     "telemetry": {"run_id": RUN_ID},
     "run_groups": {"group_id": GROUP_ID, "device_id": DEVICE_ID},
 }
 KNOWN_VALUES: dict[str, dict[str, tuple[str, ...]]] = {"runs": {"status": STATUSES}, "latency": {"phase": PHASES},
+                                                       "latency_seconds": {"phase": PHASES},
                                                        "run_groups": {"kind": GROUP_KINDS, "status": GROUP_STATUSES}}
 KEYS = {"runs": ("run_id",), "devices": ("device_id",), "studies": ("study_id",), "study_cells": ("study_id", "cell_key"),
         "run_groups": ("group_id",)}
@@ -77,6 +80,7 @@ JSON_CONTROL = r"\\u00(0[0-8bBcCeEfF]|1[0-9a-fA-F]|7[fF]|[89][0-9a-fA-F])"
 
 # table -> column -> the bundle_runs column it must be found in
 BELONGS = {"latency": {"run_id": "run_id"}, "telemetry": {"run_id": "run_id"}, "study_cells": {"run_id": "run_id"},
+           "latency_seconds": {"run_id": "run_id"}, "latency_reservoir": {"run_id": "run_id"},
            "devices": {"device_id": "device_id"}, "studies": {"study_id": "study_id"},
            "run_groups": {"group_id": "group_id"}}
 ALWAYS = {"study_cells": ("run_id",)}  # columns a bundle's rows must carry although the table allows NULL

@@ -89,6 +89,7 @@ RUN_COLUMNS: tuple[Column, ...] = (
     C("avg_power_w", "DOUBLE", "energy.avg_power_w", "mean power (W)", shown=("correlate",)),
     C("execution_provider", "TEXT", "backend.execution_provider", only_present=True),
     C("backend", "TEXT", "backend.name", only_present=True),
+    C("retention", "TEXT", "retention.kept", header="samples kept", shown=("runs",), only_present=True),
     C("power_mode", "TEXT", "device.power_mode", "power mode", header="power mode", shown=("runs",)),
 )
 del C

@@ -44,7 +44,7 @@ from ..errors import BundleError
 from ..untrusted import shown, staging_dir
 from . import checks, samples
 from .checks import sql_str as _sql_str
-from .remote import FleetError, Target, faults, filesystem, parse_url
+from .remote import FleetError, Target, faults, filesystem, fleet_url, parse_url  # noqa: F401  (fleet_url is read from here too)
 from .schema import JSON_RUN_COLUMNS, MIGRATIONS, SCHEMA_VERSION, upgrade_summary
 from .store import _DERIVED, Store
 
@@ -606,13 +606,6 @@ def _httpfs(con: duckdb.DuckDBPyConnection) -> bool:
     except duckdb.Error:
         return False
     return True
-
-
-def fleet_url(explicit: str | None = None) -> str | None:
-    """The fleet URL in use: ``explicit``, else ``$EDGEPROF_FLEET``, else None (no fleet)."""
-    from .remote import ENV_FLEET
-
-    return explicit or os.environ.get(ENV_FLEET) or None
 
 
 def list_runs(url: str, **filters) -> pd.DataFrame:

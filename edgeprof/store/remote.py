@@ -27,6 +27,12 @@ _GLOB = set("*?[]{}'\"\\")
 URL_HELP = "Give s3://BUCKET/PREFIX (e.g. s3://lab-runs/class-a) or a folder path (e.g. /mnt/shared/edgeprof-fleet)."
 
 
+def fleet_url(explicit: str | None = None) -> str | None:
+    """The fleet URL in use: ``explicit``, else ``$EDGEPROF_FLEET``, else None (no fleet). Here, not in ``fleet``,
+    so that `devices` without a fleet does not load pandas."""
+    return explicit or os.environ.get(ENV_FLEET) or None
+
+
 class FleetError(StorageError):
     """The fleet's storage cannot be reached, read or written: the sentence says what to do; nothing local changed."""
 

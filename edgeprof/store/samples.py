@@ -12,10 +12,18 @@ end-of-run summary, a page, an export). Everything here runs in DuckDB and bring
 
 Each function takes an open DuckDB connection and the name of a table (or view) with the ``latency`` columns
 (run_id, seq, t_ns, latency_ns, phase): the store's ``latency`` or a fleet's ``fleet_latency``.
+
+A run the recorder reduced (``RunConfig.retention``, ``run.recorder``) keeps every sample up to its cut in ``latency``,
+the rest as aggregate rows in ``latency_seconds`` and a uniform reservoir of all its steady samples in
+``latency_reservoir``; each function here reads that too (:func:`is_reduced`) and says what it gives then: count,
+mean, std, min and max stay exact (the aggregates), percentiles and their intervals come from the reservoir, a chart
+shows min, max and mean per stretch of time, a subsample is the reservoir. A fleet's tables carry no reduction.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +38,74 @@ FETCH_MAX = 4096
 RAW_MAX = 20_000
 #: Buckets on a long run's latency-over-time chart.
 TIMELINE_BUCKETS = 1500
+#: A reduced run's tables (``store.schema.RETENTION``).
+SECONDS_TABLE, RESERVOIR_TABLE = "latency_seconds", "latency_reservoir"
+#: Every stored sample and every aggregate row of one run as aggregate rows (a sample is a row of one); two params:
+#: the run id twice.
+_ROWS = f"""SELECT phase, 1 AS n, seq AS seq_first, seq AS seq_last, t_ns AS t_first, t_ns AS t_last,
+        latency_ns AS min_ns, latency_ns AS max_ns, latency_ns AS sum_ns, (latency_ns / 1e6) ** 2 AS sumsq_ms2,
+        latency_ns AS last_ns FROM latency WHERE run_id = ?
+    UNION ALL SELECT phase, n, seq_first, seq_last, t_first, t_last, min_ns, max_ns, sum_ns, sumsq_ms2, last_ns
+        FROM {SECONDS_TABLE} WHERE run_id = ?"""
+
+
+def append_reduction(con, run_id: str, seconds, reservoir) -> None:
+    """Store a reduced run's aggregate rows (a frame of ``schema.SECONDS_COLUMNS``) and its reservoir (a frame of
+    ``schema.RESERVOIR_COLUMNS``, replacing the run's stored one) inside the caller's transaction. Either may be
+    None. Raises StorageError for a phase that is not one of ``worker.messages.PHASES``."""
+    from ..errors import StorageError
+    from ..worker.messages import PHASES
+    from .schema import RESERVOIR_COLUMNS, SECONDS_COLUMNS
+
+    if seconds is not None and len(seconds):
+        bad = set(map(str, seconds["phase"].unique())) - set(PHASES)
+        if bad:
+            raise StorageError(f"latency phase {sorted(bad)} is not one of: {', '.join(PHASES)}.")
+        con.register("_sec", seconds)
+        con.execute(f"INSERT INTO {SECONDS_TABLE} SELECT ?, {', '.join(SECONDS_COLUMNS)} FROM _sec", [run_id])
+        con.unregister("_sec")
+    if reservoir is not None:
+        con.execute(f"DELETE FROM {RESERVOIR_TABLE} WHERE run_id = ?", [run_id])
+        con.register("_res", reservoir)
+        con.execute(f"INSERT INTO {RESERVOIR_TABLE} SELECT ?, {', '.join(RESERVOIR_COLUMNS)} FROM _res", [run_id])
+        con.unregister("_res")
+
+
+def is_reduced(con, run_id: str, table: str = "latency") -> bool:
+    """Whether the store keeps run ``run_id`` reduced (it has aggregate rows); False for a fleet's table and where
+    the connection has no reduction tables."""
+    if table != "latency" or not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?",
+                                             [SECONDS_TABLE]).fetchone()[0]:
+        return False
+    return bool(con.execute(f"SELECT EXISTS (SELECT 1 FROM {SECONDS_TABLE} WHERE run_id = ?)", [run_id]).fetchone()[0])
+
+
+def retention_of(con, run_id: str) -> dict:
+    """What a reduced run kept, for its summary: ``kept`` "reduced", ``exact_samples`` (stored one by one, the first
+    ones), ``steady_samples`` (all of them, exact), ``reservoir_samples`` and the ``statement`` a reader sees."""
+    exact, steady, res = con.execute(
+        f"""SELECT (SELECT count(*) FROM latency WHERE run_id = ?),
+                   (SELECT coalesce(sum(n), 0) FROM ({_ROWS}) WHERE phase = 'steady'),
+                   (SELECT count(*) FROM {RESERVOIR_TABLE} WHERE run_id = ?)""",
+        [run_id, run_id, run_id, run_id]).fetchone()
+    return {"kept": "reduced", "exact_samples": int(exact), "steady_samples": int(steady),
+            "reservoir_samples": int(res), "statement": reduced_statement(int(res), int(steady), int(exact))}
+
+
+def reduced_statement(reservoir: int, steady: int, exact: int) -> str:
+    """The sentence that says where a reduced run's statistics came from."""
+    return (f"percentiles and their intervals from a uniform reservoir of {reservoir:,} of {steady:,} steady samples; "
+            f"count, mean, std, min and max exact; the first {exact:,} samples stored one by one")
+
+
+def retention_summary(requested: str, dig: LatencyDigest) -> dict:
+    """The summary's ``retention`` block: what the run asked for (``requested``, ``config.RETENTIONS``), what the store
+    kept (``kept``: all or reduced) and the ``statement`` of where its statistics came from."""
+    if dig.retention:
+        return {"requested": requested, **dig.retention}
+    n = dig.steady.n
+    return {"requested": requested, "kept": "all", "exact_samples": dig.n_total, "steady_samples": n,
+            "reservoir_samples": None, "statement": f"every sample kept: statistics from all {n:,} steady samples"}
 
 
 @dataclass(frozen=True)
@@ -37,7 +113,8 @@ class LatencyDigest:
     """What a run's summary needs from its samples besides the steady percentiles (ns; None where the run has no
     such sample): ``n_total`` samples, ``first_ns`` the first inference's latency, ``warmup_n`` / ``warmup_sum_ns``,
     ``steady_t0``/``steady_t1`` the first and last steady sample's start, ``steady_last_ns`` the last one's latency,
-    ``t_first``/``t_last`` the first and last sample's start, and ``steady`` the steady phase's summary (ms)."""
+    ``t_first``/``t_last`` the first and last sample's start, ``steady`` the steady phase's summary (ms), and
+    ``retention`` what a reduced run kept (:func:`retention_of`; None: every sample)."""
 
     n_total: int
     first_ns: int | None
@@ -49,6 +126,7 @@ class LatencyDigest:
     t_first: int | None
     t_last: int | None
     steady: stats.LatencySummary
+    retention: dict | None = None
 
 
 def digest_arrays(t_ns: np.ndarray, lat_ns: np.ndarray, phase: np.ndarray) -> LatencyDigest:
@@ -70,6 +148,18 @@ def digest_arrays(t_ns: np.ndarray, lat_ns: np.ndarray, phase: np.ndarray) -> La
 
 def digest(con, run_id: str, table: str = "latency") -> LatencyDigest:
     """:class:`LatencyDigest` of a stored run, computed in DuckDB (a few bounded queries; see the module)."""
+    if is_reduced(con, run_id, table):
+        row = con.execute(
+            f"""SELECT sum(n), arg_min(min_ns, seq_first) FILTER (WHERE phase = 'first'),
+                       coalesce(sum(n) FILTER (WHERE phase = 'warmup'), 0),
+                       coalesce(sum(sum_ns) FILTER (WHERE phase = 'warmup'), 0),
+                       arg_min(t_first, seq_first) FILTER (WHERE phase = 'steady'),
+                       arg_max(t_last, seq_last) FILTER (WHERE phase = 'steady'),
+                       arg_max(last_ns, seq_last) FILTER (WHERE phase = 'steady'),
+                       arg_min(t_first, seq_first), arg_max(t_last, seq_last)
+                FROM ({_ROWS})""", [run_id, run_id]).fetchone()
+        vals = [None if v is None else int(v) for v in row]
+        return LatencyDigest(*vals, steady=steady_summary(con, run_id, table), retention=retention_of(con, run_id))
     row = con.execute(
         f"""SELECT count(*),
                    arg_min(latency_ns, seq) FILTER (WHERE phase = 'first'),
@@ -102,11 +192,42 @@ def steady_summary(con, run_id: str, table: str = "latency") -> stats.LatencySum
     The same definitions, not an approximation: count, min, max, mean and sample std by DuckDB's aggregates;
     p50/p90/p95/p99 and each batch's p50 and p90 (``stats.sections`` consecutive batches of equal size, as
     ``stats._batch_quantiles`` cuts them) as exact order statistics (:func:`exact_ranks`) with numpy's linear
-    interpolation. Python holds a few histograms of at most 2**BITS buckets, never the samples."""
-    src = f"SELECT seq, latency_ns AS v FROM {table} WHERE run_id = ? AND phase = 'steady'"
+    interpolation. Python holds a few histograms of at most 2**BITS buckets, never the samples.
+
+    A reduced run (:func:`is_reduced`): count, mean, std, min and max exact from its stored samples and aggregate rows
+    (std from the sums of squares in ms**2, whose rounding is ~1e-16 of them: far below any latency's spread); the
+    percentiles and intervals from its reservoir, taken in seq order like the samples. Those percentiles are
+    estimates: the reservoir is a uniform sample of every steady sample, so each is unbiased up to the ~1/reservoir
+    rounding of its rank, with sampling error ~sqrt(p(1-p)/reservoir) in rank (0.16% of the samples at p50 for
+    100,000). The within-run interval stays honest without a correction: the reservoir in seq order cut into
+    ``stats.sections`` consecutive batches gives each batch a uniform subsample of one stretch of the run, so the
+    batches' spread, which sectioning turns into the interval, holds both the run's own variation over time and the
+    subsampling noise of a batch; the overall percentile, from all the batches' samples together, carries the same
+    two sources scaled by 1/batches, which is what the t interval assumes. It is somewhat wider than the exact run's
+    interval would be (the subsampling noise adds to it), never narrower. A reduced run whose reservoir is not stored
+    yet (it is running) takes its percentiles from its stored samples."""
+    src, params = f"SELECT seq, latency_ns AS v FROM {table} WHERE run_id = ? AND phase = 'steady'", [run_id]
+    if not is_reduced(con, run_id, table):
+        return _summary_of(con, src, params)
+    n, lo, hi, total, sq = con.execute(
+        f"SELECT sum(n), min(min_ns), max(max_ns), sum(sum_ns), sum(sumsq_ms2) FROM ({_ROWS}) WHERE phase = 'steady'",
+        [run_id, run_id]).fetchone()
+    if not n:
+        return stats.LatencySummary(n=0)
+    res = f"SELECT seq, latency_ns AS v FROM {RESERVOIR_TABLE} WHERE run_id = ?"
+    has_res = con.execute(f"SELECT EXISTS ({res})", [run_id]).fetchone()[0]
+    est = _summary_of(con, res if has_res else src, params)
+    n, mean_ms = int(n), float(total) / int(n) / 1e6
+    std_ms = math.sqrt(max(float(sq) - n * mean_ms**2, 0.0) / (n - 1)) if n > 1 else None
+    return dataclasses.replace(est, n=n, mean=mean_ms, std=std_ms, min=int(lo) / 1e6, max=int(hi) / 1e6,
+                               cov=std_ms / mean_ms if std_ms is not None and mean_ms > 0 else None)
+
+
+def _summary_of(con, src: str, params: list) -> stats.LatencySummary:
+    """``stats.summarize_latency`` of the values ``v`` of ``src`` (SQL with columns seq and v) in seq order."""
     n, lo, hi, mean, std, s0, s1 = con.execute(
         f"SELECT count(*), min(v), max(v), avg(v), stddev_samp(v), min(seq), max(seq) FROM ({src})",
-        [run_id]).fetchone()
+        params).fetchone()
     n = int(n)
     if n == 0:
         return stats.LatencySummary(n=0)
@@ -116,9 +237,9 @@ def steady_summary(con, run_id: str, table: str = "latency") -> stats.LatencySum
         pos = "seq - ?" if s1 - s0 == n - 1 else "row_number() OVER (ORDER BY seq) - 1"
         pos_params = [int(s0)] if s1 - s0 == n - 1 else []
         batched = f"SELECT (({pos} + 1) * {k} - 1) // {n} AS g, v FROM ({src})"
-        params = pos_params + [run_id]
+        params = pos_params + params
     else:
-        batched, params = f"SELECT 0 AS g, v FROM ({src})", [run_id]
+        batched = f"SELECT 0 AS g, v FROM ({src})"
     edges = [(b * n) // k for b in range(k + 1)] if k else []
     wanted: dict[tuple[int | None, int], float] = {}
     plan = []  # (key, [(group, j, j1, t)])
@@ -220,7 +341,11 @@ def timeline(con, run_id: str, table: str = "latency", buckets: int = TIMELINE_B
     seq order: ``t_ns`` (each stretch's first start), ``min_ns``, ``max_ns``, ``mean_ns``, ``n`` and ``phase``
     (the stretch's first sample's phase) arrays; ``samples`` the run's count, ``above`` how many are slower than
     ``top_ns`` (0 without it), ``steady_t0`` and ``warmup_t0`` where those phases began (ns or None). A run of at
-    most ``buckets`` samples comes back one sample a stretch."""
+    most ``buckets`` samples comes back one sample a stretch. A reduced run (:func:`is_reduced`) is cut into at most
+    ``buckets`` stretches of equal time instead (its aggregate rows hold a second each), with ``reduced`` True; its
+    ``above`` counts the aggregate rows' samples it knows to be slower (a lower bound past the exact part)."""
+    if is_reduced(con, run_id, table):
+        return _reduced_timeline(con, run_id, buckets, top_ns)
     n, s0, above, steady_t0, warm_t0 = con.execute(
         f"SELECT count(*), min(seq), count(*) FILTER (WHERE latency_ns > ?), min(t_ns) FILTER (WHERE phase = "
         f"'steady'), min(t_ns) FILTER (WHERE phase = 'warmup') FROM {table} WHERE run_id = ?",
@@ -229,7 +354,7 @@ def timeline(con, run_id: str, table: str = "latency", buckets: int = TIMELINE_B
         empty = np.asarray([], dtype=np.int64)
         return {"t_ns": empty, "min_ns": empty, "max_ns": empty, "mean_ns": empty.astype(float), "n": empty,
                 "phase": np.asarray([], dtype=object), "samples": 0, "above": 0, "steady_t0": None,
-                "warmup_t0": None}
+                "warmup_t0": None, "reduced": False}
     width = max(1, -(-int(n) // buckets))
     res = con.execute(
         f"""SELECT (seq - ?) // {width} AS b, min(t_ns) AS t_ns, min(latency_ns) AS min_ns,
@@ -238,21 +363,47 @@ def timeline(con, run_id: str, table: str = "latency", buckets: int = TIMELINE_B
             FROM {table} WHERE run_id = ? GROUP BY b ORDER BY b""", [int(s0), run_id]).fetchnumpy()
     out = {c: np.asarray(res[c]) for c in ("t_ns", "min_ns", "max_ns", "mean_ns", "n")}
     out["phase"] = np.asarray(res["phase"], dtype=object)
-    out.update(samples=int(n), above=int(above), steady_t0=steady_t0, warmup_t0=warm_t0)
+    out.update(samples=int(n), above=int(above), steady_t0=steady_t0, warmup_t0=warm_t0, reduced=False)
+    return out
+
+
+def _reduced_timeline(con, run_id: str, buckets: int, top_ns: int | None) -> dict:
+    top = top_ns if top_ns is not None else 2**62
+    n, t0, t1, above, steady_t0, warm_t0 = con.execute(
+        f"""SELECT sum(n), min(t_first), max(t_last),
+                   sum(CASE WHEN min_ns > ? THEN n WHEN max_ns > ? THEN 1 ELSE 0 END),
+                   min(t_first) FILTER (WHERE phase = 'steady'), min(t_first) FILTER (WHERE phase = 'warmup')
+            FROM ({_ROWS})""", [top, top, run_id, run_id]).fetchone()
+    width = max(1, -(-(int(t1) - int(t0) + 1) // buckets))
+    res = con.execute(
+        f"""SELECT (t_first - ?) // {width} AS b, min(t_first) AS t_ns, min(min_ns) AS min_ns, max(max_ns) AS max_ns,
+                   sum(sum_ns) / sum(n) AS mean_ns, sum(n) AS n, arg_min(phase, seq_first) AS phase
+            FROM ({_ROWS}) GROUP BY b ORDER BY b""", [int(t0), run_id, run_id]).fetchnumpy()
+    out = {c: np.asarray(res[c]) for c in ("t_ns", "min_ns", "max_ns", "n")}
+    out["mean_ns"] = np.asarray(res["mean_ns"], dtype=float)
+    out["phase"] = np.asarray(res["phase"], dtype=object)
+    out.update(samples=int(n), above=int(above), steady_t0=steady_t0, warmup_t0=warm_t0, reduced=True)
     return out
 
 
 def steady_subsample(con, run_ids: list[str], table: str = "latency", max_samples: int = 200_000
                      ) -> dict[str, np.ndarray]:
     """Each run's steady latencies in ms, in time order: every k-th where a run has more than ``max_samples``
-    (k = ceil(n / max_samples)), so at most ``max_samples`` a run reach Python."""
+    (k = ceil(n / max_samples)), so at most ``max_samples`` a run reach Python. A reduced run gives its reservoir
+    (a uniform sample of its steady samples, in seq order), every k-th of it alike."""
     counts = con.execute(f"SELECT run_id, count(*), min(seq) FROM {table} WHERE run_id IN (SELECT unnest(?::TEXT[])) "
                          "AND phase = 'steady' GROUP BY run_id", [list(run_ids)]).fetchall()
     out = {}
     for rid, n, s0 in counts:
+        src = f"{table} WHERE run_id = ? AND phase = 'steady'"
+        if is_reduced(con, rid, table):
+            src = f"{RESERVOIR_TABLE} WHERE run_id = ?"
+            n, s0 = con.execute(f"SELECT count(*), min(seq) FROM {src}", [rid]).fetchone()
+            if not n:
+                continue
         step = max(1, -(-int(n) // max_samples))
-        res = con.execute(f"SELECT latency_ns FROM {table} WHERE run_id = ? AND phase = 'steady' AND "
-                          f"(seq - ?) % {step} = 0 ORDER BY seq", [rid, int(s0)]).fetchnumpy()
+        res = con.execute(f"SELECT latency_ns FROM {src} AND (seq - ?) % {step} = 0 ORDER BY seq",
+                          [rid, int(s0)]).fetchnumpy()
         out[str(rid)] = np.asarray(res["latency_ns"], dtype=np.int64) / 1e6
     return out
 
@@ -260,18 +411,24 @@ def steady_subsample(con, run_ids: list[str], table: str = "latency", max_sample
 def latency_windows(con, run_id: str, window_s: float, table: str = "latency") -> tuple:
     """One run's steady samples in windows of ``window_s`` from the first: (frame indexed by window number with
     ``n_samples`` and ``latency_ms_median``, t0, t_end) as ``stats.windowed`` cuts them, computed in DuckDB (its
-    median is numpy's and pandas' midpoint of the middle two). (empty frame, None, None) without steady samples."""
+    median is numpy's and pandas' midpoint of the middle two). (empty frame, None, None) without steady samples.
+    A reduced run's windows past its exact part take their medians, and ``n_samples``, from its reservoir."""
     import pandas as pd
 
-    t0, t_end = con.execute(f"SELECT min(t_ns), max(t_ns) FROM {table} WHERE run_id = ? AND phase = 'steady'",
-                            [run_id]).fetchone()
+    src, params = f"{table} WHERE run_id = ? AND phase = 'steady'", [run_id]
+    if is_reduced(con, run_id, table):
+        src = (f"""(SELECT t_ns, latency_ns FROM latency WHERE run_id = ? AND phase = 'steady' UNION ALL
+                    SELECT t_ns, latency_ns FROM {RESERVOIR_TABLE} WHERE run_id = ?
+                        AND seq > (SELECT coalesce(max(seq), -1) FROM latency WHERE run_id = ?)) WHERE true""")
+        params = [run_id] * 3
+    t0, t_end = con.execute(f"SELECT min(t_ns), max(t_ns) FROM {src}", params).fetchone()
     if t0 is None:
         return pd.DataFrame({"n_samples": [], "latency_ms_median": []}), None, None
     res = con.execute(
         f"""SELECT CAST(floor((t_ns - ?) / ?) AS BIGINT) AS w, count(*) AS n_samples,
                    median(latency_ns / 1e6) AS latency_ms_median
-            FROM {table} WHERE run_id = ? AND phase = 'steady' GROUP BY w ORDER BY w""",
-        [int(t0), float(window_s) * 1e9, run_id]).fetchnumpy()
+            FROM {src} GROUP BY w ORDER BY w""",
+        [int(t0), float(window_s) * 1e9, *params]).fetchnumpy()
     frame = pd.DataFrame({"n_samples": np.asarray(res["n_samples"], dtype=np.int64),
                           "latency_ms_median": np.asarray(res["latency_ms_median"], dtype=float)},
                          index=pd.Index(np.asarray(res["w"], dtype=np.int64), name="window"))

@@ -201,6 +201,35 @@ BACKEND_COLUMNS = [
     FILL_BACKEND_OPTIONS,
 ]
 
+# A long run's reduction (``RunConfig.retention``, run.recorder): past the exact part stored in latency, each second's
+# samples as one aggregate row per phase (a second that two flushes saw has two rows: readers add them up), and a
+# seeded uniform reservoir of the steady samples (Vitter's algorithm R over every steady sample of the run) written when
+# the run ends. runs.retention says which the run got: all or reduced.
+RETENTION = [
+    """CREATE TABLE latency_seconds (
+        run_id    TEXT NOT NULL,
+        phase     TEXT NOT NULL,
+        n         BIGINT NOT NULL,
+        seq_first INTEGER NOT NULL,
+        seq_last  INTEGER NOT NULL,
+        t_first   BIGINT NOT NULL,
+        t_last    BIGINT NOT NULL,
+        min_ns    BIGINT NOT NULL,
+        max_ns    BIGINT NOT NULL,
+        sum_ns    BIGINT NOT NULL,
+        sumsq_ms2 DOUBLE NOT NULL,
+        last_ns   BIGINT NOT NULL
+    )""",
+    """CREATE TABLE latency_reservoir (
+        run_id     TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        t_ns       BIGINT NOT NULL,
+        latency_ns BIGINT NOT NULL
+    )""",
+    *columns.added("retention"),
+    "UPDATE runs SET retention = 'all' WHERE retention IS NULL",  # every run before this kept every sample
+]
+
 # (description, statements or a callable taking the connection). Append only.
 MIGRATIONS: list[tuple[str, Sequence[str] | Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("initial schema: devices, runs, latency, telemetry, studies, study_cells", _V1),
@@ -214,12 +243,18 @@ MIGRATIONS: list[tuple[str, Sequence[str] | Callable[[duckdb.DuckDBPyConnection]
     ("devices.device_name and runs.device_name (filled from the hostname)", _DEVICE_NAME),
     ("runs.backend and runs.backend_options (from the summary, runs.tflite_interpreter, runs.execution_provider)",
      BACKEND_COLUMNS),
+    ("latency_seconds, latency_reservoir and runs.retention (a long run's reduction)", RETENTION),
     ("runs.power_mode (filled from the summary)", columns.added("power_mode")),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-TABLES = ("devices", "runs", "latency", "telemetry", "studies", "study_cells", "run_groups")
+TABLES = ("devices", "runs", "latency", "telemetry", "studies", "study_cells", "run_groups", "latency_seconds",
+          "latency_reservoir")
+SAMPLE_TABLES = ("latency", "telemetry", "latency_seconds", "latency_reservoir")  # rows of one run each
 LATENCY_COLUMNS = ("seq", "t_ns", "latency_ns", "phase")
+SECONDS_COLUMNS = ("phase", "n", "seq_first", "seq_last", "t_first", "t_last", "min_ns", "max_ns", "sum_ns",
+                   "sumsq_ms2", "last_ns")
+RESERVOIR_COLUMNS = ("seq", "t_ns", "latency_ns")
 TELEMETRY_COLUMNS = ("t_ns", "source", "metric", "value", "unit")
 JSON_RUN_COLUMNS = columns.JSON_RUN_COLUMNS
 GROUP_KINDS = ("repeat", "compare", "noise_floor", "memory")  # memory: run.memory's curve

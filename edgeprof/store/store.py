@@ -44,11 +44,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
-import pandas as pd
 
 from .. import __version__
 from ..config import PRECISION_BITS, STATUSES
@@ -65,11 +64,15 @@ from .schema import (
     LATENCY_COLUMNS,
     MIGRATIONS,
     PHASES,
+    SAMPLE_TABLES,
     SCHEMA_VERSION,
     TELEMETRY_COLUMNS,
     phase_code_sql,
     upgrade_summary,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd  # loaded where a frame is made (DuckDB's .df() too): `runs` and `show` read plain rows
 
 # ---------------------------------------------------------------------------------------------------------------
 # Schema
@@ -522,11 +525,14 @@ class Store:
         return self.append_samples(run_id, telemetry=rows)[1]
 
     def append_samples(self, run_id: str, latency: Sequence[tuple] | pd.DataFrame | None = None,
-                       telemetry: Sequence[tuple] | pd.DataFrame | None = None) -> tuple[int, int]:
+                       telemetry: Sequence[tuple] | pd.DataFrame | None = None, *,
+                       seconds: pd.DataFrame | None = None, reservoir: pd.DataFrame | None = None) -> tuple[int, int]:
         """Latency and telemetry rows in ONE connection and transaction: the recorder's flush, every 5 s.
 
         Opening and committing costs ~20 ms of CPU whatever the batch size, CPU the measured worker competes for on a
-        small board, so the runner pays it once per flush, not once per table.
+        small board, so the runner pays it once per flush, not once per table. A reduced run's ``seconds`` (aggregate
+        rows, ``SECONDS_COLUMNS``) and, when it ends, its ``reservoir`` (``RESERVOIR_COLUMNS``, replacing any stored
+        one) go in the same transaction (``run.recorder``).
         """
         lat = _frame(latency, LATENCY_COLUMNS) if latency is not None else None
         tel = _frame(telemetry, TELEMETRY_COLUMNS) if telemetry is not None else None
@@ -535,10 +541,13 @@ class Store:
             if bad:
                 raise StorageError(f"latency phase {sorted(map(str, bad))} is not one of: {', '.join(PHASES)}.")
         if tel is not None:
+            import pandas as pd
+
             tel["value"] = pd.to_numeric(tel["value"], errors="coerce").astype("float64")
-        if lat is None and tel is None:
+        if lat is None and tel is None and seconds is None and reservoir is None:
             return 0, 0
         with self._writing() as con:
+            _samples.append_reduction(con, run_id, seconds, reservoir)
             if lat is not None:
                 con.register("_lat", lat)
                 con.execute(
@@ -599,7 +608,7 @@ class Store:
         if not ids:
             return 0
         with self._writing() as con:
-            for table in ("latency", "telemetry", "study_cells"):
+            for table in (*SAMPLE_TABLES, "study_cells"):
                 con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?::TEXT[]))", [ids])
             n = len(con.execute("DELETE FROM runs WHERE run_id IN (SELECT unnest(?::TEXT[])) RETURNING run_id",
                                 [ids]).fetchall())
@@ -617,39 +626,30 @@ class Store:
         """Runs, newest first, with the device's ``hostname`` and the derived columns every page uses: ``peak_ram_mb``
         (charged memory where a cgroup measured it, else the worker's peak RSS), ``bits`` (of the precision) and
         ``model_size_mb``. ``device`` matches a device id, a hostname or a device name; ``model``, ``precision`` and ``status``
-        take one value or several; ``since``/``until`` bound ``created_at`` (UTC; an aware datetime is converted)."""
-        where, params = [], []
-        if device is not None:
-            where.append("(r.device_id = ? OR d.hostname = ? OR r.device_name = ?)")
-            params += [device, device, device]
-        for column, value in (("model", model), ("precision", precision), ("status", status)):
-            values = _listify(value)
-            if values is not None:
-                where.append(f"r.{column} IN (SELECT unnest(?::TEXT[]))")
-                params.append(values)
-        if since is not None:
-            where.append("r.created_at >= ?")
-            params.append(_as_utc(since))
-        if until is not None:
-            where.append("r.created_at < ?")
-            params.append(_as_utc(until))
-        if study_id is not None:
-            where.append("r.study_id = ?")
-            params.append(study_id)
-        if runtime is not None:
-            where.append("r.runtime = ?")
-            params.append(runtime)
-        if threads is not None:
-            where.append("r.threads = ?")
-            params.append(int(threads))
-        sql = f"SELECT r.*, d.hostname, {_DERIVED} FROM runs r LEFT JOIN devices d USING (device_id)"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY r.created_at DESC, r.run_id DESC"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+        take one value or several; ``since``/``until`` bound ``created_at`` (UTC; an aware datetime is converted).
+        The rows of :meth:`run_rows` as a DataFrame (DuckDB's own conversion: one query, the same SQL)."""
+        sql, params = _runs_query(device=device, model=model, precision=precision, status=status, since=since,
+                                  until=until, study_id=study_id, limit=limit, runtime=runtime, threads=threads)
         with self._reading() as con:
             return con.execute(sql, params).df()
+
+    def run_rows(self, device: str | None = None, model: str | Iterable[str] | None = None,
+                 precision: str | Iterable[str] | None = None, status: str | Iterable[str] | None = None,
+                 since: datetime | str | None = None, until: datetime | str | None = None,
+                 study_id: str | None = None, limit: int | None = None, runtime: str | None = None,
+                 threads: int | None = None, columns: Sequence[str] | None = None) -> list[dict]:
+        """:meth:`list_runs` as plain rows, ``{column: value}`` newest first, with None for what is missing (Python
+        ``datetime``, ``int``, ``float``, ``str``; JSON columns as their text), optionally only ``columns`` (names of
+        ``list_runs``' columns, in that order; an unknown name is a ``StorageError``). Needs neither pandas nor
+        numpy: what the ``runs`` command reads."""
+        sql, params = _runs_query(device=device, model=model, precision=precision, status=status, since=since,
+                                  until=until, study_id=study_id, limit=limit, runtime=runtime, threads=threads)
+        if columns is not None:
+            sql = f"SELECT {', '.join(_quoted(c) for c in columns)} FROM ({sql})"
+        with self._reading() as con:
+            cur = con.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def ok_runs(self, model: str, precision: str, runtime: str, threads: int, *,
                 device_id: str | None = None) -> pd.DataFrame:
@@ -873,6 +873,8 @@ class Store:
 
 
 def _frame(rows: Sequence[tuple] | pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame | None:
+    import pandas as pd
+
     if isinstance(rows, pd.DataFrame):
         missing = [c for c in columns if c not in rows.columns]
         if missing:
@@ -903,6 +905,48 @@ def _categorical_df(con: duckdb.DuckDBPyConnection, sql: str, params: list, colu
     if replace:
         sql = f"SELECT * REPLACE ({', '.join(replace)}) FROM ({sql})"
     return con.execute(f"{sql} ORDER BY {order_by}", params).df()
+
+
+def _runs_query(*, device, model, precision, status, since, until, study_id, limit, runtime,
+                threads) -> tuple[str, list]:
+    """The one query behind :meth:`Store.list_runs` and :meth:`Store.run_rows`: (sql, params)."""
+    where, params = [], []
+    if device is not None:
+        where.append("(r.device_id = ? OR d.hostname = ? OR r.device_name = ?)")
+        params += [device, device, device]
+    for column, value in (("model", model), ("precision", precision), ("status", status)):
+        values = _listify(value)
+        if values is not None:
+            where.append(f"r.{column} IN (SELECT unnest(?::TEXT[]))")
+            params.append(values)
+    if since is not None:
+        where.append("r.created_at >= ?")
+        params.append(_as_utc(since))
+    if until is not None:
+        where.append("r.created_at < ?")
+        params.append(_as_utc(until))
+    if study_id is not None:
+        where.append("r.study_id = ?")
+        params.append(study_id)
+    if runtime is not None:
+        where.append("r.runtime = ?")
+        params.append(runtime)
+    if threads is not None:
+        where.append("r.threads = ?")
+        params.append(int(threads))
+    sql = f"SELECT r.*, d.hostname, {_DERIVED} FROM runs r LEFT JOIN devices d USING (device_id)"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY r.created_at DESC, r.run_id DESC"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return sql, params
+
+
+def _quoted(column: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", str(column)):
+        raise StorageError(f"{column!r} is not a column of the runs table.")
+    return f'"{column}"'
 
 
 _CONVERT = {"DOUBLE": _num, "INTEGER": _int, "BIGINT": _int, "TEXT": lambda v: v,

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .. import paths
-from ..config import PRECISIONS, RUNTIMES, check_input_fills, check_input_shapes, check_number
+from ..config import PRECISIONS, RETENTIONS, RUNTIMES, check_input_fills, check_input_shapes, check_number
 from ..config import PRESETS as RUN_PRESETS
 from ..errors import ConfigError, EdgeprofError, UsageError
 from ..untrusted import within
@@ -37,7 +37,7 @@ MAX_STUDY_FILE_BYTES = 1024 * 1024
 CELL_OVERHEAD_S = 3.0  # spawn, import, load and warm-up on top of the measured seconds; used for estimates only
 _KEYS = ("name", "description", "models", "precisions", "runtimes", "memory_limits", "threads", "repetitions",
          "duration_s", "iterations", "run_preset", "warmup", "timeout_s", "cooldown_s", "sample_hz", "inputs",
-         "profile_ops")
+         "profile_ops", "retention")
 _INPUT_KEYS = ("input_shapes", "input_fills", "data")
 STUDY_ID_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"  # as store.checks.STUDY_ID: what new_study_id makes
 _MEM_RE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>xmin|x|mb|MB|)\s*$")
@@ -228,6 +228,7 @@ class StudyConfig:
     # per model: {"input_shapes": {input: "1x512"}, "input_fills": {input: 16000}}, as --shape/--fill of `run`
     inputs: dict = field(default_factory=dict)
     profile_ops: bool = False  # each cell also profiles operators after its steady phase (--profile-ops of `run`)
+    retention: str = "auto"  # what each cell's run keeps of its samples (config.RETENTIONS; --retention of `run`)
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -273,6 +274,8 @@ class StudyConfig:
             raise ConfigError("description must be text.")
         if not isinstance(self.profile_ops, bool):
             raise ConfigError(f"profile_ops must be true or false, got {self.profile_ops!r}.")
+        if self.retention not in RETENTIONS:
+            raise ConfigError(f"retention {self.retention!r} is not one of: {', '.join(RETENTIONS)}.")
 
     # -- construction ---------------------------------------------------------------------------------------------
     @classmethod

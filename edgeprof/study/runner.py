@@ -318,7 +318,7 @@ class StudyRunner:
                          warmup=cfg.warmup, timeout_s=cfg.timeout_s, sample_hz=cfg.sample_hz,
                          tags={"study_id": self.study_id, "cell": key, **tags},
                          input_shapes=given.get("input_shapes", {}), input_fills=given.get("input_fills", {}),
-                         profile_ops=cfg.profile_ops, data=data)
+                         profile_ops=cfg.profile_ops, data=data, retention=cfg.retention)
 
     def _start_and_wait(self, key: str, var, mb, tags) -> tuple[str, str | None, dict | None]:
         from ..run import DeviceBusy, start_run

@@ -8,6 +8,7 @@
 - ``viewer``: who is watching, and the warning when the browser runs on the measured device;
 - ``uploads``: model files from the browser and the Inputs panel;
 - ``live``: the live view shared by every session watching a run;
+- ``panel``: the telemetry panel (a chart per device class) of the Run and Runs pages;
 - ``words``: numbers and text as the pages write them (pure).
 
 Pages stay thin: gather inputs, call one library function, draw; they use ``from edgeprof import ui`` and
@@ -15,9 +16,9 @@ Pages stay thin: gather inputs, call one library function, draw; they use ``from
 patch it in its own module (``edgeprof.ui.summary.render_summary``): a name re-exported here is a second reference.
 """
 
+from ..run.explain import gpu_reason
 from .frames import (
     footprint_table,
-    gpu_reason,
     metric_label,
     newest_run,
     phase_spans,
@@ -27,6 +28,7 @@ from .frames import (
     thermal_reason,
 )
 from .live import LiveBuffer, shared_view
+from .panel import MEMORY_CHART_NOTE, Cell, telemetry_charts, telemetry_panel
 from .runs import (
     COLUMN_LABELS,
     VARIABLES,
@@ -54,7 +56,6 @@ from .store import (
 )
 from .summary import (
     AUTO,
-    MEMORY_CHART_NOTE,
     MEMORY_LIMIT_HELP,
     STATUS_WORDS,
     WHY_METRICS,
@@ -84,12 +85,12 @@ from .words import fmt_duration, fmt_ms, fmt_rate, md_text
 
 __all__ = [
     "AUTO", "COLUMN_LABELS", "MEMORY_CHART_NOTE", "MEMORY_LIMIT_HELP", "PAGES", "STATUS_WORDS", "UPLOAD_CAP_MB",
-    "VARIABLES", "WHY_METRICS", "FleetSamples", "LiveBuffer", "_store_for", "backend_widgets", "db_path",
+    "VARIABLES", "WHY_METRICS", "Cell", "FleetSamples", "LiveBuffer", "_store_for", "backend_widgets", "db_path",
     "duration_words", "filter_runs", "fleet_choice", "fleet_push", "fleet_run", "fmt_duration", "fmt_ms", "fmt_rate",
     "footprint_hint", "footprint_table", "get_store", "gpu_reason", "headline", "inputs_panel", "interval_words",
     "limit_words", "md_text", "metric_label", "model_label", "model_uploader", "newest_run", "now_utc",
     "on_device_warning", "op_comparison", "page_link", "page_setup", "phase_spans", "probe_status", "recover_at_start",
     "render_summary", "render_why", "run_label", "runs_frame", "runs_table", "samples", "save_upload", "shared_view",
-    "show_error", "sidebar", "source_stops", "summary_figures", "telemetry_frame", "thermal_reason", "upload_cap_mb",
-    "uploaded_models", "viewer_address", "why_lines",
+    "show_error", "sidebar", "source_stops", "summary_figures", "telemetry_charts", "telemetry_frame", "telemetry_panel",
+    "thermal_reason", "upload_cap_mb", "uploaded_models", "viewer_address", "why_lines",
 ]

@@ -87,14 +87,6 @@ def newest_run(store) -> dict | None:
     return run.get("summary") or {"run_id": run["run_id"], "status": run["status"], "error": run.get("reason")}
 
 
-def gpu_reason(sources: list | None) -> str:
-    """Why there is no GPU telemetry, from the sampler's probe status (list of dicts: name, available, reason)."""
-    for s in sources or []:
-        if s.get("name") in ("nvml", "jetson") and not s.get("available"):
-            return f"{s.get('name')}: {s.get('reason')}"
-    return "no GPU source on this device"
-
-
 @st.cache_resource(show_spinner=False)
 def probe_status() -> list[dict]:
     """Telemetry sources' probe results, once per process (a probe can take a moment: NVML init, jtop)."""

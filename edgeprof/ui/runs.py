@@ -19,11 +19,13 @@ COLUMN_LABELS = {v: k for k, v in VARIABLES.items()}
 
 
 def run_label(row) -> str:
-    """A run in a picker: when, what (model, precision, runtime, limit, threads), how it ended, its p50, its id's end."""
+    """A run in a picker: when, what (model, precision, runtime, limit, threads), how it ended, its p50 (and, for a run
+    the store keeps reduced, that it came from a reservoir: ``run.recorder``), its id's end."""
     created = row.get("created_at")
     when = pd.Timestamp(created).strftime("%m-%d %H:%M:%S") if created is not None and not pd.isna(created) else "?"
     p50 = row.get("p50_ms")
     lat = f", p50 {fmt_ms(p50)}" if p50 is not None and not pd.isna(p50) else ""
+    lat += " from a reservoir of its samples" if lat and row.get("retention") == "reduced" else ""
     model = model_label(str(row.get("model"))) if row.get("model") else "?"
     threads = f" · {int(row['threads'])} threads" if row.get("threads") is not None and not pd.isna(row["threads"]) else ""
     rid = str(row["run_id"])[-6:]

@@ -9,6 +9,7 @@ import streamlit as st
 
 from .. import charts
 from ..errors import EdgeprofError
+from ..run import explain
 from ..worker.priority import describe as describe_priority
 from .frames import telemetry_frame
 from .store import page_link
@@ -108,44 +109,8 @@ WHY_METRICS = ["mem.pressure_some_pct", "mem.pressure_full_pct", "mem.major_faul
 
 
 def why_lines(result: dict) -> list[str]:
-    """Markdown lines on why a run is slow: memory pressure with faults and the charged split, energy per inference,
-    the operator profile's coverage. Each says what it could not measure and why."""
-    mem = result.get("memory") or {}
-    lines = []
-    pressure = mem.get("pressure")
-    if isinstance(pressure, dict):
-        if "unavailable" in pressure:
-            lines.append(f"**Memory pressure**: unavailable ({pressure['unavailable']}).")
-        else:
-            whose = "in the worker's cgroup" if pressure.get("scope") == "cgroup" else \
-                "system-wide (every process on the device counts)"
-            parts = [f"some task stalled on memory {fmt(pressure.get('some_pct'), 1, '%')} of the measured time, "
-                     f"all tasks {fmt(pressure.get('full_pct'), 1, '%')} ({whose})",
-                     f"major faults {fmt(mem.get('major_faults_per_s'), 0, '/s')}"]
-            if mem.get("refaults_per_s") is not None:
-                parts.append(f"refaults {fmt(mem.get('refaults_per_s'), 0, '/s')}")
-            if mem.get("anon_mb") is not None:
-                parts.append(f"charged memory {fmt(mem.get('anon_mb'), 1, ' MB')} anonymous and "
-                             f"{fmt(mem.get('file_mb'), 1, ' MB')} file pages")
-            lines.append("**Memory pressure**: " + "; ".join(parts) + ".")
-    energy = result.get("energy")
-    if isinstance(energy, dict):
-        if "unavailable" in energy:
-            lines.append(f"**Energy**: unavailable ({energy['unavailable']}).")
-        else:
-            lines.append(f"**Energy**: {fmt(energy.get('mj_per_inference'), 3, ' mJ')} per inference at "
-                         f"{fmt(energy.get('avg_power_w'), 2, ' W')} mean power over the steady phase "
-                         f"({energy.get('source')}" + (f"; {energy['note']}" if energy.get("note") else "") + ").")
-    prof = result.get("op_profile")
-    if isinstance(prof, dict):
-        if "unavailable" in prof:
-            lines.append(f"**Operator profile**: unavailable ({prof['unavailable']}).")
-        else:
-            cov = prof.get("coverage")
-            lines.append(f"**Operator profile**: {prof.get('inferences')} inferences profiled after the measurement; "
-                         f"operators sum to {fmt(prof.get('op_total_ms'), 3, ' ms')}"
-                         + (f", {100 * cov:.0f}% of the steady p50" if cov is not None else "") + ".")
-    return lines
+    """Markdown lines on why a run is slow (``run.explain.why``): each topic in bold, its text escaped."""
+    return [f"**{w.topic}**: {md_text(w.text)}" for w in explain.why(result)]
 
 
 def render_why(result: dict, store=None) -> None:
@@ -220,10 +185,6 @@ MEMORY_LIMIT_HELP = (
     "The most memory the model may use, as the kernel counts it: what the runtime allocates plus the model file's "
     "pages it reads (the memory *charged* to the run). A run that needs more is killed by the kernel (an OOM kill), "
     "which is recorded as a result. With *no limit* the run still measures how much it needed: its footprint.")
-
-
-MEMORY_CHART_NOTE = ("*Charged* memory is what the limit acts on. Worker RSS also counts shared libraries that other "
-                     "processes had loaded first, so it can sit above the limit without a kill.")
 
 
 def footprint_hint(store, model: str, precision: str | None, runtime: str, threads: int) -> str:

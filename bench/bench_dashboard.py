@@ -30,13 +30,16 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 OBSERVER_JS = """() => {
   window.__ep = []; window.__epFirstChart = null; let last = null;
-  const chartPoints = () => {
-    const d = document.querySelector('.js-plotly-plot');
+  const chartPoints = () => {  // the latency chart of the run started by the click, not another chart or run
+    const e = document.querySelector('.ep-live');
+    if (!e || e.dataset.run === window.__epBefore) return 0;
+    const d = [...document.querySelectorAll('.js-plotly-plot')].find(
+      p => p.layout && /latency/i.test(String((p.layout.title || {}).text || '')));
     return d && d._fullData ? d._fullData.reduce((a, t) => a + (t._length || 0), 0) : 0;
   };
   const check = () => {
     const e = document.querySelector('.ep-live');
-    if (e && e.dataset.renderWall !== last) {
+    if (e && e.dataset.run !== window.__epBefore && e.dataset.renderWall !== last) {
       last = e.dataset.renderWall; window.__epRun = e.dataset.run;
       window.__ep.push([Date.now() / 1000, Number(e.dataset.seq), Number(e.dataset.newestWall), Number(last)]);
     }
@@ -60,13 +63,12 @@ def bench_browser(seconds: float) -> dict:
         with streamlit_server(home, db) as url, chromium_page() as page:
             # a first run warms the server process (imports, caches), as a booth machine would be warm
             _start(page, url, 1.0)
-            page.get_by_text("finished normally").wait_for(timeout=60_000)
+            _wait_finished(page, 60)
             _start(page, url, seconds, observe=True)
             clicked = page.evaluate("() => window.__epClicked")
-            page.get_by_text("finished normally").wait_for(timeout=120_000)
+            rid = _wait_finished(page, 120)
             events = page.evaluate("() => window.__ep")
             first_chart = page.evaluate("() => window.__epFirstChart")
-            rid = page.evaluate("() => window.__epRun")  # the live element is gone once the summary shows
         run = Store(db).get_run(rid)
     load_s = (run.get("load_ms") or 0) / 1000
     live = [e for e in events if e[1] > 0 and e[2] > 0]
@@ -87,10 +89,26 @@ def bench_browser(seconds: float) -> dict:
     }
 
 
+LIVE_RUN_JS = "() => { const e = document.querySelector('.ep-live'); return e ? e.dataset.run : null; }"
+
+
+def _wait_finished(page, timeout_s: float) -> str:
+    """The run started by the last click, once its own summary shows (the Run page opens on the newest stored run,
+    which also says "finished normally", so that text alone proves nothing); returns its id."""
+    prev = page.evaluate("() => window.__epBefore")
+    page.wait_for_function(f"prev => ({LIVE_RUN_JS})() && ({LIVE_RUN_JS})() !== prev", arg=prev,
+                           timeout=timeout_s * 1000)
+    rid = page.evaluate(LIVE_RUN_JS)
+    page.wait_for_function("rid => document.body.innerText.includes(rid + ' finished normally')", arg=rid,
+                           timeout=timeout_s * 1000)
+    return rid
+
+
 def _start(page, url: str, duration_s: float, observe: bool = False) -> None:
     from test_browser import prepare_run
 
     prepare_run(page, url, duration_s)
+    page.evaluate(f"() => {{ window.__epBefore = ({LIVE_RUN_JS})(); }}")  # a page may show the previous run
     if observe:
         page.evaluate(OBSERVER_JS)
     button = page.get_by_role("button", name="Start run")

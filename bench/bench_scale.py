@@ -23,23 +23,32 @@ between the largest and the smallest size per million samples; the target is und
   latencies) fed through the real recorder for two lengths with ``--retention all`` and ``auto`` (the default
   reduction past 1,000,000 samples and the first minute): the database's bytes per sample and MB per hour, the
   recorder's peak memory, the summary's peak memory reading the run back, and the p50 each gives.
+- the live view watched on the device (``watched_live_view``): a ``--watched-seconds`` run started from the Run page
+  in headless Chromium on this machine (the Run page's defaults: the run leaves the browser a core), the latency
+  chart's redraws per second while it runs, and its p50 beside the same run headless (the CLI, with the threads the
+  watched run got) before and after it (target: >= 1 redraw/s, p50 within 10%);
+- the server's RSS over a scripted browser session (``server_rss_session``): idle, the first page, every page, the
+  peak while a run is watched, and after it (target: < 200 MB while watched, back within 20 MB of idle after it).
 
-Not measured here (see the report of issue 24): the server's RSS over a scripted browser session and the watched
-page's redraw rate (bench/bench_load.py and bench/bench_observer.py measure those).
+``--browser-only`` measures only the last two; ``--skip-browser`` leaves them out.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 PROBE = r"""
 import json, os, resource, sys, time
@@ -272,6 +281,147 @@ def retention(tmp: Path, seconds: list[float], rate: int = 26_000) -> None:
                   f"{r['p50']:9.5f}")
 
 
+WATCHED_MODEL = "efficientnet-lite0"  # fp32 ONNX, bundled, ~10 ms per inference here: no quantization to wait for
+
+
+def _cli_run(env: dict, model: str, threads: int, seconds: float) -> dict:
+    out = subprocess.run([sys.executable, "-m", "edgeprof", "run", "--model", model, "--threads", str(threads),
+                          "--duration", f"{seconds:g}", "--json", "--quiet"], capture_output=True, text=True,
+                         cwd=ROOT, env=env, timeout=seconds * 6 + 180)
+    if out.returncode:
+        raise SystemExit(f"the headless run failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout)
+
+
+def watched_live_view(seconds: float = 20.0, model: str = WATCHED_MODEL) -> dict:
+    """A run of ``model`` started from the Run page in headless Chromium on this machine and watched to its end, between
+    two headless CLI runs of the same model, threads and duration. Returns the chart's redraws per second while the
+    page said "running", the longest gap between redraws (s), the watched run's p50 (ms), the headless runs' p50s,
+    their ratio (watched / median headless), the threads and CPU weight the watched run recorded, and the load."""
+    from test_browser import chromium_page, streamlit_server
+    from test_browser_live import watch_run
+
+    from edgeprof.store import Store
+
+    with tempfile.TemporaryDirectory(prefix="bench-watched-") as tmp_s:
+        home = Path(tmp_s)
+        db = home / "runs.duckdb"
+        env = {**os.environ, "EDGEPROF_HOME": str(home), "EDGEPROF_DB": str(db), "PYTHONPATH": str(ROOT)}
+        load_before = os.getloadavg()[0]
+        with streamlit_server(home, db) as url, chromium_page() as page:
+            seen = watch_run(page, url, model, seconds, seconds * 6 + 180)
+        watched = Store(db).get_run(seen["run_id"])["summary"]
+        threads = watched["config"]["threads"]
+        headless = [_cli_run(env, model, threads, seconds) for _ in range(2)]
+    p50s = [h["latency_ms"]["p50"] for h in headless]
+    ref = statistics.median(p50s)
+    prio = watched.get("cpu_priority") or {}
+    return {"redraws": seen["redraws"], "running_s": seen["running_s"],
+            "redraws_per_s": seen["redraws"] / seen["running_s"] if seen["running_s"] > 0 else 0.0,
+            "longest_gap_s": seen["longest_gap_s"], "p50_watched_ms": watched["latency_ms"]["p50"],
+            "p50_headless_ms": p50s, "p50_ratio": watched["latency_ms"]["p50"] / ref, "threads": threads,
+            "watched": prio.get("watched"), "priority": prio.get("mechanism") or prio.get("unavailable"),
+            "load": (load_before, os.getloadavg()[0])}
+
+
+def _rss_mb(proc) -> float:
+    return proc.memory_info().rss / 1e6
+
+
+def _anon_mb(proc) -> float | None:
+    """RssAnon (MB, /proc/PID/status): the part of RSS that only swap could take away; the rest is file-backed code
+    and data of shared libraries (DuckDB's is ~30 MB once its queries ran), which the kernel drops under pressure."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        text = Path(f"/proc/{proc.pid}/status").read_text()
+        return int(next(line for line in text.splitlines() if line.startswith("RssAnon:")).split()[1]) / 1024
+    return None
+
+
+def server_rss_session(seconds: float = 10.0) -> dict:
+    """The Streamlit server's RSS (MB, psutil) over one scripted session in headless Chromium: ``idle`` (started, no
+    page open), ``first_page`` (the app's first page drawn), ``all_pages`` (after visiting every page once), ``watched``
+    (the peak, sampled every 0.2 s, while a digits-cnn run of ``seconds`` is watched on the Run page; ``worker`` the
+    worker's peak beside it), ``after`` (5 s after that run ended, the page back on the app's first page), then
+    ``second`` and ``after_second`` for a second such run; each also as ``<step>_anon`` (``_anon_mb``)."""
+    import threading
+
+    import psutil
+    from test_browser import chromium_page, streamlit_server, wait_for_app
+    from test_browser_live import watch_run
+
+    out: dict = {}
+    with tempfile.TemporaryDirectory(prefix="bench-rss-") as tmp_s:
+        home = Path(tmp_s)
+        db = home / "runs.duckdb"
+        with streamlit_server(home, db) as url:
+            server = next(c for c in psutil.Process().children()
+                          if "streamlit" in " ".join(c.cmdline()) and str(home) in str(c.environ().get("EDGEPROF_HOME")))
+            time.sleep(3)
+            out["idle"], out["idle_anon"] = _rss_mb(server), _anon_mb(server)
+            with chromium_page() as page:
+                page.goto(url)
+                wait_for_app(page)
+                time.sleep(2)
+                out["first_page"], out["first_page_anon"] = _rss_mb(server), _anon_mb(server)
+                for name in sorted(p.stem.split("_", 1)[1] for p in (ROOT / "views").glob("[0-9]*_*.py")):
+                    page.goto(f"{url}/{name}")
+                    wait_for_app(page)
+                    time.sleep(1)
+                out["all_pages"], out["all_pages_anon"] = _rss_mb(server), _anon_mb(server)
+                for label in ("watched", "second"):  # a second run: what a run leaves must not add up
+                    peaks = {"server": 0.0, "worker": 0.0, "server_anon": 0.0}
+                    stop = threading.Event()
+
+                    def sample(peaks=peaks, stop=stop) -> None:
+                        while not stop.wait(0.2):
+                            with contextlib.suppress(psutil.Error):
+                                peaks["server"] = max(peaks["server"], _rss_mb(server))
+                                peaks["server_anon"] = max(peaks["server_anon"], _anon_mb(server) or 0.0)
+                                for child in server.children(recursive=True):
+                                    if "edgeprof.worker.child" in " ".join(child.cmdline()):
+                                        peaks["worker"] = max(peaks["worker"], _rss_mb(child))
+                    sampler = threading.Thread(target=sample, daemon=True)
+                    sampler.start()
+                    try:
+                        watch_run(page, url, "digits-cnn", seconds, seconds * 6 + 180)
+                    finally:
+                        stop.set()
+                        sampler.join()
+                    out[label], out[f"{label}_anon"] = peaks["server"], peaks["server_anon"]
+                    out["worker"] = max(out.get("worker", 0.0), peaks["worker"])
+                    page.goto(url)
+                    wait_for_app(page)
+                    time.sleep(5)
+                    after = "after" if label == "watched" else "after_second"
+                    out[after], out[f"{after}_anon"] = _rss_mb(server), _anon_mb(server)
+    return out
+
+
+def print_watched(r: dict) -> None:
+    ok = r["redraws_per_s"] >= 1 and r["p50_ratio"] <= 1.10
+    print(f"\nLive view watched in Chromium on this device ({os.cpu_count()} cores, load {r['load'][0]:.1f} -> "
+          f"{r['load'][1]:.1f}); target >= 1 redraw/s and p50 within 10% of headless: {'met' if ok else 'MISSED'}")
+    print(f"  redraws of the latency chart: {r['redraws']} in {r['running_s']:.1f} s running = "
+          f"{r['redraws_per_s']:.2f}/s (longest gap {r['longest_gap_s']:.1f} s)")
+    print(f"  p50 watched {r['p50_watched_ms']:.3f} ms, headless {', '.join(f'{p:.3f}' for p in r['p50_headless_ms'])}"
+          f" ms (before and after it): ratio {r['p50_ratio']:.3f}; the watched run got {r['threads']} thread(s), "
+          f"priority {r['priority']}, recorded {r['watched']}")
+
+
+def print_rss(r: dict) -> None:
+    print("\nStreamlit server RSS over a scripted session (MB); target < 200 while watched, after within 20 of idle")
+    steps = ("idle", "first_page", "all_pages", "watched", "after", "second", "after_second")
+    print("  RSS   " + "  ".join(f"{k} {r[k]:.0f}" for k in steps))
+    print("  anon  " + "  ".join(f"{k} {r[k + '_anon']:.0f}" for k in steps if r.get(k + "_anon") is not None)
+          + "  (RssAnon: without the file-backed pages of libraries, which the kernel can drop)")
+    watched = "met" if r["watched"] < 200 else f"missed by {r['watched'] - 200:.0f} MB"
+    print(f"  while watched: {watched}; after - "
+          f"idle {r['after'] - r['idle']:+.0f} MB ({'met' if r['after'] - r['idle'] <= 20 else 'missed'}), after - "
+          f"all pages {r['after'] - r['all_pages']:+.0f} MB, the second run left {r['after_second'] - r['after']:+.0f} MB "
+          f"more; worker peak {r['worker']:.0f} MB, server + worker "
+          f"{r['watched'] + r['worker']:.0f} MB of a 1 GB board's 256 MB quarter")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1,4", help="run lengths in millions of samples (default 1,4)")
@@ -283,7 +433,16 @@ def main() -> int:
     ap.add_argument("--retention-seconds", default="90,270", help="run lengths fed through the recorder for the "
                                                                   "retention figures (default 90,270)")
     ap.add_argument("--retention-only", action="store_true", help="only the retention figures")
+    ap.add_argument("--watched-seconds", type=float, default=20.0, help="steady seconds of the watched run (default 20)")
+    ap.add_argument("--skip-browser", action="store_true", help="no Chromium: leave out the watched view and the "
+                                                                "server's RSS")
+    ap.add_argument("--browser-only", action="store_true", help="only the watched view and the server's RSS")
     args = ap.parse_args()
+    if not args.skip_browser and not (args.commands_only or args.retention_only):
+        print_watched(watched_live_view(args.watched_seconds))
+        print_rss(server_rss_session())
+    if args.browser_only:
+        return 0
     if args.commands_only:
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp_s:
             print_light_commands(light_commands(Path(tmp_s)))

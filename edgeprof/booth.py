@@ -32,7 +32,7 @@ TIMEOUT_S = 180.0  # wall clock for the whole visitor run: load, warm-up (at mos
 
 STAFF_WORK = {"quantize": "Quantizing a model", "fidelity": "Computing fidelity",
               "noise_floor": "Measuring the noise floor", "upload": "Uploading models", "import": "Importing runs",
-              "study": "Running a study"}
+              "study": "Running a study", "memory": "Measuring a memory curve"}
 
 
 class VisitorRefused(UsageError):

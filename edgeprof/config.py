@@ -219,6 +219,7 @@ class RunConfig:
     input_file: str | None = None  # a .npy float tensor for the model's one input (a photo, prepared); None: random
     top_k: int = 0  # > 0: the summary's ``prediction`` holds the first inference's top classes
     retention: str = "auto"  # RETENTIONS: what the store keeps of a long run's samples (run.recorder)
+    watched: bool = False  # started from a browser on this device: run.runner.watched_choice leaves it a core
 
     def __post_init__(self):
         if not isinstance(self.model, str) or not self.model.strip():
@@ -247,7 +248,7 @@ class RunConfig:
         set_(self, "input_fills", check_input_fills(self.input_fills))
         if self.data is not None and (not isinstance(self.data, str) or not self.data.strip()):
             raise ConfigError("data must be the path of a folder of images or a .npz/.npy file.")
-        for name in ("profile_ops", "evictable"):
+        for name in ("profile_ops", "evictable", "watched"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}.")
         set_(self, "keep_fp32", check_keep_fp32(self.keep_fp32, self.precision))

@@ -319,3 +319,14 @@ def test_app_entry_registers_the_pages_and_opens_run(db):
     assert not at.exception, at.exception
     assert at.button(key="start").label == "Start run"
     assert str(db) in texts(at)  # the database path is shown in the sidebar
+
+
+def test_models_table_says_not_built_where_a_variant_has_no_file_yet(db, tmp_path, monkeypatch):
+    """A fresh user read grey "None" sizes for the ONNX variants that are quantized on first use."""
+    monkeypatch.setenv("EDGEPROF_HOME", str(tmp_path / "home"))  # an empty cache: no derived variant built
+    at = page("5_Models.py")
+    table = next(d.value for d in at.dataframe if "size (MB)" in d.value.columns)
+    onnx = table[(table["model"] == "digits-cnn") & (table["format"] == "onnx")].set_index("precision")
+    assert list(onnx.loc[["fp16", "int8-dynamic", "int8-static"], "size (MB)"]) == ["not built"] * 3
+    assert re.fullmatch(r"0\.\d{3}", onnx.loc["fp32", "size (MB)"])  # the shipped file: 0.1 MB, three decimals
+    assert table["size (MB)"].notna().all() and "None" not in set(table["size (MB)"])

@@ -171,3 +171,50 @@ def test_compare_sets_two_named_devices_of_one_hostname_side_by_side(tmp_path, m
             _keep(page, tmp_path, "compare-page-two-devices.png")
         finally:
             browser.close()
+
+
+def _menu(page) -> list[str]:
+    """The sidebar menu's entries as a person reads them (a Material icon's ligature name dropped)."""
+    return [text.strip().splitlines()[-1].strip()
+            for text in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts() if text.strip()]
+
+
+def test_the_first_page_a_fresh_server_opens_shows_the_apps_menu_not_streamlits_folder_menu(tmp_path, monkeypatch):
+    """A fresh user opened http://127.0.0.1:85xx/Booth on a just-started server and read Streamlit's own menu of the
+    page files ('app', 'Booth', ...), also on the password screen: Streamlit takes a folder named pages/ beside the
+    entry for its legacy menu until st.navigation first runs, so the page files live in views/. Each server is fresh
+    because the legacy menu came only with a server's first page."""
+    from playwright.sync_api import sync_playwright
+
+    titles = [title for f, (title, _) in ui.PAGES.items() if (ROOT / "views" / f).exists()]
+    home = tmp_path / "home"
+    home.mkdir()
+    with streamlit_server(home, tmp_path / "runs.duckdb") as url, sync_playwright() as p:
+        browser, page = _page(p)
+        try:
+            page.goto(f"{url}/Booth")
+            page.get_by_role("button", name="Classify this photo").wait_for()
+            wait_for_app(page)
+            assert _menu(page) == titles
+        finally:
+            browser.close()
+    monkeypatch.setenv("EDGEPROF_PASSWORD", "visitors")
+    monkeypatch.setenv("EDGEPROF_ADMIN_PASSWORD", "staff")
+    booth = tmp_path / "booth"
+    booth.mkdir()
+    with streamlit_server(booth, tmp_path / "booth.duckdb") as url, sync_playwright() as p:
+        browser, page = _page(p)
+        try:
+            page.goto(f"{url}/Runs")
+            page.get_by_label("Password", exact=True).wait_for()
+            wait_for_app(page)
+            time.sleep(1)  # the legacy menu came with the page's first message
+            assert page.locator('[data-testid="stSidebarNav"]').count() == 0, _menu(page)
+            page.get_by_label("Password", exact=True).fill("staff")
+            page.get_by_role("button", name="Enter").click()
+            page.locator('[data-testid="stSidebarNav"] a').first.wait_for()
+            wait_for_app(page)
+            menu = _menu(page)
+            assert menu == titles and "app" not in menu and "Booth" not in menu, menu
+        finally:
+            browser.close()

@@ -331,3 +331,35 @@ def test_an_accuracy_target_without_labels_says_what_it_needs():
            "points": [{"label": "fp32", "accuracy": None}, {"label": "int8-static", "keep_fp32": [], "accuracy": None}]}
     assert sentences(doc)[-1] == ("--max-accuracy-drop needs labelled data, and these inputs have no labels: give "
                                   "--data with labels, or use --target-agreement.")
+
+
+def test_no_noise_reads_as_exact_or_adds_none_never_as_200_db(tmp_path, monkeypatch):
+    """A fresh user read "200.0" dB for digits-cnn's MaxPool and Flatten: the number that stands for no noise. The
+    CLI's tables and the Models page's say `adds none` (an operator's output no noisier than its input) and `exact`
+    (identical to fp32's), with a line saying so; JSON keeps the number."""
+    assert analysis.db_text(analysis.MAX_DB) == "exact" and analysis.db_text(None) == "-"
+    assert analysis.db_text(analysis.MAX_DB, added=True) == "adds none" and analysis.db_text(43.44) == "43.4"
+    assert analysis.error_sentence("int8-static", [{"node": "relu", "local_sqnr_db": analysis.MAX_DB}]) == \
+        "int8-static adds no noise at any operator: its outputs are exact (identical to fp32's)."
+
+    proc = edgeprof(tmp_path / "home", "doctor", "digits-cnn", "--seconds", "0.2")
+    assert proc.returncode == 0, proc.stderr
+    table = proc.stdout.split("Operators by the noise they add")[1].split("Operators by int8 time")[0]
+    pools = [line.split() for line in table.splitlines() if "MaxPool" in line]
+    assert pools and all(cells[3:5] == ["adds", "none"] for cells in pools), table
+    assert "200.0" not in proc.stdout and "200 dB" not in proc.stdout
+    assert "SQNR columns: exact: no noise, identical to fp32's (SQNR infinite); adds none: " in proc.stdout
+
+    monkeypatch.setenv("EDGEPROF_DB", str(tmp_path / "runs.duckdb"))
+    monkeypatch.setenv("EDGEPROF_HOME", str(tmp_path / "home"))
+    at = _models_page()
+    at.selectbox(key="doctor_model").select("digits-cnn")
+    at.button(key="doctor_run").click().run()
+    assert not at.exception, at.exception
+    ops = next(d.value for d in at.dataframe if "added SQNR (dB)" in d.value.columns)
+    pooled = ops[ops["type"] == "MaxPool"]
+    assert len(pooled) and set(pooled["added SQNR (dB)"]) == {"adds none"}
+    for frame in (d.value for d in at.dataframe):
+        for col in [c for c in frame.columns if "SQNR" in c]:
+            assert not {"200.0", 200.0, "None", None} & set(frame[col]), (col, list(frame[col]))
+    assert any(str(c.value).startswith("SQNR columns: exact: no noise") for c in at.caption)

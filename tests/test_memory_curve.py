@@ -453,3 +453,26 @@ def test_staff_measure_a_curve_on_the_models_page(tmp_path, monkeypatch):
     assert not at.exception, at.exception
     assert at.selectbox(key="mem_curve").options[0].startswith("digits-cnn fp32 tflite (minimum ")
     assert any(str(e.value).startswith("Below ") for e in at.markdown)
+
+
+def test_the_memory_section_gives_a_visitor_something_to_do_and_staff_the_command(tmp_path, monkeypatch):
+    """A fresh user saw the booth's Models page tell visitors to run `python -m edgeprof memory`: only staff can."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("EDGEPROF_DB", str(tmp_path / "runs.duckdb"))
+    monkeypatch.setenv("EDGEPROF_PASSWORD", "visitors")
+    monkeypatch.setenv("EDGEPROF_ADMIN_PASSWORD", "staff")
+    said = {}
+    for role in ("visitor", "admin"):
+        at = AppTest.from_file(str(ROOT / "views" / "5_Models.py"), default_timeout=60)
+        at.session_state["edgeprof_role"] = role
+        at.run()
+        assert not at.exception, at.exception
+        said[role] = "\n".join(str(e.value) for kind in ("markdown", "caption", "info") for e in getattr(at, kind))
+    assert "python -m edgeprof" not in said["visitor"]
+    assert ("No memory curve is stored yet. Measuring a memory curve is for staff at this booth (it keeps the device "
+            "busy for everyone)") in said["visitor"]
+    assert "Meanwhile, every run you start on the Run page shows its peak memory." in said["visitor"]
+    assert "Command line: `python -m edgeprof memory MODEL`." in said["admin"]
+    assert "No memory curve is stored yet: measure one above or with `python -m edgeprof memory digits-cnn`." \
+        in said["admin"]

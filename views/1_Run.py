@@ -129,7 +129,7 @@ variant_precision = None if precision == AS_FILE else precision
 st.caption(ui.footprint_hint(store, model, variant_precision, runtime, int(threads)))
 st.caption(ui.duration_words(store, model, variant_precision, runtime, int(threads), preset, float(duration_s) or None))
 
-ui.on_device_warning()
+on_device = ui.on_device_warning()  # watched here: the run leaves the browser a core (run.runner.watched_choice)
 handle = watched_handle()
 # the device's state before anyone presses Start: a run of another process (the CLI, another server) holds it
 busy = showcase.device_busy(store) if handle is None or handle.finished else None
@@ -148,7 +148,7 @@ elif start:
             input_shapes=input_shapes, input_fills=input_fills,
             backend=backend, backend_options=backend_options,
             threads=int(threads), memory_limit_mb=memory or None, preset=preset,
-            duration_s=float(duration_s) if duration_s else None, profile_ops=bool(profile_ops),
+            duration_s=float(duration_s) if duration_s else None, profile_ops=bool(profile_ops), watched=on_device,
         )
         if not staff:
             cfg = booth.bound_run(cfg, bundled, limits)

@@ -37,18 +37,18 @@ rows = []
 for m in models:
     for v in m.variants:
         rows.append({"model": m.name, "format": v.format, "precision": v.precision,
-                     "size (MB)": None if v.size_bytes is None else v.size_bytes / 1e6,
+                     "size (MB)": "not built" if v.size_bytes is None else f"{v.size_bytes / 1e6:.3f}",
                      "ready": "yes" if v.built else "quantized on first use", "shipped": v.shipped,
                      "layout": v.layout, "built with": v.built_with, "what quantization changed": changed(v)})
 for path in ui.uploaded_models():
     rows.append({"model": ui.model_label(path), "format": "tflite" if path.endswith(".tflite") else "onnx",
-                 "precision": "(from the file)", "size (MB)": os.path.getsize(path) / 1e6,
+                 "precision": "(from the file)", "size (MB)": f"{os.path.getsize(path) / 1e6:.3f}",
                  "ready": "yes", "shipped": False, "layout": None, "built with": "uploaded"})
 if not rows:
     st.info("No models: restore the bundled ones with `git checkout models`, or upload one below.")
 else:
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="models_table",
-                 column_config={"size (MB)": st.column_config.NumberColumn(format="%.3f")})
+                 column_config={"size (MB)": st.column_config.TextColumn(alignment="right")})
 for m in models:
     with st.expander(f"{m.name}: {m.task}"):
         st.markdown(f"{m.description}\n\nSource: {m.source}. Licence: {m.licence}. Input: `{m.input}`.")
@@ -141,6 +141,7 @@ def doctor_section(choices: list[str]) -> None:
         return
     from edgeprof import charts
     from edgeprof.doctor import diagnose, tradeoff
+    from edgeprof.doctor.analysis import ADDS_NONE, DB_LEGEND, EXACT, db_text
 
     c1, c2, c3, c4 = st.columns([3, 2, 1, 1])
     model = c1.selectbox("Model to examine", choices, key="doctor_model", format_func=ui.model_label)
@@ -168,20 +169,27 @@ def doctor_section(choices: list[str]) -> None:
                    f"{doc['tensors_compared']} tensors compared; onnxruntime {doc['onnxruntime']}. Added SQNR: the "
                    "noise an operator adds to what reaches it (lower is worse); output SQNR: its output against "
                    "fp32's, everything before it included.")
-        ops = pd.DataFrame(doc["operators"]).rename(columns={
+        ops = pd.DataFrame(doc["operators"])
+        for col in ("local_sqnr_db", "sqnr_db", "weight_sqnr_db"):  # the no-noise sentinel in words, never "200.0"
+            ops[col] = [db_text(v, added=col == "local_sqnr_db") for v in ops[col]]
+        ops = ops.rename(columns={
             "node": "operator", "op_type": "type", "runs_as": "runs as (int8)", "local_sqnr_db": "added SQNR (dB)",
             "sqnr_db": "output SQNR (dB)", "weight_sqnr_db": "weight SQNR (dB)", "relative_error": "relative error",
             "ms_fp32": "fp32 (ms)", "ms_int8": "int8 (ms)"})
         shown = ["operator", "type", "runs as (int8)", "added SQNR (dB)", "output SQNR (dB)", "weight SQNR (dB)",
                  "relative error", "fp32 (ms)", "int8 (ms)"]
-        numbers = {c: st.column_config.NumberColumn(format="%.3f") for c in shown[3:]}
+        numbers = {c: st.column_config.NumberColumn(format="%.3f") for c in shown[6:]}
+        numbers |= {c: st.column_config.TextColumn(alignment="right") for c in shown[3:6]}
         st.markdown("**Operators by the noise they add** (worst first)")
         st.dataframe(ops[shown], hide_index=True, key="doctor_by_error", column_config=numbers)
+        if any(v in (EXACT, ADDS_NONE) for c in shown[3:6] for v in ops[c]):
+            st.caption(f"SQNR columns: {DB_LEGEND}.")
         st.markdown("**Operators by int8 time** (slowest first)")
         by_time = ops.set_index("operator").loc[doc["by_time"]].reset_index()
         st.dataframe(by_time[shown], hide_index=True, key="doctor_by_time", column_config=numbers)
         points = pd.DataFrame(doc["points"]).reindex(columns=["label", "p50_ms", "top1_agreement", "accuracy",
                                                              "output_sqnr_db", "peak_mb", "error"])
+        points["output_sqnr_db"] = [db_text(v) for v in points["output_sqnr_db"]]
         st.markdown("**Variants measured** (each in its own process; p50 of a bare loop on one input)")
         st.dataframe(points.rename(columns={"label": "variant", "p50_ms": "p50 (ms)", "top1_agreement": "agreement",
                                             "output_sqnr_db": "output SQNR (dB)", "peak_mb": "peak memory (MB)"}),
@@ -213,16 +221,18 @@ def memory_view() -> None:
     from edgeprof.run import memory
 
     st.subheader("Memory")
+    staff = auth.can_modify()
     st.caption("How much memory a model needs on this device: its footprint without a cap, the smallest cap that "
                "completes a run (found by bisection; an OOM kill is a result), and latency and memory pressure on a "
-               "ladder of caps up to 1.5x the footprint. Command line: `python -m edgeprof memory MODEL`.")
+               "ladder of caps up to 1.5x the footprint."
+               + (" Command line: `python -m edgeprof memory MODEL`." if staff else ""))
     try:
         store = ui.get_store()
         curves = memory.list_curves(store)
     except EdgeprofError as exc:
         ui.show_error(exc, "The stored memory curves cannot be read")
         return
-    if auth.can_modify() and names:
+    if staff and names:
         with st.expander("Measure a memory curve (about a minute; one run at a time on this device)"):
             c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
             m_model = c1.selectbox("Model", names, key="mem_model")
@@ -242,9 +252,12 @@ def memory_view() -> None:
                     else:
                         box.update(label="Measured", state="complete")
                 curves = memory.list_curves(store)
-    if not curves:
-        st.info("No memory curve is stored yet: measure one with `python -m edgeprof memory digits-cnn`"
-                + (" or above." if auth.can_modify() else "."))
+    if not curves and staff:
+        st.info("No memory curve is stored yet: measure one above or with `python -m edgeprof memory digits-cnn`.")
+        return
+    if not curves:  # a visitor cannot reach the command line, nor measure here
+        st.info(f"No memory curve is stored yet. {booth.staff_only('memory')} Meanwhile, every run you start on the "
+                "Run page shows its peak memory.")
         return
     labels = {c["group_id"]: f"{c['label']} (minimum {charts.fmt_mb(c['min_cap_mb'])}, measured "
                              f"{str(c['measured_at'])[:16]})" for c in curves}

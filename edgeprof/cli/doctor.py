@@ -90,33 +90,39 @@ def cmd_doctor(args) -> int:
 
 
 def doctor_text(doc: dict) -> str:
+    from ..doctor.analysis import DB_LEGEND, MAX_DB, db_text
+
     ops = doc["operators"]
     lines = [f"{doc['model']}: {doc['precision']} against fp32 on {doc['inputs']} inputs ({doc['data_note']}); "
              f"{doc['tensors_compared']} tensors and {doc['weights_compared']} weights compared, onnxruntime "
              f"{doc['onnxruntime']}", ""]
     lines += [*doc["sentences"], "", f"Operators by the noise they add (worst first; {len(ops)} quantized):"]
-    rows = [[r["node"], r["op_type"], r["runs_as"], fmt(r["local_sqnr_db"], "", 1), fmt(r["sqnr_db"], "", 1),
-             fmt(r["weight_sqnr_db"], "", 1), fmt(r["relative_error"], "", 3), fmt(r["ms_fp32"], "", 3),
+    rows = [[r["node"], r["op_type"], r["runs_as"], db_text(r["local_sqnr_db"], added=True), db_text(r["sqnr_db"]),
+             db_text(r["weight_sqnr_db"]), fmt(r["relative_error"], "", 3), fmt(r["ms_fp32"], "", 3),
              fmt(r["ms_int8"], "", 3)] for r in ops[:SHOWN]]
     lines.append(table(rows, ["node", "op", "runs as", "added SQNR dB", "output SQNR dB", "weight SQNR dB",
                               "rel. error", "fp32 ms", "int8 ms"]))
     by_node = {r["node"]: r for r in ops}
     lines += ["", "Operators by int8 time (slowest first):"]
     rows = [[n, by_node[n]["runs_as"], fmt(by_node[n]["ms_int8"], "", 3), fmt(by_node[n]["ms_fp32"], "", 3),
-             fmt(by_node[n]["local_sqnr_db"], "", 1)] for n in doc["by_time"][:SHOWN]]
+             db_text(by_node[n]["local_sqnr_db"], added=True)] for n in doc["by_time"][:SHOWN]]
     lines.append(table(rows, ["node", "runs as", "int8 ms", "fp32 ms", "added SQNR dB"]))
+    if any(v is not None and v >= MAX_DB for r in ops for v in (r["local_sqnr_db"], r["sqnr_db"], r["weight_sqnr_db"])):
+        lines.append(f"SQNR columns: {DB_LEGEND}.")
     lines += ["", "Variants measured (each in its own process):", points_table(doc["points"])]
     return "\n".join(lines)
 
 
 def points_table(points: list[dict], front: list[str] | None = None) -> str:
+    from ..doctor.analysis import db_text
+
     rows = []
     for p in points:
         ci = p.get("p50_ci")
         rows.append([p["label"] + (" *" if front and p["label"] in front else ""), fmt(p.get("p50_ms"), "", 3),
                      f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "-",
                      "reference" if p.get("reference") else fmt(p.get("top1_agreement"), "", 3),
-                     fmt(p.get("accuracy"), "", 3), fmt(p.get("output_sqnr_db"), "", 1), fmt(p.get("peak_mb"), "", 0),
+                     fmt(p.get("accuracy"), "", 3), db_text(p.get("output_sqnr_db")), fmt(p.get("peak_mb"), "", 0),
                      p.get("error") or ""])
     return table(rows, ["variant", "p50 ms", "95% CI (within-run)", "agreement", "accuracy", "output SQNR dB",
                         "peak MB", "error"])

@@ -72,6 +72,25 @@ def sqnr_db(signal_power: float, noise_power: float) -> float:
     return 20.0 * math.log10(max(math.sqrt(signal_power), eps) / max(math.sqrt(noise_power), eps))
 
 
+EXACT = "exact"  # an SQNR of MAX_DB in words: no noise at all, the tensor is identical to fp32's
+ADDS_NONE = "adds none"  # an added SQNR of MAX_DB in words: the operator's output is no noisier than its input
+
+
+def db_text(value: float | None, *, added: bool = False, digits: int = 1) -> str:
+    """An SQNR as a person reads it (the tables of the CLI and the Models page): ``43.4``; ``MAX_DB`` (the sentinel
+    of no noise, which JSON keeps as a number) as ``exact`` (identical to fp32's), or ``adds none`` for the noise an
+    operator adds (``added``: its output may still carry the noise that reached it); ``-`` for None."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    if value >= MAX_DB:
+        return ADDS_NONE if added else EXACT
+    return f"{value:.{digits}f}"
+
+
+DB_LEGEND = (f"{EXACT}: no noise, identical to fp32's (SQNR infinite); {ADDS_NONE}: the operator's output is no "
+             "noisier than what reached it")
+
+
 def below_range_clipped(pre: np.ndarray, post: np.ndarray) -> np.ndarray:
     """``pre`` (a tensor before its QuantizeLinear) raised to the lowest value ``post`` (after DequantizeLinear)
     holds, where it went below. ORT's quantizer removes a Relu (or Clip) after a Conv and lets the lower end of the
@@ -166,6 +185,8 @@ def error_sentence(precision: str, rows: Sequence[dict]) -> str:
     if not ranked:
         return f"{precision} quantized no operator whose error could be measured."
     first = ranked[0]
+    if first["local_sqnr_db"] >= MAX_DB:
+        return f"{precision} adds no noise at any operator: its outputs are exact (identical to fp32's)."
     if first["local_sqnr_db"] >= LITTLE_DB:
         return (f"{precision} loses little accuracy anywhere: every operator adds its noise at {LITTLE_DB:.0f} dB SQNR "
                 f"or better; the most is in {first['node']} ({first['local_sqnr_db']:.0f} dB).")

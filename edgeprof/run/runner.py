@@ -86,7 +86,7 @@ class RunHandle:
 
     def __init__(self, cfg: RunConfig, store: Store | str | Path | None = None, *, study_id: str | None = None,
                  run_id: str | None = None, lock: bool = True, group_id: str | None = None):
-        self.config = cfg
+        self.config, self.watched = watched_choice(cfg)
         self.run_id = run_id or new_run_id()
         self.study_id = study_id
         self.group_id = group_id
@@ -263,7 +263,8 @@ class RunHandle:
             self._model_path = str(path)
             self._note(note)
         self._cap = limits.create(cfg.memory_limit_mb, self.run_id, swap=cfg.swap, psi=True)
-        self._priority = priority.create(self.run_id, self._cap)
+        self._priority = priority.create(self.run_id, self._cap,
+                                         factor=priority.weight_factor(watched=self.watched is not None))
 
     def _note(self, message: str) -> None:
         with self._lock:
@@ -475,12 +476,18 @@ class RunHandle:
             worker_max_rss_mb=done.max_rss_mb if done else None, worker_major_faults=done.major_faults if done else None,
             error_detail=failed.detail if failed else self._error_detail, device=self.device,
             telemetry_sources=self.telemetry_status, notes=notes, fp32_p50_ms=self._fp32_p50(),
-            cpu_priority=self._priority.report() if self._priority is not None else None,
+            cpu_priority=self._priority_report(),
             op_profile=self._profile_result(mem) if self.config.profile_ops else None,
             memory_pressure=self._psi.describe() if self._psi is not None else
             {"unavailable": "the run ended before its worker started"},
             worker_exit_ns=self._exit_ns, prediction=self._prediction,
         )
+
+    def _priority_report(self) -> dict | None:
+        report = self._priority.report() if self._priority is not None else None
+        if report is not None and self.watched is not None:
+            report = {**report, "watched": {**self.watched, "factor": self._priority.factor}}
+        return report
 
     def _profile_result(self, mem: dict) -> dict:
         """The worker's profile, or why there is none (the phase never started, or the worker died in it)."""
@@ -634,6 +641,29 @@ def check_request(cfg: RunConfig) -> None:
             plan_feeds(model_inputs(variant), cfg.input_shapes, cfg.input_fills, resizable=variant.format == "tflite")
         except ModelError:
             return  # a file that cannot be read, or an input type edgeprof cannot feed: the run records that
+
+
+def device_cores() -> int:
+    """The cores this process may run on (its affinity, which a container or ``taskset`` narrows), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def watched_choice(cfg: RunConfig, cores: int | None = None) -> tuple[RunConfig, dict | None]:
+    """What a run watched in a browser on the device itself (``cfg.watched``) gives up so that the browser can draw:
+    on a board of at most ``priority.WATCHED_MAX_CORES`` cores, one core (``threads`` at most cores - 1, never below
+    1) and the smaller ``priority.WATCHED_FACTOR``. Returns the config the run uses and the choice recorded in its
+    ``cpu_priority.watched`` (``{"local_viewer": True, "cores", "threads", "requested_threads"}``; the runner adds
+    the ``factor`` it got), or ``(cfg, None)`` when nothing changes (not watched on the device, or a bigger board).
+    Why: on 2 cores under load, the Run page drew no chart during whole runs (issue 24; bench/bench_scale.py)."""
+    cores = device_cores() if cores is None else cores
+    if not cfg.watched or cores > priority.WATCHED_MAX_CORES:
+        return cfg, None
+    threads = min(cfg.threads, max(1, cores - 1))
+    choice = {"local_viewer": True, "cores": cores, "threads": threads, "requested_threads": cfg.threads}
+    return (cfg.replace(threads=threads) if threads != cfg.threads else cfg), choice
 
 
 def start_run(cfg: RunConfig, store: Store | str | Path | None = None, **kwargs) -> RunHandle:

@@ -26,6 +26,18 @@ def viewer_address() -> str | None:
     return ip if isinstance(ip, str) else None  # AppTest's client is a mock: it runs on this machine
 
 
+def _small_board_words() -> str:
+    from ..run.runner import device_cores
+    from ..worker.priority import WATCHED_FACTOR, WATCHED_MAX_CORES
+
+    cores = device_cores()
+    if cores > WATCHED_MAX_CORES:
+        return ""
+    return (f"On this {cores}-core device a run started here uses at most {max(1, cores - 1)} thread"
+            f"{'s' if cores > 2 else ''} and a {WATCHED_FACTOR}x CPU weight, leaving this browser a core to draw "
+            "the live chart. ")
+
+
 def on_device_warning() -> bool:
     """Before Start: say so when the browser runs on the device being measured, and how to watch from another
     machine. Returns whether it was shown."""
@@ -40,7 +52,7 @@ def on_device_warning() -> bool:
     st.warning(f"**This browser runs on the device being measured** (it connects from {client or 'this machine'}). "
                "Drawing the live charts takes CPU that the model needs: edgeprof gives the model CPU priority where "
                "the system allows it (each run's summary says how), but its numbers can still come out slower. "
-               "To watch from another machine, start the app with `--server.address 0.0.0.0` and a password "
-               f"(README, \"A demo booth or a LAN\") and open {where} there; or start runs from the command line "
+               f"{_small_board_words()}To watch from another machine, start the app with `--server.address 0.0.0.0` "
+               f"and a password (README, \"A demo booth or a LAN\") and open {where} there; or start runs from the command line "
                "and look at them here afterwards.")
     return True

@@ -17,8 +17,15 @@ level of the hierarchy: on cgroup v1 here that is every other session's autogrou
 shell); on a cgroup v2 desktop, processes in other slices are ranked by their ancestors' weights, which only the
 system's administrator sets. The mechanism, or why there is none, is recorded with every run (``report``).
 
+Watched on the device itself (a run started from a browser on this device, ``RunConfig.watched``, on a board of at
+most ``WATCHED_MAX_CORES`` cores), the run gets ``WATCHED_FACTOR`` instead: the browser and the server that draw the
+live view compete with the worker on the same few cores, and at 20x the Run page showed no chart during whole runs
+(issue 24; ``bench/bench_scale.py`` measures the redraw rate and the p50 beside the same run headless). The runner
+also leaves one core to them (``run.runner.watched_choice``) and records both in the run's ``cpu_priority.watched``.
+
 ``EDGEPROF_CPU_PRIORITY`` = ``off`` turns priority off and ``nice`` forces the fallback (to compare, or to test); a
-number from 1 to 256 sets the weight factor (``WEIGHT_FACTOR``): the worker's weight against one ordinary process.
+number from 1 to 256 sets the weight factor (``WEIGHT_FACTOR``): the worker's weight against one ordinary process,
+watched or not.
 """
 
 from __future__ import annotations
@@ -41,14 +48,19 @@ ENV = "EDGEPROF_CPU_PRIORITY"
 # measured with bench/bench_observer.py (docs/architecture.md): what the worker does not get, a browser and the
 # dashboard on the device get; at 100x they got so little that the page froze for the whole run.
 WEIGHT_FACTOR = 20
+# While a browser on a board of at most WATCHED_MAX_CORES cores watches the run (issue 24): enough to keep other
+# users' work behind the worker, little enough that the browser's redraws still get the core the worker leaves free.
+WATCHED_FACTOR = 4
+WATCHED_MAX_CORES = 4
 
 
-def weight_factor() -> float:
-    """``EDGEPROF_CPU_PRIORITY`` as a number (1 to 256), else WEIGHT_FACTOR."""
+def weight_factor(watched: bool = False) -> float:
+    """``EDGEPROF_CPU_PRIORITY`` as a number (1 to 256), else WATCHED_FACTOR for a run watched on the device (see
+    the module's docstring), else WEIGHT_FACTOR."""
     try:
         return min(256.0, max(1.0, float(os.environ.get(ENV, ""))))
     except ValueError:
-        return float(WEIGHT_FACTOR)
+        return float(WATCHED_FACTOR if watched else WEIGHT_FACTOR)
 
 
 def v1_shares(factor: float) -> int:
@@ -133,6 +145,7 @@ class CpuPriority:
     setting: str | None = None
     unavailable: str | None = None
     owned: bool = False  # a cgroup made here (v1), removed with the run
+    factor: float = WEIGHT_FACTOR  # the worker's weight against one ordinary process (weight_factor)
 
     def procs_file(self) -> Path | None:
         return self.path / "cgroup.procs" if self.owned and self.path is not None else None
@@ -143,7 +156,7 @@ class CpuPriority:
         if self.mechanism.kind != "nice" or self.unavailable:
             return
         groups = autogroup_enabled() if autogroup is None else autogroup
-        nice = worker_nice(weight_factor())
+        nice = worker_nice(self.factor)
         try:
             if groups:
                 # the worker's own session (start_new_session): never renice a group this process is in
@@ -198,21 +211,24 @@ class CpuPriority:
             limits.remove_cgroup(self.path, timeout)
 
 
-def create(run_id: str, cap: limits.MemoryCap | None, *, mechanism: PriorityMechanism | None = None) -> CpuPriority:
+def create(run_id: str, cap: limits.MemoryCap | None, *, mechanism: PriorityMechanism | None = None,
+           factor: float | None = None) -> CpuPriority:
     """The priority of one run, made with its memory cap (``cap``: cgroup v2 puts the weight in the cap's cgroup).
-    A cgroup that cannot be set up falls back to niceness, with the reason."""
+    ``factor``: the weight against one ordinary process (None: ``weight_factor()``). A cgroup that cannot be set up
+    falls back to niceness, with the reason."""
+    factor = weight_factor() if factor is None else factor
     mech = mechanism or detect(cap.mechanism if cap is not None and cap.mechanism.kind != "none" else None)
     if mech.kind == "off":
-        return CpuPriority(mech, unavailable=mech.reason)
+        return CpuPriority(mech, unavailable=mech.reason, factor=factor)
     if mech.kind == "cgroup2":
         if cap is not None and cap.path is not None and cap.mechanism.kind == "cgroup2":
             try:
                 control = Path(mech.parent) / "cgroup.subtree_control"
                 if "cpu" not in _read(control).split():
                     control.write_text("+cpu")
-                weight = v2_weight(weight_factor())
+                weight = v2_weight(factor)
                 (cap.path / "cpu.weight").write_text(str(weight))
-                return CpuPriority(mech, cap.path, f"cpu.weight={weight} (default 100)")
+                return CpuPriority(mech, cap.path, f"cpu.weight={weight} (default 100)", factor=factor)
             except OSError as exc:
                 reason = f"cgroup v2 cpu.weight could not be set ({exc.strerror or exc})"
         else:
@@ -223,16 +239,16 @@ def create(run_id: str, cap: limits.MemoryCap | None, *, mechanism: PriorityMech
         try:
             path.mkdir()
             try:
-                shares = v1_shares(weight_factor())
+                shares = v1_shares(factor)
                 (path / "cpu.shares").write_text(str(shares))
             except OSError:
                 path.rmdir()
                 raise
-            return CpuPriority(mech, path, f"cpu.shares={shares} (default 1024)", owned=True)
+            return CpuPriority(mech, path, f"cpu.shares={shares} (default 1024)", owned=True, factor=factor)
         except OSError as exc:
             mech = PriorityMechanism("nice", None, f"niceness (cgroup v1 cpu.shares could not be set: "
                                                    f"{exc.strerror or exc})")
-    return CpuPriority(mech)
+    return CpuPriority(mech, factor=factor)
 
 
 def sweep_orphans(mechanism: PriorityMechanism | None = None) -> list[str]:
@@ -249,5 +265,21 @@ def describe(report: dict | None) -> str:
     if not report:
         return "not recorded (an older run, or the worker never started)"
     if report.get("mechanism"):
-        return f"above other processes ({report['mechanism']})"
-    return f"normal, none given: {report.get('unavailable') or 'unknown'}"
+        words = f"above other processes ({report['mechanism']})"
+    else:
+        words = f"normal, none given: {report.get('unavailable') or 'unknown'}"
+    return words + describe_watched(report.get("watched"))
+
+
+def describe_watched(watched: dict | None) -> str:
+    """The ``watched`` block of a run's ``cpu_priority`` in words ("" for a run nobody watched on the device)."""
+    if not watched or not watched.get("local_viewer"):
+        return ""
+    threads, asked, cores = watched.get("threads"), watched.get("requested_threads"), watched.get("cores")
+    kept = f"; watched in a browser on this {cores}-core device, so the worker ran {threads} thread" \
+           f"{'s' if threads != 1 else ''}"
+    if asked is not None and asked != threads:
+        kept += f" (asked {asked})"
+    if watched.get("factor") is not None:
+        kept += f" at {watched['factor']:g}x weight"
+    return kept + ", leaving the browser a core to draw the live view; watch from another machine for the full board"

@@ -6,7 +6,13 @@ import argparse
 import sys
 
 from ..config import PRECISIONS
+from ..runtimes import registry
 from .text import fmt, print_json, size, table
+
+
+def _or(names) -> str:
+    """``("a", "b", "c")`` -> ``a, b or c``."""
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 def register(sub) -> None:
@@ -46,7 +52,7 @@ def register(sub) -> None:
         action="append",
         dest="runtimes",
         metavar="NAME",
-        help="onnx, tflite, onnxruntime, litert or tflite-runtime (repeatable; default all available)",
+        help=f"{_or(registry.formats() + registry.names())} (repeatable; default all available)",
     )
     _input_flags(p, "a user's file is compared on random inputs of this shape")
     _data_flags(p, "comparing a file of your own (also calibrates its int8-static variant)")

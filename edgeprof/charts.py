@@ -126,6 +126,12 @@ def _sources(tel: pd.DataFrame, prefix: tuple[str, ...]) -> set:
     return set(tel.loc[tel["metric"].astype(str).str.startswith(prefix), "source"].astype(str).unique())
 
 
+def _sources_of(tel: pd.DataFrame, metrics) -> set:
+    if "source" not in tel:
+        return set()
+    return set(tel.loc[tel["metric"].isin(list(metrics)), "source"].astype(str).unique())
+
+
 def rolling_median(y, window: int | None = None) -> np.ndarray:
     """A trailing rolling median; the window defaults to 2% of the series (5 to 501 samples)."""
     y = np.asarray(y, dtype=float)
@@ -334,26 +340,35 @@ def fmt_mb(mb: float | None) -> str:
     return f"{mb:,.0f} MB" if abs(mb) >= 10 else f"{mb:.1f} MB"
 
 
-def gpu_figure(tel: pd.DataFrame, *, title: str = "GPU", height: int = 300, stops: dict | None = None) -> go.Figure | None:
-    """GPU utilization (left) and GPU memory (right); None when the run has no GPU metric at all. ``stops``: see
-    :func:`stop_marks`."""
+def accelerator_figure(tel: pd.DataFrame, device: str = "gpu", *, title: str | None = None, height: int = 300,
+                       stops: dict | None = None) -> go.Figure | None:
+    """An accelerator class of ``telemetry.catalog.ACCELERATORS`` (``gpu``, ``npu``) over time: its utilization
+    (left, %) and its memory (right, MB), or its power (right, W) where it reports no memory; None when the run has
+    no metric of that class at all. Which metric is which comes from the catalog. ``stops``: see :func:`stop_marks`."""
     if tel is None or tel.empty:
         return None
-    metrics = [m for m in tel["metric"].astype(str).unique() if m.startswith("gpu")]
+    metrics = [m for m in tel["metric"].astype(str).unique() if catalog.device_class(m) == device]
     if not metrics:
         return None
+    title = title or catalog.DEVICE_NAMES.get(device, device)
     fig = go.Figure()
-    util = sorted(m for m in metrics if catalog.family(m) is catalog.GPU_UTIL)
-    mem = sorted(m for m in metrics if catalog.family(m) is catalog.GPU_MEM)
-    _lines(fig, tel, [(m, catalog.label(m)) for m in util], width=3)
-    for i, m in enumerate(mem):
+    _lines(fig, tel, [(m, catalog.label(m)) for m in catalog.of_quantity(metrics, device, "utilization")], width=3)
+    right = catalog.of_quantity(metrics, device, "memory") or catalog.of_quantity(metrics, device, "power")
+    for i, m in enumerate(right):
         part = tel[tel["metric"] == m]
         x, y = with_gaps(part["t_s"].to_numpy(), part["value"].to_numpy())
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=catalog.label(m) + " (right)",
                                  line={"dash": "dot", "color": COLORS[(i + 4) % len(COLORS)]}, yaxis="y2"))
-    if mem:
-        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "memory (MB)", "showgrid": False})
-    return _layout(fig, title, "utilization (%)", height=height, **stop_marks(stops, _sources(tel, ("gpu",))))
+    if right:
+        axis = "memory (MB)" if catalog.unit(right[0]) == "MB" else f"power ({catalog.unit(right[0])})"
+        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": axis, "showgrid": False})
+    return _layout(fig, title, "utilization (%)", height=height, **stop_marks(stops, _sources_of(tel, metrics)))
+
+
+def gpu_figure(tel: pd.DataFrame, *, title: str = "GPU", height: int = 300, stops: dict | None = None) -> go.Figure | None:
+    """GPU utilization (left) and GPU memory (right); None when the run has no GPU metric at all
+    (:func:`accelerator_figure` of ``gpu``)."""
+    return accelerator_figure(tel, "gpu", title=title, height=height, stops=stops)
 
 
 def thermal_figure(tel: pd.DataFrame, *, title: str = "Temperature and frequency", height: int = 300,
@@ -363,13 +378,13 @@ def thermal_figure(tel: pd.DataFrame, *, title: str = "Temperature and frequency
     if tel is None or tel.empty:
         return None
     names = tel["metric"].astype(str)
-    temps = sorted(m for m in names.unique() if m.startswith("temp.") or (m.startswith("gpu") and m.endswith("temp_c")))
+    temps = catalog.temperatures(names.unique())
     freq = tel.loc[names == "cpu.freq_mhz", "value"]
     has_freq = len(freq) > 0
     if not temps and (not has_freq or float(freq.max() - freq.min()) < 1.0):
         return None  # no sensor, and a frequency that never moved (a VM reports its nominal one): nothing to plot
     fig = go.Figure()
-    _lines(fig, tel, [(m, m.replace("temp.", "").replace("_c", " C")) for m in temps], width=2.5)
+    _lines(fig, tel, [(m, catalog.label(m)) for m in temps], width=2.5)
     if has_freq:
         part = tel[names == "cpu.freq_mhz"]
         x, y = with_gaps(part["t_s"].to_numpy(), part["value"].to_numpy())
@@ -380,7 +395,7 @@ def thermal_figure(tel: pd.DataFrame, *, title: str = "Temperature and frequency
         fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "MHz", "showgrid": False,
                                   "range": [max(0.0, lo - pad), hi + pad], "tickformat": ",.0f"})
     return _layout(fig, title, "temperature (C)" if temps else "", height=height,
-                   **stop_marks(stops, _sources(tel, ("temp.", "cpu.freq"))))
+                   **stop_marks(stops, _sources(tel, ("cpu.freq",)) | _sources_of(tel, temps)))
 
 
 def device_figure(tel: pd.DataFrame, device: str, *, title: str | None = None, height: int = 300,

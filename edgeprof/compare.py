@@ -20,11 +20,14 @@ import numpy as np
 import pandas as pd
 
 from . import stats
+from .telemetry import catalog
 
 MAX_SAMPLES = 200_000  # per run, for distributions (every k-th sample beyond this, kept in time order)
 SUMMARY = {"p50_ms": "p50 (ms)", "p90_ms": "p90 (ms)", "p99_ms": "p99 (ms)", "mean_ms": "mean (ms)",
            "throughput_ips": "inf/s", "load_ms": "load (ms)", "warmup_ms": "warm-up (ms)",
            "cpu_worker_mean_pct": "worker CPU (%)", "peak_ram_mb": "peak RAM (MB)", "n": "n"}
+OVERLAY_METRICS = ("cpu.worker_pct", "cpu.total_pct", "mem.worker_rss_mb", "mem.charged_mb", "mem.used_mb")
+OVERLAY_QUANTITIES = ("utilization", "power", "temperature")  # what an accelerator adds to the overlay's choices
 SCOPE_COLUMN = "interval covers"
 SCOPE_LABELS = {stats.SCOPE_RUNS: "between runs: a rerun is expected inside it",
                 stats.SCOPE_WITHIN_RUN: f"within these runs only ({stats.SINGLE_RUN})"}
@@ -42,6 +45,18 @@ class Comparison:
     baseline: str
     kind: str
     run_p50: dict = field(default_factory=dict)
+
+
+def overlay_metrics(data, run_ids) -> dict[str, str]:
+    """The metrics the Compare overlay offers for these runs, {metric: label with its unit} from the metric catalog:
+    the worker's and the device's CPU and memory, then the utilization, power and temperature of every accelerator
+    class (``catalog.ACCELERATORS``: a GPU, an NPU) that one of the runs measured. ``data``: what reads a run's
+    telemetry (a Store, the fleet's samples)."""
+    ids = list(run_ids)
+    present = set(data.telemetry(ids)["metric"].astype(str).unique()) if ids else set()
+    extra = [m for device in catalog.ACCELERATORS for q in OVERLAY_QUANTITIES
+             for m in catalog.of_quantity(present, device, q)]
+    return {m: catalog.label(m) for m in (*OVERLAY_METRICS, *extra)}
 
 
 def steady_latency(store, run_ids: list[str], max_samples: int = MAX_SAMPLES) -> dict[str, np.ndarray]:

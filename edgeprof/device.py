@@ -45,30 +45,38 @@ def memory_pressure(mech, parent, system_readable: bool) -> dict:
 
 
 def device_report() -> dict:
+    """What ``devices`` prints: the device, its runtimes and providers, each telemetry source (or why it is off),
+    ``measures`` ({device class: [sources]}: what this device can measure, from ``telemetry.measurable``), the memory
+    cap, CPU priority and memory pressure mechanisms."""
     import platform
 
     from . import paths
     from .install import gpu_seen
     from .runtimes import available_runtimes
-    from .telemetry import probe_all, static_info
+    from .telemetry import default_sources, measurable, static_info
     from .worker import limits, priority
 
     mech = limits.detect()
     prio = priority.detect(mech)
     runtimes = available_runtimes()
+    sources = default_sources()
     ort = next(s for s in runtimes if s.name == "onnxruntime")
     checkout = paths.BUNDLED_ROOT == paths.REPO_ROOT and (paths.REPO_ROOT / "scripts" / "setup.sh").is_file()
-    return {
+    report = {
         "device": static_info(),
         "runtimes": [{"name": s.name, "available": s.available, "version": s.version, "reason": s.reason,
                       "execution_providers": list(s.providers)} for s in runtimes],
         "onnx_providers": onnx_providers(list(ort.providers) if ort.available else None, platform.machine(),
                                          gpu_seen(), checkout),
-        "telemetry": [s._asdict() for s in probe_all()],
+        "telemetry": [s.status()._asdict() for s in sources],
+        "measures": measurable(sources),
         "memory_cap": mech.to_dict(),
         "cpu_priority": {"kind": prio.kind, "parent": prio.parent, "reason": prio.reason},
         "memory_pressure": memory_pressure(mech, limits.psi_parent(), _readable(PSI_SYSTEM)),
     }
+    for src in sources:
+        src.close()
+    return report
 
 
 def own_addresses() -> set[str]:

@@ -531,11 +531,16 @@ UNDEFINED = "–"
 
 def fmt_p(p: float | None) -> str:
     """A p value as people read it, the one format of the app: ``0.83`` (two decimals from 0.1), ``0.03`` or
-    ``0.0042`` (two significant digits below), ``< 0.001`` (no figure below: the test is not that precise), and
-    ``UNDEFINED`` for None or NaN."""
+    ``0.0042`` (two significant digits below; three where two would round across 0.05, ``0.0496``), ``< 0.001``
+    (no figure below: the test is not that precise), and ``UNDEFINED`` for None or NaN."""
     if p is None or not math.isfinite(p):
         return UNDEFINED
-    return "< 0.001" if p < 0.001 else f"{p:.2g}" if p < 0.1 else f"{p:.2f}"
+    if p < 0.001:
+        return "< 0.001"
+    text = f"{p:.2g}" if p < 0.1 else f"{p:.2f}"
+    if (float(text) < 0.05) != (p < 0.05):  # 0.0496 must not read "0.05" beside a verdict made at p < 0.05
+        text = f"{p:.3g}"
+    return text
 
 
 def p_words(p: float | None) -> str:

@@ -17,6 +17,7 @@ Pages (``views/*.py``, ``app.py``) sit above all of these and may import any lib
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -179,56 +180,107 @@ BACKEND_NAMES_MAY_APPEAR = {
     "edgeprof/runtimes/litert.py": "the backend itself",
     "edgeprof/runtimes/tflite_runtime.py": "the backend itself",
     "edgeprof/runtimes/tflite.py": "the interpreter both TFLite backends share",
+    "edgeprof/runtimes/profile.py": "aggregates ONNX Runtime's own profiler trace",
     "edgeprof/store/schema.py": "migrations and upgrade_summary map the names stored by older versions",
     "edgeprof/install.py": "pip distributions of the same name, not backends",
     "edgeprof/models/quantize.py": "the version of the onnxruntime package that quantized a file",
     "edgeprof/models/fidelity.py": "ONNX quantization is judged against the FP32 model in ONNX Runtime",
+    "edgeprof/models/inspect.py": "names the onnxruntime package to upgrade for a newer opset",
     "edgeprof/device.py": "which execution providers this ONNX Runtime build has (the GPU hint)",
+    "edgeprof/cli/run.py": "devices prints the execution providers of this ONNX Runtime build",
     "edgeprof/doctor/child.py": "the doctor's document keeps the onnxruntime package's version",
     "edgeprof/cli/doctor.py": "prints that version",
     "views/5_Models.py": "shows that version",
 }
+# the Python packages the backends import, written as a module would name them
+BACKEND_PACKAGES = ("onnxruntime", "ai_edge_litert", "tflite_runtime")
 METRIC_NAMES_MAY_APPEAR = {
     "edgeprof/telemetry/": "the sources write them; the catalog declares them",
     "edgeprof/run/runner.py": "the run's cgroup source writes mem.charged_mb",
-    "edgeprof/run/summary.py": "the summary's figures are made of named metrics",
-    "edgeprof/charts.py": "each chart draws named metrics",
+    "edgeprof/run/summary.py": "the summary's CPU and memory figures are made of named metrics",
+    "edgeprof/charts.py": "the CPU and memory charts draw named metrics",
+    "edgeprof/compare.py": "the host metrics the overlay always offers",
     "edgeprof/ui/summary.py": "the why block reads the pressure metrics back",
     "edgeprof/ui/frames.py": "the sentence under a missing thermal chart quotes the CPU frequency",
     "views/3_Correlations.py": "the metric a windowed chart starts with",
-    "views/4_Compare.py": "the metrics the overlay offers",
 }
+METRIC_LIKE = re.compile(r"(?<![\w.])(?:cpu|mem|swap|gpu\d+|npu\d+|temp|power|emc|engine|throttle)\.[a-z0-9_]+(?!\w)")
+UNIT_SUFFIX = re.compile(r".*_(?:pct|mb|mhz|w|c|v|a|per_s)")
 
 
-def _string_constants(path: Path):
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            yield node.value
+def _strings(path: Path):
+    """(text, rendered) of every string in a file but its docstrings: plain constants as they are, f-strings with
+    each placeholder read as 0 (``f"npu{i}.util_pct"`` -> ``npu0.util_pct``) and ``rendered`` True."""
+    tree = ast.parse(path.read_text())
+    docs = {id(node.body[0].value) for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body
+            and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    parts = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            parts.update(id(v) for v in node.values)
+            yield "".join(v.value if isinstance(v, ast.Constant) else "0" for v in node.values), True
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs | parts:
+            yield node.value, False
 
 
-def test_backend_and_metric_names_live_in_their_registries():
-    import re
-
+def stray_names(files, root: Path = ROOT) -> dict[str, list[str]]:
+    """Backend and metric names written outside their registries and allow-listed consumers, and metric names that
+    a consumer writes but no catalog family declares: {"backends", "metrics", "undeclared"} -> ["file: 'text'"].
+    A backend name counts as a word inside any string (``"install litert"``), so do the packages the backends
+    import; a metric name counts anywhere in a string, also assembled in an f-string."""
     from edgeprof.runtimes import registry
     from edgeprof.telemetry import catalog
 
-    backends = set(registry.names())
-    metric_like = re.compile(r"(cpu|mem|swap|gpu\d+|temp|power|emc|engine|npu\d+)\.[a-z0-9_]+_(pct|mb|mhz|w|c|per_s)")
-    files = [*PKG.rglob("*.py"), *(ROOT / "views").glob("*.py"), ROOT / "app.py"]
-    stray_backends, stray_metrics, undeclared = [], [], []
+    words = {*registry.names(), *(n.replace("-", "_") for n in registry.names()), *BACKEND_PACKAGES}
+    backend_word = re.compile(r"(?<![\w.-])(?:" + "|".join(map(re.escape, sorted(words, key=len, reverse=True)))
+                              + r")(?![\w-])")
+    out: dict[str, list[str]] = {"backends": [], "metrics": [], "undeclared": []}
     for path in files:
-        rel = path.relative_to(ROOT).as_posix()
-        for text in _string_constants(path):
-            if text in backends and rel not in BACKEND_NAMES_MAY_APPEAR:
-                stray_backends.append(f"{rel}: {text!r}")
-            consumer = any(rel.startswith(p) for p in METRIC_NAMES_MAY_APPEAR)
-            if catalog.family(text) is not None and metric_like.fullmatch(text) and not consumer:
-                stray_metrics.append(f"{rel}: {text!r}")
-            elif metric_like.fullmatch(text) and catalog.family(text) is None and consumer:
-                undeclared.append(f"{rel}: {text!r}")
-    assert not stray_backends, "backend names outside runtimes.registry's modules:\n" + "\n".join(stray_backends)
-    assert not stray_metrics, "metric names outside telemetry.catalog's consumers:\n" + "\n".join(stray_metrics)
-    assert not undeclared, "metric names no family in telemetry.catalog declares:\n" + "\n".join(undeclared)
+        rel = path.relative_to(root).as_posix()
+        consumer = any(rel.startswith(p) for p in METRIC_NAMES_MAY_APPEAR)
+        for text, rendered in _strings(path):
+            if rel not in BACKEND_NAMES_MAY_APPEAR and backend_word.search(text):
+                out["backends"].append(f"{rel}: {text!r}")
+            for m in METRIC_LIKE.finditer(text):
+                name = m.group(0)
+                if catalog.family(name) is not None and not consumer:
+                    out["metrics"].append(f"{rel}: {name!r}")
+                elif catalog.family(name) is None and consumer and not rendered and UNIT_SUFFIX.fullmatch(name):
+                    out["undeclared"].append(f"{rel}: {name!r}")
+    return out
+
+
+def test_backend_and_metric_names_live_in_their_registries():
+    files = [*PKG.rglob("*.py"), *(ROOT / "views").glob("*.py"), ROOT / "app.py"]
+    found = stray_names(files)
+    assert not found["backends"], "backend names outside runtimes.registry's modules:\n" + "\n".join(found["backends"])
+    assert not found["metrics"], "metric names outside telemetry.catalog's consumers:\n" + "\n".join(found["metrics"])
+    assert not found["undeclared"], ("metric names no family in telemetry.catalog declares:\n"
+                                     + "\n".join(found["undeclared"]))
+
+
+def test_the_name_check_catches_a_name_written_where_it_does_not_belong(tmp_path):
+    """The check above would fail for each of these lines in a new module (a page, the study report, the CLI)."""
+    (tmp_path / "edgeprof" / "study").mkdir(parents=True)
+    new = tmp_path / "edgeprof" / "study" / "new.py"
+    new.write_text('''"""A docstring may say onnxruntime and gpu0.util_pct."""
+BACKEND = "litert"
+HINT = "install tflite_runtime first"
+PACKAGE = "ai_edge_litert"
+def label(i):
+    return f"npu{i}.power_w", "the NPU at npu0.temp_c"
+OK = "edgeprof runs on the device; temperature.csv"
+''')
+    found = stray_names([new], tmp_path)
+    assert found["backends"] == ["edgeprof/study/new.py: 'litert'", "edgeprof/study/new.py: 'install tflite_runtime "
+                                 "first'", "edgeprof/study/new.py: 'ai_edge_litert'"]
+    assert sorted(found["metrics"]) == ["edgeprof/study/new.py: 'npu0.power_w'", "edgeprof/study/new.py: 'npu0.temp_c'"]
+    consumer = tmp_path / "edgeprof" / "charts.py"
+    consumer.write_text('X = "gpu0.utilisation_pct"\nY = "npu0.util_pct"\n')
+    found = stray_names([consumer], tmp_path)
+    assert found == {"backends": [], "metrics": [], "undeclared": ["edgeprof/charts.py: 'gpu0.utilisation_pct'"]}
 
 
 def test_the_reports_claims_live_only_in_claims():
@@ -248,5 +300,5 @@ def test_the_reports_claims_live_only_in_claims():
         tree = ast.parse(path.read_text())
         stray += [f"{path.relative_to(ROOT)}: def {n.name}" for n in ast.walk(tree)
                   if isinstance(n, ast.FunctionDef) and n.name.startswith("claim_")]
-        stray += [f"{path.relative_to(ROOT)}: {text!r}" for text in _string_constants(path) if text in ids]
+        stray += [f"{path.relative_to(ROOT)}: {text!r}" for text, _ in _strings(path) if text in ids]
     assert not stray, "claims outside study/report/claims.py:\n" + "\n".join(stray)

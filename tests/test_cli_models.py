@@ -149,6 +149,31 @@ def test_usage_errors(tmp_path):
     assert proc.returncode == 2 and len(error_lines(proc)) == 1
 
 
+def test_flags_a_command_would_ignore_are_refused(tmp_path):
+    """A fresh user's `quantize digits-cnn --precision int8-dynamic --data /nonexist` succeeded and ignored --data, and
+    `fidelity digits-cnn --shape x=1` ignored the shape: a flag that changes nothing is a usage error naming it."""
+    tiny = tmp_path / "tiny.onnx"
+    tiny.write_bytes(_tiny_bytes())
+    cases = {
+        ("quantize", "digits-cnn", "--precision", "int8-static", "--data", str(tmp_path)):
+            "error: --data is for a file of your own; digits-cnn calibrates on its bundled data.",
+        ("quantize", str(tiny), "--precision", "int8-dynamic", "--data", str(tmp_path)):
+            "error: --data calibrates int8-static; int8-dynamic uses no data.",
+        ("quantize", str(tiny), "--precision", "int8-static", "--data", str(tmp_path / "nonexist")):
+            "error: --data " + str(tmp_path / "nonexist") + ": no such file or folder.",
+        ("fidelity", "digits-cnn", "--shape", "x=1"):
+            "error: --shape is for a file of your own; digits-cnn is compared on its bundled data.",
+        ("fidelity", "digits-cnn", "--fill", "x=1"):
+            "error: --fill is for a file of your own; digits-cnn is compared on its bundled data.",
+    }
+    for args, headline in cases.items():
+        proc = edgeprof(tmp_path / "home", *args, timeout=120)
+        assert proc.returncode == 2, (args, proc.stderr)
+        (line,) = error_lines(proc)
+        assert line.startswith(headline), (args, line)
+        assert "Traceback" not in proc.stderr and cache_entries(tmp_path / "home") == [], args
+
+
 def test_user_fp32_onnx_fidelity_warns_about_random_data(tmp_path):
     model = tmp_path / "tiny.onnx"
     model.write_bytes(_tiny_bytes())

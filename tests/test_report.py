@@ -228,6 +228,7 @@ def test_every_claim_is_one_function_listed_in_claims():
 def test_one_p_value_format_in_tables_sentences_and_the_report():
     assert [stats.fmt_p(p) for p in (0.83, 0.34, 0.1, 0.03, 0.0042, 0.001, 0.0004, 0.0)] == [
         "0.83", "0.34", "0.10", "0.03", "0.0042", "0.001", "< 0.001", "< 0.001"]
+    assert [stats.fmt_p(p) for p in (0.0496, 0.0504, 0.05, 0.0449)] == ["0.0496", "0.05", "0.05", "0.045"]
     assert stats.fmt_p(None) == stats.fmt_p(float("nan")) == "–"  # the dash of every undefined table cell
     assert [stats.p_words(p) for p in (0.34, 0.03, 1e-9, None)] == ["p = 0.34", "p = 0.03", "p < 0.001", "p = n/a"]
     assert questions.fmt_p is stats.fmt_p and questions.p_words is stats.p_words

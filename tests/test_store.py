@@ -155,6 +155,7 @@ def test_migration_5_stores_no_limit_as_no_limit(tmp_path):
         for table in ("latency_seconds", "latency_reservoir"):  # and a long run's reduction
             con.execute(f"DROP TABLE {table}")
         con.execute("ALTER TABLE runs DROP COLUMN retention")
+        con.execute("ALTER TABLE runs DROP COLUMN power_mode")  # and the power mode
         con.execute("DELETE FROM schema_version WHERE version >= 5")
     store = Store(db)
     assert store.schema_version() == SCHEMA_VERSION

@@ -575,7 +575,7 @@ def test_platform_choice_and_static_info_from_fake_trees():
     assert telemetry.platform_kind(model, MISSING, MISSING) == "rpi"
     assert telemetry.platform_kind(MISSING, str(ORIN / "etc/nv_tegra_release"), MISSING) == "jetson"
     assert telemetry.platform_kind(MISSING, MISSING, MISSING) == "generic"
-    assert [s.name for s in telemetry.default_sources("rpi")] == ["host", "rpi"]
+    assert [s.name for s in telemetry.default_sources("rpi")] == ["host", "rpi", "hailo"]  # the AI Kit's NPU, if any
     assert [s.name for s in telemetry.default_sources("jetson")] == ["host", "jetson"]
     assert [s.name for s in telemetry.default_sources("generic")] == ["host", "nvml", "rapl"]
     info = telemetry.static_info(

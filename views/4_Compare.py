@@ -9,10 +9,6 @@ import streamlit as st
 from edgeprof import auth, charts, compare, run, ui
 from edgeprof.config import NOISE_FLOOR_MODEL, NOISE_FLOOR_RUNS
 from edgeprof.errors import EdgeprofError
-from edgeprof.telemetry import catalog
-
-OVERLAY_METRICS = ("cpu.worker_pct", "cpu.total_pct", "mem.worker_rss_mb", "mem.charged_mb", "mem.used_mb")
-OVERLAY = {m: catalog.label(m) for m in OVERLAY_METRICS}  # labels and units from the metric catalog
 
 
 def noise_floor_block(floor: dict | None) -> None:
@@ -143,7 +139,8 @@ if cmp.kind == "run":
     ui.op_comparison(store, op_a, op_b, key="cmp_ops")
 
 st.subheader("Telemetry")
-metric = st.selectbox("Metric", list(OVERLAY), key="cmp_metric", format_func=OVERLAY.get)
+overlay = compare.overlay_metrics(data, [ids[0] for ids in cmp.members.values()])  # labels from the catalog
+metric = st.selectbox("Metric", list(overlay), key="cmp_metric", format_func=overlay.get)
 frames = {}
 for name, ids in cmp.members.items():
     rid = ids[0]  # one run per group keeps the overlay readable
@@ -151,5 +148,5 @@ for name, ids in cmp.members.items():
     first = data.latency_timeline(rid, buckets=1)["t_ns"]
     t0 = int(first[0]) if len(first) else (int(tel["t_ns"].min()) if not tel.empty else 0)
     frames[name] = ui.telemetry_frame(tel, t0) if not tel.empty else tel
-st.plotly_chart(charts.telemetry_overlay(frames, metric, label=OVERLAY[metric]), key="cmp_overlay")
+st.plotly_chart(charts.telemetry_overlay(frames, metric, label=overlay[metric]), key="cmp_overlay")
 st.caption("Time 0 is each run's first inference; for groups, the first run of each device is drawn.")

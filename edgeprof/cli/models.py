@@ -6,7 +6,13 @@ import argparse
 import sys
 
 from ..config import PRECISIONS
+from ..runtimes import registry
 from .text import fmt, print_json, size, table
+
+
+def _or(names) -> str:
+    """``("a", "b", "c")`` -> ``a, b or c``."""
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 def register(sub) -> None:
@@ -46,7 +52,7 @@ def register(sub) -> None:
         action="append",
         dest="runtimes",
         metavar="NAME",
-        help="onnx, tflite, onnxruntime, litert or tflite-runtime (repeatable; default all available)",
+        help=f"{_or(registry.formats() + registry.names())} (repeatable; default all available)",
     )
     _input_flags(p, "a user's file is compared on random inputs of this shape")
     _data_flags(p, "comparing a file of your own (also calibrates its int8-static variant)")
@@ -143,6 +149,17 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from ..models.preprocess import calibration_for
     from ..run import device_work
 
+    if args.data:
+        from ..errors import UsageError
+        from ..models.data import check_path
+
+        if args.model in catalog.model_names():
+            raise UsageError(f"--data is for a file of your own; {args.model} calibrates on its bundled data.",
+                             "Leave --data out, or pass the path of an fp32 .onnx file.")
+        if args.precision != "int8-static":
+            raise UsageError(f"--data calibrates int8-static; {args.precision} uses no data.",
+                             "Leave --data out, or ask for --precision int8-static.")
+        check_path(args.data)
     with device_work(f"quantizing {args.model} to {args.precision}"):  # never beside a run on show
         if args.model in catalog.model_names():
             info = catalog.get_model(args.model)
@@ -153,7 +170,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             catalog.resolve_variant(args.model, None, "onnx", build=False)  # clear errors for bad paths / bad names
             shapes, fills = _inputs(args)
             calib = None
-            if args.data and args.precision == "int8-static":
+            if args.data:
                 from ..models.data import parse_normalise
 
                 calib = quantize.data_calibration(args.data, args.model, parse_normalise(args.normalise))
@@ -184,9 +201,11 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         from ..models.data import parse_normalise
 
         shapes, fills = _inputs(args)
-        if args.data and args.model in model_names():
-            raise UsageError(f"--data is for a file of your own; {args.model} is compared on its bundled data.",
-                             "Leave --data out, or pass the path of an fp32 .onnx file.")
+        if args.model in model_names():
+            for flag, given in (("--data", args.data), ("--shape", shapes), ("--fill", fills)):
+                if given:
+                    raise UsageError(f"{flag} is for a file of your own; {args.model} is compared on its bundled data.",
+                                     f"Leave {flag} out, or pass the path of an fp32 .onnx file.")
         rows = fidelity(args.model, runtimes=args.runtimes, threads=args.threads, progress=_progress(args), shapes=shapes,
                         fills=fills, data=args.data, normalise=parse_normalise(args.normalise))
     if args.json:

@@ -464,6 +464,7 @@ def cmd_ops(args) -> int:
 def cmd_devices(args) -> int:
     from ..device import device_report, identity, set_name
     from ..errors import EdgeprofError
+    from ..telemetry.catalog import DEVICE_NAMES
 
     ident = set_name(args.name) if args.name else identity()
     if args.noise_floor:
@@ -510,6 +511,7 @@ def cmd_devices(args) -> int:
         print(f"gpu      {seen} is present but ONNX Runtime has only the CPU provider: {ep['hint']}")
     for t in rep["telemetry"]:
         print(f"telemetry {t['name']:<14} {'yes' if t['available'] else 'no ':<4} {t['reason']}")
+    print("measures " + "; ".join(f"{DEVICE_NAMES[d]} ({', '.join(names)})" for d, names in rep["measures"].items()))
     m = rep["memory_cap"]
     print(f"memory cap {m['kind']}: {m['reason']}")
     c = rep["cpu_priority"]

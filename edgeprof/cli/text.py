@@ -168,6 +168,7 @@ def run_summary(r: dict, details: bool = False) -> str:
     lines.append("  GPU          " + (f"util mean {fmt(gpu.get('util_mean_pct'), util, 1)}, memory peak "
                                       f"{fmt(gpu.get('mem_peak_mb'), ' ' + gmem, 0)}" if gpu else
                                       "no GPU telemetry (" + explain.gpu_reason(r.get("telemetry_sources")) + ")"))
+    lines.extend(accelerator_lines(r))
     if r.get("temp_max_c") is not None:
         lines.append(f"  temperature  max {r['temp_max_c']:.1f} C" + ("  THROTTLED" if r.get("throttled") else ""))
     lines.extend(coverage_lines(r.get("telemetry_coverage") or {}))
@@ -179,6 +180,27 @@ def run_summary(r: dict, details: bool = False) -> str:
         lines.append("  details (the runtime's own message):")
         lines.extend(f"    {line}" for line in str(r["error_detail"]).strip().splitlines()[:40])
     return "\n".join(lines)
+
+
+def accelerator_lines(r: dict) -> list[str]:
+    """One line per accelerator class of the catalog other than the GPU (its line is above) that the run measured:
+    ``  NPU          util mean 37.5%, power mean 1.90 W, temperature max 51.2 C``."""
+    from ..telemetry.catalog import ACCELERATORS, DEVICE_NAMES
+
+    lines = []
+    for device in ACCELERATORS:
+        block = r.get(device)
+        if device == "gpu" or not isinstance(block, dict):
+            continue
+        parts = [f"util mean {fmt(block.get('util_mean_pct'), '%', 1)}"]
+        if block.get("mem_peak_mb") is not None:
+            parts.append(f"memory peak {fmt(block['mem_peak_mb'], ' MB', 0)}")
+        if block.get("power_mean_w") is not None:
+            parts.append(f"power mean {fmt(block['power_mean_w'], ' W', 2)}")
+        if block.get("temp_max_c") is not None:
+            parts.append(f"temperature max {fmt(block['temp_max_c'], ' C', 1)}")
+        lines.append(f"  {DEVICE_NAMES[device]:<12} " + ", ".join(parts))
+    return lines
 
 
 def coverage_lines(coverage: dict) -> list[str]:

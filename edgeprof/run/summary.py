@@ -144,8 +144,6 @@ def build_summary(f: RunFacts) -> dict:
     window = (lat.steady_t0, lat.steady_t1) if lat.steady_t0 is not None else \
         ((lat.t_first, lat.t_last) if lat.n_total else None)
     covered = coverage(tel, window, f.telemetry_sources, f.started_ns, period_ns=int(1e9 / cfg.sample_hz))
-    gpu_util = [v for m, vs in by_metric.items() if catalog.family(m) is catalog.GPU_UTIL for v in vs]
-    gpu_mem = [v for m, vs in all_metric.items() if catalog.family(m) is catalog.GPU_MEM for v in vs]
     temps = [v for m, vs in all_metric.items() if m.startswith("temp.") for v in vs]
     throttled = any(v for m, vs in all_metric.items() if m.startswith("throttle.") and "occurred" not in m for v in vs)
     rss = all_metric.get("mem.worker_rss_mb", [])
@@ -213,8 +211,7 @@ def build_summary(f: RunFacts) -> dict:
             "governor": governor,
         },
         "cpu_priority": dict(f.cpu_priority) if f.cpu_priority else None,
-        "gpu": {"util_mean_pct": _mean(gpu_util), "util_peak_pct": _max(gpu_util), "mem_peak_mb": _max(gpu_mem)}
-        if (gpu_util or gpu_mem) else None,
+        **{device: accelerator_summary(device, by_metric, all_metric) for device in catalog.ACCELERATORS},
         "energy": energy_summary(by_metric, steady_s, summary.n, backend, f.telemetry_sources),
         "op_profile": profile_summary(f.op_profile, summary.p50),
         **({"prediction": [{"index": int(i), "probability": float(p)} for i, p in f.prediction]}
@@ -233,6 +230,27 @@ def build_summary(f: RunFacts) -> dict:
         "config": cfg.to_dict(),
         "device": f.device,
     }
+
+
+def accelerator_summary(device: str, by_metric: dict, all_metric: dict) -> dict | None:
+    """The block of an accelerator class (``gpu``, ``npu``: ``catalog.ACCELERATORS``) from the metrics the catalog
+    gives that class: ``util_mean_pct`` and ``util_peak_pct`` (steady phase, %), ``mem_peak_mb`` (whole run, MB), and where
+    measured ``power_mean_w`` (steady phase, W) and ``temp_max_c`` (whole run, C). None when the run has no
+    figure of that class."""
+    def values(source: dict, quantity: str) -> list[float]:
+        return [v for m in catalog.of_quantity(source, device, quantity) for v in source[m]]
+
+    util, mem = values(by_metric, "utilization"), values(all_metric, "memory")
+    power, temp = values(by_metric, "power"), values(all_metric, "temperature")
+    if not (util or mem or power or temp):
+        return None
+    doc = {"util_mean_pct": _mean(util), "util_peak_pct": _max(util),
+           "mem_peak_mb": _max(mem)}
+    if power:
+        doc["power_mean_w"] = _mean(power)
+    if temp:
+        doc["temp_max_c"] = _max(temp)
+    return doc
 
 
 def pressure_summary(by_metric: dict, described: dict | None) -> dict:
@@ -262,42 +280,52 @@ def pressure_summary(by_metric: dict, described: dict | None) -> dict:
 
 def energy_summary(by_metric: dict, steady_s: float | None, n: int, backend: dict, sources: list) -> dict:
     """Energy per inference over the steady phase: the mean power of the best sensor that covers what the run used,
-    times the steady phase's length, over its inferences. {"mj_per_inference", "avg_power_w", "source", "scope",
-    "readings"} or {"unavailable": why}. The sensor sees everything on its rail (idle power, other processes):
-    compare runs on one device, not devices with each other."""
+    times the steady phase's length, over its inferences. {"mj_per_inference" (mJ), "avg_power_w" (W), "source",
+    "scope", "readings"} or {"unavailable": why}. The sensor sees everything on its rail (idle power, other
+    processes): compare runs on one device, not devices with each other.
+
+    The accelerator the backend ran on (``registry.runs_on``: a GPU, an NPU) adds its own power sensor (a catalog
+    family whose power scope is that class) to the CPU's sensor or to the Pi 5 PMIC's rails, which leave out what
+    the 5 V input feeds directly (an M.2 HAT's NPU); the board's input rail (``board``) already covers it."""
     if not n or not steady_s:
         return {"unavailable": "the run has no steady phase to divide energy over"}
-    used_gpu = registry.runs_on(backend) == "gpu"
-    gpu = [(m, vs) for m, vs in by_metric.items() if catalog.family(m) is catalog.GPU_POWER and vs]
+    ran_on = registry.runs_on(backend)
+    accelerators = {d: [(m, by_metric[m]) for m in catalog.power_metrics(by_metric, d) if by_metric[m]]
+                    for d in catalog.ACCELERATORS}
+    used = accelerators.get(ran_on, [])
     parts: list[tuple[float, str, int]] = []
     scope = None
     for metric, label, where in BOARD_POWER:
         if by_metric.get(metric):
             parts, scope = [(_mean(by_metric[metric]), label, len(by_metric[metric]))], where
             break
+    if scope != "board":
+        if not parts:
+            metric, label, where = CPU_POWER
+            if by_metric.get(metric):
+                parts.append((_mean(by_metric[metric]), label, len(by_metric[metric])))
+                scope = where
+        if used:
+            parts.extend((_mean(vs), f"{catalog.family(m).source} {m.split('.')[0]} power", len(vs)) for m, vs in used)
+            scope = f"{scope} + {ran_on}" if scope else ran_on
     if not parts:
-        metric, label, where = CPU_POWER
-        if by_metric.get(metric):
-            parts.append((_mean(by_metric[metric]), label, len(by_metric[metric])))
-            scope = where
-        if used_gpu and gpu:
-            parts.extend((_mean(vs), f"NVML {m.split('.')[0]} power", len(vs)) for m, vs in gpu)
-            scope = "cpu + gpu" if scope else "gpu"
-    if not parts:
-        if gpu and not used_gpu:
-            return {"unavailable": "only the GPU's power is measured here (NVML) and this run ran on the CPU, whose "
-                                   "power no sensor here reads (Intel RAPL needs root and bare metal)"}
+        measured = next((d for d, found in accelerators.items() if found), None)
+        if measured is not None:
+            name, via = catalog.DEVICE_NAMES[measured], catalog.family(accelerators[measured][0][0]).source
+            return {"unavailable": f"only the {name}'s power is measured here ({via}) and this run ran on the "
+                                   f"{catalog.DEVICE_NAMES.get(ran_on, ran_on)}, whose power no sensor here reads "
+                                   "(Intel RAPL needs root and bare metal)"}
         why = "; ".join(f"{s.get('name')}: {s.get('reason')}" for s in sources or []
-                        if s.get("name") in ("rapl", "nvml", "jetson", "rpi") and not s.get("available"))
+                        if s.get("name") in ("rapl", "nvml", "jetson", "rpi", "hailo") and not s.get("available"))
         return {"unavailable": "no power sensor on this device" + (f" ({why})" if why else "")}
     watts = sum(p for p, _, _ in parts)
     doc = {"mj_per_inference": watts * steady_s / n * 1000.0, "avg_power_w": watts,
            "source": " + ".join(label for _, label, _ in parts), "scope": scope,
            "readings": min(k for _, _, k in parts)}
-    if scope == "gpu":
-        doc["note"] = "the GPU's power only: the CPU's share is not measured here"
-    elif scope == "cpu" and used_gpu:
-        doc["note"] = "the CPU's power only: the GPU's is not measured here"
+    if scope in catalog.ACCELERATORS:
+        doc["note"] = f"the {catalog.DEVICE_NAMES[scope]}'s power only: the CPU's share is not measured here"
+    elif scope == "cpu" and ran_on in catalog.ACCELERATORS:
+        doc["note"] = f"the CPU's power only: the {catalog.DEVICE_NAMES[ran_on]}'s is not measured here"
     return doc
 
 

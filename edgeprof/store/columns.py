@@ -3,8 +3,9 @@ read and where it is shown. What is generated from this table: ``Store.finish_ru
 fill of a new column's migration (``added``), the refill of columns a bundle from an older schema lacks
 (``refill_sql``), the JSON columns parsed on reading, the `runs` command's columns and the Correlations variables.
 
-A new column on every run (say the Jetson power mode, ``nvpmodel``, which the summary would carry) is one row here
-and one line in ``schema.MIGRATIONS``: ``("runs.nvpmodel (filled from the summary)", columns.added("nvpmodel"))``.
+A new column on every run is one row here and one line in ``schema.MIGRATIONS``; the Jetson power mode was added so:
+the row ``power_mode`` (from the summary's ``device.power_mode``, which ``telemetry.static_info`` reads from
+``nvpmodel``) and ``("runs.power_mode (filled from the summary)", columns.added("power_mode"))``.
 
 ``summary``: a path of keys in the summary document (as ``schema.upgrade_summary`` shapes it), several alternatives
 separated by ``|`` (the first present wins), or None for a column the summary does not fill. ``only_present``: a
@@ -89,6 +90,7 @@ RUN_COLUMNS: tuple[Column, ...] = (
     C("execution_provider", "TEXT", "backend.execution_provider", only_present=True),
     C("backend", "TEXT", "backend.name", only_present=True),
     C("retention", "TEXT", "retention.kept", header="samples kept", shown=("runs",), only_present=True),
+    C("power_mode", "TEXT", "device.power_mode", "power mode", header="power mode", shown=("runs",)),
 )
 del C
 

@@ -244,6 +244,7 @@ MIGRATIONS: list[tuple[str, Sequence[str] | Callable[[duckdb.DuckDBPyConnection]
     ("runs.backend and runs.backend_options (from the summary, runs.tflite_interpreter, runs.execution_provider)",
      BACKEND_COLUMNS),
     ("latency_seconds, latency_reservoir and runs.retention (a long run's reduction)", RETENTION),
+    ("runs.power_mode (filled from the summary)", columns.added("power_mode")),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

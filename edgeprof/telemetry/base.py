@@ -39,11 +39,13 @@ class Source(abc.ABC):
     """One telemetry backend (host, nvml, jetson, rpi).
 
     Subclasses implement ``_probe`` (called at most once, through ``probe``), ``read`` and optionally ``close``.
-    ``max_hz`` caps how often the sampler calls ``read`` (None: every tick).
+    ``max_hz`` caps how often the sampler calls ``read`` (None: every tick). ``measures``: the device classes of
+    ``catalog.DEVICE_CLASSES`` its metrics describe (what ``devices`` says this device can measure).
     """
 
     name: str = "source"
     max_hz: float | None = None
+    measures: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self._probed: tuple[bool, str] | None = None

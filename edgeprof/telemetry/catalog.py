@@ -2,13 +2,16 @@
 scope. Sources write ``(metric, value, unit)`` rows under these names; the summary, charts, pages, report and CLI read
 labels, units and classes from here instead of matching names themselves.
 
-A new sensor (say a Hailo NPU read from ``hailortcli``) is one ``telemetry/`` source module writing ``npu<N>.*`` rows
-and its families added to ``FAMILIES``; nothing downstream needs its name.
+A new sensor is one ``telemetry/`` source module and its families added to ``FAMILIES``; nothing downstream needs its
+name. The Hailo NPU (``hailo.py``) was added so: its ``npu<N>.*`` families below, and the summary, charts, Compare,
+Correlations and ``devices`` show it through ``ACCELERATORS`` and ``quantity``.
 
 ``device``: what the metric describes, ``cpu``, ``gpu``, ``npu`` (accelerators a backend may run on, matched against
 the backend's ``runs_on``), ``memory`` or ``board`` (the whole device). ``aggregation``: how a run's figure is made
 from the samples (``mean`` over the steady phase, ``max`` over the run). ``power_scope``: for power metrics, what the
-sensor covers (``board``, ``board rails``, ``cpu``, ``gpu``), None elsewhere.
+sensor covers (``board``, ``board rails``, ``cpu``, ``gpu``, ``npu``), None elsewhere. ``quantity``: for an
+accelerator's families, which of its headline figures the metric is (``utilization``, ``memory``, ``power``,
+``temperature``), read by the summary's accelerator blocks and the charts.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from dataclasses import dataclass
 from functools import cache
 
 DEVICE_CLASSES = ("cpu", "gpu", "npu", "memory", "board")
+ACCELERATORS = ("gpu", "npu")  # the device classes a backend may run on besides the CPU (``registry.RUNS_ON``)
+DEVICE_NAMES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU", "memory": "memory", "board": "board"}
+QUANTITIES = ("utilization", "memory", "power", "temperature")
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,7 @@ class Family:
     aggregation: str = "mean"
     power_scope: str | None = None
     source: str = ""  # where the figure comes from, for a docstring or a hover
+    quantity: str | None = None
 
     def match(self, metric: str) -> re.Match | None:
         return _compiled(self.pattern).fullmatch(metric)
@@ -47,9 +54,11 @@ def _compiled(pattern: str) -> re.Pattern:
     return re.compile(pattern)
 
 
-GPU_UTIL = Family(r"gpu(\d+)\.(?:util|load)_pct", "GPU {} utilization (%)", "%", "gpu", source="NVML or jtop")
-GPU_MEM = Family(r"gpu(\d+)\.mem_used_mb", "GPU {} memory (MB)", "MB", "gpu", "max", source="NVML")
-GPU_POWER = Family(r"gpu(\d+)\.power_w", "GPU {} power (W)", "W", "gpu", power_scope="gpu", source="NVML")
+GPU_UTIL = Family(r"gpu(\d+)\.(?:util|load)_pct", "GPU {} utilization (%)", "%", "gpu", source="NVML or jtop",
+                  quantity="utilization")
+GPU_MEM = Family(r"gpu(\d+)\.mem_used_mb", "GPU {} memory (MB)", "MB", "gpu", "max", source="NVML", quantity="memory")
+GPU_POWER = Family(r"gpu(\d+)\.power_w", "GPU {} power (W)", "W", "gpu", power_scope="gpu", source="NVML",
+                   quantity="power")
 
 # Most specific first: the first family whose pattern matches a name is its family.
 FAMILIES: tuple[Family, ...] = (
@@ -78,9 +87,15 @@ FAMILIES: tuple[Family, ...] = (
     GPU_UTIL,
     GPU_MEM,
     Family(r"gpu(\d+)\.mem_total_mb", "GPU {} memory size (MB)", "MB", "gpu", source="NVML"),
-    Family(r"gpu(\d+)\.temp_c", "GPU {} temperature (C)", "C", "gpu", "max", source="NVML"),
+    Family(r"gpu(\d+)\.temp_c", "GPU {} temperature (C)", "C", "gpu", "max", source="NVML", quantity="temperature"),
     GPU_POWER,
     Family(r"gpu(\d+)\.(?:sm_clock|freq)_mhz", "GPU {} clock (MHz)", "MHz", "gpu"),
+    Family(r"npu(\d+)\.util_pct", "NPU {} utilization (%)", "%", "npu", source="hailortcli monitor",
+           quantity="utilization"),
+    Family(r"npu(\d+)\.power_w", "NPU {} power (W)", "W", "npu", power_scope="npu", source="hailortcli",
+           quantity="power"),
+    Family(r"npu(\d+)\.temp_c", "NPU {} temperature (C)", "C", "npu", "max",
+           source="HailoRT get_chip_temperature (mean of its two sensors)", quantity="temperature"),
     Family(r"emc\.load_pct", "memory controller load (%)", "%", "memory", source="jtop (EMC)"),
     Family(r"emc\.freq_mhz", "memory controller clock (MHz)", "MHz", "memory", source="jtop (EMC)"),
     Family(r"throttle\.(.+)", "throttled: {} (1 = yes)", "bool", "board", "max", source="vcgencmd get_throttled"),
@@ -141,3 +156,14 @@ def whole_power(scopes=("board", "board rails")) -> list[Family]:
 def of_device(names, device: str) -> list[str]:
     """The names among ``names`` whose family describes ``device``, sorted."""
     return sorted(n for n in names if device_class(n) == device)
+
+
+def of_quantity(names, device: str, quantity: str) -> list[str]:
+    """The names among ``names`` that are ``quantity`` (``utilization``, ``memory``, ``power``, ``temperature``) of
+    ``device`` (``gpu``, ``npu``), sorted: ``of_quantity(names, "npu", "power")`` -> ``["npu0.power_w"]``."""
+    return sorted(n for n in names if (f := family(n)) is not None and f.device == device and f.quantity == quantity)
+
+
+def temperatures(names) -> list[str]:
+    """The names among ``names`` that are temperatures (unit C) of any device, sorted."""
+    return sorted(n for n in names if unit(n) == "C")

@@ -276,6 +276,7 @@ class HostSource(Source):
     """CPU/memory/swap/temperature of the host and the worker's tree; available wherever /proc is."""
 
     name = "host"
+    measures = ("cpu", "memory", "board")
 
     def __init__(
         self,

@@ -14,6 +14,13 @@ jtop talks to a root service over a socket; ``jtop.start()`` raises ``JtopExcept
 jtop.service" (the user may not reach its socket: add the user to the ``jtop`` group and log in again), "Mismatch
 version jtop service: [A] and client: [B]" (the jetson-stats in this Python differs from the service's).
 
+The power mode (``power_mode``, a run's column) comes from ``nvpmodel -q``, which prints the mode's name and then
+its number (as captured on a Jetson Thor, JetPack 7; Orin's L4T prints the same two lines, with any ``NVPM WARN``
+lines before them)::
+
+    NV Power Mode: MAXN
+    0
+
 The service refreshes at its own interval (0.5 s at best), so this source declares ``max_hz = 2`` and returns rows
 only for a NEW sample. jtop's own thread re-delivers the last data when the service stops answering, so "new" is
 judged by the service's own clock, ``jtop.uptime`` (the board's uptime when the service read it); without it, by
@@ -40,6 +47,7 @@ DEVICE_TREE_MODEL_PATH = "/proc/device-tree/model"
 SERVICE_FIX = "jtop service is not active: run sudo systemctl restart jtop.service"
 GROUP_FIX = ("this user may not reach the jtop service: add it to the jtop group (sudo usermod -a -G jtop $USER), "
              "then log out and in again")
+NVPMODEL = "nvpmodel"
 STALL_INTERVALS = 6
 MIN_STALL_S = 3.0
 
@@ -57,6 +65,38 @@ def explain_jtop_error(text: str) -> str:
     if "not active" in detail:
         return f"{SERVICE_FIX} (jtop: {detail})"
     return f"jtop could not start: {detail}"
+
+
+def parse_nvpmodel(text: str) -> tuple[str, int | None] | None:
+    """``nvpmodel -q`` -> (mode name, mode number or None): ``"NV Power Mode: MAXN\\n0"`` -> ("MAXN", 0); None when
+    it names no mode."""
+    lines = [line.strip() for line in text.splitlines()]
+    for i, line in enumerate(lines):
+        m = re.match(r"NV Power Mode:\s*(\S.*)$", line)
+        if m:
+            following = lines[i + 1] if i + 1 < len(lines) else ""
+            return m[1].strip(), int(following) if following.isdigit() else None
+    return None
+
+
+def power_mode(runner: Callable[[list[str]], str] | None = None, nvpmodel: str = NVPMODEL) -> str | None:
+    """The Jetson's power mode by name (``MAXN``, ``15W``, ``MAXN_SUPER``) from ``nvpmodel -q``; None where nvpmodel
+    is missing, fails or names no mode (it needs no root to query)."""
+    import shutil
+    import subprocess
+
+    from .rpi import run_command
+
+    if runner is None:
+        found = shutil.which(nvpmodel)
+        if found is None:
+            return None
+        runner, nvpmodel = run_command, found
+    try:
+        parsed = parse_nvpmodel(runner([nvpmodel, "-q"]))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parsed[0] if parsed else None
 
 
 def is_jetson(
@@ -140,6 +180,7 @@ class JetsonSource(Source):
     """jtop-backed Jetson source. ``jtop_factory`` returns an unstarted jtop-like object (tests pass a fake)."""
 
     name = "jetson"
+    measures = ("gpu", "memory", "board")
     max_hz = 2.0
 
     def __init__(

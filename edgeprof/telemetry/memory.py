@@ -110,6 +110,7 @@ class MemoryPressureSource(Source):
     """
 
     name = "psi"
+    measures = ("memory",)
 
     def __init__(self, cgroup_pressure: str | None = None, stat_path: str | None = None, stat_kind: str | None = None,
                  system_pressure: str = PROC_PRESSURE_MEMORY, proc_root: str = PROC_ROOT):

@@ -40,6 +40,7 @@ class NvmlSource(Source):
     """
 
     name = "nvml"
+    measures = ("gpu",)
 
     def __init__(self, pynvml: Any = None):
         super().__init__()

@@ -56,6 +56,7 @@ class RaplSource(Source):
     """``power.rapl_w`` (the sum: psys, else packages + DRAM) and ``power.rapl_<zone>_w`` per summed zone, in W."""
 
     name = "rapl"
+    measures = ("cpu",)
 
     def __init__(self, root: str = POWERCAP_ROOT):
         super().__init__()

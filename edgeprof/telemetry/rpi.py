@@ -165,6 +165,7 @@ class RpiSource(Source):
     the PMIC's rail powers (``power.pmic_total_w``, ``power.pmic_vdd_core_w``) at most every ``pmic_interval_s``."""
 
     name = "rpi"
+    measures = ("cpu", "board")
 
     def __init__(
         self,

@@ -87,7 +87,9 @@ else:
     at.run()
     assert not at.exception, at.exception
 cpu = time.process_time() - c0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM, not ru_maxrss: Linux carries the parent's maximum RSS into ru_maxrss across fork and exec, which hid
+# every peak under the bench's own
+peak = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({{"mb": (peak - before) / 1e6, "cpu_s": cpu}}))
 """
 
@@ -245,7 +247,9 @@ for b in range(int(seconds * 10)):
         rec.flush()
 rec.flush(final=True)
 cpu = time.process_time() - c0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM, not ru_maxrss: Linux carries the parent's maximum RSS into ru_maxrss across fork and exec, which hid
+# every peak under the bench's own
+peak = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({{"run_id": rid, "samples": seq, "recorder_mb": (peak - before) / 1e6, "cpu_s": cpu}}))
 """
 

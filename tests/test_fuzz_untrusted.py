@@ -402,7 +402,7 @@ def test_fuzz_measured_values(lab, data):
             assert -MAX_MAGNITUDE <= v <= (MAX_MAGNITUDE if isinstance(v, float) else 2**63) and v == v, v
             assert (table, column) in SIGNED or v >= 0, v
     store = Store(lab.db)
-    runs_table(store.list_runs())
+    runs_table(store.run_rows())
     for rid in store.list_runs()["run_id"]:
         run = store.get_run(rid)
         run_summary(run.get("summary") or {"run_id": rid, "status": run["status"]}, details=True)

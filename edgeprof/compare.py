@@ -71,7 +71,8 @@ def run_name(row: dict, model_label=None) -> str:
     model = (model_label or (lambda m: str(m).rsplit("/", 1)[-1]))(str(row.get("model")))
     cap = row.get("memory_limit_mb")
     limit = "no limit" if cap is None or pd.isna(cap) else f"limit {cap:,.0f} MB"
-    return (f"{model} {row.get('precision')} · {row.get('runtime')} · {limit} · {int(row.get('threads') or 0)} threads"
+    threads = stats.plural(int(row.get('threads') or 0), 'thread')
+    return (f"{model} {row.get('precision')} · {row.get('runtime')} · {limit} · {threads}"
             f" · …{str(row.get('run_id'))[-4:]}")
 
 

@@ -48,11 +48,14 @@ __all__ = [
     "correlation_matrix",
     "detect_warmup",
     "floor_words",
+    "fmt_ms",
+    "fmt_ms_range",
     "fmt_p",
     "median_ci",
     "median_ci_ranks",
     "noise_floor_pct",
     "p_words",
+    "plural",
     "ratio_across_runs",
     "ratio_within_runs",
     "ratio_words",
@@ -345,7 +348,7 @@ def suspect_flags(
     """
     flags: list[Flag] = []
     if summary.n < n_min:
-        what = "no samples" if summary.n == 0 else f"only {summary.n} samples"
+        what = "no samples" if summary.n == 0 else f"only {plural(summary.n, 'sample')}"
         flags.append(
             Flag(
                 "few_samples",
@@ -549,6 +552,56 @@ def p_words(p: float | None) -> str:
         return "p = n/a"
     text = fmt_p(p)
     return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
+def plural(n, word: str, many: str | None = None) -> str:
+    """``1 thread``, ``2 threads``, ``0 runs``: a count with its noun, singular for exactly one (``many`` where the
+    plural is not ``word + "s"``); a count that is not a number (None, text) takes the plural."""
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
+def _ms_unit(v: float) -> tuple[float, str]:
+    """The unit a duration in ms reads best in (the rule of ``fmt_ms``): what to multiply ms by, and the unit."""
+    a = abs(v)
+    return (1000.0, " \u00b5s") if a < 1 else (1.0, " ms") if a < 10_000 else (0.001, " s")
+
+
+def fmt_ms(v: float | None) -> str:
+    """A duration in ms as the app and the CLI write it, three significant figures: ``33.4 µs`` and ``19.0 µs`` below
+    1 ms (so a fast model never reads ``0.019 ms``), ``4.57 ms``, ``135 ms``, ``12.3 s`` from 10 s; ``-`` for None or a
+    number that is not finite."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    factor, unit = _ms_unit(v)
+    x = v * factor
+    if unit == " ms" and abs(x) >= 100:
+        return f"{x:.0f}{unit}"
+    if unit == " s":
+        return f"{x:.1f}{unit}"
+    return f"{x:.{_decimals(x)}f}{unit}"
+
+
+def _decimals(x: float, figures: int = 3) -> int:
+    """Decimals that give ``x`` ``figures`` significant figures, trailing zeros kept (``19.0``, ``4.50``), so a column
+    of latencies reads alike."""
+    return max(0, figures - 1 - math.floor(math.log10(abs(x)))) if x else 0
+
+
+def fmt_ms_range(lo: float | None, hi: float | None) -> str:
+    """An interval of durations in ms in one unit (``fmt_ms``'s, from its larger end), with at least three
+    significant figures and more where fewer would print two different ends alike: ``18.2 to 18.4 µs``,
+    ``18.23 to 18.25 µs``, ``0.95 to 1.05 ms``; ``-`` when an end is missing."""
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return "-"
+    factor, unit = _ms_unit(max(abs(lo), abs(hi)))
+    a, b = lo * factor, hi * factor
+    decimals = _decimals(max(abs(a), abs(b)))
+    for extra in range(5):  # up to seven significant figures: beyond that the ends are the same measurement
+        d = decimals + extra
+        ta, tb = f"{a:.{d}f}", f"{b:.{d}f}"
+        if ta != tb or lo == hi:
+            break
+    return f"{ta} to {tb}{unit}"
 
 def windowed(latency_df: pd.DataFrame, telemetry_df: pd.DataFrame, window_s: float = 1.0) -> pd.DataFrame:
     """Bucket one run's latency samples and telemetry into common time windows, to correlate them over time.

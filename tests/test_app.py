@@ -267,7 +267,7 @@ def test_compare_page_with_two_runs(db):
     assert table["interval covers"].iloc[1] == "within these runs only (single run: no between-run uncertainty)"
     said = next(m.value for m in at.markdown if re.search(r"time per inference (than|as) the baseline", m.value))
     assert said.startswith("- digits-cnn"), said  # the model name as written
-    assert all(" · onnx · no limit · " in name and " threads · …" in name for name in table["run"])
+    assert all(" · onnx · no limit · " in name and re.search(r" \d+ threads? · …", name) for name in table["run"])
     (cdf,) = [f for f in figures(at) if f["layout"]["title"]["text"] == "Latency distribution (CDF)"]
     assert {t["name"] for t in cdf["data"]} == set(table["run"])
     at.selectbox(key="cmp_metric").select("mem.worker_rss_mb").run()

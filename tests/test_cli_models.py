@@ -202,7 +202,7 @@ def test_a_file_that_is_not_a_model_prints_its_reason_not_a_block_of_dashes(tmp_
     assert proc.returncode == 3  # a recorded run that failed
     assert proc.stdout.splitlines()[0].endswith("failed (text.onnx is text, not an ONNX protobuf. Export the model "
                                                 "again with an ONNX exporter.)")
-    assert "None" not in proc.stdout and "latency ms" not in proc.stdout, proc.stdout
+    assert "None" not in proc.stdout and "  latency " not in proc.stdout, proc.stdout
     # one error line; a progress line ("[ 1.2s] preparing: ...") may come first when the machine is slow to fail it
     errors = [ln for ln in error_lines(proc) if not re.match(r"\[\s*\d+\.\ds\] ", ln)]
     assert len(errors) == 1 and errors[0].startswith("error: run "), proc.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -178,7 +179,9 @@ def test_doctor_prints_tables_and_sentences_a_person_reads(tmp_path):
     assert "Operators by the noise they add (worst first; 3 quantized):" in out
     assert "added SQNR dB" in out and "Operators by int8 time (slowest first):" in out
     assert "95% CI (within-run)" in out and "peak MB" in out and "output SQNR dB" in out
-    assert [line.split()[3] for line in out.splitlines() if line.startswith("fp32 ")] == ["reference"]
+    # the p50 and its interval carry their unit (µs or ms, as `run` prints them): "fp32  6.48 µs  6.39 to 6.55 µs  reference"
+    fp32 = [line for line in out.splitlines() if line.startswith("fp32 ")]
+    assert len(fp32) == 1 and re.match(r"fp32\s+[\d.]+ (µs|ms)\s+[\d.]+ to [\d.]+ (µs|ms)\s+reference ", fp32[0]), fp32
     assert "Traceback" not in proc.stderr
 
 

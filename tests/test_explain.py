@@ -34,14 +34,14 @@ def test_each_topic_in_words_with_its_unit_and_scope():
     assert ops.startswith("ConvInteger ") and ops.endswith("of the steady p50 (4 inferences profiled after the steady "
                                                            "phase).")
     pressure, _, ops = (w.text for w in explain.why(build_summary(facts(**UNAVAILABLE))))
-    assert pressure.startswith("unavailable (the kernel gives no pressure-stall information); major faults ")
-    assert ops == "unavailable (ai-edge-litert 2.3.0 has no per-operator profiler)."
+    assert pressure.startswith("unavailable: the kernel gives no pressure-stall information; major faults ")
+    assert ops == "unavailable: ai-edge-litert 2.3.0 has no per-operator profiler."
 
 
 def test_a_result_without_the_figures_has_no_why_and_data_is_escaped_on_the_page():
     assert explain.why({"status": "crashed"}) == []
     doc = {"energy": {"unavailable": "no sensor at [x](http://host/)"}}
-    assert page_lines(doc) == ["**Energy**: unavailable (no sensor at \\[x\\](http://host/))."]
+    assert page_lines(doc) == ["**Energy**: unavailable: no sensor at \\[x\\](http://host/)."]
 
 
 def test_the_gpu_reason_names_the_source_that_was_tried():

@@ -102,7 +102,7 @@ def _two_devices_one_view(devices, url: str, env: dict, reader: Path) -> None:
     rid = next(iter(run_ids(devices["jetson-02"])))
     shown = json.loads(edgeprof(reader, "show", rid, "--fleet", url, "--json", env=env).stdout)
     assert shown["device"]["device_name"] == "jetson-02" and shown["summary"]["latency_ms"]["n"] > 0
-    assert "latency ms" in edgeprof(reader, "show", rid, "--fleet", url, env=env).stdout
+    assert "  latency      p50 " in edgeprof(reader, "show", rid, "--fleet", url, env=env).stdout
 
 
 def test_two_devices_in_one_view_through_s3(devices, s3, tmp_path):

@@ -173,5 +173,5 @@ def test_a_few_runs_interval_never_puts_p90_below_p50_and_says_why_it_is_wide():
     assert lat["ci_scope"] == "runs"
     assert lat["p90_ci"][0] >= lat["p50_ci"][0]  # a p90 is never below the p50
     text = group_text({"group_id": "g", "status": "ok", "runs_ok": 3, "repeat": 3, "latency_ms": lat, "runs": []})
-    assert "why so wide  3 runs give Student t 2 degree(s) of freedom" in text
-    assert "p50 0.041 to 0.046 ms, p90 0.044 to 0.060 ms" in text
+    assert "why so wide  3 runs give Student t 2 degrees of freedom" in text
+    assert "p50 41.0 to 46.0 µs, p90 44.0 to 60.0 µs" in text

@@ -457,8 +457,8 @@ def test_run_and_show_print_the_why_lines():
     tflite = build_summary(facts(op_profile={"unavailable": "ai-edge-litert 2.3.0 has no per-operator profiler"},
                                  memory_pressure={"unavailable": "the kernel gives no pressure-stall information"}))
     text = run_summary(tflite)
-    assert "  op profile   unavailable (ai-edge-litert 2.3.0" in text
-    assert "  pressure     unavailable (the kernel gives no pressure-stall information); major faults " in text
+    assert "  op profile   unavailable: ai-edge-litert 2.3.0" in text
+    assert "  pressure     unavailable: the kernel gives no pressure-stall information; major faults " in text
 
 
 def test_profile_ops_is_a_run_and_a_study_setting():

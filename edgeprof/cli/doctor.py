@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import UsageError
+from ..stats import fmt_ms, fmt_ms_range
 from .text import fmt, print_json, table
 
 SHOWN = 10
@@ -119,12 +120,12 @@ def points_table(points: list[dict], front: list[str] | None = None) -> str:
     rows = []
     for p in points:
         ci = p.get("p50_ci")
-        rows.append([p["label"] + (" *" if front and p["label"] in front else ""), fmt(p.get("p50_ms"), "", 3),
-                     f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "-",
+        rows.append([p["label"] + (" *" if front and p["label"] in front else ""), fmt_ms(p.get("p50_ms")),
+                     fmt_ms_range(*ci) if ci else "-",
                      "reference" if p.get("reference") else fmt(p.get("top1_agreement"), "", 3),
                      fmt(p.get("accuracy"), "", 3), db_text(p.get("output_sqnr_db")), fmt(p.get("peak_mb"), "", 0),
                      p.get("error") or ""])
-    return table(rows, ["variant", "p50 ms", "95% CI (within-run)", "agreement", "accuracy", "output SQNR dB",
+    return table(rows, ["variant", "p50", "95% CI (within-run)", "agreement", "accuracy", "output SQNR dB",
                         "peak MB", "error"])
 
 

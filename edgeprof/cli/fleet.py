@@ -7,6 +7,7 @@ written (nothing is marked pushed: the next push sends what is not there).
 
 from __future__ import annotations
 
+from ..stats import plural
 from .text import print_json
 
 
@@ -48,6 +49,6 @@ def cmd_push(args) -> int:
     if args.json:
         print_json(res)
     else:
-        print(f"pushed {res['pushed']} runs ({res['objects']} objects, {res['bytes'] / 1e6:.2f} MB) to {res['url']}; "
+        print(f"pushed {plural(res['pushed'], 'run')} ({res['objects']} objects, {res['bytes'] / 1e6:.2f} MB) to {res['url']}; "
               f"{res['skipped']} were there already")
     return 0

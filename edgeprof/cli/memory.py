@@ -10,6 +10,7 @@ import sys
 
 from ..config import PRECISIONS, RUNTIMES, check_number
 from ..runtimes import registry
+from ..stats import fmt_ms, fmt_ms_range
 from .run import EXIT_OTHER_STATUS, db_arg, open_store
 from .text import print_json
 
@@ -72,7 +73,7 @@ def memory_text(doc: dict) -> str:
              + f" ({len((doc.get('search') or {}).get('probes') or [])} probes, stopped by "
                f"{(doc.get('search') or {}).get('stopped_by')}; {doc.get('seconds')} s in all)",
              *(f"  {s[k]}" for k in ("cliff", "slope", "mechanism") if s.get(k)), "",
-             f"{'cap MB':>8} {'status':>10} {'p50 ms':>9} {'95% CI (within run)':>22} {'PSI some/full %':>16} "
+             f"{'cap MB':>8} {'status':>10} {'p50':>9} {'95% CI (within run)':>24} {'PSI some/full %':>16} "
              f"{'majflt/s':>9} {'refault/s':>9} {'peak MB':>8}"]
 
     def num(v, f="{:.3g}"):
@@ -81,7 +82,7 @@ def memory_text(doc: dict) -> str:
     for p in doc.get("curve") or []:
         ci = p.get("p50_ci")
         lines.append(f"{'none' if p.get('cap_mb') is None else format(p['cap_mb'], 'g'):>8} {p.get('status'):>10} "
-                     f"{num(p.get('p50_ms')):>9} {(num(ci[0]) + ' - ' + num(ci[1])) if ci else '-':>22} "
+                     f"{fmt_ms(p.get('p50_ms')):>9} {fmt_ms_range(*ci) if ci else '-':>24} "
                      f"{num(p.get('pressure_some_pct'), '{:.1f}') + '/' + num(p.get('pressure_full_pct'), '{:.1f}'):>16} "
                      f"{num(p.get('major_faults_per_s'), '{:.0f}'):>9} {num(p.get('refaults_per_s'), '{:.0f}'):>9} "
                      f"{num(p.get('peak_charged_mb'), '{:.1f}'):>8}")

@@ -23,6 +23,7 @@ from ..config import (
 )
 from ..errors import UsageError
 from ..runtimes import registry
+from ..stats import fmt_ms, plural
 from .text import comparison_text, group_text, noise_floor_text, print_json, run_summary, runs_table
 
 EXIT_OTHER_STATUS = 3
@@ -325,7 +326,7 @@ def _group_exit(doc: dict, args) -> int:
     was taken between runs); 3 when a run ended with another status or the user stopped the group."""
     codes = [_run_exit(m, args) for m in doc.get("runs") or []]
     if doc.get("error"):
-        print(f"error: group {doc.get('group_id')} ended {doc.get('status')} after {len(codes)} runs: "
+        print(f"error: group {doc.get('group_id')} ended {doc.get('status')} after {plural(len(codes), 'run')}: "
               f"{doc['error']}", file=sys.stderr)
         return 1
     if 1 in codes:
@@ -391,7 +392,7 @@ def _follow(handle, quiet: bool) -> None:
         p50 = float(np.median(lat)) / 1e6 if len(lat) else None
         line = f"[{elapsed:6.1f}s] {snap['status']:<8} {snap['phase']:<9} n={n:<7}"
         if p50 is not None:
-            line += f" p50(last 200)={p50:.3f} ms"
+            line += f" p50(last 200)={fmt_ms(p50)}"
         print(line, file=sys.stderr, flush=True)
 
 
@@ -492,8 +493,9 @@ def cmd_devices(args) -> int:
     print(f"name     {ident.device_name} (device id {ident.device_id})"
           + ("" if args.name else f"; rename with `{args.prog} devices --name NAME`"))
     if fleet:
-        print(f"fleet    {fleet['url']}: {fleet['devices']} devices, {fleet['runs']} runs, read by DuckDB through "
-              f"{fleet['engine']}" + (f"; {fleet['pending']} runs still being pushed" if fleet["pending"] else ""))
+        print(f"fleet    {fleet['url']}: {plural(fleet['devices'], 'device')}, {plural(fleet['runs'], 'run')}, read by "
+              f"DuckDB through {fleet['engine']}"
+              + (f"; {plural(fleet['pending'], 'run')} still being pushed" if fleet["pending"] else ""))
     d = rep["device"]
     board = d.get("model") or f"{d.get('hostname')} (no board or product name readable)"
     print(f"device   {board} ({d.get('machine')}), {d.get('cpu_model') or d.get('cpu')}, "
@@ -555,5 +557,5 @@ def cmd_import(args) -> int:
     if args.json:
         print_json({"imported": ids})
     else:
-        print(f"imported {len(ids)} runs into {store.path}")
+        print(f"imported {plural(len(ids), 'run')} into {store.path}")
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 
+from ..stats import fmt_ms, plural
 from .run import EXIT_OTHER_STATUS, db_arg, open_store
 from .text import duration, print_json
 
@@ -70,7 +71,7 @@ class _Printer:
         if p.done != self._last_done and p.last is not None and p.ran_this_session:
             self._last_done = p.done
             last = p.last
-            p50 = f" p50 {last['p50_ms']:.3f} ms" if last.get("p50_ms") is not None else ""
+            p50 = f" p50 {fmt_ms(last['p50_ms'])}" if last.get("p50_ms") is not None else ""
             print(f"[{p.done:>4}/{p.total}] {last['key']:<50} {last['status']:<10}{p50}   "
                   f"elapsed {duration(p.elapsed_s)}, ~{duration(p.eta_s)} left, {p.failed} failed",
                   file=sys.stderr, flush=True)
@@ -85,8 +86,8 @@ def cmd_study(args) -> int:
                          allowed_paths=args.allow_path)
     runner = StudyRunner(cfg, store, study_id=args.study_id, progress=_Printer(args.quiet))
     if not args.quiet:
-        print(f"study {runner.study_id}: {cfg.n_cells} cells ({len(cfg.variants)} variants x "
-              f"{len(cfg.memory_limits)} memory limits x {cfg.repetitions} repetitions), "
+        print(f"study {runner.study_id}: {plural(cfg.n_cells, 'cell')} ({plural(len(cfg.variants), 'variant')} x "
+              f"{plural(len(cfg.memory_limits), 'memory limit')} x {plural(cfg.repetitions, 'repetition')}), "
               f"about {duration(cfg.estimate_s())} if none is done yet; db {store.path}", file=sys.stderr, flush=True)
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())

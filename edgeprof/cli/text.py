@@ -7,6 +7,7 @@ import json
 import math
 import sys
 
+from ..stats import fmt_ms, fmt_ms_range, plural
 from ..untrusted import terminal_safe
 from ..worker.priority import describe as describe_priority
 
@@ -90,10 +91,13 @@ def table(rows: list[list], header: list[str]) -> str:
 
 
 
+LATENCY_COLUMNS = ("p50_ms", "p90_ms")
+
+
 def runs_table(rows: list[dict]) -> str:
     """``runs`` for people, from plain rows (``Store.run_rows``): times to the second, "no limit", uploads by the name
-    they were uploaded with, files by their name, latencies to 4 significant digits, "-" for what was not measured
-    (never NaN or None)."""
+    they were uploaded with, files by their name, latencies as ``fmt_ms`` writes them (µs below 1 ms, each with its
+    unit), "-" for what was not measured (never NaN or None)."""
     from ..models.catalog import upload_names
     from ..store.columns import RUNS_HEADERS
 
@@ -108,15 +112,16 @@ def runs_table(rows: list[dict]) -> str:
             return f"{names[v]} (uploaded)" if v in names else (v.rsplit("/", 1)[-1] if "/" in v else v)
         if col == "memory_limit_mb":
             return f"{float(v):g} MB"
-        if col in ("p50_ms", "p90_ms"):
-            return f"{float(v):.4g}"
+        if col in LATENCY_COLUMNS:
+            return fmt_ms(float(v))
         if col == "peak_charged_mb":
             return f"{float(v):.1f}"
         return v
 
     cols = [c for c in RUNS_HEADERS if rows and c in rows[0]]
     body = [[cell(c, r[c]) for c in cols] for r in rows]
-    return table(body, [RUNS_HEADERS[c] for c in cols])
+    # the latency cells carry their unit (µs or ms), so their header does not
+    return table(body, [RUNS_HEADERS[c].removesuffix(" ms") if c in LATENCY_COLUMNS else RUNS_HEADERS[c] for c in cols])
 
 
 def run_summary(r: dict, details: bool = False) -> str:
@@ -133,10 +138,19 @@ def run_summary(r: dict, details: bool = False) -> str:
     head = [
         f"run {r.get('run_id')}: {r.get('status')}" + (f" ({r['error']})" if r.get("error") else ""),
         "  model        " + " ".join(str(v) for v in (r.get("model"), r.get("precision"), r.get("runtime")) if v)
-        + (f"  [{be.get('name')} {be.get('version')}, {via}, {be.get('threads')} threads]" if be.get("name") else ""),
+        + (f"  [{be.get('name')} {be.get('version')}, {via}, {plural(be.get('threads'), 'thread')}]" if be.get("name") else ""),
     ]
     if r.get("status") != "ok" and not lat.get("n") and r.get("load_ms") is None:
-        # nothing was measured (the model never loaded): a block of dashes would only hide the reason
+        # no latency was measured (the model never loaded, or the worker was killed first): a block of dashes would
+        # only hide the reason, but what was measured (memory, pressure, CPU) says why
+        if any(mem.get(k) is not None for k in ("peak_charged_mb", "peak_rss_mb", "oom_killed")):
+            head.append(memory_line(mem))
+        if cpu.get("system_mean_pct") is not None or cpu.get("worker_mean_pct") is not None:
+            head.append(cpu_line(cpu))
+        head.extend(why_lines(r))
+        if r.get("temp_max_c") is not None:
+            head.append(f"  temperature  max {r['temp_max_c']:.1f} C" + ("  THROTTLED" if r.get("throttled") else ""))
+        head.extend(f"  ! {flag}" for flag in r.get("flags") or [])
         head.extend(f"  note: {note}" for note in r.get("notes") or [])
         if details and r.get("error_detail"):
             head.append("  details (the runtime's own message):")
@@ -144,30 +158,25 @@ def run_summary(r: dict, details: bool = False) -> str:
         return "\n".join(head)
     lines = [
         *head,
-        f"  load         {fmt(r.get('load_ms'), ' ms')}   first inference {fmt(r.get('first_inference_ms'), ' ms')}"
-        f"   warm-up {fmt(r.get('warmup_ms'), ' ms', 1)} / {r.get('warmup_iterations')} it"
+        f"  load         {fmt_ms(r.get('load_ms'))}   first inference {fmt_ms(r.get('first_inference_ms'))}"
+        f"   warm-up {fmt_ms(r.get('warmup_ms'))} / {r.get('warmup_iterations')} it"
         f" ({r.get('warmup_reason') or '-'})",
-        f"  latency ms   p50 {fmt(lat.get('p50'), '', 3)}  p90 {fmt(lat.get('p90'), '', 3)}"
-        f"  p95 {fmt(lat.get('p95'), '', 3)}  p99 {fmt(lat.get('p99'), '', 3)}  mean {fmt(lat.get('mean'), '', 3)}"
-        f"  std {fmt(lat.get('std'), '', 3)}  CoV {fmt(lat.get('cov'), '', 3)}  n {lat.get('n')}",
+        f"  latency      p50 {fmt_ms(lat.get('p50'))}  p90 {fmt_ms(lat.get('p90'))}"
+        f"  p95 {fmt_ms(lat.get('p95'))}  p99 {fmt_ms(lat.get('p99'))}  mean {fmt_ms(lat.get('mean'))}"
+        f"  std {fmt_ms(lat.get('std'))}  CoV {fmt(lat.get('cov'), '', 3)}  n {lat.get('n')}",
         f"  interval     {interval_text(lat)}   throughput {fmt(r.get('throughput_ips'), ' inf/s', 1)}",
         *([f"  samples      {r['retention']['statement']}"] if isinstance(r.get("retention"), dict) else []),
-        f"  CPU          device busy mean {fmt(cpu.get('system_mean_pct'), '%', 1)} peak "
-        f"{fmt(cpu.get('system_peak_pct'), '%', 1)} (all cores)   worker mean {fmt(cpu.get('worker_mean_pct'), '%', 1)}"
-        f" peak {fmt(cpu.get('worker_peak_pct'), '%', 1)}   others mean {fmt(cpu.get('others_mean_pct'), '%', 1)}"
-        " (one core = 100%)",
-        f"  memory       {limit_text(mem)}"
-        f"   peak charged {fmt(mem.get('peak_charged_mb'), ' MB', 1)}   peak worker RSS "
-        f"{fmt(mem.get('peak_rss_mb'), ' MB', 1)}   OOM-killed {mem.get('oom_killed')}"
-        f"   major faults {fmt(mem.get('major_faults'), '', 0)}",
-        f"  CPU priority {describe_priority(r.get('cpu_priority'))}",
+        cpu_line(cpu),
+        memory_line(mem),
+        f"  CPU priority {explain.one_level(describe_priority(r.get('cpu_priority')))}",
     ]
     lines.extend(why_lines(r))
     gpu = r.get("gpu")
     util, gmem = catalog.GPU_UTIL.unit, catalog.GPU_MEM.unit
     lines.append("  GPU          " + (f"util mean {fmt(gpu.get('util_mean_pct'), util, 1)}, memory peak "
                                       f"{fmt(gpu.get('mem_peak_mb'), ' ' + gmem, 0)}" if gpu else
-                                      "no GPU telemetry (" + explain.gpu_reason(r.get("telemetry_sources")) + ")"))
+                                      explain.one_level("no GPU telemetry (" + explain.gpu_reason(
+                                          r.get("telemetry_sources")) + ")")))
     lines.extend(accelerator_lines(r))
     if r.get("temp_max_c") is not None:
         lines.append(f"  temperature  max {r['temp_max_c']:.1f} C" + ("  THROTTLED" if r.get("throttled") else ""))
@@ -180,6 +189,26 @@ def run_summary(r: dict, details: bool = False) -> str:
         lines.append("  details (the runtime's own message):")
         lines.extend(f"    {line}" for line in str(r["error_detail"]).strip().splitlines()[:40])
     return "\n".join(lines)
+
+
+def _yes_no(value) -> str:
+    return "-" if value is None else "yes" if value else "no"
+
+
+def cpu_line(cpu: dict) -> str:
+    """``  CPU          device busy mean 71.0% peak 100.0% (all cores)   worker mean ...``."""
+    return (f"  CPU          device busy mean {fmt(cpu.get('system_mean_pct'), '%', 1)} peak "
+            f"{fmt(cpu.get('system_peak_pct'), '%', 1)} (all cores)   worker mean "
+            f"{fmt(cpu.get('worker_mean_pct'), '%', 1)} peak {fmt(cpu.get('worker_peak_pct'), '%', 1)}   others mean "
+            f"{fmt(cpu.get('others_mean_pct'), '%', 1)} (one core = 100%)")
+
+
+def memory_line(mem: dict) -> str:
+    """``  memory       limit 20 MB via cgroup1   peak charged 20.0 MB   peak worker RSS 42.3 MB   OOM-killed yes ...``
+    (the kill as yes or no, never a Python bool)."""
+    return (f"  memory       {limit_text(mem)}   peak charged {fmt(mem.get('peak_charged_mb'), ' MB', 1)}   peak worker "
+            f"RSS {fmt(mem.get('peak_rss_mb'), ' MB', 1)}   OOM-killed {_yes_no(mem.get('oom_killed'))}"
+            f"   major faults {fmt(mem.get('major_faults'), '', 0)}")
 
 
 def accelerator_lines(r: dict) -> list[str]:
@@ -252,14 +281,21 @@ SCOPE_TEXT = {"within-run": "within this run only; a rerun can land outside it",
 
 
 def _ci(ci) -> str:
+    """An interval of plain numbers (a ratio): ``0.912 to 0.987``."""
     return "-" if not ci or None in ci else f"{ci[0]:.3f} to {ci[1]:.3f}"
 
 
+def _ms_ci(ci) -> str:
+    """An interval of latencies: ``18.2 to 18.4 µs``."""
+    return "-" if not ci or None in ci else fmt_ms_range(ci[0], ci[1])
+
+
 def interval_text(lat: dict) -> str:
-    """``p50 95% interval 7.1 to 7.3 ms (within this run only; ...)``: every interval printed with its scope."""
+    """``p50 95% interval 7.10 to 7.30 ms (within this run only; ...)``: every interval printed with its scope, its
+    ends in one unit and told apart (``fmt_ms_range``)."""
     if not lat.get("p50_ci"):
         return f"p50 95% interval - ({lat.get('ci_note') or 'too few samples'})"
-    text = f"p50 95% interval {_ci(lat.get('p50_ci'))} ms, p90 {_ci(lat.get('p90_ci'))} ms"
+    text = f"p50 95% interval {_ms_ci(lat.get('p50_ci'))}, p90 {_ms_ci(lat.get('p90_ci'))}"
     return text + f" ({SCOPE_TEXT.get(lat.get('ci_scope'), lat.get('ci_scope'))})"
 
 
@@ -276,9 +312,9 @@ def wide_interval_text(lat: dict) -> str | None:
     if not past:
         return None
     n = len(p50s)
-    return (f"{n} runs give Student t {n - 1} degree(s) of freedom, so the 95% intervals reach past the runs' own "
-            f"values (p50 {min(p50s):.3f} to {max(p50s):.3f} ms"
-            + (f", p90 {min(p90s):.3f} to {max(p90s):.3f} ms" if p90s else "")
+    return (f"{n} runs give Student t {plural(n - 1, 'degree')} of freedom, so the 95% intervals reach past the runs' own "
+            f"values (p50 {fmt_ms_range(min(p50s), max(p50s))}"
+            + (f", p90 {fmt_ms_range(min(p90s), max(p90s))}" if p90s else "")
             + "): where a rerun may land, not where these runs were; more runs (--repeat 6) narrow them.")
 
 
@@ -291,10 +327,10 @@ def group_text(doc: dict) -> str:
              f"  model        {doc.get('model')} {doc.get('precision')} {doc.get('runtime')}"]
     for i, m in enumerate(doc.get("runs") or []):
         ml = m.get("latency_ms") or {}
-        lines.append(f"  run {i + 1:<8} {m.get('run_id')}  {m.get('status'):<10} p50 {fmt(ml.get('p50'), ' ms', 3)}"
-                     f"  within-run interval {_ci(ml.get('p50_ci'))} ms")
-    lines.append(f"  latency ms   p50 {fmt(lat.get('p50'), '', 3)} (median of {lat.get('n_runs')} run medians)  "
-                 f"p90 {fmt(lat.get('p90'), '', 3)}  between-run spread {fmt(lat.get('between_run_spread_pct'), '%', 1)}")
+        lines.append(f"  run {i + 1:<8} {m.get('run_id')}  {m.get('status'):<10} p50 {fmt_ms(ml.get('p50'))}"
+                     f"  within-run interval {_ms_ci(ml.get('p50_ci'))}")
+    lines.append(f"  latency      p50 {fmt_ms(lat.get('p50'))} (median of {lat.get('n_runs')} run medians)  "
+                 f"p90 {fmt_ms(lat.get('p90'))}  between-run spread {fmt(lat.get('between_run_spread_pct'), '%', 1)}")
     lines.append(f"  interval     {interval_text(lat)}")
     wide = wide_interval_text(lat)
     if wide:
@@ -314,7 +350,7 @@ def comparison_text(doc: dict) -> str:
         lat = g.get("latency_ms") or {}
         cfg = g.get("config") or {}
         lines.append(f"  {side.upper()}  {g.get('model')} {g.get('precision')} {g.get('runtime')} t{cfg.get('threads')}"
-                     f"  p50 {fmt(lat.get('p50'), ' ms', 3)}  runs {', '.join(fmt(v, '', 3) for v in lat.get('run_p50') or [])}")
+                     f"  p50 {fmt_ms(lat.get('p50'))}  runs {', '.join(fmt_ms(v) for v in lat.get('run_p50') or [])}")
         lines.append(f"     {interval_text(lat)}")
     r = doc.get("ratio_b_over_a") or {}
     lines.append(f"  B/A p50 {fmt(r.get('p50'), '', 3)}  95% interval {_ci(r.get('ci'))}"

@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import paths
 from ..errors import EdgeprofError
+from ..stats import plural
 from . import analysis
 from .messages import AnalyseSpec, MeasureSpec
 from .parent import run_isolated
@@ -248,7 +249,8 @@ def tradeoff(model: str, *, data: str | None = None, threads: int = 2, memory_mb
 
 def _tradeoff_doc(model, points, front, axis, sentence, seconds, threads) -> dict:
     return {"model": model, "points": points, "front": front, "fidelity_axis": axis, "sentence": sentence,
-            "latency": f"median of a {seconds:g}-s bare loop on one input, {threads} threads, one process per variant",
+            "latency": f"median of a {seconds:g}-s bare loop on one input, "
+                       f"{plural(threads, 'thread')}, one process per variant",
             "memory": "peak charged to the variant's cgroup (interpreter, runtime, model, inputs)"}
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from ..stats import plural
+
 GPU_SOURCES = ("nvml", "jetson")  # the telemetry sources whose probe status says why a run has no GPU telemetry
 TOP_OPERATORS = 5
 
@@ -31,6 +33,32 @@ def _num(value, digits: int = 2, unit: str = "") -> str:
     return f"{value:,.{digits}f}{unit}"
 
 
+def one_level(text: str) -> str:
+    """``text`` with at most one level of parentheses: a reason quoted inside another's parentheses loses its own,
+    ``no sensor (nvml: no GPU found (NVML: not loaded))`` -> ``no sensor (nvml: no GPU found, NVML: not loaded)``, so a
+    sentence built from sources' reasons reads as one sentence."""
+    out, depth = [], 0
+    for ch in str(text):
+        if ch == "(":
+            depth += 1
+            if depth > 1:
+                while out and out[-1] == " ":
+                    out.pop()
+                out.append(", ")
+                continue
+        elif ch == ")" and depth:
+            depth -= 1
+            if depth:
+                continue
+        out.append(ch)
+    return "".join(out)
+
+
+def _unavailable(why) -> str:
+    """``unavailable: no power sensor on this device (nvml: no GPU found, NVML: ...; rapl: ...)``."""
+    return f"unavailable: {one_level(why)}"
+
+
 def _rate(value) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
@@ -47,7 +75,7 @@ def why(result: dict) -> list[Why]:
     pressure = mem.get("pressure")
     if isinstance(pressure, dict):
         if "unavailable" in pressure:
-            parts = [f"unavailable ({pressure['unavailable']})"]
+            parts = [_unavailable(pressure["unavailable"])]
         else:
             whose = "in the worker's cgroup" if pressure.get("scope") == "cgroup" else \
                 "system-wide: every process on the device counts"
@@ -63,7 +91,7 @@ def why(result: dict) -> list[Why]:
     energy = result.get("energy")
     if isinstance(energy, dict):
         if "unavailable" in energy:
-            text = f"unavailable ({energy['unavailable']})."
+            text = f"{_unavailable(energy['unavailable'])}."
         else:
             note = f"; {energy['note']}" if energy.get("note") else ""
             text = (f"{_num(energy.get('mj_per_inference'), 3, ' mJ')} per inference at "
@@ -73,14 +101,14 @@ def why(result: dict) -> list[Why]:
     prof = result.get("op_profile")
     if isinstance(prof, dict):
         if "unavailable" in prof:
-            text = f"unavailable ({prof['unavailable']})."
+            text = f"{_unavailable(prof['unavailable'])}."
         else:
             top = ", ".join(f"{t['op_type']} {_num(t.get('ms_per_inference'), 3, ' ms')} ({100 * t['share']:.0f}%)"
                             for t in (prof.get("by_type") or [])[:TOP_OPERATORS])
             cov = prof.get("coverage")
             text = ((f"{top}; " if top else "") + f"operators sum to {_num(prof.get('op_total_ms'), 3, ' ms')}"
                     + (f", {100 * cov:.0f}% of the steady p50" if cov is not None else "")
-                    + f" ({prof.get('inferences')} inferences profiled after the steady phase).")
+                    + f" ({plural(prof.get('inferences'), 'inference')} profiled after the steady phase).")
         lines.append(Why("Operator profile", "op profile", text))
     return lines
 

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from .. import charts
+from ..stats import plural
 from ..store import columns
 from .uploads import model_label
 from .words import fmt_ms
@@ -27,7 +28,8 @@ def run_label(row) -> str:
     lat = f", p50 {fmt_ms(p50)}" if p50 is not None and not pd.isna(p50) else ""
     lat += " from a reservoir of its samples" if lat and row.get("retention") == "reduced" else ""
     model = model_label(str(row.get("model"))) if row.get("model") else "?"
-    threads = f" · {int(row['threads'])} threads" if row.get("threads") is not None and not pd.isna(row["threads"]) else ""
+    threads = row.get("threads")
+    threads = f" · {plural(int(threads), 'thread')}" if threads is not None and not pd.isna(threads) else ""
     rid = str(row["run_id"])[-6:]
     return (f"{when} {model} {row.get('precision')} · {row.get('runtime')} · {limit_words(row.get('memory_limit_mb'))}"
             f"{threads} [{row.get('status')}{lat}] …{rid}")

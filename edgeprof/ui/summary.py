@@ -10,6 +10,7 @@ import streamlit as st
 from .. import charts
 from ..errors import EdgeprofError
 from ..run import explain
+from ..stats import plural
 from ..worker.priority import describe as describe_priority
 from .frames import telemetry_frame
 from .store import page_link
@@ -91,7 +92,8 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
     if be.get("name"):
         via = (f"execution provider {be['execution_provider']}" if be.get("execution_provider")
                else f"delegate {be['delegate']}" if be.get("delegate") else "default provider")
-        lines.append(md_text(f"Runtime: {be.get('name')} {be.get('version') or ''}, {via}, {be.get('threads')} threads."))
+        lines.append(md_text(f"Runtime: {be.get('name')} {be.get('version') or ''}, {via}, "
+                             f"{plural(be.get('threads'), 'thread')}."))
     st.markdown("  \n".join(lines))
     flags = result.get("flags") or []
     if flags:

@@ -7,6 +7,8 @@ import re
 
 import numpy as np
 
+from ..stats import fmt_ms  # noqa: F401  (one spelling of a duration for the pages and the CLI)
+
 _MARKDOWN = re.compile(r"([\\`\[\]<>$])")
 
 
@@ -23,19 +25,6 @@ def fmt(v, nd=2, unit=""):
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return "-"
     return f"{v:,.{nd}f}{unit}"
-
-
-def fmt_ms(v) -> str:
-    """A duration in ms with a unit that keeps it short: 12.3 us, 4.56 ms, 135 ms, 2.1 s."""
-    if v is None or not np.isfinite(v):
-        return "-"
-    if v < 1:
-        return f"{v * 1000:.3g} \u00b5s"
-    if v < 100:
-        return f"{v:.3g} ms"
-    if v < 10_000:
-        return f"{v:.0f} ms"
-    return f"{v / 1000:.1f} s"
 
 
 def fmt_rate(v) -> str:

@@ -16,6 +16,8 @@ from helpers import ROOT, requires_cgroup
 
 from edgeprof import stats
 from edgeprof.cli.text import group_text, interval_text, run_summary, runs_table
+from edgeprof.models.inspect import size_text
+from edgeprof.models.quantize import describe_report
 from edgeprof.run import explain
 
 
@@ -135,3 +137,22 @@ def test_a_count_of_one_reads_singular():
     one = {**OOM, "status": "ok", "load_ms": 1.0, "latency_ms": {"n": 100},
            "backend": {"name": "onnxruntime", "version": "1.2", "execution_provider": "cpu", "threads": 1}}
     assert "[onnxruntime 1.2, cpu, 1 thread]" in run_summary(one)
+
+
+# 6. sizes in one unit
+
+def test_quantize_prints_every_size_by_one_rule():
+    assert size_text(22_500) == "22.5 kB" and size_text(103_876) == "103.9 kB" and size_text(18_554_805) == "18.55 MB"
+    report = {"quantized_ops": 5, "of_ops": 12, "op_types": {"ConvInteger": 3}, "bytes": {"before": 80_000,
+                                                                                           "after": 22_500}}
+    assert describe_report(report).endswith("; 80.0 kB -> 22.5 kB")
+    report["bytes"] = {"before": 1_200_000, "after": 350_000}  # one unit on both sides of the arrow
+    assert describe_report(report).endswith("; 1.20 MB -> 0.35 MB")
+
+
+def test_the_quantize_command_writes_the_file_and_the_report_in_the_same_unit(tmp_path):
+    proc = edgeprof(tmp_path, "quantize", "digits-cnn", "--precision", "int8-dynamic")
+    assert proc.returncode == 0, proc.stderr
+    size_line, report = proc.stdout.splitlines()[1:3]
+    unit = size_line.split(",")[0].split()[1]
+    assert re.search(rf"; [\d.]+ {unit} -> [\d.]+ {unit}$", report), proc.stdout

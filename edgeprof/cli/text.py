@@ -74,10 +74,13 @@ def duration(seconds: float | None) -> str:
 
 
 def size(nbytes: int | None) -> str:
-    """``18554805`` -> ``18.55 MB``, ``33296`` -> ``33.3 kB``; None (a variant not built yet) -> ``not built``."""
+    """``18554805`` -> ``18.55 MB``, ``103876`` -> ``103.9 kB`` (``models.inspect.size_text``, the rule the
+    quantization report's sizes follow too); None (a variant not built yet) -> ``not built``."""
     if nbytes is None:
         return "not built"
-    return f"{nbytes / 1e6:.2f} MB" if nbytes >= 1e5 else f"{nbytes / 1e3:.1f} kB"
+    from ..models.inspect import size_text  # not at the top: every command imports this module
+
+    return size_text(nbytes)
 
 
 def table(rows: list[list], header: list[str]) -> str:

@@ -39,6 +39,14 @@ from pathlib import Path
 from ..errors import ModelError
 from ..runtimes import TensorSpec, check_model_file, onnx_spec, runtime_for
 
+
+def size_text(nbytes: int | float, like: int | float | None = None) -> str:
+    """A file's size, the one rule of the sizes the CLI and the Models page print: ``18.55 MB`` from 1 MB, ``103.9 kB``
+    below; in the unit ``like`` takes where two sizes stand side by side (``103.9 kB -> 35.6 kB``, never ``0.10 MB ->
+    0.04 MB`` or ``1.20 MB -> 350.0 kB``)."""
+    return f"{nbytes / 1e6:.2f} MB" if max(nbytes, like or 0) >= 1e6 else f"{nbytes / 1e3:.1f} kB"
+
+
 DETECTED_PRECISIONS = ("fp32", "fp16", "bf16", "fp64", "int8-dynamic", "int8-static", "int16x8", "int4-weights",
                        "mixed")
 

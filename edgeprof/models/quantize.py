@@ -50,7 +50,7 @@ from .. import paths
 from ..errors import ModelError, UsageError
 from ..locks import pid_alive
 from ..runtimes import check_model_file, runtime_for, synthetic_inputs
-from .inspect import inspect_file, sha256_file
+from .inspect import inspect_file, sha256_file, size_text
 from .isolated import check_synthetic_budget
 
 QUANTIZED_PRECISIONS = ("fp16", "int8-dynamic", "int8-static")
@@ -696,7 +696,8 @@ def _type_counts(model) -> dict[str, int]:
 
 
 def describe_report(report: dict | None) -> str:
-    """One line for people: "14 of 66 operators quantized (Conv 12, Gemm 2); 4.7 MB -> 1.3 MB"."""
+    """One line for people: "14 of 66 operators quantized (Conv 12, Gemm 2); 4.70 MB -> 1.30 MB" (sizes as
+    ``inspect.size_text`` writes them, as the line above it in ``quantize`` does)."""
     if not report:
         return "no quantization report (built before edgeprof recorded one)"
     kinds = ", ".join(f"{k} {v}" for k, v in report.get("op_types", {}).items())
@@ -704,7 +705,7 @@ def describe_report(report: dict | None) -> str:
     b = report.get("bytes") or {}
     size = ""
     if b.get("before") and b.get("after"):
-        size = f"; {b['before'] / 1e6:.2f} MB -> {b['after'] / 1e6:.2f} MB"
+        size = f"; {size_text(b['before'], b['after'])} -> {size_text(b['after'], b['before'])}"
     return f"{report['quantized_ops']} of {report['of_ops']} operators {what}" + (f" ({kinds})" if kinds else "") + size
 
 

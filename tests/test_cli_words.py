@@ -5,6 +5,7 @@ and ``export --out EXISTING`` exiting 1 where usage errors exit 2."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -19,6 +20,7 @@ from edgeprof.cli.text import group_text, interval_text, run_summary, runs_table
 from edgeprof.models.inspect import size_text
 from edgeprof.models.quantize import describe_report
 from edgeprof.run import explain
+from edgeprof.store import Store
 
 
 def edgeprof(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -156,3 +158,24 @@ def test_the_quantize_command_writes_the_file_and_the_report_in_the_same_unit(tm
     size_line, report = proc.stdout.splitlines()[1:3]
     unit = size_line.split(",")[0].split()[1]
     assert re.search(rf"; [\d.]+ {unit} -> [\d.]+ {unit}$", report), proc.stdout
+
+
+# 7. export: a path that exists is a usage error (exit 2); a written bundle says how many runs it holds
+
+def test_export_refuses_an_existing_path_with_exit_2_and_counts_what_it_wrote(tmp_path):
+    db = tmp_path / "runs.duckdb"
+    store = Store(db)
+
+    ids = [store.insert_run(None, None, {"model": "digits-cnn", "precision": "fp32", "threads": 2}) for _ in range(2)]
+    del store
+    out = tmp_path / "bundle"
+    first = edgeprof(tmp_path, "export", "--db", str(db), "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == f"exported 2 runs to {out}"
+    again = edgeprof(tmp_path, "export", "--db", str(db), "--out", str(out))
+    assert again.returncode == 2
+    assert again.stderr.strip() == (f"error: {out} already exists, and an export never overwrites anything. Choose a "
+                                    "new path for the export.")
+    one = edgeprof(tmp_path, "export", ids[0], "--db", str(db), "--out", str(tmp_path / "one.zip"))
+    assert one.returncode == 0 and one.stdout.strip() == f"exported 1 run to {tmp_path / 'one.zip'}", one.stderr
+    assert json.loads((out / "manifest.json").read_text())["run_ids"] == sorted(ids)

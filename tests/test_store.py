@@ -15,7 +15,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from edgeprof.errors import BundleError, StorageError
+from edgeprof.errors import BundleError, StorageError, UsageError
 from edgeprof.store import MIGRATIONS, SCHEMA_VERSION, TABLES, Store, new_run_id
 from edgeprof.store.bundle import export_runs, import_bundle
 from edgeprof.store.schema import WHY_COLUMNS
@@ -354,7 +354,7 @@ def test_export_import_round_trips_exactly(tmp_path, fmt, suffix):
 
     bundle = export_runs(src, ids, tmp_path / f"bundle{suffix}", fmt=fmt)
     assert bundle.exists() and (bundle.is_file() if suffix else (bundle / "manifest.json").is_file())
-    with pytest.raises(StorageError, match="already exists"):
+    with pytest.raises(UsageError, match="already exists"):  # a usage error: the CLI exits 2
         export_runs(src, ids, bundle, fmt=fmt)
 
     dst = Store(tmp_path / "dst.duckdb")

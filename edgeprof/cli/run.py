@@ -545,8 +545,21 @@ def cmd_export(args) -> int:
     from ..store.bundle import export_runs
 
     out = export_runs(store, args.run_ids or None, args.out, fmt=args.format)
-    print(out)
+    print(f"exported {plural(_exported_runs(out), 'run')} to {out}")
     return 0
+
+
+def _exported_runs(bundle: Path) -> int:
+    """How many runs the bundle just written holds: its manifest's run ids (what was written, not what was asked)."""
+    import json
+    import zipfile
+
+    if bundle.suffix.lower() == ".zip":
+        with zipfile.ZipFile(bundle) as zf:
+            manifest = json.loads(zf.read("manifest.json"))
+    else:
+        manifest = json.loads((bundle / "manifest.json").read_text())
+    return len(manifest.get("run_ids") or [])
 
 
 def cmd_import(args) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from .. import __version__
-from ..errors import BundleError, StorageError
+from ..errors import BundleError, StorageError, UsageError
 from ..untrusted import ENV_MAX_MB, MB, Box, Limits, open_box, shown, staging_dir
 from . import checks, columns
 from .checks import sql_str as _sql_str
@@ -39,12 +39,14 @@ _CSV_NULL = "\\N"  # written unquoted for NULL; a real string "\N" is quoted and
 def export_runs(store: Store, run_ids: Iterable[str] | None, out_path: str | os.PathLike, fmt: str = "parquet") -> Path:
     """Write the runs (all when ``run_ids`` is None) with their devices, latency, telemetry, studies and study
     cells as a bundle: a directory, or a zip file when ``out_path`` ends in ``.zip``. Each table is one Parquet
-    or CSV file, plus ``manifest.json``. ``out_path`` must not exist yet."""
+    or CSV file, plus ``manifest.json``. ``out_path`` must not exist yet: a path that does, or a run id the store
+    lacks, is a UsageError (the CLI exits 2)."""
     if fmt not in ("parquet", "csv"):
-        raise StorageError(f"export format {fmt!r} is not one of: parquet, csv.")
+        raise UsageError(f"export format {fmt!r} is not one of: parquet, csv.")
     out = Path(out_path).expanduser().absolute()
     if out.exists():
-        raise StorageError(f"{out} already exists.", "Choose a new path for the export.")
+        raise UsageError(f"{out} already exists, and an export never overwrites anything.",
+                         "Choose a new path for the export.")
     ids = _listify(run_ids)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -61,8 +63,8 @@ def export_runs(store: Store, run_ids: Iterable[str] | None, out_path: str | os.
                 "SELECT run_id FROM runs WHERE run_id IN (SELECT unnest(?::TEXT[]))", [ids]).fetchall()}
             missing = [i for i in ids if i not in found]
             if missing:
-                raise StorageError(f"no run {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} in "
-                                   f"{store.path}.", "Check the run ids (edgeprof runs list).")
+                raise UsageError(f"no run {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} in "
+                                   f"{store.path}.", "Check the run ids: `runs` lists them.")
             selects = _export_selects()
             # DuckDB's own writers stream the samples (a 10-M-sample run's sort took 1.3 GB); what the small tables'
             # sorts need beyond EXPORT_MEMORY goes to disk

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .errors import UsageError
+from .stats import fmt_ms
 
 TABLE_COLUMNS = ["op_type", "ms_a", "ms_b", "ratio", "diff_ms", "share_of_difference"]
 COVER = 0.8  # the operators named in the sentence account for this share of the change, at most MAX_NAMED of them
@@ -45,7 +46,7 @@ def op_table(profile_a: dict, profile_b: dict) -> pd.DataFrame:
 
 
 def _ms(x: float) -> str:
-    return f"{x:.3g} ms" if abs(x) < 1000 else f"{x:,.0f} ms"
+    return fmt_ms(x)  # the CLI's and the pages' one spelling: an operator of a fast model takes microseconds
 
 
 def _names(ops: list[str]) -> str:

@@ -265,13 +265,14 @@ def rate(value) -> str:
 
 
 def ops_table(cmp, top: int = 15) -> str:
-    """``ops``: the sentence, then the operator types side by side (an ``ops.OpComparison``)."""
-    rows = [[r.op_type, fmt(r.ms_a, "", 3), fmt(r.ms_b, "", 3), "-" if r.ratio is None or r.ratio != r.ratio
-             else f"{r.ratio:.2f}x", f"{r.diff_ms:+.3f}", "-" if r.share_of_difference is None
+    """``ops``: the sentence, then the operator types side by side (an ``ops.OpComparison``), times as ``fmt_ms``
+    writes them (an operator of a fast model takes microseconds)."""
+    rows = [[r.op_type, fmt_ms(r.ms_a), fmt_ms(r.ms_b), "-" if r.ratio is None or r.ratio != r.ratio
+             else f"{r.ratio:.2f}x", ("+" if r.diff_ms > 0 else "") + fmt_ms(r.diff_ms), "-" if r.share_of_difference is None
              or r.share_of_difference != r.share_of_difference else f"{100 * r.share_of_difference:.0f}%"]
             for r in cmp.table.head(max(1, top)).itertuples()]
     head = [cmp.sentence, ""]
-    body = table(rows, ["operator", f"ms {cmp.name_a}", f"ms {cmp.name_b}", "ratio", "diff ms", "share of diff"])
+    body = table(rows, ["operator", cmp.name_a, cmp.name_b, "ratio", "difference", "share of diff"])
     cov = [f"{name}: {100 * c:.0f}%" for name, c in zip((cmp.name_a, cmp.name_b), cmp.coverage, strict=True)
            if c is not None]
     foot = [f"(operator times per inference, median over the profiled inferences; they sum to "

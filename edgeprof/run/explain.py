@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from ..stats import plural
+from ..stats import fmt_ms, plural
 
 GPU_SOURCES = ("nvml", "jetson")  # the telemetry sources whose probe status says why a run has no GPU telemetry
 TOP_OPERATORS = 5
@@ -103,10 +103,10 @@ def why(result: dict) -> list[Why]:
         if "unavailable" in prof:
             text = f"{_unavailable(prof['unavailable'])}."
         else:
-            top = ", ".join(f"{t['op_type']} {_num(t.get('ms_per_inference'), 3, ' ms')} ({100 * t['share']:.0f}%)"
+            top = ", ".join(f"{t['op_type']} {fmt_ms(t.get('ms_per_inference'))} ({100 * t['share']:.0f}%)"
                             for t in (prof.get("by_type") or [])[:TOP_OPERATORS])
             cov = prof.get("coverage")
-            text = ((f"{top}; " if top else "") + f"operators sum to {_num(prof.get('op_total_ms'), 3, ' ms')}"
+            text = ((f"{top}; " if top else "") + f"operators sum to {fmt_ms(prof.get('op_total_ms'))}"
                     + (f", {100 * cov:.0f}% of the steady p50" if cov is not None else "")
                     + f" ({plural(prof.get('inferences'), 'inference')} profiled after the steady phase).")
         lines.append(Why("Operator profile", "op profile", text))

@@ -221,38 +221,66 @@ def latency_timeline(t_s, latency_ms, *, warmup: tuple[float, float] | None = No
     return fig
 
 
-def latency_reduced(t_s, min_ms, max_ms, mean_ms, *, samples: int, warmup: tuple[float, float] | None = None,
+def latency_reduced(t_s, max_ms, median_ms, low_ms=None, high_ms=None, *, samples: int,
+                    warmup: tuple[float, float] | None = None, exact_s: float | None = None,
                     top_ms: float | None = None, above: int = 0, title: str = "Latency per inference",
                     height: int = 340) -> go.Figure:
-    """A long stored run's latency over time from its reduction in the store (``store.samples.timeline``): per
-    stretch of consecutive inferences the fastest and slowest (a band: no spike is lost) and the mean. The title
-    says how many inferences each point stands for; ``top_ms`` clips the axis (the bulk, as
-    :func:`latency_axis`), with ``above`` inferences slower than it counted in the axis title."""
+    """A long stored run's latency over time from its reduction in the store (``store.samples.timeline``), drawn as
+    the live chart draws it: per stretch of consecutive inferences the median (the line, which matches the run's
+    p50: a stretch's mean is pulled far up by a few slow inferences), the 5-95% band (``low_ms``/``high_ms``) and
+    the slowest (a thin line: no spike is lost, and it does not paint the plot as a fastest-to-slowest band did).
+
+    The y axis comes from the robust band, never the slowest: ``top_ms`` (the page's bulk, as
+    :func:`latency_axis`) with ``above`` inferences slower than it counted in the axis title, or else 1.2x the
+    band's high edge. The title says the reduction is only for drawing; ``exact_s`` (a run the store keeps
+    reduced: where its samples stored one by one end) says what a point is before and after it."""
     t_s = np.asarray(t_s, dtype=float)
     if t_s.size == 0:
         return empty_figure(title, "no inference was made: the run ended before its first one", height)
-    per = max(1, round(samples / t_s.size))
+    med = np.asarray(median_ms, dtype=float)
+    hi_band = np.asarray(high_ms if high_ms is not None else med, dtype=float)
+    slowest = np.asarray(max_ms, dtype=float)
+    each = f"each {max(1, round(samples / t_s.size)):,}" if exact_s is None else "each stretch"
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=t_s, y=np.asarray(max_ms, dtype=float), mode="lines", line={"width": 0},
-                             showlegend=False, hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=t_s, y=np.asarray(min_ms, dtype=float), mode="lines", line={"width": 0},
-                             fill="tonexty", fillcolor="rgba(31, 95, 191, 0.3)",
-                             name=f"fastest to slowest of each {per:,}"))
-    fig.add_trace(go.Scatter(x=t_s, y=np.asarray(mean_ms, dtype=float), mode="lines", name=f"mean of each {per:,}",
-                             line={"color": COLORS[1], "width": 2}))
+    fig.add_trace(go.Scatter(x=t_s, y=slowest, mode="lines", name=f"slowest of {each}",
+                             line={"width": 1, "color": "rgba(31, 95, 191, 0.45)"}))
+    if low_ms is not None and high_ms is not None:
+        fig.add_trace(go.Scatter(x=t_s, y=hi_band, mode="lines", line={"width": 0}, showlegend=False,
+                                 hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=t_s, y=np.asarray(low_ms, dtype=float), mode="lines", line={"width": 0},
+                                 fill="tonexty", fillcolor="rgba(31, 95, 191, 0.3)", name=f"5-95% of {each}"))
+    fig.add_trace(go.Scatter(x=t_s, y=med, mode="lines", name=f"median of {each}",
+                             line={"color": COLORS[1], "width": 2.5}))
     shapes, notes = [], []
     if warmup and warmup[0] is not None and warmup[1] is not None and warmup[1] > warmup[0]:
         shape, note = _vspan(warmup[0], warmup[1], WARMUP_FILL, "warm-up")
         shapes.append(shape)
         notes.append(note)
-    y_title = "latency (ms)"
-    title = f"{title}: {samples:,} inferences, {per:,} per point (a reduction in the database)"
-    _layout(fig, title, y_title, height=height, shapes=shapes, annotations=notes)
-    if top_ms and above:
-        fig.update_yaxes(range=[0.0, top_ms], title={"text": f"latency (ms); {above:,} slower above the axis"})
+    title = f"{title}: {samples:,} inferences, {_reduction_words(t_s, samples, exact_s)}"
+    _layout(fig, title, "latency (ms)", height=height, shapes=shapes, annotations=notes)
+    band = hi_band[np.isfinite(hi_band)]
+    robust = 1.2 * float(np.percentile(band, 99)) if band.size else None
+    top = top_ms or robust
+    finite = slowest[np.isfinite(slowest)]
+    if top and finite.size and float(finite.max()) > top:
+        words = f"{above:,} slower above the axis" if top_ms and above else "the slowest reach above the axis"
+        fig.update_yaxes(range=[0.0, top], title={"text": f"latency (ms); {words}"})
     else:
         fig.update_yaxes(rangemode="tozero")
     return fig
+
+
+def _reduction_words(t_s: np.ndarray, samples: int, exact_s: float | None) -> str:
+    """What a point of :func:`latency_reduced` stands for, and that the reduction is for drawing only."""
+    if exact_s is None:
+        per = max(1, round(samples / t_s.size))
+        drawn = "drawn one point per inference" if per == 1 else f"drawn as the median of every {per:,}"
+        return f"{drawn} (statistics use every sample)"
+    after = t_s[t_s > exact_s]
+    step = float(np.median(np.diff(after))) if after.size > 1 else 1.0
+    every = "one point a second" if step <= 1.5 else f"one point every {step:,.0f} s"
+    return (f"drawn as medians: to {exact_s:,.0f} s of each stretch of stored samples, after it {every} "
+            "(the median of the run's reservoir samples in it); only the drawing is reduced this way")
 
 
 def _lines(fig: go.Figure, tel: pd.DataFrame, metrics: list[tuple[str, str]], *, dash: str | None = None,

@@ -219,3 +219,27 @@ def test_chart_glitches_seen_in_screenshots_stay_fixed():
                         "status": ["oom_killed", "ok", "ok"], "label": ["a", "b", "c"]})
     names = [t.name for t in charts.memory_effect_figure(pts).data]
     assert "v: killed (OOM) or timed out" in names
+
+
+def test_long_run_chart_draws_medians_on_a_robust_axis():
+    """A long run's chart from its reduction: the median line (it matches p50), a 5-95% band, the slowest as a thin
+    line, an axis from the band (the slowest go above it), and a title that says only the drawing is reduced."""
+    t = np.arange(100.0)
+    med, lo, hi = np.full(100, 0.017), np.full(100, 0.015), np.full(100, 0.02)
+    slowest = np.full(100, 2.0)
+    fig = charts.latency_reduced(t, slowest, med, lo, hi, samples=27_000)
+    assert fig.layout.title.text == ("Latency per inference: 27,000 inferences, drawn as the median of every 270 "
+                                     "(statistics use every sample)")
+    assert [d.name for d in fig.data if d.showlegend is not False] == [
+        "slowest of each 270", "5-95% of each 270", "median of each 270"]
+    assert fig.layout.yaxis.range[0] == 0.0 and abs(fig.layout.yaxis.range[1] - 0.024) < 1e-9
+    assert fig.layout.yaxis.title.text == "latency (ms); the slowest reach above the axis"
+    fig = charts.latency_reduced(t, slowest, med, lo, hi, samples=27_000, top_ms=0.03, above=12)
+    assert fig.layout.yaxis.range == (0.0, 0.03) and "12 slower above the axis" in fig.layout.yaxis.title.text
+    # a run kept reduced: stored samples to 60 s, then a point a second
+    t = np.concatenate([np.arange(0, 60, 0.4), np.arange(60, 600, 1.0)])
+    fig = charts.latency_reduced(t, np.ones(t.size), np.ones(t.size), samples=400_000, exact_s=60.0)
+    assert fig.layout.title.text == (
+        "Latency per inference: 400,000 inferences, drawn as medians: to 60 s of each stretch of stored samples, "
+        "after it one point a second (the median of the run's reservoir samples in it); only the drawing is reduced "
+        "this way")

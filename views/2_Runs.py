@@ -151,12 +151,14 @@ if show:
             if not warm.empty:
                 end = steady["t_ns"].min() if not steady.empty else warm["t_ns"].max()
                 warm_span = ((warm["t_ns"].min() - t0) / 1e9, (end - t0) / 1e9)
-            fig = charts.latency_timeline((lat["t_ns"] - t0) / 1e9, lat["latency_ns"] / 1e6, warmup=warm_span)
+            fig = charts.latency_timeline((lat["t_ns"] - t0) / 1e9, lat["latency_ns"] / 1e6, warmup=warm_span,
+                                          status=run.get("status"))
         else:
-            w0, s0 = reduced["warmup_t0"], reduced["steady_t0"]
+            w0, s0, cut = reduced["warmup_t0"], reduced["steady_t0"], reduced.get("exact_t1")
             fig = charts.latency_reduced(
-                (reduced["t_ns"] - t0) / 1e9, reduced["min_ns"] / 1e6, reduced["max_ns"] / 1e6,
-                reduced["mean_ns"] / 1e6, samples=reduced["samples"], top_ms=top_ms, above=reduced["above"],
+                (reduced["t_ns"] - t0) / 1e9, reduced["max_ns"] / 1e6, reduced["median_ns"] / 1e6,
+                reduced["p05_ns"] / 1e6, reduced["p95_ns"] / 1e6, samples=reduced["samples"], top_ms=top_ms,
+                above=reduced["above"], exact_s=(cut - t0) / 1e9 if reduced["reduced"] and cut is not None else None,
                 warmup=((w0 - t0) / 1e9, ((s0 or reduced["t_ns"][-1]) - t0) / 1e9) if w0 is not None else None)
         st.plotly_chart(fig, key="run_latency")
         tframe = ui.telemetry_frame(tel, t0) if not tel.empty else tel

@@ -121,14 +121,14 @@ show = st.selectbox("Show run", ids, key="show_run", format_func=labels.get, ind
                     placeholder="pick a run to see its charts")
 if fleet:  # the fleet's runs: their results here; charts, delete and export act on this device's runs
     if show:
-        ui.render_summary(ui.fleet_run(fleet, show)["summary"] or {"run_id": show}, run_id=show)
+        ui.render_summary(ui.fleet_run(fleet, show)["summary"] or {"run_id": show}, run_id=show, link=False)
     st.stop()
 if show:
     run = store.get_run(show)
     summary = (run or {}).get("summary") or {"run_id": show, "status": run.get("status"), "error": run.get("reason")}
-    ui.render_summary(summary, run_id=show)
-    if isinstance(summary.get("retention"), dict):  # which samples the statistics came from (run.recorder)
-        st.caption(f"Samples: {summary['retention']['statement']}.")
+    ui.render_summary(summary, run_id=show, link=False)  # this is Runs: no link to itself
+    if ui.retention_caption(summary):  # which samples the statistics came from (run.recorder)
+        st.caption(ui.retention_caption(summary))
     lat_ms = summary.get("latency_ms") or {}
     top_ms = max(1.5 * (lat_ms.get("p99") or 0), 1.2 * (lat_ms.get("p50") or 0)) or None
     reduced = store.latency_timeline(show, top_ns=int(top_ms * 1e6) if top_ms else None)

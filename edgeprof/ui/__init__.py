@@ -67,6 +67,7 @@ from .summary import (
     op_comparison,
     render_summary,
     render_why,
+    retention_caption,
     summary_figures,
     why_lines,
 )
@@ -90,7 +91,8 @@ __all__ = [
     "footprint_hint", "footprint_table", "get_store", "gpu_reason", "headline", "inputs_panel", "interval_words",
     "limit_words", "md_text", "metric_label", "model_label", "model_uploader", "newest_run", "now_utc",
     "on_device_warning", "op_comparison", "page_link", "page_setup", "phase_spans", "probe_status", "recover_at_start",
-    "render_summary", "render_why", "run_label", "runs_frame", "runs_table", "samples", "save_upload", "shared_view",
+    "render_summary", "render_why", "retention_caption", "run_label", "runs_frame", "runs_table", "samples",
+    "save_upload", "shared_view",
     "show_error", "sidebar", "source_stops", "summary_figures", "telemetry_charts", "telemetry_frame", "telemetry_panel",
     "thermal_reason", "upload_cap_mb", "uploaded_models", "viewer_address", "why_lines",
 ]

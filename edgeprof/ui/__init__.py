@@ -81,7 +81,7 @@ from .uploads import (
     upload_cap_mb,
     uploaded_models,
 )
-from .viewer import on_device_warning, viewer_address
+from .viewer import on_device_warning, viewer_address, watched_threads_words
 from .words import fmt_duration, fmt_file_mb, fmt_ms, fmt_rate, md_text
 
 __all__ = [
@@ -95,5 +95,5 @@ __all__ = [
     "render_summary", "render_why", "retention_caption", "run_label", "runs_frame", "runs_table", "samples",
     "save_upload", "shared_view",
     "show_error", "sidebar", "source_stops", "summary_figures", "telemetry_charts", "telemetry_frame", "telemetry_panel",
-    "thermal_reason", "upload_cap_mb", "uploaded_models", "viewer_address", "why_lines",
+    "thermal_reason", "upload_cap_mb", "uploaded_models", "viewer_address", "watched_threads_words", "why_lines",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -129,27 +130,32 @@ def limit_words(mb) -> str:
     return "no limit" if mb is None or pd.isna(mb) else charts.fmt_mb(float(mb))
 
 
-NUMBER_FORMATS = {"p50 (ms)": "{:.3f}", "p90 (ms)": "{:.3f}", "inferences/s": "{:.1f}", "peak charged (MB)": "{:.0f}",
-                  "peak RSS (MB)": "{:.0f}", "threads": "{:.0f}"}
+NUMBER_FORMATS = {"threads": "{:.0f}", "p50 (ms)": "{:.3f}", "p90 (ms)": "{:.3f}", "inferences/s": "{:.1f}",
+                  "peak charged (MB)": "{:.0f}", "peak RSS (MB)": "{:.0f}"}
 
 
-def runs_table(df: pd.DataFrame):
-    """The Runs page's table (a Styler) and its column config: words for columns, "no limit" for an empty limit, the
-    model by the name it was uploaded with, numbers as numbers (they sort as numbers) shown "-" where not measured,
-    as the CLI writes them, never "None" or "nan" (a failed run has no runtime and no p50)."""
+def runs_table(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The Runs page's table and its column config: words for columns, "no limit" for an empty limit, the model by
+    the name it was uploaded with, a value a run lacks written "-" as the CLI writes it (a failed run has no runtime
+    and no p50), never "None" or "nan". Numbers are written as text, right-aligned (as the Models page writes its
+    sizes): Streamlit's table draws a missing number as a grey "None" whatever a Styler says, so a number column
+    cannot show "-"; sorting by such a column sorts the text, which this page, paged newest first, can live with."""
     num = lambda col: pd.to_numeric(df[col], errors="coerce").astype(float)  # noqa: E731
+    text = lambda col: [str(v) if _known(v) else "-" for v in df[col]]  # noqa: E731
     table = pd.DataFrame({
         "started (UTC)": pd.to_datetime(df["created_at"]), "device": _device_column(df),
-        "model": [model_label(str(m)) for m in df["model"]], "precision": df["precision"], "runtime": df["runtime"],
-        "threads": df["threads"], "memory limit": [limit_words(v) for v in df["memory_limit_mb"]],
-        "status": df["status"], "p50 (ms)": num("p50_ms"), "p90 (ms)": num("p90_ms"),
-        "inferences/s": num("throughput_ips"), "peak charged (MB)": num("peak_charged_mb"),
-        "peak RSS (MB)": num("peak_rss_mb"), "run": df["run_id"],
+        "model": [model_label(str(m)) if _known(m) else "-" for m in df["model"]], "precision": text("precision"),
+        "runtime": text("runtime"), "threads": num("threads"),
+        "memory limit": [limit_words(v) for v in df["memory_limit_mb"]], "status": text("status"),
+        "p50 (ms)": num("p50_ms"), "p90 (ms)": num("p90_ms"), "inferences/s": num("throughput_ips"),
+        "peak charged (MB)": num("peak_charged_mb"), "peak RSS (MB)": num("peak_rss_mb"), "run": df["run_id"],
     })
-    table["threads"] = num("threads")
+    for col, spec in NUMBER_FORMATS.items():
+        table[col] = [spec.format(v) if np.isfinite(v) else "-" for v in table[col]]
     config = {"started (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
-              "status": st.column_config.TextColumn(width="medium")}
-    return table.style.format(NUMBER_FORMATS, na_rep="-"), config
+              "status": st.column_config.TextColumn(width="medium"),
+              **{col: st.column_config.TextColumn(alignment="right") for col in NUMBER_FORMATS}}
+    return table, config
 
 
 def _device_column(df: pd.DataFrame) -> pd.Series:

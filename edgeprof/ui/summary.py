@@ -81,7 +81,9 @@ def render_summary(result: dict, *, run_id: str | None = None, link: bool = True
     else:
         error = str(result.get("error") or "").strip()
         st.error(words[:-1] + (f": {md_text(error)}" if error else "."))  # as written: "text.onnx is ..." keeps its name
-    headline(summary_figures(result))
+    figures = summary_figures(result)
+    if any(_figure(v) for v in figures.values()):  # a run that failed at load has six dashes to show: none
+        headline(figures)
     lat = result.get("latency_ms") or {}
     mem = result.get("memory") or {}
     cpu = result.get("cpu") or {}

@@ -24,6 +24,10 @@ COLORS = ["#1f5fbf", "#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#0b7285", "#c2
 WARMUP_FILL = "rgba(230, 119, 0, 0.15)"
 LOAD_FILL = "rgba(120, 120, 120, 0.12)"
 _CORE = re.compile(r"^cpu\.core(\d+)_pct$")
+#: A right-hand axis with round ticks of its own: plotly.js defaults an overlaying axis to tickmode "sync", which puts
+#: its ticks on the left axis' grid lines and so at whatever values fall there (140.3 / 162.9 / 185.5; 0 0 0 1 1 1
+#: under an integer format).
+OWN_TICKS = {"tickmode": "auto"}
 
 
 def _layout(fig: go.Figure, title: str, y_title: str, x_title: str = "time (s)", height: int = 300,
@@ -457,8 +461,9 @@ def correlation_heatmap(corr: pd.DataFrame, *, value: str = "pearson_r", labels:
 
 
 def scatter_fit(x, y, *, x_label: str, y_label: str, hover: list | None = None, color: list | None = None,
-                title: str | None = None) -> go.Figure:
-    """A scatter of paired values with a least-squares line (drawn when at least 3 pairs vary)."""
+                title: str | None = None, points: str = "runs") -> go.Figure:
+    """A scatter of paired values with a least-squares line (drawn when at least 3 pairs vary). ``points`` names
+    the points in the legend where they are not coloured by group ("runs", "time windows")."""
     x = np.asarray(pd.to_numeric(pd.Series(x), errors="coerce"), dtype=float)
     y = np.asarray(pd.to_numeric(pd.Series(y), errors="coerce"), dtype=float)
     keep = np.isfinite(x) & np.isfinite(y)
@@ -470,7 +475,7 @@ def scatter_fit(x, y, *, x_label: str, y_label: str, hover: list | None = None, 
     groups = None if color is None else np.asarray(color, dtype=object)[keep]
     hx = None if hover is None else np.asarray(hover, dtype=object)[keep]
     if groups is None:
-        fig.add_trace(go.Scatter(x=x[keep], y=y[keep], mode="markers", name="runs", marker=marker, text=hx))
+        fig.add_trace(go.Scatter(x=x[keep], y=y[keep], mode="markers", name=points, marker=marker, text=hx))
     else:
         for i, g in enumerate(pd.unique(groups)):
             sel = groups == g
@@ -551,7 +556,8 @@ def windowed_figure(wdf: pd.DataFrame, metric: str, *, metric_label: str | None 
     if metric in wdf.columns:
         fig.add_trace(go.Scatter(x=wdf["t_s"], y=wdf[metric], mode="lines+markers", name=(metric_label or metric) + " (right)",
                                  line={"color": COLORS[1], "dash": "dot"}, yaxis="y2"))
-        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": metric_label or metric, "showgrid": False})
+        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": metric_label or metric, "showgrid": False,
+                                  **OWN_TICKS})
     return _layout(fig, title, "latency (ms)", "window start (s)")
 
 

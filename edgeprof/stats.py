@@ -591,6 +591,18 @@ def windowed(latency_df: pd.DataFrame, telemetry_df: pd.DataFrame, window_s: flo
     return windowed_telemetry(out, t0, t_end, telemetry_df, window_s)
 
 
+#: The window lengths the Correlations page offers by default (s): values a person reads at a glance.
+READABLE_WINDOWS_S = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0)
+
+
+def readable_window_s(target_s: float) -> float:
+    """The readable window length nearest ``target_s`` on a log scale (1.61 s -> 1.5 s), at least 0.25 s: the page
+    aims at about 40 windows a run, and "1.61 s" reads like a measurement when it is only a choice."""
+    if not math.isfinite(target_s) or target_s <= 0:
+        return READABLE_WINDOWS_S[0]
+    return min(READABLE_WINDOWS_S, key=lambda w: abs(math.log(w / target_s)))
+
+
 def windowed_telemetry(latency_windows: pd.DataFrame, t0: int, t_end: int, telemetry_df: pd.DataFrame | None,
                        window_s: float) -> pd.DataFrame:
     """:func:`windowed`'s result from latency already in windows (``n_samples`` and ``latency_ms_median`` indexed by

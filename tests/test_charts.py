@@ -99,7 +99,11 @@ def test_correlation_figures():
     assert [tr.name for tr in sc.data][-1] == "least-squares fit"
     assert len(charts.scatter_fit([1, 2], [1, 2], x_label="x", y_label="y").data) == 1  # too few points for a line
     w = pd.DataFrame({"t_s": [0.0, 1.0], "latency_ms_median": [1.0, 2.0], "cpu.total_pct": [10.0, 20.0]})
-    assert len(charts.windowed_figure(w, "cpu.total_pct").data) == 2
+    wf = charts.windowed_figure(w, "cpu.total_pct")
+    assert len(wf.data) == 2 and wf.layout.yaxis2.tickmode == "auto"  # round ticks, not the left grid's 140.3 / 162.9
+    assert [tr.name for tr in sc.data][0] == "runs"
+    win = charts.scatter_fit(df["a"], df["b"], x_label="worker CPU", y_label="latency", points="time windows")
+    assert [tr.name for tr in win.data] == ["time windows", "least-squares fit"]  # a window is not a run
 
 
 def test_compare_figures():

@@ -222,6 +222,9 @@ def test_correlations_page_shows_table_and_small_n_note(db):
     assert windowed["layout"]["xaxis"]["title"]["text"] == "window start (s)"
     assert windowed["layout"]["yaxis"]["title"]["text"] == "latency (ms)"
     assert windowed["layout"]["yaxis2"]["title"]["text"] == "worker CPU (% of one core)"  # words, not cpu.worker_pct
+    assert windowed["layout"]["yaxis2"]["tickmode"] == "auto"  # its own round ticks, not the left axis' grid
+    (scatter,) = [f for f in figures(at) if f["layout"]["title"]["text"].startswith("latency median (ms) vs ")]
+    assert scatter["data"][0]["name"] == "time windows"  # the points are windows of this run, not runs
     assert at.selectbox(key="corr_metric").value == "cpu.worker_pct"
     said = texts(at)
     assert "cpu." not in said and "mem." not in said and " y did not vary" not in said, said  # labels, not names

@@ -213,7 +213,7 @@ def test_pages_draw_a_long_run_from_its_reduction(tmp_path, monkeypatch):
     at.run()
     at.radio(key="corr_mode").set_value(at.radio(key="corr_mode").options[-1]).run()
     assert not at.exception, at.exception
-    assert any("**40 windows** of 40.04 s over the steady state" in str(m.value) for m in at.markdown), \
+    assert any("**54 windows** of 30 s over the steady state" in str(m.value) for m in at.markdown), \
         [str(m.value) for m in at.markdown]
 
 

@@ -24,6 +24,14 @@ COLORS = ["#1f5fbf", "#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#0b7285", "#c2
 WARMUP_FILL = "rgba(230, 119, 0, 0.15)"
 LOAD_FILL = "rgba(120, 120, 120, 0.12)"
 _CORE = re.compile(r"^cpu\.core(\d+)_pct$")
+#: A right-hand axis with round ticks of its own: plotly.js defaults an overlaying axis to tickmode "sync", which puts
+#: its ticks on the left axis' grid lines and so at whatever values fall there (140.3 / 162.9 / 185.5; 0 0 0 1 1 1
+#: under an integer format).
+OWN_TICKS = {"tickmode": "auto"}
+#: A legend below the axis title whatever its height: anchored to the bottom of the figure (``yref`` "container"), so
+#: plotly makes room for it under the title. At ``y`` -0.32 of the plot (``_layout``) a legend of three or four rows
+#: grew the bottom margin, which shortened the plot and pulled the legend up onto "time (s)".
+LEGEND_AT_BOTTOM = {"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0}
 
 
 def _layout(fig: go.Figure, title: str, y_title: str, x_title: str = "time (s)", height: int = 300,
@@ -221,38 +229,67 @@ def latency_timeline(t_s, latency_ms, *, warmup: tuple[float, float] | None = No
     return fig
 
 
-def latency_reduced(t_s, min_ms, max_ms, mean_ms, *, samples: int, warmup: tuple[float, float] | None = None,
-                    top_ms: float | None = None, above: int = 0, title: str = "Latency per inference",
-                    height: int = 340) -> go.Figure:
-    """A long stored run's latency over time from its reduction in the store (``store.samples.timeline``): per
-    stretch of consecutive inferences the fastest and slowest (a band: no spike is lost) and the mean. The title
-    says how many inferences each point stands for; ``top_ms`` clips the axis (the bulk, as
-    :func:`latency_axis`), with ``above`` inferences slower than it counted in the axis title."""
+def latency_reduced(t_s, max_ms, median_ms, low_ms=None, high_ms=None, *, samples: int,
+                    warmup: tuple[float, float] | None = None, exact_s: float | None = None,
+                    title: str = "Latency per inference", height: int = 340) -> go.Figure:
+    """A long stored run's latency over time from its reduction in the store (``store.samples.timeline``), drawn as
+    the live chart draws it: per stretch of consecutive inferences the median (the line, which matches the run's
+    p50: a stretch's mean is pulled far up by a few slow inferences), the 5-95% band (``low_ms``/``high_ms``) and
+    the slowest (a thin line: no spike is lost, and it does not paint the plot as a fastest-to-slowest band did).
+
+    The y axis comes from the robust band, never the slowest: 1.2x the 99th percentile of the stretches' 95th
+    percentiles (a run's p99, as the live chart takes, is itself a spike where one inference in fifty is slow, and
+    flattened a 0.017-ms median at the bottom of a 1.5-ms axis); the stretches whose slowest reach above it are
+    counted in the plot's corner. The title says the reduction is only for drawing; ``exact_s`` (a run the store keeps
+    reduced: where its samples stored one by one end) says what a point is before and after it."""
     t_s = np.asarray(t_s, dtype=float)
     if t_s.size == 0:
         return empty_figure(title, "no inference was made: the run ended before its first one", height)
-    per = max(1, round(samples / t_s.size))
+    med = np.asarray(median_ms, dtype=float)
+    hi_band = np.asarray(high_ms if high_ms is not None else med, dtype=float)
+    slowest = np.asarray(max_ms, dtype=float)
+    each = f"each {max(1, round(samples / t_s.size)):,}" if exact_s is None else "each stretch"
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=t_s, y=np.asarray(max_ms, dtype=float), mode="lines", line={"width": 0},
-                             showlegend=False, hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=t_s, y=np.asarray(min_ms, dtype=float), mode="lines", line={"width": 0},
-                             fill="tonexty", fillcolor="rgba(31, 95, 191, 0.3)",
-                             name=f"fastest to slowest of each {per:,}"))
-    fig.add_trace(go.Scatter(x=t_s, y=np.asarray(mean_ms, dtype=float), mode="lines", name=f"mean of each {per:,}",
-                             line={"color": COLORS[1], "width": 2}))
+    fig.add_trace(go.Scatter(x=t_s, y=slowest, mode="lines", name=f"slowest of {each}",
+                             line={"width": 1, "color": "rgba(31, 95, 191, 0.45)"}))
+    if low_ms is not None and high_ms is not None:
+        fig.add_trace(go.Scatter(x=t_s, y=hi_band, mode="lines", line={"width": 0}, showlegend=False,
+                                 hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=t_s, y=np.asarray(low_ms, dtype=float), mode="lines", line={"width": 0},
+                                 fill="tonexty", fillcolor="rgba(31, 95, 191, 0.3)", name=f"5-95% of {each}"))
+    fig.add_trace(go.Scatter(x=t_s, y=med, mode="lines", name=f"median of {each}",
+                             line={"color": COLORS[1], "width": 2.5}))
     shapes, notes = [], []
     if warmup and warmup[0] is not None and warmup[1] is not None and warmup[1] > warmup[0]:
         shape, note = _vspan(warmup[0], warmup[1], WARMUP_FILL, "warm-up")
         shapes.append(shape)
         notes.append(note)
-    y_title = "latency (ms)"
-    title = f"{title}: {samples:,} inferences, {per:,} per point (a reduction in the database)"
-    _layout(fig, title, y_title, height=height, shapes=shapes, annotations=notes)
-    if top_ms and above:
-        fig.update_yaxes(range=[0.0, top_ms], title={"text": f"latency (ms); {above:,} slower above the axis"})
+    title = f"{title}: {samples:,} inferences, {_reduction_words(t_s, samples, exact_s)}"
+    _layout(fig, title, "latency (ms)", height=height, shapes=shapes, annotations=notes)
+    band = hi_band[np.isfinite(hi_band)]
+    top = 1.2 * float(np.percentile(band, 99)) if band.size else None
+    over = int((slowest > top).sum()) if top else 0  # NaN compares False
+    if top and over:  # counted in the corner, as latency_timeline does: an axis title that long ran off the plot
+        fig.update_yaxes(range=[0.0, top])
+        fig.add_annotation(text=f"▲ the slowest of {over:,} of {t_s.size:,} stretches above the axis", x=1, y=1,
+                           xref="paper", yref="paper", xanchor="right", yanchor="top", showarrow=False,
+                           font={"size": 12, "color": "#495057"})
     else:
         fig.update_yaxes(rangemode="tozero")
     return fig
+
+
+def _reduction_words(t_s: np.ndarray, samples: int, exact_s: float | None) -> str:
+    """What a point of :func:`latency_reduced` stands for, and that the reduction is for drawing only."""
+    if exact_s is None:
+        per = max(1, round(samples / t_s.size))
+        drawn = "drawn one point per inference" if per == 1 else f"drawn as the median of every {per:,}"
+        return f"{drawn} (statistics use every sample)"
+    after = t_s[t_s > exact_s]
+    step = float(np.median(np.diff(after))) if after.size > 1 else 1.0
+    every = "one point a second" if step <= 1.5 else f"one point every {step:,.0f} s"
+    return (f"drawn as medians: to {exact_s:,.0f} s of each stretch of stored samples, after it {every} "
+            "(the median of the run's reservoir samples in it); only the drawing is reduced this way")
 
 
 def _lines(fig: go.Figure, tel: pd.DataFrame, metrics: list[tuple[str, str]], *, dash: str | None = None,
@@ -270,7 +307,14 @@ def _lines(fig: go.Figure, tel: pd.DataFrame, metrics: list[tuple[str, str]], *,
 
 
 def cpu_figure(tel: pd.DataFrame, *, title: str = "CPU", height: int = 300, stops: dict | None = None) -> go.Figure:
-    """System CPU %, each core (thin), and the worker's CPU % (100 = one core busy)."""
+    """The device's CPU busy and each core's (thin) in % (0 to 100 on the left axis, from 0), and the worker's CPU in
+    cores busy on the right axis (from 0).
+
+    Why the worker in cores on an axis of its own: the kernel counts a process's CPU in % of one core, so a worker on
+    two busy cores reads 190 and sat above the device's 100 (all cores) on a shared "%" axis, as if it used more than
+    the device had. With the core count known (from the per-core lines) the right axis spans 0 to that count at the
+    height of 0 to 100% on the left, so the two lines still compare by eye: a worker on every core meets the device
+    line at the top."""
     if tel is None or tel.empty or not tel["metric"].astype(str).str.startswith("cpu.").any():
         return empty_figure(title, "no CPU samples yet", height)
     fig = go.Figure()
@@ -280,10 +324,29 @@ def cpu_figure(tel: pd.DataFrame, *, title: str = "CPU", height: int = 300, stop
         x, y = with_gaps(part["t_s"].to_numpy(), part["value"].to_numpy())
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"core {_CORE.match(m)[1]}",
                                  line={"width": 1, "color": COLORS[(j + 3) % len(COLORS)]}, opacity=0.55))
-    # two scales on one axis, each named: the device's share of all its cores, the worker's in cores x 100
-    _lines(fig, tel, [("cpu.total_pct", "device (100 = all cores busy)"), ("cpu.worker_pct", "worker (100 = 1 core)")],
-           width=3)
-    return _layout(fig, title, "CPU (%)", height=height, **stop_marks(stops, _sources(tel, ("cpu.",))))
+    _lines(fig, tel, [("cpu.total_pct", "device (100 = all cores busy)")], width=3)
+    left = tel[tel["metric"].astype(str).str.match(r"^cpu\.(total|core\d+)_pct$")]["value"]
+    scale = max(1.0, float(left.max()) / 100.0 if len(left) else 1.0)
+    worker = tel[tel["metric"] == "cpu.worker_pct"]
+    if not worker.empty:
+        busy = worker["value"].to_numpy(dtype=float) / 100.0
+        x, y = with_gaps(worker["t_s"].to_numpy(), busy)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=WORKER_CORES, yaxis="y2",
+                                 line={"width": 3, "color": COLORS[1]}))
+        y2 = {"overlaying": "y", "side": "right", "title": {"text": "worker (cores)"}, "showgrid": False,
+              "automargin": True, "rangemode": "tozero", **OWN_TICKS}
+        if cores:
+            top = np.nanmax(busy) if np.isfinite(busy).any() else 0.0
+            scale = max(scale, float(top) / len(cores))
+            y2["range"] = [0, len(cores) * 1.05 * scale]  # n cores level with 100% on the left
+        fig.update_layout(yaxis2=y2)
+    _layout(fig, title, CPU_AXIS, height=height, **stop_marks(stops, _sources(tel, ("cpu.",))))
+    fig.update_layout(yaxis={"title": {"text": CPU_AXIS}, "range": [0, 105 * scale]}, legend=LEGEND_AT_BOTTOM)
+    return fig
+
+
+CPU_AXIS = "CPU (%)"
+WORKER_CORES = "worker (cores busy, right axis)"
 
 
 def memory_figure(tel: pd.DataFrame, cap_mb: float | None = None, *, title: str = "Memory", height: int = 300,
@@ -307,7 +370,7 @@ def memory_figure(tel: pd.DataFrame, cap_mb: float | None = None, *, title: str 
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="system RAM used (right axis)",
                                  line={"width": 1.5, "color": "#868e96"}, yaxis="y2"))
         fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "system used (MB)", "showgrid": False,
-                                  "tickformat": ",.0f"})
+                                  "tickformat": ",.0f", **OWN_TICKS})
     worker = tel[tel["metric"].isin(["mem.charged_mb", "mem.worker_rss_mb"])]["value"]
     tops = [float(worker.max()) if len(worker) else 0.0, float(cap_mb or 0), float(peak_charged_mb or 0)]
     shapes, notes = [], []
@@ -329,7 +392,7 @@ def memory_figure(tel: pd.DataFrame, cap_mb: float | None = None, *, title: str 
                                  marker={"symbol": "x", "size": 12, "color": "#c92a2a"}))
     _layout(fig, title, "worker memory (MB)", height=height, shapes=shapes, annotations=notes)
     fig.update_layout(yaxis={"title": {"text": "worker memory (MB)"}, "range": [0, max(tops) * 1.15 or 1],
-                             "tickformat": ",.0f"})
+                             "tickformat": ",.0f"}, legend=LEGEND_AT_BOTTOM)
     return fig
 
 
@@ -457,8 +520,9 @@ def correlation_heatmap(corr: pd.DataFrame, *, value: str = "pearson_r", labels:
 
 
 def scatter_fit(x, y, *, x_label: str, y_label: str, hover: list | None = None, color: list | None = None,
-                title: str | None = None) -> go.Figure:
-    """A scatter of paired values with a least-squares line (drawn when at least 3 pairs vary)."""
+                title: str | None = None, points: str = "runs") -> go.Figure:
+    """A scatter of paired values with a least-squares line (drawn when at least 3 pairs vary). ``points`` names
+    the points in the legend where they are not coloured by group ("runs", "time windows")."""
     x = np.asarray(pd.to_numeric(pd.Series(x), errors="coerce"), dtype=float)
     y = np.asarray(pd.to_numeric(pd.Series(y), errors="coerce"), dtype=float)
     keep = np.isfinite(x) & np.isfinite(y)
@@ -470,7 +534,7 @@ def scatter_fit(x, y, *, x_label: str, y_label: str, hover: list | None = None, 
     groups = None if color is None else np.asarray(color, dtype=object)[keep]
     hx = None if hover is None else np.asarray(hover, dtype=object)[keep]
     if groups is None:
-        fig.add_trace(go.Scatter(x=x[keep], y=y[keep], mode="markers", name="runs", marker=marker, text=hx))
+        fig.add_trace(go.Scatter(x=x[keep], y=y[keep], mode="markers", name=points, marker=marker, text=hx))
     else:
         for i, g in enumerate(pd.unique(groups)):
             sel = groups == g
@@ -551,7 +615,8 @@ def windowed_figure(wdf: pd.DataFrame, metric: str, *, metric_label: str | None 
     if metric in wdf.columns:
         fig.add_trace(go.Scatter(x=wdf["t_s"], y=wdf[metric], mode="lines+markers", name=(metric_label or metric) + " (right)",
                                  line={"color": COLORS[1], "dash": "dot"}, yaxis="y2"))
-        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": metric_label or metric, "showgrid": False})
+        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": metric_label or metric, "showgrid": False,
+                                  **OWN_TICKS})
     return _layout(fig, title, "latency (ms)", "window start (s)")
 
 
@@ -696,10 +761,12 @@ def pressure_figure(tel: pd.DataFrame, *, title: str = "Memory pressure", height
         x, y = with_gaps(faults["t_s"].to_numpy(), faults["value"].to_numpy())
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="major faults/s (right)", yaxis="y2",
                                  line={"width": 1.5, "dash": "dot", "color": COLORS[2]}))
+        # from 0 with round ticks of its own at any size: not "-0.54 ... 10.17", nor "0 0 0 1 1 1" (ticks synced to
+        # the left grid under an integer format)
         fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "major faults/s", "showgrid": False,
-                                  "rangemode": "nonnegative", "tickformat": ",.0f"})  # not "-0.54 ... 10.17"
+                                  "rangemode": "tozero", "tickformat": "~g", **OWN_TICKS})
     fig.update_layout(yaxis={"range": [0, 100]})
-    return _layout(fig, title, "time stalled (%)", height=height)
+    return _layout(fig, title, "time stalled (%)", height=height, legend=LEGEND_AT_BOTTOM)
 
 
 # ------------------------------------------------------------------------------------------------------- memory curve

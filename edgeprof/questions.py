@@ -103,19 +103,40 @@ def _memory_sentence(tested: pd.DataFrame, rho: float, p: float, n: int, nvar: i
             f"something else that changed between those runs (a cold start, another process).{at_fp}{dead}")
 
 
+def _way(coef: float) -> str:
+    return "rises" if coef > 0 else "falls" if coef < 0 else "is flat"
+
+
 def relation_sentence(x: str, y: str, r: float | None, p: float | None, n: int, *, unit: str = "runs",
-                      spearman: float | None = None, ci: tuple | None = None) -> str:
-    """``y`` against ``x`` in words: a relation only where p < 0.05, else "no evidence of a relation"; always n."""
+                      spearman: float | None = None, ci: tuple | None = None,
+                      spearman_p: float | None = None) -> str:
+    """``y`` against ``x`` in words: a relation only where p < 0.05, else "no evidence of a relation"; always n.
+
+    A direction ("rises", "falls") only where Pearson r and Spearman rho agree: where they point opposite ways, or
+    only one of them is significant (``spearman_p``), the sentence says so instead ("no consistent relation"): r is
+    pulled by a few extreme points (a handful of windows with a stall), rho only by their rank order, so a
+    disagreement means neither a straight-line nor a monotonic relation holds for most of the points.
+    """
     if r is None or not np.isfinite(r) or p is None or not np.isfinite(p):
         return f"{y} vs {x}: not enough varying pairs to say anything (n = {n} {unit})."
-    rank = f", Spearman rho = {spearman:.2f}" if spearman is not None and np.isfinite(spearman) else ""
+    has_rho = spearman is not None and np.isfinite(spearman)
+    has_sp = has_rho and spearman_p is not None and np.isfinite(spearman_p)
+    rank = f", Spearman rho = {spearman:.2f}" if has_rho else ""
     band = f", 95% CI {ci[0]:.2f} to {ci[1]:.2f}" if ci and all(v is not None and np.isfinite(v) for v in ci) else ""
     stat = f"r = {r:.2f}{band}, {p_words(p)}, n = {n} {unit}{rank}"
-    if p >= ALPHA:
+    pearson_sig = p < ALPHA
+    rank_sig = spearman_p < ALPHA if has_sp else pearson_sig  # without its p, rho only vetoes by its sign
+    opposite = has_rho and r * spearman < 0
+    if not pearson_sig and not rank_sig:
         return f"No evidence of a relation between **{y}** and **{x}** ({stat})."
+    if opposite or pearson_sig != rank_sig:
+        rho_p = f" ({p_words(spearman_p)})" if has_sp else ""
+        why = (f"a few extreme {unit} drive r" if pearson_sig else
+               f"the rank order holds but not a straight line, or a few extreme {unit} hold r back")
+        return (f"No consistent relation between **{y}** and **{x}**: Pearson r = {r:.2f} {_way(r)} ({p_words(p)}"
+                f"{band}) but Spearman rho = {spearman:.2f} {_way(spearman)}{rho_p}, n = {n} {unit}; {why}.")
     strength = "strongly" if abs(r) >= 0.7 else "moderately" if abs(r) >= 0.4 else "weakly"
-    direction = "rises" if r > 0 else "falls"
-    return f"**{y}** {strength} {direction} with **{x}** ({stat}). Correlation is not cause."
+    return f"**{y}** {strength} {_way(r)} with **{x}** ({stat}). Correlation is not cause."
 
 
 # ------------------------------------------------------------------------------------------- correlation tables

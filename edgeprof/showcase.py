@@ -42,9 +42,10 @@ class PhotoError(UsageError):
 
 @dataclass(frozen=True)
 class Card:
-    """One precision's result for the photo. ``p50_ms`` in ms, ``size_mb`` the model file in MB (2**20 bytes),
-    ``peak_mb`` the run's peak memory in MB, ``agrees`` whether its top-1 class is FP32's (None for FP32 itself or
-    when either is missing); ``error`` one sentence when the run did not give a result."""
+    """One precision's result for the photo. ``p50_ms`` in ms, ``size_mb`` the model file in MB of 10**6 bytes (the
+    app's MB for a file, ``ui.fmt_file_mb``), ``peak_mb`` the run's peak memory in MB, ``agrees`` whether its top-1
+    class is FP32's (None for FP32 itself or when either is missing); ``error`` one sentence when the run did not
+    give a result."""
 
     precision: str
     run_id: str | None
@@ -256,7 +257,7 @@ def _card(precision: str, run_id: str, result: dict, labels: list) -> Card:
     backend = result.get("backend") or {}
     size = result.get("model_size_bytes")
     return Card(precision, run_id, label=label, confidence=pred.get("probability"),
-                p50_ms=(result.get("latency_ms") or {}).get("p50"), size_mb=size / 2**20 if size else None,
+                p50_ms=(result.get("latency_ms") or {}).get("p50"), size_mb=size / 1e6 if size else None,
                 peak_mb=peak, peak_source=source if peak else None,
                 backend=f"{backend.get('name')} {backend.get('version')}, {backend.get('threads')} threads"
                 if backend.get("name") else None)

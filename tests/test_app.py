@@ -222,6 +222,9 @@ def test_correlations_page_shows_table_and_small_n_note(db):
     assert windowed["layout"]["xaxis"]["title"]["text"] == "window start (s)"
     assert windowed["layout"]["yaxis"]["title"]["text"] == "latency (ms)"
     assert windowed["layout"]["yaxis2"]["title"]["text"] == "worker CPU (% of one core)"  # words, not cpu.worker_pct
+    assert windowed["layout"]["yaxis2"]["tickmode"] == "auto"  # its own round ticks, not the left axis' grid
+    (scatter,) = [f for f in figures(at) if f["layout"]["title"]["text"].startswith("latency median (ms) vs ")]
+    assert scatter["data"][0]["name"] == "time windows"  # the points are windows of this run, not runs
     assert at.selectbox(key="corr_metric").value == "cpu.worker_pct"
     said = texts(at)
     assert "cpu." not in said and "mem." not in said and " y did not vary" not in said, said  # labels, not names
@@ -330,3 +333,56 @@ def test_models_table_says_not_built_where_a_variant_has_no_file_yet(db, tmp_pat
     assert list(onnx.loc[["fp16", "int8-dynamic", "int8-static"], "size (MB)"]) == ["not built"] * 3
     assert re.fullmatch(r"0\.\d{3}", onnx.loc["fp32", "size (MB)"])  # the shipped file: 0.1 MB, three decimals
     assert table["size (MB)"].notna().all() and "None" not in set(table["size (MB)"])
+
+
+def _no_inference_run(db, status: str, summary: dict, *, telemetry: bool = False) -> str:
+    """A run stored as a worker that ended before its first inference leaves it (a text file named bad.onnx, an OOM
+    kill while loading)."""
+    from edgeprof.store import Store
+    from tests.test_store import DEVICE
+
+    store = Store(db)
+    rid = store.insert_run(None, store.upsert_device(DEVICE), {
+        "model": "bad.onnx", "precision": "fp32", "runtime": None, "threads": 2, "memory_limit_mb": None})
+    if telemetry:
+        store.append_telemetry(rid, [(10**9 + i * 10**8, "host", "cpu.total_pct", 50.0, "%") for i in range(20)])
+    store.finish_run(rid, status, summary.get("error"), {"run_id": rid, "status": status, **summary})
+    return rid
+
+
+def test_runs_page_shows_a_failed_run_without_empty_figures(db):
+    """A fresh user read "Memory: peak charged - ...", "CPU: device - busy", "statistics from all 0 steady samples",
+    "None" in the table, "· nan ·" in the picker, and a link to Runs on Runs, for a run that failed at load."""
+    rid = _no_inference_run(db, "failed", {
+        "error": "bad.onnx is not a model ONNX Runtime can read", "memory": {"requested_mb": None,
+        "peak_charged_mb": None, "peak_rss_mb": None}, "cpu": {"cores": 2, "system_mean_pct": None,
+        "worker_mean_pct": None}, "retention": {"requested": "auto", "kept": "all", "exact_samples": 0,
+        "steady_samples": 0, "reservoir_samples": None, "statement": "every sample kept: statistics from all 0 "
+        "steady samples"}})
+    at = AppTest.from_file(str(ROOT / "views" / "2_Runs.py"), default_timeout=TIMEOUT)
+    at.query_params["run_id"] = rid
+    at.run()
+    assert not at.exception, at.exception
+    words = texts(at)
+    assert "bad.onnx is not a model ONNX Runtime can read" in words
+    for empty in ("Memory:", "CPU:", "Samples:", "0 steady samples", "Open this run in Runs"):
+        assert empty not in words, words
+    assert not at.metric, [m.label for m in at.metric]  # no row of six dashes
+    label = at.selectbox(key="show_run").format_func(rid)
+    assert "bad.onnx fp32 · no limit · 2 threads [failed] …" in label and "nan" not in label, label
+    table = at.dataframe[0].value  # what the page's table shows in each cell
+    row = table[table["run"] == rid].iloc[0]
+    assert (row["runtime"], row["threads"], row["p50 (ms)"], row["peak RSS (MB)"]) == ("-", "2", "-", "-"), row
+    assert not table.isna().any().any(), table
+
+
+def test_runs_page_says_a_finished_run_never_made_an_inference(db):
+    """An OOM kill before the first inference, with telemetry: the latency chart said "waiting for the first
+    inference..." of a run that had ended."""
+    rid = _no_inference_run(db, "oom_killed", {"error": "killed for memory"}, telemetry=True)
+    at = AppTest.from_file(str(ROOT / "views" / "2_Runs.py"), default_timeout=TIMEOUT)
+    at.query_params["run_id"] = rid
+    at.run()
+    assert not at.exception, at.exception
+    latency = figures(at)[0]
+    assert latency["layout"]["annotations"][0]["text"] == "no inference was made: the run ended before its first one"

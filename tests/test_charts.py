@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import pytest
 
 from edgeprof import charts, stats
 
@@ -67,7 +68,8 @@ def test_a_fast_model_is_drawn_on_an_axis_that_shows_its_latencies():
 def test_telemetry_figures():
     tel = tel_frame()
     cpu = charts.cpu_figure(tel)
-    assert {"device (100 = all cores busy)", "worker (100 = 1 core)", "core 0", "core 1"} <= {tr.name for tr in cpu.data}
+    assert {"device (100 = all cores busy)", "worker (cores busy, right axis)", "core 0", "core 1"} <= {
+        tr.name for tr in cpu.data}
     mem = charts.memory_figure(tel, cap_mb=64)
     assert {"worker RSS", "charged to the cap"} <= {tr.name for tr in mem.data}
     assert any(a.text == "limit 64 MB" for a in mem.layout.annotations)
@@ -99,7 +101,11 @@ def test_correlation_figures():
     assert [tr.name for tr in sc.data][-1] == "least-squares fit"
     assert len(charts.scatter_fit([1, 2], [1, 2], x_label="x", y_label="y").data) == 1  # too few points for a line
     w = pd.DataFrame({"t_s": [0.0, 1.0], "latency_ms_median": [1.0, 2.0], "cpu.total_pct": [10.0, 20.0]})
-    assert len(charts.windowed_figure(w, "cpu.total_pct").data) == 2
+    wf = charts.windowed_figure(w, "cpu.total_pct")
+    assert len(wf.data) == 2 and wf.layout.yaxis2.tickmode == "auto"  # round ticks, not the left grid's 140.3 / 162.9
+    assert [tr.name for tr in sc.data][0] == "runs"
+    win = charts.scatter_fit(df["a"], df["b"], x_label="worker CPU", y_label="latency", points="time windows")
+    assert [tr.name for tr in win.data] == ["time windows", "least-squares fit"]  # a window is not a run
 
 
 def test_compare_figures():
@@ -203,6 +209,32 @@ def test_numbers_read_the_same_everywhere():
     assert ui.limit_words(None) == "no limit" and ui.limit_words(94.863) == "95 MB"
 
 
+def test_cpu_memory_and_pressure_axes_read_right():
+    """A fresh user's screenshots: the CPU axis started at 80, the worker at 190 (% of one core) sat above the device
+    at 100 (% of all cores) on one axis, the faults axis read "0 0 0 1 1 1", and the memory legend sat on "time (s)"."""
+    rows = []
+    for i in range(30):
+        t = i * 0.1
+        rows += [(t, "cpu.total_pct", 85.0 + i % 7), (t, "cpu.core0_pct", 80.0 + i % 5), (t, "cpu.core1_pct", 95.0),
+                 (t, "cpu.worker_pct", 170.0 + i % 20), (t, "mem.pressure_some_pct", 1.0),
+                 (t, "mem.major_faults_per_s", [0.0, 0.0, 0.5, 1.2][i % 4]), (t, "mem.charged_mb", 50.0),
+                 (t, "mem.worker_rss_mb", 60.0), (t, "mem.used_mb", 1500.0 + t)]
+    tel = pd.DataFrame(rows, columns=["t_s", "metric", "value"])
+    cpu = charts.cpu_figure(tel)
+    assert cpu.layout.yaxis.range[0] == 0 and cpu.layout.yaxis.title.text == "CPU (%)"
+    worker = next(tr for tr in cpu.data if tr.name == "worker (cores busy, right axis)")
+    assert worker.yaxis == "y2" and np.nanmax(worker.y) == pytest.approx(1.89)  # 189% of one core = 1.89 cores
+    assert cpu.layout.yaxis2.title.text == "worker (cores)" and cpu.layout.yaxis2.tickmode == "auto"
+    # two cores level with 100% on the left: the worker on both cores meets the device line, never above it
+    assert cpu.layout.yaxis2.range[1] / 2 == pytest.approx(cpu.layout.yaxis.range[1] / 100)
+    pressure = charts.pressure_figure(tel)
+    assert pressure.layout.yaxis2.tickmode == "auto" and pressure.layout.yaxis2.tickformat == "~g"  # 0.5, not 0 or 1
+    mem = charts.memory_figure(tel, cap_mb=64)
+    for fig in (cpu, pressure, mem):  # anchored under the axis title, not at a share of the plot's height
+        assert fig.layout.legend.yref == "container" and fig.layout.legend.y == 0
+    assert mem.layout.yaxis2.tickmode == "auto"
+
+
 def test_chart_glitches_seen_in_screenshots_stay_fixed():
     """Axis titles make room for themselves (automargin); the faults axis never goes below 0; a log axis labels 20 as
     20; killed runs have a legend entry."""
@@ -210,7 +242,7 @@ def test_chart_glitches_seen_in_screenshots_stay_fixed():
     assert fig.layout.yaxis.automargin and fig.layout.xaxis.automargin
     tel = pd.DataFrame({"t_s": [0.0, 0.1, 0.2] * 2, "metric": ["mem.pressure_some_pct"] * 3 + ["mem.major_faults_per_s"] * 3,
                         "value": [0.0, 1.0, 2.0, 0.0, 5.0, 10.0]})
-    assert charts.pressure_figure(tel).layout.yaxis2.rangemode == "nonnegative"
+    assert charts.pressure_figure(tel).layout.yaxis2.rangemode == "tozero"
     ticks = charts.log_ticks(0.03, 25.0)
     assert ticks["tickvals"][-2:] == [10.0, 20.0] and ticks["ticktext"][-1] == "20" and ticks["ticktext"][0] == "0.05"
     box = charts.latency_box({"a": np.full(50, 0.05) + np.arange(50) / 1e4, "b": np.full(50, 20.0) + np.arange(50) / 100})
@@ -219,3 +251,28 @@ def test_chart_glitches_seen_in_screenshots_stay_fixed():
                         "status": ["oom_killed", "ok", "ok"], "label": ["a", "b", "c"]})
     names = [t.name for t in charts.memory_effect_figure(pts).data]
     assert "v: killed (OOM) or timed out" in names
+
+
+def test_long_run_chart_draws_medians_on_a_robust_axis():
+    """A long run's chart from its reduction: the median line (it matches p50), a 5-95% band, the slowest as a thin
+    line, an axis from the band (the slowest go above it), and a title that says only the drawing is reduced."""
+    t = np.arange(100.0)
+    med, lo, hi = np.full(100, 0.017), np.full(100, 0.015), np.full(100, 0.02)
+    slowest = np.full(100, 2.0)
+    fig = charts.latency_reduced(t, slowest, med, lo, hi, samples=27_000)
+    assert fig.layout.title.text == ("Latency per inference: 27,000 inferences, drawn as the median of every 270 "
+                                     "(statistics use every sample)")
+    assert [d.name for d in fig.data if d.showlegend is not False] == [
+        "slowest of each 270", "5-95% of each 270", "median of each 270"]
+    assert fig.layout.yaxis.range[0] == 0.0 and abs(fig.layout.yaxis.range[1] - 0.024) < 1e-9
+    assert fig.layout.annotations[-1].text == "▲ the slowest of 100 of 100 stretches above the axis"
+    slowest[:90] = 0.021
+    fig = charts.latency_reduced(t, slowest, med, lo, hi, samples=27_000)
+    assert fig.layout.annotations[-1].text == "▲ the slowest of 10 of 100 stretches above the axis"
+    # a run kept reduced: stored samples to 60 s, then a point a second
+    t = np.concatenate([np.arange(0, 60, 0.4), np.arange(60, 600, 1.0)])
+    fig = charts.latency_reduced(t, np.ones(t.size), np.ones(t.size), samples=400_000, exact_s=60.0)
+    assert fig.layout.title.text == (
+        "Latency per inference: 400,000 inferences, drawn as medians: to 60 s of each stretch of stored samples, "
+        "after it one point a second (the median of the run's reservoir samples in it); only the drawing is reduced "
+        "this way")

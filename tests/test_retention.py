@@ -78,6 +78,13 @@ def test_a_run_past_n_stores_its_first_part_exact_and_a_bounded_reservoir(monkey
     line = store.latency_timeline(rid)  # the chart: min, max and mean per stretch of time, every sample counted
     assert line["reduced"] and line["samples"] == len(lat) and line["n"].sum() == len(lat)
     assert line["min_ns"].min() == lat.min() and line["max_ns"].max() == lat.max()
+    # the chart's line is each stretch's median: of its stored samples, past them of the reservoir's samples in it
+    t_lat = store.latency(rid)
+    assert line["exact_t1"] == t_lat["t_ns"].max()
+    first = line["t_ns"] <= line["exact_t1"]
+    assert np.isfinite(line["median_ns"][first]).all() and np.isfinite(line["median_ns"]).sum() > first.sum()
+    assert (line["p05_ns"][first] <= line["median_ns"][first]).all()
+    assert (line["median_ns"][first] <= line["p95_ns"][first]).all()
     assert len(store.steady_subsample([rid])[rid]) == 400  # Compare and Correlations draw the reservoir
 
 

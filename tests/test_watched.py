@@ -91,3 +91,9 @@ def test_the_run_page_says_what_a_run_started_here_gives_up(tmp_path, monkeypatc
     said = ("On this 2-core device a run started here uses at most 1 thread and a 4x CPU weight, leaving this browser "
             "a core to draw the live chart.")
     assert (said in warning) == (cores == 2), warning
+    # the Threads box keeps the user's 2, and says under it what the run will get
+    captions = [c.value for c in at.caption]
+    gets = ("Asks for 2 threads; watched on this 2-core device the run gets 1 thread (a core is left to draw this "
+            "page).")
+    assert (gets in captions) == (cores == 2), captions
+    assert at.number_input(key="threads").value == 2

@@ -108,7 +108,7 @@ def card(c: showcase.Card, fp32_ms: float | None) -> None:
         if fp32_ms and c.p50_ms and c.precision != "fp32":
             r = fp32_ms / c.p50_ms
             speed = f" ({r:.1f}x faster)" if r >= 1.05 else (f" ({1 / r:.1f}x slower)" if r <= 0.95 else "")
-        figs = [f"{ui.fmt_ms(c.p50_ms)} per photo{speed}", f"{c.size_mb:.1f} MB model" if c.size_mb else "",
+        figs = [f"{ui.fmt_ms(c.p50_ms)} per photo{speed}", f"{ui.fmt_file_mb(c.size_mb)} model" if c.size_mb else "",
                 f"{c.peak_mb:.0f} MB peak memory" if c.peak_mb else "", f"{mark}{agree}"]
         st.markdown(f'<div class="ep-card-label">{html.escape(c.label or "?")}</div>'
                     f'<div class="ep-card-figs">{html.escape(sure)}<br>'

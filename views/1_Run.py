@@ -109,6 +109,8 @@ c5, c6, c7, c8 = st.columns(4)
 backend, backend_options = ui.backend_widgets(runtime, [c5, c6])
 threads = c7.number_input("Threads", min_value=1, max_value=max(4, 2 * (os.cpu_count() or 2)), value=2, step=1,
                           key="threads")
+if threads_words := ui.watched_threads_words(model, int(threads)):  # run.runner.watched_choice: what the run gets
+    c7.caption(threads_words)
 preset = c8.selectbox("Duration", list(PRESETS) if staff else list(auth.VISITOR_PRESETS), key="preset",
                       format_func=lambda p: PRESET_WORDS.get(p, p),
                       help="The minimum steady-state time and number of inferences; loading and warm-up come first.")

@@ -121,17 +121,15 @@ show = st.selectbox("Show run", ids, key="show_run", format_func=labels.get, ind
                     placeholder="pick a run to see its charts")
 if fleet:  # the fleet's runs: their results here; charts, delete and export act on this device's runs
     if show:
-        ui.render_summary(ui.fleet_run(fleet, show)["summary"] or {"run_id": show}, run_id=show)
+        ui.render_summary(ui.fleet_run(fleet, show)["summary"] or {"run_id": show}, run_id=show, link=False)
     st.stop()
 if show:
     run = store.get_run(show)
     summary = (run or {}).get("summary") or {"run_id": show, "status": run.get("status"), "error": run.get("reason")}
-    ui.render_summary(summary, run_id=show)
-    if isinstance(summary.get("retention"), dict):  # which samples the statistics came from (run.recorder)
-        st.caption(f"Samples: {summary['retention']['statement']}.")
-    lat_ms = summary.get("latency_ms") or {}
-    top_ms = max(1.5 * (lat_ms.get("p99") or 0), 1.2 * (lat_ms.get("p50") or 0)) or None
-    reduced = store.latency_timeline(show, top_ns=int(top_ms * 1e6) if top_ms else None)
+    ui.render_summary(summary, run_id=show, link=False)  # this is Runs: no link to itself
+    if ui.retention_caption(summary):  # which samples the statistics came from (run.recorder)
+        st.caption(ui.retention_caption(summary))
+    reduced = store.latency_timeline(show)
     raw = reduced["samples"] <= samples.RAW_MAX and not reduced["reduced"]  # short: sample by sample
     lat = store.latency(show) if raw else None
     tel = store.telemetry(show)
@@ -151,12 +149,14 @@ if show:
             if not warm.empty:
                 end = steady["t_ns"].min() if not steady.empty else warm["t_ns"].max()
                 warm_span = ((warm["t_ns"].min() - t0) / 1e9, (end - t0) / 1e9)
-            fig = charts.latency_timeline((lat["t_ns"] - t0) / 1e9, lat["latency_ns"] / 1e6, warmup=warm_span)
+            fig = charts.latency_timeline((lat["t_ns"] - t0) / 1e9, lat["latency_ns"] / 1e6, warmup=warm_span,
+                                          status=run.get("status"))
         else:
-            w0, s0 = reduced["warmup_t0"], reduced["steady_t0"]
+            w0, s0, cut = reduced["warmup_t0"], reduced["steady_t0"], reduced.get("exact_t1")
             fig = charts.latency_reduced(
-                (reduced["t_ns"] - t0) / 1e9, reduced["min_ns"] / 1e6, reduced["max_ns"] / 1e6,
-                reduced["mean_ns"] / 1e6, samples=reduced["samples"], top_ms=top_ms, above=reduced["above"],
+                (reduced["t_ns"] - t0) / 1e9, reduced["max_ns"] / 1e6, reduced["median_ns"] / 1e6,
+                reduced["p05_ns"] / 1e6, reduced["p95_ns"] / 1e6, samples=reduced["samples"],
+                exact_s=(cut - t0) / 1e9 if reduced["reduced"] and cut is not None else None,
                 warmup=((w0 - t0) / 1e9, ((s0 or reduced["t_ns"][-1]) - t0) / 1e9) if w0 is not None else None)
         st.plotly_chart(fig, key="run_latency")
         tframe = ui.telemetry_frame(tel, t0) if not tel.empty else tel

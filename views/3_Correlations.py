@@ -110,7 +110,8 @@ elif mode == MODES[1]:
                                            color=list(data["precision"].astype(str)), hover=list(data["label"])),
                         key="corr_scatter")
         st.markdown(questions.relation_sentence(x, y, row["pearson_r"], row["pearson_p"], int(row["n"]),
-                                                spearman=row["spearman_r"], ci=(row["ci_low"], row["ci_high"])))
+                                                spearman=row["spearman_r"], ci=(row["ci_low"], row["ci_high"]),
+                                                spearman_p=row["spearman_p"]))
 else:
     okruns = runs[runs["status"].isin(["ok", "stopped"])]
     if okruns.empty:
@@ -126,7 +127,7 @@ else:
     length = float(steady_s[okruns["run_id"] == rid].iloc[0]) if np.isfinite(steady_s[okruns["run_id"] == rid].iloc[0]) \
         else 10.0
     window_s = c2.number_input("Window (s)", min_value=0.05, max_value=60.0, step=0.25, key="window_s",
-                               value=float(max(0.25, round(length / 40, 2))))
+                               value=stats.readable_window_s(length / 40))
     lat, t0, t_end = ui.samples(store, fleet).latency_windows(rid, float(window_s))  # windowed in the database
     tel = ui.samples(store, fleet).telemetry(rid)
     wdf = stats.windowed_telemetry(lat, t0, t_end, tel, float(window_s)) if t0 is not None else \
@@ -148,9 +149,11 @@ else:
     metric = st.selectbox("Metric", varied, index=varied.index(default), key="corr_metric", format_func=names.get)
     st.plotly_chart(charts.windowed_figure(wdf, metric, metric_label=names[metric]), key="corr_windows")
     st.plotly_chart(charts.scatter_fit(wdf[metric], wdf["latency_ms_median"], x_label=names[metric],
-                                       y_label="latency median (ms)"), key="corr_window_scatter")
+                                       y_label="latency median (ms)", points="time windows"),
+                    key="corr_window_scatter")
     row = result[result["y"] == names[metric]]
     if len(row):
         r = row.iloc[0]
         st.markdown(questions.relation_sentence(names[metric], "latency median (ms)", r["pearson_r"], r["pearson_p"],
-                                                int(r["n"]), unit="windows", spearman=r["spearman_r"]))
+                                                int(r["n"]), unit="windows", spearman=r["spearman_r"],
+                                                spearman_p=r["spearman_p"]))

@@ -165,7 +165,7 @@ def build_summary(f: RunFacts) -> dict:
         cap_hit=bool(mem.get("oom_kill_count")) if mem.get("mechanism") in ("cgroup1", "cgroup2") else None,
         warmup_capped=warm_reason if warm_reason in ("max_iterations", "max_seconds") else None,
         cpu_others_pct=others, cpu_busy_pct=busy,
-    ) if status in ("ok", "stopped") else []  # a stopped run's numbers can be suspect too (CoV 110%)
+    ) if status in ("ok", "stopped") else []  # a stopped run's numbers can be suspect too
 
     backend = dict(f.backend or {})
     return {

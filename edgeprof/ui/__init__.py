@@ -67,6 +67,7 @@ from .summary import (
     op_comparison,
     render_summary,
     render_why,
+    retention_caption,
     summary_figures,
     why_lines,
 )
@@ -80,17 +81,19 @@ from .uploads import (
     upload_cap_mb,
     uploaded_models,
 )
-from .viewer import on_device_warning, viewer_address
-from .words import fmt_duration, fmt_ms, fmt_rate, md_text
+from .viewer import on_device_warning, viewer_address, watched_threads_words
+from .words import fmt_duration, fmt_file_mb, fmt_ms, fmt_rate, md_text
 
 __all__ = [
     "AUTO", "COLUMN_LABELS", "MEMORY_CHART_NOTE", "MEMORY_LIMIT_HELP", "PAGES", "STATUS_WORDS", "UPLOAD_CAP_MB",
     "VARIABLES", "WHY_METRICS", "Cell", "FleetSamples", "LiveBuffer", "_store_for", "backend_widgets", "db_path",
-    "duration_words", "filter_runs", "fleet_choice", "fleet_push", "fleet_run", "fmt_duration", "fmt_ms", "fmt_rate",
+    "duration_words", "filter_runs", "fleet_choice", "fleet_push", "fleet_run", "fmt_duration", "fmt_file_mb",
+    "fmt_ms", "fmt_rate",
     "footprint_hint", "footprint_table", "get_store", "gpu_reason", "headline", "inputs_panel", "interval_words",
     "limit_words", "md_text", "metric_label", "model_label", "model_uploader", "newest_run", "now_utc",
     "on_device_warning", "op_comparison", "page_link", "page_setup", "phase_spans", "probe_status", "recover_at_start",
-    "render_summary", "render_why", "run_label", "runs_frame", "runs_table", "samples", "save_upload", "shared_view",
+    "render_summary", "render_why", "retention_caption", "run_label", "runs_frame", "runs_table", "samples",
+    "save_upload", "shared_view",
     "show_error", "sidebar", "source_stops", "summary_figures", "telemetry_charts", "telemetry_frame", "telemetry_panel",
-    "thermal_reason", "upload_cap_mb", "uploaded_models", "viewer_address", "why_lines",
+    "thermal_reason", "upload_cap_mb", "uploaded_models", "viewer_address", "watched_threads_words", "why_lines",
 ]

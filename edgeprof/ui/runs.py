@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -19,20 +20,33 @@ VARIABLES = columns.CORRELATE
 COLUMN_LABELS = {v: k for k, v in VARIABLES.items()}
 
 
+def _known(v) -> bool:
+    """Whether a field of a stored run holds a value (not None, NaN or an empty string)."""
+    if v is None:
+        return False
+    try:
+        return not pd.isna(v) and str(v) != ""
+    except (TypeError, ValueError):
+        return True
+
+
 def run_label(row) -> str:
     """A run in a picker: when, what (model, precision, runtime, limit, threads), how it ended, its p50 (and, for a run
-    the store keeps reduced, that it came from a reservoir: ``run.recorder``), its id's end."""
+    the store keeps reduced, that it came from a reservoir: ``run.recorder``), its id's end. A part the run lacks (a
+    failed run has no runtime, no p50) is left out, never written "nan" or "None"."""
     created = row.get("created_at")
-    when = pd.Timestamp(created).strftime("%m-%d %H:%M:%S") if created is not None and not pd.isna(created) else "?"
+    when = pd.Timestamp(created).strftime("%m-%d %H:%M:%S") if _known(created) else "?"
     p50 = row.get("p50_ms")
-    lat = f", p50 {fmt_ms(p50)}" if p50 is not None and not pd.isna(p50) else ""
+    lat = f", p50 {fmt_ms(p50)}" if _known(p50) else ""
     lat += " from a reservoir of its samples" if lat and row.get("retention") == "reduced" else ""
-    model = model_label(str(row.get("model"))) if row.get("model") else "?"
-    threads = row.get("threads")
-    threads = f" · {plural(int(threads), 'thread')}" if threads is not None and not pd.isna(threads) else ""
+    model = model_label(str(row.get("model"))) if _known(row.get("model")) else "?"
+    what = " ".join([model] + [str(row["precision"])] * _known(row.get("precision")))
+    threads = plural(int(row["threads"]), "thread") if _known(row.get("threads")) else None
+    parts = [what, str(row["runtime"]) if _known(row.get("runtime")) else None,
+             limit_words(row.get("memory_limit_mb")), threads]
     rid = str(row["run_id"])[-6:]
-    return (f"{when} {model} {row.get('precision')} · {row.get('runtime')} · {limit_words(row.get('memory_limit_mb'))}"
-            f"{threads} [{row.get('status')}{lat}] …{rid}")
+    status = row.get("status") if _known(row.get("status")) else "?"
+    return f"{when} {' · '.join(p for p in parts if p)} [{status}{lat}] …{rid}"
 
 
 def fleet_choice(key: str) -> str | None:
@@ -117,25 +131,31 @@ def limit_words(mb) -> str:
     return "no limit" if mb is None or pd.isna(mb) else charts.fmt_mb(float(mb))
 
 
+NUMBER_FORMATS = {"threads": "{:.0f}", "p50 (ms)": "{:.3f}", "p90 (ms)": "{:.3f}", "inferences/s": "{:.1f}",
+                  "peak charged (MB)": "{:.0f}", "peak RSS (MB)": "{:.0f}"}
+
+
 def runs_table(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """The Runs page's table and its column formats: words for columns, "no limit" for an empty limit, the model by
-    the name it was uploaded with, numbers as numbers (empty where not measured, never "None")."""
+    """The Runs page's table and its column config: words for columns, "no limit" for an empty limit, the model by
+    the name it was uploaded with, a value a run lacks written "-" as the CLI writes it (a failed run has no runtime
+    and no p50), never "None" or "nan". Numbers are written as text, right-aligned (as the Models page writes its
+    sizes): Streamlit's table draws a missing number as a grey "None" whatever a Styler says, so a number column
+    cannot show "-"; sorting by such a column sorts the text, which this page, paged newest first, can live with."""
     num = lambda col: pd.to_numeric(df[col], errors="coerce").astype(float)  # noqa: E731
+    text = lambda col: [str(v) if _known(v) else "-" for v in df[col]]  # noqa: E731
     table = pd.DataFrame({
         "started (UTC)": pd.to_datetime(df["created_at"]), "device": _device_column(df),
-        "model": [model_label(str(m)) for m in df["model"]], "precision": df["precision"], "runtime": df["runtime"],
-        "threads": df["threads"], "memory limit": [limit_words(v) for v in df["memory_limit_mb"]],
-        "status": df["status"], "p50 (ms)": num("p50_ms"), "p90 (ms)": num("p90_ms"),
-        "inferences/s": num("throughput_ips"), "peak charged (MB)": num("peak_charged_mb"),
-        "peak RSS (MB)": num("peak_rss_mb"), "run": df["run_id"],
+        "model": [model_label(str(m)) if _known(m) else "-" for m in df["model"]], "precision": text("precision"),
+        "runtime": text("runtime"), "threads": num("threads"),
+        "memory limit": [limit_words(v) for v in df["memory_limit_mb"]], "status": text("status"),
+        "p50 (ms)": num("p50_ms"), "p90 (ms)": num("p90_ms"), "inferences/s": num("throughput_ips"),
+        "peak charged (MB)": num("peak_charged_mb"), "peak RSS (MB)": num("peak_rss_mb"), "run": df["run_id"],
     })
+    for col, spec in NUMBER_FORMATS.items():
+        table[col] = [spec.format(v) if np.isfinite(v) else "-" for v in table[col]]
     config = {"started (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
               "status": st.column_config.TextColumn(width="medium"),
-              "p50 (ms)": st.column_config.NumberColumn(format="%.3f"),
-              "p90 (ms)": st.column_config.NumberColumn(format="%.3f"),
-              "inferences/s": st.column_config.NumberColumn(format="%.1f"),
-              "peak charged (MB)": st.column_config.NumberColumn(format="%.0f"),
-              "peak RSS (MB)": st.column_config.NumberColumn(format="%.0f")}
+              **{col: st.column_config.TextColumn(alignment="right") for col in NUMBER_FORMATS}}
     return table, config
 
 

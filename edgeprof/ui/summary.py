@@ -51,9 +51,24 @@ STATUS_WORDS = {
 }
 
 
-def render_summary(result: dict, *, run_id: str | None = None) -> None:
-    """The end-of-run block: status in words, headline numbers, memory, flags in plain words, a link to Runs. A
-    visitor in booth mode reads it without the server's paths (an error or a note may name a file)."""
+def _figure(v) -> bool:
+    """Whether ``v`` is a number to show (not None, not NaN)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def retention_caption(result: dict) -> str | None:
+    """The "Samples: ..." line under a run's summary (which samples its statistics came from, ``run.recorder``), or
+    None where it has nothing to say: a run with no steady sample."""
+    kept = result.get("retention")
+    if not isinstance(kept, dict) or not kept.get("statement") or not kept.get("steady_samples"):
+        return None
+    return f"Samples: {kept['statement']}."
+
+
+def render_summary(result: dict, *, run_id: str | None = None, link: bool = True) -> None:
+    """The end-of-run block: status in words, headline numbers, memory, flags in plain words, a link to Runs (not on
+    the Runs page itself: ``link=False``). A line without a figure (a run that failed before it measured anything)
+    is left out. A visitor in booth mode reads it without the server's paths (an error or a note may name a file)."""
     from .. import auth
 
     result = auth.for_viewer(result)
@@ -67,7 +82,9 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
     else:
         error = str(result.get("error") or "").strip()
         st.error(words[:-1] + (f": {md_text(error)}" if error else "."))  # as written: "text.onnx is ..." keeps its name
-    headline(summary_figures(result))
+    figures = summary_figures(result)
+    if any(_figure(v) for v in figures.values()):  # a run that failed at load has six dashes to show: none
+        headline(figures)
     lat = result.get("latency_ms") or {}
     mem = result.get("memory") or {}
     cpu = result.get("cpu") or {}
@@ -78,12 +95,14 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
         lines.append(interval_words(lat))
     cap = mem.get("requested_mb")
     limit = f"{charts.fmt_mb(cap)} ({mem.get('mechanism')})" if cap else "none"
-    lines.append(f"Memory: peak charged {charts.fmt_mb(mem.get('peak_charged_mb'))} (the footprint the limit acts on), "
-                 f"peak worker RSS {charts.fmt_mb(mem.get('peak_rss_mb'))} (also counts shared libraries); limit "
-                 f"{limit}.")
+    peaks = [f"peak {what} {charts.fmt_mb(mem[key])} ({why})" for key, what, why in (
+        ("peak_charged_mb", "charged", "the footprint the limit acts on"),
+        ("peak_rss_mb", "worker RSS", "also counts shared libraries")) if _figure(mem.get(key))]
+    if peaks:  # a run that failed before its worker was measured has none: no line of dashes
+        lines.append(f"Memory: {', '.join(peaks)}; limit {limit}.")
     if result.get("cpu_priority"):  # none: an older run, or the worker never started
         lines.append(f"Worker CPU priority: {describe_priority(result.get('cpu_priority'))}.")
-    if cpu:
+    if any(_figure(cpu.get(k)) for k in ("system_mean_pct", "worker_mean_pct")):
         cores = f" of {cpu['cores']} cores" if cpu.get("cores") else ""
         others = f", other processes {fmt(cpu.get('others_mean_pct'), 0, '%')}" if cpu.get("others_mean_pct") is not None else ""
         lines.append(f"CPU: device {fmt(cpu.get('system_mean_pct'), 0, '%')} busy{cores}; worker "
@@ -103,7 +122,7 @@ def render_summary(result: dict, *, run_id: str | None = None) -> None:
     notes = [n for n in result.get("notes") or [] if not n.startswith("writes delayed")]
     if notes:
         st.caption("Notes: " + md_text("; ".join(notes)) + ".")
-    if rid:
+    if rid and link:
         page_link("views/2_Runs.py", label="Open this run in Runs", query={"run_id": rid})
 
 

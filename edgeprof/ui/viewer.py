@@ -38,6 +38,24 @@ def _small_board_words() -> str:
             "the live chart. ")
 
 
+def watched_threads_words(model: str, threads: int) -> str:
+    """Under the Run page's Threads: what a run started from this browser gets when the browser runs on a small
+    device (``run.runner.watched_choice`` gives the browser a core), so the widget's 2 does not read as the run's 2;
+    "" where the run gets what it asks for. The choice itself stays the user's."""
+    from ..config import RunConfig
+    from ..device import client_on_device
+    from ..run.runner import watched_choice
+
+    if not client_on_device(viewer_address(), set(_own_addresses())):
+        return ""
+    _, choice = watched_choice(RunConfig(model=model, threads=int(threads), watched=True))
+    if not choice or choice["threads"] == int(threads):
+        return ""
+    got = choice["threads"]
+    return (f"Asks for {int(threads)} threads; watched on this {choice['cores']}-core device the run gets {got} "
+            f"thread{'s' if got > 1 else ''} (a core is left to draw this page).")
+
+
 def on_device_warning() -> bool:
     """Before Start: say so when the browser runs on the device being measured, and how to watch from another
     machine. Returns whether it was shown."""

@@ -27,6 +27,12 @@ def fmt(v, nd=2, unit=""):
     return f"{v:,.{nd}f}{unit}"
 
 
+def fmt_file_mb(mb) -> str:
+    """A model file's size in MB of 10**6 bytes, as ``edgeprof models``, the Models page and the store's
+    ``model_size_mb`` count it: ``18.55 MB``; ``-`` for None or a number that is not finite."""
+    return fmt(mb, 2, " MB")
+
+
 def fmt_rate(v) -> str:
     """Inferences a second: ``0.79/s``, ``12/s``, ``3,456/s``, ``45.6k/s``."""
     if v is None or not np.isfinite(v):

@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import paths
 from ..errors import EdgeprofError
-from ..stats import plural
+from ..stats import fmt_ms, fmt_ms_range, plural
 from . import analysis
 from .messages import AnalyseSpec, MeasureSpec
 from .parent import run_isolated
@@ -137,7 +137,7 @@ def _p50(p: dict) -> str:
     if p.get("p50_ms") is None:
         return "no latency"
     ci = p.get("p50_ci")
-    return f"p50 {p['p50_ms']:.3g} ms" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "")
+    return f"p50 {fmt_ms(p['p50_ms'])}" + (f" (95% interval {fmt_ms_range(ci[0], ci[1])})" if ci else "")
 
 
 def sentences(doc: dict) -> list[str]:

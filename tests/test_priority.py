@@ -243,7 +243,7 @@ def test_cli_run_records_and_prints_its_priority(tmp_path):
            "128", "--db", str(db), "--quiet"]
     out = subprocess.run(cmd, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert (f"  CPU priority above other processes (cgroup1 cpu.shares={1024 * priority.WEIGHT_FACTOR} (default 1024))"
+    assert (f"  CPU priority above other processes (cgroup1 cpu.shares={1024 * priority.WEIGHT_FACTOR}, default 1024)"
             in out.stdout.splitlines())
     res = json.loads(subprocess.run([*cmd[:3], "show", "--db", str(db), "--json",
                                      out.stdout.split()[1].rstrip(":")], cwd=ROOT, env=cli_env(),
